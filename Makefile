@@ -1,0 +1,33 @@
+# Saru — `make demo` and `make test` set everything up themselves on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEBIAN_PACKAGES := nginx haproxy wrk curl
+
+
+.PHONY: demo test lint deps venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+deps:
+	@sh tools/install-debian-packages.sh $(DEBIAN_PACKAGES)
+
+demo: deps venv
+	$(VENV)/bin/saru demo
+
+test: deps venv
+	$(VENV)/bin/ruff check saru tests bench
+	$(PY) -m pytest -q -ra
+
+bench: deps venv
+	$(PY) bench/checks_bench.py
+	$(PY) bench/proxy_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

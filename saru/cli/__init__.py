@@ -1,0 +1,1 @@
+"""Command-line front ends: ``saru`` and the ldirectord-compatible ``saru-ldirectord``."""

@@ -1,0 +1,77 @@
+"""The one interface every data plane implements.
+
+A data plane holds a ``Table``. The daemon reads it (``read``), computes the operations that turn
+it into the desired table (``saru.diff``), and hands them to ``apply`` in one call, which the data
+plane executes atomically where it can. Statistics are read separately so that status queries
+never disturb the table.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from saru.model import Op, ServiceKey, Table
+
+
+class DataplaneError(Exception):
+    """An operation could not be applied; the table is unchanged."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a data plane can do, so that config validation can refuse what it cannot."""
+
+    name: str
+    forwards: frozenset[str]
+    schedulers: frozenset[str]
+    protocols: frozenset[str] = frozenset({"tcp", "udp"})
+    ipv6: bool = True
+    persistence: bool = True
+    thresholds: bool = False
+
+
+@dataclass(frozen=True)
+class DestStats:
+    """Counters of one destination."""
+
+    active_connections: int = 0
+    inactive_connections: int = 0
+    connections: int = 0  # total since creation
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass
+class ServiceStats:
+    connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dests: dict[tuple[str, int], DestStats] = field(default_factory=dict)
+
+
+class Dataplane(abc.ABC):
+    """A forwarding table that Saru programs."""
+
+    capabilities: Capabilities
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Acquire resources (sockets, netlink handles). Does not change the table."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release resources. Does not clean the table (the daemon applies the removal ops first)."""
+
+    @abc.abstractmethod
+    async def read(self) -> Table:
+        """The table as currently programmed."""
+
+    @abc.abstractmethod
+    async def apply(self, ops: Sequence[Op]) -> None:
+        """Apply ops in order, atomically where possible; raise DataplaneError on failure."""
+
+    async def stats(self) -> dict[ServiceKey, ServiceStats]:
+        """Per-service and per-destination counters (empty when the plane has none)."""
+        return {}

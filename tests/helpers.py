@@ -1,0 +1,197 @@
+"""Shared test utilities: loud-in-CI requirements, free ports, real nginx servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IN_CI = bool(os.environ.get("SARU_REQUIRE_ALL") or os.environ.get("CI"))
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer laptop, fail loudly in CI, when a test's prerequisite is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free right now on host (TCP by default)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Block until a TCP connect to host:port succeeds (polling a real event: the listen socket)."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.02)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s: {last}")
+
+
+NGINX_CONF = """\
+{user}
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp;
+    proxy_temp_path {dir}/tmp;
+    fastcgi_temp_path {dir}/tmp;
+    uwsgi_temp_path {dir}/tmp;
+    scgi_temp_path {dir}/tmp;
+    keepalive_requests 1000000;
+    default_type text/plain;
+{servers}
+}}
+"""
+
+NGINX_SERVER = """\
+    server {{
+        listen {listen}{ssl};
+        server_name {server_name};
+{tls}        root {root};
+        add_header X-Real-Server {name} always;
+    }}
+"""
+
+
+@dataclass
+class Nginx:
+    """A real nginx serving files from ``root`` on host:port; stop() ends it."""
+
+    name: str
+    host: str
+    port: int
+    root: Path
+    directory: Path
+    https: bool = False
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.https else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def write(self, path: str, content: str) -> None:
+        target = self.root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+
+    def remove(self, path: str) -> None:
+        (self.root / path.lstrip("/")).unlink(missing_ok=True)
+
+    def start(self) -> None:
+        conf = self.directory / "nginx.conf"
+        self.process = subprocess.Popen(
+            ["nginx", "-c", str(conf), "-e", str(self.directory / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def make_self_signed_cert(directory: Path, names: tuple[str, ...] = ("localhost",)) -> tuple[Path, Path]:
+    """A self-signed certificate and key made with the openssl command."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    san = ",".join(f"DNS:{n}" for n in names) + ",IP:127.0.0.1"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def start_nginx(
+    directory: Path,
+    name: str = "rs",
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    files: Mapping[str, str] | None = None,
+    https: bool = False,
+    server_names: Mapping[str, Mapping[str, str]] | None = None,
+) -> Nginx:
+    """Start a real nginx. ``server_names`` maps extra virtual host names to their own files."""
+    require(shutil.which("nginx") is not None, "nginx is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tmp").mkdir(exist_ok=True)
+    port = port or free_port(host)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    tls = ""
+    ssl = ""
+    if https:
+        cert, key = make_self_signed_cert(directory, ("localhost", *(server_names or {})))
+        tls = f"        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
+        ssl = " ssl"
+    root = directory / "root"
+    root.mkdir(exist_ok=True)
+    servers = NGINX_SERVER.format(listen=listen + " default_server", ssl=ssl, server_name="_", tls=tls,
+                                  root=root, name=name)
+    for vhost, vfiles in (server_names or {}).items():
+        vroot = directory / f"root-{vhost}"
+        vroot.mkdir(exist_ok=True)
+        for path, content in vfiles.items():
+            (vroot / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (vroot / path.lstrip("/")).write_text(content)
+        servers += NGINX_SERVER.format(listen=listen, ssl=ssl, server_name=vhost, tls=tls, root=vroot,
+                                       name=f"{name}-{vhost}")
+    user = "user root;" if os.geteuid() == 0 else ""
+    (directory / "nginx.conf").write_text(NGINX_CONF.format(user=user, dir=directory, servers=servers))
+    server = Nginx(name=name, host=host, port=port, root=root, directory=directory, https=https)
+    for path, content in (files or {}).items():
+        server.write(path, content)
+    server.start()
+    return server
+
+
+class HungServer:
+    """A TCP listener that completes handshakes (kernel backlog) but never reads or answers."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(1024)
+        self.host = host
+        self.port: int = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
