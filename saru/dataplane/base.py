@@ -30,6 +30,9 @@ class Capabilities:
     ipv6: bool = True
     persistence: bool = True
     thresholds: bool = False
+    #: IPVS cannot change the port in direct routing / tunnelling: gate and ipip reals get the
+    #: virtual's port. A proxy connects to the configured port instead.
+    rewrites_gate_ports: bool = True
 
 
 @dataclass(frozen=True)

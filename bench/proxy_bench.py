@@ -1,0 +1,254 @@
+"""Saru's userspace proxy against haproxy (``mode tcp``, one thread) on the same nginx backends.
+
+Starts two real nginx on 127.0.0.1, haproxy round-robin over them, and the Saru proxy
+(``bench/proxy_runner.py``, its own process) round-robin over them, then runs ``wrk -t1 -c50`` against
+each side by side in the same run, for two cases: ``Connection: close`` (a new connection per request)
+and keep-alive, on a small file. For each it reports requests/s and the director's CPU time per
+request (utime+stime from ``/proc/PID/stat`` before and after), with Saru/haproxy ratios, and writes
+everything to ``bench/results/proxy.json``. Only 127.0.0.1 is used; everything started is stopped
+at the end, even on error.
+
+Goals (from the issue): CPU per new connection <= 1.5x haproxy's; keep-alive req/s >= 0.9x haproxy's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import Nginx, free_port, start_nginx, wait_for_port  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+SMALL = "x" * 100 + "\n"
+HAPROXY_CONF = """\
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend f
+  bind 127.0.0.1:{port}
+  default_backend b
+backend b
+  balance roundrobin
+{servers}
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def run_wrk(port: int, duration: int, close: bool, connections: int = 50) -> dict[str, Any]:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
+    if close:
+        args += ["-H", "Connection: close"]
+    args.append(f"http://127.0.0.1:{port}/small.txt")
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if not m:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    requests, secs = int(m.group(1)), float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": requests,
+        "seconds": secs,
+        "rps": requests / secs,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def measure(port: int, pid: int | None, duration: int, close: bool) -> dict[str, Any]:
+    before = cpu_seconds(pid) if pid else 0.0
+    result = run_wrk(port, duration, close)
+    if pid:
+        cpu = cpu_seconds(pid) - before
+        result["cpu_seconds"] = cpu
+        result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+    return result
+
+
+class Processes:
+    """Everything the benchmark started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.popens: list[subprocess.Popen[bytes]] = []
+        self.nginx: list[Nginx] = []
+
+    def stop(self) -> None:
+        for p in reversed(self.popens):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for n in self.nginx:
+            n.stop()
+
+
+def start_haproxy(procs: Processes, workdir: Path, backends: list[Nginx]) -> tuple[int, int]:
+    port = free_port()
+    servers = "\n".join(f"  server s{i} 127.0.0.1:{b.port}" for i, b in enumerate(backends))
+    conf = workdir / "haproxy.cfg"
+    conf.write_text(HAPROXY_CONF.format(port=port, servers=servers))
+    cmd = ["haproxy", "-f", str(conf), "-db"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    procs.popens.append(p)
+    wait_for_port("127.0.0.1", port)
+    return port, p.pid
+
+
+def start_saru(procs: Processes, backends: list[Nginx], threaded: bool = True) -> tuple[int, int]:
+    port = free_port()
+    args = [sys.executable, str(ROOT / "bench" / "proxy_runner.py"), f"127.0.0.1:{port}"]
+    args += [f"127.0.0.1:{b.port}" for b in backends]
+    if not threaded:
+        args.append("--asyncio")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.popens.append(p)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if line.strip() != b"ready":
+        raise RuntimeError(f"saru proxy did not start: {line!r} {p.stderr.read() if p.stderr else b''!r}")
+    return port, p.pid
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every case (default 1)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "proxy.json")
+    parser.add_argument("--asyncio", action="store_true",
+                        help="also measure the proxy forwarding on the asyncio loop (saru-asyncio)")
+    args = parser.parse_args()
+    for tool in ("nginx", "haproxy", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (make deps installs it)", file=sys.stderr)
+            return 2
+
+    procs = Processes()
+    rounds: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="saru-proxy-bench-") as tmp:
+            workdir = Path(tmp)
+            for name in ("rs1", "rs2"):
+                procs.nginx.append(start_nginx(workdir / name, name=name, files={"/small.txt": SMALL}))
+            directors = {
+                "haproxy": start_haproxy(procs, workdir, procs.nginx),
+                "saru": start_saru(procs, procs.nginx),
+            }
+            if args.asyncio:
+                directors["saru-asyncio"] = start_saru(procs, procs.nginx, threaded=False)
+            for port, _ in directors.values():  # warm up (and check the relay works)
+                run_wrk(port, 1, close=False, connections=10)
+            for r in range(args.repeat):
+                for case, close in (("close", True), ("keepalive", False)):
+                    row: dict[str, Any] = {"round": r + 1, "case": case}
+                    for name, (port, pid) in directors.items():
+                        row[name] = measure(port, pid, args.duration, close)
+                    rounds.append(row)
+                    print_row(row, flush=True)
+    finally:
+        procs.stop()
+
+    summary = summarize(rounds)
+    print_summary(summary)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                 "loadavg": Path("/proc/loadavg").read_text().split()[:3]},
+        "wrk": {"threads": 1, "connections": 50, "duration": args.duration, "file_bytes": len(SMALL)},
+        "rounds": rounds,
+        "summary": summary,
+    }, indent=2) + "\n")
+    print(f"written {args.output}")
+    return 0
+
+
+def directors_of(row: dict[str, Any]) -> list[str]:
+    return [k for k in row if k not in ("round", "case")]
+
+
+def print_row(row: dict[str, Any], flush: bool = False) -> None:
+    parts = []
+    for name in directors_of(row):
+        r = row[name]
+        errors = r["socket_errors"] + r["non_2xx"]
+        parts.append(f"{name} {r['rps']:7.0f} req/s {r['cpu_us_per_request']:6.1f} us/req"
+                     + (f" ({errors} errors)" if errors else ""))
+    print(f"round {row['round']} {row['case']:9s}  " + "  |  ".join(parts), flush=flush)
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for case in ("close", "keepalive"):
+        rows = [r for r in rounds if r["case"] == case]
+        if not rows:
+            continue
+
+        def total(name: str, field: str, rows: list[dict[str, Any]] = rows) -> float:
+            return sum(r[name][field] for r in rows)
+
+        entry: dict[str, Any] = {}
+        for name in directors_of(rows[0]):
+            entry[name] = {
+                "rps": total(name, "requests") / total(name, "seconds"),
+                "cpu_us_per_request": total(name, "cpu_seconds") / total(name, "requests") * 1e6,
+            }
+            if name != "haproxy":
+                e, h = entry[name], entry["haproxy"]
+                e["rps_ratio"] = e["rps"] / h["rps"]
+                e["cpu_ratio"] = e["cpu_us_per_request"] / h["cpu_us_per_request"]
+        entry["rps_ratio"] = entry["saru"]["rps_ratio"]
+        entry["cpu_ratio"] = entry["saru"]["cpu_ratio"]
+        summary[case] = entry
+    if "close" in summary:
+        summary["close"]["goal"] = "cpu_ratio <= 1.5"
+        summary["close"]["goal_met"] = summary["close"]["cpu_ratio"] <= 1.5
+    if "keepalive" in summary:
+        summary["keepalive"]["goal"] = "rps_ratio >= 0.9"
+        summary["keepalive"]["goal_met"] = summary["keepalive"]["rps_ratio"] >= 0.9
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(f"{'case':10s} {'director':13s} {'req/s':>9s} {'CPU us/req':>11s}"
+          f" {'req/s ratio':>12s} {'CPU ratio':>10s}")
+    for case, entry in summary.items():
+        for name, e in entry.items():
+            if not isinstance(e, dict):
+                continue
+            ratios = f"{e['rps_ratio']:12.2f} {e['cpu_ratio']:10.2f}" if "rps_ratio" in e else ""
+            print(f"{case:10s} {name:13s} {e['rps']:9.0f} {e['cpu_us_per_request']:11.1f} {ratios}")
+        verdict = "met" if entry["goal_met"] else "MISSED"
+        print(f"{case:10s} goal {entry['goal']} (saru vs haproxy): {verdict}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

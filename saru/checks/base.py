@@ -1,0 +1,127 @@
+"""The health-check contract, the registry of checks and ``run_check``.
+
+A check is a coroutine ``check(spec) -> CheckResult`` registered under a (checktype, service)
+pair; ``"*"`` as the service matches any service. Checks may raise: ``run_check`` is the one place
+that applies the hard timeout, measures the latency and turns every exception into a down result
+with a short readable reason ("connection refused", "timeout after 5s", "HTTP 503" …), so a
+check can never hang or crash the monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib
+import os
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+from saru.model import CheckResult, CheckSpec
+
+Check = Callable[[CheckSpec], Awaitable[CheckResult]]
+
+#: (checktype, service) → check; service "*" is the wildcard.
+_REGISTRY: dict[tuple[str, str], Check] = {}
+
+#: modules whose import registers the built-in checks (imported lazily: they import this module).
+_BUILTIN_MODULES = ("saru.checks.simple", "saru.checks.tcp", "saru.checks.http")
+_loaded = False
+
+
+class CheckFailed(Exception):
+    """Raised by a check with a short, human-readable reason (becomes the result's message)."""
+
+
+def register(checktype: str, *services: str) -> Callable[[Check], Check]:
+    """Decorator: register a check for a checktype and one or more services (default ``"*"``)."""
+
+    def decorate(check: Check) -> Check:
+        for service in services or ("*",):
+            _REGISTRY[(checktype, service)] = check
+        return check
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def get_check(spec: CheckSpec) -> Check:
+    """The check that implements ``spec`` (a "not implemented yet" check when none is registered)."""
+    _load_builtins()
+    checktype = "negotiate" if spec.checktype == "combined" else spec.checktype
+    check = _REGISTRY.get((checktype, spec.service)) or _REGISTRY.get((checktype, "*"))
+    return check or _not_implemented
+
+
+async def _not_implemented(spec: CheckSpec) -> CheckResult:
+    if spec.checktype in ("negotiate", "combined"):
+        what = f"negotiate check for service {spec.service!r}"
+    else:
+        what = f"checktype {spec.checktype!r}"
+    return CheckResult(ok=False, message=f"{what} is not implemented yet")
+
+
+def timeout_for(spec: CheckSpec) -> float:
+    """The hard timeout of one run of ``spec`` (ldirectord's choice of checktimeout/negotiatetimeout)."""
+    if spec.checktype in ("negotiate", "combined"):
+        return spec.negotiatetimeout
+    if spec.checktype == "ping" or (spec.checktype == "connect" and spec.protocol == "udp"):
+        return spec.checktimeout * max(1, spec.checkcount)  # ping: checkcount attempts
+    return spec.checktimeout
+
+
+def format_seconds(seconds: float) -> str:
+    """``5`` for 5.0, ``0.25`` for 0.25 (for messages)."""
+    return f"{seconds:g}"
+
+
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by peer",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network is unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.EPIPE: "connection closed by peer",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    """A short readable reason for an exception raised by a check."""
+    if isinstance(exc, CheckFailed):
+        return str(exc)
+    if isinstance(exc, TimeoutError) and timeout is not None:
+        return f"timeout after {format_seconds(timeout)}s"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "connection closed by peer"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"name resolution failed: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERRNO_TEXT.get(exc.errno) or os.strerror(exc.errno).lower()
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def run_check(spec: CheckSpec) -> CheckResult:
+    """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation)."""
+    check = get_check(spec)
+    timeout = timeout_for(spec)
+    start = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await check(spec)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return CheckResult(ok=False, message=describe_error(exc, timeout), latency=time.monotonic() - start)
+    return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start)

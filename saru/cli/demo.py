@@ -1,0 +1,159 @@
+"""``saru demo``: three real servers on loopback behind a Saru director, live.
+
+Starts three small HTTP real servers (separate processes, so ``kill`` works on them) and a sorry
+server for the fallback, writes an ldirectord.cf modelled on the UltraMonkey guide's, and runs the
+director on 127.0.0.1:8080 with the userspace proxy data plane. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saru.daemon import Daemon, DaemonOptions
+
+CHECK_PAGE = "haCheker/haCheck.html"  # the guide's spelling, kept on purpose
+
+
+@dataclass
+class RealServer:
+    name: str
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait for the real server's listen socket (connect attempts), failing fast if it died."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"real server on port {port} exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"real server on port {port} did not start within {timeout}s")
+
+
+def start_real_server(name: str, root: Path, body: str, check: bool = True) -> RealServer:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "index.html").write_text(body)
+    if check:
+        (root / CHECK_PAGE).parent.mkdir(parents=True, exist_ok=True)
+        (root / CHECK_PAGE).write_text("up and running\n")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "saru.demo.realserver", "--port", str(port), "--root", str(root),
+         "--name", name],
+        stdin=subprocess.DEVNULL,
+    )
+    _wait_listening(port, process)
+    return RealServer(name, port, root, process)
+
+
+def demo_config(workdir: Path, port: int, reals: list[RealServer], sorry: RealServer) -> str:
+    lines = [
+        "# Saru demo — modelled on the ldirectord.cf of the UltraMonkey deployment guide.",
+        "# Edit and save: autoreload=yes applies the change within seconds.",
+        "checktimeout=2",
+        "checkinterval=2",
+        "autoreload=yes",
+        f'logfile="{workdir / "ldirectord.log"}"',
+        "quiescent=no",
+        "",
+        f"virtual=127.0.0.1:{port}",
+    ]
+    lines += [f"\treal=127.0.0.1:{r.port} masq" for r in reals]
+    lines += [
+        f"\tfallback=127.0.0.1:{sorry.port} masq",
+        "\tservice=http",
+        "\tscheduler=rr",
+        "\tprotocol=tcp",
+        "\tchecktype=negotiate",
+        f'\trequest="{CHECK_PAGE}"',
+        '\treceive="up and running"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="run a live demo on loopback (no root needed)", description=__doc__)
+    p.add_argument("--port", type=int, default=8080, help="director port on 127.0.0.1 (default 8080)")
+    p.add_argument("--dir", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    p.set_defaults(func=demo)
+
+
+def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, ctl: Path) -> str:
+    saru = shutil.which("saru") or f"{sys.executable} -m saru"
+    rows = "\n".join(f"  {r.name}  http://127.0.0.1:{r.port}/   pid {r.process.pid}   docroot {r.root}"
+                     for r in reals)
+    return f"""
+Saru demo is running — director http://127.0.0.1:{port}/ (userspace proxy data plane)
+{rows}
+  sorry server (fallback) http://127.0.0.1:{sorry.port}/   pid {sorry.process.pid}
+
+Try, in another terminal:
+  curl -s http://127.0.0.1:{port}/                 # answers rotate over the real servers (rr)
+  {saru} status --control {ctl}
+  kill {reals[1].process.pid}        # real 2 is deleted from the table within ~4 s
+  rm {reals[2].root / CHECK_PAGE}   # check page gone: real 3 deleted too
+  kill {reals[0].process.pid}        # last real gone: the fallback (sorry server) answers
+  $EDITOR {workdir / "ldirectord.cf"}      # autoreload=yes: saved changes apply within seconds
+  tail -f {workdir / "ldirectord.log"}
+
+Ctrl-C stops everything.
+"""
+
+
+def demo(args: argparse.Namespace) -> int:
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="saru-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    servers: list[RealServer] = []
+    try:
+        for i in (1, 2, 3):
+            servers.append(start_real_server(f"rs{i}", workdir / f"rs{i}", f"Hello from real server {i}\n"))
+        sorry = start_real_server("sorry", workdir / "sorry",
+                                  "Sorry, every real server is down (fallback)\n", check=False)
+        servers.append(sorry)
+        config = workdir / "ldirectord.cf"
+        config.write_text(demo_config(workdir, args.port, servers[:3], sorry))
+        ctl = workdir / "control.sock"
+        print(instructions(args.port, workdir, servers[:3], sorry, ctl), flush=True)
+        options = DaemonOptions(config_path=str(config), dataplane="proxy", control_path=str(ctl),
+                                console=sys.stderr)
+        return asyncio.run(_run(Daemon(options), args.duration))
+    finally:
+        for server in servers:
+            if server.process.poll() is None:
+                server.process.terminate()
+        for server in servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(5)
+        if args.dir is None and not os.environ.get("SARU_DEMO_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run(daemon: Daemon, duration: float | None) -> int:
+    task = asyncio.create_task(daemon.run())
+    if duration is not None:
+        done, _ = await asyncio.wait({task}, timeout=duration)
+        if not done:
+            daemon.stopping.set()
+    return await task

@@ -1,0 +1,53 @@
+"""``saru run``: the director daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from saru.daemon import Daemon, DaemonOptions
+from saru.dataplane.select import CHOICES
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the director in the foreground",
+                       description="Run the director: health checks + data plane, in the foreground. "
+                                   "SIGHUP or `saru reload` re-reads the config; SIGTERM/Ctrl-C stops "
+                                   "(removing the virtual services whose cleanstop is yes).")
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="ldirectord.cf to run")
+    p.add_argument("--dataplane", choices=CHOICES, default="auto",
+                   help="where the table lives (default: auto)")
+    p.add_argument("--control", metavar="PATH", help="control socket path")
+    p.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
+    p.add_argument("--rise", type=int, default=1, metavar="N",
+                   help="successful checks needed before a down real comes back (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="log only to the config's logfile, not to stderr")
+    p.add_argument("-d", "--debug", action="store_true", help="debug logging")
+    p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="event loop (uvloop must be installed: pip install 'saru[uvloop]')")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rise < 1:
+        print("saru run: --rise must be at least 1", file=sys.stderr)
+        return 2
+    options = DaemonOptions(
+        config_path=args.config,
+        dataplane=args.dataplane,
+        control_path=args.control,
+        pidfile=args.pidfile,
+        console=None if args.quiet else sys.stderr,
+        debug=args.debug,
+        rise=args.rise,
+    )
+    if args.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("saru run: uvloop is not installed (pip install 'saru[uvloop]')", file=sys.stderr)
+            return 2
+        return int(uvloop.run(Daemon(options).run()))
+    return asyncio.run(Daemon(options).run())

@@ -1,0 +1,427 @@
+"""The director daemon: wires config, monitor, planner, diff and a data plane together.
+
+One asyncio loop runs everything. Health verdicts from the monitor mark the table dirty; one
+reconciler task then reads the data plane's table, plans the desired one, diffs and applies the
+ops, and narrates them in ldirectord's words. Reloads (SIGHUP, ``saru reload``, ``autoreload``)
+parse the new file off-loop; a bad file is logged and the old config keeps running. SIGTERM/SIGINT
+stop the daemon, removing the virtual services whose ``cleanstop`` is yes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from saru import __version__
+from saru.config.diagnostics import ConfigError
+from saru.config.ldirectord import parse_file
+from saru.control import ControlServer, default_socket_path
+from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
+from saru.dataplane.select import select_dataplane, unsupported
+from saru.diff import diff
+from saru.events import DaemonEvent, Event
+from saru.hooks import run_hook
+from saru.logsink import configure_logging
+from saru.model import Config, DelService, ServiceKey, Table, format_hostport
+from saru.monitor import Monitor
+from saru.narrate import narrate
+from saru.planner import desired_table, fallback_active, real_ref
+from saru.tablecodec import table_to_list
+
+LOGGER = logging.getLogger("saru")
+RETRY_DELAY = 1.0
+
+
+@dataclass
+class DaemonOptions:
+    config_path: str
+    dataplane: str = "auto"
+    control_path: str | None = None
+    pidfile: str | None = None
+    console: TextIO | None = None
+    debug: bool = False
+    rise: int = 1
+    watch_interval: float = 1.0  # how often the config file is stat()ed for autoreload/callback
+
+
+class Daemon:
+    """A running director. ``await Daemon(options).run()`` returns the process exit status."""
+
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.config_path = os.path.abspath(options.config_path)
+        self.cfgname = Path(self.config_path).name
+        self.config: Config | None = None
+        self.dataplane: Dataplane | None = None
+        self.dataplane_reason = ""
+        self.monitor: Monitor | None = None
+        self.control: ControlServer | None = None
+        self.events: deque[str] = deque(maxlen=200)
+        self.dirty = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once every real has its first verdict and the table is applied
+        self.reconcile_lock = asyncio.Lock()
+        self.owned: set[ServiceKey] = set()
+        self.started_at = time.time()
+        self.reloads = 0
+        self.last_reload_error: str | None = None
+        self._file_state: tuple[float, int, str] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._hooks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def run(self) -> int:
+        try:
+            config = await asyncio.to_thread(parse_file, self.config_path)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        for warning in config.warnings:
+            print(str(warning), file=sys.stderr)
+        console = self.options.console
+        if console is None and config.globals.supervised:
+            console = sys.stdout
+        configure_logging(config.globals.logfile, self.cfgname, console, self.options.debug)
+        try:
+            self.dataplane, self.dataplane_reason = select_dataplane(self.options.dataplane)
+        except DataplaneError as exc:
+            print(f"saru: {exc}", file=sys.stderr)
+            return 2
+        problems = unsupported(config, self.dataplane.capabilities)
+        if problems:
+            print("\n".join(map(str, problems)), file=sys.stderr)
+            return 2
+        self.config = config
+        self._file_state = self._stat_config()
+        try:
+            return await self._serve()
+        finally:
+            await self._shutdown()
+
+    async def _serve(self) -> int:
+        assert self.config is not None and self.dataplane is not None
+        self.emit(DaemonEvent(f"Starting saru {__version__} with {self.config_path} "
+                              f"on the {self.dataplane.capabilities.name} data plane"))
+        try:
+            await self.dataplane.start()
+        except (DataplaneError, OSError) as exc:
+            LOGGER.error("cannot start the %s data plane: %s", self.dataplane.capabilities.name, exc)
+            return 1
+        control_path = Path(self.options.control_path or default_socket_path(self.config_path))
+        self.control = ControlServer(control_path, {
+            "status": self._cmd_status,
+            "reload": self._cmd_reload,
+            "table": self._cmd_table,
+            "stop": self._cmd_stop,
+        })
+        try:
+            await self.control.start()
+        except OSError as exc:
+            LOGGER.error("cannot open control socket: %s", exc)
+            return 1
+        if not self._write_pidfile():
+            return 1
+        self.monitor = Monitor(emit=self.emit, rise=self.options.rise)
+        self.monitor.add_listener(self.dirty.set)
+        self.monitor.configure(self.config)
+        self.owned = {v.key for v in self.config.virtuals}
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._spawn, self.reload())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self._tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self._watch_config(), name="watch-config"),
+            asyncio.create_task(self._first_pass(), name="first-pass"),
+        ]
+        self.dirty.set()
+        await self.stopping.wait()
+        return 0
+
+    async def _first_pass(self) -> None:
+        assert self.monitor is not None
+        await self.monitor.first_pass()
+        await self.reconcile()
+        self.ready.set()
+        self.emit(DaemonEvent("All real servers checked; table in line with health"))
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.monitor is not None:
+            await self.monitor.close()
+        if self.dataplane is not None and self.config is not None and self.control is not None:
+            self.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
+            await self._cleanstop()
+        if self.dataplane is not None:
+            with contextlib.suppress(Exception):
+                await self.dataplane.close()
+        if self.control is not None:
+            await self.control.close()
+        if self._hooks:
+            await asyncio.gather(*self._hooks, return_exceptions=True)
+        self._remove_pidfile()
+        if self.config is not None:
+            self.emit(DaemonEvent("saru stopped"))
+
+    async def _cleanstop(self) -> None:
+        assert self.dataplane is not None and self.config is not None
+        async with self.reconcile_lock:
+            try:
+                current = await self.dataplane.read()
+                ops = [DelService(v.key) for v in self.config.virtuals
+                       if v.cleanstop and v.key in current.services]
+                if ops:
+                    await self.dataplane.apply(ops)
+                    for change in narrate(ops, current, self.config):
+                        self.emit(change)
+            except DataplaneError as exc:
+                LOGGER.error("cleanstop failed: %s", exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, event: Event) -> None:
+        message = event.message()
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(event.at))} {message}")
+        LOGGER.info(message)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            try:
+                await self.reconcile()
+            except DataplaneError as exc:
+                LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
+                await asyncio.sleep(RETRY_DELAY)
+                self.dirty.set()
+
+    async def reconcile(self) -> None:
+        """Bring the data plane in line with config + health (minimal ops, narrated)."""
+        assert self.dataplane is not None and self.config is not None and self.monitor is not None
+        async with self.reconcile_lock:
+            config = self.config
+            current = await self.dataplane.read()
+            rewrite = self.dataplane.capabilities.rewrites_gate_ports
+            desired = desired_table(config, self.monitor.health(), current, kernel_ports=rewrite)
+            ops = diff(current, desired, owned=self.owned)
+            if not ops:
+                return
+            await self.dataplane.apply(ops)
+            self.owned = {v.key for v in config.virtuals}
+            for change in narrate(ops, current, config):
+                self.emit(change)
+            self._fallback_commands(config, current, desired)
+
+    def _fallback_commands(self, config: Config, before: Table, after: Table) -> None:
+        rewrite = self.dataplane.capabilities.rewrites_gate_ports if self.dataplane else True
+        was = fallback_active(config, before, rewrite)
+        now = fallback_active(config, after, rewrite)
+        for v in config.virtuals:
+            command = v.fallbackcommand
+            if not command or was.get(v.key) == now.get(v.key):
+                continue
+            action = "start" if now.get(v.key) else "stop"
+            target = f"{v.fwmark}:0" if v.protocol == "fwm" else format_hostport(v.address, v.port)
+            self._spawn(run_hook(command, action, target, v.protocol))
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; on error keep the running config and say why."""
+        self.emit(DaemonEvent(f"Reloading configuration {self.config_path}"))
+        try:
+            new = await asyncio.to_thread(parse_file, self.config_path)
+            if self.dataplane is not None:
+                problems = unsupported(new, self.dataplane.capabilities)
+                if problems:
+                    raise ConfigError(problems)
+        except ConfigError as exc:
+            self.last_reload_error = str(exc)
+            LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
+            return {"reloaded": False, "errors": str(exc).splitlines()}
+        old = self.config
+        if old is not None:
+            self.owned |= {v.key for v in old.virtuals}
+        self.config = new
+        self._file_state = self._stat_config()
+        self.reloads += 1
+        self.last_reload_error = None
+        configure_logging(new.globals.logfile, self.cfgname,
+                          self.options.console or (sys.stdout if new.globals.supervised else None),
+                          self.options.debug)
+        if self.monitor is not None:
+            self.monitor.configure(new)
+        self.dirty.set()
+        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings]}
+
+    def _stat_config(self) -> tuple[float, int, str] | None:
+        try:
+            st = os.stat(self.config_path)
+            digest = hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size, digest)
+
+    async def _watch_config(self) -> None:
+        """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""
+        while True:
+            await asyncio.sleep(self.options.watch_interval)
+            try:
+                st = os.stat(self.config_path)
+            except OSError:
+                continue
+            if self._file_state and (st.st_mtime, st.st_size) == self._file_state[:2]:
+                continue
+            state = self._stat_config()
+            if state is None or (self._file_state and state[2] == self._file_state[2]):
+                self._file_state = state or self._file_state
+                continue
+            self._file_state = state
+            assert self.config is not None
+            LOGGER.info("Configuration file '%s' has changed on disk", self.config_path)
+            callback = self.config.globals.callback
+            if self.config.globals.autoreload:
+                LOGGER.info(" - reread new configuration")
+                await self.reload()
+            else:
+                LOGGER.info(" - ignore new configuration")
+            if callback:
+                self._spawn(run_hook(callback, self.config_path))
+
+    # ------------------------------------------------------------------ pid file
+
+    def _write_pidfile(self) -> bool:
+        path = self.options.pidfile
+        if not path:
+            return True
+        try:
+            other = int(Path(path).read_text().split()[0])
+            os.kill(other, 0)
+            if other != os.getpid():
+                LOGGER.error("already running with pid %s (pid file %s)", other, path)
+                return False
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(f"{os.getpid()}\n")
+        except OSError as exc:
+            LOGGER.error("cannot write pid file %s: %s", path, exc.strerror)
+            return False
+        return True
+
+    def _remove_pidfile(self) -> None:
+        path = self.options.pidfile
+        if not path:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if int(Path(path).read_text().split()[0]) == os.getpid():
+                Path(path).unlink()
+
+    # ------------------------------------------------------------------ control commands
+
+    async def _cmd_reload(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return await self.reload()
+
+    async def _cmd_stop(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.stopping.set()
+        return {"stopping": True}
+
+    async def _cmd_table(self, _request: dict[str, Any]) -> dict[str, Any]:
+        assert self.dataplane is not None and self.monitor is not None
+        table = await self.dataplane.read()
+        health = [{"service": str(ref.service), "address": ref.address, "port": ref.port, "up": up}
+                  for ref, up in self.monitor.health().items()]
+        return {"table": table_to_list(table), "health": health, "owned": [str(k) for k in self.owned]}
+
+    async def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
+        assert self.dataplane is not None and self.config is not None and self.monitor is not None
+        table = await self.dataplane.read()
+        stats = await self.dataplane.stats()
+        return status_document(self, table, stats)
+
+
+def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, ServiceStats]) -> dict[str, Any]:
+    """The JSON answer to ``status``: the daemon, then every virtual with its reals."""
+    assert daemon.config is not None and daemon.monitor is not None and daemon.dataplane is not None
+    snapshot = daemon.monitor.snapshot()
+    rewrite = daemon.dataplane.capabilities.rewrites_gate_ports
+    fallbacks = fallback_active(daemon.config, table, rewrite)
+    virtuals = []
+    for v in daemon.config.virtuals:
+        service = table.services.get(v.key)
+        service_stats = stats.get(v.key, ServiceStats())
+        reals = []
+        for r in v.reals:
+            ref = real_ref(v, r)
+            health = snapshot.get(ref)
+            port = v.port if rewrite and r.forward in ("gate", "ipip") and v.protocol != "fwm" else r.port
+            dest = service.dests.get((r.address, port)) if service else None
+            dstats = service_stats.dests.get((r.address, port))
+            last = health.last_result if health else None
+            if health is None or health.up is None:
+                state = "unknown"
+            elif health.maintenance:
+                state = "maintenance"
+            else:
+                state = "up" if health.up else "down"
+            reals.append({
+                "address": r.address, "port": r.port, "forward": r.forward,
+                "configured_weight": r.weight,
+                "weight": dest.weight if dest else None,
+                "in_table": dest is not None,
+                "state": state,
+                "failures": health.failures if health else 0,
+                "active_connections": dstats.active_connections if dstats else 0,
+                "connections": dstats.connections if dstats else 0,
+                "last_check": None if last is None else {
+                    "ok": last.ok, "message": last.message, "latency": last.latency,
+                    "at": health.last_checked if health else None,
+                },
+            })
+        virtuals.append({
+            "service": str(v.key), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
+            "checktype": v.checktype, "service_type": v.service,
+            "in_table": service is not None,
+            "fallback": None if v.fallback is None else format_hostport(v.fallback.address, v.fallback.port),
+            "fallback_active": fallbacks.get(v.key, False),
+            "connections": service_stats.connections,
+            "reals": reals,
+        })
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "config": daemon.config_path,
+        "dataplane": {"name": daemon.dataplane.capabilities.name, "reason": daemon.dataplane_reason},
+        "started_at": daemon.started_at,
+        "ready": daemon.ready.is_set(),
+        "reloads": daemon.reloads,
+        "last_reload_error": daemon.last_reload_error,
+        "virtuals": virtuals,
+        "events": list(daemon.events)[-20:],
+    }

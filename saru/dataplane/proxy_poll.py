@@ -1,0 +1,229 @@
+"""The proxy's own readiness loop: raw sockets, one callback per event, no asyncio objects per event.
+
+The proxy registers its raw non-blocking sockets here instead of with asyncio. On Linux this is an
+``epoll`` object; elsewhere (macOS, BSD) ``selectors.DefaultSelector`` behind the same interface.
+Registration is level-triggered. The loop runs in one of two modes:
+
+* ``threaded=True`` (the default of the proxy): a dedicated thread blocks in ``epoll_wait`` and
+  dispatches events itself. This measured 15-25 % less CPU per request than nesting in asyncio, and
+  keeps forwarding going while the daemon's loop is busy. Everything that touches proxy state from
+  outside (``apply``, ``read``, ``stats``) goes through ``call``, which runs a function in the proxy
+  thread between two event batches, so mutations are atomic for clients.
+* ``threaded=False``: the poller's descriptor is watched by the running asyncio loop (stock asyncio,
+  or uvloop if the caller installed it) and a batch of events is dispatched per loop callback.
+
+Handlers must tolerate spurious readiness (they only do non-blocking calls and handle EAGAIN).
+Events for a descriptor registered during the current batch are dropped: they belong to a previous
+socket that had the same number. ``tickers`` run every ``tick`` seconds (UDP idle timeouts,
+persistence template expiry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import select
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+READ = 1
+WRITE = 4
+Handler = Callable[[int], None]
+T = TypeVar("T")
+
+_EPOLL = hasattr(select, "epoll")
+#: extra bits in the events a handler receives when the descriptor has an error or hang-up (epoll only)
+ERRORS = (select.EPOLLERR | select.EPOLLHUP) if _EPOLL else 0
+
+
+class Poller:
+    """Readiness notifications for raw sockets, dispatched in batches."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threaded: bool = True, tick: float = 0.1,
+                 batch: int = 256) -> None:
+        self.loop = loop
+        self.threaded = threaded
+        self.tick = tick
+        self.batch = batch
+        self.handlers: dict[int, Handler] = {}
+        self.fresh: set[int] = set()
+        self.running = False
+        self.closed = False
+        #: open connections (objects with ``close()``), closed with the poller
+        self.live: set[Any] = set()
+        #: functions run every ``tick`` seconds in the poller's context
+        self.tickers: list[Callable[[], None]] = []
+        if _EPOLL:
+            self.epoll: select.epoll | None = select.epoll()
+            self.selector: selectors.BaseSelector | None = None
+            self.fd = self.epoll.fileno()
+        else:  # pragma: no cover - exercised on non-Linux systems only
+            self.epoll = None
+            self.selector = selectors.DefaultSelector()
+            self.fd = self.selector.fileno()
+        self.calls: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            collections.deque()
+        )
+        self.thread: threading.Thread | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        if threaded:
+            self.wake_r, self.wake_w = os.pipe()
+            os.set_blocking(self.wake_r, False)
+            os.set_blocking(self.wake_w, False)
+            self.register(self.wake_r, READ, self._run_calls)
+            self.thread = threading.Thread(target=self._thread_main, name="saru-proxy", daemon=True)
+            self.thread.start()
+        else:
+            loop.add_reader(self.fd, self.run)
+            self.timer = loop.call_later(tick, self._asyncio_tick)
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def register(self, fd: int, events: int, handler: Handler) -> None:
+        """Watch fd for READ and/or WRITE (0 = registered but idle)."""
+        self.handlers[fd] = handler
+        if self.running:
+            self.fresh.add(fd)
+        if self.epoll is not None:
+            self.epoll.register(fd, events)
+        else:  # pragma: no cover
+            self._sel_set(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        if self.epoll is not None:
+            self.epoll.modify(fd, events)
+        else:  # pragma: no cover
+            self._sel_set(fd, events)
+
+    def forget(self, fd: int) -> None:
+        """Stop dispatching fd; call right before closing it (epoll drops closed descriptors itself)."""
+        self.handlers.pop(fd, None)
+        if self.selector is not None:  # pragma: no cover
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+
+    def _sel_set(self, fd: int, events: int) -> None:  # pragma: no cover
+        assert self.selector is not None
+        mask = selectors.EVENT_READ if events & READ else 0
+        mask |= selectors.EVENT_WRITE if events & WRITE else 0
+        registered = fd in self.selector.get_map()
+        if mask == 0:
+            if registered:
+                self.selector.unregister(fd)
+        elif registered:
+            self.selector.modify(fd, mask)
+        else:
+            self.selector.register(fd, mask)
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def run(self, timeout: float = 0) -> None:
+        """Dispatch the ready events (waiting up to ``timeout`` seconds for the first)."""
+        handlers = self.handlers
+        fresh = self.fresh
+        if self.epoll is not None:
+            ready = self.epoll.poll(timeout, self.batch)
+        else:  # pragma: no cover
+            assert self.selector is not None
+            ready = [
+                (key.fd, (READ if mask & selectors.EVENT_READ else 0)
+                 | (WRITE if mask & selectors.EVENT_WRITE else 0))
+                for key, mask in self.selector.select(timeout)
+            ]
+        self.running = True
+        for fd, ev in ready:
+            handler = handlers.get(fd)
+            if handler is None or fd in fresh:
+                continue
+            try:
+                handler(ev | READ | WRITE if ev & ERRORS else ev)
+            except Exception:  # a bug in one connection must not stop the others
+                log.exception("proxy: error handling descriptor %d", fd)
+        self.running = False
+        if fresh:
+            fresh.clear()
+
+    def _run_tickers(self) -> None:
+        for ticker in self.tickers:
+            try:
+                ticker()
+            except Exception:
+                log.exception("proxy: error in periodic task")
+
+    def _asyncio_tick(self) -> None:
+        self._run_tickers()
+        self.timer = self.loop.call_later(self.tick, self._asyncio_tick)
+
+    def _thread_main(self) -> None:
+        next_tick = time.monotonic() + self.tick
+        while not self.closed:
+            self.run(max(0.0, next_tick - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_tick:
+                self._run_tickers()
+                next_tick = now + self.tick
+
+    # -- calls from the outside -------------------------------------------------------------------
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run fn in the poller's context (the proxy thread, or right here) and return its result."""
+        if self.thread is None:
+            return fn()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.calls.append((fn, future))
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:  # the pipe is full of wake-ups already
+            pass
+        return await asyncio.wrap_future(future)
+
+    def _run_calls(self, events: int) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self.calls:
+            fn, future = self.calls.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    async def close(self) -> None:
+        """Close every live connection, stop the loop and release the poller."""
+        if self.closed:
+            return
+
+        def shut() -> None:
+            for conn in list(self.live):
+                conn.close()
+            self.closed = True
+
+        await self.call(shut)
+        if self.thread is not None:
+            os.write(self.wake_w, b"x")
+            await asyncio.to_thread(self.thread.join)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+        else:
+            self.loop.remove_reader(self.fd)
+            if self.timer is not None:
+                self.timer.cancel()
+        if self.epoll is not None:
+            self.epoll.close()
+        elif self.selector is not None:  # pragma: no cover
+            self.selector.close()
+        self.handlers.clear()

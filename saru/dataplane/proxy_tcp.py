@@ -1,0 +1,304 @@
+"""The proxy's TCP side: a listener per service and a two-socket relay per client connection.
+
+Everything is raw non-blocking sockets driven by ``proxy_poll.Poller`` (no asyncio transports,
+tasks or futures per connection): accept in batches, schedule, ``connect`` a new socket to the
+chosen real (TCP_NODELAY on both sides), then copy bytes through one shared buffer. Half-closes are
+forwarded (``shutdown(SHUT_WR)``); the connection is closed when both directions have ended or on an
+error. When a side's peer cannot take more data, reading that side stops until the backlog drains.
+
+A connect that fails (refused, unreachable) is retried once on another real chosen by the same
+scheduler with the failed real excluded; if that fails too, the client connection is closed.
+
+Closing a listener stops new connections only: established relays keep running to their end, which
+is how removals drain.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+from saru.dataplane.proxy_poll import ERRORS, READ, WRITE, Poller
+from saru.dataplane.schedulers import Balancer, DestState, Template
+
+_BUFFER = bytearray(256 * 1024)
+_VIEW = memoryview(_BUFFER)
+_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+_ACCEPT_BATCH = 64
+_SOCK_FLAGS = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
+
+
+@dataclass(eq=False, slots=True)
+class Counters:
+    """Service-wide totals (destination totals live on each DestState)."""
+
+    connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+def family_of(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def bind_socket(address: str, port: int, kind: int) -> socket.socket:
+    """A bound (and for TCP listening) non-blocking socket; raises OSError (e.g. port in use)."""
+    family = family_of(address)
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(4096)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TcpListener:
+    """Accepts a service's clients and starts a relay for each."""
+
+    def __init__(self, sock: socket.socket, poller: Poller, balancer: Balancer, counters: Counters) -> None:
+        self.sock = sock
+        self.poller = poller
+        self.balancer = balancer
+        self.counters = counters
+        self.fd = sock.fileno()
+        self.closed = False
+
+    def start(self) -> None:
+        self.poller.register(self.fd, READ, self.on_ready)
+
+    def on_ready(self, events: int) -> None:
+        accept = self.sock.accept
+        schedule = self.balancer.schedule
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                client, addr = accept()
+            except BlockingIOError:
+                return
+            except OSError:  # EMFILE, ECONNABORTED…: try again on the next readiness
+                return
+            chosen = schedule(addr[0], addr[1])
+            if chosen is None:
+                client.close()
+                continue
+            client.setblocking(False)
+            client.setsockopt(*_NODELAY)
+            TcpRelay(self, client, addr, chosen[0], chosen[1]).connect()
+
+    def close(self) -> None:
+        """Stop accepting; established relays are not touched."""
+        if not self.closed:
+            self.closed = True
+            self.poller.forget(self.fd)
+            self.sock.close()
+
+
+class TcpRelay:
+    """One client connection relayed to one real."""
+
+    __slots__ = (
+        "addr", "beof", "bfd", "bmask", "bpend", "bsock", "ceof", "cfd", "cmask", "counters", "cpend",
+        "csock", "dest", "done", "listener", "poller", "retried", "template",
+    )
+
+    def __init__(
+        self,
+        listener: TcpListener,
+        client: socket.socket,
+        addr: tuple[str, int],
+        dest: DestState,
+        template: Template | None,
+    ) -> None:
+        self.listener = listener
+        self.poller = listener.poller
+        self.counters = listener.counters
+        self.csock = client
+        self.cfd = client.fileno()
+        self.addr = addr
+        self.dest = dest
+        self.template = template
+        self.bsock: socket.socket | None = None
+        self.bfd = -1
+        self.cmask = self.bmask = -1  # -1: not registered
+        self.cpend = self.bpend = b""  # bytes waiting to go to the client / to the backend
+        self.ceof = self.beof = False  # EOF received from the client / from the backend
+        self.retried = False
+        self.done = False
+        self.counters.connections += 1
+        self.poller.live.add(self)
+
+    # -- connecting -------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        dest = self.dest
+        try:
+            b = socket.socket(family_of(dest.address), _SOCK_FLAGS)
+        except OSError:
+            self.close()
+            return
+        b.setsockopt(*_NODELAY)
+        err = b.connect_ex((dest.address, dest.port))
+        if err and err != errno.EINPROGRESS and err != errno.EWOULDBLOCK:
+            b.close()
+            self.retry()
+            return
+        self.bsock = b
+        self.bfd = b.fileno()
+        self.bmask = WRITE
+        self.poller.register(self.bfd, WRITE, self.on_connect)
+
+    def on_connect(self, events: int) -> None:
+        b = self.bsock
+        assert b is not None
+        # epoll flags a failed connect with ERR/HUP; other pollers need SO_ERROR.
+        failed = events & ERRORS if ERRORS else b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if failed:
+            self.poller.forget(self.bfd)
+            b.close()
+            self.bsock = None
+            self.bfd = self.bmask = -1
+            self.retry()
+            return
+        self.poller.handlers[self.bfd] = self.on_backend
+        # The client usually spoke already: read it now rather than after a poll; update() then
+        # registers the client socket (cmask is still -1) with what it needs.
+        self.on_client(READ)
+
+    def retry(self) -> None:
+        """Connect failed: once, try another real (the failed one excluded); else give up."""
+        listener = self.listener
+        balancer = listener.balancer
+        balancer.release(self.dest, self.template)
+        chosen = None
+        if not self.retried and not listener.closed:
+            self.retried = True
+            chosen = balancer.schedule(self.addr[0], self.addr[1], exclude=self.dest)
+        if chosen is None:
+            self.done = True
+            self.poller.live.discard(self)
+            self.csock.close()
+            return
+        self.dest, self.template = chosen
+        self.connect()
+
+    # -- relaying ---------------------------------------------------------------------------------
+
+    def on_client(self, events: int) -> None:
+        b = self.bsock
+        assert b is not None
+        if events & WRITE and self.cpend:
+            try:
+                sent = self.csock.send(self.cpend)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return self.close()
+            self.cpend = self.cpend[sent:]
+            if not self.cpend and self.beof:
+                self._shut(self.csock)
+        if events & READ and not self.bpend and not self.ceof:
+            try:
+                n = self.csock.recv_into(_BUFFER)
+            except BlockingIOError:
+                n = -1
+            except OSError:
+                return self.close()
+            if n > 0:
+                self.dest.bytes_in += n
+                self.counters.bytes_in += n
+                try:
+                    sent = b.send(_VIEW[:n])
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return self.close()
+                if sent < n:
+                    self.bpend = bytes(_VIEW[sent:n])
+            elif n == 0:
+                self.ceof = True
+                if not (self.beof and not self.cpend):  # else both ended: close() sends the FIN
+                    self._shut(b)
+        self.update()
+
+    def on_backend(self, events: int) -> None:
+        b = self.bsock
+        assert b is not None
+        if events & WRITE and self.bpend:
+            try:
+                sent = b.send(self.bpend)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return self.close()
+            self.bpend = self.bpend[sent:]
+            if not self.bpend and self.ceof:
+                self._shut(b)
+        if events & READ and not self.cpend and not self.beof:
+            try:
+                n = b.recv_into(_BUFFER)
+            except BlockingIOError:
+                n = -1
+            except OSError:
+                return self.close()
+            if n > 0:
+                self.dest.bytes_out += n
+                self.counters.bytes_out += n
+                try:
+                    sent = self.csock.send(_VIEW[:n])
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return self.close()
+                if sent < n:
+                    self.cpend = bytes(_VIEW[sent:n])
+            elif n == 0:
+                self.beof = True
+                if not self.cpend and not (self.ceof and not self.bpend):
+                    self._shut(self.csock)
+        self.update()
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def update(self) -> None:
+        """Re-arm both sockets for what each direction needs now; close when both have ended."""
+        if self.done:
+            return
+        ceof, beof, cpend, bpend = self.ceof, self.beof, self.cpend, self.bpend
+        if ceof and beof and not cpend and not bpend:
+            return self.close()
+        cmask = (0 if bpend or ceof else READ) | (WRITE if cpend else 0)
+        bmask = (0 if cpend or beof else READ) | (WRITE if bpend else 0)
+        if cmask != self.cmask:
+            if self.cmask < 0:
+                self.poller.register(self.cfd, cmask, self.on_client)
+            else:
+                self.poller.modify(self.cfd, cmask)
+            self.cmask = cmask
+        if bmask != self.bmask:
+            self.bmask = bmask
+            self.poller.modify(self.bfd, bmask)
+
+    def close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        poller = self.poller
+        poller.live.discard(self)
+        poller.forget(self.cfd)
+        self.csock.close()
+        if self.bsock is not None:
+            poller.forget(self.bfd)
+            self.bsock.close()
+        self.listener.balancer.release(self.dest, self.template)

@@ -1,0 +1,590 @@
+"""Connection scheduling with IPVS semantics, for the userspace data planes (no I/O in here).
+
+A ``Balancer`` holds one service's destinations (``DestState``: weight, thresholds, live counters),
+its scheduler and its persistence templates. ``schedule(client, port)`` picks a destination for a
+new connection and counts it; ``release`` uncounts it when the connection ends.
+
+Schedulers (``SCHEDULERS``), as in the Linux kernel's ``ip_vs_*.c``:
+
+* ``rr``, ``wrr`` (interleaved, gcd-stepped: weights 3:1 give A A A B), ``lc``/``wlc`` (overhead =
+  active * 256 + inactive), ``sed``, ``nq``, ``fo`` (highest weight), ``ovf`` (highest weight whose
+  active connections do not exceed its weight);
+* ``sh``: source hash over IPVS's 256-bucket weighted table; flags ``sh-fallback``, ``sh-port``;
+* ``dh``: destination hash. IPVS hashes the packet's destination address, which for an ordinary
+  (non-fwm) service is always the virtual address, so every connection of the service goes to one
+  real. A proxy sees the same thing, so ``dh`` hashes the virtual address and port: all of a
+  service's connections go to the one real that owns that bucket, and when that real is unavailable
+  the connection is refused (IPVS has no fallback for ``dh`` either);
+* ``mh``: Maglev consistent hashing over a ``MH_TABLE_SIZE`` (16381) slot lookup table, built
+  lazily at the first connection after a change (about 6 ms); flags ``mh-fallback``, ``mh-port``.
+  IPVS's default of 251 slots moves ~8 % of the other reals' flows when one of ten is removed;
+  16381 slots move ~0.6 %. Like IPVS, a real whose weight drops to 0 keeps its slots
+  (its flows are refused, or fall back with ``mh-fallback``) so that nobody else's flows move;
+  removing a real rebuilds the table, which moves (almost) only that real's flows.
+
+Weight-0 destinations never receive new connections. Upper/lower thresholds follow IPVS's overload
+rule: a destination becomes overloaded when active+inactive >= upper, and is available again below
+lower (or below 3/4 of upper when lower is 0); overloaded destinations are skipped.
+
+Persistence (``persistent`` seconds, ``netmask``: IPv4 dotted mask or prefix length): a client,
+masked by netmask, sticks to the destination of its first connection while it has connections and
+for ``persistent`` seconds after the later of its last new connection and its last close. A template
+whose destination has weight 0 or was removed is dropped at the next lookup and the client is
+scheduled afresh, like IPVS with ``expire_quiescent_template=1``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from saru.model import Dest, ServiceSettings
+
+MH_TABLE_SIZE = 16381  # a prime; IPVS's CONFIG_IP_VS_MH_TAB_INDEX=14 (its default is 251)
+SH_TABLE_BITS = 8  # IPVS's IP_VS_SH_TAB_BITS (and dh's)
+_GOLDEN_RATIO_32 = 0x61C88647
+
+
+@dataclass(eq=False, slots=True)
+class DestState:
+    """A destination as the scheduler sees it, with live counters (updated by the data plane)."""
+
+    address: str
+    port: int
+    weight: int = 1
+    upper: int = 0
+    lower: int = 0
+    last_weight: int = 1  # the last non-zero weight (mh keeps a quiesced real's slots)
+    active: int = 0
+    inactive: int = 0
+    connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    overloaded: bool = False
+    removed: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+    @property
+    def available(self) -> bool:
+        return self.weight > 0 and not self.overloaded
+
+    def configure(self, dest: Dest) -> None:
+        self.weight = dest.weight
+        if dest.weight > 0:
+            self.last_weight = dest.weight
+        self.upper = dest.upper_threshold
+        self.lower = dest.lower_threshold
+        self._update_overload()
+
+    def bind(self) -> None:
+        """A new connection to this destination."""
+        self.active += 1
+        self.connections += 1
+        if self.upper and self.active + self.inactive >= self.upper:
+            self.overloaded = True
+
+    def unbind(self) -> None:
+        """A connection to this destination ended."""
+        self.active -= 1
+        if self.overloaded:
+            self._update_overload()
+
+    def _update_overload(self) -> None:
+        total = self.active + self.inactive
+        if self.upper and total >= self.upper:
+            self.overloaded = True
+        elif self.lower:
+            if total < self.lower:
+                self.overloaded = False
+        elif self.upper:
+            if total * 4 < self.upper * 3:
+                self.overloaded = False
+        else:
+            self.overloaded = False
+
+
+def _addr_int(address: str) -> tuple[int, int]:
+    """(family bits, integer value) of an IP literal."""
+    if ":" in address:
+        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
+    return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+
+
+def _fold(address: str) -> int:
+    """IPVS's 32-bit fold of an address (IPv6: xor of its four words)."""
+    bits, value = _addr_int(address)
+    if bits == 32:
+        return value
+    return (value >> 96 ^ value >> 64 ^ value >> 32 ^ value) & 0xFFFFFFFF
+
+
+def _hash32(value: int, bits: int) -> int:
+    """The kernel's ``hash_32``."""
+    return ((value * _GOLDEN_RATIO_32) & 0xFFFFFFFF) >> (32 - bits)
+
+
+class Scheduler(abc.ABC):
+    """Picks one destination among a service's destinations."""
+
+    name = ""
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        self.flags = flags
+        self.service = service
+        self.dests: list[DestState] = []
+
+    def update(self, dests: list[DestState]) -> None:
+        """The destination list or a weight changed (``dests`` in insertion order)."""
+        self.dests = dests
+
+    @abc.abstractmethod
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        """The destination for a new connection from client:port, or None."""
+
+
+class RoundRobin(Scheduler):
+    name = "rr"
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.last: DestState | None = None
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        dests = self.dests
+        n = len(dests)
+        if not n:
+            return None
+        try:
+            start = dests.index(self.last) + 1 if self.last is not None else 0
+        except ValueError:
+            start = 0
+        for i in range(n):
+            d = dests[(start + i) % n]
+            if d.weight > 0 and not d.overloaded and d is not exclude:
+                self.last = d
+                return d
+        return None
+
+
+class WeightedRoundRobin(Scheduler):
+    name = "wrr"
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.index = -1
+        self.cw = 0
+        self.mw = 0
+        self.di = 1
+
+    def update(self, dests: list[DestState]) -> None:
+        super().update(dests)
+        # Like ip_vs_wrr_dest_changed: restart from the head of the list, keep cw when still valid.
+        weights = [d.weight for d in dests if d.weight > 0]
+        self.di = math.gcd(*weights) if weights else 1
+        self.mw = max(weights, default=0) - (self.di - 1)
+        if self.cw > self.mw:
+            self.cw = 0
+        self.index = -1
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        dests = self.dests
+        n = len(dests)
+        if not n or self.mw <= 0:
+            return None
+        # At most one full cycle: n positions for each of the mw/di weight levels.
+        for _ in range(n * (self.mw // self.di + 1)):
+            i = self.index + 1
+            if i >= n:
+                i = 0
+            if i == 0:  # passing the head of the list: next weight level
+                self.cw -= self.di
+                if self.cw <= 0:
+                    self.cw = self.mw
+            self.index = i
+            d = dests[i]
+            if d.weight >= self.cw and d.weight > 0 and not d.overloaded and d is not exclude:
+                return d
+        return None
+
+
+class LeastConnection(Scheduler):
+    name = "lc"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        least: DestState | None = None
+        loh = 0
+        for d in self.dests:
+            if d.weight <= 0 or d.overloaded or d is exclude:
+                continue
+            doh = (d.active << 8) + d.inactive
+            if least is None or doh < loh:
+                least, loh = d, doh
+        return least
+
+
+class WeightedLeastConnection(Scheduler):
+    name = "wlc"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        least: DestState | None = None
+        loh = 0
+        for d in self.dests:
+            if d.weight <= 0 or d.overloaded or d is exclude:
+                continue
+            doh = (d.active << 8) + d.inactive
+            if least is None or loh * d.weight > doh * least.weight:
+                least, loh = d, doh
+        return least
+
+
+class ShortestExpectedDelay(Scheduler):
+    name = "sed"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        least: DestState | None = None
+        loh = 0
+        for d in self.dests:
+            if d.weight <= 0 or d.overloaded or d is exclude:
+                continue
+            doh = d.active + 1
+            if least is None or loh * d.weight > doh * least.weight:
+                least, loh = d, doh
+        return least
+
+
+class NeverQueue(ShortestExpectedDelay):
+    name = "nq"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        for d in self.dests:
+            if d.weight > 0 and not d.overloaded and d is not exclude and d.active == 0:
+                return d
+        return super().pick(client, port, exclude)
+
+
+class WeightedFailover(Scheduler):
+    name = "fo"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        best: DestState | None = None
+        for d in self.dests:
+            if d.weight <= 0 or d.overloaded or d is exclude:
+                continue
+            if best is None or d.weight > best.weight:
+                best = d
+        return best
+
+
+class Overflow(Scheduler):
+    name = "ovf"
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        best: DestState | None = None
+        for d in self.dests:
+            if d.weight <= 0 or d.overloaded or d is exclude or d.active > d.weight:
+                continue
+            if best is None or d.weight > best.weight:
+                best = d
+        return best
+
+
+class _BucketHash(Scheduler):
+    """IPVS's sh/dh 256-bucket table: each destination fills ``weight`` consecutive buckets in turn."""
+
+    fallback_flag = ""
+    port_flag = ""
+
+    def update(self, dests: list[DestState]) -> None:
+        super().update(dests)
+        size = 1 << SH_TABLE_BITS
+        buckets: list[DestState | None] = [None] * size
+        if dests:
+            i = count = 0
+            for b in range(size):
+                d = dests[i]
+                buckets[b] = d
+                count += 1
+                if count >= d.weight:
+                    i = (i + 1) % len(dests)
+                    count = 0
+        self.buckets = buckets
+
+    def key(self, client: str, port: int) -> int:
+        raise NotImplementedError
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        if not self.dests:
+            return None
+        h = self.key(client, port)
+        d = self.buckets[h]
+        if d is not None and d.weight > 0 and not d.overloaded and d is not exclude:
+            return d
+        if self.fallback_flag not in self.flags and exclude is None:
+            return None
+        size = len(self.buckets)
+        for offset in range(1, size):
+            d = self.buckets[(h + offset) % size]
+            if d is not None and d.weight > 0 and not d.overloaded and d is not exclude:
+                return d
+        return None
+
+
+class SourceHash(_BucketHash):
+    name = "sh"
+    fallback_flag = "sh-fallback"
+
+    def key(self, client: str, port: int) -> int:
+        p = port if "sh-port" in self.flags else 0
+        return _hash32((p + _fold(client)) & 0xFFFFFFFF, SH_TABLE_BITS)
+
+
+class DestinationHash(_BucketHash):
+    """dh: hash of the virtual address and port (see the module docstring)."""
+
+    name = "dh"
+
+    def key(self, client: str, port: int) -> int:
+        address, vport = self.service
+        return _hash32((vport + _fold(address or "0.0.0.0")) & 0xFFFFFFFF, SH_TABLE_BITS)
+
+
+def _digest64(data: bytes, person: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=person).digest(), "big")
+
+
+class MaglevHash(Scheduler):
+    """mh: Maglev lookup table; weights by turns (weight / gcd), quiesced reals keep their slots."""
+
+    name = "mh"
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.stale = True
+        self._table: list[DestState | None] = []
+
+    def update(self, dests: list[DestState]) -> None:
+        super().update(dests)
+        self.stale = True
+
+    @property
+    def table(self) -> list[DestState | None]:
+        if self.stale:
+            self._table = self.build(self.dests)
+            self.stale = False
+        return self._table
+
+    @staticmethod
+    def build(dests: list[DestState]) -> list[DestState | None]:
+        size = MH_TABLE_SIZE
+        table: list[DestState | None] = [None] * size
+        weights = [d.weight if d.weight > 0 else d.last_weight for d in dests]
+        if dests and any(weights):
+            g = math.gcd(*weights)
+            setup = []
+            for d, w in zip(dests, weights, strict=True):
+                if w <= 0:
+                    continue
+                raw = f"{d.address}|{d.port}".encode()
+                offset = _digest64(raw, b"saru-mh-offset") % size
+                skip = _digest64(raw, b"saru-mh-skip") % (size - 1) + 1
+                setup.append([d, offset, skip, w // g])
+            filled = 0
+            while filled < size:
+                for entry in setup:
+                    d, perm, skip, turns = entry
+                    for _ in range(turns):
+                        while table[perm] is not None:
+                            perm += skip
+                            if perm >= size:
+                                perm -= size
+                        table[perm] = d
+                        filled += 1
+                        if filled >= size:
+                            break
+                    entry[1] = perm
+                    if filled >= size:
+                        break
+        return table
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        if not self.dests:
+            return None
+        raw = socket.inet_pton(socket.AF_INET6 if ":" in client else socket.AF_INET, client)
+        if "mh-port" in self.flags:
+            raw += port.to_bytes(2, "big")
+        table = self.table
+        size = len(table)
+        h = _digest64(raw, b"saru-mh-client") % size
+        d = table[h]
+        if d is not None and d.weight > 0 and not d.overloaded and d is not exclude:
+            return d
+        if "mh-fallback" not in self.flags and exclude is None:
+            return None
+        # IPVS's fallback: rehash with an increasing offset until an available real turns up.
+        for offset in range(1, size):
+            d = table[(h + offset) % size]
+            if d is not None and d.weight > 0 and not d.overloaded and d is not exclude:
+                return d
+        return None
+
+
+SCHEDULERS: dict[str, type[Scheduler]] = {
+    cls.name: cls
+    for cls in (
+        RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection, ShortestExpectedDelay,
+        NeverQueue, WeightedFailover, Overflow, SourceHash, DestinationHash, MaglevHash,
+    )
+}
+
+
+def parse_flags(schedflags: str | None) -> frozenset[str]:
+    """``"sh-fallback,sh-port"`` (ipvsadm -b) → a set of flags."""
+    if not schedflags:
+        return frozenset()
+    return frozenset(f.strip() for f in schedflags.replace(" ", ",").split(",") if f.strip())
+
+
+def parse_netmask(netmask: str | None) -> tuple[int, int]:
+    """(IPv4 mask, IPv6 prefix length). ``255.255.255.0`` is an IPv4 mask; ``64`` or ``/64`` a prefix."""
+    if not netmask:
+        return 0xFFFFFFFF, 128
+    text = netmask.strip().lstrip("/")
+    if "." in text:
+        try:
+            mask = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        except OSError:
+            raise ValueError(f"invalid netmask {netmask!r}") from None
+        return mask, 128
+    if not text.isdigit() or not 0 <= int(text) <= 128:
+        raise ValueError(f"invalid netmask {netmask!r}: expected a dotted IPv4 mask or a prefix length")
+    prefix = int(text)
+    v4 = (0xFFFFFFFF << (32 - min(prefix, 32))) & 0xFFFFFFFF
+    return v4, prefix
+
+
+def check_settings(settings: ServiceSettings) -> None:
+    """Raise ValueError when a balancer cannot honour these settings."""
+    if settings.scheduler not in SCHEDULERS:
+        known = ", ".join(sorted(SCHEDULERS))
+        raise ValueError(f"unknown scheduler {settings.scheduler!r} (this data plane knows {known})")
+    if settings.persistent is not None and settings.persistent < 0:
+        raise ValueError(f"invalid persistent timeout {settings.persistent}")
+    parse_netmask(settings.netmask)
+
+
+@dataclass(eq=False, slots=True)
+class Template:
+    """A persistence template: a masked client stuck to a destination."""
+
+    dest: DestState
+    conns: int = 0
+    expires: float = 0.0  # meaningful once conns == 0
+
+
+class Balancer:
+    """One service's destinations, scheduler and persistence templates."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        service: tuple[str, int] = ("", 0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.clock = clock
+        self.dests: dict[tuple[str, int], DestState] = {}
+        self.templates: dict[tuple[int, int], Template] = {}
+        self.settings = settings
+        self.configure(settings)
+
+    def configure(self, settings: ServiceSettings) -> None:
+        """Apply (new) service settings; raises ValueError when they are invalid."""
+        check_settings(settings)
+        old = self.settings
+        self.settings = settings
+        self.persistent = settings.persistent
+        self.v4mask, self.v6prefix = parse_netmask(settings.netmask)
+        if not settings.persistent or settings.netmask != old.netmask:
+            self.templates.clear()
+        self.scheduler = SCHEDULERS[settings.scheduler](parse_flags(settings.schedflags), self.service)
+        self.scheduler.update(list(self.dests.values()))
+
+    def set_dest(self, dest: Dest) -> DestState:
+        """Add a destination or change its weight and thresholds."""
+        state = self.dests.get(dest.key)
+        if state is None:
+            state = DestState(dest.address, dest.port)
+            self.dests[dest.key] = state
+        state.configure(dest)
+        self.scheduler.update(list(self.dests.values()))
+        return state
+
+    def remove_dest(self, key: tuple[str, int]) -> None:
+        """Forget a destination; its live connections keep their DestState until they end."""
+        state = self.dests.pop(key, None)
+        if state is not None:
+            state.removed = True
+            self.scheduler.update(list(self.dests.values()))
+
+    def _client_key(self, client: str) -> tuple[int, int]:
+        bits, value = _addr_int(client)
+        if bits == 32:
+            return 4, value & self.v4mask
+        return 6, value >> (128 - self.v6prefix) if self.v6prefix else 0
+
+    def schedule(
+        self, client: str, port: int, exclude: DestState | None = None
+    ) -> tuple[DestState, Template | None] | None:
+        """Choose and count the destination of a new connection; None when nothing is available."""
+        if not self.persistent:
+            d = self.scheduler.pick(client, port, exclude)
+            if d is None:
+                return None
+            d.bind()
+            return d, None
+        key = self._client_key(client)
+        t = self.templates.get(key)
+        if t is not None:
+            d = t.dest
+            stale = t.conns == 0 and t.expires <= self.clock()
+            if stale or d.removed or d.weight <= 0 or d is exclude:
+                del self.templates[key]  # connections still holding it release it harmlessly
+                t = None
+        if t is None:
+            d = self.scheduler.pick(client, port, exclude)
+            if d is None:
+                return None
+            t = self.templates[key] = Template(d)
+        d = t.dest
+        t.conns += 1
+        t.expires = self.clock() + self.persistent
+        d.bind()
+        return d, t
+
+    def release(self, dest: DestState, template: Template | None) -> None:
+        """A connection scheduled by ``schedule`` ended."""
+        dest.unbind()
+        if template is not None:
+            template.conns -= 1
+            template.expires = max(template.expires, self.clock() + (self.persistent or 0))
+
+    def expire(self) -> int:
+        """Drop expired templates; returns how many were dropped."""
+        now = self.clock()
+        dead = [k for k, t in self.templates.items() if t.conns <= 0 and t.expires <= now]
+        for k in dead:
+            del self.templates[k]
+        return len(dead)
+
+
+def weights_of(dests: Iterable[DestState]) -> dict[tuple[str, int], int]:
+    """Helper for diagnostics and tests: destination → weight."""
+    return {d.key: d.weight for d in dests}

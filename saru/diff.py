@@ -1,0 +1,149 @@
+"""Minimal operations between two forwarding tables, and their pure application.
+
+``diff(current, desired, owned)`` returns the ops that turn ``current`` into ``desired`` for the
+services Saru owns; services in ``current`` that are neither desired nor owned (another tool's)
+are never touched. ``apply_ops(table, ops)`` is the reference semantics every data plane follows,
+used by the planner tests (``apply_ops(a, diff(a, b)) == b``) and by ``saru plan``.
+
+Order matters for traffic: new services and new or changed destinations come before removals, so
+a virtual moving from its fallback to a real never has an empty moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
+
+from saru.model import (
+    FORWARD_FLAGS,
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    EditDest,
+    EditService,
+    Op,
+    Service,
+    ServiceKey,
+    Table,
+)
+
+
+class OpError(ValueError):
+    """An op does not fit the table it is applied to (e.g. adding a dest that exists)."""
+
+
+def _dest_ops(current: Service | None, desired: Service) -> list[Op]:
+    have = current.dests if current is not None else {}
+    adds: list[Op] = []
+    edits: list[Op] = []
+    for key in sorted(desired.dests):
+        dest = desired.dests[key]
+        old = have.get(key)
+        if old is None:
+            adds.append(AddDest(desired.key, dest))
+        elif old != dest:
+            edits.append(EditDest(desired.key, dest))
+    dels: list[Op] = [DelDest(desired.key, a, p) for (a, p) in sorted(have) if (a, p) not in desired.dests]
+    return adds + edits + dels
+
+
+def _sorted_keys(keys: Iterable[ServiceKey]) -> list[ServiceKey]:
+    return sorted(keys, key=lambda k: (k.protocol, k.family, k.address, k.port, k.fwmark or 0))
+
+
+def diff(current: Table, desired: Table, owned: Collection[ServiceKey] | None = None) -> list[Op]:
+    """Ops turning ``current`` into ``desired``.
+
+    ``owned`` lists the services Saru may delete when they are not desired (the keys of the old and
+    new config); ``None`` means every service of ``current`` is Saru's.
+    """
+    ops: list[Op] = []
+    for key in _sorted_keys(desired.services):
+        want = desired.services[key]
+        have = current.services.get(key)
+        if have is None:
+            ops.append(AddService(key, want.settings))
+        elif have.settings != want.settings:
+            ops.append(EditService(key, want.settings))
+        ops.extend(_dest_ops(have, want))
+    for key in _sorted_keys(current.services):
+        if key not in desired.services and (owned is None or key in owned):
+            ops.append(DelService(key))
+    return ops
+
+
+def apply_op(services: dict[ServiceKey, Service], op: Op) -> None:
+    """Apply one op to a mutable service map (reference semantics)."""
+    key = op.service
+    service = services.get(key)
+    if isinstance(op, AddService):
+        if service is not None:
+            raise OpError(f"service {key} already exists")
+        services[key] = Service(key=key, settings=op.settings, dests={})
+        return
+    if service is None:
+        raise OpError(f"no such service {key}")
+    if isinstance(op, EditService):
+        services[key] = replace(service, settings=op.settings)
+    elif isinstance(op, DelService):
+        del services[key]
+    elif isinstance(op, AddDest):
+        if op.dest.key in service.dests:
+            raise OpError(f"destination {op.dest.hostport} already exists in {key}")
+        services[key] = service.with_dest(op.dest)
+    elif isinstance(op, EditDest):
+        if op.dest.key not in service.dests:
+            raise OpError(f"no destination {op.dest.hostport} in {key}")
+        services[key] = service.with_dest(op.dest)
+    elif isinstance(op, DelDest):
+        if (op.address, op.port) not in service.dests:
+            raise OpError(f"no destination {op.address}:{op.port} in {key}")
+        services[key] = service.without_dest((op.address, op.port))
+    else:  # pragma: no cover - exhaustive over Op subclasses
+        raise OpError(f"unknown op {op!r}")
+
+
+def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
+    """The table after ``ops`` (raises OpError and leaves ``table`` untouched on a bad op)."""
+    services = dict(table.services)
+    for op in ops:
+        apply_op(services, op)
+    return Table(services)
+
+
+def describe_op(op: Op) -> str:
+    """One line per op in ipvsadm's vocabulary, for ``saru plan``."""
+    svc = op.service
+    flag = {"tcp": "-t", "udp": "-u", "fwm": "-f"}[svc.protocol]
+    target = f"{flag} {svc.fwmark if svc.protocol == 'fwm' else svc.hostport}"
+    if svc.protocol == "fwm" and svc.family == 6:
+        target += " -6"
+    if isinstance(op, AddService | EditService):
+        s = op.settings
+        text = f"{'-A' if isinstance(op, AddService) else '-E'} {target} -s {s.scheduler}"
+        if s.persistent is not None:
+            text += f" -p {s.persistent}"
+            if s.netmask:
+                text += f" -M {s.netmask}"
+        if s.schedflags:
+            text += f" -b {s.schedflags}"
+        if s.ops:
+            text += " -o"
+        return text
+    if isinstance(op, DelService):
+        return f"-D {target}"
+    if isinstance(op, AddDest | EditDest):
+        d = op.dest
+        verb = "-a" if isinstance(op, AddDest) else "-e"
+        fwd = FORWARD_FLAGS[d.forward]
+        text = f"{verb} {target} -r {d.hostport} {fwd} -w {d.weight}"
+        if d.upper_threshold:
+            text += f" -x {d.upper_threshold}"
+        if d.lower_threshold:
+            text += f" -y {d.lower_threshold}"
+        return text
+    if isinstance(op, DelDest):
+        host = f"[{op.address}]" if ":" in op.address else op.address
+        return f"-d {target} -r {host}:{op.port}"
+    raise OpError(f"unknown op {op!r}")  # pragma: no cover

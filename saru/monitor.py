@@ -1,0 +1,504 @@
+"""The health monitor: runs every distinct check once per interval and keeps each real's verdict.
+
+* **Deduplication**: reals whose ``CheckSpec`` is equal (the same real in several virtuals) share
+  one check group; its result is applied to every member, each with its own ``failurecount`` and
+  maintenance file. A group's interval is the smallest ``checkinterval`` of its virtuals.
+* **Scheduling**: one asyncio task per group, periods measured start-to-start, first check at once.
+  Checks run concurrently under hard timeouts (``run_check``), so a hung server delays nobody else.
+* **Hysteresis** (``step``, pure): a real that is up goes down after ``failurecount`` consecutive
+  failures (``SoftFailure`` before that, ``FailuresReset`` when a success follows); a real that is
+  down comes back after ``rise`` consecutive successes (1 = ldirectord's immediate recovery). The
+  first verdict is taken as is.
+* **maintenancedir**: a file named after the real (``ip:port``, ``ip``, ``fqdn:port``, ``fqdn``,
+  ``short:port``, ``short``) forces it down at once. The reverse lookup for the names is done
+  asynchronously and cached (ldirectord resolved synchronously before every check).
+* **Reload**: ``configure`` keeps the state of every real whose check did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from saru.checks.base import run_check
+from saru.checks.spec import check_spec_for
+from saru.events import Event, FailuresReset, RealDown, RealUp, SoftFailure
+from saru.model import CheckResult, CheckSpec, Config, RealRef
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_MESSAGE = "Server in maintenance"
+NAME_TTL = 300.0  # seconds a reverse lookup is cached
+NAME_WAIT = 1.0  # longest a check waits for a cold reverse lookup (it goes on in the background)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure state transitions
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthState:
+    """The hysteresis state of one real."""
+
+    up: bool | None = None  # None: no verdict yet
+    failures: int = 0  # consecutive failures while up
+    successes: int = 0  # consecutive successes while down
+
+
+class Change(enum.Enum):
+    """What a check result did to a real."""
+
+    NONE = "none"
+    UP = "up"
+    DOWN = "down"
+    SOFT_FAILURE = "soft_failure"
+    FAILURES_RESET = "failures_reset"
+
+
+def step(state: HealthState, ok: bool, failurecount: int = 1, rise: int = 1) -> tuple[HealthState, Change]:
+    """Apply one check result to a real's state (pure; the heart of the monitor)."""
+    if state.up is None:  # first verdict: no hysteresis
+        return HealthState(up=ok), Change.UP if ok else Change.DOWN
+    if state.up:
+        if ok:
+            if state.failures:
+                return HealthState(up=True), Change.FAILURES_RESET
+            return state, Change.NONE
+        failures = state.failures + 1
+        if failures >= max(1, failurecount):
+            return HealthState(up=False), Change.DOWN
+        return HealthState(up=True, failures=failures), Change.SOFT_FAILURE
+    if not ok:
+        return (HealthState(up=False), Change.NONE)
+    successes = state.successes + 1
+    if successes >= max(1, rise):
+        return HealthState(up=True), Change.UP
+    return HealthState(up=False, successes=successes), Change.NONE
+
+
+def force_down(state: HealthState) -> tuple[HealthState, Change]:
+    """Maintenance: down at once, bypassing failurecount."""
+    return HealthState(up=False), Change.NONE if state.up is False else Change.DOWN
+
+
+# --------------------------------------------------------------------------------------------------
+# maintenancedir
+# --------------------------------------------------------------------------------------------------
+
+_SHORT = re.compile(r"^([a-z][a-z0-9\-]+)\.")
+
+
+def maintenance_names(address: str, port: int, fqdn: str | None = None) -> list[str]:
+    """File names that put a real in maintenance, in ldirectord's order (IPv6 in brackets)."""
+    rip = f"[{address}]" if ":" in address and not address.startswith("[") else address
+    names = [f"{rip}:{port}", rip]
+    if fqdn:
+        names += [f"{fqdn}:{port}", fqdn]
+        short = _SHORT.match(fqdn)
+        if short:
+            names += [f"{short.group(1)}:{port}", short.group(1)]
+    return names
+
+
+def _looks_like_ip(name: str) -> bool:
+    """Whether a maintenance file is named by address (then no reverse lookup can matter)."""
+    if name.startswith("["):
+        host = name[: name.find("]") + 1]
+    else:
+        host = name.split(":", 1)[0]
+    return bool(re.fullmatch(r"[\d.]+|\[[0-9a-fA-F:.]+\]", host))
+
+
+class NameCache:
+    """Reverse DNS (address → FQDN) resolved in the background and cached for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = NAME_TTL) -> None:
+        self.ttl = ttl
+        self._names: dict[str, tuple[str | None, float]] = {}
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
+
+    async def lookup(self, address: str, wait: float = NAME_WAIT) -> str | None:
+        """The cached name; a stale entry is refreshed in the background, a cold one awaited ≤ wait."""
+        cached = self._names.get(address)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        future = self._pending.get(address)
+        if future is None:
+            future = asyncio.ensure_future(self._resolve(address))
+            self._pending[address] = future
+        if cached is not None:
+            return cached[0]
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        """Cancel lookups still in flight."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+
+    async def _resolve(self, address: str) -> str | None:
+        loop = asyncio.get_running_loop()
+        sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
+            (address, 0, 0, 0) if ":" in address else (address, 0)
+        )
+        try:
+            name: str | None = (await loop.getnameinfo(sockaddr, socket.NI_NAMEREQD))[0]
+        except (OSError, UnicodeError):
+            name = None
+        finally:
+            self._pending.pop(address, None)
+        self._names[address] = (name, time.monotonic() + self.ttl)
+        return name
+
+
+async def in_maintenance(directory: str, address: str, port: int, names: NameCache) -> bool:
+    """Whether a maintenance file for this real exists (reverse lookup only when it could matter)."""
+    try:
+        entries = set(os.listdir(directory))
+    except OSError:
+        return False
+    if not entries:
+        return False
+    if any(name in entries for name in maintenance_names(address, port)):
+        return True
+    if all(_looks_like_ip(entry) for entry in entries):
+        return False
+    fqdn = await names.lookup(address.strip("[]"))
+    return bool(fqdn) and any(name in entries for name in maintenance_names(address, port, fqdn)[2:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Monitor
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RealHealth:
+    """Snapshot of one real's health."""
+
+    up: bool | None  # None = not checked yet (or checktype off)
+    last_result: CheckResult | None
+    last_checked: float | None  # wall-clock time.time()
+    failures: int  # consecutive failures while up
+    successes: int  # consecutive successes while down
+    maintenance: bool
+    checktype: str
+
+
+@dataclass
+class _Real:
+    spec: CheckSpec
+    failurecount: int
+    state: HealthState = HealthState()
+    last_result: CheckResult | None = None
+    last_checked: float | None = None
+    maintenance: bool = False
+    fresh: bool = False  # next result is taken as is (its check changed on reload)
+
+
+@dataclass
+class _Group:
+    """One distinct check and the reals that share it."""
+
+    spec: CheckSpec
+    interval: float
+    members: set[RealRef]
+    task: asyncio.Task[None] | None = None
+    first_done: asyncio.Event | None = None
+    checking: bool = False
+    due: float = 0.0  # loop time the current or next check is due (start-to-start schedule)
+    connects: int = 1 << 30  # combined: successful connects since the last negotiate (start: negotiate)
+
+
+Listener = Callable[[], None]
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """Sleep until loop time ``when``: equal deadlines fire in the same loop iteration."""
+    future: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at(when, _wake, future)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
+class Monitor:
+    """Owns the check tasks and every real's health; see the module docstring."""
+
+    def __init__(
+        self, emit: Callable[[Event], None], maintenance_dir: str | None = None, rise: int = 1
+    ) -> None:
+        self._emit = emit
+        self._default_maintenance_dir = maintenance_dir
+        self._maintenance_dir = maintenance_dir
+        self.rise = max(1, rise)
+        self._reals: dict[RealRef, _Real] = {}
+        self._groups: dict[CheckSpec, _Group] = {}
+        self._listeners: list[Listener] = []
+        self._dying: set[asyncio.Task[None]] = set()
+        self._names = NameCache()
+        self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
+
+    # ---- configuration -------------------------------------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        """(Re)configure from inside the running loop; reals whose check is unchanged keep their state."""
+        self._maintenance_dir = config.globals.maintenancedir or self._default_maintenance_dir
+        wanted: dict[CheckSpec, tuple[float, set[RealRef]]] = {}
+        reals: dict[RealRef, tuple[CheckSpec, int]] = {}
+        for virtual in config.virtuals:
+            for real in virtual.reals:
+                spec = check_spec_for(virtual, real)
+                ref = RealRef(virtual.key, real.address, real.port)
+                reals[ref] = (spec, virtual.failurecount)
+                if spec.checktype == "off":
+                    continue
+                interval, members = wanted.get(spec, (virtual.checkinterval, set()))
+                members.add(ref)
+                wanted[spec] = (min(interval, virtual.checkinterval), members)
+
+        changed = self._update_reals(reals)
+        for spec in list(self._groups):
+            if spec not in wanted:
+                self._stop_group(self._groups.pop(spec))
+        now = asyncio.get_running_loop().time()  # groups started together stay in step (one wakeup)
+        for spec, (interval, members) in wanted.items():
+            group = self._update_group(spec, max(interval, 0.01), members, now)
+            for ref in members:  # one spec object per group: identity checks in the hot path
+                self._reals[ref].spec = group.spec
+        if changed:
+            self._notify()
+
+    def _update_reals(self, reals: dict[RealRef, tuple[CheckSpec, int]]) -> bool:
+        changed = False
+        for ref in list(self._reals):
+            if ref not in reals:
+                del self._reals[ref]
+        for ref, (spec, failurecount) in reals.items():
+            current = self._reals.get(ref)
+            if current is None:
+                current = self._reals[ref] = _Real(spec, failurecount)
+            elif current.spec != spec:
+                current.spec = spec
+                current.state = HealthState(up=current.state.up)
+                current.fresh = True
+            current.failurecount = failurecount
+            if spec.checktype == "off" and current.state.up is not None:
+                current.state, current.fresh = HealthState(), False
+                changed = True
+            elif spec.checktype == "on" and current.state.up is not True and not self._rip_maintenance(ref):
+                current.state, current.fresh = HealthState(up=True), False
+                current.last_result = CheckResult(ok=True, message="checktype on")
+                current.last_checked = time.time()
+                self._send(RealUp(real=ref, detail="checktype on"))
+                changed = True
+        return changed
+
+    def _rip_maintenance(self, ref: RealRef) -> bool:
+        directory = self._maintenance_dir
+        if not directory:
+            return False
+        names = maintenance_names(ref.address, ref.port)
+        return any(os.path.exists(os.path.join(directory, name)) for name in names)
+
+    def _update_group(self, spec: CheckSpec, interval: float, members: set[RealRef], now: float) -> _Group:
+        needs_task = spec.checktype != "on" or bool(self._maintenance_dir)
+        group = self._groups.get(spec)
+        if group is None:
+            group = self._groups[spec] = _Group(spec, interval, members)
+        joined = members - group.members
+        old_interval = group.interval
+        group.members, group.interval = members, interval
+        if not needs_task:
+            self._stop_group(group)
+        elif group.task is None:
+            self._start_group(group, now)
+        elif not group.checking and any(self._reals[r].state.up is None or self._reals[r].fresh
+                                        for r in joined):
+            self._stop_group(group)
+            self._start_group(group, now)  # newcomers get their first verdict at once
+        elif not group.checking and interval != old_interval:
+            self._stop_group(group, keep_first=True)
+            self._start_group(group, max(now, group.due - old_interval + interval), keep_first=True)
+        return group
+
+    def _start_group(self, group: _Group, due: float, keep_first: bool = False) -> None:
+        if group.first_done is None or not keep_first:
+            group.first_done = asyncio.Event()
+        group.due = due
+        group.task = asyncio.get_running_loop().create_task(self._run_group(group))
+
+    def _stop_group(self, group: _Group, keep_first: bool = False) -> None:
+        task, group.task = group.task, None
+        if task is not None:
+            task.cancel()
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
+        if group.first_done is not None and not keep_first:
+            group.first_done.set()  # nobody waits for a group that is gone
+            group.first_done = None
+
+    # ---- checking ------------------------------------------------------------------------------
+
+    async def _run_group(self, group: _Group) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if group.due > loop.time():
+                await _sleep_until(loop, group.due)
+            group.checking = True
+            try:
+                await self._tick(group)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("check of %s:%s failed unexpectedly", group.spec.address, group.spec.port)
+            finally:
+                group.checking = False
+            if group.first_done is not None:
+                group.first_done.set()
+            group.due += group.interval
+            group.due = max(group.due, loop.time())  # a check longer than the interval: next one now
+
+    def _next_run(self, group: _Group) -> tuple[CheckSpec, bool]:
+        """The spec to run now and whether it is the negotiate leg of a combined check."""
+        spec = group.spec
+        if spec.checktype != "combined":
+            return spec, False
+        if group.connects >= spec.connects_per_negotiate:
+            return replace(spec, checktype="negotiate"), True
+        return replace(spec, checktype="connect"), False
+
+    async def _tick(self, group: _Group) -> None:
+        directory = self._maintenance_dir
+        maintenance: dict[RealRef, bool] = {}
+        if directory:
+            for ref in list(group.members):
+                maintenance[ref] = await in_maintenance(directory, ref.address, ref.port, self._names)
+        result: CheckResult | None = None
+        if not maintenance or not all(maintenance.values()):
+            spec, negotiate = self._next_run(group)
+            result = await run_check(spec)
+            self.checks_run += 1
+            if group.spec.checktype == "combined":
+                if negotiate:
+                    group.connects = 0 if result.ok else group.connects
+                else:
+                    group.connects = group.connects + 1 if result.ok else 1 << 30
+        now = time.time()
+        changed = False
+        for ref in list(group.members):
+            real = self._reals.get(ref)
+            if real is None or real.spec is not group.spec:
+                continue
+            if maintenance.get(ref):
+                changed |= self._apply_maintenance(ref, real, now)
+            elif result is not None:
+                changed |= self._apply(ref, real, result, now)
+        if changed:
+            self._notify()
+
+    def _apply(self, ref: RealRef, real: _Real, result: CheckResult, now: float) -> bool:
+        real.last_result, real.last_checked, real.maintenance = result, now, False
+        if real.fresh:
+            state, change = step(HealthState(), result.ok)
+            if state.up == real.state.up:
+                change = Change.NONE
+            real.fresh = False
+        else:
+            state, change = step(real.state, result.ok, real.failurecount, self.rise)
+        real.state = state
+        if change is Change.UP:
+            self._send(RealUp(real=ref, detail=result.message))
+        elif change is Change.DOWN:
+            self._send(RealDown(real=ref, detail=result.message))
+        elif change is Change.SOFT_FAILURE:
+            self._send(SoftFailure(real=ref, count=state.failures, limit=real.failurecount,
+                                   detail=result.message))
+        elif change is Change.FAILURES_RESET:
+            self._send(FailuresReset(real=ref))
+        return change in (Change.UP, Change.DOWN)
+
+    def _apply_maintenance(self, ref: RealRef, real: _Real, now: float) -> bool:
+        real.last_result = CheckResult(ok=False, message=MAINTENANCE_MESSAGE)
+        real.last_checked, real.maintenance, real.fresh = now, True, False
+        real.state, change = force_down(real.state)
+        if change is Change.DOWN:
+            self._send(RealDown(real=ref, detail=MAINTENANCE_MESSAGE))
+            return True
+        return False
+
+    def _send(self, event: Event) -> None:
+        try:
+            self._emit(event)
+        except Exception:
+            log.exception("event sink failed on %r", event)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("health listener failed")
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    async def first_pass(self) -> None:
+        """Return once every checked real has its first verdict (each bounded by its timeout)."""
+        events = [g.first_done for g in self._groups.values() if g.task is not None and g.first_done]
+        await asyncio.gather(*(e.wait() for e in events))
+
+    def health(self) -> dict[RealRef, bool | None]:
+        """Every configured real's verdict (None: not checked yet, or checktype off)."""
+        return {ref: real.state.up for ref, real in self._reals.items()}
+
+    def snapshot(self) -> dict[RealRef, RealHealth]:
+        """Every configured real's health in detail."""
+        return {
+            ref: RealHealth(
+                up=real.state.up,
+                last_result=real.last_result,
+                last_checked=real.last_checked,
+                failures=real.state.failures,
+                successes=real.state.successes,
+                maintenance=real.maintenance,
+                checktype=real.spec.checktype,
+            )
+            for ref, real in self._reals.items()
+        }
+
+    def add_listener(self, callback: Listener) -> None:
+        """``callback()`` is called (synchronously) whenever any real's up/down verdict changes."""
+        self._listeners.append(callback)
+
+    @property
+    def groups(self) -> int:
+        """Number of distinct checks being run (after deduplication)."""
+        return sum(1 for g in self._groups.values() if g.task is not None)
+
+    async def close(self) -> None:
+        """Cancel every check task and wait for them to finish."""
+        for group in self._groups.values():
+            self._stop_group(group)
+        self._groups.clear()
+        self._names.close()
+        dying = list(self._dying)
+        if dying:
+            await asyncio.gather(*dying, return_exceptions=True)

@@ -1,0 +1,138 @@
+"""The desired forwarding table as a pure function of the config and the health of the reals.
+
+Rules (ldirectord's, made declarative):
+
+* a real whose check says **up** is in the table with its configured weight and thresholds;
+* a real that is **down** is absent, or present with weight 0 when the virtual is ``quiescent``;
+* a real whose state is **unknown** (checktype ``off``, or not yet checked) keeps whatever the
+  current table has for it — this is how a restart adopts the live table without flapping;
+* when no real of a virtual is up, its ``fallback`` server is added with weight 1 (never quiescent)
+  — but not while some real still awaits its first verdict (unless the fallback is already in the
+  table), so a cold start never flaps the fallback in and out (ldirectord bug W4).
+
+For direct routing and tunnelling the kernel cannot change the destination port, so IPVS (and
+ipvsadm) force it to the virtual's port; ``kernel_ports=True`` reproduces that (ldirectord bug W5 is
+then harmless because Saru compares the normalised port). A userspace proxy can connect anywhere,
+so it plans with the configured port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from saru.model import (
+    Config,
+    Dest,
+    FallbackConfig,
+    RealConfig,
+    RealRef,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+    VirtualConfig,
+)
+
+Health = Mapping[RealRef, bool | None]
+
+
+def service_settings(virtual: VirtualConfig) -> ServiceSettings:
+    """The IPVS service parameters of a virtual (netmask only with persistence, ops only for UDP)."""
+    persistent = virtual.persistent
+    return ServiceSettings(
+        scheduler=virtual.scheduler,
+        persistent=persistent,
+        netmask=virtual.netmask if persistent is not None else None,
+        schedflags=virtual.schedflags,
+        ops=virtual.ops and virtual.protocol == "udp",
+    )
+
+
+def dest_port(virtual: VirtualConfig, forward: str, port: int, kernel_ports: bool) -> int:
+    """The destination port as the data plane will hold it."""
+    if kernel_ports and forward in ("gate", "ipip") and virtual.protocol != "fwm":
+        return virtual.port
+    return port
+
+
+def real_ref(virtual: VirtualConfig, real: RealConfig) -> RealRef:
+    """The health identity of a configured real (its configured, not normalised, port)."""
+    return RealRef(virtual.key, real.address, real.port)
+
+
+def real_dest(virtual: VirtualConfig, real: RealConfig, weight: int, kernel_ports: bool) -> Dest:
+    return Dest(
+        address=real.address,
+        port=dest_port(virtual, real.forward, real.port, kernel_ports),
+        forward=real.forward,
+        weight=weight,
+        upper_threshold=real.upper_threshold or 0,
+        lower_threshold=real.lower_threshold or 0,
+    )
+
+
+def fallback_dest(virtual: VirtualConfig, fallback: FallbackConfig, kernel_ports: bool) -> Dest:
+    return Dest(
+        address=fallback.address,
+        port=dest_port(virtual, fallback.forward, fallback.port, kernel_ports),
+        forward=fallback.forward,
+        weight=1,
+    )
+
+
+def plan_service(
+    virtual: VirtualConfig,
+    health: Health,
+    current: Service | None = None,
+    kernel_ports: bool = True,
+) -> Service:
+    """The desired service for one virtual."""
+    current_dests = current.dests if current is not None else {}
+    dests: dict[tuple[str, int], Dest] = {}
+    any_up = False
+    pending = False
+    for real in virtual.reals:
+        state = True if virtual.checktype == "on" else health.get(real_ref(virtual, real))
+        up_dest = real_dest(virtual, real, real.weight, kernel_ports)
+        if state is True:
+            dests[up_dest.key] = up_dest
+            any_up = True
+        elif state is False:
+            if virtual.quiescent:
+                dests[up_dest.key] = real_dest(virtual, real, 0, kernel_ports)
+        else:
+            pending = pending or virtual.checktype != "off"
+            adopted = current_dests.get(up_dest.key)
+            if adopted is not None:
+                dests[adopted.key] = adopted
+                any_up = any_up or adopted.weight > 0
+    if not any_up and virtual.fallback is not None:
+        fallback = fallback_dest(virtual, virtual.fallback, kernel_ports)
+        if not pending or fallback.key in current_dests:
+            dests.setdefault(fallback.key, fallback)
+    return Service(key=virtual.key, settings=service_settings(virtual), dests=dests)
+
+
+def desired_table(
+    config: Config,
+    health: Health,
+    current: Table | None = None,
+    kernel_ports: bool = True,
+) -> Table:
+    """The whole desired table (only the services the config owns)."""
+    services = current.services if current is not None else {}
+    return Table.of(
+        plan_service(v, health, services.get(v.key), kernel_ports) for v in config.virtuals
+    )
+
+
+def fallback_active(config: Config, table: Table, kernel_ports: bool = True) -> dict[ServiceKey, bool]:
+    """For each virtual with a fallback: whether the table currently routes to it."""
+    active: dict[ServiceKey, bool] = {}
+    for v in config.virtuals:
+        if v.fallback is None:
+            continue
+        service = table.services.get(v.key)
+        key = fallback_dest(v, v.fallback, kernel_ports).key
+        active[v.key] = service is not None and key in service.dests
+    return active

@@ -1,0 +1,134 @@
+"""``saru check-config``: exit codes, messages, ``--json`` shape (in-process and via the installed script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from saru.cli.main import main
+from saru.config.json_view import config_to_dict
+from saru.config.ldirectord import parse_text
+from tests.unit.test_config_support import FakeResolver
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "packaging" / "examples" / "guide.cf"
+SAMPLE = ROOT / "packaging" / "examples" / "ldirectord-sample.cf"
+SARU = Path(sys.executable).parent / "saru"
+
+VIRTUAL_KEYS = {
+    "protocol": str, "address": str, "port": int, "service": str, "checktype": str, "scheduler": str,
+    "netmask": (str, type(None)), "persistent": (int, type(None)), "fwmark": (int, type(None)),
+    "checkport": int, "request": str, "receive": str, "virtualhost": (str, type(None)),
+    "checktimeout": float, "negotiatetimeout": float, "checkinterval": float, "failurecount": int,
+    "quiescent": bool, "fallback": (dict, type(None)), "reals": list,
+}  # fmt: skip
+REAL_KEYS = {"address": str, "port": int, "forward": str, "weight": int, "request": str, "receive": str}
+
+
+def write(tmp_path: Path, text: str, name: str = "ld.cf") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_ok_line_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(GUIDE)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{GUIDE}: OK (1 virtual services, 2 real servers)\n"
+    assert err == ""
+
+
+def test_warnings_go_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "virtual=127.0.0.1:8080\n\treal=127.0.0.2:8080 masq\n")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK (1 virtual services, 1 real servers)\n"
+    assert err.startswith(f"{path}:1: warning: virtual 127.0.0.1:8080 is NEVER health-checked")
+
+
+def test_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "virtual=10.0.0.1:80\n\tchecktype=on\n\treal=10.0.0.[2-5]:80 masq\n\tbogus=1\n")
+    assert main(["check-config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f'{path}:3: invalid real server "10.0.0.[2-5]:80 masq": ranges are written 10.0.0.2->10.0.0.5',
+        f'{path}:4: unknown directive "bogus"',
+        f"{path}: 2 errors",
+    ]
+
+
+def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "absent.cf")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"saru check-config: cannot read {tmp_path / 'absent.cf'}: no such file\n"
+    assert main(["check-config", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--json", str(GUIDE)]) == 0
+    out, _ = capsys.readouterr()
+    data = json.loads(out)
+    assert set(data) >= {"globals", "virtuals"}
+    g = data["globals"]
+    assert g["checktimeout"] == 5 and g["checkinterval"] == 10 and g["autoreload"] is True
+    assert g["logfile"] == "/var/log/ldirectord.log" and g["quiescent"] is False and g["fallback"] is None
+    (v,) = data["virtuals"]
+    for key, kind in VIRTUAL_KEYS.items():
+        assert isinstance(v[key], kind), (key, v[key])
+    assert (v["protocol"], v["address"], v["port"], v["fwmark"]) == ("tcp", "192.168.5.55", 80, None)
+    assert (v["service"], v["checktype"], v["scheduler"], v["checkport"]) == ("http", "negotiate", "rr", 80)
+    assert (v["request"], v["receive"]) == ("/haCheker/haCheck.html", "up and running")
+    assert (v["checktimeout"], v["negotiatetimeout"], v["checkinterval"], v["failurecount"]) == (5, 5, 10, 1)
+    assert v["fallback"] == {"address": "127.0.0.1", "port": 80, "forward": "gate"}
+    assert v["quiescent"] is False
+    for real in v["reals"]:
+        for key, kind in REAL_KEYS.items():
+            assert isinstance(real[key], kind), (key, real[key])
+    assert [(r["address"], r["port"], r["forward"], r["weight"]) for r in v["reals"]] == [
+        ("192.168.5.33", 80, "gate", 1),
+        ("192.168.5.43", 80, "gate", 1),
+    ]
+
+
+def test_json_effective_values() -> None:
+    text = (
+        'virtual=192.0.2.1:8080\n\tservice=http\n\trequest="/v"\n\treceive="V"\n'
+        '\treal=10.0.0.1:81 masq 3 "/own" "OWN" l:2 u:8\n\treal=10.0.0.2 masq\n'
+        "virtual=9\n\tservice=https\n\treal=10.0.0.3 gate\n"
+        "virtual=192.0.2.2:80\n\tchecktype=on\n"
+    )
+    data = config_to_dict(parse_text(text, resolver=FakeResolver()))
+    a, fwm, empty = data["virtuals"]
+    own, inherited = a["reals"]
+    assert (own["request"], own["receive"], own["l"], own["u"], own["checkport"]) == ("/own", "OWN", 2, 8, 81)
+    assert (inherited["request"], inherited["receive"], inherited["checkport"]) == ("/v", "V", 80)
+    assert a["checkport"] == 81  # no checkport=: the first real's check port
+    assert (fwm["protocol"], fwm["fwmark"], fwm["address"], fwm["port"], fwm["checkport"]) == (
+        "fwm",
+        9,
+        "",
+        0,
+        443,
+    )
+    assert empty["checkport"] == 80 and empty["reals"] == []
+    json.dumps(data)  # serialisable
+
+
+def test_installed_script(tmp_path: Path) -> None:
+    assert SARU.exists(), SARU
+    ok = subprocess.run([str(SARU), "check-config", str(SAMPLE)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"{SAMPLE}: OK (1 virtual services, 3 real servers)\n"
+    as_json = subprocess.run(
+        [str(SARU), "check-config", "--json", str(SAMPLE)], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(as_json.stdout)["virtuals"][0]["virtualhost"] == "www.x.y.z"
+    bad = write(tmp_path, "checktimeout=never\n")
+    failed = subprocess.run([str(SARU), "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and f"{bad}:1: invalid check timeout" in failed.stderr

@@ -1,0 +1,129 @@
+"""diff/apply_ops: minimal ops, ownership, and convergence (property-based)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from saru.diff import OpError, apply_ops, describe_op, diff
+from saru.model import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+)
+
+K1 = ServiceKey("tcp", "192.168.5.55", 80)
+K2 = ServiceKey("udp", "192.168.5.55", 53)
+FOREIGN = ServiceKey("tcp", "10.9.9.9", 25)
+
+
+def svc(key, *dests, sched="rr"):
+    return Service(key, ServiceSettings(scheduler=sched), {d.key: d for d in dests})
+
+
+def test_no_change_no_ops():
+    t = Table.of([svc(K1, Dest("10.0.0.1", 80))])
+    assert diff(t, t) == []
+
+
+def test_minimal_ops_for_a_weight_change_and_a_removal():
+    a = Table.of([svc(K1, Dest("10.0.0.1", 80, weight=3), Dest("10.0.0.2", 80))])
+    b = Table.of([svc(K1, Dest("10.0.0.1", 80, weight=7))])
+    assert diff(a, b) == [EditDest(K1, Dest("10.0.0.1", 80, weight=7)), DelDest(K1, "10.0.0.2", 80)]
+
+
+def test_additions_come_before_removals():
+    a = Table.of([svc(K1, Dest("127.0.0.1", 80))])
+    b = Table.of([svc(K1, Dest("10.0.0.1", 80))])
+    ops = diff(a, b)
+    assert [type(o) for o in ops] == [AddDest, DelDest]
+
+
+def test_foreign_services_are_never_touched():
+    a = Table.of([svc(K1), svc(FOREIGN, Dest("10.9.9.10", 25))])
+    b = Table.of([])
+    assert diff(a, b, owned={K1}) == [DelService(K1)]
+
+
+def test_scheduler_change_is_an_edit():
+    a = Table.of([svc(K1, sched="wlc")])
+    b = Table.of([svc(K1, sched="rr")])
+    assert diff(a, b) == [EditService(K1, ServiceSettings(scheduler="rr"))]
+
+
+def test_apply_rejects_inconsistent_ops_and_keeps_the_table():
+    t = Table.of([svc(K1, Dest("10.0.0.1", 80))])
+    with pytest.raises(OpError):
+        apply_ops(t, [AddDest(K1, Dest("10.0.0.2", 80)), AddService(K1, ServiceSettings())])
+    assert set(t.services[K1].dests) == {("10.0.0.1", 80)}
+
+
+def test_describe_in_ipvsadm_words():
+    v6 = ServiceKey("tcp", "2001:db8::5", 119, family=6)
+    assert describe_op(AddService(K1, ServiceSettings("rr", 300, "255.255.255.0"))) == (
+        "-A -t 192.168.5.55:80 -s rr -p 300 -M 255.255.255.0"
+    )
+    assert describe_op(AddDest(K1, Dest("10.0.0.1", 80, "gate", 2, 100, 5))) == (
+        "-a -t 192.168.5.55:80 -r 10.0.0.1:80 -g -w 2 -x 100 -y 5"
+    )
+    assert describe_op(DelDest(v6, "2001:db8::6", 119)) == "-d -t [2001:db8::5]:119 -r [2001:db8::6]:119"
+    assert describe_op(DelService(ServiceKey("fwm", "", 0, 7, 6))) == "-D -f 7 -6"
+
+
+# ---- property: applying diff(a, b) to a gives b -----------------------------------------------
+
+keys = st.sampled_from([K1, K2, ServiceKey("fwm", "", 0, 5), ServiceKey("tcp", "::1", 80, family=6)])
+dests = st.builds(
+    Dest,
+    address=st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "::2"]),
+    port=st.sampled_from([0, 80, 8080]),
+    forward=st.sampled_from(["gate", "masq", "ipip"]),
+    weight=st.integers(0, 5),
+    upper_threshold=st.integers(0, 2),
+    lower_threshold=st.integers(0, 2),
+)
+settings_st = st.builds(
+    ServiceSettings,
+    scheduler=st.sampled_from(["rr", "wrr", "mh"]),
+    persistent=st.none() | st.integers(1, 600),
+)
+services = st.builds(
+    lambda key, s, ds: Service(key, s, {d.key: d for d in ds}),
+    keys, settings_st, st.lists(dests, max_size=5),
+)
+tables = st.lists(services, max_size=4).map(Table.of)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables, tables)
+def test_diff_converges(a, b):
+    assert apply_ops(a, diff(a, b)) == b
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables, tables)
+def test_diff_is_minimal_and_idempotent(a, b):
+    ops = diff(a, b)
+    after = apply_ops(a, ops)
+    assert diff(after, b) == []
+    # no op touches a dest that is equal on both sides
+    for op in ops:
+        if isinstance(op, EditDest):
+            assert a.services[op.service].dests[op.dest.key] != op.dest
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables, tables)
+def test_unowned_services_survive(a, b):
+    owned = set(b.services)
+    result = apply_ops(a, diff(a, b, owned=owned))
+    for key, service in a.services.items():
+        if key not in owned:
+            assert result.services[key] == service
