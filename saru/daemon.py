@@ -137,7 +137,7 @@ class Daemon:
         self.monitor.configure(self.config)
         self.owned = {v.key for v in self.config.virtuals}
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._spawn, self.reload())
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         self._tasks = [

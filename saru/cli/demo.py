@@ -101,7 +101,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, ctl: Path) -> str:
-    saru = shutil.which("saru") or f"{sys.executable} -m saru"
+    beside_python = Path(sys.executable).parent / "saru"
+    saru = shutil.which("saru") or (str(beside_python) if beside_python.exists()
+                                    else f"{sys.executable} -m saru")
     rows = "\n".join(f"  {r.name}  http://127.0.0.1:{r.port}/   pid {r.process.pid}   docroot {r.root}"
                      for r in reals)
     return f"""

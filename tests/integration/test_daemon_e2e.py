@@ -77,6 +77,13 @@ def test_round_robin_and_weights_are_observed(backends, director, tmp_path):
     seen = [get(port)[1] for _ in range(20)]
     assert seen.count("rs1") == 10 and seen.count("rs2") == 10
     assert all(a != b for a, b in itertools.pairwise(seen)), seen
+    # a second SIGHUP works too (each signal starts a fresh reload)
+    d.config.write_text(config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 3)], scheduler="wrr"))
+    after = time.monotonic()
+    d.sighup()
+    d.wait_for(rf"Changed virtual server: 127\.0\.0\.1:{port}", after=after)
+    seen = [get(port)[1] for _ in range(40)]
+    assert seen.count("rs1") == 10 and seen.count("rs2") == 30, seen
 
 
 def test_failed_real_removed_within_interval_plus_timeout_and_restored(backends, director, tmp_path):

@@ -17,7 +17,10 @@ from tests.unit.test_config_support import FakeResolver
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "packaging" / "examples" / "guide.cf"
 SAMPLE = ROOT / "packaging" / "examples" / "ldirectord-sample.cf"
-SARU = Path(sys.executable).parent / "saru"
+SARU = next(
+    (p for p in (ROOT / ".venv" / "bin" / "saru", Path(sys.executable).parent / "saru") if p.exists()),
+    ROOT / ".venv" / "bin" / "saru",
+)
 
 VIRTUAL_KEYS = {
     "protocol": str, "address": str, "port": int, "service": str, "checktype": str, "scheduler": str,
