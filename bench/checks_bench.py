@@ -3,7 +3,9 @@
 Measures, in the checking process only (``resource.getrusage``: user + system CPU):
 
 1. HTTP negotiate checks per CPU-second (goal >= 5,000) over several full passes;
-2. TCP connect checks per CPU-second (goal >= 20,000);
+2. TCP connect checks per CPU-second (goal >= 20,000), next to a blocking connect+close loop without
+   an event loop (the kernel's share of the cost) for reference; HTTPS checks per CPU-second on
+   200 reals for information (a TLS handshake each);
 3. detection latency with 10 % of the reals hung (listeners that never answer) — the time from
    stopping (connection refused) or freezing (SIGSTOP: connections hang) a healthy real to its
    ``RealDown`` event, with checkinterval 1 s and timeout 1 s, against the bound interval + timeout.
@@ -52,7 +54,7 @@ http {{
     access_log off;
     server {{
 {listens}
-        root {dir}/root;
+{tls}        root {dir}/root;
     }}
 }}
 """
@@ -64,14 +66,23 @@ class NginxGroup:
 
     directory: Path
     addresses: list[tuple[str, int]]
+    tls: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         (self.directory / "root").mkdir(parents=True, exist_ok=True)
         (self.directory / "root" / "check.html").write_text("status: OK alive\n")
-        listens = "\n".join(f"        listen {a}:{p} backlog=4096;" for a, p in self.addresses)
+        ssl = " ssl" if self.tls else ""
+        listens = "\n".join(f"        listen {a}:{p}{ssl} backlog=4096;" for a, p in self.addresses)
+        tls = ""
+        if self.tls:
+            cert, key = self.directory / "cert.pem", self.directory / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=bench.test", "-keyout", str(key), "-out", str(cert)],
+                           check=True, capture_output=True)
+            tls = f"        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
         user = "user root;" if os.geteuid() == 0 else ""
-        conf = NGINX_CONF.format(user=user, dir=self.directory, listens=listens)
+        conf = NGINX_CONF.format(user=user, dir=self.directory, listens=listens, tls=tls)
         (self.directory / "nginx.conf").write_text(conf)
         self.process = subprocess.Popen(
             ["nginx", "-c", str(self.directory / "nginx.conf"), "-e", str(self.directory / "error.log")],
@@ -149,22 +160,23 @@ def addresses(block: int, count: int, port: int) -> list[tuple[str, int]]:
 
 
 def build_config(reals: list[tuple[str, int]], checktype: str, interval: float, timeout: float,
-                 per_virtual: int = 100) -> Config:
+                 per_virtual: int = 100, service: str = "http") -> Config:
     virtuals = []
     for n, start in enumerate(range(0, len(reals), per_virtual)):
         chunk = reals[start : start + per_virtual]
         virtuals.append(VirtualConfig(
-            "tcp", "192.0.2.1", 10000 + n, service="http", checktype=checktype, request="/check.html",
+            "tcp", "192.0.2.1", 10000 + n, service=service, checktype=checktype, request="/check.html",
             receive="OK alive", checkinterval=interval, checktimeout=timeout, negotiatetimeout=timeout,
             reals=tuple(RealConfig(a, p, "masq") for a, p in chunk),
         ))
     return Config("bench.cf", GlobalConfig(), tuple(virtuals))
 
 
-async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: float) -> dict[str, float]:
+async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: float,
+                     service: str = "http") -> dict[str, float]:
     """Checks per CPU-second over full passes of every real (interval 0.5 s)."""
     monitor = Monitor(lambda event: None)
-    monitor.configure(build_config(reals, checktype, interval=0.5, timeout=5))
+    monitor.configure(build_config(reals, checktype, interval=0.5, timeout=5, service=service))
     await monitor.first_pass()
     down = sum(1 for up in monitor.health().values() if not up)
     if down:
@@ -260,6 +272,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         print(f"  connect: {connect}")
         floor = connect_floor(all_reals)
         print(f"  blocking connect+close loop (kernel floor): {floor}")
+        tls_group = NginxGroup(base / "nginx-tls", addresses(110, 200, port), tls=True)
+        groups.append(tls_group)
+        tls_group.start()
+        https = await throughput(tls_group.addresses, "negotiate", args.seconds / 2, service="https")
+        print(f"  https (200 reals, informational): {https}")
 
         # detection latency: 880 healthy + 100 hung + 20 victims (4 nginx of 5 reals)
         hung = addresses(120, 100, port)
@@ -289,6 +306,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "http_negotiate": {**http, "goal": GOAL_HTTP},
         "tcp_connect": {**connect, "goal": GOAL_CONNECT},
         "blocking_connect_floor": floor,
+        "https_negotiate_200_reals": https,
         "detection_latency": {"interval": 1.0, "timeout": 1.0, "hung_reals": 100, "bound": bound,
                               **{mode: stats for mode, stats in latency.items()}},
     }
@@ -300,6 +318,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     print(f"{'TCP connect checks per CPU-second':<42}{connect['checks_per_cpu_second']:>12,.0f}"
           f"{'>= ' + format(GOAL_CONNECT, ','):>16}")
     print(f"{'  reference: blocking connect+close, no loop':<42}{floor['per_cpu_second']:>12,.0f}{'':>16}")
+    print(f"{'HTTPS negotiate checks per CPU-second':<42}{https['checks_per_cpu_second']:>12,.0f}"
+          f"{'(no goal)':>16}")
     for mode, what in (("stop", "stopped real (refused)"), ("freeze", "frozen real (timeout)")):
         stats = latency[mode]
         print(f"{'detection, ' + what + ', mean':<42}{stats['mean']:>11.2f}s{'<= ' + str(bound) + 's':>16}")

@@ -11,8 +11,8 @@ What goes on the wire (compare ldirectord's LWP check, research §2.2)::
   are not verified, like ldirectord's ``verify_hostname => 0``.
 * Up when the final status is 2xx and, for GET, the body matches ``receive`` (a Perl regular
   expression searched anywhere in the raw body, translated to Python ``re``); HEAD checks status only.
-* Redirects are followed like LWP (up to 7; the explicit Host header is dropped after the first
-  hop). A redirect to the real's own address or to the virtual host name stays on the real.
+* Redirects are followed like LWP (up to 7, GET/HEAD kept). A redirect to the real's own address
+  or to the virtual host name stays on the real, with ``Host: <name>[:port]`` from the new URL.
 * Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB.
 
 The response parser is incremental and pure. Plain HTTP runs on a bare non-blocking socket, HTTPS on
@@ -79,10 +79,11 @@ class Target:
     path: str  # request-target, e.g. "/status?x=1"
     host_header: str
     sni: str  # "" = no SNI
+    authority: str = ""  # host[:port] of the URL (base for relative redirects); default host_header
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host_header}{self.path}"
+        return f"{self.scheme}://{self.authority or self.host_header}{self.path}"
 
 
 def _sni_for(host: str) -> str:
@@ -99,11 +100,17 @@ def initial_target(spec: CheckSpec) -> Target:
         host = url.hostname or spec.address
         port = url.port or DEFAULT_PORTS[scheme]
         path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        header = spec.virtualhost or host_port(host, port, scheme)
-        return Target(scheme, host, port, path, header, _sni_for(hostname_of(header)))
-    header = spec.virtualhost or host_port(spec.address, spec.port, scheme)
+        authority = host_port(host, port, scheme)
+        header = spec.virtualhost or authority
+        return Target(scheme, host, port, path, header, _sni_for(hostname_of(header)), authority)
+    # The URL as a browser would see it (base of relative redirects): the virtual host if any,
+    # else the real's address, with the real port. LWP used the real's address and dropped the
+    # Host header on redirects; keeping the virtual host keeps a relative redirect on its vhost.
+    name = hostname_of(spec.virtualhost) if spec.virtualhost else spec.address
+    authority = host_port(name, spec.port, scheme)
+    header = spec.virtualhost or authority
     sni = _sni_for(hostname_of(spec.virtualhost)) if spec.virtualhost else ""
-    return Target(scheme, spec.address, spec.port, "/" + uri, header, sni)
+    return Target(scheme, spec.address, spec.port, "/" + uri, header, sni, authority)
 
 
 def redirect_target(current: Target, location: str, same_server: frozenset[str]) -> Target:
@@ -115,7 +122,8 @@ def redirect_target(current: Target, location: str, same_server: frozenset[str])
     host = url.hostname
     connect = current.connect_host if host.lower() in same_server else host
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return Target(url.scheme, connect, port, path, host_port(host, port, url.scheme), _sni_for(host))
+    authority = host_port(host, port, url.scheme)
+    return Target(url.scheme, connect, port, path, authority, _sni_for(host), authority)
 
 
 def build_request(method: str, target: Target) -> bytes:
@@ -376,10 +384,10 @@ async def _exchange_tls(target: Target, request: bytes, parser: ResponseParser) 
     transport.close()
 
 
-async def fetch(target: Target, method: str = "GET") -> ResponseParser:
-    """Send one request to ``target`` and return the parsed response."""
+async def fetch(target: Target, method: str = "GET", request: bytes | None = None) -> ResponseParser:
+    """Send one request to ``target`` (``request``: its bytes, prebuilt) and return the response."""
     parser = ResponseParser(head_only=method == "HEAD")
-    request = build_request(method, target)
+    request = request or build_request(method, target)
     if target.scheme == "https":
         await _exchange_tls(target, request, parser)
     else:
@@ -449,12 +457,21 @@ def evaluate(response: ResponseParser, receive: str, method: str) -> CheckResult
     return CheckResult(ok=True, message=status_line)
 
 
-@register("negotiate", "http", "https")
-async def check_http(spec: CheckSpec) -> CheckResult:
-    """GET/HEAD the request URL (following redirects) and match the body against ``receive``."""
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about a check that does not change between runs (computed once per spec)."""
+
+    method: str
+    target: Target
+    request: bytes
+    same_server: frozenset[str]
+
+
+@functools.lru_cache(maxsize=8192)
+def _plan(spec: CheckSpec) -> _Plan:
     method = spec.httpmethod.upper()
     if spec.receive and method != "HEAD":
-        compile_receive(spec.receive)  # a bad pattern fails before any I/O
+        compile_receive(spec.receive)  # a bad pattern fails before any I/O (and is not cached)
     target = initial_target(spec)
     same_server = frozenset(
         name.lower()
@@ -462,12 +479,21 @@ async def check_http(spec: CheckSpec) -> CheckResult:
                      hostname_of(target.host_header))
         if name
     )
+    return _Plan(method, target, build_request(method, target), same_server)
+
+
+@register("negotiate", "http", "https")
+async def check_http(spec: CheckSpec) -> CheckResult:
+    """GET/HEAD the request URL (following redirects) and match the body against ``receive``."""
+    plan = _plan(spec)
+    method, target = plan.method, plan.target
+    response = await fetch(target, method, plan.request)
     for hop in range(MAX_REDIRECTS + 1):
-        response = await fetch(target, method)
         location = response.headers.get("location")
         if response.status not in REDIRECT_STATUSES or not location:
             break
         if hop == MAX_REDIRECTS:
             raise CheckFailed(f"too many redirects (last: HTTP {response.status} to {location})")
-        target = redirect_target(target, location, same_server)
+        target = redirect_target(target, location, plan.same_server)
+        response = await fetch(target, method)
     return evaluate(response, spec.receive, method)

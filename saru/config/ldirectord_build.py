@@ -91,6 +91,12 @@ class Builder:
 
     def build(self, gs: GlobalState, blocks: list[BlockState], last_line: int) -> Config:
         g = _global_config(gs)
+        if gs.logfile_problem is not None:
+            line, message = gs.logfile_problem
+            if g.supervised:
+                self.warn(line, f"{message} (not used: supervised=yes logs to stdout)")
+            else:
+                self.error(line, message)
         virtuals: list[VirtualConfig] = []
         seen: dict[Any, int] = {}
         for block in blocks:

@@ -56,6 +56,8 @@ class GlobalState:
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     execute: list[str] = field(default_factory=list)
+    #: a logfile path problem: an error unless supervised=yes (then the file is never used)
+    logfile_problem: tuple[int, str] | None = None
 
 
 @dataclass
@@ -150,10 +152,15 @@ def check_writable_file(path: str, what: str) -> Warnings:
     return []
 
 
-def _logfile(value: str) -> tuple[str, Warnings]:
+def _logfile(state: GlobalState, value: str, line: int) -> tuple[str, Warnings]:
     path = quoted(value, "logfile", "/var/log/ldirectord.log")
+    state.logfile_problem = None
     if path.startswith("/"):
-        return path, check_writable_file(path, "logfile")
+        try:
+            return path, check_writable_file(path, "logfile")
+        except Problem as exc:
+            state.logfile_problem = (line, str(exc))
+            return path, []
     if path in val.SYSLOG_FACILITIES:
         return path, []
     raise Problem(
@@ -194,12 +201,12 @@ def set_global(
     elif name == "callback":
         parsed = _nonempty(quoted(value, "callback", "/path/to/callback"), "callback: empty path")
     elif name == "logfile":
-        parsed, warnings = _logfile(value)
+        parsed, warnings = _logfile(state, value, line)
     elif name == "execute":
-        name_ = optionally_quoted(value, "execute")
-        name_ = _nonempty(name_, "execute: configuration name missing")
-        if name_ not in state.execute:
-            state.execute.append(name_)
+        instance = optionally_quoted(value, "execute")
+        instance = _nonempty(instance, "execute: configuration name missing")
+        if instance not in state.execute:
+            state.execute.append(instance)
         return warnings
     elif name == "emailalertfrom":
         parsed = _nonempty(value, "no email from address specified")

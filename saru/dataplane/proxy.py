@@ -12,10 +12,11 @@ without awaiting, so a client never sees half a batch. Removals drain: a deleted
 destination gets no new connections while established ones run to their end; deleting a service
 closes its listener (its established TCP connections still drain).
 
-By default the proxy forwards in a thread of its own (``proxy_poll``: a blocking epoll loop, 15-25 %
-less CPU per request than nesting in asyncio); ``apply``, ``read`` and ``stats`` hand their work to
-that thread, so it runs between two event batches. With ``threaded=False`` it runs on the caller's
-asyncio loop instead (stock asyncio, or uvloop only if the caller installed it).
+By default the proxy forwards on the caller's running asyncio loop (stock asyncio, or uvloop only
+if the caller installed it), through its own epoll poller (``proxy_poll``). With ``threaded=True`` it
+forwards in a thread of its own instead, which keeps forwarding while the daemon's loop is busy (it
+measured no cheaper per request); ``apply``, ``read`` and ``stats`` then hand their work to that
+thread, where it runs between two event batches.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, DestStats, ServiceStats
-from saru.dataplane.proxy_poll import Poller
+from saru.dataplane.proxy_poll import READ, Poller
 from saru.dataplane.proxy_tcp import Counters, TcpListener, bind_socket
 from saru.dataplane.proxy_udp import UdpListener
 from saru.dataplane.schedulers import SCHEDULERS, Balancer, check_settings
@@ -97,15 +98,22 @@ class ProxyDataplane(Dataplane):
 
     ``udp_timeout``: seconds without traffic after which a UDP flow ends (IPVS's default, 300).
     ``template_sweep``: seconds between sweeps of expired persistence templates.
-    ``threaded``: forward in a dedicated thread (default) or on the running asyncio loop.
+    ``connect_timeout``: seconds for a TCP connect to a real before it counts as failed (and is retried
+    once on another real).
+    ``threaded``: forward in a dedicated thread rather than on the running asyncio loop.
     """
 
     capabilities = CAPABILITIES
 
     def __init__(
-        self, udp_timeout: float = 300.0, template_sweep: float = 5.0, threaded: bool = True
+        self,
+        udp_timeout: float = 300.0,
+        template_sweep: float = 5.0,
+        connect_timeout: float = 5.0,
+        threaded: bool = False,
     ) -> None:
         self.udp_timeout = udp_timeout
+        self.connect_timeout = connect_timeout
         self.template_sweep = template_sweep
         self.threaded = threaded
         self._services: dict[ServiceKey, _Running] = {}
@@ -120,7 +128,7 @@ class ProxyDataplane(Dataplane):
 
     def _ensure_started(self) -> Poller:
         if self._poller is None:
-            tick = min(1.0, self.udp_timeout / 4, self.template_sweep)
+            tick = min(1.0, self.udp_timeout / 4, self.connect_timeout / 4, self.template_sweep)
             self._poller = Poller(asyncio.get_running_loop(), threaded=self.threaded, tick=tick)
             self._poller.tickers.append(self._sweep)
         return self._poller
@@ -276,7 +284,7 @@ class ProxyDataplane(Dataplane):
                 sock = old.listener.sock if old is not None else bound.pop(key)
                 listener: Listener
                 if key.protocol == "tcp":
-                    listener = TcpListener(sock, poller, balancer, counters)
+                    listener = TcpListener(sock, poller, balancer, counters, self.connect_timeout)
                 else:
                     listener = UdpListener(sock, poller, balancer, counters, self.udp_timeout)
                 if old is None:
@@ -286,7 +294,9 @@ class ProxyDataplane(Dataplane):
                     if isinstance(old.listener, UdpListener):
                         for flow in list(old.listener.flows.values()):
                             flow.close()
+                    poller.deadlines.pop(old.listener, None)
                     poller.handlers[listener.fd] = listener.on_ready
+                    poller.modify(listener.fd, READ)  # in case the old one was paused
                 services[key] = _Running(Service(key, op.settings), balancer, counters, listener)
                 continue
             running = services[key]

@@ -4,18 +4,21 @@ The proxy registers its raw non-blocking sockets here instead of with asyncio. O
 ``epoll`` object; elsewhere (macOS, BSD) ``selectors.DefaultSelector`` behind the same interface.
 Registration is level-triggered. The loop runs in one of two modes:
 
-* ``threaded=True`` (the default of the proxy): a dedicated thread blocks in ``epoll_wait`` and
-  dispatches events itself. This measured 15-25 % less CPU per request than nesting in asyncio, and
-  keeps forwarding going while the daemon's loop is busy. Everything that touches proxy state from
-  outside (``apply``, ``read``, ``stats``) goes through ``call``, which runs a function in the proxy
-  thread between two event batches, so mutations are atomic for clients.
-* ``threaded=False``: the poller's descriptor is watched by the running asyncio loop (stock asyncio,
-  or uvloop if the caller installed it) and a batch of events is dispatched per loop callback.
+* ``threaded=False`` (the proxy's default): the poller's descriptor is watched by the running
+  asyncio loop (stock asyncio, or uvloop if the caller installed it) and a batch of events is
+  dispatched per loop callback, through plain bound methods (no Handle, transport or future).
+* ``threaded=True``: a dedicated thread blocks in ``epoll_wait`` and dispatches events itself, so
+  forwarding goes on while the asyncio loop is busy. It measured no cheaper per request.
+
+Everything that touches proxy state from outside (``apply``, ``read``, ``stats``) goes through
+``call``, which in threaded mode runs a function in the proxy thread between two event batches, so
+mutations are atomic for clients.
 
 Handlers must tolerate spurious readiness (they only do non-blocking calls and handle EAGAIN).
 Events for a descriptor registered during the current batch are dropped: they belong to a previous
 socket that had the same number. ``tickers`` run every ``tick`` seconds (UDP idle timeouts,
-persistence template expiry).
+persistence template expiry), and so does the check of ``deadlines`` (objects whose ``expire()`` is
+called once their monotonic deadline has passed: connect timeouts, a listener pausing on EMFILE).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ ERRORS = (select.EPOLLERR | select.EPOLLHUP) if _EPOLL else 0
 class Poller:
     """Readiness notifications for raw sockets, dispatched in batches."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threaded: bool = True, tick: float = 0.1,
+    def __init__(self, loop: asyncio.AbstractEventLoop, threaded: bool = False, tick: float = 0.1,
                  batch: int = 256) -> None:
         self.loop = loop
         self.threaded = threaded
@@ -61,6 +64,8 @@ class Poller:
         self.live: set[Any] = set()
         #: functions run every ``tick`` seconds in the poller's context
         self.tickers: list[Callable[[], None]] = []
+        #: objects with an ``expire()`` method → monotonic time at which to call it
+        self.deadlines: dict[Any, float] = {}
         if _EPOLL:
             self.epoll: select.epoll | None = select.epoll()
             self.selector: selectors.BaseSelector | None = None
@@ -154,6 +159,14 @@ class Poller:
             fresh.clear()
 
     def _run_tickers(self) -> None:
+        if self.deadlines:
+            now = time.monotonic()
+            for obj in [o for o, at in self.deadlines.items() if at <= now]:
+                del self.deadlines[obj]
+                try:
+                    obj.expire()
+                except Exception:
+                    log.exception("proxy: error expiring %r", obj)
         for ticker in self.tickers:
             try:
                 ticker()

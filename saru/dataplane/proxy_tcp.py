@@ -6,8 +6,13 @@ chosen real (TCP_NODELAY on both sides), then copy bytes through one shared buff
 forwarded (``shutdown(SHUT_WR)``); the connection is closed when both directions have ended or on an
 error. When a side's peer cannot take more data, reading that side stops until the backlog drains.
 
-A connect that fails (refused, unreachable) is retried once on another real chosen by the same
-scheduler with the failed real excluded; if that fails too, the client connection is closed.
+A connect that fails (refused, unreachable, or not done within ``connect_timeout`` seconds,
+checked at the poller's tick) is retried once on another real chosen by the same scheduler with the
+failed real excluded; if that fails too, the client connection is closed. There is no idle timeout
+on established connections (the ends' own timeouts apply).
+
+When accepting fails for lack of descriptors (EMFILE, ENFILE, ENOBUFS), the listener pauses until
+the next tick instead of spinning on a backlog it cannot accept.
 
 Closing a listener stops new connections only: established relays keep running to their end, which
 is how removals drain.
@@ -18,6 +23,8 @@ from __future__ import annotations
 import _socket
 import errno
 import socket
+import sys
+import time
 from dataclasses import dataclass
 
 from saru.dataplane.proxy_poll import ERRORS, READ, WRITE, Poller
@@ -27,6 +34,9 @@ _BUFFER = bytearray(256 * 1024)
 _VIEW = memoryview(_BUFFER)
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _ACCEPT_BATCH = 64
+#: Linux copies TCP_NODELAY from a listening socket to the sockets it accepts: one syscall less each
+_NODELAY_INHERITED = sys.platform.startswith("linux")
+_NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _SOCK_FLAGS = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
 
 
@@ -53,6 +63,7 @@ def bind_socket(address: str, port: int, kind: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
         if kind == socket.SOCK_STREAM:
+            sock.setsockopt(*_NODELAY)
             sock.listen(4096)
         sock.setblocking(False)
     except BaseException:
@@ -64,11 +75,19 @@ def bind_socket(address: str, port: int, kind: int) -> socket.socket:
 class TcpListener:
     """Accepts a service's clients and starts a relay for each."""
 
-    def __init__(self, sock: socket.socket, poller: Poller, balancer: Balancer, counters: Counters) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        poller: Poller,
+        balancer: Balancer,
+        counters: Counters,
+        connect_timeout: float = 5.0,
+    ) -> None:
         self.sock = sock
         self.poller = poller
         self.balancer = balancer
         self.counters = counters
+        self.connect_timeout = connect_timeout
         self.fd = sock.fileno()
         self.closed = False
 
@@ -86,16 +105,25 @@ class TcpListener:
                 fd, addr = accept()
             except BlockingIOError:
                 return
-            except OSError:  # EMFILE, ECONNABORTED…: try again on the next readiness
-                return
+            except OSError as exc:
+                if exc.errno in _NO_RESOURCES:  # pause rather than spin; expire() resumes
+                    self.poller.modify(self.fd, 0)
+                    self.poller.deadlines[self] = 0.0
+                return  # ECONNABORTED and the like: try again on the next readiness
             client = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             chosen = schedule(addr[0], addr[1])
             if chosen is None:
                 client.close()
                 continue
             client.setblocking(False)
-            client.setsockopt(*_NODELAY)
+            if not _NODELAY_INHERITED:
+                client.setsockopt(*_NODELAY)
             TcpRelay(self, client, addr, chosen[0], chosen[1]).connect()
+
+    def expire(self) -> None:
+        """Resume accepting after a pause for lack of descriptors."""
+        if not self.closed:
+            self.poller.modify(self.fd, READ)
 
     def close(self) -> None:
         """Stop accepting; established relays are not touched."""
@@ -157,24 +185,39 @@ class TcpRelay:
         self.bsock = b
         self.bfd = b.fileno()
         self.bmask = WRITE
-        self.poller.register(self.bfd, WRITE, self.on_connect)
+        poller = self.poller
+        poller.register(self.bfd, WRITE, self.on_connect)
+        poller.deadlines[self] = time.monotonic() + self.listener.connect_timeout
 
     def on_connect(self, events: int) -> None:
         b = self.bsock
         assert b is not None
         # epoll flags a failed connect with ERR/HUP; other pollers need SO_ERROR.
         failed = events & ERRORS if ERRORS else b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self.poller.deadlines.pop(self, None)
         if failed:
-            self.poller.forget(self.bfd)
-            b.close()
-            self.bsock = None
-            self.bfd = self.bmask = -1
+            self.abandon_backend()
             self.retry()
             return
         self.poller.handlers[self.bfd] = self.on_backend
         # The client usually spoke already: read it now rather than after a poll; update() then
         # registers the client socket (cmask is still -1) with what it needs.
         self.on_client(READ)
+        if self.cmask < 0 and not self.done:  # nothing to read yet: register the client anyway
+            self.update()
+
+    def expire(self) -> None:
+        """The connect did not finish within the listener's connect_timeout."""
+        if not self.done and self.bmask == WRITE and self.poller.handlers.get(self.bfd) == self.on_connect:
+            self.abandon_backend()
+            self.retry()
+
+    def abandon_backend(self) -> None:
+        assert self.bsock is not None
+        self.poller.forget(self.bfd)
+        self.bsock.close()
+        self.bsock = None
+        self.bfd = self.bmask = -1
 
     def retry(self) -> None:
         """Connect failed: once, try another real (the failed one excluded); else give up."""
@@ -301,6 +344,7 @@ class TcpRelay:
         self.done = True
         poller = self.poller
         poller.live.discard(self)
+        poller.deadlines.pop(self, None)
         poller.forget(self.cfd)
         self.csock.close()
         if self.bsock is not None:

@@ -133,6 +133,7 @@ class UdpListener:
             flow = self.flows.get(key)
             if flow is not None and flow.dest is dest:
                 balancer.release(dest, template)  # counted in the totals; the open flow carries it
+                self.counters.connections += 1
             else:
                 flow = self._open(key, client, dest, template)
                 if flow is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -195,3 +196,32 @@ async def test_server_closing_without_answer(serve):
     port = await serve(handler)
     result = await run_check(http(port))
     assert (result.ok, result.message) == (False, "connection closed without a response")
+
+
+async def test_relative_redirect_keeps_the_virtual_host(serve):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await read_request(reader)).decode()
+        if head.startswith("GET /check.html "):
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 0\r\n\r\n")
+        else:
+            host = next(line for line in head.split("\r\n") if line.startswith("Host:"))
+            body = f"{head.split()[1]} {host}".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    port = await serve(handler)
+    result = await run_check(http(port, virtualhost="www.example.test",
+                                  receive=rf"^/next Host: www\.example\.test:{port}$"))
+    assert result.ok, result
+
+
+async def test_ipv6_real(nginx):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = nginx(host="::1", files=PAGE)
+    spec = CheckSpec("negotiate", "http", "tcp", "::1", server.port, request="/check.html", receive="alive")
+    result = await run_check(spec)
+    assert result.ok, result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -102,7 +103,7 @@ def service_ops(key: ServiceKey, reals: list[Nginx] | list[tuple[str, int]], sch
 
 @pytest.fixture(params=[True, False], ids=["thread", "asyncio"])
 async def plane(request: pytest.FixtureRequest) -> AsyncIterator[ProxyDataplane]:
-    p = ProxyDataplane(udp_timeout=0.3, threaded=request.param)
+    p = ProxyDataplane(udp_timeout=0.3, connect_timeout=0.3, threaded=request.param)
     await p.start()
     yield p
     await p.close()
@@ -213,6 +214,26 @@ async def test_connect_failure_retries_on_another_real(plane: ProxyDataplane, tw
     assert [await real_of(key.port) for _ in range(4)] == ["rs1"] * 4
 
 
+async def test_connect_timeout_retries_on_another_real(plane: ProxyDataplane, two: Two) -> None:
+    # A listener with a full accept queue drops SYNs: connects to it hang.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(blackhole.getsockname())
+        fillers.append(f)
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [blackhole.getsockname(), (two[0].host, two[0].port)]))
+    try:
+        assert [await real_of(key.port) for _ in range(3)] == ["rs1"] * 3
+    finally:
+        for s in [*fillers, blackhole]:
+            s.close()
+
+
 async def test_large_response_and_stats_count_bytes(plane: ProxyDataplane, nginx: NginxFactory) -> None:
     big = "0123456789abcdef" * 65536  # 1 MiB: exercises the relay's back-pressure path
     real = nginx(name="rs1", files={"/big.txt": big, "/index.html": "one\n"})
@@ -251,6 +272,67 @@ async def test_half_close_is_forwarded(plane: ProxyDataplane) -> None:
     writer.close()
     server.close()
     await server.wait_closed()
+
+
+async def test_server_speaks_first_and_big_upload(plane: ProxyDataplane) -> None:
+    """A banner before the client says anything (SMTP-like), then 2 MiB each way."""
+
+    async def banner_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await writer.drain()
+        data = await reader.read()
+        writer.write(hashlib.sha256(data).hexdigest().encode() + b"\r\n" + data)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(banner_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [("127.0.0.1", port)]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", key.port)
+    assert await asyncio.wait_for(reader.readline(), 5) == b"220 ready\r\n"
+    payload = bytes(range(256)) * 8192
+    writer.write(payload)
+    writer.write_eof()
+    digest = await asyncio.wait_for(reader.readline(), 10)
+    assert digest.strip() == hashlib.sha256(payload).hexdigest().encode()
+    assert await asyncio.wait_for(reader.read(), 10) == payload
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_slow_reader_gets_everything(plane: ProxyDataplane, nginx: NginxFactory) -> None:
+    """A client with a tiny receive buffer: the relay must hold back and resume, losing nothing."""
+    big = "".join(f"{i:07d}\n" for i in range(400_000))  # 3.2 MB
+    real = nginx(name="rs1", files={"/big.txt": big})
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [real]))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", key.port))
+    await loop.sock_sendall(sock, b"GET /big.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    chunks = []
+    while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1000), 10):
+        chunks.append(chunk)
+    sock.close()
+    response = b"".join(chunks)
+    assert response.split(b"\r\n\r\n", 1)[1] == big.encode()
+
+
+async def test_many_concurrent_clients(plane: ProxyDataplane, two: Two) -> None:
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, list(two), "wlc"))
+    got = await asyncio.gather(*(real_of(key.port) for _ in range(200)))
+    assert set(got) == {"rs1", "rs2"}
+    assert (await plane.stats())[key].connections == 200
+
+    async def all_closed() -> bool:  # the clients are done; the relays see both FINs shortly after
+        return sum(d.active_connections for d in (await plane.stats())[key].dests.values()) == 0
+
+    await wait_until(all_closed)
 
 
 class Echo(asyncio.DatagramProtocol):
@@ -315,6 +397,21 @@ async def test_udp_relay_round_robin_per_client_flow(plane: ProxyDataplane, echo
     await wait_until(idle)
     for transport, _ in clients:
         transport.close()
+
+
+async def test_udp_one_packet_scheduling(plane: ProxyDataplane, echoes: list[int]) -> None:
+    key = ServiceKey("udp", "127.0.0.1", free_port("127.0.0.1", socket.SOCK_DGRAM))
+    await plane.apply(service_ops(key, [("127.0.0.1", p) for p in echoes], ops=True))
+    transport, proto = await udp_client(key.port)
+    answers = []
+    for i in range(4):
+        transport.sendto(f"p{i}".encode())
+        answers.append(await asyncio.wait_for(proto.replies.get(), 5))
+    assert answers == [b"e1:p0", b"e2:p1", b"e1:p2", b"e2:p3"]
+    stats = (await plane.stats())[key]
+    assert stats.connections == 4  # every datagram is a connection, as in IPVS
+    assert sum(d.active_connections for d in stats.dests.values()) == 2  # one flow per real carries replies
+    transport.close()
 
 
 async def test_ipv6(plane: ProxyDataplane, nginx: NginxFactory) -> None:

@@ -196,6 +196,19 @@ def test_quoted_maintenancedir(tmp_path: Path) -> None:
     assert config.globals.maintenancedir == str(tmp_path) and config.warnings == ()
 
 
+def test_bad_logfile_path_is_only_a_warning_when_supervised() -> None:
+    text = 'logfile="/nonexistent-dir/x.log"\n' + vblock("real=10.0.0.1 gate")
+    assert errors(text) == [
+        '1: unable to open logfile /nonexistent-dir/x.log: directory "/nonexistent-dir" does not exist'
+    ]
+    assert warnings(text + "supervised=yes\n") == [
+        '1: unable to open logfile /nonexistent-dir/x.log: directory "/nonexistent-dir" does not exist '
+        "(not used: supervised=yes logs to stdout)"
+    ]
+    # a later valid logfile replaces the bad one
+    assert warnings(text + 'logfile="local0"\n') == []
+
+
 def test_missing_maintenancedir_is_a_warning(tmp_path: Path) -> None:
     ws = warnings(f"maintenancedir={tmp_path}/nope\n" + vblock("real=10.0.0.1:80 gate"))
     assert ws == [f"1: maintenance directory {tmp_path}/nope does not exist"]

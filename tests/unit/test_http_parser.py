@@ -136,6 +136,12 @@ def test_redirects_stay_on_the_real_for_its_own_names():
                                                                         "www.example.test:8080")
     rel = redirect_target(first, "/c?d=1", same)
     assert (rel.connect_host, rel.path) == ("10.0.0.5", "/c?d=1")
+    # a relative redirect keeps the virtual host and the real port
+    vhost = initial_target(spec(port=8080, virtualhost="www.example.test"))
+    rel2 = redirect_target(vhost, "/d", same)
+    assert (rel2.connect_host, rel2.port, rel2.host_header) == ("10.0.0.5", 8080, "www.example.test:8080")
+    plain = redirect_target(initial_target(spec(port=8080)), "/e", frozenset({"10.0.0.5"}))
+    assert (plain.connect_host, plain.port, plain.host_header) == ("10.0.0.5", 8080, "10.0.0.5:8080")
     away = redirect_target(first, "https://elsewhere.test/", same)
     assert (away.connect_host, away.port, away.sni) == ("elsewhere.test", 443, "elsewhere.test")
     with pytest.raises(CheckFailed):
