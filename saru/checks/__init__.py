@@ -1,1 +1,1 @@
-"""Health checks: one module per protocol family, looked up through ``saru.checks.registry``."""
+"""Health checks: one module per protocol family, looked up through the registry in ``saru.checks.base``."""

@@ -42,6 +42,11 @@ async def resolve(address: str, port: int, kind: int) -> tuple[int, tuple[str, i
     return family, (str(sockaddr[0]), port)
 
 
+#: a non-blocking stream socket in one syscall where the platform allows it
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_STREAM_NONBLOCK = socket.SOCK_STREAM | _NONBLOCK
+
+
 def _settled(sock: socket.socket) -> int:
     """0 if already connected, the error if already failed, EINPROGRESS if still connecting.
 
@@ -73,9 +78,10 @@ async def open_tcp(address: str, port: int) -> socket.socket:
         sockaddr = (address.strip("[]"), port)
     else:
         family, sockaddr = await resolve(address, port, socket.SOCK_STREAM)
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, _STREAM_NONBLOCK)
     try:
-        sock.setblocking(False)
+        if not _NONBLOCK:
+            sock.setblocking(False)
         err = sock.connect_ex(sockaddr)
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             err = _settled(sock)

@@ -12,11 +12,11 @@ without awaiting, so a client never sees half a batch. Removals drain: a deleted
 destination gets no new connections while established ones run to their end; deleting a service
 closes its listener (its established TCP connections still drain).
 
-By default the proxy forwards on the caller's running asyncio loop (stock asyncio, or uvloop only
-if the caller installed it), through its own epoll poller (``proxy_poll``). With ``threaded=True`` it
-forwards in a thread of its own instead, which keeps forwarding while the daemon's loop is busy (it
-measured no cheaper per request); ``apply``, ``read`` and ``stats`` then hand their work to that
-thread, where it runs between two event batches.
+The proxy forwards through its own epoll poller (``proxy_poll``). By default it runs in a thread of
+its own, which keeps forwarding while the daemon's loop is busy and measured 0-10 % less CPU per
+request; ``apply``, ``read`` and ``stats`` hand their work to that thread, where it runs between two
+event batches. With ``threaded=False`` it runs on the caller's asyncio loop instead (stock asyncio,
+or uvloop only if the caller installed it).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class ProxyDataplane(Dataplane):
     ``template_sweep``: seconds between sweeps of expired persistence templates.
     ``connect_timeout``: seconds for a TCP connect to a real before it counts as failed (and is retried
     once on another real).
-    ``threaded``: forward in a dedicated thread rather than on the running asyncio loop.
+    ``threaded``: forward in a dedicated thread (default) rather than on the running asyncio loop.
     """
 
     capabilities = CAPABILITIES
@@ -110,7 +110,7 @@ class ProxyDataplane(Dataplane):
         udp_timeout: float = 300.0,
         template_sweep: float = 5.0,
         connect_timeout: float = 5.0,
-        threaded: bool = False,
+        threaded: bool = True,
     ) -> None:
         self.udp_timeout = udp_timeout
         self.connect_timeout = connect_timeout

@@ -97,7 +97,7 @@ class TcpListener:
     def on_ready(self, events: int) -> None:
         # The C-level ``_accept`` and ``_socket.socket`` skip socket.py's Python wrappers, which
         # cost several microseconds per connection; the relay needs only C methods.
-        accept = self.sock._accept
+        accept = self.sock._accept  # type: ignore[attr-defined]
         family = self.sock.family
         schedule = self.balancer.schedule
         for _ in range(_ACCEPT_BATCH):
@@ -144,7 +144,7 @@ class TcpRelay:
     def __init__(
         self,
         listener: TcpListener,
-        client: socket.socket,
+        client: _socket.socket,
         addr: tuple[str, int],
         dest: DestState,
         template: Template | None,
@@ -157,7 +157,7 @@ class TcpRelay:
         self.addr = addr
         self.dest = dest
         self.template = template
-        self.bsock: socket.socket | None = None
+        self.bsock: _socket.socket | None = None
         self.bfd = -1
         self.cmask = self.bmask = -1  # -1: not registered
         self.cpend = self.bpend = b""  # bytes waiting to go to the client / to the backend
@@ -259,8 +259,10 @@ class TcpRelay:
             if n:
                 self.dest.bytes_in += n
                 self.counters.bytes_in += n
+                b = self.bsock
+                assert b is not None
                 try:
-                    sent = self.bsock.send(_VIEW[:n])
+                    sent = b.send(_VIEW[:n])
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -271,24 +273,26 @@ class TcpRelay:
                     self.bpend = bytes(_VIEW[sent:n])
             else:
                 self.ceof = True
-                if not (self.beof and not self.cpend):  # else both ended: close() sends the FIN
-                    self._shut(self.bsock)
+                if not (self.beof and not self.cpend) and self.bsock is not None:
+                    self._shut(self.bsock)  # else both ended: close() sends the FIN
         self.update()
 
     def on_backend(self, events: int) -> None:
+        b = self.bsock
+        assert b is not None
         if events & WRITE and self.bpend:
             try:
-                sent = self.bsock.send(self.bpend)
+                sent = b.send(self.bpend)
             except BlockingIOError:
                 sent = 0
             except OSError:
                 return self.close()
             self.bpend = self.bpend[sent:]
             if not self.bpend and self.ceof:
-                self._shut(self.bsock)
+                self._shut(b)
         elif events & READ and not self.cpend and not self.beof:
             try:
-                n = self.bsock.recv_into(_BUFFER)
+                n = b.recv_into(_BUFFER)
             except BlockingIOError:
                 return
             except OSError:
@@ -313,7 +317,7 @@ class TcpRelay:
         self.update()
 
     @staticmethod
-    def _shut(sock: socket.socket) -> None:
+    def _shut(sock: _socket.socket) -> None:
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:

@@ -155,20 +155,28 @@ class RoundRobin(Scheduler):
 
     def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
         super().__init__(flags, service)
+        self.index = -1  # position of the last pick
         self.last: DestState | None = None
+
+    def update(self, dests: list[DestState]) -> None:
+        # Like IPVS, keep the cursor; when its real is removed, continue with the one after it.
+        if self.last is not None and self.last in dests:
+            self.index = dests.index(self.last)
+        elif self.last is not None:
+            self.index -= 1
+        super().update(dests)
 
     def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
         dests = self.dests
         n = len(dests)
-        if not n:
-            return None
-        try:
-            start = dests.index(self.last) + 1 if self.last is not None else 0
-        except ValueError:
-            start = 0
-        for i in range(n):
-            d = dests[(start + i) % n]
+        i = self.index
+        for _ in range(n):
+            i += 1
+            if i >= n:
+                i = 0
+            d = dests[i]
             if d.weight > 0 and not d.overloaded and d is not exclude:
+                self.index = i
                 self.last = d
                 return d
         return None
@@ -388,19 +396,23 @@ class MaglevHash(Scheduler):
         weights = [d.weight if d.weight > 0 else d.last_weight for d in dests]
         if dests and any(weights):
             g = math.gcd(*weights)
-            setup = []
+            owners: list[DestState] = []
+            perms: list[int] = []
+            skips: list[int] = []
+            turns: list[int] = []
             for d, w in zip(dests, weights, strict=True):
                 if w <= 0:
                     continue
                 raw = f"{d.address}|{d.port}".encode()
-                offset = _digest64(raw, b"saru-mh-offset") % size
-                skip = _digest64(raw, b"saru-mh-skip") % (size - 1) + 1
-                setup.append([d, offset, skip, w // g])
+                owners.append(d)
+                perms.append(_digest64(raw, b"saru-mh-offset") % size)
+                skips.append(_digest64(raw, b"saru-mh-skip") % (size - 1) + 1)
+                turns.append(w // g)
             filled = 0
             while filled < size:
-                for entry in setup:
-                    d, perm, skip, turns = entry
-                    for _ in range(turns):
+                for i, d in enumerate(owners):
+                    perm, skip = perms[i], skips[i]
+                    for _ in range(turns[i]):
                         while table[perm] is not None:
                             perm += skip
                             if perm >= size:
@@ -409,7 +421,7 @@ class MaglevHash(Scheduler):
                         filled += 1
                         if filled >= size:
                             break
-                    entry[1] = perm
+                    perms[i] = perm
                     if filled >= size:
                         break
         return table

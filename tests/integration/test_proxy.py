@@ -9,7 +9,9 @@ import asyncio
 import collections
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -92,9 +94,9 @@ def tcp(port: int, host: str = "127.0.0.1") -> ServiceKey:
     return ServiceKey("tcp", host, port, family=6 if ":" in host else 4)
 
 
-def service_ops(key: ServiceKey, reals: list[Nginx] | list[tuple[str, int]], scheduler: str = "rr",
-                weights: list[int] | None = None, **settings: object) -> list[Op]:
-    ops: list[Op] = [AddService(key, ServiceSettings(scheduler=scheduler, **settings))]  # type: ignore[arg-type]
+def service_ops(key: ServiceKey, reals: Sequence[Nginx | tuple[str, int]], scheduler: str = "rr",
+                weights: list[int] | None = None, **settings: Any) -> list[Op]:
+    ops: list[Op] = [AddService(key, ServiceSettings(scheduler=scheduler, **settings))]
     for i, real in enumerate(reals):
         host, port = (real.host, real.port) if isinstance(real, Nginx) else real
         ops.append(AddDest(key, Dest(host, port, "masq", weights[i] if weights else 1)))
@@ -364,7 +366,7 @@ async def echoes() -> AsyncIterator[list[int]]:
     transports = []
     ports = []
     for name in ("e1", "e2"):
-        t, _ = await loop.create_datagram_endpoint(lambda n=name: Echo(n), local_addr=("127.0.0.1", 0))
+        t, _ = await loop.create_datagram_endpoint(partial(Echo, name), local_addr=("127.0.0.1", 0))
         transports.append(t)
         ports.append(t.get_extra_info("sockname")[1])
     yield ports

@@ -57,6 +57,15 @@ def test_rr_exact_order_and_skips_weight_zero():
     assert [pick(b) for _ in range(6)] == ["1", "2", "4", "1", "2", "4"]
 
 
+def test_rr_cursor_survives_table_changes():
+    b = balancer("rr", 1, 1, 1)
+    assert [pick(b), pick(b)] == ["1", "2"]
+    b.remove_dest(("192.168.0.2", 80))  # the cursor's real goes: continue after it
+    assert pick(b) == "3"
+    b.set_dest(Dest("192.168.0.4", 80))
+    assert [pick(b) for _ in range(3)] == ["4", "1", "3"]
+
+
 def test_wrr_interleaves_with_exact_ratio_per_cycle():
     b = balancer("wrr", 3, 1)
     assert [pick(b) for _ in range(8)] == ["1", "1", "1", "2"] * 2
