@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEBIAN_PACKAGES := nginx haproxy wrk curl
+# Real servers the tests run (one per protocol Saru checks) and the tools the benchmarks use.
+DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
+	vsftpd tinyproxy opensmtpd dnsmasq-base sip-tester freeradius freeradius-utils \
+	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode
 
 
 .PHONY: demo test lint deps venv bench clean

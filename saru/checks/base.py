@@ -13,6 +13,7 @@ import asyncio
 import errno
 import importlib
 import os
+import pkgutil
 import socket
 import ssl
 import time
@@ -25,8 +26,9 @@ Check = Callable[[CheckSpec], Awaitable[CheckResult]]
 #: (checktype, service) → check; service "*" is the wildcard.
 _REGISTRY: dict[tuple[str, str], Check] = {}
 
-#: modules whose import registers the built-in checks (imported lazily: they import this module).
-_BUILTIN_MODULES = ("saru.checks.simple", "saru.checks.tcp", "saru.checks.http")
+#: modules of this package that register no check (every other module is imported, lazily, and
+#: registers its checks with ``@register`` — adding a protocol is adding a module).
+_NOT_CHECK_MODULES = frozenset({"base", "spec"})
 _loaded = False
 
 
@@ -48,8 +50,11 @@ def register(checktype: str, *services: str) -> Callable[[Check], Check]:
 def _load_builtins() -> None:
     global _loaded
     if not _loaded:
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
+        import saru.checks as package
+
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name not in _NOT_CHECK_MODULES and not info.name.startswith("_"):
+                importlib.import_module(f"saru.checks.{info.name}")
         _loaded = True
 
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from saru.dataplane.proxy_poll import ERRORS, READ, WRITE, Poller
 from saru.dataplane.schedulers import Balancer, DestState, Template
 
-_BUFFER = bytearray(256 * 1024)
-_VIEW = memoryview(_BUFFER)
+_BUFFER_SIZE = 256 * 1024
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _ACCEPT_BATCH = 64
 #: Linux copies TCP_NODELAY from a listening socket to the sockets it accepts: one syscall less each
@@ -90,6 +89,13 @@ class TcpListener:
         self.connect_timeout = connect_timeout
         self.fd = sock.fileno()
         self.closed = False
+        # One copy buffer per poller (thread), shared by all its relays: a relay empties it before
+        # returning. Several pollers (planes) in one process must not share it.
+        buffer = getattr(poller, "tcp_buffer", None)
+        if buffer is None:
+            buffer = poller.tcp_buffer = bytearray(_BUFFER_SIZE)
+        self.buffer: bytearray = buffer
+        self.view = memoryview(buffer)
 
     def start(self) -> None:
         self.poller.register(self.fd, READ, self.on_ready)
@@ -137,8 +143,8 @@ class TcpRelay:
     """One client connection relayed to one real."""
 
     __slots__ = (
-        "addr", "beof", "bfd", "bmask", "bpend", "bsock", "ceof", "cfd", "cmask", "counters", "cpend",
-        "csock", "dest", "done", "listener", "poller", "retried", "template",
+        "addr", "beof", "bfd", "bmask", "bpend", "bsock", "buffer", "ceof", "cfd", "cmask", "counters",
+        "cpend", "csock", "dest", "done", "listener", "poller", "retried", "template", "view",
     )
 
     def __init__(
@@ -152,6 +158,7 @@ class TcpRelay:
         self.listener = listener
         self.poller = listener.poller
         self.counters = listener.counters
+        self.buffer, self.view = listener.buffer, listener.view  # one copy buffer per poller
         self.csock = client
         self.cfd = client.fileno()
         self.addr = addr
@@ -251,7 +258,7 @@ class TcpRelay:
                 self._shut(self.csock)
         elif events & READ and not self.bpend and not self.ceof:
             try:
-                n = self.csock.recv_into(_BUFFER)
+                n = self.csock.recv_into(self.buffer)
             except BlockingIOError:
                 return
             except OSError:
@@ -262,7 +269,7 @@ class TcpRelay:
                 b = self.bsock
                 assert b is not None
                 try:
-                    sent = b.send(_VIEW[:n])
+                    sent = b.send(self.view[:n])
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -270,7 +277,7 @@ class TcpRelay:
                 if sent == n and self.cmask > 0:
                     return  # the common case: nothing to re-arm
                 if sent < n:
-                    self.bpend = bytes(_VIEW[sent:n])
+                    self.bpend = bytes(self.view[sent:n])
             else:
                 self.ceof = True
                 if not (self.beof and not self.cpend) and self.bsock is not None:
@@ -292,7 +299,7 @@ class TcpRelay:
                 self._shut(b)
         elif events & READ and not self.cpend and not self.beof:
             try:
-                n = b.recv_into(_BUFFER)
+                n = b.recv_into(self.buffer)
             except BlockingIOError:
                 return
             except OSError:
@@ -301,7 +308,7 @@ class TcpRelay:
                 self.dest.bytes_out += n
                 self.counters.bytes_out += n
                 try:
-                    sent = self.csock.send(_VIEW[:n])
+                    sent = self.csock.send(self.view[:n])
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -309,7 +316,7 @@ class TcpRelay:
                 if sent == n and self.bmask == READ:
                     return  # the common case: nothing to re-arm
                 if sent < n:
-                    self.cpend = bytes(_VIEW[sent:n])
+                    self.cpend = bytes(self.view[sent:n])
             else:
                 self.beof = True
                 if not self.cpend and not (self.ceof and not self.bpend):
