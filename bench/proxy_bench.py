@@ -120,12 +120,12 @@ def start_haproxy(procs: Processes, workdir: Path, backends: list[Nginx]) -> tup
     return port, p.pid
 
 
-def start_saru(procs: Processes, backends: list[Nginx], threaded: bool = True) -> tuple[int, int]:
+def start_saru(procs: Processes, backends: list[Nginx], threaded: bool = False) -> tuple[int, int]:
     port = free_port()
     args = [sys.executable, str(ROOT / "bench" / "proxy_runner.py"), f"127.0.0.1:{port}"]
     args += [f"127.0.0.1:{b.port}" for b in backends]
-    if not threaded:
-        args.append("--asyncio")
+    if threaded:
+        args.append("--thread")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     procs.popens.append(p)
     assert p.stdout is not None
@@ -142,8 +142,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every case (default 1)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "proxy.json")
-    parser.add_argument("--asyncio", action="store_true",
-                        help="also measure the proxy forwarding on the asyncio loop (saru-asyncio)")
+    parser.add_argument("--thread", action="store_true",
+                        help="also measure the proxy forwarding in its own thread (saru-thread)")
     args = parser.parse_args()
     for tool in ("nginx", "haproxy", "wrk"):
         if shutil.which(tool) is None:
@@ -161,8 +161,8 @@ def main() -> int:
                 "haproxy": start_haproxy(procs, workdir, procs.nginx),
                 "saru": start_saru(procs, procs.nginx),
             }
-            if args.asyncio:
-                directors["saru-asyncio"] = start_saru(procs, procs.nginx, threaded=False)
+            if args.thread:
+                directors["saru-thread"] = start_saru(procs, procs.nginx, threaded=True)
             for port, _ in directors.values():  # warm up (and check the relay works)
                 run_wrk(port, 1, close=False, connections=10)
             for r in range(args.repeat):

@@ -1,6 +1,6 @@
 """Run a Saru ProxyDataplane in its own process, for the proxy benchmark.
 
-Usage: ``proxy_runner.py LISTEN_HOST:PORT REAL_HOST:PORT [REAL_HOST:PORT …] [--scheduler rr] [--asyncio]``.
+Usage: ``proxy_runner.py LISTEN_HOST:PORT REAL_HOST:PORT [REAL_HOST:PORT …] [--scheduler rr] [--thread]``.
 Prints ``ready`` on stdout once the service is programmed, and runs until SIGTERM or SIGINT.
 """
 
@@ -44,10 +44,10 @@ def main() -> None:
     parser.add_argument("reals", nargs="+")
     parser.add_argument("--scheduler", default="rr")
     parser.add_argument("--udp", action="store_true")
-    parser.add_argument("--asyncio", action="store_true", help="forward on the asyncio loop, not in a thread")
+    parser.add_argument("--thread", action="store_true", help="forward in a thread, not on the asyncio loop")
     args = parser.parse_args()
     reals = [hostport(r) for r in args.reals]
-    asyncio.run(serve(hostport(args.listen), reals, args.scheduler, args.udp, not args.asyncio))
+    asyncio.run(serve(hostport(args.listen), reals, args.scheduler, args.udp, args.thread))
 
 
 if __name__ == "__main__":

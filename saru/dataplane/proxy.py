@@ -12,11 +12,11 @@ without awaiting, so a client never sees half a batch. Removals drain: a deleted
 destination gets no new connections while established ones run to their end; deleting a service
 closes its listener (its established TCP connections still drain).
 
-The proxy forwards through its own epoll poller (``proxy_poll``). By default it runs in a thread of
-its own, which keeps forwarding while the daemon's loop is busy and measured 0-10 % less CPU per
-request; ``apply``, ``read`` and ``stats`` hand their work to that thread, where it runs between two
-event batches. With ``threaded=False`` it runs on the caller's asyncio loop instead (stock asyncio,
-or uvloop only if the caller installed it).
+The proxy forwards through its own epoll poller (``proxy_poll``). By default it runs on the caller's
+asyncio loop (stock asyncio, or uvloop only if the caller installed it). With ``threaded=True`` it
+runs in a thread of its own, which keeps forwarding while the daemon's loop is busy; ``apply``,
+``read`` and ``stats`` then hand their work to that thread, where it runs between two event batches.
+The two modes measured the same within noise (``bench/proxy_bench.py --thread``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ CAPABILITIES = ProxyCapabilities(
     ipv6=True,
     persistence=True,
     thresholds=True,
+    rewrites_gate_ports=False,
     notes="userspace proxy: gate/masq/ipip are all proxied (no direct routing; reals see the director "
     "as the client); no firewall-mark services",
 )
@@ -100,7 +101,7 @@ class ProxyDataplane(Dataplane):
     ``template_sweep``: seconds between sweeps of expired persistence templates.
     ``connect_timeout``: seconds for a TCP connect to a real before it counts as failed (and is retried
     once on another real).
-    ``threaded``: forward in a dedicated thread (default) rather than on the running asyncio loop.
+    ``threaded``: forward in a dedicated thread rather than on the running asyncio loop.
     """
 
     capabilities = CAPABILITIES
@@ -110,7 +111,7 @@ class ProxyDataplane(Dataplane):
         udp_timeout: float = 300.0,
         template_sweep: float = 5.0,
         connect_timeout: float = 5.0,
-        threaded: bool = True,
+        threaded: bool = False,
     ) -> None:
         self.udp_timeout = udp_timeout
         self.connect_timeout = connect_timeout

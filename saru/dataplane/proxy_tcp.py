@@ -91,7 +91,7 @@ class TcpListener:
         self.closed = False
         # One copy buffer per poller (thread), shared by all its relays: a relay empties it before
         # returning. Several pollers (planes) in one process must not share it.
-        buffer = getattr(poller, "tcp_buffer", None)
+        buffer = poller.tcp_buffer
         if buffer is None:
             buffer = poller.tcp_buffer = bytearray(_BUFFER_SIZE)
         self.buffer: bytearray = buffer

@@ -44,8 +44,12 @@ class UdpFlow:
         self.dest = dest
         self.template = template
         self.sock = socket.socket(family_of(dest.address), socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.connect((dest.address, dest.port))
+        try:
+            self.sock.setblocking(False)
+            self.sock.connect((dest.address, dest.port))
+        except OSError:
+            self.sock.close()
+            raise
         self.fd = self.sock.fileno()
         self.last = time.monotonic()
         listener.poller.register(self.fd, READ, self.on_reply)

@@ -20,7 +20,10 @@ Schedulers (``SCHEDULERS``), as in the Linux kernel's ``ip_vs_*.c``:
   IPVS's default of 251 slots moves ~8 % of the other reals' flows when one of ten is removed;
   16381 slots move ~0.6 %. Like IPVS, a real whose weight drops to 0 keeps its slots
   (its flows are refused, or fall back with ``mh-fallback``) so that nobody else's flows move;
-  removing a real rebuilds the table, which moves (almost) only that real's flows.
+  removing a real rebuilds the table, which moves (almost) only that real's flows;
+* ``twos`` (weighted random two choices), and ``lblc``/``lblcr``, whose cache IPVS keys by the
+  packet's destination address: for a proxied service that is always the virtual address, so the
+  service as a whole sticks to one real (lblc) or a small set (lblcr) while it is not too busy.
 
 Weight-0 destinations never receive new connections. Upper/lower thresholds follow IPVS's overload
 rule: a destination becomes overloaded when active+inactive >= upper, and is available again below
@@ -38,6 +41,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import random
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -448,11 +452,102 @@ class MaglevHash(Scheduler):
         return None
 
 
+class WeightedRandomTwos(Scheduler):
+    """twos: two reals drawn at random in proportion to weight; the less loaded one wins."""
+
+    name = "twos"
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.random = random.Random()
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        usable = [d for d in self.dests if d.weight > 0 and not d.overloaded and d is not exclude]
+        if not usable:
+            return None
+        total = sum(d.weight for d in usable)
+        r1, r2 = self.random.randrange(total), self.random.randrange(total)
+        c1 = c2 = usable[-1]
+        acc = 0
+        first = second = False
+        for d in usable:
+            acc += d.weight
+            if not first and acc > r1:
+                c1, first = d, True
+            if not second and acc > r2:
+                c2, second = d, True
+        oh1, oh2 = (c1.active << 8) + c1.inactive, (c2.active << 8) + c2.inactive
+        return c2 if oh2 * c1.weight < oh1 * c2.weight else c1
+
+
+def _busy(dest: DestState, dests: list[DestState]) -> bool:
+    """IPVS lblc/lblcr ``is_overloaded``: more active than its weight while another is half idle."""
+    return dest.active > dest.weight and any(d.active * 2 < d.weight for d in dests)
+
+
+class LocalityLeastConnection(WeightedLeastConnection):
+    """lblc: IPVS keys its cache by the packet's destination address, which for a proxied service is
+    always the virtual address: so the whole service sticks to one real (chosen like wlc) until that
+    real is unavailable, or busier than its weight while another real is under half its weight."""
+
+    name = "lblc"
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.cached: DestState | None = None
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        d = self.cached
+        if (d is not None and not d.removed and d.weight > 0 and not d.overloaded and d is not exclude
+                and not _busy(d, self.dests)):
+            return d
+        d = super().pick(client, port, exclude)
+        if d is not None:
+            self.cached = d
+        return d
+
+
+class LocalityLeastConnectionReplicated(WeightedLeastConnection):
+    """lblcr: like lblc, but the service's cache is a set of reals that grows (by a wlc choice) when
+    its least loaded member is busy, and loses its most loaded member when unchanged for a day."""
+
+    name = "lblcr"
+    expiration = 24 * 60 * 60.0  # IPVS's lblcr_expiration sysctl default
+
+    def __init__(self, flags: frozenset[str] = frozenset(), service: tuple[str, int] = ("", 0)) -> None:
+        super().__init__(flags, service)
+        self.members: list[DestState] = []
+        self.changed = time.monotonic()
+
+    def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
+        self.members = [d for d in self.members if not d.removed]
+        best: DestState | None = None
+        for d in self.members:
+            if d.weight <= 0 or d.overloaded or d is exclude:
+                continue
+            if best is None or ((best.active << 8) + best.inactive) * d.weight > (
+                (d.active << 8) + d.inactive
+            ) * best.weight:
+                best = d
+        if len(self.members) > 1 and time.monotonic() - self.changed > self.expiration:
+            worst = max(self.members, key=lambda d: ((d.active << 8) + d.inactive) / max(d.weight, 1))
+            self.members.remove(worst)
+            self.changed = time.monotonic()
+        if best is not None and not _busy(best, self.dests):
+            return best
+        chosen = super().pick(client, port, exclude)
+        if chosen is not None and chosen not in self.members:
+            self.members.append(chosen)
+            self.changed = time.monotonic()
+        return chosen
+
+
 SCHEDULERS: dict[str, type[Scheduler]] = {
     cls.name: cls
     for cls in (
         RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection, ShortestExpectedDelay,
         NeverQueue, WeightedFailover, Overflow, SourceHash, DestinationHash, MaglevHash,
+        WeightedRandomTwos, LocalityLeastConnection, LocalityLeastConnectionReplicated,
     )
 }
 

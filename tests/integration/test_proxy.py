@@ -324,6 +324,30 @@ async def test_slow_reader_gets_everything(plane: ProxyDataplane, nginx: NginxFa
     assert response.split(b"\r\n\r\n", 1)[1] == big.encode()
 
 
+async def test_two_threaded_planes_in_one_process_keep_their_data_apart(nginx: NginxFactory) -> None:
+    bodies = {name: "".join(f"{name}{i:07d}\n" for i in range(100_000)) for name in ("rs1", "rs2")}
+    reals = [nginx(name=name, files={"/big.txt": body}) for name, body in bodies.items()]
+    planes = [ProxyDataplane(threaded=True) for _ in reals]
+    keys = [tcp(free_port()) for _ in reals]
+    try:
+        for plane, key, real in zip(planes, keys, reals, strict=True):
+            await plane.apply(service_ops(key, [real]))
+
+        async def fetch(port: int) -> bytes:
+            conn = await Http.open("127.0.0.1", port)
+            try:
+                return (await conn.get("/big.txt"))[2]
+            finally:
+                await conn.close()
+
+        for _ in range(3):
+            got = await asyncio.gather(*(fetch(k.port) for k in keys for _ in range(3)))
+            assert got == [bodies[n].encode() for n in bodies for _ in range(3)]
+    finally:
+        for plane in planes:
+            await plane.close()
+
+
 async def test_many_concurrent_clients(plane: ProxyDataplane, two: Two) -> None:
     key = tcp(free_port())
     await plane.apply(service_ops(key, list(two), "wlc"))
@@ -450,7 +474,7 @@ async def test_bind_failure_raises_and_changes_nothing(plane: ProxyDataplane, tw
     ("ops_of", "message"),
     [
         (lambda k: [AddService(ServiceKey("fwm", "", 0, 7), ServiceSettings())], "firewall marks"),
-        (lambda k: [AddService(tcp(free_port()), ServiceSettings(scheduler="lblcr"))], "unknown scheduler"),
+        (lambda k: [AddService(tcp(free_port()), ServiceSettings(scheduler="lbl"))], "unknown scheduler"),
         (lambda k: [DelDest(k, "127.0.0.9", 80)], "no destination"),
         (lambda k: [AddService(k, ServiceSettings())], "already exists"),
         (lambda k: [AddDest(k, Dest("not-an-ip", 80))], "not an IP"),

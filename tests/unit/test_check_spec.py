@@ -99,15 +99,15 @@ def test_timeouts_follow_ldirectord():
     assert timeout_for(spec("connect", protocol="udp")) == 6  # UDP connect is a ping
 
 
-@pytest.mark.parametrize("service", ["ldap", "mysql", "dns", "smtp"])
-async def test_later_protocols_say_not_implemented_yet(service):
+@pytest.mark.parametrize("service", ["gopher", "x-unknown"])
+async def test_unregistered_services_say_not_implemented(service):
     result = await run_check(spec(service=service))
     assert not result.ok
     assert result.message == f"negotiate check for service {service!r} is not implemented yet"
 
 
-async def test_external_is_not_implemented_yet():
-    result = await run_check(spec("external"))
+async def test_unregistered_checktype_says_not_implemented():
+    result = await run_check(spec("x-unknown"))
     assert not result.ok and "not implemented yet" in result.message
 
 

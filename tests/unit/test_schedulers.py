@@ -42,12 +42,13 @@ def pick(b: Balancer, client: str = "10.1.1.1", port: int = 1234) -> str | None:
 
 
 def test_every_ipvs_scheduler_is_known():
-    assert {"rr", "wrr", "lc", "wlc", "sh", "dh", "sed", "nq", "mh", "fo", "ovf"} <= set(SCHEDULERS)
+    every = {"rr", "wrr", "lc", "wlc", "sh", "dh", "sed", "nq", "mh", "fo", "ovf", "twos", "lblc", "lblcr"}
+    assert set(SCHEDULERS) == every
 
 
 def test_unknown_scheduler_and_bad_netmask_are_refused():
     with pytest.raises(ValueError, match="unknown scheduler"):
-        check_settings(ServiceSettings(scheduler="lblcr"))
+        check_settings(ServiceSettings(scheduler="lbl"))
     with pytest.raises(ValueError, match="netmask"):
         check_settings(ServiceSettings(persistent=60, netmask="255.0.x.0"))
 
@@ -124,6 +125,35 @@ def test_weight_zero_never_gets_connections_in_any_scheduler():
             assert got in ("2", None), name
             if name != "dh":
                 assert got == "2", name
+
+
+def test_twos_prefers_the_less_loaded_of_two_weighted_draws():
+    b = balancer("twos", 1, 3)
+    b.scheduler.random.seed(7)  # type: ignore[attr-defined]
+    held = [b.schedule("10.0.0.1", p) for p in range(400)]
+    counts = collections.Counter(h[0].address[-1] for h in held if h)
+    # Two choices even the load out towards the weights: 1:3 of 400.
+    assert abs(counts["2"] - 300) < 25, counts
+
+
+def test_lblc_sticks_until_busy_then_moves():
+    b = balancer("lblc", 2, 2)
+    held = [b.schedule("10.0.0.1", p) for p in range(3)]
+    assert [h[0].address[-1] for h in held if h] == ["1", "1", "1"]  # busy only once active > weight
+    assert pick(b) == "2"  # .1 is busy (3 > 2) and .2 is under half its weight (0 * 2 < 2)
+    b2 = balancer("lblc", 1, 1)
+    first = pick(b2)
+    b2.set_dest(Dest(f"192.168.0.{first}", 80, "masq", 0))
+    assert pick(b2) not in (first, None)
+
+
+def test_lblcr_grows_its_set_when_busy():
+    b = balancer("lblcr", 1, 1, 1)
+    held = [b.schedule("10.0.0.1", p) for p in range(2)]
+    assert [h[0].address[-1] for h in held if h] == ["1", "1"]
+    got = b.schedule("10.0.0.1", 3)  # .1: 2 active > weight 1 while others idle: add .2 to the set
+    assert got is not None and got[0].address.endswith(".2")
+    assert len(b.scheduler.members) == 2  # type: ignore[attr-defined]
 
 
 def test_thresholds_overload_and_recover():
@@ -252,7 +282,7 @@ def test_ipv6_persistence_prefix():
 
 
 def test_retry_excludes_failed_real():
-    for name in ("rr", "wrr", "lc", "wlc", "sh", "mh", "dh", "sed", "nq", "fo", "ovf"):
+    for name in SCHEDULERS:
         b = balancer(name, 1, 1)
         first = b.schedule("10.0.0.1", 5)
         assert first is not None, name
