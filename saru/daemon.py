@@ -77,7 +77,8 @@ class Daemon:
         self.last_reload_error: str | None = None
         self._file_state: tuple[float, int, str] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._hooks: set[asyncio.Task[Any]] = set()
+        self._hooks: set[asyncio.Future[Any]] = set()
+        self._last_hook: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -192,6 +193,8 @@ class Daemon:
                     await self.dataplane.apply(ops)
                     for change in narrate(ops, current, self.config):
                         self.emit(change)
+                    # the fallback leaves with its virtual: tell fallbackcommand (ldirectord issue #750)
+                    self._fallback_commands(self.config, current, await self.dataplane.read())
             except DataplaneError as exc:
                 LOGGER.error("cleanstop failed: %s", exc)
 
@@ -199,6 +202,19 @@ class Daemon:
         task = asyncio.ensure_future(coro)
         self._hooks.add(task)
         task.add_done_callback(self._hooks.discard)
+
+    def _run_hook_in_order(self, command: str, *args: str) -> None:
+        """Run an external command after every earlier one has finished (start/stop never swap)."""
+        previous = self._last_hook
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await run_hook(command, *args)
+
+        self._last_hook = asyncio.ensure_future(after_previous())
+        self._hooks.add(self._last_hook)
+        self._last_hook.add_done_callback(self._hooks.discard)
 
     # ------------------------------------------------------------------ events
 
@@ -247,7 +263,7 @@ class Daemon:
                 continue
             action = "start" if now.get(v.key) else "stop"
             target = f"{v.fwmark}:0" if v.protocol == "fwm" else format_hostport(v.address, v.port)
-            self._spawn(run_hook(command, action, target, v.protocol))
+            self._run_hook_in_order(command, action, target, v.protocol)
 
     # ------------------------------------------------------------------ reload
 
@@ -311,7 +327,7 @@ class Daemon:
             else:
                 LOGGER.info(" - ignore new configuration")
             if callback:
-                self._spawn(run_hook(callback, self.config_path))
+                self._run_hook_in_order(callback, self.config_path)
 
     # ------------------------------------------------------------------ pid file
 

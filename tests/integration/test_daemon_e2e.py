@@ -171,12 +171,20 @@ def test_fallback_when_every_real_is_down_and_fallbackcommand(nginx, backends, d
     assert {get(port)[1] for _ in range(4)} == {"rs1"}
     deadline = time.monotonic() + 5
     expected = [f"start 127.0.0.1:{port} tcp", f"stop 127.0.0.1:{port} tcp"]
+
     def recorded() -> list[str]:
         return record.read_text().splitlines() if record.exists() else []
 
     while time.monotonic() < deadline and recorded() != expected:
         time.sleep(0.05)  # the hook runs asynchronously; its only trace is the file it writes
-    assert record.read_text().splitlines() == expected
+    assert recorded() == expected
+    # all reals down again, then stop: fallbackcommand hears "stop" as the virtual goes away
+    t2 = time.monotonic()
+    rs1.remove(CHECK)
+    d.wait_for(rf"Added fallback server: 127\.0\.0\.1:{sorry.port} ", after=t2)
+    assert d.stop() == 0
+    expected += [f"start 127.0.0.1:{port} tcp", f"stop 127.0.0.1:{port} tcp"]
+    assert recorded() == expected
 
 
 def test_reload_adds_and_removes_reals_under_load_without_failures(backends, director, tmp_path):
@@ -256,13 +264,22 @@ def test_status_plan_and_log_vocabulary(backends, director, tmp_path):
 def test_autoreload_applies_saved_changes(backends, director, tmp_path):
     port = free_port()
     rs1, rs2, _ = backends
-    d = director(config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 1)], globals_="autoreload=yes"))
+    record = tmp_path / "callback.log"
+    script = tmp_path / "callback.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    script.chmod(0o755)
+    globals_ = f'autoreload=yes\ncallback="{script}"'
+    d = director(config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 1)], globals_=globals_))
     d.wait_ready()
     t0 = time.monotonic()
-    edited = config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 5)], globals_="autoreload=yes")
+    d.config.touch()  # a new mtime alone is not a change (ldirectord compares the content)
+    edited = config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 5)], globals_=globals_)
     d.config.write_text(edited)
     d.wait_for(r"Configuration file .* has changed on disk", after=t0)
     d.wait_for(rf"Changed real server: 127\.0\.0\.1:{rs2.port} .*Weight set to 5", after=t0)
+    assert d.stop() == 0  # waits for the callback it started
+    assert record.read_text().splitlines() == [str(d.config)]
+    assert d.log_text().count("has changed on disk") == 1
 
 
 def test_stop_cleans_up(backends, director, tmp_path):
