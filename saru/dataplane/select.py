@@ -1,43 +1,70 @@
-"""Choosing a data plane: ``proxy`` explicitly, or ``auto`` (IPVS, then nftables, then the proxy).
+"""Choosing a data plane: by name (``proxy``, ``nft``, ``ipvs``) or ``auto``.
 
-Returns the data plane together with a sentence saying why it was chosen, which ``saru status``
-shows. Only the proxy exists in this build; the kernel planes are probed so that ``auto`` says
-honestly why it fell back.
+``auto`` picks IPVS when the kernel has it, then nftables when we may program it, then the
+userspace proxy — and returns a sentence saying why, which ``saru status`` shows. Each data plane
+class may offer ``available() -> tuple[bool, str]`` (a classmethod) telling whether it can run
+here and why not; its module is imported only when it is considered.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError
 from saru.model import Config, Diagnostic
 
-CHOICES = ("auto", "proxy")
+#: name → "module:Class", in ``auto``'s order of preference.
+PLANES: dict[str, str] = {
+    "ipvs": "saru.dataplane.ipvs:IpvsDataplane",
+    "nft": "saru.dataplane.nft:NftDataplane",
+    "proxy": "saru.dataplane.proxy:ProxyDataplane",
+}
+CHOICES = ("auto", *PLANES)
 
 
-def _kernel_has_ipvs() -> bool:
+def _plane_class(name: str) -> type[Dataplane] | None:
+    module_name, _, class_name = PLANES[name].partition(":")
     try:
-        with open("/proc/net/ip_vs"):
-            return True
-    except OSError:
-        return False
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    cls: type[Dataplane] = getattr(module, class_name)
+    return cls
+
+
+def availability(name: str) -> tuple[bool, str]:
+    """Whether the named data plane can run here, and why (not)."""
+    cls = _plane_class(name)
+    if cls is None:
+        return False, f"the {name} data plane is not part of this build"
+    probe = getattr(cls, "available", None)
+    if probe is None:
+        return True, "available"
+    ok, why = probe()
+    return bool(ok), str(why)
 
 
 def select_dataplane(name: str) -> tuple[Dataplane, str]:
     """Build the named data plane; raise DataplaneError when it cannot run here."""
-    if name == "proxy":
-        from saru.dataplane.proxy import ProxyDataplane
-
-        return ProxyDataplane(), "userspace proxy (--dataplane proxy)"
     if name == "auto":
-        from saru.dataplane.proxy import ProxyDataplane
-
-        ipvs = "kernel has IPVS" if _kernel_has_ipvs() else "no IPVS in this kernel"
-        root = "running as root" if os.geteuid() == 0 else "not root"
-        reason = (f"auto: userspace proxy ({ipvs}, {root}; the IPVS and nftables data planes "
-                  "are not part of this build yet)")
-        return ProxyDataplane(), reason
-    raise DataplaneError(f"unknown data plane {name!r} (choose from {', '.join(CHOICES)})")
+        reasons = []
+        for candidate in PLANES:
+            ok, why = availability(candidate)
+            if ok:
+                cls = _plane_class(candidate)
+                assert cls is not None
+                skipped = f" ({'; '.join(reasons)})" if reasons else ""
+                return cls(), f"auto: {candidate}{skipped}"
+            reasons.append(f"{candidate}: {why}")
+        raise DataplaneError("no data plane can run here: " + "; ".join(reasons))
+    if name not in PLANES:
+        raise DataplaneError(f"unknown data plane {name!r} (choose from {', '.join(CHOICES)})")
+    ok, why = availability(name)
+    if not ok:
+        raise DataplaneError(f"the {name} data plane cannot run here: {why}")
+    cls = _plane_class(name)
+    assert cls is not None
+    return cls(), f"{name} (--dataplane {name})"
 
 
 def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
