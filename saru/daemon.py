@@ -23,17 +23,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from saru import __version__
+from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.control import ControlServer, default_socket_path
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.diff import diff
-from saru.events import DaemonEvent, Event
+from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
 from saru.logsink import configure_logging
 from saru.model import Config, DelService, ServiceKey, Table, format_hostport
 from saru.monitor import Monitor
+from saru.monitorfile import MonitorFile
 from saru.narrate import narrate
 from saru.planner import desired_table, fallback_active, real_ref
 from saru.tablecodec import table_to_list
@@ -77,6 +79,10 @@ class Daemon:
         self.last_reload_error: str | None = None
         self._file_state: tuple[float, int, str] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        #: ldirectord's daemon states, used by emailalertstatus
+        self.state = "starting"
+        self.alerts = AlertSink(lambda: self.config, state=lambda: self.state)
+        self.monitorfile = MonitorFile(lambda: self.config)
         self._hooks: set[asyncio.Future[Any]] = set()
         self._last_hook: asyncio.Future[None] | None = None
 
@@ -135,6 +141,8 @@ class Daemon:
             return 1
         self.monitor = Monitor(emit=self.emit, rise=self.options.rise)
         self.monitor.add_listener(self.dirty.set)
+        self.monitor.add_result_listener(self.monitorfile.record)
+        self.alerts.start()
         self.monitor.configure(self.config)
         self.owned = {v.key for v in self.config.virtuals}
         loop = asyncio.get_running_loop()
@@ -155,9 +163,11 @@ class Daemon:
         await self.monitor.first_pass()
         await self.reconcile()
         self.ready.set()
+        self.state = "running"
         self.emit(DaemonEvent("All real servers checked; table in line with health"))
 
     async def _shutdown(self) -> None:
+        self.state = "stopping"
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -176,6 +186,8 @@ class Daemon:
                 await self.dataplane.close()
         if self.control is not None:
             await self.control.close()
+        await self.alerts.close()
+        await self.monitorfile.close()
         if self._hooks:
             await asyncio.gather(*self._hooks, return_exceptions=True)
         self._remove_pidfile()
@@ -222,6 +234,8 @@ class Daemon:
         message = event.message()
         self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(event.at))} {message}")
         LOGGER.info(message)
+        if isinstance(event, TableChange):
+            self.alerts.handle(event, self.state)
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -270,6 +284,7 @@ class Daemon:
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file; on error keep the running config and say why."""
         self.emit(DaemonEvent(f"Reloading configuration {self.config_path}"))
+        previous_state, self.state = self.state, "reloading"
         try:
             new = await asyncio.to_thread(parse_file, self.config_path)
             if self.dataplane is not None:
@@ -279,6 +294,7 @@ class Daemon:
         except ConfigError as exc:
             self.last_reload_error = str(exc)
             LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
+            self.state = previous_state
             return {"reloaded": False, "errors": str(exc).splitlines()}
         old = self.config
         if old is not None:
@@ -293,6 +309,7 @@ class Daemon:
         if self.monitor is not None:
             self.monitor.configure(new)
         self.dirty.set()
+        self.state = previous_state
         return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings]}
 
     def _stat_config(self) -> tuple[float, int, str] | None:

@@ -13,6 +13,8 @@
   ``short:port``, ``short``) forces it down at once. The reverse lookup for the names is done
   asynchronously and cached (ldirectord resolved synchronously before every check).
 * **Reload**: ``configure`` keeps the state of every real whose check did not change.
+* **Listeners**: ``add_listener`` (any verdict changed) and ``add_result_listener`` (every result of
+  every real, e.g. for ``monitorfile``).
 """
 
 from __future__ import annotations
@@ -223,6 +225,8 @@ class _Group:
 
 
 Listener = Callable[[], None]
+#: ``callback(real, spec, result, up)``: every check result of every real (``up``: its verdict after it)
+ResultListener = Callable[[RealRef, CheckSpec, CheckResult, bool | None], None]
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -253,6 +257,7 @@ class Monitor:
         self._reals: dict[RealRef, _Real] = {}
         self._groups: dict[CheckSpec, _Group] = {}
         self._listeners: list[Listener] = []
+        self._result_listeners: list[ResultListener] = []
         self._dying: set[asyncio.Task[None]] = set()
         self._names = NameCache()
         self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
@@ -434,12 +439,14 @@ class Monitor:
                                    detail=result.message))
         elif change is Change.FAILURES_RESET:
             self._send(FailuresReset(real=ref))
+        self._report(ref, real, result)
         return change in (Change.UP, Change.DOWN)
 
     def _apply_maintenance(self, ref: RealRef, real: _Real, now: float) -> bool:
         real.last_result = CheckResult(ok=False, message=MAINTENANCE_MESSAGE)
         real.last_checked, real.maintenance, real.fresh = now, True, False
         real.state, change = force_down(real.state)
+        self._report(ref, real, real.last_result)
         if change is Change.DOWN:
             self._send(RealDown(real=ref, detail=MAINTENANCE_MESSAGE))
             return True
@@ -450,6 +457,13 @@ class Monitor:
             self._emit(event)
         except Exception:
             log.exception("event sink failed on %r", event)
+
+    def _report(self, ref: RealRef, real: _Real, result: CheckResult) -> None:
+        for callback in self._result_listeners:
+            try:
+                callback(ref, real.spec, result, real.state.up)
+            except Exception:
+                log.exception("result listener failed")
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -487,6 +501,11 @@ class Monitor:
     def add_listener(self, callback: Listener) -> None:
         """``callback()`` is called (synchronously) whenever any real's up/down verdict changes."""
         self._listeners.append(callback)
+
+    def add_result_listener(self, callback: ResultListener) -> None:
+        """``callback(real, spec, result, up)`` is called (synchronously) for every check result of every
+        real, maintenance included; ``up`` is the real's verdict once the result is applied."""
+        self._result_listeners.append(callback)
 
     @property
     def groups(self) -> int:

@@ -64,7 +64,8 @@ def check_spec_for(virtual: VirtualConfig, real: RealConfig) -> CheckSpec:
         service=virtual.service,
         protocol=virtual.protocol,
         address=real.address,
-        port=check_port(virtual, real),
+        # ldirectord hands an external command the real's own port, not the checkport
+        port=real.port if external else check_port(virtual, real),
         request=real.request if real.request is not None else virtual.request,
         receive=real.receive if real.receive is not None else virtual.receive,
         virtualhost=virtual.virtualhost,

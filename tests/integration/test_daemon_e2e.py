@@ -241,7 +241,9 @@ def test_hung_real_does_not_delay_the_others(backends, hung_server, director, tm
 def test_status_plan_and_log_vocabulary(backends, director, tmp_path):
     port = free_port()
     rs1, rs2, rs3 = backends
-    d = director(config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 2)]))
+    monitorfile = tmp_path / "monitor.log"
+    d = director(config_text(tmp_path, port, [(rs1.port, 1), (rs2.port, 2)],
+                             virtual=f'\tmonitorfile="{monitorfile}"'))
     d.wait_ready()
     out = subprocess.run([sys.executable, "-m", "saru", "status", "--control", str(d.control)],
                          capture_output=True, text=True, timeout=30)
@@ -259,6 +261,10 @@ def test_status_plan_and_log_vocabulary(backends, director, tmp_path):
     pid = d.process.pid
     expected = f"Added real server: 127.0.0.1:{rs2.port} (127.0.0.1:{port}) (Weight set to 2)"
     assert f"|ldirectord.cf|{pid}] {expected}" in logfile
+    assert d.stop() == 0  # flushes the monitorfile
+    lines = monitorfile.read_text().splitlines()
+    real_id = f"negotiate http tcp 127.0.0.1 {rs2.port} "
+    assert any(real_id in line and "[up]" in line for line in lines), lines
 
 
 def test_autoreload_applies_saved_changes(backends, director, tmp_path):

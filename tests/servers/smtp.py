@@ -1,0 +1,154 @@
+"""A real OpenSMTPD for the tests: listens on 127.0.0.1, delivers ``@example.test`` to a maildir.
+
+OpenSMTPD has compiled-in root paths (``/var/spool/smtpd``, ``/run/smtpd.sock``) and one instance per
+machine. When ``unshare -m`` works (root in CI), each instance gets a private mount namespace in
+which a directory of its own is bound over ``/run`` and over ``/var/spool/smtpd``, so instances
+never collide and leave nothing behind; otherwise the system paths are used.
+
+Delivery runs as ``nobody`` (smtpd refuses root), into a maildir under a private ``/tmp`` directory
+``nobody`` may write; the recipients ``ops``, ``other`` and ``admin`` are aliases of ``nobody``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import functools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers import free_port, require
+
+DOMAIN = "example.test"
+MAILBOXES = ("ops", "other", "admin")
+DELIVERY_USER = "nobody"
+
+SMTPD_CONF = """\
+table aliases {{ {aliases} }}
+listen on {host} port {port}
+action "deliver" maildir "{maildir}" alias <aliases> user {user}
+match from any for domain "{domain}" action "deliver"
+"""
+
+ISOLATE = ('mkdir -p /var/spool/smtpd && mount --bind "$1" /run && mount --bind "$2" /var/spool/smtpd '
+           '&& exec smtpd -d -f "$3"')
+
+
+@functools.cache
+def can_isolate() -> bool:
+    """Whether ``unshare -m`` (a private mount namespace) is available."""
+    if shutil.which("unshare") is None:
+        return False
+    result = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+@dataclass
+class OpenSmtpd:
+    """A running smtpd; ``messages()`` reads what it delivered; ``stop()`` ends it (idempotent)."""
+
+    directory: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    mailroot: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def maildir(self) -> Path:
+        assert self.mailroot is not None
+        return self.mailroot / "Maildir"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "smtpd.log"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        self.mailroot = Path(tempfile.mkdtemp(prefix="saru-smtpd-"))
+        user = pwd.getpwnam(DELIVERY_USER)
+        os.chmod(self.mailroot, 0o755)
+        os.chown(self.mailroot, user.pw_uid, user.pw_gid)
+        aliases = ", ".join(f'"{name}" = "{DELIVERY_USER}"' for name in MAILBOXES)
+        conf = self.directory / "smtpd.conf"
+        conf.write_text(SMTPD_CONF.format(aliases=aliases, host=self.host, port=self.port,
+                                          maildir=self.maildir, user=DELIVERY_USER, domain=DOMAIN))
+        conf.chmod(0o644)
+        if can_isolate():
+            run, spool = self.directory / "run", self.directory / "spool"
+            run.mkdir(exist_ok=True)
+            spool.mkdir(exist_ok=True)
+            spool.chmod(0o711)  # smtpd insists
+            argv = ["unshare", "-m", "sh", "-c", ISOLATE, "sh", str(run), str(spool), str(conf)]
+        else:
+            argv = ["smtpd", "-d", "-f", str(conf)]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"smtpd exited with {self.process.returncode}: {self.log_text()[-800:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                    if sock.recv(512).startswith(b"220"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"smtpd did not answer on {self.host}:{self.port}: {self.log_text()[-800:]}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                pass
+        if self.mailroot is not None:
+            shutil.rmtree(self.mailroot, ignore_errors=True)
+            self.mailroot = None
+
+    def messages(self) -> list[email.message.EmailMessage]:
+        """Every delivered message, oldest first."""
+        files: list[Path] = []
+        for sub in ("new", "cur"):
+            folder = self.maildir / sub
+            if folder.is_dir():
+                files += [f for f in folder.iterdir() if f.is_file()]
+        files.sort(key=lambda f: (f.stat().st_mtime, f.name))
+        return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+                for f in files]
+
+
+def start_opensmtpd(directory: Path) -> OpenSmtpd:
+    """Start OpenSMTPD on a free loopback port (it needs root and its Debian users)."""
+    require(shutil.which("smtpd") is not None, "opensmtpd is not installed")
+    require(os.geteuid() == 0, "OpenSMTPD must be started as root")
+    server = OpenSmtpd(directory)
+    server.start()
+    return server
