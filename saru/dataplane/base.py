@@ -30,9 +30,12 @@ class Capabilities:
     ipv6: bool = True
     persistence: bool = True
     thresholds: bool = False
+    ops: bool = True  # one-packet scheduling of UDP
     #: IPVS cannot change the port in direct routing / tunnelling: gate and ipip reals get the
     #: virtual's port. A proxy connects to the configured port instead.
     rewrites_gate_ports: bool = True
+    #: what the plane cannot do and what to use instead (appended to refusal messages)
+    notes: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,7 @@ from saru.model import (
     Table,
 )
 
-
-@dataclass(frozen=True)
-class ProxyCapabilities(Capabilities):
-    """Capabilities plus a human note on what the forwarding methods mean here."""
-
-    notes: str = ""
-
-
-CAPABILITIES = ProxyCapabilities(
+CAPABILITIES = Capabilities(
     name="proxy",
     forwards=frozenset({"gate", "masq", "ipip"}),
     schedulers=frozenset(SCHEDULERS),

@@ -74,7 +74,11 @@ def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
     def problem(line: int, message: str) -> None:
         problems.append(Diagnostic(config.path, line, message))
 
+    hint = f" — {caps.notes}" if caps.notes else ""
     for v in config.virtuals:
+        if v.ops and v.protocol == "udp" and not caps.ops:
+            problem(v.line, f"virtual {v.name}: the {caps.name} data plane cannot do one-packet "
+                            f"scheduling (ops){hint}")
         if v.protocol not in caps.protocols:
             problem(v.line, f"virtual {v.name}: the {caps.name} data plane cannot serve "
                             f"{v.protocol} virtual services")
@@ -82,9 +86,9 @@ def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
             problem(v.line, f"virtual {v.name}: the {caps.name} data plane has no IPv6")
         if v.scheduler not in caps.schedulers:
             problem(v.line, f"virtual {v.name}: scheduler {v.scheduler!r} is not supported by the "
-                            f"{caps.name} data plane (supported: {', '.join(sorted(caps.schedulers))})")
+                            f"{caps.name} data plane (supported: {', '.join(sorted(caps.schedulers))}){hint}")
         for r in v.reals:
             if r.forward not in caps.forwards:
                 problem(r.line, f"real {r.hostport}: forwarding method {r.forward!r} is not "
-                                f"supported by the {caps.name} data plane")
+                                f"supported by the {caps.name} data plane{hint}")
     return problems

@@ -1,0 +1,1 @@
+"""Kernel tests: nftables data plane in network namespaces."""
