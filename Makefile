@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 # Real servers the tests run (one per protocol Saru checks) and the tools the benchmarks use.
 DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	vsftpd tinyproxy opensmtpd dnsmasq-base sip-tester freeradius freeradius-utils \
-	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode
+	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode \
+	nftables libnftables1 iproute2
+# The original Perl ldirectord, run side by side with Saru by the benchmarks.
+BENCH_PACKAGES := ldirectord
 
 
 .PHONY: demo test lint deps venv bench clean
@@ -29,8 +32,11 @@ test: deps venv
 	$(PY) -m pytest -q -ra
 
 bench: deps venv
+	@sh tools/install-debian-packages.sh $(BENCH_PACKAGES)
 	$(PY) bench/checks_bench.py
+	$(PY) bench/checks_protocols.py
 	$(PY) bench/proxy_bench.py
+	$(PY) bench/ldirectord_compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
