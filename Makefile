@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 deps:
 	@sh tools/install-debian-packages.sh $(DEBIAN_PACKAGES)
 
-demo: deps venv
+demo: venv
 	$(VENV)/bin/saru demo
 
 test: deps venv
