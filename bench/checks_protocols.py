@@ -78,8 +78,7 @@ NO_IO = {("on", "*"), ("off", "*"), ("negotiate", "none")}
 
 def registered() -> set[tuple[str, str]]:
     """Every (checktype, service) registered by saru.checks right now."""
-    base._load_builtins()
-    return set(base._REGISTRY)
+    return base.registered_checks()
 
 
 def endpoints(blocks: tuple[int, ...], count: int, port: int) -> list[tuple[str, int]]:

@@ -58,6 +58,12 @@ def _load_builtins() -> None:
         _loaded = True
 
 
+def registered_checks() -> set[tuple[str, str]]:
+    """Every (checktype, service) pair a check is registered for ("*" = any service)."""
+    _load_builtins()
+    return set(_REGISTRY)
+
+
 def get_check(spec: CheckSpec) -> Check:
     """The check that implements ``spec`` (a "not implemented yet" check when none is registered)."""
     _load_builtins()

@@ -28,6 +28,20 @@ _USED: dict[str, frozenset[str]] = {
 }
 _ALWAYS = frozenset({"checktype", "service", "protocol", "address", "port"})
 
+#: for negotiate checks of these services, the fields that matter (the rest is reset); services
+#: not listed may use any field
+_NEGOTIATE_TIMEOUTS = frozenset({"checktimeout", "negotiatetimeout", "connects_per_negotiate"})
+_SERVICE_USED: dict[str, frozenset[str]] = {
+    "smtp": _NEGOTIATE_TIMEOUTS,
+    "submission": _NEGOTIATE_TIMEOUTS,
+    "nntp": _NEGOTIATE_TIMEOUTS,
+    "pop": _NEGOTIATE_TIMEOUTS | {"login", "passwd"},
+    "pops": _NEGOTIATE_TIMEOUTS | {"login", "passwd"},
+    "imap": _NEGOTIATE_TIMEOUTS | {"login", "passwd"},
+    "imaps": _NEGOTIATE_TIMEOUTS | {"login", "passwd"},
+    "none": frozenset(),
+}
+
 
 def parse_checktype(checktype: str) -> tuple[str, int]:
     """(checktype, connects_per_negotiate): any value containing digits N is "combined" N."""
@@ -45,8 +59,10 @@ def check_port(virtual: VirtualConfig, real: RealConfig) -> int:
 def normalize(spec: CheckSpec) -> CheckSpec:
     """Reset the fields ``spec.checktype`` ignores, so that equivalent checks are deduplicated."""
     used = _USED.get(spec.checktype)
-    if used is None:  # negotiate / combined: everything may matter (per service)
-        return spec
+    if used is None:  # negotiate / combined: what matters depends on the service
+        used = _SERVICE_USED.get(spec.service)
+        if used is None:
+            return spec
     resets = {
         name: default
         for name, default in _DEFAULTS.items()

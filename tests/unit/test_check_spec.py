@@ -125,3 +125,17 @@ def test_get_check_picks_service_then_wildcard():
     assert get_check(spec("negotiate", "none")) is simple.check_none
     assert get_check(spec("connect", "ldap")) is tcp.check_connect
     assert get_check(spec("combined", "http")) is http.check_http
+
+
+def test_mail_checks_ignore_request_and_receive_for_deduplication():
+    from dataclasses import replace as _replace
+
+    from saru.checks.spec import normalize
+
+    a = normalize(spec("negotiate", service="smtp"))
+    b = normalize(_replace(spec("negotiate", service="smtp"), request="/x", receive="y", login="u"))
+    assert a == b
+    pop = normalize(_replace(spec("negotiate", service="pop"), login="u", passwd="p", request="/x"))
+    assert (pop.login, pop.passwd, pop.request) == ("u", "p", "/")
+    http = _replace(spec("negotiate", service="http"), request="/x")
+    assert normalize(http).request == "/x"
