@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from saru.dataplane.ipvs_codec import InvalidOp, format_schedflags, parse_schedflags
 from saru.model import (
     Config,
     Dest,
@@ -36,14 +37,33 @@ from saru.model import (
 Health = Mapping[RealRef, bool | None]
 
 
+def _canonical_netmask(netmask: str | None, ipv6: bool) -> str | None:
+    """None for the full mask (what a data plane reads back for "no mask")."""
+    if netmask is None:
+        return None
+    full = netmask.lstrip("/") == "128" if ipv6 else netmask == "255.255.255.255"
+    return None if full else netmask
+
+
+def _canonical_schedflags(schedflags: str | None, scheduler: str) -> str | None:
+    """The flags in the order and spelling IPVS reports them (invalid ones: left for the plane to refuse)."""
+    if not schedflags:
+        return None
+    try:
+        return format_schedflags(parse_schedflags(schedflags, scheduler), scheduler)
+    except InvalidOp:
+        return schedflags
+
+
 def service_settings(virtual: VirtualConfig) -> ServiceSettings:
-    """The IPVS service parameters of a virtual (netmask only with persistence, ops only for UDP)."""
+    """The IPVS service parameters of a virtual (netmask only with persistence, ops only for UDP),
+    in the canonical form a data plane reads back, so that an unchanged config plans no edit."""
     persistent = virtual.persistent
     return ServiceSettings(
         scheduler=virtual.scheduler,
         persistent=persistent,
-        netmask=virtual.netmask if persistent is not None else None,
-        schedflags=virtual.schedflags,
+        netmask=_canonical_netmask(virtual.netmask, virtual.ipv6) if persistent is not None else None,
+        schedflags=_canonical_schedflags(virtual.schedflags, virtual.scheduler),
         ops=virtual.ops and virtual.protocol == "udp",
     )
 

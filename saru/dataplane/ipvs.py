@@ -227,9 +227,16 @@ class IpvsDataplane(Dataplane):
 
     # ------------------------------------------------------------------ reading
 
-    async def _dump_dests(self, key: ServiceKey) -> list[codec.Nla]:
+    async def _dump_dests(self, key: ServiceKey) -> list[codec.Nla] | None:
+        """The destinations of a service; None when the service vanished since it was listed."""
         attrs = [("IPVS_CMD_ATTR_SERVICE", {"attrs": codec.service_key_attrs(key)})]
-        dests = [codec.dumped(raw, 2) for raw in await self._netlink().dump(codec.CMD_GET_DEST, attrs)]
+        try:
+            raws = await self._netlink().dump(codec.CMD_GET_DEST, attrs)
+        except Exception as exc:
+            if getattr(exc, "code", None) in (errno.ESRCH, errno.ENOENT):
+                return None
+            raise
+        dests = [codec.dumped(raw, 2) for raw in raws]
         return [d for d in dests if d is not None]
 
     async def _dump_services(self) -> list[tuple[ServiceKey, codec.Nla]]:
@@ -250,7 +257,10 @@ class IpvsDataplane(Dataplane):
                 continue
             dests = {}
             if with_dests is None or key in with_dests:
-                for dnla in await self._dump_dests(key):
+                dumped = await self._dump_dests(key)
+                if dumped is None:
+                    continue
+                for dnla in dumped:
                     dest = codec.decode_dest(dnla, key.family)
                     dests[dest.key] = dest
             services.append(Service(key=key, settings=codec.decode_settings(nla, key.family), dests=dests))
@@ -278,8 +288,11 @@ class IpvsDataplane(Dataplane):
         result: dict[ServiceKey, ServiceStats] = {}
         for key, nla in await self._dump_services():
             total = codec.stats64(nla, codec.SVC_STATS64)
+            dumped = await self._dump_dests(key)
+            if dumped is None:
+                continue
             dests = {}
-            for dnla in await self._dump_dests(key):
+            for dnla in dumped:
                 dest = codec.decode_dest(dnla, key.family)
                 counters = codec.stats64(dnla, codec.DEST_STATS64)
                 active, inactive = codec.dest_connections(dnla)

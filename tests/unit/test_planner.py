@@ -115,3 +115,11 @@ def test_fallback_waits_for_first_verdicts_at_cold_start():
     assert ("127.0.0.1", 80) in plan_service(v, {a: False}, kept).dests  # adopted fallback stays
     off = virtual(checktype="off", fallback=FallbackConfig("127.0.0.1", 80, "gate"))
     assert ("127.0.0.1", 80) in plan_service(off, {}).dests  # checktype off: fallback still added
+
+
+def test_settings_are_canonical_like_a_data_plane_reads_them_back():
+    s = plan_service(virtual(persistent=60, netmask="255.255.255.255", scheduler="sh",
+                             schedflags="sh-port, sh-fallback"), {}).settings
+    assert (s.netmask, s.schedflags) == (None, "sh-fallback,sh-port")
+    s = plan_service(virtual(persistent=60, netmask="255.255.255.0"), {}).settings
+    assert s.netmask == "255.255.255.0"
