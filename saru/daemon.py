@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,7 +29,7 @@ from saru.config.ldirectord import parse_file
 from saru.control import ControlServer, default_socket_path
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
-from saru.diff import diff
+from saru.diff import OpError, apply_ops, diff
 from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
 from saru.logsink import configure_logging
@@ -38,7 +38,7 @@ from saru.monitor import Monitor
 from saru.monitorfile import MonitorFile
 from saru.narrate import narrate
 from saru.planner import desired_table, fallback_active, real_ref
-from saru.tablecodec import table_to_list
+from saru.tablecodec import key_to_dict, op_from_dict, table_to_list
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0
@@ -131,6 +131,8 @@ class Daemon:
             "reload": self._cmd_reload,
             "table": self._cmd_table,
             "stop": self._cmd_stop,
+            "stats": self._cmd_stats,
+            "apply": self._cmd_apply,
         })
         try:
             await self.control.start()
@@ -391,6 +393,35 @@ class Daemon:
         health = [{"service": str(ref.service), "address": ref.address, "port": ref.port, "up": up}
                   for ref, up in self.monitor.health().items()]
         return {"table": table_to_list(table), "health": health, "owned": [str(k) for k in self.owned]}
+
+    async def _cmd_stats(self, _request: dict[str, Any]) -> dict[str, Any]:
+        assert self.dataplane is not None
+        stats = await self.dataplane.stats()
+        return {"stats": [
+            {"service": key_to_dict(key), "connections": s.connections, "bytes_in": s.bytes_in,
+             "bytes_out": s.bytes_out,
+             "dests": [{"address": a, "port": p, "counters": asdict(d)} for (a, p), d in s.dests.items()]}
+            for key, s in stats.items()
+        ]}
+
+    async def _cmd_apply(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Manual table changes (``saru ipvsadm``): applied as one batch and logged; a service the
+        config owns is brought back in line with health at its next reconciliation."""
+        assert self.dataplane is not None and self.config is not None
+        try:
+            ops = [op_from_dict(item) for item in request.get("ops", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"malformed ops: {exc}"}
+        async with self.reconcile_lock:
+            current = await self.dataplane.read()
+            try:
+                apply_ops(current, ops)
+            except OpError as exc:
+                return {"ok": False, "error": str(exc)}
+            await self.dataplane.apply(ops)
+            for change in narrate(ops, current, self.config):
+                self.emit(DaemonEvent(f"manual change (saru ipvsadm): {change.message()}"))
+        return {"applied": len(ops)}
 
     async def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None and self.config is not None and self.monitor is not None

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
+from saru.model import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Op,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+)
 
 
 def key_to_dict(key: ServiceKey) -> dict[str, Any]:
@@ -39,3 +52,36 @@ def table_from_list(data: list[dict[str, Any]]) -> Table:
         services.append(Service(key_from_dict(item["service"]), ServiceSettings(**item["settings"]),
                                 {d.key: d for d in dests}))
     return Table.of(services)
+
+
+def op_to_dict(op: Op) -> dict[str, Any]:
+    """One op as a JSON-able dict (``saru ipvsadm`` sends them over the control socket)."""
+    data: dict[str, Any] = {"op": type(op).__name__, "service": key_to_dict(op.service)}
+    if isinstance(op, AddService | EditService):
+        s = op.settings
+        data["settings"] = {"scheduler": s.scheduler, "persistent": s.persistent, "netmask": s.netmask,
+                            "schedflags": s.schedflags, "ops": s.ops}
+    elif isinstance(op, AddDest | EditDest):
+        d = op.dest
+        data["dest"] = {"address": d.address, "port": d.port, "forward": d.forward, "weight": d.weight,
+                        "upper_threshold": d.upper_threshold, "lower_threshold": d.lower_threshold}
+    elif isinstance(op, DelDest):
+        data["address"], data["port"] = op.address, op.port
+    return data
+
+
+def op_from_dict(data: dict[str, Any]) -> Op:
+    """The inverse of op_to_dict; raises ValueError/KeyError/TypeError on malformed input."""
+    key = key_from_dict(data["service"])
+    kind = data["op"]
+    if kind in ("AddService", "EditService"):
+        cls = AddService if kind == "AddService" else EditService
+        return cls(key, ServiceSettings(**data["settings"]))
+    if kind in ("AddDest", "EditDest"):
+        dcls = AddDest if kind == "AddDest" else EditDest
+        return dcls(key, Dest(**data["dest"]))
+    if kind == "DelDest":
+        return DelDest(key, str(data["address"]), int(data["port"]))
+    if kind == "DelService":
+        return DelService(key)
+    raise ValueError(f"unknown op {kind!r}")

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "saru.cli.check_config",
     "saru.cli.plan",
     "saru.cli.control",
+    "saru.cli.ipvsadm",
     "saru.cli.demo",
 )
 

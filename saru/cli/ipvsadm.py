@@ -1,0 +1,331 @@
+"""``saru ipvsadm``: ipvsadm's command line for whichever data plane runs.
+
+Lists (``-L -n`` with ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``, ``--exact``),
+saves (``-S``) and restores (``-R``) the table, and edits it (``-A -E -D -a -e -d -C``) in ipvsadm's
+words and formats. By default it talks to the running daemon through its control socket
+(``--config FILE`` or ``--control PATH`` say which); ``--dataplane ipvs|nft`` works on the kernel
+directly, without a daemon — the guide's "manual LVS setup" step.
+
+As with ipvsadm, a direct-routing or tunnelling destination of a TCP/UDP service gets the service's
+port, ``-s`` defaults to ``wlc``, the forwarding method to ``-g`` and the weight to 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from saru.cli.common import control_path
+from saru.control import request
+from saru.dataplane.base import Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.select import select_dataplane
+from saru.ipvsadm_format import format_listing, format_rules
+from saru.model import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Op,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+)
+from saru.tablecodec import op_to_dict, table_from_list
+
+EXIT_USAGE = 2
+EXIT_FAILED = 255
+
+CONNECTION_HEADER = ("IPVS connection entries\n"
+                     "pro expire state       source             virtual            destination")
+
+
+class UsageError(Exception):
+    """Bad arguments (exit 2, like ipvsadm's parse errors)."""
+
+
+class OperationError(Exception):
+    """The operation does not fit the table (exit 255 with ipvsadm's message)."""
+
+
+def build_arguments(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_argument_group("which table")
+    target.add_argument("--config", metavar="FILE", help="the daemon's config file (locates its socket)")
+    target.add_argument("--control", metavar="PATH", help="the daemon's control socket")
+    target.add_argument("--dataplane", choices=("ipvs", "nft"),
+                        help="work on the kernel's table directly, without a daemon")
+    cmd = parser.add_mutually_exclusive_group()
+    for flag, long, dest in (("-A", "--add-service", "A"), ("-E", "--edit-service", "E"),
+                             ("-D", "--delete-service", "D"), ("-C", "--clear", "C"),
+                             ("-R", "--restore", "R"), ("-S", "--save", "S"),
+                             ("-a", "--add-server", "a"), ("-e", "--edit-server", "e"),
+                             ("-d", "--delete-server", "d"), ("-L", "--list", "L"),
+                             ("-Z", "--zero", "Z")):
+        cmd.add_argument(flag, long, dest=f"cmd_{dest}", action="store_true")
+    parser.add_argument("-l", dest="cmd_L2", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("-t", "--tcp-service", metavar="SERVICE-ADDRESS")
+    parser.add_argument("-u", "--udp-service", metavar="SERVICE-ADDRESS")
+    parser.add_argument("-f", "--fwmark-service", metavar="FWMARK", type=int)
+    parser.add_argument("-6", "--ipv6", action="store_true", help="fwmark service is IPv6")
+    parser.add_argument("-s", "--scheduler", default=None)
+    parser.add_argument("-p", "--persistent", nargs="?", const=300, type=int, metavar="TIMEOUT")
+    parser.add_argument("-M", "--netmask")
+    parser.add_argument("-b", "--sched-flags")
+    parser.add_argument("-o", "--ops", action="store_true")
+    parser.add_argument("-r", "--real-server", metavar="SERVER-ADDRESS")
+    fwd = parser.add_mutually_exclusive_group()
+    fwd.add_argument("-g", "--gatewaying", dest="forward", action="store_const", const="gate")
+    fwd.add_argument("-i", "--ipip", dest="forward", action="store_const", const="ipip")
+    fwd.add_argument("-m", "--masquerading", dest="forward", action="store_const", const="masq")
+    parser.add_argument("-w", "--weight", type=int)
+    parser.add_argument("-x", "--u-threshold", type=int)
+    parser.add_argument("-y", "--l-threshold", type=int)
+    parser.add_argument("-n", "--numeric", action="store_true")
+    parser.add_argument("-c", "--connection", action="store_true")
+    parser.add_argument("--exact", action="store_true")
+    parser.add_argument("--stats", action="store_true")
+    parser.add_argument("--rate", action="store_true")
+    parser.add_argument("--thresholds", action="store_true")
+    parser.add_argument("--persistent-conn", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ipvsadm", help="ipvsadm-compatible view and editor of the table",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build_arguments(p)
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------ parsing into ops
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``1.2.3.4:80``, ``[::1]:80`` or a bare address (port default_port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise UsageError(f"illegal address {text!r} (give a numeric address)") from None
+    if not port_text:
+        if default_port is None:
+            raise UsageError(f"missing port in {text!r}")
+        return address, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"illegal port in {text!r}")
+    return address, int(port_text)
+
+
+def service_key(args: argparse.Namespace) -> ServiceKey | None:
+    chosen = [x for x in (args.tcp_service, args.udp_service, args.fwmark_service) if x is not None]
+    if len(chosen) > 1:
+        raise UsageError("give only one of -t, -u, -f")
+    if args.fwmark_service is not None:
+        if args.fwmark_service <= 0:
+            raise UsageError("illegal fwmark")
+        return ServiceKey("fwm", "", 0, args.fwmark_service, 6 if args.ipv6 else 4)
+    text = args.tcp_service if args.tcp_service is not None else args.udp_service
+    if text is None:
+        return None
+    address, port = parse_hostport(text)
+    family = ipaddress.ip_address(address).version
+    return ServiceKey("tcp" if args.tcp_service is not None else "udp", address, port, None, family)
+
+
+def service_settings(args: argparse.Namespace, base: ServiceSettings | None = None) -> ServiceSettings:
+    base = base or ServiceSettings(scheduler="wlc")
+    return ServiceSettings(
+        scheduler=args.scheduler or base.scheduler,
+        persistent=args.persistent if args.persistent is not None else base.persistent,
+        netmask=args.netmask if args.netmask is not None else base.netmask,
+        schedflags=args.sched_flags if args.sched_flags is not None else base.schedflags,
+        ops=args.ops or base.ops,
+    )
+
+
+def _dest(args: argparse.Namespace, key: ServiceKey, old: Dest | None = None) -> Dest:
+    if not args.real_server:
+        raise UsageError("-r is needed for this command")
+    address, port = parse_hostport(args.real_server, key.port)
+    base = old or Dest(address, port)
+    forward = args.forward or base.forward
+    if forward in ("gate", "ipip") and key.protocol != "fwm":
+        port = key.port  # ipvsadm: DR and tunnelling deliver on the service's port
+    return Dest(
+        address=address, port=port, forward=forward,
+        weight=args.weight if args.weight is not None else base.weight,
+        upper_threshold=args.u_threshold if args.u_threshold is not None else base.upper_threshold,
+        lower_threshold=args.l_threshold if args.l_threshold is not None else base.lower_threshold,
+    )
+
+
+def edit_ops(args: argparse.Namespace, table: Table) -> list[Op]:
+    """The op one editing command stands for, checked against ``table`` like ipvsadm does."""
+    if args.cmd_C:
+        return [DelService(k) for k in table.services]
+    key = service_key(args)
+    if key is None:
+        raise UsageError("a service is needed: -t, -u or -f")
+    service = table.services.get(key)
+    if args.cmd_A:
+        if service is not None:
+            raise OperationError("Service already exists")
+        return [AddService(key, service_settings(args))]
+    if service is None:
+        raise OperationError("No such service")
+    if args.cmd_E:
+        return [EditService(key, service_settings(args, service.settings))]
+    if args.cmd_D:
+        return [DelService(key)]
+    probe = _dest(args, key)
+    old = service.dests.get(probe.key)
+    if args.cmd_a:
+        if old is not None:
+            raise OperationError("Destination already exists")
+        return [AddDest(key, probe)]
+    if old is None:
+        raise OperationError("No such destination")
+    if args.cmd_e:
+        return [EditDest(key, _dest(args, key, old))]
+    return [DelDest(key, old.address, old.port)]
+
+
+def restore_ops(lines: Sequence[str], table: Table, parser: argparse.ArgumentParser) -> list[Op]:
+    """``-R``: every rule line applied in order to a working copy of the table."""
+    from saru.diff import apply_ops
+
+    ops: list[Op] = []
+    working = table
+    for number, line in enumerate(lines, 1):
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        try:
+            args = parser.parse_args(words)
+        except SystemExit:
+            raise UsageError(f"line {number}: cannot parse {line.strip()!r}") from None
+        try:
+            step = edit_ops(args, working)
+        except (UsageError, OperationError) as exc:
+            raise type(exc)(f"line {number}: {exc}") from None
+        working = apply_ops(working, step)
+        ops.extend(step)
+    return ops
+
+
+# ------------------------------------------------------------------ talking to the table
+
+
+class Target:
+    """The table being worked on: a running daemon, or a kernel data plane opened directly."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.plane: Dataplane | None = None
+
+    async def __aenter__(self) -> Target:
+        if self.args.dataplane:
+            self.plane, _ = select_dataplane(self.args.dataplane)
+            await self.plane.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.plane is not None:
+            await self.plane.close()
+
+    async def _ask(self, command: str, **params: Any) -> dict[str, Any]:
+        args = self.args
+        path = control_path(argparse.Namespace(control=args.control, config=args.config))
+        try:
+            answer = await request(path, command, timeout=30, **params)
+        except OSError as exc:
+            raise OperationError(f"cannot reach the daemon at {path}: {exc.strerror or exc} "
+                                 "(start it, or use --dataplane ipvs|nft)") from None
+        if not answer.get("ok"):
+            raise OperationError(str(answer.get("error")))
+        return answer
+
+    async def table(self) -> Table:
+        if self.plane is not None:
+            return await self.plane.read()
+        return table_from_list((await self._ask("table"))["table"])
+
+    async def stats(self) -> dict[ServiceKey, ServiceStats]:
+        if self.plane is not None:
+            return await self.plane.stats()
+        answer = await self._ask("stats")
+        result: dict[ServiceKey, ServiceStats] = {}
+        from saru.tablecodec import key_from_dict
+
+        for item in answer["stats"]:
+            dests = {(d["address"], d["port"]): DestStats(**d["counters"]) for d in item["dests"]}
+            result[key_from_dict(item["service"])] = ServiceStats(
+                connections=item["connections"], bytes_in=item["bytes_in"], bytes_out=item["bytes_out"],
+                dests=dests)
+        return result
+
+    async def apply(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        if self.plane is not None:
+            await self.plane.apply(ops)
+        else:
+            await self._ask("apply", ops=[op_to_dict(op) for op in ops])
+
+
+def listing_mode(args: argparse.Namespace) -> str:
+    for mode in ("stats", "rate", "thresholds", "persistent_conn"):
+        if getattr(args, mode):
+            return mode.replace("_", "-")
+    return "plain"
+
+
+async def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    async with Target(args) as target:
+        if args.cmd_L or args.cmd_L2 or not any(getattr(args, f"cmd_{c}") for c in "AEDCRSaedZ"):
+            if args.connection:
+                print(CONNECTION_HEADER)
+                return 0
+            table = await target.table()
+            only = service_key(args)
+            if only is not None and only not in table.services:
+                raise OperationError("No such service")
+            print(format_listing(table, await target.stats(), listing_mode(args), args.exact, only), end="")
+            return 0
+        if args.cmd_S:
+            print(format_rules(await target.table()), end="")
+            return 0
+        if args.cmd_Z:
+            raise OperationError("zeroing counters is not supported by this data plane yet")
+        table = await target.table()
+        if args.cmd_R:
+            ops = restore_ops(sys.stdin.read().splitlines(), table, parser)
+        else:
+            ops = edit_ops(args, table)
+        await target.apply(ops)
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    parser = argparse.ArgumentParser(prog="ipvsadm", add_help=False, exit_on_error=False)
+    build_arguments(parser)
+    try:
+        return asyncio.run(execute(args, parser))
+    except UsageError as exc:
+        print(f"saru ipvsadm: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OperationError, DataplaneError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,65 @@
+"""ipvsadm's listing and rule formats, byte for byte (ipvsadm 1.31's printf formats)."""
+
+from saru.dataplane.base import DestStats, ServiceStats
+from saru.ipvsadm_format import format_listing, format_rules, largenum
+from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
+
+WEB = ServiceKey("tcp", "192.168.5.55", 80)
+DNS = ServiceKey("udp", "192.168.5.55", 53)
+MARK = ServiceKey("fwm", "", 0, 7)
+V6 = ServiceKey("tcp", "2001:db8::5", 119, family=6)
+
+TABLE = Table.of([
+    Service(DNS, ServiceSettings("rr", ops=True), {("10.0.0.3", 53): Dest("10.0.0.3", 53, "masq", 1)}),
+    Service(WEB, ServiceSettings("wrr", 300, "255.255.255.0"), {
+        ("192.168.5.43", 80): Dest("192.168.5.43", 80, "gate", 1),
+        ("192.168.5.33", 80): Dest("192.168.5.33", 80, "gate", 3, 100, 10),
+    }),
+    Service(MARK, ServiceSettings("sh", schedflags="sh-fallback,sh-port"),
+            {("10.0.0.7", 0): Dest("10.0.0.7", 0, "ipip", 0)}),
+    Service(V6, ServiceSettings("rr"), {("2001:db8::6", 119): Dest("2001:db8::6", 119, "masq", 1)}),
+])
+
+
+def test_plain_listing():
+    assert format_listing(TABLE, {}) == (
+        "IP Virtual Server version 1.2.1 (size=4096)\n"
+        "Prot LocalAddress:Port Scheduler Flags\n"
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        "TCP  192.168.5.55:80 wrr persistent 300 mask 255.255.255.0\n"
+        "  -> 192.168.5.33:80              Route   3      0          0         \n"
+        "  -> 192.168.5.43:80              Route   1      0          0         \n"
+        "UDP  192.168.5.55:53 rr ops\n"
+        "  -> 10.0.0.3:53                  Masq    1      0          0         \n"
+        "TCP  [2001:db8::5]:119 rr\n"
+        "  -> [2001:db8::6]:119            Masq    1      0          0         \n"
+        "FWM  7 sh (sh-fallback,sh-port)\n"
+        "  -> 10.0.0.7:0                   Tunnel  0      0          0         \n"
+    )
+
+
+def test_thresholds_and_stats():
+    stats = {WEB: ServiceStats(connections=12, bytes_in=3456, bytes_out=7890,
+                               dests={("192.168.5.33", 80): DestStats(2, 1, 12, 3456, 7890)})}
+    only = format_listing(TABLE, stats, "thresholds", only=WEB)
+    assert only.splitlines()[2] == "TCP  192.168.5.55:80 wrr persistent 300 mask 255.255.255.0"
+    assert only.splitlines()[3] == "  -> 192.168.5.33:80              100        10         2          1         "
+    lines = format_listing(TABLE, stats, "stats").splitlines()
+    assert lines[1] == "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes"
+    # "%-33s" then five "%9llu": 20 characters of name, 13 of padding, then 9-wide numbers
+    assert lines[3] == "TCP  192.168.5.55:80" + " " * 13 + "       12        0        0     3456     7890"
+
+
+def test_largenum_suffixes():
+    assert largenum(99_999_999, False) == " 99999999"
+    assert largenum(123_456_789, False) == "  123456K"
+    assert largenum(123_456_789, True) == " 123456789"
+
+
+def test_rules_round_trip_shape():
+    assert format_rules(TABLE).splitlines()[:4] == [
+        "-A -t 192.168.5.55:80 -s wrr -p 300 -M 255.255.255.0",
+        "-a -t 192.168.5.55:80 -r 192.168.5.33:80 -g -w 3 -x 100 -y 10",
+        "-a -t 192.168.5.55:80 -r 192.168.5.43:80 -g -w 1",
+        "-A -u 192.168.5.55:53 -s rr -o",
+    ]
