@@ -39,7 +39,12 @@ action "deliver" maildir "{maildir}" alias <aliases> user {user}
 match from any for domain "{domain}" action "deliver"
 """
 
-ISOLATE = ('mkdir -p /var/spool/smtpd && mount --bind "$1" /run && mount --bind "$2" /var/spool/smtpd '
+#: In a private mount namespace: its own /run and spool, and a resolv.conf that answers at once
+#: (hosts file first, DNS on loopback where nothing listens) — the machine's resolver may be
+#: unreachable, and smtpd's reverse lookup of each client would then stall the greeting.
+ISOLATE = ('mkdir -p /var/spool/smtpd && printf "nameserver 127.0.0.1\\nlookup file bind\\n" > "$1/resolv.conf" '
+           '&& mount --bind "$1/resolv.conf" /etc/resolv.conf '
+           '&& mount --bind "$1" /run && mount --bind "$2" /var/spool/smtpd '
            '&& exec smtpd -d -f "$3"')
 
 
