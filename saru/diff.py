@@ -112,8 +112,9 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
     return Table(services)
 
 
-def describe_op(op: Op) -> str:
-    """One line per op in ipvsadm's vocabulary, for ``saru plan``."""
+def describe_op(op: Op, save_format: bool = False) -> str:
+    """One line per op in ipvsadm's vocabulary, for ``saru plan``; ``save_format`` gives the
+    destination lines exactly as ``ipvsadm -S`` prints them."""
     svc = op.service
     flag = {"tcp": "-t", "udp": "-u", "fwm": "-f"}[svc.protocol]
     target = f"{flag} {svc.fwmark if svc.protocol == 'fwm' else svc.hostport}"
@@ -138,6 +139,8 @@ def describe_op(op: Op) -> str:
         verb = "-a" if isinstance(op, AddDest) else "-e"
         fwd = FORWARD_FLAGS[d.forward]
         text = f"{verb} {target} -r {d.hostport} {fwd} -w {d.weight}"
+        if save_format:  # exactly ipvsadm -S: the tunnel type, no thresholds
+            return text + (" --tun-type ipip" if d.forward == "ipip" else "")
         if d.upper_threshold:
             text += f" -x {d.upper_threshold}"
         if d.lower_threshold:

@@ -153,12 +153,13 @@ def format_listing(table: Table, stats: Mapping[ServiceKey, ServiceStats], mode:
 
 
 def format_rules(table: Table) -> str:
-    """``ipvsadm -S -n``: the table as ``-A``/``-a`` rules that ``-R`` reads back."""
+    """``ipvsadm -S -n``: the table as ``-A``/``-a`` rules that ``-R`` reads back (like ipvsadm,
+    without the ``-x``/``-y`` thresholds)."""
     lines = []
     for key in sorted(table.services, key=service_sort_key):
         service = table.services[key]
         settings = replace(service.settings, netmask=_mask_text(service))
         lines.append(describe_op(AddService(key, settings)))
         dests = sorted(service.dests.values(), key=dest_sort_key)
-        lines.extend(describe_op(AddDest(key, dest)) for dest in dests)
+        lines.extend(describe_op(AddDest(key, dest), save_format=True) for dest in dests)
     return "".join(f"{line}\n" for line in lines)

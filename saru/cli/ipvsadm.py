@@ -84,6 +84,7 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     fwd.add_argument("-g", "--gatewaying", dest="forward", action="store_const", const="gate")
     fwd.add_argument("-i", "--ipip", dest="forward", action="store_const", const="ipip")
     fwd.add_argument("-m", "--masquerading", dest="forward", action="store_const", const="masq")
+    parser.add_argument("--tun-type", choices=("ipip",), help="tunnel type (ipip is the only one)")
     parser.add_argument("-w", "--weight", type=int)
     parser.add_argument("-x", "--u-threshold", type=int)
     parser.add_argument("-y", "--l-threshold", type=int)

@@ -59,7 +59,11 @@ def test_largenum_suffixes():
 def test_rules_round_trip_shape():
     assert format_rules(TABLE).splitlines()[:4] == [
         "-A -t 192.168.5.55:80 -s wrr -p 300 -M 255.255.255.0",
-        "-a -t 192.168.5.55:80 -r 192.168.5.33:80 -g -w 3 -x 100 -y 10",
+        "-a -t 192.168.5.55:80 -r 192.168.5.33:80 -g -w 3",  # ipvsadm -S omits thresholds
         "-a -t 192.168.5.55:80 -r 192.168.5.43:80 -g -w 1",
         "-A -u 192.168.5.55:53 -s rr -o",
     ]
+
+
+def test_rules_carry_the_tunnel_type_like_ipvsadm():
+    assert "-a -f 7 -r 10.0.0.7:0 -i -w 0 --tun-type ipip" in format_rules(TABLE).splitlines()
