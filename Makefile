@@ -9,8 +9,7 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord
-# The original Perl ldirectord is in the list above: the differential test and the benchmarks run it.
-BENCH_PACKAGES :=
+# (ldirectord: the original, run by the differential test and the benchmarks.)
 
 
 .PHONY: demo test lint deps venv bench clean
@@ -34,7 +33,6 @@ test: deps venv
 	$(PY) -m pytest -q -ra
 
 bench: deps venv
-	@sh tools/install-debian-packages.sh $(BENCH_PACKAGES)
 	$(PY) bench/checks_bench.py
 	$(PY) bench/checks_protocols.py
 	$(PY) bench/proxy_bench.py

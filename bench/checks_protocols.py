@@ -11,8 +11,17 @@ can serve cheaply at 1,000 loopback addresses, and lists the others as skipped w
 * ``external-perl``: a Perl file that exits 0, run by the system's perl (children's CPU counts).
 
 One Saru ``Monitor`` checks all 1,000 reals every 0.5 s (timeout 5 s) for a window; the cost is the
-checking process's CPU (user + system, plus reaped children for ``external``). Prints a table and writes
-``bench/results/checks_protocols.json``.
+checking process's CPU (user + system, plus reaped children for ``external``).
+
+The protocols that need a real server of their own (dns, ftp, http_proxy, imap, imaps, ldap, ldaps,
+mysql, nntp, pgsql, pop, pops, radius, sip, smtp, submission; see ``checks_protocol_servers.py``) are
+measured against ONE server instance each ("1 server x 1,000 checks"): a pass is 1,000 CheckSpecs built
+with ``check_spec_for`` and run with ``run_check``, at most ``concurrency`` in flight (1,000 unless the
+server cannot sustain that many), passes back to back for a window after a warm-up round. The cost is
+the checking process's ``time.process_time()`` (the servers are other processes: their CPU is excluded);
+every failed check is counted per pass.
+
+Prints a table and writes ``bench/results/checks_protocols.json`` (not with ``--only``).
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +46,16 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from checks_bench import NginxGroup, raise_fd_limit  # noqa: E402
+from checks_protocol_servers import SERVER_PROTOCOLS, STARTERS, Running, ServerProtocol, virtual_fields  # noqa: E402
 
 from saru.checks import base  # noqa: E402
+from saru.checks.spec import check_spec_for  # noqa: E402
 from saru.model import Config, GlobalConfig, RealConfig, VirtualConfig  # noqa: E402
 from saru.monitor import Monitor  # noqa: E402
 
 RESULTS = BENCH / "results" / "checks_protocols.json"
 REALS = 1000
+HOST = "127.0.0.1"
 PLAIN_BLOCKS, TLS_BLOCKS, PING_BLOCK = (160, 161), (162, 163), 164
 
 
@@ -74,6 +87,8 @@ PROTOCOLS = [
              children=True),
 ]
 NO_IO = {("on", "*"), ("off", "*"), ("negotiate", "none")}
+NO_SERVER = {("negotiate", "oracle"): "needs an Oracle server (none installable from Debian here)"}
+SERVER_TIMEOUT = 10.0  # negotiatetimeout of the one-server checks: slow answers are counted, not cut short
 
 
 def registered() -> set[tuple[str, str]]:
@@ -122,43 +137,149 @@ async def measure(proto: Protocol, reals: list[tuple[str, int]], seconds: float,
         cpu, wall = cpu_seconds(proto.children) - cpu0, time.perf_counter() - wall0
     finally:
         await monitor.close()
-    return {"checks": checks, "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
+    return {"method": f"{len(reals):,} addresses (Monitor)",
+            "checks": checks, "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
             "checks_per_cpu_second": round(checks / cpu) if cpu else None,
             "checks_per_wall_second": round(checks / wall), "reals_down": down,
             "cpu_includes_children": proto.children}
 
 
+def server_specs(proto: ServerProtocol, ports: dict[str, int], count: int = REALS) -> list:
+    """``count`` checks of one server, built from a virtual service the way the monitor builds them."""
+    virtual = VirtualConfig(
+        proto.protocol, "192.0.2.1", 10000, service=proto.key[1], checktype=proto.key[0],  # type: ignore[arg-type]
+        checktimeout=SERVER_TIMEOUT, negotiatetimeout=SERVER_TIMEOUT, **virtual_fields(proto, ports),  # type: ignore[arg-type]
+    )
+    real = RealConfig(HOST, ports[proto.role], "masq")
+    return [check_spec_for(virtual, real) for _ in range(count)]
+
+
+async def one_pass(specs: list, concurrency: int) -> list:
+    """Run every spec once, at most ``concurrency`` at a time (a pool of workers); results in order."""
+    results: list = [None] * len(specs)
+    todo: Iterator[int] = iter(range(len(specs)))
+
+    async def worker() -> None:
+        for i in todo:
+            results[i] = await base.run_check(specs[i])
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(specs)))))
+    return results
+
+
+async def measure_server(proto: ServerProtocol, running: Running, seconds: float) -> dict[str, object]:
+    """Checks per CPU-second of this process over back-to-back passes of 1,000 checks of one server."""
+    specs = server_specs(proto, running.ports)
+    # warm-up (imports, TLS contexts, server caches): one full round of in-flight checks, at least 100
+    warm = await one_pass(specs[:max(proto.concurrency, 100)], proto.concurrency)
+    failures: Counter[str] = Counter(r.message for r in warm if not r.ok)
+    failed_per_pass: list[int] = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while not failed_per_pass or time.perf_counter() - wall0 < seconds:
+        results = await one_pass(specs, proto.concurrency)
+        failed = [r.message for r in results if not r.ok]
+        failed_per_pass.append(len(failed))
+        failures.update(failed)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    checks = len(specs) * len(failed_per_pass)
+    return {"method": f"1 server x {len(specs):,} checks", "concurrency": proto.concurrency,
+            "concurrency_note": proto.why_lower, "passes": len(failed_per_pass), "checks": checks,
+            "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
+            "checks_per_cpu_second": round(checks / cpu) if cpu else None,
+            "checks_per_wall_second": round(checks / wall), "failed_per_pass": failed_per_pass,
+            "warmup_failed": sum(1 for r in warm if not r.ok),
+            "failure_messages": dict(failures.most_common(3)), "cpu_includes_children": False}
+
+
+async def measure_servers(wanted: list[ServerProtocol], seconds: float, work: Path,
+                          results: dict[str, dict[str, object]], skipped: dict[str, str]) -> None:
+    """Start each server once, measure the protocols it serves, stop it (even on error)."""
+    by_server: dict[str, list[ServerProtocol]] = {}
+    for proto in wanted:
+        by_server.setdefault(proto.server, []).append(proto)
+    for server, protos in by_server.items():
+        try:
+            running = STARTERS[server](work)
+        except Exception as exc:
+            for proto in protos:
+                skipped[proto.name] = f"{server} did not start: {str(exc).splitlines()[0][:200]}"
+            print(f"  {server} did not start: {exc}", flush=True)
+            continue
+        except BaseException as exc:  # tests.helpers.require skips/fails with pytest's outcomes
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise
+            for proto in protos:
+                skipped[proto.name] = f"{server} unavailable: {exc}"
+            continue
+        try:
+            for proto in protos:
+                results[proto.name] = await measure_server(proto, running, seconds)
+                print(f"  {proto.name}: {results[proto.name]}", flush=True)
+        finally:
+            running.stop()
+
+
+def failed_text(r: dict[str, object]) -> str:
+    per_pass = r.get("failed_per_pass")
+    if isinstance(per_pass, list):
+        return f"{max(per_pass)}" if per_pass else "-"
+    return f"{r['reals_down']}"
+
+
 def print_table(results: dict[str, dict[str, object]], skipped: dict[str, str]) -> None:
-    print(f"\n{'protocol':<20}{'checks/CPU-s':>14}{'checks/s':>11}{'CPU s':>8}{'down':>6}")
-    print("-" * 59)
+    print(f"\n{'protocol':<15}{'checks/CPU-s':>13}{'checks/s':>10}{'CPU s':>8}{'failed':>7}  method")
+    print("-" * 100)
     for name, r in results.items():
         per_cpu = r["checks_per_cpu_second"]
         per_cpu_text = f"{per_cpu:,}" if isinstance(per_cpu, int) else "n/a"
-        print(f"{name:<20}{per_cpu_text:>14}{r['checks_per_wall_second']:>11,}{r['cpu_seconds']:>8}"
-              f"{r['reals_down']:>6}")
+        method = str(r.get("method", "1,000 addresses (Monitor)"))
+        if "concurrency" in r:
+            method += f", {r['concurrency']:,} in flight"
+            if r.get("concurrency_note"):
+                method += f" ({r['concurrency_note']})"
+            method += f", {r['passes']} passes"
+        print(f"{name:<15}{per_cpu_text:>13}{r['checks_per_wall_second']:>10,}{r['cpu_seconds']:>8}"
+              f"{failed_text(r):>7}  {method}")
     for name, why in skipped.items():
-        print(f"{name:<20}{'skipped':>14}  {why}")
+        print(f"{name:<15}{'skipped':>13}  {why}")
+    print("failed: reals down after the first pass (Monitor) / most failed checks in one pass (1 server)")
+    for name, r in results.items():
+        if r.get("warmup_failed"):
+            messages = "; ".join(f"{n} x {m}" for m, n in dict(r["failure_messages"]).items())  # type: ignore[call-overload]
+            print(f"warm-up round of {name}: {r['warmup_failed']} failed ({messages[:300]})")
+
+
+def selected(names: list[str] | None) -> set[str] | None:
+    """``--only a,b c`` → {"a", "b", "c"}; None when not given."""
+    if not names:
+        return None
+    return {n for arg in names for n in arg.split(",") if n}
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     fd_limit = raise_fd_limit()
     present = registered()
-    wanted = [p for p in PROTOCOLS if p.key in present and (not args.only or p.name in args.only)]
+    only = selected(args.only)
+    wanted = [p for p in PROTOCOLS if p.key in present and (only is None or p.name in only)]
+    wanted_servers = [p for p in SERVER_PROTOCOLS if p.key in present and (only is None or p.name in only)]
     skipped: dict[str, str] = {}
-    for p in PROTOCOLS:
+    for p in [*PROTOCOLS, *SERVER_PROTOCOLS]:
         if p.key not in present:
             skipped[p.name] = "not registered in saru.checks"
     if wanted and any(p.name == "ping" for p in wanted) and not ping_allowed():
         wanted = [p for p in wanted if p.name != "ping"]
         skipped["ping"] = "ICMP sockets not permitted for this user"
-    covered = {p.key for p in PROTOCOLS}
+    covered = {p.key for p in PROTOCOLS} | {p.key for p in SERVER_PROTOCOLS}
     for checktype, service in sorted(present - covered):
         name = checktype if service == "*" else f"{checktype}/{service}"
+        if only is not None and name not in only and service not in only:
+            continue
         skipped[name] = ("no network I/O: nothing to measure" if (checktype, service) in NO_IO else
-                         "needs a server of that protocol on 1,000 loopback addresses (not cheap here)")
+                         NO_SERVER.get((checktype, service), "no server to measure it against"))
 
     port = 19000 + random.Random().randrange(1000)
     work = Path(tempfile.mkdtemp(prefix="saru-checks-protocols-"))
+    os.chmod(work, 0o755)  # servers that drop privileges read their files under it
     (work / "ok.pl").write_text("exit 0;\n")
     groups: dict[str, list[NginxGroup]] = {}
     results: dict[str, dict[str, object]] = {}
@@ -176,11 +297,20 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             return [ep for g in groups[kind] for ep in g.addresses]
 
         serve = {p.name: (lambda p=p: backend(p.backend)) for p in wanted}
-        print(f"{REALS} reals, passes every 0.5 s, {args.seconds:.0f} s window per protocol, "
-              f"fd limit {fd_limit}")
+        if wanted:
+            print(f"{REALS} reals, passes every 0.5 s, {args.seconds:.0f} s window per protocol, "
+                  f"fd limit {fd_limit}")
         for p in wanted:
             results[p.name] = await measure(p, serve[p.name](), args.seconds, work)
             print(f"  {p.name}: {results[p.name]}", flush=True)
+        for kind in groups.values():  # done with nginx before the servers' own measurements
+            for group in kind:
+                group.stop()
+        groups.clear()
+        if wanted_servers:
+            print(f"1 server x {REALS} checks per pass, back-to-back passes for {args.server_seconds:.0f} s "
+                  f"after a warm-up round, timeout {SERVER_TIMEOUT:g} s")
+            await measure_servers(wanted_servers, args.server_seconds, work, results, skipped)
     finally:
         for kind in groups.values():
             for group in kind:
@@ -191,9 +321,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     document: dict[str, object] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": "asyncio"},
         "reals": REALS, "interval": 0.5, "window_seconds": args.seconds,
+        "server_window_seconds": args.server_seconds, "server_check_timeout": SERVER_TIMEOUT,
         "protocols": results, "skipped": skipped,
     }
-    if not args.only:
+    if only is None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwritten to {RESULTS}")
@@ -215,5 +346,8 @@ def ping_allowed() -> bool:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement window per protocol")
-    parser.add_argument("--only", nargs="*", help="only these protocols (results file not written)")
+    parser.add_argument("--server-seconds", type=float, default=3.0,
+                        help="measurement window per protocol measured against one server")
+    parser.add_argument("--only", nargs="*", help="only these protocols, e.g. --only dns,ldap "
+                        "(results file not written)")
     asyncio.run(main(parser.parse_args()))
