@@ -37,6 +37,8 @@ bench: deps venv
 	$(PY) bench/checks_protocols.py
 	$(PY) bench/proxy_bench.py
 	$(PY) bench/ldirectord_compare.py
+	$(PY) bench/dataplane_update.py
+	$(PY) bench/forwarding.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

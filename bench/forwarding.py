@@ -1,0 +1,213 @@
+"""Forwarding overhead of the nftables data plane against a direct connection and haproxy.
+
+In the UltraMonkey namespace network of the kernel tests (``tests/kernel/topology.py``, all
+namespaces named ``saru-…``, created here and deleted afterwards even on error; no address leaves
+them), ``wrk`` in the client namespace measures requests/s of four paths to the same kind of real
+(nginx, one worker, a small page), in the same run:
+
+* ``direct``: the client straight to the direct-routing real (through the router only);
+* ``nat``: the VIP, Saru's nftables LVS-NAT (conntrack + DNAT in the director) to the NAT real;
+* ``dr``: the VIP, Saru's nftables LVS-DR (netdev ingress ``fwd``; replies bypass the director);
+* ``haproxy``: the VIP, haproxy ``mode tcp`` (2 threads) in the director, to the NAT real.
+
+Each with keep-alive and with a new connection per request (``Connection: close``), ``--repeats``
+rounds of ``--duration`` seconds; the variants are interleaved (rotated order) within a round and
+every variant's req/s is divided by direct's of the same round (paired ratios). The 2 cores are
+shared by wrk, the director, nginx and other workloads on the machine: the busy share of the
+machine during each run is recorded as a noise indicator.
+
+Goals (issue "kernel data planes"): NAT >= 0.95x direct with keep-alive; DR >= 0.95x direct with
+keep-alive and with connection-per-request (judged on the median paired ratio). Results go to
+``bench/results/forwarding.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.dataplane import noise  # noqa: E402
+from bench.dataplane.fwtopo import (  # noqa: E402
+    EXPECTED_SERVER,
+    URLS,
+    NftCtl,
+    configure_reals,
+    saru_table,
+    served_by,
+    start_haproxy,
+)
+from tests.kernel.topology import Topology, available  # noqa: E402
+
+VARIANTS = ("direct", "nat", "dr", "haproxy")
+MODES = ("keepalive", "close")
+GOALS = (("nat", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
+GOAL_RATIO = 0.95
+NOISY = 0.25  # load from others above which the report warns
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if not m:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    requests, secs = int(m.group(1)), float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": requests, "seconds": secs, "rps": requests / secs,
+            "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def run_wrk(topo: Topology, url: str, mode: str, duration: float, connections: int,
+            haproxy_pid: int | None) -> dict[str, Any]:
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s"]
+    if mode == "close":
+        argv += ["-H", "Connection: close"]
+    before = noise.jiffies()
+    cpu0 = cpu_seconds(haproxy_pid) if haproxy_pid else 0.0
+    done = topo.run("cl", *argv, url, timeout=duration + 30)
+    result = parse_wrk(done.stdout)
+    result["machine_busy"] = noise.busy_share(before, noise.jiffies())
+    if haproxy_pid:
+        cpu = cpu_seconds(haproxy_pid) - cpu0
+        result["director_cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+    return result
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for mode in MODES:
+        per_mode: dict[str, Any] = {}
+        for variant in VARIANTS:
+            rps = [r["runs"][variant]["rps"] for r in rounds if r["mode"] == mode]
+            ratios = [r["runs"][variant]["rps"] / r["runs"]["direct"]["rps"] for r in rounds if r["mode"] == mode]
+            per_mode[variant] = {"rps_median": statistics.median(rps), "rps": rps,
+                                 "ratio_median": statistics.median(ratios), "ratios": ratios}
+        summary[mode] = per_mode
+    verdicts = {f"{v} {m}": {"ratio": summary[m][v]["ratio_median"],
+                             "met": summary[m][v]["ratio_median"] >= GOAL_RATIO} for v, m in GOALS}
+    return {"by_mode": summary, "goals": verdicts}
+
+
+def print_report(summary: dict[str, Any], rounds: list[dict[str, Any]], foreign: dict[str, float]) -> None:
+    print("\nrequests/s (median of rounds) and paired ratio to direct (median [min-max])")
+    print("| variant | keep-alive req/s | keep-alive ratio | conn/request req/s | conn/request ratio |")
+    print("|---|---|---|---|---|")
+    for variant in VARIANTS:
+        cells = []
+        for mode in MODES:
+            s = summary["by_mode"][mode][variant]
+            cells.append(f"{s['rps_median']:,.0f}")
+            cells.append(f"{s['ratio_median']:.2f} [{min(s['ratios']):.2f}-{max(s['ratios']):.2f}]")
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+    busy = [run["machine_busy"] for r in rounds for run in r["runs"].values()]
+    errors = sum(run["socket_errors"] + run["non_2xx"] for r in rounds for run in r["runs"].values())
+    print(f"machine busy during runs: {min(busy):.0%}-{max(busy):.0%} of 2 cores; "
+          f"socket errors + non-2xx in all runs: {errors}")
+    print(f"load from others (machine busy while we ran nothing): {foreign['before']:.0%} before, "
+          f"{foreign['after']:.0%} after")
+    if max(foreign.values()) > NOISY:
+        print(f"WARNING: others kept the machine {max(foreign.values()):.0%} busy: absolute numbers and "
+              "verdicts are unreliable (compare the paired ratios' ranges)")
+    print(f"\nGoals (median paired ratio >= {GOAL_RATIO}):")
+    for name, v in summary["goals"].items():
+        print(f"  {name}: {v['ratio']:.2f} -> {'MET' if v['met'] else 'NOT MET'}")
+
+
+def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int) -> list[dict[str, Any]]:
+    rounds = []
+    for variant in VARIANTS:  # warm-up (ARP/neighbour entries, nginx, haproxy)
+        run_wrk(topo, URLS[variant], "keepalive", 1, 10, None)
+    for r in range(args.repeats):
+        for mode in MODES:
+            shift = (r + MODES.index(mode)) % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
+            runs = {}
+            for variant in order:
+                pid = haproxy_pid if variant == "haproxy" else None
+                runs[variant] = run_wrk(topo, URLS[variant], mode, args.duration, args.connections, pid)
+            rounds.append({"round": r + 1, "mode": mode, "order": list(order), "runs": runs})
+            print(f"round {r + 1} {mode}: " + ", ".join(
+                f"{v} {runs[v]['rps']:,.0f} ({runs[v]['rps'] / runs['direct']['rps']:.2f})" for v in VARIANTS),
+                flush=True)
+    return rounds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "forwarding.json")
+    args = parser.parse_args()
+    ok, why = available()
+    if not ok:
+        print(why, file=sys.stderr)
+        return 2
+    for tool in ("wrk", "haproxy", "nginx"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (make deps installs it)", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally block cleans up
+    started = time.monotonic()
+    foreign = {"before": noise.foreign_load()}
+    with tempfile.TemporaryDirectory(prefix="saru-forwarding-") as tmp:
+        topo = Topology(Path(tmp))
+        try:
+            topo.up()
+            configure_reals(topo)
+            topo.nginx("fe1")
+            topo.nginx("fe2")
+            ctl = NftCtl(topo)
+            ctl.apply(saru_table())
+            haproxy_pid = start_haproxy(topo, Path(tmp))
+            deadline = time.monotonic() + 10
+            for variant, url in URLS.items():  # every path answers, from the expected real
+                while (got := served_by(topo, url)) != EXPECTED_SERVER[variant]:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{variant} ({url}) answered by {got!r}, "
+                                           f"expected {EXPECTED_SERVER[variant]}")
+                    time.sleep(0.1)
+            rounds = measure(topo, args, haproxy_pid)
+        finally:
+            topo.down()
+    foreign["after"] = noise.foreign_load()
+    summary = summarize(rounds)
+    print_report(summary, rounds, foreign)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                 "loadavg": Path("/proc/loadavg").read_text().split()[:3]},
+        "settings": {"duration": args.duration, "repeats": args.repeats, "connections": args.connections,
+                     "wrk_threads": 2, "urls": URLS, "nginx_workers": 1, "haproxy_threads": 2},
+        "foreign_load": foreign,
+        "rounds": rounds,
+        "summary": summary,
+        "wall_seconds": time.monotonic() - started,
+    }, indent=2) + "\n")
+    print(f"written {args.output} ({time.monotonic() - started:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
