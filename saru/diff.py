@@ -20,6 +20,7 @@ from saru.model import (
     AddService,
     DelDest,
     DelService,
+    Dest,
     EditDest,
     EditService,
     Op,
@@ -73,42 +74,50 @@ def diff(current: Table, desired: Table, owned: Collection[ServiceKey] | None = 
     return ops
 
 
-def apply_op(services: dict[ServiceKey, Service], op: Op) -> None:
-    """Apply one op to a mutable service map (reference semantics)."""
-    key = op.service
-    service = services.get(key)
-    if isinstance(op, AddService):
-        if service is not None:
-            raise OpError(f"service {key} already exists")
-        services[key] = Service(key=key, settings=op.settings, dests={})
-        return
-    if service is None:
-        raise OpError(f"no such service {key}")
-    if isinstance(op, EditService):
-        services[key] = replace(service, settings=op.settings)
-    elif isinstance(op, DelService):
-        del services[key]
-    elif isinstance(op, AddDest):
-        if op.dest.key in service.dests:
-            raise OpError(f"destination {op.dest.hostport} already exists in {key}")
-        services[key] = service.with_dest(op.dest)
-    elif isinstance(op, EditDest):
-        if op.dest.key not in service.dests:
-            raise OpError(f"no destination {op.dest.hostport} in {key}")
-        services[key] = service.with_dest(op.dest)
-    elif isinstance(op, DelDest):
-        if (op.address, op.port) not in service.dests:
-            raise OpError(f"no destination {op.address}:{op.port} in {key}")
-        services[key] = service.without_dest((op.address, op.port))
-    else:  # pragma: no cover - exhaustive over Op subclasses
-        raise OpError(f"unknown op {op!r}")
-
-
 def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
-    """The table after ``ops`` (raises OpError and leaves ``table`` untouched on a bad op)."""
+    """The table after ``ops`` (raises OpError and leaves ``table`` untouched on a bad op).
+
+    Linear in the number of ops: each touched service's destinations are copied once.
+    """
     services = dict(table.services)
+    working: dict[ServiceKey, dict[tuple[str, int], Dest]] = {}
+
+    def dests(key: ServiceKey) -> dict[tuple[str, int], Dest]:
+        if key not in working:
+            working[key] = dict(services[key].dests)
+        return working[key]
+
     for op in ops:
-        apply_op(services, op)
+        key = op.service
+        if isinstance(op, AddService):
+            if key in services:
+                raise OpError(f"service {key} already exists")
+            services[key] = Service(key=key, settings=op.settings, dests={})
+            working[key] = {}
+            continue
+        if key not in services:
+            raise OpError(f"no such service {key}")
+        if isinstance(op, EditService):
+            services[key] = replace(services[key], settings=op.settings)
+        elif isinstance(op, DelService):
+            del services[key]
+            working.pop(key, None)
+        elif isinstance(op, AddDest):
+            if op.dest.key in dests(key):
+                raise OpError(f"destination {op.dest.hostport} already exists in {key}")
+            dests(key)[op.dest.key] = op.dest
+        elif isinstance(op, EditDest):
+            if op.dest.key not in dests(key):
+                raise OpError(f"no destination {op.dest.hostport} in {key}")
+            dests(key)[op.dest.key] = op.dest
+        elif isinstance(op, DelDest):
+            if (op.address, op.port) not in dests(key):
+                raise OpError(f"no destination {op.address}:{op.port} in {key}")
+            del dests(key)[(op.address, op.port)]
+        else:  # pragma: no cover - exhaustive over Op subclasses
+            raise OpError(f"unknown op {op!r}")
+    for key, final in working.items():
+        services[key] = replace(services[key], dests=final)
     return Table(services)
 
 

@@ -32,11 +32,13 @@ from saru.dataplane.proxy_poll import READ, Poller
 from saru.dataplane.proxy_tcp import Counters, TcpListener, bind_socket
 from saru.dataplane.proxy_udp import UdpListener
 from saru.dataplane.schedulers import SCHEDULERS, Balancer, check_settings
+from saru.diff import OpError, apply_ops
 from saru.model import (
     AddDest,
     AddService,
     DelDest,
     DelService,
+    Dest,
     EditDest,
     EditService,
     Op,
@@ -197,8 +199,8 @@ class ProxyDataplane(Dataplane):
                 raise
 
     def _validate(self, ops: Sequence[Op]) -> dict[ServiceKey, Service]:
-        """Replay ops on a copy of the table; raise DataplaneError at the first invalid one."""
-        table: dict[ServiceKey, Service] = {k: r.model for k, r in self._services.items()}
+        """Check what a proxy can do, then replay the ops on a copy of the table (``apply_ops``):
+        raise DataplaneError at the first invalid one."""
         for op in ops:
             key = op.service
             where = f"{type(op).__name__} {key}"
@@ -208,42 +210,24 @@ class ProxyDataplane(Dataplane):
                         f"{where}: the proxy data plane cannot serve {key.protocol} services "
                         "(firewall marks need IPVS or nftables)"
                     )
-                if key in table:
-                    raise DataplaneError(f"{where}: service already exists")
                 _check_address(key.address, where)
                 if not 0 < key.port < 65536:
                     raise DataplaneError(f"{where}: a proxied service needs a port (1-65535)")
                 _check_settings(key, op.settings)
-                table[key] = Service(key, op.settings)
-                continue
-            service = table.get(key)
-            if service is None:
-                raise DataplaneError(f"{where}: no such service")
-            if isinstance(op, EditService):
+            elif isinstance(op, EditService):
                 _check_settings(key, op.settings)
-                table[key] = replace(service, settings=op.settings)
-            elif isinstance(op, DelService):
-                del table[key]
             elif isinstance(op, AddDest | EditDest):
                 dest = op.dest
-                exists = dest.key in service.dests
-                if isinstance(op, AddDest) and exists:
-                    raise DataplaneError(f"{where}: destination {dest.hostport} already exists")
-                if isinstance(op, EditDest) and not exists:
-                    raise DataplaneError(f"{where}: no destination {dest.hostport}")
                 _check_address(dest.address, where)
                 if not 0 < dest.port < 65536:
                     raise DataplaneError(f"{where}: destination {dest.hostport} needs a port")
                 if dest.weight < 0 or dest.upper_threshold < 0 or dest.lower_threshold < 0:
                     raise DataplaneError(f"{where}: negative weight or threshold in {dest}")
-                table[key] = service.with_dest(dest)
-            elif isinstance(op, DelDest):
-                if (op.address, op.port) not in service.dests:
-                    raise DataplaneError(f"{where}: no destination {op.address}:{op.port}")
-                table[key] = service.without_dest((op.address, op.port))
-            else:
-                raise DataplaneError(f"{where}: unknown operation")
-        return table
+        current = Table({k: r.model for k, r in self._services.items()})
+        try:
+            return dict(apply_ops(current, ops).services)
+        except OpError as exc:
+            raise DataplaneError(str(exc)) from None
 
     def _bind_new(self, ops: Sequence[Op]) -> dict[ServiceKey, socket.socket]:
         """Bind the sockets of services added by ops (except re-adds of a deleted one)."""
@@ -268,6 +252,15 @@ class ProxyDataplane(Dataplane):
         """Apply validated ops to the live state (no awaits: atomic for clients)."""
         services = self._services
         removed: dict[ServiceKey, _Running] = {}  # deleted in this batch; a re-add reuses the socket
+        # destination changes are batched per service: one scheduler refresh and one model copy
+        touched: dict[int, tuple[_Running, dict[tuple[str, int], Dest]]] = {}
+
+        def dests_of(running: _Running) -> dict[tuple[str, int], Dest]:
+            entry = touched.get(id(running))
+            if entry is None:
+                entry = touched[id(running)] = (running, dict(running.model.dests))
+            return entry[1]
+
         for op in ops:
             key = op.service
             if isinstance(op, AddService):
@@ -299,11 +292,14 @@ class ProxyDataplane(Dataplane):
             elif isinstance(op, DelService):
                 removed[key] = services.pop(key)
             elif isinstance(op, AddDest | EditDest):
-                running.balancer.set_dest(op.dest)
-                running.model = running.model.with_dest(op.dest)
+                running.balancer.set_dest(op.dest, refresh=False)
+                dests_of(running)[op.dest.key] = op.dest
             elif isinstance(op, DelDest):
-                running.balancer.remove_dest((op.address, op.port))
-                running.model = running.model.without_dest((op.address, op.port))
+                running.balancer.remove_dest((op.address, op.port), refresh=False)
+                dests_of(running).pop((op.address, op.port), None)
+        for running, dests in touched.values():
+            running.balancer.refresh()
+            running.model = replace(running.model, dests=dests)
         for running in removed.values():
             running.listener.close()
 

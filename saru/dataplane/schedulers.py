@@ -624,22 +624,31 @@ class Balancer:
         self.scheduler = SCHEDULERS[settings.scheduler](parse_flags(settings.schedflags), self.service)
         self.scheduler.update(list(self.dests.values()))
 
-    def set_dest(self, dest: Dest) -> DestState:
-        """Add a destination or change its weight and thresholds."""
+    def set_dest(self, dest: Dest, refresh: bool = True) -> DestState:
+        """Add a destination or change its weight and thresholds.
+
+        ``refresh=False`` defers the scheduler's recomputation: a batch of changes then calls
+        ``refresh()`` once (linear instead of quadratic in the number of destinations)."""
         state = self.dests.get(dest.key)
         if state is None:
             state = DestState(dest.address, dest.port)
             self.dests[dest.key] = state
         state.configure(dest)
-        self.scheduler.update(list(self.dests.values()))
+        if refresh:
+            self.refresh()
         return state
 
-    def remove_dest(self, key: tuple[str, int]) -> None:
+    def remove_dest(self, key: tuple[str, int], refresh: bool = True) -> None:
         """Forget a destination; its live connections keep their DestState until they end."""
         state = self.dests.pop(key, None)
         if state is not None:
             state.removed = True
-            self.scheduler.update(list(self.dests.values()))
+            if refresh:
+                self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the scheduler's view of the destinations (after deferred changes)."""
+        self.scheduler.update(list(self.dests.values()))
 
     def _client_key(self, client: str) -> tuple[int, int]:
         bits, value = _addr_int(client)

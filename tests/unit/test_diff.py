@@ -127,3 +127,14 @@ def test_unowned_services_survive(a, b):
     for key, service in a.services.items():
         if key not in owned:
             assert result.services[key] == service
+
+
+def test_apply_ops_is_linear_enough_for_ten_thousand_dests():
+    """Structural check (not a timing): a 10,000-dest batch applies and yields every dest once."""
+    ops = [AddService(K1, ServiceSettings())] + [
+        AddDest(K1, Dest(f"10.1.{i // 256}.{i % 256}", 80)) for i in range(10000)]
+    table = apply_ops(Table(), ops)
+    assert len(table.services[K1].dests) == 10000
+    edited = apply_ops(table, [EditDest(K1, Dest(f"10.1.{i // 256}.{i % 256}", 80, weight=0)) for i in range(10000)])
+    assert {d.weight for d in edited.services[K1].dests.values()} == {0}
+    assert {d.weight for d in table.services[K1].dests.values()} == {1}  # the input is untouched
