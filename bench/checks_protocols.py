@@ -33,6 +33,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ from checks_protocol_servers import SERVER_PROTOCOLS, STARTERS, Running, ServerP
 
 from saru.checks import base  # noqa: E402
 from saru.checks.spec import check_spec_for  # noqa: E402
-from saru.model import Config, GlobalConfig, RealConfig, VirtualConfig  # noqa: E402
+from saru.model import CheckResult, CheckSpec, Config, GlobalConfig, RealConfig, VirtualConfig  # noqa: E402
 from saru.monitor import Monitor  # noqa: E402
 
 RESULTS = BENCH / "results" / "checks_protocols.json"
@@ -88,6 +89,7 @@ PROTOCOLS = [
 ]
 NO_IO = {("on", "*"), ("off", "*"), ("negotiate", "none")}
 NO_SERVER = {("negotiate", "oracle"): "needs an Oracle server (none installable from Debian here)"}
+FIRST_PASS_LIMIT = 30.0  # seconds the Monitor's first pass may take before the window starts anyway
 SERVER_TIMEOUT = 10.0  # negotiatetimeout of the one-server checks: slow answers are counted, not cut short
 
 
@@ -128,8 +130,12 @@ async def measure(proto: Protocol, reals: list[tuple[str, int]], seconds: float,
     monitor = Monitor(lambda event: None)
     try:
         monitor.configure(build_config(reals, fields))
-        await monitor.first_pass()
-        down = sum(1 for up in monitor.health().values() if not up)
+        try:  # a machine too loaded to fork 1,000 children per pass may never finish the first one
+            async with asyncio.timeout(FIRST_PASS_LIMIT):
+                await monitor.first_pass()
+            down: int | None = sum(1 for up in monitor.health().values() if not up)
+        except TimeoutError:
+            down = None
         await asyncio.sleep(0.5)
         checks0, cpu0, wall0 = monitor.checks_run, cpu_seconds(proto.children), time.perf_counter()
         await asyncio.sleep(seconds)
@@ -144,7 +150,7 @@ async def measure(proto: Protocol, reals: list[tuple[str, int]], seconds: float,
             "cpu_includes_children": proto.children}
 
 
-def server_specs(proto: ServerProtocol, ports: dict[str, int], count: int = REALS) -> list:
+def server_specs(proto: ServerProtocol, ports: dict[str, int], count: int = REALS) -> list[CheckSpec]:
     """``count`` checks of one server, built from a virtual service the way the monitor builds them."""
     virtual = VirtualConfig(
         proto.protocol, "192.0.2.1", 10000, service=proto.key[1], checktype=proto.key[0],  # type: ignore[arg-type]
@@ -154,9 +160,9 @@ def server_specs(proto: ServerProtocol, ports: dict[str, int], count: int = REAL
     return [check_spec_for(virtual, real) for _ in range(count)]
 
 
-async def one_pass(specs: list, concurrency: int) -> list:
+async def one_pass(specs: list[CheckSpec], concurrency: int) -> list[CheckResult]:
     """Run every spec once, at most ``concurrency`` at a time (a pool of workers); results in order."""
-    results: list = [None] * len(specs)
+    results: list[CheckResult] = [CheckResult(ok=False, message="not run")] * len(specs)
     todo: Iterator[int] = iter(range(len(specs)))
 
     async def worker() -> None:
@@ -182,7 +188,7 @@ async def measure_server(proto: ServerProtocol, running: Running, seconds: float
         failures.update(failed)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     checks = len(specs) * len(failed_per_pass)
-    return {"method": f"1 server x {len(specs):,} checks", "concurrency": proto.concurrency,
+    return {"method": f"1 server \u00d7 {len(specs):,} checks", "concurrency": proto.concurrency,
             "concurrency_note": proto.why_lower, "passes": len(failed_per_pass), "checks": checks,
             "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
             "checks_per_cpu_second": round(checks / cpu) if cpu else None,
@@ -223,7 +229,7 @@ def failed_text(r: dict[str, object]) -> str:
     per_pass = r.get("failed_per_pass")
     if isinstance(per_pass, list):
         return f"{max(per_pass)}" if per_pass else "-"
-    return f"{r['reals_down']}"
+    return "n/a" if r["reals_down"] is None else f"{r['reals_down']}"
 
 
 def print_table(results: dict[str, dict[str, object]], skipped: dict[str, str]) -> None:
@@ -242,7 +248,8 @@ def print_table(results: dict[str, dict[str, object]], skipped: dict[str, str]) 
               f"{failed_text(r):>7}  {method}")
     for name, why in skipped.items():
         print(f"{name:<15}{'skipped':>13}  {why}")
-    print("failed: reals down after the first pass (Monitor) / most failed checks in one pass (1 server)")
+    print("failed: reals down after the first pass (Monitor; n/a: no first pass within "
+          f"{FIRST_PASS_LIMIT:g} s) / most failed checks in one pass (1 server)")
     for name, r in results.items():
         if r.get("warmup_failed"):
             messages = "; ".join(f"{n} x {m}" for m, n in dict(r["failure_messages"]).items())  # type: ignore[call-overload]
@@ -308,9 +315,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 group.stop()
         groups.clear()
         if wanted_servers:
-            print(f"1 server x {REALS} checks per pass, back-to-back passes for {args.server_seconds:.0f} s "
+            print(f"1 server \u00d7 {REALS:,} checks per pass, back-to-back passes for {args.server_seconds:.0f} s "
                   f"after a warm-up round, timeout {SERVER_TIMEOUT:g} s")
-            await measure_servers(wanted_servers, args.server_seconds, work, results, skipped)
+            measured: dict[str, dict[str, object]] = {}
+            try:
+                await measure_servers(wanted_servers, args.server_seconds, work, measured, skipped)
+            finally:
+                results.update(sorted(measured.items()))
     finally:
         for kind in groups.values():
             for group in kind:
@@ -344,6 +355,7 @@ def ping_allowed() -> bool:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds: every server is stopped
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement window per protocol")
     parser.add_argument("--server-seconds", type=float, default=3.0,

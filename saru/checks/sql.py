@@ -33,7 +33,6 @@ import functools
 import gc
 import importlib
 import re
-import sys
 import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -155,15 +154,30 @@ def failure(exc: Exception, describe: Callable[[Exception], str], timeout: float
 # --------------------------------------------------------------------------------------------------
 
 
+#: drivers whose import has completed (``sys.modules`` has a module while it is still importing)
+_LOADED: dict[str, types.ModuleType] = {}
+#: the one import in flight per driver, shared by every check that needs it meanwhile
+_LOADING: dict[str, asyncio.Future[types.ModuleType]] = {}
+
+
 async def load_driver(module: str) -> types.ModuleType:
-    """Import a client library (in a worker thread the first time); CheckFailed if not installed."""
-    loaded = sys.modules.get(module)
+    """Import a client library (in a worker thread the first time); CheckFailed if not installed.
+
+    Checks that start together share one import: none of them sees a half-initialised module.
+    """
+    loaded = _LOADED.get(module)
     if loaded is not None:
         return loaded
+    pending = _LOADING.get(module)
+    if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+        pending = _LOADING[module] = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, module))
     try:
-        return await asyncio.to_thread(importlib.import_module, module)
+        loaded = await asyncio.shield(pending)
     except ImportError:
+        _LOADING.pop(module, None)
         raise CheckFailed(f"{_SERVICE_OF[module]} check needs the {_PACKAGES[module]} package") from None
+    _LOADED[module] = loaded
+    return loaded
 
 
 _SERVICE_OF = {driver: service for service, driver in _DRIVERS.items()}
