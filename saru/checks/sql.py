@@ -33,6 +33,7 @@ import functools
 import gc
 import importlib
 import re
+import sys
 import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -166,7 +167,7 @@ async def load_driver(module: str) -> types.ModuleType:
     Checks that start together share one import: none of them sees a half-initialised module.
     """
     loaded = _LOADED.get(module)
-    if loaded is not None:
+    if loaded is not None and sys.modules.get(module) is loaded:
         return loaded
     pending = _LOADING.get(module)
     if pending is None or pending.get_loop() is not asyncio.get_running_loop():
@@ -176,6 +177,7 @@ async def load_driver(module: str) -> types.ModuleType:
     except ImportError:
         _LOADING.pop(module, None)
         raise CheckFailed(f"{_SERVICE_OF[module]} check needs the {_PACKAGES[module]} package") from None
+    _LOADING.pop(module, None)
     _LOADED[module] = loaded
     return loaded
 
