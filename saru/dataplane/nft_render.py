@@ -339,6 +339,10 @@ def _hash_expr(key: ServiceKey, settings: ServiceSettings, size: int, dr: bool) 
             fields += f" . {l4} sport"
     elif sched == "dh":
         fields = f"{ip} daddr"
+    elif settings.persistent is not None:
+        # a client's first connections may race before its persistence entry exists: hashing on
+        # the client address alone sends them all to the same real
+        fields = f"{ip} saddr"
     elif dr:
         fields = f"{ip} saddr . {l4} sport"
     else:
