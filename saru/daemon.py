@@ -37,7 +37,7 @@ from saru.model import Config, DelService, ServiceKey, Table, format_hostport
 from saru.monitor import Monitor
 from saru.monitorfile import MonitorFile
 from saru.narrate import narrate
-from saru.planner import desired_table, fallback_active, real_ref
+from saru.planner import desired_table, dest_port, fallback_active, real_ref
 from saru.tablecodec import key_to_dict, op_from_dict, table_to_list
 
 LOGGER = logging.getLogger("saru")
@@ -444,7 +444,7 @@ def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, Servic
         for r in v.reals:
             ref = real_ref(v, r)
             health = snapshot.get(ref)
-            port = v.port if rewrite and r.forward in ("gate", "ipip") and v.protocol != "fwm" else r.port
+            port = dest_port(v, r.forward, r.port, rewrite)
             dest = service.dests.get((r.address, port)) if service else None
             dstats = service_stats.dests.get((r.address, port))
             last = health.last_result if health else None
