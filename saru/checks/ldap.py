@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from saru.checks import ber
 from saru.checks.base import CheckFailed, format_seconds, register
-from saru.checks.http import perl_to_python, tls_context
-from saru.checks.tcp import open_tcp
+from saru.checks.http import perl_to_python
+from saru.checks.lineproto import open_stream
 from saru.model import CheckResult, CheckSpec
 
 # protocolOp tags ([APPLICATION n], constructed unless noted)
@@ -209,22 +209,8 @@ async def _response(reader: asyncio.StreamReader, message_id: int) -> Message:
             return message
 
 
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def open_stream(address: str, port: int, tls: bool) -> Stream:
-    """A stream to address:port, TLS from the first byte when ``tls`` (no certificate verification)."""
-    sock = await open_tcp(address, port)
-    try:
-        if not tls:
-            return await asyncio.open_connection(sock=sock)
-        try:
-            return await asyncio.open_connection(sock=sock, ssl=tls_context(), server_hostname="")
-        except ConnectionError:  # the peer hung up mid-handshake (e.g. not a TLS port)
-            raise CheckFailed("TLS handshake failed: connection closed by peer") from None
-    except BaseException:
-        sock.close()
-        raise
+#: asyncio's default stream buffer limit (LDAP messages are read by length, not by line)
+LDAP_STREAM_LIMIT = 2**16
 
 
 async def ldap_probe(address: str, port: int, tls: bool, login: str, password: str, base: str) -> list[str]:
@@ -232,7 +218,7 @@ async def ldap_probe(address: str, port: int, tls: bool, login: str, password: s
 
     Raises :class:`CheckFailed` when the bind or the search is refused by the server.
     """
-    reader, writer = await open_stream(address, port, tls)
+    reader, writer = await open_stream(address, port, tls, limit=LDAP_STREAM_LIMIT)
     try:
         writer.write(bind_request(1, login, password))
         bound = await _response(reader, 1)

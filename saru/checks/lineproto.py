@@ -55,6 +55,29 @@ def _any_line(line: bytes) -> bool:
     return True
 
 
+async def open_stream(
+    address: str, port: int, tls: bool = False, limit: int = MAX_LINE
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An asyncio stream to address:port; TLS from the first byte when ``tls`` (no certificate check).
+
+    A host name (not an IP literal) is sent as TLS SNI; IP literals get none, like ldirectord.
+    """
+    sock = await open_tcp(address, port)
+    try:
+        if not tls:
+            return await asyncio.open_connection(sock=sock, limit=limit)
+        sni = "" if literal_family(address) else address
+        try:
+            return await asyncio.open_connection(sock=sock, limit=limit, ssl=tls_context(), server_hostname=sni)
+        except ssl.SSLError as exc:
+            raise CheckFailed(f"TLS handshake failed: {exc.reason or exc}") from None
+        except ConnectionError:  # the peer hung up mid-handshake (e.g. not a TLS port)
+            raise CheckFailed("TLS handshake failed: connection closed by peer") from None
+    except BaseException:
+        sock.close()
+        raise
+
+
 class LineStream:
     """One connection to a line-protocol server. Use ``async with`` or call ``close``/``abort``."""
 
@@ -68,24 +91,8 @@ class LineStream:
 
         A host name (not an IP literal) is sent as TLS SNI; IP literals get none, like ldirectord.
         """
-        sock = await open_tcp(address, port)
-        try:
-            if not tls:
-                reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_LINE)
-                return cls(reader, writer)
-            sni = "" if literal_family(address) else address
-            try:
-                reader, writer = await asyncio.open_connection(
-                    sock=sock, limit=MAX_LINE, ssl=tls_context(), server_hostname=sni
-                )
-            except ssl.SSLError as exc:
-                raise CheckFailed(f"TLS handshake failed: {exc.reason or exc}") from None
-            except ConnectionError:  # the peer hung up mid-handshake (e.g. not a TLS port)
-                raise CheckFailed("TLS handshake failed: connection closed by peer") from None
-            return cls(reader, writer)
-        except BaseException:
-            sock.close()
-            raise
+        reader, writer = await open_stream(address, port, tls, MAX_LINE)
+        return cls(reader, writer)
 
     async def __aenter__(self) -> LineStream:
         return self
