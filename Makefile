@@ -8,8 +8,9 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
-	ldirectord
-# (ldirectord: the original, run by the differential test and the benchmarks.)
+	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils tcpdump
+# (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
+# the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks.)
 
 
 .PHONY: demo test lint deps venv bench clean

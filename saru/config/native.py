@@ -1,0 +1,493 @@
+"""Reader of saru.toml, Saru's own settings file: what ldirectord.cf cannot say.
+
+ldirectord.cf stays the description of the virtual services; saru.toml adds the director's data
+plane, high availability (built-in VRRPv3, or a Pacemaker cluster that runs Saru as a resource), IPVS
+connection synchronisation and the Pacemaker configuration ``saru cluster`` generates. Every section
+is optional; an empty file means "ldirectord.cf and nothing else".
+
+```toml
+[director]
+config = "/etc/ha.d/ldirectord.cf"   # relative paths are relative to this file
+dataplane = "auto"
+
+[ha]
+mode = "vrrp"                        # or "pacemaker"
+interface = "eth0"
+vips = ["192.168.6.240/24"]
+virtual_router_id = 51
+
+[ha.ping]
+hosts = ["192.168.6.1"]
+multiplier = 50
+```
+
+Public API: ``load_settings(path)`` / ``parse_settings(text, path)`` returning ``Settings``; both
+raise ``ConfigError`` with one ``FILE:LINE: message`` per problem (unknown keys, wrong types, values
+out of range), so a bad file changes nothing. The reference is docs/ha.md and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from saru.config.diagnostics import ConfigError
+from saru.model import Diagnostic
+
+DATAPLANES = ("auto", "ipvs", "nft", "proxy")
+
+
+@dataclass(frozen=True)
+class DirectorSettings:
+    """``[director]``: which ldirectord.cf to run, on which data plane."""
+
+    config: str | None = None  # absolute path once loaded
+    dataplane: str = "auto"
+
+
+@dataclass(frozen=True)
+class PingSettings:
+    """``[ha.ping]``: the guide's pingd score. Effective priority = priority - multiplier x unreachable."""
+
+    hosts: tuple[str, ...] = ()
+    multiplier: int = 50
+    interval: float = 1.0  # seconds between rounds
+    timeout: float = 1.0  # seconds to wait for each echo reply
+    attempts: int = 2  # consecutive lost rounds before a host counts as unreachable
+
+
+@dataclass(frozen=True)
+class HASettings:
+    """``[ha]``: the floating IP and how the pair of directors decides who holds it."""
+
+    mode: Literal["vrrp", "pacemaker"] = "vrrp"
+    interface: str = ""
+    vips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    virtual_router_id: int = 51
+    priority: int = 100
+    advert_interval: float = 0.1  # seconds; VRRPv3 centiseconds, 0.01 - 40.95
+    preempt: bool = False  # the guide's "no fail-back"
+    preempt_delay: float = 0.0
+    unicast_peers: tuple[str, ...] = ()  # empty: multicast 224.0.0.18 / ff02::12
+    unicast_source: str | None = None  # default: the interface's primary address
+    vipcheck: bool = True
+    vipcheck_timeout: float = 0.2
+    garp_repeat: int = 5
+    garp_interval: float = 0.1
+    warm_standby: bool = False  # program the table on the backup too (faster failover)
+    notify: tuple[str, ...] = ()  # argv run on every transition, + state name, vrid, priority
+    notify_master: tuple[str, ...] = ()
+    notify_backup: tuple[str, ...] = ()
+    notify_fault: tuple[str, ...] = ()
+    ping: PingSettings | None = None
+
+    @property
+    def vip_addresses(self) -> tuple[str, ...]:
+        """The VIPs as bare addresses (no prefix length)."""
+        return tuple(str(v.ip) for v in self.vips)
+
+
+@dataclass(frozen=True)
+class IPVSSyncSettings:
+    """``[ipvs.sync]``: the kernel's connection synchronisation daemon (ipvsadm --start-daemon)."""
+
+    interface: str
+    syncid: int = 0
+    role: Literal["both", "master", "backup", "follow-ha"] = "both"
+    mcast_group: str | None = None  # kernel default 224.0.0.81 (ff02::8:81 is not a default)
+    port: int = 8848
+    ttl: int = 1
+    maxlen: int = 0  # 0: the kernel's default (MTU based)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``[cluster]``: what ``saru cluster crm|pcs`` generates (names default to the guide's)."""
+
+    agent: Literal["saru", "ldirectord"] = "saru"
+    vipcheck_agent: Literal["saru", "heartbeat"] = "saru"
+    group: str = "GrpBalancer"
+    vipcheck_name: str = "VIPCHK1"
+    vip_name: str = "LB_VIP"
+    director_name: str = "LDIRECTOR1"
+    ping_name: str = "PINGD"
+    ping_attribute: str = "pingd_score"
+    monitor_interval: int = 30
+    monitor_timeout: int = 60
+    start_delay: int = 5
+    stop_timeout: int = 60
+    ping_interval: int = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything saru.toml says; ``Settings()`` is the empty file."""
+
+    path: str | None = None
+    director: DirectorSettings = field(default_factory=DirectorSettings)
+    ha: HASettings | None = None
+    ipvs_sync: IPVSSyncSettings | None = None
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate saru.toml; ``ConfigError`` if it cannot be read or is invalid."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Diagnostic(name, 0, f"cannot read settings: {exc}")]) from exc
+    settings = parse_settings(text, name)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return settings
+    if mode & 0o004 and _has_secret(text):
+        warning = Diagnostic(name, 0, "file is world-readable and holds a secret (token/password): "
+                                      "chmod o-r", "warning")
+        settings = _with_warning(settings, warning)
+    return settings
+
+
+def parse_settings(text: str, path: str = "<string>") -> Settings:
+    """Validate saru.toml text; relative paths are resolved against ``path``'s directory."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _decode_error_line(str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError([Diagnostic(path, line, f"not valid TOML: {message}")]) from exc
+    reader = _Reader(text, path)
+    settings = reader.settings(data)
+    if reader.problems:
+        raise ConfigError(sorted(reader.problems, key=lambda d: d.line))
+    return settings
+
+
+def _decode_error_line(message: str) -> int:
+    match = re.search(r"at line (\d+)", message)
+    return int(match.group(1)) if match else 0
+
+
+def _has_secret(text: str) -> bool:
+    return re.search(r"^\s*(token|password|secret)\w*\s*=", text, re.MULTILINE | re.IGNORECASE) is not None
+
+
+def _with_warning(settings: Settings, warning: Diagnostic) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, warnings=(*settings.warnings, warning))
+
+
+class _Reader:
+    """Walks the parsed TOML, collecting every problem with the line it comes from."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.problems: list[Diagnostic] = []
+        self.base = Path(path).resolve().parent if path != "<string>" else Path.cwd()
+
+    # -- locating ---------------------------------------------------------------------------------
+
+    def line_of(self, section: str, key: str | None = None) -> int:
+        """The line of ``key`` inside ``[section]`` (or of the section header), best effort."""
+        header = re.compile(r"^\s*\[\s*" + re.escape(section) + r"\s*\]")
+        start = next((i for i, line in enumerate(self.lines) if header.match(line)), None)
+        if key is None:
+            return 0 if start is None else start + 1
+        pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        rng: Iterator[int] = iter(range(len(self.lines))) if start is None else iter(range(start, len(self.lines)))
+        for i in rng:
+            if start is not None and i > start and re.match(r"^\s*\[", self.lines[i]):
+                break
+            if pattern.match(self.lines[i]):
+                return i + 1
+        return 0 if start is None else start + 1
+
+    def error(self, section: str, key: str | None, message: str) -> None:
+        if not section:  # a top-level key or table
+            line = self.line_of(key or "") or next(
+                (i + 1 for i, text in enumerate(self.lines) if re.match(rf"^\s*{re.escape(key or '')}\s*=", text)), 0)
+            self.problems.append(Diagnostic(self.path, line, f"{key}: {message}"))
+            return
+        where = f"[{section}] {key}" if key else f"[{section}]"
+        self.problems.append(Diagnostic(self.path, self.line_of(section, key), f"{where}: {message}"))
+
+    # -- typed access -----------------------------------------------------------------------------
+
+    def table(self, data: dict[str, Any], section: str, known: tuple[str, ...]) -> dict[str, Any]:
+        for key in data:
+            if key not in known:
+                hint = _closest(key, known)
+                self.error(section, key, f"unknown key{hint}; known keys: {', '.join(known)}")
+        return data
+
+    def get(self, data: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...],
+            default: Any, check: Callable[[Any], str | None] | None = None) -> Any:
+        if key not in data:
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.error(section, key, f"expected {names}, got {_describe(value)}")
+            return default
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.error(section, key, problem)
+                return default
+        return value
+
+    def strings(self, data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(section, key, f"expected a list of strings, got {_describe(value)}")
+            return ()
+        return tuple(value)
+
+    def command(self, data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+        """A command: a list of strings (argv) or one string split like a shell would (no shell runs)."""
+        value = data.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:
+                self.error(section, key, f"cannot split command: {exc}")
+                return ()
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        self.error(section, key, f"expected a command (string or list of strings), got {_describe(value)}")
+        return ()
+
+    # -- sections ---------------------------------------------------------------------------------
+
+    def settings(self, data: dict[str, Any]) -> Settings:
+        self.table(data, "", ("director", "ha", "ipvs", "cluster"))
+        director = self.director(self.section(data, "director"))
+        ha = self.ha(self.section(data, "ha")) if "ha" in data else None
+        ipvs = self.section(data, "ipvs")
+        self.table(ipvs, "ipvs", ("sync",))
+        sync = self.ipvs_sync(self.section(ipvs, "sync", "ipvs.sync")) if "sync" in ipvs else None
+        cluster = self.cluster(self.section(data, "cluster"))
+        return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
+                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster)
+
+    def section(self, data: dict[str, Any], key: str, name: str | None = None) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.error(name or key, None, f"expected a table, got {_describe(value)}")
+            return {}
+        return value
+
+    def director(self, data: dict[str, Any]) -> DirectorSettings:
+        s = "director"
+        self.table(data, s, ("config", "dataplane"))
+        config = self.get(data, s, "config", str, None)
+        if config is not None:
+            config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
+        dataplane = self.get(data, s, "dataplane", str, "auto",
+                             lambda v: None if v in DATAPLANES else f"must be one of {', '.join(DATAPLANES)}")
+        return DirectorSettings(config=config, dataplane=dataplane)
+
+    def ha(self, data: dict[str, Any]) -> HASettings:
+        s = "ha"
+        known = ("mode", "interface", "vips", "virtual_router_id", "priority", "advert_interval", "preempt",
+                 "preempt_delay", "unicast_peers", "unicast_source", "vipcheck", "vipcheck_timeout",
+                 "garp_repeat", "garp_interval", "warm_standby", "notify", "notify_master", "notify_backup",
+                 "notify_fault", "ping")
+        self.table(data, s, known)
+        mode = self.get(data, s, "mode", str, "vrrp",
+                        lambda v: None if v in ("vrrp", "pacemaker") else 'must be "vrrp" or "pacemaker"')
+        interface = self.get(data, s, "interface", str, "", _interface_name)
+        if not interface and "interface" not in data:
+            self.error(s, None, "interface is required (the link the floating IP lives on)")
+        vips = []
+        for text in self.strings(data, s, "vips"):
+            try:
+                vip = ipaddress.ip_interface(text)
+            except ValueError:
+                self.error(s, "vips", f"{text!r} is not an address with an optional /prefix")
+                continue
+            if "/" not in text:  # like IPaddr2 without cidr_netmask: a host route; say /24 explicitly
+                vip = ipaddress.ip_interface(f"{text}/{vip.max_prefixlen}")
+            vips.append(vip)
+        if not vips and "vips" not in data:
+            self.error(s, None, "vips is required (the floating addresses)")
+        elif not vips and not self.problems:
+            self.error(s, "vips", "needs at least one address")
+        peers = []
+        for text in self.strings(data, s, "unicast_peers"):
+            try:
+                peers.append(str(ipaddress.ip_address(text)))
+            except ValueError:
+                self.error(s, "unicast_peers", f"{text!r} is not an IP address")
+        source = self.get(data, s, "unicast_source", str, None, _ip_problem)
+        ping = self.ping(self.section(data, "ping", "ha.ping")) if "ping" in data else None
+        return HASettings(
+            mode=mode, interface=interface, vips=tuple(vips),
+            virtual_router_id=self.get(data, s, "virtual_router_id", int, 51, _range(1, 255)),
+            priority=self.get(data, s, "priority", int, 100, _range(1, 254, "255 is reserved for the address "
+                                                                            "owner; use 1-254")),
+            advert_interval=self.get(data, s, "advert_interval", float, 0.1, _interval),
+            preempt=self.get(data, s, "preempt", bool, False),
+            preempt_delay=self.get(data, s, "preempt_delay", float, 0.0, _range(0, 1000)),
+            unicast_peers=tuple(peers), unicast_source=source,
+            vipcheck=self.get(data, s, "vipcheck", bool, True),
+            vipcheck_timeout=self.get(data, s, "vipcheck_timeout", float, 0.2, _range(0.01, 10)),
+            garp_repeat=self.get(data, s, "garp_repeat", int, 5, _range(0, 100)),
+            garp_interval=self.get(data, s, "garp_interval", float, 0.1, _range(0.01, 10)),
+            warm_standby=self.get(data, s, "warm_standby", bool, False),
+            notify=self.command(data, s, "notify"),
+            notify_master=self.command(data, s, "notify_master"),
+            notify_backup=self.command(data, s, "notify_backup"),
+            notify_fault=self.command(data, s, "notify_fault"),
+            ping=ping,
+        )
+
+    def ping(self, data: dict[str, Any]) -> PingSettings:
+        s = "ha.ping"
+        self.table(data, s, ("hosts", "multiplier", "interval", "timeout", "attempts"))
+        hosts = []
+        for text in self.strings(data, s, "hosts"):
+            try:
+                hosts.append(str(ipaddress.ip_address(text)))
+            except ValueError:
+                self.error(s, "hosts", f"{text!r} is not an IP address (names are not resolved here)")
+        if not hosts and not self.problems:
+            self.error(s, "hosts", "needs at least one upstream address to ping")
+        return PingSettings(
+            hosts=tuple(hosts),
+            multiplier=self.get(data, s, "multiplier", int, 50, _range(1, 254)),
+            interval=self.get(data, s, "interval", float, 1.0, _range(0.05, 3600)),
+            timeout=self.get(data, s, "timeout", float, 1.0, _range(0.01, 60)),
+            attempts=self.get(data, s, "attempts", int, 2, _range(1, 100)),
+        )
+
+    def ipvs_sync(self, data: dict[str, Any]) -> IPVSSyncSettings:
+        s = "ipvs.sync"
+        self.table(data, s, ("interface", "syncid", "role", "mcast_group", "port", "ttl", "maxlen"))
+        interface = self.get(data, s, "interface", str, "", _interface_name)
+        if not interface and "interface" not in data:
+            self.error(s, None, "interface is required (where sync messages are multicast)")
+        return IPVSSyncSettings(
+            interface=interface,
+            syncid=self.get(data, s, "syncid", int, 0, _range(0, 255)),
+            role=self.get(data, s, "role", str, "both",
+                          lambda v: None if v in ("both", "master", "backup", "follow-ha")
+                          else 'must be "both", "master", "backup" or "follow-ha"'),
+            mcast_group=self.get(data, s, "mcast_group", str, None, _multicast_problem),
+            port=self.get(data, s, "port", int, 8848, _range(1, 65535)),
+            ttl=self.get(data, s, "ttl", int, 1, _range(1, 255)),
+            maxlen=self.get(data, s, "maxlen", int, 0, _range(0, 65507)),
+        )
+
+    def cluster(self, data: dict[str, Any]) -> ClusterSettings:
+        s = "cluster"
+        default = ClusterSettings()
+        known = tuple(default.__dataclass_fields__)
+        self.table(data, s, known)
+        values: dict[str, Any] = {}
+        for key in known:
+            current = getattr(default, key)
+            if key == "agent":
+                values[key] = self.get(data, s, key, str, current,
+                                       lambda v: None if v in ("saru", "ldirectord") else
+                                       'must be "saru" (ocf:saru:director) or "ldirectord" '
+                                       "(ocf:heartbeat:ldirectord running saru-ldirectord)")
+            elif key == "vipcheck_agent":
+                values[key] = self.get(data, s, key, str, current,
+                                       lambda v: None if v in ("saru", "heartbeat") else
+                                       'must be "saru" (ocf:saru:VIPcheck) or "heartbeat" (ocf:heartbeat:VIPcheck)')
+            elif isinstance(current, int):
+                values[key] = self.get(data, s, key, int, current, _range(0, 86400))
+            else:
+                values[key] = self.get(data, s, key, str, current, _resource_name)
+        return ClusterSettings(**values)
+
+
+# --------------------------------------------------------------------------------------------------
+# value checks
+# --------------------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _closest(key: str, known: tuple[str, ...]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _range(low: float, high: float, message: str | None = None) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if low <= value <= high:
+            return None
+        return message or f"{value} is out of range ({low:g}-{high:g})"
+    return check
+
+
+def _interval(value: float) -> str | None:
+    if not 0.01 <= value <= 40.95:
+        return f"{value:g} s is out of range: VRRPv3 advertises in centiseconds, 0.01-40.95 s"
+    if abs(round(value * 100) - value * 100) > 1e-6:
+        return f"{value:g} s is not a whole number of centiseconds (VRRPv3's unit)"
+    return None
+
+
+def _interface_name(value: str) -> str | None:
+    if not value or len(value) > 15 or "/" in value or value.strip() != value:
+        return f"{value!r} is not a network interface name"
+    return None
+
+
+def _ip_problem(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
+
+
+def _multicast_problem(value: str) -> str | None:
+    try:
+        if ipaddress.ip_address(value).is_multicast:
+            return None
+    except ValueError:
+        pass
+    return f"{value!r} is not a multicast address"
+
+
+def _resource_name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        return None
+    return f"{value!r} is not a valid Pacemaker resource id"
