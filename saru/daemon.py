@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +39,7 @@ from saru.monitor import Monitor
 from saru.monitorfile import MonitorFile
 from saru.narrate import narrate
 from saru.planner import desired_table, dest_port, fallback_active, real_ref
-from saru.tablecodec import key_to_dict, op_from_dict, table_to_list
+from saru.tablecodec import key_from_dict, key_to_dict, op_from_dict, table_to_list
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0
@@ -54,6 +55,9 @@ class DaemonOptions:
     debug: bool = False
     rise: int = 1
     watch_interval: float = 1.0  # how often the config file is stat()ed for autoreload/callback
+    #: called once when every real has its first verdict and the table is applied (daemonising
+    #: front ends such as ``saru-ldirectord start`` return to their caller then)
+    on_ready: Callable[[], None] | None = None
 
 
 class Daemon:
@@ -133,6 +137,8 @@ class Daemon:
             "stop": self._cmd_stop,
             "stats": self._cmd_stats,
             "apply": self._cmd_apply,
+            "zero": self._cmd_zero,
+            "connections": self._cmd_connections,
         })
         try:
             await self.control.start()
@@ -167,6 +173,8 @@ class Daemon:
         self.ready.set()
         self.state = "running"
         self.emit(DaemonEvent("All real servers checked; table in line with health"))
+        if self.options.on_ready is not None:
+            self.options.on_ready()
 
     async def _shutdown(self) -> None:
         self.state = "stopping"
@@ -403,6 +411,28 @@ class Daemon:
              "dests": [{"address": a, "port": p, "counters": asdict(d)} for (a, p), d in s.dests.items()]}
             for key, s in stats.items()
         ]}
+
+    async def _cmd_zero(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``saru ipvsadm -Z [-t|-u|-f service]``: reset counters."""
+        assert self.dataplane is not None
+        try:
+            key = key_from_dict(request["service"]) if request.get("service") else None
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"malformed service: {exc}"}
+        try:
+            await self.dataplane.zero(key)
+        except DataplaneError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"zeroed": True}
+
+    async def _cmd_connections(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """``saru ipvsadm -L -c``: the plane's connection entries."""
+        assert self.dataplane is not None
+        try:
+            entries = await self.dataplane.connections()
+        except DataplaneError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"connections": [asdict(e) for e in entries]}
 
     async def _cmd_apply(self, request: dict[str, Any]) -> dict[str, Any]:
         """Manual table changes (``saru ipvsadm``): applied as one batch and logged; a service the

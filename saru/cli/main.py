@@ -21,6 +21,10 @@ COMMAND_MODULES = (
     "saru.cli.control",
     "saru.cli.ipvsadm",
     "saru.cli.demo",
+    "saru.cli.failover_test",
+    "saru.cli.cluster",
+    "saru.cli.realserver",
+    "saru.cli.doctor",
 )
 
 

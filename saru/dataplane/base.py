@@ -49,6 +49,18 @@ class DestStats:
     bytes_out: int = 0
 
 
+@dataclass(frozen=True)
+class ConnEntry:
+    """One connection the plane tracks (``ipvsadm -L -c``): who, through which virtual, to which real."""
+
+    protocol: str  # "TCP" / "UDP"
+    client: tuple[str, int]
+    virtual: tuple[str, int]
+    dest: tuple[str, int]
+    state: str  # ipvsadm's names: ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, NONE (UDP), …
+    expires: float  # seconds until the entry expires
+
+
 @dataclass
 class ServiceStats:
     connections: int = 0
@@ -81,3 +93,11 @@ class Dataplane(abc.ABC):
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         """Per-service and per-destination counters (empty when the plane has none)."""
         return {}
+
+    async def zero(self, key: ServiceKey | None = None) -> None:
+        """Reset the counters of one service, or of all (``ipvsadm -Z``)."""
+        raise DataplaneError(f"the {self.capabilities.name} data plane cannot zero its counters")
+
+    async def connections(self) -> list[ConnEntry]:
+        """The connection entries (``ipvsadm -L -c``); empty when the plane keeps none."""
+        raise DataplaneError(f"the {self.capabilities.name} data plane does not list connections")
