@@ -345,8 +345,7 @@ class _Reader:
         return HASettings(
             mode=mode, interface=interface, vips=tuple(vips),
             virtual_router_id=self.get(data, s, "virtual_router_id", int, 51, _range(1, 255)),
-            priority=self.get(data, s, "priority", int, 100, _range(1, 254, "255 is reserved for the address "
-                                                                            "owner; use 1-254")),
+            priority=self.get(data, s, "priority", int, 100, _priority),
             advert_interval=self.get(data, s, "advert_interval", float, 0.1, _interval),
             preempt=self.get(data, s, "preempt", bool, False),
             preempt_delay=self.get(data, s, "preempt_delay", float, 0.0, _range(0, 1000)),
@@ -448,12 +447,18 @@ def _closest(key: str, known: tuple[str, ...]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def _range(low: float, high: float, message: str | None = None) -> Callable[[Any], str | None]:
+def _range(low: float, high: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if low <= value <= high:
             return None
-        return message or f"{value} is out of range ({low:g}-{high:g})"
+        return f"{value} is out of range ({low:g}-{high:g})"
     return check
+
+
+def _priority(value: int) -> str | None:
+    if value == 255:
+        return "255 is reserved for the address owner; use 1-254"
+    return _range(1, 254)(value)
 
 
 def _interval(value: float) -> str | None:

@@ -135,3 +135,36 @@ def test_installed_script(tmp_path: Path) -> None:
     bad = write(tmp_path, "checktimeout=never\n")
     failed = subprocess.run([str(SARU), "check-config", str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and f"{bad}:1: invalid check timeout" in failed.stderr
+
+
+EXAMPLE_SETTINGS = ROOT / "packaging" / "examples" / "saru.toml"
+
+
+def test_settings_example_and_the_cf_it_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE_SETTINGS)]) == 0
+    out = capsys.readouterr().out
+    assert "OK (settings; HA vrrp on eth0)" in out
+    assert f"{GUIDE}: OK (1 virtual services, 2 real servers)" in out
+
+
+def test_settings_json_has_both_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--json", str(EXAMPLE_SETTINGS)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["settings"]["ha"]["vips"] == ["192.168.5.55/24"]
+    assert document["settings"]["ha"]["ping"]["hosts"] == ["192.168.5.1"]
+    assert document["config"]["virtuals"][0]["address"] == "192.168.5.55"
+
+
+def test_bad_settings_exit_2_with_file_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, '[ha]\ninterface = "eth0"\nvips = ["10.0.0.1/24"]\npriority = 0\n', "saru.toml")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:4: [ha] priority: 0 is out of range (1-254)" in err
+    assert f"{path}: 1 error" in err
+
+
+def test_settings_naming_a_broken_cf_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cf = write(tmp_path, "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 bogus\n")
+    path = write(tmp_path, f'[director]\nconfig = "{cf.name}"\n', "saru.toml")
+    assert main(["check-config", str(path)]) == 2
+    assert f"{cf}:2:" in capsys.readouterr().err
