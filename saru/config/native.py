@@ -457,8 +457,10 @@ def _range(low: float, high: float) -> Callable[[Any], str | None]:
 
 def _priority(value: int) -> str | None:
     if value == 255:
-        return "255 is reserved for the address owner; use 1-254"
-    return _range(1, 254)(value)
+        return "255 is reserved for the address owner; use 1-253"
+    if value == 254:
+        return "254 is what a takeover (saru failover-test --back) advertises; use 1-253"
+    return _range(1, 253)(value)
 
 
 def _interval(value: float) -> str | None:

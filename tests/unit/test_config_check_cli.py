@@ -159,7 +159,7 @@ def test_bad_settings_exit_2_with_file_line(tmp_path: Path, capsys: pytest.Captu
     path = write(tmp_path, '[ha]\ninterface = "eth0"\nvips = ["10.0.0.1/24"]\npriority = 0\n', "saru.toml")
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}:4: [ha] priority: 0 is out of range (1-254)" in err
+    assert f"{path}:4: [ha] priority: 0 is out of range (1-253)" in err
     assert f"{path}: 1 error" in err
 
 
