@@ -1,0 +1,148 @@
+"""Ethernet frames of ``saru doctor``'s active probes, built and parsed byte by byte (pure, no I/O).
+
+* IPv4 and IPv6 packets carrying a TCP SYN/RST or an ICMP(v6) echo request, and the replies (SYN-ACK,
+  RST, echo reply) parsed back with the Ethernet source address — which is how the probe tells *which host*
+  sent the reply (the real itself, or some router on another path).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+def mac_bytes(mac: str) -> bytes:
+    data = bytes(int(part, 16) for part in mac.split(":"))
+    if len(data) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    return data
+
+
+def mac_text(data: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in data)
+
+
+def ethernet(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
+    return mac_bytes(dst) + mac_bytes(src) + struct.pack("!H", ethertype) + payload
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+# -- IPv4, TCP, ICMP --------------------------------------------------------------------------------
+
+
+def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def ipv4(src: str, dst: str, protocol: int, payload: bytes, ident: int = 0, ttl: int = 64) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, ttl, protocol, 0,
+                         ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + payload
+
+
+def ipv6(src: str, dst: str, next_header: int, payload: bytes, hop_limit: int = 64) -> bytes:
+    return struct.pack("!IHBB", 6 << 28, len(payload), next_header, hop_limit) + \
+        ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + payload
+
+
+def ip_packet(src: str, dst: str, protocol: int, payload: bytes, ident: int = 0) -> bytes:
+    """An IPv4 or IPv6 packet, by the family of the addresses."""
+    if _addr(src).version == 4:
+        return ipv4(src, dst, protocol, payload, ident)
+    return ipv6(src, dst, protocol, payload)
+
+
+def pseudo_header(src: str, dst: str, protocol: int, length: int) -> bytes:
+    a, b = _addr(src), _addr(dst)
+    if a.version == 4:
+        return a.packed + b.packed + struct.pack("!BBH", 0, protocol, length)
+    return a.packed + b.packed + struct.pack("!I3xB", length, protocol)
+
+
+def tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int, window: int = 64240) -> bytes:
+    """A TCP segment without options, checksummed over the IPv4 or IPv6 pseudo-header."""
+    segment = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags,
+                          window, 0, 0)
+    total = checksum(pseudo_header(src, dst, 6, len(segment)) + segment)
+    return segment[:16] + struct.pack("!H", total) + segment[18:]
+
+
+def icmp_echo(ident: int, seq: int, payload: bytes = b"saru doctor") -> bytes:
+    message = struct.pack("!BBHHH", 8, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
+    return message[:2] + struct.pack("!H", checksum(message)) + message[4:]
+
+
+def icmpv6_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"saru doctor") -> bytes:
+    message = struct.pack("!BBHHH", 128, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
+    total = checksum(pseudo_header(src, dst, 58, len(message)) + message)
+    return message[:2] + struct.pack("!H", total) + message[4:]
+
+
+def echo_request(src: str, dst: str, ident: int, seq: int = 1) -> tuple[int, bytes]:
+    """(protocol number, ICMP or ICMPv6 echo request) for the family of the addresses."""
+    if _addr(src).version == 4:
+        return 1, icmp_echo(ident, seq)
+    return 58, icmpv6_echo(src, dst, ident, seq)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An IPv4 packet received: who sent the frame, addresses, and what it says."""
+
+    src_mac: str
+    dst_mac: str
+    src: str
+    dst: str
+    kind: str  # "syn-ack", "rst", "tcp", "echo-reply", "icmp", "other"
+    sport: int = 0
+    dport: int = 0
+    seq: int = 0
+    ack: int = 0
+    ident: int = 0
+
+
+def parse_ip(frame: bytes) -> Reply | None:
+    """The IPv4 or IPv6 packet in an Ethernet frame, classified (None if neither, or truncated).
+    IPv6 extension headers are not followed (replies to our probes carry none)."""
+    if len(frame) < 34:
+        return None
+    ethertype = struct.unpack("!H", frame[12:14])[0]
+    packet = frame[14:]
+    macs = (mac_text(frame[6:12]), mac_text(frame[0:6]))
+    if ethertype == ETH_P_IP:
+        ihl = (packet[0] & 0x0F) * 4
+        if packet[0] >> 4 != 4 or ihl < 20 or len(packet) < ihl:
+            return None
+        protocol, body = packet[9], packet[ihl:]
+        src, dst = str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
+        echo_reply, icmp = 0, 1
+    elif ethertype == ETH_P_IPV6 and len(packet) >= 40 and packet[0] >> 4 == 6:
+        protocol, body = packet[6], packet[40:]
+        src, dst = str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40]))
+        echo_reply, icmp = 129, 58
+    else:
+        return None
+    if protocol == 6 and len(body) >= 20:
+        sport, dport, seq, ack, _, flags = struct.unpack("!HHIIBB", body[:14])
+        kind = ("rst" if flags & TCP_RST else
+                "syn-ack" if flags & TCP_SYN and flags & TCP_ACK else "tcp")
+        return Reply(macs[0], macs[1], src, dst, kind, sport, dport, seq, ack)
+    if protocol == icmp and len(body) >= 8:
+        kind = "echo-reply" if body[0] == echo_reply else "icmp"
+        ident = struct.unpack("!H", body[4:6])[0]
+        return Reply(macs[0], macs[1], src, dst, kind, ident=ident)
+    return Reply(macs[0], macs[1], src, dst, "other")
