@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
-	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils tcpdump
+	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks.)
 
