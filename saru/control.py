@@ -21,7 +21,11 @@ MAX_REQUEST = 64 * 1024
 
 
 def runtime_dir() -> Path:
-    """Where sockets and pid files live by default: /run/saru (root) or a per-user directory."""
+    """Where sockets and pid files live by default: ``$SARU_RUNTIME_DIR``, else /run/saru (root) or a
+    per-user directory."""
+    override = os.environ.get("SARU_RUNTIME_DIR")
+    if override:
+        return Path(override)
     if os.geteuid() == 0:
         return Path("/run/saru")
     xdg = os.environ.get("XDG_RUNTIME_DIR")

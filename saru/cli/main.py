@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "saru.cli.cluster",
     "saru.cli.realserver",
     "saru.cli.doctor",
+    "saru.cli.vipcheck",
 )
 
 
