@@ -1,0 +1,1 @@
+"""Pacemaker integration: the guide's cluster configuration generated from saru.toml (``crm``)."""

@@ -1,0 +1,1 @@
+"""Tests against real cluster software (Pacemaker/Corosync, keepalived) in network namespaces."""
