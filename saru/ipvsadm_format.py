@@ -1,8 +1,9 @@
 """ipvsadm's text formats for a Saru table: ``-L -n`` listings (plain, ``--stats``, ``--rate``,
-``--thresholds``, ``--persistent-conn``) and ``-S`` rules, printf for printf (ipvsadm 1.31).
+``--thresholds``, ``--persistent-conn``), ``-S`` rules, ``-L -n -c`` connection entries and
+``-L --daemon`` sync daemons, printf for printf (ipvsadm 1.31).
 
-Pure functions over ``Table`` and ``ServiceStats``; ``saru ipvsadm`` prints them for whichever data
-plane runs.
+Pure functions over ``Table``, ``ServiceStats``, ``ConnEntry`` and ``SyncDaemon``; ``saru ipvsadm``
+prints them for whichever data plane runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import replace
 
-from saru.dataplane.base import DestStats, ServiceStats
+from saru.dataplane.base import ConnEntry, DestStats, ServiceStats
+from saru.dataplane.ipvs_sync import SyncDaemon
 from saru.diff import describe_op
 from saru.model import FORWARD_NAMES, AddDest, AddService, Dest, Service, ServiceKey, Table
 
@@ -162,4 +164,47 @@ def format_rules(table: Table) -> str:
         lines.append(describe_op(AddService(key, settings)))
         dests = sorted(service.dests.values(), key=dest_sort_key)
         lines.extend(describe_op(AddDest(key, dest), save_format=True) for dest in dests)
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _conn_hostport(address: str, port: int) -> str:
+    """addrport_to_anyname with -n: ``a.b.c.d:port`` or ``[v6]:port``."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def format_connections(entries: list[ConnEntry], persistent_conn: bool = False) -> str:
+    """``ipvsadm -L -n -c`` (list_conn / print_conn): a header and one line per entry, in order.
+    Saru's entries carry no persistence-engine data, so ``--persistent-conn`` only changes the
+    header, as ipvsadm does for entries without it."""
+    lines = ["IPVS connection entries"]
+    if persistent_conn:
+        lines.append(f"pro expire {'state':<11} {'source':<18} {'virtual':<18} {'destination':<18} "
+                     f"{'pe name':<16} pe_data")
+    else:
+        lines.append(f"pro expire {'state':<11} {'source':<18} {'virtual':<18} destination")
+    for e in entries:
+        expires = max(0, int(e.expires))
+        expire = f"{expires // 60:02d}:{expires % 60:02d}"
+        lines.append(f"{e.protocol:<3} {expire:<6} {e.state:<11} {_conn_hostport(*e.client):<18} "
+                     f"{_conn_hostport(*e.virtual):<18} {_conn_hostport(*e.dest)}")
+    return "\n".join(lines) + "\n"
+
+
+def format_daemons(daemons: list[SyncDaemon]) -> str:
+    """``ipvsadm -L --daemon`` (list_daemon): one line per running sync daemon, master first."""
+    lines = []
+    for role in ("master", "backup"):
+        for d in daemons:
+            if d.role != role:
+                continue
+            text = f"{d.role} sync daemon (mcast={d.interface}, syncid={d.syncid}"
+            if d.maxlen:
+                text += f", maxlen={d.maxlen}"
+            if d.mcast_group:
+                text += f", group={d.mcast_group}"
+            if d.port:
+                text += f", port={d.port}"
+            if d.ttl:
+                text += f", ttl={d.ttl}"
+            lines.append(text + ")")
     return "".join(f"{line}\n" for line in lines)

@@ -1,10 +1,16 @@
 """``saru ipvsadm``: ipvsadm's command line for whichever data plane runs.
 
-Lists (``-L -n`` with ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``, ``--exact``),
-saves (``-S``) and restores (``-R``) the table, and edits it (``-A -E -D -a -e -d -C``) in ipvsadm's
-words and formats. By default it talks to the running daemon through its control socket
-(``--config FILE`` or ``--control PATH`` say which); ``--dataplane ipvs|nft`` works on the kernel
-directly, without a daemon — the guide's "manual LVS setup" step.
+Lists (``-L -n`` with ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``, ``--exact``;
+``-L -n -c`` connection entries), saves (``-S``) and restores (``-R``) the table, edits it
+(``-A -E -D -a -e -d -C``) and zeroes its counters (``-Z``) in ipvsadm's words and formats. By
+default it talks to the running daemon through its control socket (``--config FILE`` or
+``--control PATH`` say which); ``--dataplane ipvs|nft`` works on the kernel directly, without a
+daemon — the guide's "manual LVS setup" step.
+
+The IPVS connection-sync daemons (``--start-daemon master|backup`` with ``--mcast-interface``,
+``--syncid``, ``--mcast-group``, ``--mcast-port``, ``--mcast-ttl``, ``--sync-maxlen``;
+``--stop-daemon``; ``-L --daemon``) are kernel threads: these options always talk to the kernel's
+IPVS directly, daemon or not. Host and service names are never resolved: listings are numeric.
 
 As with ipvsadm, a direct-routing or tunnelling destination of a TCP/UDP service gets the service's
 port, ``-s`` defaults to ``wlc``, the forwarding method to ``-g`` and the weight to 1.
@@ -18,13 +24,13 @@ import ipaddress
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saru.cli.common import control_path
 from saru.control import request
-from saru.dataplane.base import Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.select import select_dataplane
-from saru.ipvsadm_format import format_listing, format_rules
+from saru.ipvsadm_format import format_connections, format_daemons, format_listing, format_rules
 from saru.model import (
     AddDest,
     AddService,
@@ -38,13 +44,14 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
-from saru.tablecodec import op_to_dict, table_from_list
+from saru.tablecodec import key_to_dict, op_to_dict, table_from_list
+
+if TYPE_CHECKING:
+    from saru.dataplane.ipvs_sync import SyncDaemon
 
 EXIT_USAGE = 2
 EXIT_FAILED = 255
-
-CONNECTION_HEADER = ("IPVS connection entries\n"
-                     "pro expire state       source             virtual            destination")
+DEFAULT_MCAST_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN
 
 
 class UsageError(Exception):
@@ -95,6 +102,16 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", action="store_true")
     parser.add_argument("--thresholds", action="store_true")
     parser.add_argument("--persistent-conn", action="store_true")
+    sync = parser.add_argument_group("connection synchronisation (the kernel's sync daemons)")
+    sync.add_argument("--start-daemon", choices=("master", "backup"))
+    sync.add_argument("--stop-daemon", choices=("master", "backup"))
+    sync.add_argument("--daemon", action="store_true", help="with -L: list the sync daemons")
+    sync.add_argument("--mcast-interface", metavar="INTERFACE")
+    sync.add_argument("--syncid", type=int, metavar="SID")
+    sync.add_argument("--mcast-group", metavar="ADDRESS")
+    sync.add_argument("--mcast-port", type=int, metavar="PORT")
+    sync.add_argument("--mcast-ttl", type=int, metavar="TTL")
+    sync.add_argument("--sync-maxlen", type=int, metavar="SIZE")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -285,6 +302,73 @@ class Target:
         else:
             await self._ask("apply", ops=[op_to_dict(op) for op in ops])
 
+    async def zero(self, key: ServiceKey | None) -> None:
+        if self.plane is not None:
+            await self.plane.zero(key)
+        else:
+            await self._ask("zero", service=key_to_dict(key) if key is not None else None)
+
+    async def connections(self) -> list[ConnEntry]:
+        if self.plane is not None:
+            return await self.plane.connections()
+        answer = await self._ask("connections")
+        return [ConnEntry(protocol=e["protocol"], client=tuple(e["client"]),  # type: ignore[arg-type]
+                          virtual=tuple(e["virtual"]), dest=tuple(e["dest"]),  # type: ignore[arg-type]
+                          state=e["state"], expires=float(e["expires"]))
+                for e in answer["connections"]]
+
+    async def ipvs(self) -> Dataplane:
+        """The kernel's IPVS, for the sync daemons (whatever plane the daemon runs)."""
+        if self.args.dataplane == "nft":
+            raise OperationError("sync daemons are part of IPVS, not of the nftables data plane")
+        if self.plane is not None:
+            return self.plane
+        self.plane, _ = select_dataplane("ipvs")
+        await self.plane.start()
+        return self.plane
+
+
+def sync_daemon(args: argparse.Namespace) -> SyncDaemon:
+    """``--start-daemon``'s daemon, checked like ipvsadm checks it."""
+    from saru.dataplane.ipvs_sync import SyncDaemon
+
+    if args.syncid is not None and not 0 <= args.syncid <= 255:
+        raise UsageError("illegal syncid specified")
+    if args.mcast_port is not None and not 1 <= args.mcast_port <= 65535:
+        raise UsageError("illegal mcast-port specified")
+    if args.mcast_ttl is not None and not 1 <= args.mcast_ttl <= 255:
+        raise UsageError("illegal mcast-ttl specified")
+    if args.sync_maxlen is not None and not 1 <= args.sync_maxlen <= 65535 - 20 - 8:
+        raise UsageError("illegal sync-maxlen specified")
+    group = args.mcast_group
+    if group is not None:
+        try:
+            if not ipaddress.ip_address(group).is_multicast:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"invalid IPv{6 if ':' in group else 4} mcast-group `{group}'") from None
+    role = args.start_daemon or args.stop_daemon
+    return SyncDaemon(role=role, interface=args.mcast_interface or DEFAULT_MCAST_INTERFACE,
+                      syncid=args.syncid or 0, maxlen=args.sync_maxlen or 0, mcast_group=group,
+                      port=args.mcast_port or 0, ttl=args.mcast_ttl or 0)
+
+
+async def sync_command(args: argparse.Namespace, target: Target) -> int:
+    from saru.dataplane import ipvs_sync
+
+    if args.start_daemon and args.stop_daemon:
+        raise UsageError("give only one of --start-daemon, --stop-daemon")
+    if args.start_daemon or args.stop_daemon:
+        daemon = sync_daemon(args)
+        plane = await target.ipvs()
+        if args.start_daemon:
+            await ipvs_sync.start_daemon(plane, daemon)
+        else:
+            await ipvs_sync.stop_daemon(plane, daemon.role, daemon.interface, daemon.syncid)
+        return 0
+    print(format_daemons(await ipvs_sync.read_daemons(await target.ipvs())), end="")
+    return 0
+
 
 def listing_mode(args: argparse.Namespace) -> str:
     for mode in ("stats", "rate", "thresholds", "persistent_conn"):
@@ -295,9 +379,14 @@ def listing_mode(args: argparse.Namespace) -> str:
 
 async def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     async with Target(args) as target:
-        if args.cmd_L or args.cmd_L2 or not any(getattr(args, f"cmd_{c}") for c in "AEDCRSaedZ"):
+        listing = args.cmd_L or args.cmd_L2
+        if args.start_daemon or args.stop_daemon or (args.daemon and listing):
+            return await sync_command(args, target)
+        if listing or not any(getattr(args, f"cmd_{c}") for c in "AEDCRSaedZ"):
             if args.connection:
-                print(CONNECTION_HEADER)
+                if args.stats or args.rate or args.thresholds:
+                    raise UsageError("options conflicts in the list command")
+                print(format_connections(await target.connections(), args.persistent_conn), end="")
                 return 0
             table = await target.table()
             only = service_key(args)
@@ -309,7 +398,8 @@ async def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             print(format_rules(await target.table()), end="")
             return 0
         if args.cmd_Z:
-            raise OperationError("zeroing counters is not supported by this data plane yet")
+            await target.zero(service_key(args))
+            return 0
         table = await target.table()
         if args.cmd_R:
             ops = restore_ops(sys.stdin.read().splitlines(), table, parser)

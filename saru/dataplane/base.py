@@ -57,7 +57,7 @@ class ConnEntry:
     client: tuple[str, int]
     virtual: tuple[str, int]
     dest: tuple[str, int]
-    state: str  # ipvsadm's names: ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, NONE (UDP), …
+    state: str  # ipvsadm: ESTABLISHED, SYN_RECV, FIN_WAIT, CLOSE_WAIT, TIME_WAIT, CLOSE, UDP, NONE (templates)
     expires: float  # seconds until the entry expires
 
 

@@ -1,47 +1,49 @@
 """The IPVS data plane: the Linux kernel's virtual server table, programmed over generic netlink.
 
-Talks to the kernel's "IPVS" genl family through pyroute2's ``AsyncIPVSSocket`` (family lookup,
-sequence numbers, acks, errors as ``NetlinkError``); pyroute2 is imported only when the plane
-starts, so probing and ``--help`` stay fast. The attributes are packed and unpacked by the pure
-functions of ``ipvs_codec`` (pyroute2's generic codec cost ~0.3 ms per message on the host and
-dominated bulk changes), which also plans validation and rollback; this module does the I/O.
+Talks to the kernel's "IPVS" genl family through ``ipvs_netlink.GenlSocket`` (a stdlib netlink
+socket: no pyroute2, nothing to import at start-up). The attributes are packed and unpacked by the
+pure functions of ``ipvs_codec``, which also plans validation and rollback; this module does the I/O.
 
 * ``read`` dumps every service and its destinations — Saru's and anybody else's; the daemon's diff
   only touches the services it owns.
-* ``apply`` validates the whole batch first (nothing is sent if one op is malformed), reads the
-  state of the services the batch edits or deletes (one dump per such service, never one per op),
-  then sends the ops in order, one netlink request each, ``WINDOW`` requests ahead of their acks.
-  IPVS has no transactions: when an op fails, the ops of this batch that succeeded (including
-  any later ones of the same window) are undone in reverse order (best effort: a deleted service
-  comes back with its destinations but with zeroed counters), and ``DataplaneError`` is raised
-  naming the failed op and the kernel's reason. A cancelled caller does not cut a batch short.
+* ``apply`` validates the whole batch first (nothing is sent if one op is malformed), then sends
+  the ops in order, many per system call (``GenlSocket.batch``: only each chunk's last request is
+  acked; failures are reported by the kernel anyway). IPVS has no transactions: when an op fails,
+  the ops of this batch that succeeded (including later ones of the same chunk) are undone in
+  reverse order (best effort: a deleted service comes back with its destinations but with zeroed
+  counters), and ``DataplaneError`` is raised naming the failed op and the kernel's reason. The
+  state an undo needs (old settings, old destinations) comes from the table this plane last read
+  or applied — nothing is read before a batch — and is re-read (only the services concerned)
+  after a failure or when the plane never read the table. A cancelled caller does not cut a
+  batch short; big batches run in a thread so that the event loop keeps serving.
+  Many destination changes of a wrr or mh service are made under rr, the service's scheduler
+  coming back right after them (``ipvs_codec.with_cheap_scheduler``): those kernel schedulers
+  rebuild their state over all destinations on every change, which made N changes cost O(N²).
 * ``stats`` reads the 64-bit counters (connections, bytes) and the active/inactive connection
   counts of every destination; the kernel refreshes totals every 2 s (its rate estimator).
+  ``zero`` resets them (``ipvsadm -Z``); ``connections`` reads the connection entries from
+  /proc/net/ip_vs_conn, as ipvsadm does for ``-L -c``.
+* ``netlink_request`` / ``netlink_dump`` give other IPVS commands (the sync daemons,
+  ``ipvs_sync``) the plane's socket.
 * ``available()`` tells whether this kernel has IPVS: ``/proc/net/ip_vs`` exists once the ip_vs
   module is loaded; like ipvsadm, Saru runs ``modprobe ip_vs`` once when the module is installed
   but not loaded.
-
-pyroute2's ``"update"`` verb sends a DELETE (pyroute2 0.9.7); this module never uses pyroute2's
-verbs at all and builds SET requests itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import functools
-import importlib.util
 import os
 import shutil
-import struct
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from saru.dataplane import ipvs_codec as codec
-from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, DestStats, ServiceStats
-from saru.diff import describe_op
+from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.ipvs_netlink import GenlSocket, NetlinkError, run_in_netns
+from saru.diff import OpError, apply_ops, describe_op
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 
 CAPABILITIES = Capabilities(
@@ -56,8 +58,9 @@ CAPABILITIES = Capabilities(
 )
 
 PROC_IP_VS = Path("/proc/net/ip_vs")
-#: Requests sent before their acks are read (IPVS handles them in order; acks queue meanwhile).
-WINDOW = 64
+PROC_IP_VS_CONN = Path("/proc/net/ip_vs_conn")
+#: Batches with more requests than this are sent from a worker thread.
+THREADED_BATCH = 256
 CAP_NET_ADMIN = 12
 
 ERRNO_REASONS = {
@@ -111,87 +114,23 @@ def describe_error(exc: BaseException, op: Op | None = None) -> str:
     return str(exc) or type(exc).__name__
 
 
-@functools.cache
-def _packed_message_class() -> Any:
-    """pyroute2's ipvsmsg with attributes packed by ``ipvs_codec`` (its documented encode() hook)."""
-    from pyroute2.netlink.generic.ipvs import ipvsmsg
-
-    class PackedIpvsMsg(ipvsmsg):  # type: ignore[misc]
-        payload = b""
-
-        def encode(self) -> None:
-            header = self["header"]
-            body = struct.pack("=BBH", self["cmd"], self["version"], 0) + self.payload
-            head = struct.pack("=IHHII", 16 + len(body), header["type"], header["flags"],
-                               header["sequence_number"], header["pid"])
-            self.data = bytearray(head + body)
-            self.length = len(self.data)
-
-    return PackedIpvsMsg
-
-
-class _Netlink:
-    """One pyroute2 generic-netlink socket bound to the IPVS family."""
-
-    def __init__(self) -> None:
-        from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
-        from pyroute2.netlink.generic.ipvs import AsyncIPVSSocket
-
-        self._msg_class = _packed_message_class()
-        self._sock = AsyncIPVSSocket()
-        self._dump_flags = NLM_F_REQUEST | NLM_F_DUMP
-        self._ack_flags = NLM_F_REQUEST | NLM_F_ACK
-        self._create_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-
-    async def open(self) -> None:
-        await self._sock.setup_endpoint()
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def _message(self, cmd: int, attrs: codec.Attrs) -> Any:
-        msg = self._msg_class()
-        msg["cmd"] = cmd
-        msg["version"] = 1
-        msg.payload = codec.pack_attrs(attrs)
-        return msg
-
-    async def send(self, req: codec.Request) -> AsyncIterator[Any]:
-        """Send one request; the returned replies end with its ack (or raise its error)."""
-        flags = self._create_flags if req.create else self._ack_flags
-        replies: AsyncIterator[Any] = await self._sock.nlm_request(
-            self._message(req.cmd, req.attrs), msg_type=self._sock.prid, msg_flags=flags
-        )
-        return replies
-
-    @staticmethod
-    async def wait(replies: AsyncIterator[Any]) -> None:
-        async for _ in replies:
-            pass
-
-    async def dump(self, cmd: int, attrs: codec.Attrs) -> list[bytes]:
-        """The raw bytes of each message of a dump (decoded by ``ipvs_codec``)."""
-        replies = await self._sock.nlm_request(
-            self._message(cmd, attrs), msg_type=self._sock.prid, msg_flags=self._dump_flags
-        )
-        return [bytes(m.data[m.offset : m.offset + m["header"]["length"]]) async for m in replies]
-
-
 class IpvsDataplane(Dataplane):
-    """Saru's forwarding table in the kernel's IPVS."""
+    """Saru's forwarding table in the kernel's IPVS (``netns``: a namespace file such as
+    ``/run/netns/NAME`` to work on that namespace's IPVS instead of this process's)."""
 
     capabilities = CAPABILITIES
 
-    def __init__(self) -> None:
-        self._nl: _Netlink | None = None
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._nl: GenlSocket | None = None
         self._lock = asyncio.Lock()
+        #: the services as last read or applied (rollback's "before" state); None = unknown
+        self._known: dict[ServiceKey, Service] | None = None
 
     # ------------------------------------------------------------------ availability and life cycle
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        if importlib.util.find_spec("pyroute2") is None:
-            return False, "pyroute2 is not installed (pip install 'pyroute2>=0.9.7')"
         if not PROC_IP_VS.exists() and _module_installed("ip_vs"):
             _try_modprobe("ip_vs")
         if not PROC_IP_VS.exists():
@@ -204,60 +143,54 @@ class IpvsDataplane(Dataplane):
         if self._nl is not None:
             return
         try:
-            nl = _Netlink()
-            await nl.open()
-        except ImportError as exc:
-            raise DataplaneError(f"pyroute2 is missing: {exc}") from exc
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if code == errno.ENOENT:
+            self._nl = GenlSocket("IPVS", self.netns)
+        except OSError as exc:
+            if getattr(exc, "code", None) == errno.ENOENT:
                 raise DataplaneError("no IPVS in this kernel (genl family IPVS not found)") from exc
             raise DataplaneError(f"cannot open the IPVS netlink socket: {describe_error(exc)}") from exc
-        self._nl = nl
 
     async def close(self) -> None:
         nl, self._nl = self._nl, None
+        self._known = None
         if nl is not None:
             nl.close()
 
-    def _netlink(self) -> _Netlink:
+    def _netlink(self) -> GenlSocket:
         if self._nl is None:
             raise DataplaneError("the IPVS data plane is not started")
         return self._nl
 
     # ------------------------------------------------------------------ reading
 
-    async def _dump_dests(self, key: ServiceKey) -> list[codec.Nla] | None:
+    def _dump_dests(self, key: ServiceKey) -> list[codec.Nla] | None:
         """The destinations of a service; None when the service vanished since it was listed."""
-        attrs = [("IPVS_CMD_ATTR_SERVICE", {"attrs": codec.service_key_attrs(key)})]
+        payload = codec.pack_attrs([("IPVS_CMD_ATTR_SERVICE", {"attrs": codec.service_key_attrs(key)})])
         try:
-            raws = await self._netlink().dump(codec.CMD_GET_DEST, attrs)
-        except Exception as exc:
-            if getattr(exc, "code", None) in (errno.ESRCH, errno.ENOENT):
+            raws = self._netlink().dump(codec.CMD_GET_DEST, payload)
+        except NetlinkError as exc:
+            if exc.code in (errno.ESRCH, errno.ENOENT):
                 return None
             raise
         dests = [codec.dumped(raw, 2) for raw in raws]
         return [d for d in dests if d is not None]
 
-    async def _dump_services(self) -> list[tuple[ServiceKey, codec.Nla]]:
+    def _dump_services(self) -> list[tuple[ServiceKey, codec.Nla]]:
         out = []
-        for raw in await self._netlink().dump(codec.CMD_GET_SERVICE, []):
+        for raw in self._netlink().dump(codec.CMD_GET_SERVICE):
             nla = codec.dumped(raw, 1)
             key = codec.decode_service_key(nla) if nla is not None else None
             if nla is not None and key is not None:
                 out.append((key, nla))
         return out
 
-    async def _read(
-        self, only: set[ServiceKey] | None = None, with_dests: set[ServiceKey] | None = None
-    ) -> Table:
+    def _read(self, only: set[ServiceKey] | None = None, with_dests: set[ServiceKey] | None = None) -> Table:
         services = []
-        for key, nla in await self._dump_services():
+        for key, nla in self._dump_services():
             if only is not None and key not in only:
                 continue
             dests = {}
             if with_dests is None or key in with_dests:
-                dumped = await self._dump_dests(key)
+                dumped = self._dump_dests(key)
                 if dumped is None:
                     continue
                 for dnla in dumped:
@@ -269,26 +202,28 @@ class IpvsDataplane(Dataplane):
     async def read(self) -> Table:
         async with self._lock:
             try:
-                return await self._read()
+                table = self._read()
             except DataplaneError:
                 raise
             except Exception as exc:
                 raise DataplaneError(f"reading the IPVS table failed: {describe_error(exc)}") from exc
+            self._known = dict(table.services)
+            return table
 
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         async with self._lock:
             try:
-                return await self._stats()
+                return self._stats()
             except DataplaneError:
                 raise
             except Exception as exc:
                 raise DataplaneError(f"reading IPVS statistics failed: {describe_error(exc)}") from exc
 
-    async def _stats(self) -> dict[ServiceKey, ServiceStats]:
+    def _stats(self) -> dict[ServiceKey, ServiceStats]:
         result: dict[ServiceKey, ServiceStats] = {}
-        for key, nla in await self._dump_services():
+        for key, nla in self._dump_services():
             total = codec.stats64(nla, codec.SVC_STATS64)
-            dumped = await self._dump_dests(key)
+            dumped = self._dump_dests(key)
             if dumped is None:
                 continue
             dests = {}
@@ -311,79 +246,119 @@ class IpvsDataplane(Dataplane):
             )
         return result
 
+    async def zero(self, key: ServiceKey | None = None) -> None:
+        """``ipvsadm -Z``: the kernel zeroes the counters of one service (and its destinations) or
+        of all, including the totals; rates restart from zero."""
+        payload = b""
+        if key is not None:
+            payload = codec.pack_attrs([("IPVS_CMD_ATTR_SERVICE", {"attrs": codec.service_key_attrs(key)})])
+        try:
+            await self.netlink_request(codec.CMD_ZERO, payload)
+        except NetlinkError as exc:
+            if exc.code in (errno.ESRCH, errno.ENOENT):
+                raise DataplaneError("No such service") from exc
+            raise DataplaneError(f"zeroing the IPVS counters failed: {describe_error(exc)}") from exc
+
+    async def connections(self) -> list[ConnEntry]:
+        """The kernel's connection entries, from /proc/net/ip_vs_conn as ipvsadm reads them (of
+        this plane's network namespace)."""
+        # /proc/net is /proc/self/net, the namespace of the process's main thread: a thread that
+        # entered another namespace reads its own through /proc/thread-self
+        path = PROC_IP_VS_CONN if self.netns is None else Path("/proc/thread-self/net/ip_vs_conn")
+        try:
+            text = await asyncio.to_thread(run_in_netns, self.netns, path.read_text)
+        except OSError as exc:
+            raise DataplaneError(f"cannot read {PROC_IP_VS_CONN}: {exc.strerror or exc}") from exc
+        return codec.parse_conn_table(text)
+
+    # ------------------------------------------------------------------ other IPVS commands
+
+    async def netlink_request(self, cmd: int, payload: bytes) -> None:
+        """One IPVS command with its ack (sync daemons, zero); raises NetlinkError."""
+        async with self._lock:
+            self._netlink().request(cmd, payload)
+
+    async def netlink_dump(self, cmd: int, payload: bytes = b"") -> list[bytes]:
+        """The raw messages of an IPVS dump (e.g. GET_DAEMON); raises NetlinkError."""
+        async with self._lock:
+            return self._netlink().dump(cmd, payload)
+
     # ------------------------------------------------------------------ writing
 
     async def apply(self, ops: Sequence[Op]) -> None:
         ops = list(ops)
         if not ops:
             return
-        requests = []
         for op in ops:
             try:
                 codec.validate(op)
-                requests.append(codec.request(op))
             except codec.InvalidOp as exc:
                 raise DataplaneError(f"{describe_op(op)}: {exc}") from exc
         # a cancelled caller must not leave half a batch behind: the batch runs to its end (or
         # its rollback) in a task of its own
-        task = asyncio.ensure_future(self._apply(ops, requests))
+        task = asyncio.ensure_future(self._apply(ops))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         await asyncio.shield(task)
 
-    async def _apply(self, ops: list[Op], requests: list[codec.Request]) -> None:
+    def _before(self, ops: list[Op]) -> dict[ServiceKey, Service]:
+        """The state of the services ``ops`` edit or delete, for their rollback: from what this
+        plane last read or applied, else read (only those services; destinations only where an
+        op edits or deletes one)."""
+        settings_keys, dest_keys = codec.needs_snapshot(ops)
+        needed = settings_keys | dest_keys
+        if not needed:
+            return {}
+        if self._known is not None:
+            return {key: self._known[key] for key in needed if key in self._known}
+        try:
+            return dict(self._read(only=needed, with_dests=dest_keys).services)
+        except Exception as exc:
+            raise DataplaneError(f"reading the IPVS table failed: {describe_error(exc)}") from exc
+
+    async def _apply(self, ops: list[Op]) -> None:
         async with self._lock:
             nl = self._netlink()
-            settings_keys, dest_keys = codec.needs_snapshot(ops)
-            before: Table = Table()
-            if settings_keys or dest_keys:
-                try:
-                    before = await self._read(only=settings_keys | dest_keys, with_dests=dest_keys)
-                except Exception as exc:
-                    raise DataplaneError(f"reading the IPVS table failed: {describe_error(exc)}") from exc
-            succeeded, failures = await self._send_all(nl, requests, stop_on_failure=True)
-            if failures:
-                index, exc = failures[0]
-                note = await self._rollback([ops[i] for i in succeeded], before)
-                op = ops[index]
-                raise DataplaneError(f"{describe_op(op)}: {describe_error(exc, op)}{note}") from exc
+            known = {key: service.settings for key, service in (self._known or {}).items()}
+            ops = codec.with_cheap_scheduler(ops, known)
+            requests = [codec.wire(op) for op in ops]
+            before = self._before(ops)
+            try:
+                if len(requests) > THREADED_BATCH:  # keep the event loop serving meanwhile
+                    failures = await asyncio.to_thread(nl.batch, requests)
+                else:
+                    failures = nl.batch(requests)
+            except OSError as exc:  # the socket itself failed: what the kernel did is unknown
+                self._known = None
+                raise DataplaneError(f"talking to IPVS failed after {nl.sent} of {len(requests)} "
+                                     f"request(s) were sent: {describe_error(exc)}") from exc
+            if not failures:
+                self._remember(ops)
+                return
+            failed = {index for index, _ in failures}
+            succeeded = [ops[i] for i in range(nl.sent) if i not in failed]
+            self._known = None  # re-read when next needed
+            note = self._rollback(succeeded, before)
+            index, exc = failures[0]
+            op = ops[index]
+            raise DataplaneError(f"{describe_op(op)}: {describe_error(exc, op)}{note}") from exc
 
-    @staticmethod
-    async def _send_all(
-        nl: _Netlink, requests: list[codec.Request], stop_on_failure: bool
-    ) -> tuple[list[int], list[tuple[int, Exception]]]:
-        """Send requests in windows of WINDOW before reading their acks (the kernel handles them in
-        order). Returns the indices that succeeded and the failures, both in order; with
-        ``stop_on_failure`` nothing is sent after the window that holds the first failure."""
-        succeeded: list[int] = []
-        failures: list[tuple[int, Exception]] = []
-        for start in range(0, len(requests), WINDOW):
-            sent = []
-            for index in range(start, min(start + WINDOW, len(requests))):
-                try:
-                    sent.append((index, await nl.send(requests[index])))
-                except Exception as exc:  # not sent at all (e.g. the socket is gone)
-                    failures.append((index, exc))
-                    if stop_on_failure:
-                        break
-            for index, replies in sent:
-                try:
-                    await nl.wait(replies)
-                    succeeded.append(index)
-                except Exception as exc:
-                    failures.append((index, exc))
-            failures.sort(key=lambda f: f[0])
-            if failures and stop_on_failure:
-                break
-        return succeeded, failures
+    def _remember(self, ops: list[Op]) -> None:
+        if self._known is None:
+            return
+        try:
+            self._known = dict(apply_ops(Table(self._known), ops).services)
+        except OpError:  # the kernel had changed behind our back: forget, re-read when needed
+            self._known = None
 
-    async def _rollback(self, done: Sequence[Op], before: Table) -> str:
+    def _rollback(self, done: Sequence[Op], before: dict[ServiceKey, Service]) -> str:
         """Undo ``done`` (best effort: an undo op that fails does not stop the others)."""
         if not done:
             return ""
-        plan = codec.rollback_plan(done, before.services)
-        _, failures = await self._send_all(
-            self._netlink(), [codec.request(op) for op in plan], stop_on_failure=False
-        )
+        plan = codec.rollback_plan(done, before)
+        try:
+            failures = self._netlink().batch([codec.wire(op) for op in plan], stop_after_failure=False)
+        except OSError as exc:
+            return f"; rolling back the {len(done)} op(s) of this batch that succeeded failed: {describe_error(exc)}"
         if failures:
             details = "; ".join(
                 f"{describe_op(plan[i])}: {describe_error(exc, plan[i])}" for i, exc in failures[:5]

@@ -27,9 +27,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.proxy_poll import READ, Poller
-from saru.dataplane.proxy_tcp import Counters, TcpListener, bind_socket
+from saru.dataplane.proxy_tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
 from saru.dataplane.proxy_udp import UdpListener
 from saru.dataplane.schedulers import SCHEDULERS, Balancer, check_settings
 from saru.diff import OpError, apply_ops
@@ -185,6 +185,52 @@ class ProxyDataplane(Dataplane):
             }
             result[key] = ServiceStats(c.connections, c.bytes_in, c.bytes_out, dests)
         return result
+
+    async def zero(self, key: ServiceKey | None = None) -> None:
+        """Reset the connection and byte totals (of one service, or all), like ``ipvsadm -Z``;
+        active and inactive connection counts are live state and stay."""
+        if key is not None and key not in self._services:
+            raise DataplaneError("No such service")
+        if self._poller is None:
+            self._zero(key)
+        else:
+            await self._poller.call(lambda: self._zero(key))
+
+    def _zero(self, key: ServiceKey | None) -> None:
+        for k, running in self._services.items():
+            if key is not None and k != key:
+                continue
+            c = running.counters
+            c.connections = c.bytes_in = c.bytes_out = 0
+            for d in running.balancer.dests.values():
+                d.connections = d.bytes_in = d.bytes_out = 0
+
+    async def connections(self) -> list[ConnEntry]:
+        """The relayed TCP connections and UDP flows (``ipvsadm -L -c``). The proxy has no idle
+        timeout on TCP connections, so they show 0 s to expiry; UDP flows show the time left of
+        their idle timeout."""
+        if self._poller is None:
+            return []
+        return await self._poller.call(self._connections)
+
+    def _connections(self) -> list[ConnEntry]:
+        assert self._poller is not None
+        now = time.monotonic()
+        out = []
+        for relay in list(self._poller.live):
+            if not isinstance(relay, TcpRelay) or relay.done:
+                continue
+            virtual = relay.listener.balancer.service  # (address, port), also of a deleted service
+            out.append(ConnEntry("TCP", (relay.addr[0], relay.addr[1]), (virtual[0], virtual[1]),
+                                 (relay.dest.address, relay.dest.port), relay_state(relay), 0.0))
+        for key, running in self._services.items():
+            listener = running.listener
+            if isinstance(listener, UdpListener):
+                for flow in listener.flows.values():
+                    left = max(0.0, listener.idle_timeout - (now - flow.last))
+                    out.append(ConnEntry("UDP", (flow.client[0], flow.client[1]), (key.address, key.port),
+                                         (flow.dest.address, flow.dest.port), "UDP", left))
+        return out
 
     async def apply(self, ops: Sequence[Op]) -> None:
         poller = self._ensure_started()

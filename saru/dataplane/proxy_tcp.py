@@ -71,6 +71,18 @@ def bind_socket(address: str, port: int, kind: int) -> socket.socket:
     return sock
 
 
+def relay_state(relay: TcpRelay) -> str:
+    """The relay's state in IPVS's words (``ipvsadm -L -c``): connecting to the real is SYN_RECV,
+    a client that sent its FIN is FIN_WAIT, a real that sent its FIN is CLOSE_WAIT."""
+    if relay.bsock is None or relay.poller.handlers.get(relay.bfd) == relay.on_connect:
+        return "SYN_RECV"
+    if relay.ceof:
+        return "FIN_WAIT"
+    if relay.beof:
+        return "CLOSE_WAIT"
+    return "ESTABLISHED"
+
+
 class TcpListener:
     """Accepts a service's clients and starts a relay for each."""
 

@@ -1,4 +1,5 @@
-"""``saru ipvsadm`` against a running daemon (proxy data plane): list, manual setup, save/restore."""
+"""``saru ipvsadm`` against a running daemon (proxy data plane): list, manual setup, save/restore,
+connection entries and zeroed counters."""
 
 from __future__ import annotations
 
@@ -57,3 +58,90 @@ def test_list_manual_setup_save_and_restore(nginx, tmp_path):
         assert stats.returncode == 0 and stats.stdout.splitlines()[0].split()[-1] == "OutBytes"
     finally:
         d.stop()
+
+
+def test_connections_and_zero_on_the_proxy_plane(nginx, tmp_path):
+    """``-L -n -c`` lists the proxy's relayed connections in ipvsadm's format; ``-Z`` zeroes totals."""
+    import re
+    import socket
+    import time
+
+    rs1 = nginx(name="rs1", files={CHECK: "up and running\n"})
+    port = free_port()
+    d = Director(tmp_path, config_text(tmp_path, port, [(rs1.port, 1)]))
+    try:
+        d.wait_ready()
+        for _ in range(3):
+            assert get(port, CHECK)[0] == 200
+        stats = ipvsadm(d, "-L", "-n", "--stats", "--exact")
+        service_line = next(line for line in stats.stdout.splitlines() if line.startswith("TCP"))
+        assert int(service_line.split()[2]) >= 3  # Conns
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            held.sendall(b"GET / HTTP/1.1\r\n")  # an unfinished request keeps the connection open
+            client = f"127.0.0.1:{held.getsockname()[1]}"
+            pattern = re.compile(rf"^TCP 00:00  ESTABLISHED {re.escape(client)}\s+127\.0\.0\.1:{port}\s+"
+                                 rf"127\.0\.0\.1:{rs1.port}$", re.M)
+            deadline = time.monotonic() + 10
+            while True:
+                listing = ipvsadm(d, "-L", "-n", "-c")
+                assert listing.returncode == 0, listing.stderr
+                if pattern.search(listing.stdout) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert listing.stdout.startswith(
+                "IPVS connection entries\n"
+                "pro expire state       source             virtual            destination\n")
+            assert pattern.search(listing.stdout), listing.stdout
+        finally:
+            held.close()
+        zero = ipvsadm(d, "-Z", "-t", f"127.0.0.1:{port}")
+        assert (zero.returncode, zero.stdout) == (0, ""), zero.stderr
+        stats = ipvsadm(d, "-L", "-n", "--stats", "--exact", "-t", f"127.0.0.1:{port}")
+        assert stats.stdout.splitlines()[2].split()[2:] == ["0"] * 5, stats.stdout
+        missing = ipvsadm(d, "-Z", "-t", "127.0.0.1:1")
+        assert (missing.returncode, missing.stderr.strip()) == (255, "No such service")
+        assert ipvsadm(d, "-Z").returncode == 0
+    finally:
+        d.stop()
+
+
+async def test_proxy_udp_flows_are_connection_entries():
+    """A UDP flow relayed by the proxy is an ``UDP`` entry counting down its idle timeout; ``zero``
+    resets the totals but not the flow."""
+    import asyncio
+    import socket
+
+    from saru.dataplane.proxy import ProxyDataplane
+    from saru.model import AddDest, AddService, Dest, ServiceKey, ServiceSettings
+
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.setblocking(False)
+    real_port = echo.getsockname()[1]
+    key = ServiceKey("udp", "127.0.0.1", free_port(kind=socket.SOCK_DGRAM))
+    plane = ProxyDataplane(udp_timeout=60)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    loop = asyncio.get_running_loop()
+    try:
+        await plane.apply([AddService(key, ServiceSettings("rr")),
+                           AddDest(key, Dest("127.0.0.1", real_port, "masq", 1))])
+        client.setblocking(False)
+        await loop.sock_connect(client, ("127.0.0.1", key.port))
+        await loop.sock_sendall(client, b"ping")
+        data, _sender = await asyncio.wait_for(loop.sock_recvfrom(echo, 100), 5)
+        assert data == b"ping"
+        entries = await plane.connections()
+        assert len(entries) == 1
+        entry = entries[0]
+        assert (entry.protocol, entry.state) == ("UDP", "UDP")
+        assert entry.client == client.getsockname() and entry.virtual == ("127.0.0.1", key.port)
+        assert entry.dest == ("127.0.0.1", real_port) and 55 < entry.expires <= 60
+        assert (await plane.stats())[key].bytes_in == 4
+        await plane.zero()
+        assert (await plane.stats())[key].bytes_in == 0
+        assert len(await plane.connections()) == 1
+    finally:
+        client.close()
+        echo.close()
+        await plane.close()

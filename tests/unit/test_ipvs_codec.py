@@ -12,7 +12,6 @@ import pytest
 from pyroute2.netlink.generic import ipvs as pyroute2_ipvs
 
 from saru.dataplane import ipvs_codec as codec
-from saru.dataplane.ipvs import _packed_message_class
 from saru.diff import apply_ops
 from saru.model import (
     AddDest,
@@ -35,14 +34,10 @@ FWM6 = ServiceKey("fwm", "", 0, 9, 6)
 
 
 def ours(req: codec.Request) -> bytes:
-    """The bytes the data plane sends for a request."""
-    msg = _packed_message_class()()
-    msg["cmd"] = req.cmd
-    msg["version"] = 1
-    msg.payload = req.payload
-    msg["header"].update(type=0x20, flags=5, sequence_number=77, pid=4242)
-    msg.encode()
-    return bytes(msg.data)
+    """The bytes the data plane sends for a request (header as GenlSocket builds it)."""
+    cmd, payload, _create = req.wire
+    body = struct.pack("=BBH", cmd, 1, 0) + payload
+    return struct.pack("=IHHII", 16 + len(body), 0x20, 5, 77, 4242) + body
 
 
 def theirs(req: codec.Request) -> bytes:
@@ -214,3 +209,59 @@ def test_rollback_plan_restores_the_table() -> None:
 
 def test_rollback_plan_of_nothing_is_empty() -> None:
     assert codec.rollback_plan([], {}) == []
+
+
+def test_fast_wire_encoding_is_the_generic_encoding():
+    ops = [
+        AddDest(TCP, Dest("10.0.0.2", 8080, "masq", 3, 100, 10)),
+        EditDest(TCP, Dest("10.0.0.2", 8080, "gate", 0)),
+        DelDest(TCP, "10.0.0.2", 8080),
+        AddDest(UDP6, Dest("2001:db8::2", 53, "ipip", 1)),
+        EditDest(FWM6, Dest("2001:db8::3", 0, "gate", 7, 1, 0)),
+        DelDest(FWM6, "2001:db8::3", 0),
+        AddService(TCP, ServiceSettings("wrr")),
+        DelService(UDP6),
+    ]
+    for op in ops:
+        assert codec.wire(op) == codec.request(op).wire, op
+
+
+def test_rollback_plan_of_a_big_batch_is_linear_and_right():
+    before = {TCP: Service(TCP, ServiceSettings("wrr"), {
+        (f"10.1.{i // 250}.{i % 250 + 1}", 80): Dest(f"10.1.{i // 250}.{i % 250 + 1}", 80, "masq", 1)
+        for i in range(5000)})}
+    done: list[Op] = [EditDest(TCP, Dest(d.address, d.port, "masq", 0)) for d in before[TCP].dests.values()]
+    plan = codec.rollback_plan(done, before)
+    assert apply_ops(apply_ops(Table(before), done), plan) == Table(before)
+
+
+def bulk_dests(n: int, weight: int = 1) -> list[Dest]:
+    return [Dest(f"10.2.{i // 250}.{i % 250 + 1}", 80, "masq", weight) for i in range(n)]
+
+
+def test_bulk_changes_of_a_wrr_service_run_under_rr():
+    wrr = ServiceSettings("wrr", 300)
+    n = codec.BULK_DEST_OPS
+    added: list[Op] = [AddService(TCP, wrr), *(AddDest(TCP, d) for d in bulk_dests(n))]
+    plan = codec.with_cheap_scheduler(added, {})
+    assert plan[0] == AddService(TCP, ServiceSettings("rr", 300))
+    assert plan[1:-1] == added[1:]
+    assert plan[-1] == EditService(TCP, wrr)
+    assert apply_ops(Table(), plan) == apply_ops(Table(), added)
+
+    # an existing mh service (its flags come back too), other services' ops untouched around it
+    mh = ServiceSettings("mh", None, None, "mh-port")
+    edits: list[Op] = [DelService(UDP6), *(EditDest(TCP, d) for d in bulk_dests(n, 0))]
+    plan = codec.with_cheap_scheduler(edits, {TCP: mh})
+    assert plan == [DelService(UDP6), EditService(TCP, ServiceSettings("rr")), *edits[1:], EditService(TCP, mh)]
+
+
+def test_cheap_scheduler_only_where_it_pays_and_is_safe():
+    n = codec.BULK_DEST_OPS
+    few: list[Op] = [EditDest(TCP, d) for d in bulk_dests(n - 1)]
+    assert codec.with_cheap_scheduler(few, {TCP: ServiceSettings("wrr")}) == few
+    many: list[Op] = [EditDest(TCP, d) for d in bulk_dests(n)]
+    assert codec.with_cheap_scheduler(many, {TCP: ServiceSettings("wlc")}) == many  # no costly hook
+    assert codec.with_cheap_scheduler(many, {}) == many  # settings unknown
+    mixed = [*many, EditService(TCP, ServiceSettings("wrr", 60))]
+    assert codec.with_cheap_scheduler(mixed, {TCP: ServiceSettings("wrr")}) == mixed

@@ -67,3 +67,58 @@ def test_rules_round_trip_shape():
 
 def test_rules_carry_the_tunnel_type_like_ipvsadm():
     assert "-a -f 7 -r 10.0.0.7:0 -i -w 0 --tun-type ipip" in format_rules(TABLE).splitlines()
+
+
+# -- connection entries and sync daemons -----------------------------------------------------------
+
+PROC_CONN = (
+    "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+    "TCP 0A630102 CA62 0A630164 0050 0A63020B 0050 TIME_WAIT       119\n"
+    "UDP 0A630102 8E82 0A630164 0035 0A63030C 0035 UDP             299\n"
+    "TCP 0A630102 0000 0A630164 0050 0A63020B 0050 NONE           3599\n"
+    "TCP 2001:0db8:0000:0000:0000:0000:0000:0002 1F90 2001:0db8:0000:0000:0000:0000:0000:0001 "
+    "01BB 2001:0db8:0000:0000:0000:0000:0000:000b 01BB ESTABLISHED     899\n"
+)
+
+
+def test_proc_conn_entries_parse():
+    from saru.dataplane.ipvs_codec import parse_conn_table
+
+    entries = parse_conn_table(PROC_CONN)
+    assert [(e.protocol, e.client, e.virtual, e.dest, e.state, e.expires) for e in entries] == [
+        ("TCP", ("10.99.1.2", 51810), ("10.99.1.100", 80), ("10.99.2.11", 80), "TIME_WAIT", 119.0),
+        ("UDP", ("10.99.1.2", 36482), ("10.99.1.100", 53), ("10.99.3.12", 53), "UDP", 299.0),
+        ("TCP", ("10.99.1.2", 0), ("10.99.1.100", 80), ("10.99.2.11", 80), "NONE", 3599.0),
+        ("TCP", ("2001:db8::2", 8080), ("2001:db8::1", 443), ("2001:db8::b", 443), "ESTABLISHED", 899.0),
+    ]
+
+
+def test_connection_listing():
+    from saru.dataplane.ipvs_codec import parse_conn_table
+    from saru.ipvsadm_format import format_connections
+
+    assert format_connections(parse_conn_table(PROC_CONN)) == (
+        "IPVS connection entries\n"
+        "pro expire state       source             virtual            destination\n"
+        "TCP 01:59  TIME_WAIT   10.99.1.2:51810    10.99.1.100:80     10.99.2.11:80\n"
+        "UDP 04:59  UDP         10.99.1.2:36482    10.99.1.100:53     10.99.3.12:53\n"
+        "TCP 59:59  NONE        10.99.1.2:0        10.99.1.100:80     10.99.2.11:80\n"
+        "TCP 14:59  ESTABLISHED [2001:db8::2]:8080 [2001:db8::1]:443  [2001:db8::b]:443\n"
+    )
+    assert format_connections([], persistent_conn=True) == (
+        "IPVS connection entries\n"
+        "pro expire state       source             virtual            destination        pe name          pe_data\n"
+    )
+
+
+def test_daemon_listing():
+    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.ipvsadm_format import format_daemons
+
+    daemons = [SyncDaemon("backup", "eth1", 0, 1472, "224.0.0.81", 8848, 1),
+               SyncDaemon("master", "eth0", 7, 0, "ff02::81", 0, 0)]
+    assert format_daemons(daemons) == (
+        "master sync daemon (mcast=eth0, syncid=7, group=ff02::81)\n"
+        "backup sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    )
+    assert format_daemons([]) == ""

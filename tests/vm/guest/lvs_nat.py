@@ -76,10 +76,10 @@ class Topology:
         real_ip = REALS[number - 1][3]
         wait_until(lambda: not port_open(real_ip, 80), f"httpd on {real_ip}:80 to stop")
 
-    def requests(self, count: int) -> str:
+    def requests(self, count: int, port: int = 80) -> str:
         """``count`` HTTP requests from the client namespace to the VIP, new connection each."""
         return sh("ip", "netns", "exec", CLIENT[0], "curl", "-sS", "--max-time", "10",
-                  "-H", "Connection: close", *[f"http://{VIP}/"] * count)
+                  "-H", "Connection: close", *[f"http://{VIP}:{port}/"] * count)
 
     def teardown(self) -> None:
         for number in list(self.servers):

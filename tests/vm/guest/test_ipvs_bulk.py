@@ -33,11 +33,14 @@ async def test_thousand_dests_in_one_apply(
     table = await dataplane.read()
     timings["read 1000"] = time.perf_counter() - t0
     assert dict(table.services[KEY].dests) == {dest(i).key: dest(i) for i in range(COUNT)}
+    # the reals went in under rr (ipvs_codec.with_cheap_scheduler): the service got wrr back
+    assert table.services[KEY].settings == ServiceSettings("wrr")
 
     t0 = time.perf_counter()
     await dataplane.apply([EditDest(KEY, dest(i, 0)) for i in range(COUNT)])
     timings["edit 1000"] = time.perf_counter() - t0
     assert "Masq    1 " not in ipvsadm("-Ln")
+    assert "TCP  10.0.0.1:80 wrr" in ipvsadm("-Ln").splitlines()
 
     t0 = time.perf_counter()
     await dataplane.apply([DelService(KEY)])
