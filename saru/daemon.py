@@ -5,6 +5,11 @@ reconciler task then reads the data plane's table, plans the desired one, diffs 
 ops, and narrates them in ldirectord's words. Reloads (SIGHUP, ``saru reload``, ``autoreload``)
 parse the new file off-loop; a bad file is logged and the old config keeps running. SIGTERM/SIGINT
 stop the daemon, removing the virtual services whose ``cleanstop`` is yes.
+
+High availability (``saru.toml`` ``[ha] mode = "vrrp"``, loaded from ``DaemonOptions.settings_path``):
+the HA node (``saru.ha.node``) starts once the first health pass is done, so a node never becomes
+master with a table that does not yet know which reals are alive. The table of the services this
+daemon owns is programmed only while the node is active (``set_active``), unless ``warm_standby``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from saru import __version__
 from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
+from saru.config.native import Settings, load_settings
 from saru.control import ControlServer, default_socket_path
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
@@ -58,6 +64,8 @@ class DaemonOptions:
     #: called once when every real has its first verdict and the table is applied (daemonising
     #: front ends such as ``saru-ldirectord start`` return to their caller then)
     on_ready: Callable[[], None] | None = None
+    #: saru.toml: ``[ha] mode = "vrrp"`` makes this daemon one of a failover pair
+    settings_path: str | None = None
 
 
 class Daemon:
@@ -76,6 +84,7 @@ class Daemon:
         self.dirty = asyncio.Event()
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once every real has its first verdict and the table is applied
+        self.applied = asyncio.Event()  # set by every successful reconciliation
         self.reconcile_lock = asyncio.Lock()
         self.owned: set[ServiceKey] = set()
         self.started_at = time.time()
@@ -89,15 +98,27 @@ class Daemon:
         self.monitorfile = MonitorFile(lambda: self.config)
         self._hooks: set[asyncio.Future[Any]] = set()
         self._last_hook: asyncio.Future[None] | None = None
+        self.settings = Settings()
+        self.ha: Any = None  # saru.ha.node.HANode when [ha] mode = "vrrp"
+        #: whether the owned services may be in the table (False on an HA backup without warm_standby)
+        self.active = True
+        self._sync_warned = False
+        self.exit_status = 0
 
     # ------------------------------------------------------------------ life cycle
 
     async def run(self) -> int:
         try:
+            if self.options.settings_path:
+                self.settings = await asyncio.to_thread(load_settings, self.options.settings_path)
             config = await asyncio.to_thread(parse_file, self.config_path)
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+        for warning in self.settings.warnings:
+            print(str(warning), file=sys.stderr)
+        if self.ha_settings is not None:
+            self.active = False  # until the HA node says this director is master
         for warning in config.warnings:
             print(str(warning), file=sys.stderr)
         console = self.options.console
@@ -129,6 +150,7 @@ class Daemon:
         except (DataplaneError, OSError) as exc:
             LOGGER.error("cannot start the %s data plane: %s", self.dataplane.capabilities.name, exc)
             return 1
+        await self._sync_daemons()
         control_path = Path(self.options.control_path or default_socket_path(self.config_path))
         self.control = ControlServer(control_path, {
             "status": self._cmd_status,
@@ -139,6 +161,9 @@ class Daemon:
             "apply": self._cmd_apply,
             "zero": self._cmd_zero,
             "connections": self._cmd_connections,
+            "ha": self._cmd_ha,
+            "ha-resign": self._cmd_ha_resign,
+            "ha-takeover": self._cmd_ha_takeover,
         })
         try:
             await self.control.start()
@@ -164,23 +189,102 @@ class Daemon:
         ]
         self.dirty.set()
         await self.stopping.wait()
-        return 0
+        return self.exit_status
 
     async def _first_pass(self) -> None:
         assert self.monitor is not None
         await self.monitor.first_pass()
-        await self.reconcile()
+        self.applied.clear()
+        try:
+            await self.reconcile()
+        except DataplaneError as exc:  # the reconcile loop retries; ready only once a table is applied
+            LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
+            self.dirty.set()
+            await self.applied.wait()
         self.ready.set()
         self.state = "running"
         self.emit(DaemonEvent("All real servers checked; table in line with health"))
+        if self.ha_settings is not None:
+            await self._start_ha()
         if self.options.on_ready is not None:
             self.options.on_ready()
+
+    @property
+    def ha_settings(self) -> Any:
+        """The ``[ha]`` settings when this daemon runs the built-in VRRP, else None."""
+        ha = self.settings.ha
+        return ha if ha is not None and ha.mode == "vrrp" else None
+
+    async def _start_ha(self) -> None:
+        from saru.ha.node import HANode
+
+        self.ha = HANode(self.ha_settings, set_active=self.set_active, emit=self.emit)
+        try:
+            await self.ha.start()
+        except Exception as exc:  # no VRRP (no such interface, no privilege…): a director that can never
+            # take the VIP must not look healthy; stop with an error so the operator or systemd sees it
+            LOGGER.error("HA: cannot start: %s; stopping", exc)
+            self.exit_status = 1
+            self.stopping.set()
+
+    async def set_active(self, active: bool) -> None:
+        """The HA node's gate: program (True) or clear (False) the owned services; returns when done."""
+        self.active = active
+        if self.stopping.is_set() and not active:
+            return  # stopping: the cleanstop setting of each virtual decides, as without HA
+        try:
+            await self.reconcile()
+        except DataplaneError as exc:
+            LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
+            self.dirty.set()
+            raise
+        finally:
+            await self._sync_daemons()
+
+    async def _sync_daemons(self, stop: bool = False) -> None:
+        """Run the IPVS sync daemons ``[ipvs.sync]`` asks for (``follow-ha``: master daemon while this
+        director is active, backup daemon otherwise); ``stop`` stops the ones Saru started."""
+        sync = self.settings.ipvs_sync
+        if sync is None or self.dataplane is None:
+            return
+        if self.dataplane.capabilities.name != "ipvs":
+            if not stop and not self._sync_warned:
+                LOGGER.warning("[ipvs.sync] is ignored: the %s data plane has no IPVS connection sync",
+                               self.dataplane.capabilities.name)
+                self._sync_warned = True
+            return
+        from saru.dataplane.ipvs_sync import SyncError, apply_sync
+
+        try:
+            done = await apply_sync(self.dataplane, None if stop else sync, "MASTER" if self.active else "BACKUP")
+        except SyncError as exc:
+            LOGGER.error("IPVS connection sync: %s", exc)
+            return
+        for line in done:
+            self.emit(DaemonEvent(f"IPVS connection sync: {line}"))
+
+    def _gated(self) -> bool:
+        """Whether the owned services must be out of the table right now."""
+        ha = self.ha_settings
+        return ha is not None and not self.active and not ha.warm_standby
 
     async def _shutdown(self) -> None:
         self.state = "stopping"
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        for task in self._tasks:
+            if task.get_name() != "reconcile":
+                task.cancel()
+        for task in self._tasks:
+            if task.get_name() != "reconcile":
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.ha is not None:  # priority-0 advert, VIP removed, table cleared: while the plane works
+            try:
+                await self.ha.stop(graceful=True)
+            except Exception:
+                LOGGER.exception("HA: stopping failed")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -192,6 +296,7 @@ class Daemon:
             self.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
             await self._cleanstop()
         if self.dataplane is not None:
+            await self._sync_daemons(stop=True)
             with contextlib.suppress(Exception):
                 await self.dataplane.close()
         if self.control is not None:
@@ -268,10 +373,14 @@ class Daemon:
             current = await self.dataplane.read()
             rewrite = self.dataplane.capabilities.rewrites_gate_ports
             desired = desired_table(config, self.monitor.health(), current, kernel_ports=rewrite)
+            if self._gated():
+                desired = Table.of([])
             ops = diff(current, desired, owned=self.owned)
             if not ops:
+                self.applied.set()
                 return
             await self.dataplane.apply(ops)
+            self.applied.set()
             self.owned = {v.key for v in config.virtuals}
             for change in narrate(ops, current, config):
                 self.emit(change)
@@ -453,6 +562,33 @@ class Daemon:
                 self.emit(DaemonEvent(f"manual change (saru ipvsadm): {change.message()}"))
         return {"applied": len(ops)}
 
+    async def _cmd_ha(self, _request: dict[str, Any]) -> dict[str, Any]:
+        if self.ha is None:
+            return self._no_ha()
+        return {"ha": self.ha.snapshot()}
+
+    async def _cmd_ha_resign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """failover-test: hand the VIP to the peer and refuse it back for ``hold`` seconds."""
+        if self.ha is None:
+            return self._no_ha()
+        hold = request.get("hold", 30.0)
+        if not isinstance(hold, int | float) or isinstance(hold, bool) or not 0 <= hold <= 3600:
+            return {"ok": False, "error": "hold must be a number of seconds, 0-3600"}
+        answer: dict[str, Any] = self.ha.resign(float(hold))
+        return answer
+
+    async def _cmd_ha_takeover(self, _request: dict[str, Any]) -> dict[str, Any]:
+        if self.ha is None:
+            return self._no_ha()
+        answer: dict[str, Any] = self.ha.takeover()
+        return answer
+
+    def _no_ha(self) -> dict[str, Any]:
+        if self.ha_settings is not None:
+            return {"ok": False, "error": "HA is configured but not started yet (first health pass running)"}
+        return {"ok": False, "error": "HA is not configured for this daemon (saru.toml [ha] mode = \"vrrp\", "
+                                     "passed with --settings)"}
+
     async def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None and self.config is not None and self.monitor is not None
         table = await self.dataplane.read()
@@ -517,5 +653,7 @@ def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, Servic
         "reloads": daemon.reloads,
         "last_reload_error": daemon.last_reload_error,
         "virtuals": virtuals,
+        "ha": daemon.ha.snapshot() if daemon.ha is not None else None,
+        "settings": daemon.settings.path,
         "events": list(daemon.events)[-20:],
     }

@@ -101,3 +101,114 @@ class DaemonEvent(Event):
 
     def message(self) -> str:
         return self.text
+
+
+# --------------------------------------------------------------------------------------------------
+# high availability (saru.ha.node): short operator sentences, one line each
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HAEvent(Event):
+    """Base of the HA node's events; ``kind`` names the counter ``saru status`` shows."""
+
+    kind = "ha"
+
+
+@dataclass(frozen=True)
+class HAStateChange(HAEvent):
+    """The node became master or backup (or stopped speaking VRRP)."""
+
+    kind = "transitions"
+    state: str  # "master", "backup", "init"
+    reason: str
+    vrid: int
+    priority: int
+
+    def message(self) -> str:
+        if self.state == "init":
+            return f"HA: left the virtual router {self.vrid} ({self.reason})"
+        return f"HA: became {self.state.upper()} of virtual router {self.vrid} at priority {self.priority}: " \
+               f"{self.reason}"
+
+
+@dataclass(frozen=True)
+class VIPChange(HAEvent):
+    """The floating IP was configured (and announced) or removed."""
+
+    kind = "vip_changes"
+    addresses: tuple[str, ...]
+    interface: str
+    up: bool
+    detail: str = ""
+
+    def message(self) -> str:
+        what = ", ".join(self.addresses)
+        verb = "up" if self.up else "down"
+        return f"HA: floating IP {what} {verb} on {self.interface}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class VIPConflict(HAEvent):
+    """VIPcheck: another host answers on the floating IP, so this node stays backup."""
+
+    kind = "vip_conflicts"
+    address: str
+    mac: str
+    method: str
+
+    def message(self) -> str:
+        return (f"HA: VIPcheck: {self.address} already answers {self.method} from {self.mac}; "
+                "staying BACKUP (remove the address from that host)")
+
+
+@dataclass(frozen=True)
+class PingChange(HAEvent):
+    """An upstream host of the ping score was lost or is back; the effective priority changed."""
+
+    kind = "ping_changes"
+    host: str
+    reachable: bool
+    priority: int
+    penalty: int
+
+    def message(self) -> str:
+        state = "reachable again" if self.reachable else "unreachable"
+        return f"HA: upstream {self.host} {state}; effective priority now {self.priority} (penalty {self.penalty})"
+
+
+@dataclass(frozen=True)
+class SplitBrain(HAEvent):
+    """While master, this node received another master's adverts (both held the VIP)."""
+
+    kind = "split_brains"
+    vrid: int
+    interface: str
+    peer: str | None = None
+
+    def message(self) -> str:
+        who = f"{self.peer} " if self.peer else "another router "
+        return f"HA: split brain: {who}is also MASTER of virtual router {self.vrid} on {self.interface}"
+
+
+@dataclass(frozen=True)
+class SplitBrainResolved(HAEvent):
+    """After a split brain, one master again."""
+
+    kind = "split_brains_resolved"
+    vrid: int
+    master: str | None
+
+    def message(self) -> str:
+        return f"HA: split brain resolved: one master ({self.master or 'unknown'}) for virtual router {self.vrid}"
+
+
+@dataclass(frozen=True)
+class HAProblem(HAEvent):
+    """Something the node could not do (VIP add failed, notify command failed, …)."""
+
+    kind = "errors"
+    text: str
+
+    def message(self) -> str:
+        return f"HA: {self.text}"

@@ -60,12 +60,38 @@ def _check_text(real: dict[str, Any]) -> str:
     return text
 
 
+def ha_line(ha: dict[str, Any]) -> str:
+    """One line: ``HA: MASTER (vrid 51 on eth0, priority 100/100) VIP 10.0.0.1/24 up — reason``."""
+    state = ha["state"].upper()
+    prio = f"priority {ha['effective_priority']}/{ha['priority']}"
+    if ha["state"] == "backup" and ha.get("master"):
+        state += f", master {ha['master']}"
+    vips = " ".join(ha.get("vips", []))
+    text = f"HA: {state} (vrid {ha['vrid']} on {ha['interface']}, {prio}) VIP {vips} {'up' if ha['vip_up'] else 'down'}"
+    ping = ha.get("ping")
+    if ping and ping.get("unreachable"):
+        text += f"; upstream lost: {', '.join(ping['unreachable'])}"
+    if ha.get("conflict"):
+        c = ha["conflict"]
+        text += f"; VIPcheck conflict: {c['address']} answered by {c['mac']}"
+    if ha.get("split_brain"):
+        text += "; SPLIT BRAIN"
+    counted = {k: v for k, v in (ha.get("events") or {}).items() if v}
+    if counted:
+        text += " [" + " ".join(f"{k}={v}" for k, v in sorted(counted.items())) + "]"
+    if ha.get("reason"):
+        text += f" — {ha['reason']}"
+    return text
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The human table of ``saru status``."""
     lines = [
         f"saru {doc['version']} pid {doc['pid']} — {doc['config']}",
         f"data plane: {doc['dataplane']['name']} — {doc['dataplane']['reason']}",
     ]
+    if doc.get("ha"):
+        lines.append(ha_line(doc["ha"]))
     if doc.get("last_reload_error"):
         lines.append("last reload FAILED (running the previous config):")
         lines.extend(f"  {line}" for line in doc["last_reload_error"].splitlines())

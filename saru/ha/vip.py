@@ -160,8 +160,9 @@ class FloatingIP:
             current = await self._current(ipr, index)
         return [address for address in self.addresses if address in current]
 
-    async def add(self) -> None:
-        """Configure the VIPs that are missing (idempotent), then ``announce()`` all of them."""
+    async def add(self, announce: bool = True) -> None:
+        """Configure the VIPs that are missing (idempotent), then ``announce()`` all of them (unless
+        ``announce`` is false: the caller announces once it is ready to serve)."""
         from pyroute2 import AsyncIPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -185,7 +186,8 @@ class FloatingIP:
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:  # added meanwhile by someone else: it is there, fine
                         raise VIPError(f"cannot add {vip} to {self.interface}: {exc.args[-1]}") from exc
-        await self.announce()
+        if announce:
+            await self.announce()
 
     async def remove(self) -> None:
         """Delete the configured VIPs that are present (idempotent); pending announcements are cancelled."""

@@ -79,6 +79,7 @@ class VRRPInstance:
         self._on_transition = on_transition
         self._before_master = before_master
         self._counters = dict.fromkeys(COUNTERS, 0)
+        self._sources: set[str] = set()
         self._machine: Machine | None = None
         self._sock: socket.socket | None = None
         self._ifindex = 0
@@ -116,6 +117,11 @@ class VRRPInstance:
         if self._machine:
             return self._machine.priority
         return self._pending_priority if self._pending_priority is not None else self.settings.priority
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """Every address a valid advert of our VRID came from since this instance was created."""
+        return frozenset(self._sources)
 
     @property
     def machine(self) -> Machine | None:
@@ -337,6 +343,7 @@ class VRRPInstance:
             self._counters["other_vrid"] += 1
             return
         self._counters["adverts_received"] += 1
+        self._sources.add(src)
         if advert.priority and sorted(advert.addresses) != sorted(self.addresses):
             self._counters["address_mismatch"] += 1
             self._warn("address_mismatch", "VRRP %d on %s: %s advertises %s, we have %s", machine.vrid,

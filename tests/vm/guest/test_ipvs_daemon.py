@@ -83,3 +83,22 @@ def test_daemon_follows_health_and_a_restart_writes_nothing(lvs_nat: Topology, t
         assert all(after[dest] >= count for dest, count in connections.items()), (connections, after)
     finally:
         assert second.stop() == 0, second.log_text()
+
+
+def test_daemon_runs_the_sync_daemons_saru_toml_asks_for(lvs_nat: Topology, tmp_path: Path) -> None:
+    """``[ipvs.sync] role = "both"``: the daemon starts a master and a backup sync daemon, and stops them."""
+    workdir = tmp_path / "sync"
+    workdir.mkdir()
+    settings = workdir / "saru.toml"
+    settings.write_text('[ipvs.sync]\ninterface = "d-rs1"\nsyncid = 42\n')
+    run = Director(workdir, CONFIG.format(log=workdir / "saru.log"),
+                   ("--dataplane", "ipvs", "--settings", str(settings)))
+    try:
+        run.wait_ready(START_TIMEOUT)
+        daemons = ipvsadm("-L", "--daemon")
+        assert "master sync daemon (mcast=d-rs1, syncid=42)" in daemons, daemons
+        assert "backup sync daemon (mcast=d-rs1, syncid=42)" in daemons, daemons
+        assert "IPVS connection sync: started the master" in run.log_text()
+    finally:
+        assert run.stop() == 0, run.log_text()
+    assert ipvsadm("-L", "--daemon").strip() == ""

@@ -1,0 +1,492 @@
+"""The HA node: ties VRRP, the floating IP, VIPcheck and the ping score to the director.
+
+VRRP (``saru.ha.vrrp_socket.VRRPInstance``) decides who is master; the node carries the decision out
+and reports it in short operator sentences (``saru.events``):
+
+* becoming master: VIPcheck (the VRRP veto: if a host other than the VRRP peer answers on a VIP, stay
+  backup and name its MAC) → the table is programmed (``set_active(True)``, awaited) → the VIP is
+  configured and announced (gratuitous ARP / unsolicited NA). The table goes in before the VIP is
+  announced, so no client ever reaches a director that holds the VIP without a table (it would answer
+  with a reset); nothing reaches the table before the announce, so this is the guide's order as far
+  as any client can tell.
+* leaving master (another master won, resign, link down, stop): the VIP is removed, then the table is
+  cleared (unless ``warm_standby``). Packets still arriving on our MAC during the handover keep being
+  forwarded until the peer's gratuitous ARP moves them.
+* the ping score lowers the effective priority (priority - multiplier x unreachable hosts);
+  a master that lost its upstream advertises less and the backup takes over (even without preempt).
+* the link: when the interface loses carrier the node goes to FAULT (VRRP stopped, VIP removed,
+  table cleared, ``notify_fault``); when it comes back, VRRP starts again as backup.
+* at start, a VIP left on the interface by a killed previous run is removed before VRRP starts.
+* a graceful stop sends a priority-0 advert (the peer takes over after its skew time).
+
+The primitives (``vip``, ``vipcheck``, ``ping``) are imported when the node starts, so that importing
+this module never depends on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from saru.config.native import HASettings
+from saru.events import (
+    Event,
+    HAEvent,
+    HAProblem,
+    HAStateChange,
+    PingChange,
+    SplitBrain,
+    SplitBrainResolved,
+    VIPChange,
+    VIPConflict,
+)
+
+LOGGER = logging.getLogger("saru.ha")
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+WATCH_INTERVAL = 0.05  # link / split-brain / peer watch period (seconds)
+
+SetActive = Callable[[bool], Awaitable[None]]
+Emit = Callable[[Event], None]
+
+
+def link_running(interface: str) -> bool | None:
+    """Whether ``interface`` is up with carrier (None if it does not exist in this namespace)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            reply = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    flags = struct.unpack_from("H", reply, 16)[0]
+    return bool(flags & IFF_UP and flags & IFF_RUNNING)
+
+
+def notify_argv(settings: HASettings, state: str, priority: int) -> list[list[str]]:
+    """The notify commands for a new state, keepalived-like: ``notify`` gets state, VRID, priority."""
+    commands: list[list[str]] = []
+    specific = {"master": settings.notify_master, "backup": settings.notify_backup,
+                "fault": settings.notify_fault}.get(state, ())
+    if specific:
+        commands.append(list(specific))
+    if settings.notify:
+        commands.append([*settings.notify, state, str(settings.virtual_router_id), str(priority)])
+    return commands
+
+
+class HANode:
+    """One director's side of the pair (see the module docstring)."""
+
+    def __init__(self, settings: HASettings, *, set_active: SetActive, emit: Emit,
+                 primary: str | None = None) -> None:
+        self.settings = settings
+        self._set_active = set_active
+        self._emit_to = emit
+        self._primary = primary
+        self.instance: Any = None  # VRRPInstance once started
+        self.vip: Any = None  # FloatingIP
+        self.ping: Any = None  # PingScore | None
+        self.state = "init"  # init, backup, master, fault
+        self.reason = ""
+        self.since = time.time()
+        self.counters: dict[str, int] = {}
+        self.vip_up = False
+        self.conflict: dict[str, str] | None = None
+        self.peer_macs: dict[str, str] = {}  # VRRP peer address -> MAC (ignored by VIPcheck)
+        self.last_master: str | None = None
+        self.resign_until = 0.0
+        self._unreachable: list[str] = []
+        self._split = False
+        self._split_seen = 0
+        self._split_last = 0.0
+        self._watch: asyncio.Task[None] | None = None
+        self._learning: asyncio.Task[None] | None = None
+        self._notify: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # transitions, fault handling and stop never interleave
+        self._stopping = False
+        self._restart_error = ""
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Clean a stale VIP, start the ping score, then VRRP (as backup)."""
+        from saru.ha.vip import FloatingIP
+
+        s = self.settings
+        self.vip = FloatingIP(s.interface, [str(v) for v in s.vips], garp_repeat=s.garp_repeat,
+                              garp_interval=s.garp_interval)
+        stale = await self._present()
+        if stale:
+            await self.vip.remove()
+            self.emit(VIPChange(addresses=tuple(stale), interface=s.interface, up=False,
+                                detail="left by a previous run that did not stop cleanly"))
+        if s.ping is not None and s.ping.hosts:
+            from saru.ha.ping import PingScore
+
+            self.ping = PingScore(s.ping, self._ping_changed)
+            await self.ping.start()
+        self._watch = asyncio.create_task(self._watch_loop(), name="ha-watch")
+        if link_running(s.interface) is False:
+            await self._fault(f"link of {s.interface} is down at start")
+            return
+        await self._start_vrrp()
+
+    async def _start_vrrp(self) -> None:
+        from saru.ha.vrrp_socket import VRRPInstance
+
+        self.instance = VRRPInstance(self.settings, primary=self._primary, on_transition=self._on_transition,
+                                     before_master=self._before_master)
+        self.instance.set_priority(self.effective_priority)
+        self._split_seen = 0  # a new instance counts from zero
+        await self.instance.start()
+        self._primary = self.instance.primary
+        for peer in self.settings.unicast_peers:
+            self._learn_peer(peer)
+
+    async def stop(self, graceful: bool = True) -> None:
+        """Leave: priority-0 advert (graceful), VIP removed, table cleared; ping and watchers stopped."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for task in (self._learning,):
+            if task is not None:
+                task.cancel()
+        if self.instance is not None:
+            await self.instance.stop(graceful=graceful)  # delivers the INIT transition (VIP, table)
+            self.instance = None
+        async with self._lock:
+            await self._release("stopping")
+        if self.ping is not None:
+            await self.ping.stop()
+        if self._notify:
+            await asyncio.wait(self._notify, timeout=5)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def resign(self, hold: float) -> dict[str, Any]:
+        if self.instance is None or self.state != "master":
+            return {"ok": False, "error": f"this node is {self.state.upper()}, not MASTER: nothing to resign"}
+        self.resign_until = time.time() + hold
+        self.instance.resign(hold)
+        return {"resigned": True, "hold": hold}
+
+    def takeover(self) -> dict[str, Any]:
+        if self.instance is None:
+            return {"ok": False, "error": f"this node is {self.state.upper()}: VRRP is not running"}
+        self.resign_until = 0.0
+        self.instance.takeover()
+        return {"takeover": True}
+
+    @property
+    def effective_priority(self) -> int:
+        penalty = self.ping.penalty if self.ping is not None else 0
+        return max(1, min(254, self.settings.priority - penalty))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
+        s = self.settings
+        inst = self.instance
+        counters = dict(inst.counters) if inst is not None else {}
+        master = inst.master_address if inst is not None else None
+        machine = getattr(inst, "machine", None) if inst is not None else None
+        return {
+            "mode": s.mode,
+            "state": self.state,
+            "reason": self.reason,
+            "since": self.since,
+            "interface": s.interface,
+            "vrid": s.virtual_router_id,
+            "primary": self._primary,
+            "master": master,
+            "priority": s.priority,
+            "effective_priority": self.effective_priority,
+            "advert_interval": s.advert_interval,
+            "master_adver_interval": getattr(machine, "master_adver_interval", None),
+            "preempt": s.preempt,
+            "warm_standby": s.warm_standby,
+            "vips": [str(v) for v in s.vips],
+            "vip_up": self.vip_up,
+            "vipcheck": s.vipcheck,
+            "conflict": self.conflict,
+            "peer_macs": dict(self.peer_macs),
+            "ping": None if self.ping is None else {
+                "hosts": list(s.ping.hosts) if s.ping else [],
+                "unreachable": list(self._unreachable),
+                "penalty": self.ping.penalty,
+                "multiplier": s.ping.multiplier if s.ping else 0,
+            },
+            "split_brain": self._split,
+            "vrrp": counters,
+            "events": dict(self.counters),
+            "resigned_until": self.resign_until if self.resign_until > time.time() else None,
+        }
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def emit(self, event: HAEvent) -> None:
+        self.counters[event.kind] = self.counters.get(event.kind, 0) + 1
+        self._emit_to(event)
+
+    def _set_state(self, state: str, reason: str) -> None:
+        self.state, self.reason, self.since = state, reason, time.time()
+        self.emit(HAStateChange(state=state, reason=reason, vrid=self.settings.virtual_router_id,
+                                priority=self.effective_priority))
+        self._run_notify(state)
+
+    def _run_notify(self, state: str) -> None:
+        for argv in notify_argv(self.settings, state, self.effective_priority):
+            task = asyncio.create_task(self._exec(argv))
+            self._notify.add(task)
+            task.add_done_callback(self._notify.discard)
+
+    async def _exec(self, argv: Sequence[str]) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        except (OSError, TimeoutError) as exc:
+            self.emit(HAProblem(text=f"notify command {argv[0]} failed: {exc}"))
+            return
+        if proc.returncode:
+            detail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
+            self.emit(HAProblem(text=f"notify command {argv[0]} exited with status {proc.returncode}"
+                                     + (f": {detail[0]}" if detail else "")))
+
+    # -- VRRP callbacks ---------------------------------------------------------------------------
+
+    async def _before_master(self) -> bool:
+        """VIPcheck: refuse mastership while a host other than our VRRP peer answers on a VIP."""
+        if not self.settings.vipcheck:
+            return True
+        from saru.ha.vipcheck import probe_vip
+
+        ignore = tuple(self.peer_macs.values())
+        timeout = self.settings.vipcheck_timeout
+        answers = await asyncio.gather(*(probe_vip(self.settings.interface, addr, timeout, ignore_macs=ignore)
+                                         for addr in self.settings.vip_addresses), return_exceptions=True)
+        for addr, answer in zip(self.settings.vip_addresses, answers, strict=True):
+            if isinstance(answer, BaseException):
+                self.emit(HAProblem(text=f"VIPcheck of {addr} failed ({answer}); not taking the VIP"))
+                return False
+            if answer is not None and await self._is_peer_mac(answer.mac):
+                continue  # the VRRP peer (a killed daemon leaves its VIP; a preempted master still has it)
+            if answer is not None:
+                conflict = {"address": addr, "mac": answer.mac, "method": answer.method}
+                if conflict != self.conflict:  # one event per conflict, not one per retry
+                    self.emit(VIPConflict(address=addr, mac=answer.mac, method=answer.method))
+                self.conflict = conflict
+                return False
+        self.conflict = None
+        return True
+
+    async def _on_transition(self, old: Any, new: Any, reason: str) -> None:
+        async with self._lock:
+            name = new.value
+            if name == "master":
+                await self._become_master(reason)
+            elif name == "backup":
+                if old.value == "master" or self.vip_up:
+                    await self._release(reason)
+                self._set_state("backup", reason)
+            else:  # init: stopped
+                await self._release(reason)
+                if not self._stopping and self.state == "fault":
+                    return
+                self._set_state("init", reason)
+
+    async def _become_master(self, reason: str) -> None:
+        """The guide's order: (VIPcheck already passed) → VIP → table → gratuitous ARP / NA.
+
+        The address is configured before the table (the proxy plane binds to it), but announced only
+        once the table is programmed, so no client is steered here before we can serve it."""
+        vip_ok = True
+        try:
+            await self.vip.add(announce=False)
+            self.vip_up = True
+        except Exception as exc:
+            vip_ok = False
+            self.emit(HAProblem(text=f"cannot configure the floating IP: {exc}"))
+            self._run_notify("fault")
+        try:
+            await self._set_active(True)
+        except Exception as exc:  # the table could not be programmed: say so, but hold the VIP anyway
+            self.emit(HAProblem(text=f"programming the table on becoming master failed: {exc}"))
+        if vip_ok:
+            try:
+                await self.vip.announce()
+                self.emit(VIPChange(addresses=self.settings.vip_addresses, interface=self.settings.interface,
+                                    up=True, detail=f"announced {self.settings.garp_repeat}x"))
+            except Exception as exc:
+                self.emit(HAProblem(text=f"cannot announce the floating IP: {exc}"))
+        self._set_state("master", reason)
+
+    async def _release(self, reason: str) -> None:
+        """VIP removed, then the table cleared (the daemon keeps it when warm_standby)."""
+        if self.vip is not None and (self.vip_up or await self._present()):
+            try:
+                await self.vip.remove()
+                self.emit(VIPChange(addresses=self.settings.vip_addresses, interface=self.settings.interface,
+                                    up=False, detail=reason))
+            except Exception as exc:
+                self.emit(HAProblem(text=f"cannot remove the floating IP: {exc}"))
+            self.vip_up = False
+        try:
+            await self._set_active(False)
+        except Exception as exc:
+            self.emit(HAProblem(text=f"clearing the table failed: {exc}"))
+
+    async def _present(self) -> list[str]:
+        try:
+            present = self.vip.present()
+            if asyncio.iscoroutine(present):
+                present = await present
+            return list(present)
+        except Exception as exc:
+            LOGGER.debug("cannot read the addresses of %s: %s", self.settings.interface, exc)
+            return []
+
+    # -- ping score -------------------------------------------------------------------------------
+
+    def _ping_changed(self, *_args: Any) -> None:
+        if self.ping is None:
+            return
+        now = list(self.ping.unreachable())
+        before = self._unreachable
+        self._unreachable = now
+        priority, penalty = self.effective_priority, self.ping.penalty
+        for host in (h for h in now if h not in before):
+            self.emit(PingChange(host=host, reachable=False, priority=priority, penalty=penalty))
+        for host in (h for h in before if h not in now):
+            self.emit(PingChange(host=host, reachable=True, priority=priority, penalty=penalty))
+        if self.instance is not None:
+            self.instance.set_priority(priority)
+
+    # -- watchers: link, split brain, the peer's MAC ------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await self._watch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOGGER.exception("HA watcher failed")
+
+    async def _watch_once(self) -> None:
+        link = link_running(self.settings.interface)
+        if link is False and self.state != "fault":
+            await self._fault(f"link of {self.settings.interface} is down")
+        elif link and self.state == "fault":
+            if not self._restart_error:
+                LOGGER.info("HA: link of %s is up again; rejoining as BACKUP", self.settings.interface)
+            async with self._lock:
+                self.state = "init"
+            try:
+                await self._start_vrrp()
+            except Exception as exc:  # e.g. the address is not back yet: try again on the next tick
+                self.instance = None
+                self.state = "fault"
+                if str(exc) != self._restart_error:  # once per distinct error, not every tick
+                    self._restart_error = str(exc)
+                    self.emit(HAProblem(text=f"cannot restart VRRP on {self.settings.interface}: {exc}"))
+                return
+            self._restart_error = ""
+        inst = self.instance
+        if inst is None:
+            return
+        master = inst.master_address
+        if master and master != self._primary:
+            self.last_master = master
+        for address in self._sources() - set(self.peer_macs):
+            self._learn_peer(address)
+            break
+        seen = inst.counters.get("other_master_seen", 0)
+        now = time.monotonic()
+        if seen > self._split_seen:  # counted only while master: we were master when another one spoke
+            if not self._split and self._looks_split(inst):
+                self._split = True
+                other = inst.master_address if inst.master_address != self._primary else None
+                self.emit(SplitBrain(vrid=self.settings.virtual_router_id, interface=self.settings.interface,
+                                     peer=other))
+            self._split_seen, self._split_last = seen, now
+        elif self._split and now - self._split_last > max(0.5, 4 * self.settings.advert_interval):
+            self._split = False
+            self.emit(SplitBrainResolved(vrid=self.settings.virtual_router_id, master=inst.master_address))
+
+    def _looks_split(self, inst: Any) -> bool:
+        """Another master spoke while we were master: a split brain, or just a handover's overlap?
+
+        A handover (ping degradation, takeover, preempt) makes two masters for one advert: the old one
+        yields at once to the higher priority, the new one has been master for a moment only. A split
+        brain is an established master hearing another one, or a master yielding to an equal priority.
+        """
+        if self.state == "master":
+            machine = getattr(inst, "machine", None)
+            settle = getattr(machine, "master_down", 3.5 * self.settings.advert_interval) + 0.5
+            return time.time() - self.since > settle
+        return "equal priority" in self.reason
+
+    def _sources(self) -> set[str]:
+        """Addresses of the other VRRP routers we know: configured peers, the master, every advert source."""
+        inst = self.instance
+        found = set(self.settings.unicast_peers)
+        if inst is not None:
+            if inst.master_address:
+                found.add(inst.master_address)
+            found.update(inst.sources)
+        found.discard(self._primary or "")
+        return found
+
+    async def _is_peer_mac(self, mac: str) -> bool:
+        """Whether ``mac`` is a VRRP peer's (learning the peers' MACs now if needed)."""
+        if mac in self.peer_macs.values():
+            return True
+        for address in self._sources() - set(self.peer_macs):
+            await self._learn(address)
+        return mac in self.peer_macs.values()
+
+    def _learn_peer(self, address: str) -> None:
+        """Find a VRRP peer's MAC in the background, so that VIPcheck ignores it."""
+        if self._learning is not None and not self._learning.done():
+            return
+        self._learning = asyncio.create_task(self._learn(address), name="ha-learn-peer")
+
+    async def _learn(self, address: str) -> None:
+        """The MAC of ``address``: the neighbour table, else an ARP probe / neighbour solicitation."""
+        from saru.ha.vipcheck import neighbour_mac, probe_vip
+
+        mac = None
+        with contextlib.suppress(Exception):
+            mac = neighbour_mac(self.settings.interface, address)
+            if asyncio.iscoroutine(mac):
+                mac = await mac
+        if not mac:
+            with contextlib.suppress(Exception):
+                answer = await probe_vip(self.settings.interface, address, max(0.2, self.settings.vipcheck_timeout))
+                mac = answer.mac if answer is not None else None
+        if mac:
+            self.peer_macs[address] = str(mac)
+
+    async def _fault(self, reason: str) -> None:
+        inst, self.instance = self.instance, None
+        async with self._lock:
+            self.state = "fault"
+        if inst is not None:
+            await inst.stop(graceful=False)  # the INIT transition releases the VIP and the table
+        async with self._lock:
+            await self._release(reason)
+            self.state, self.reason, self.since = "fault", reason, time.time()
+            self.emit(HAStateChange(state="fault", reason=reason, vrid=self.settings.virtual_router_id,
+                                    priority=self.effective_priority))
+            self._run_notify("fault")

@@ -1,0 +1,262 @@
+"""The guide's HA topology in network namespaces: two full Saru directors sharing a floating IP.
+
+Built on ``tests.kernel.topology.Topology`` (client, upstream router, LD1, LD2, FE1, FE2 with nginx
+serving ``/haCheker/haCheck.html`` = "up and running", one bridge): ``HABed.up()`` builds it, then
+takes the VIP (and the NAT gateway address) off LD1 — here the HA node owns them — and makes LD2 a
+director like LD1. ``director()`` writes an ldirectord.cf and a saru.toml and starts
+``saru run -c saru.toml`` in LD1 or LD2; ``keepalived()`` starts a keepalived VRRPv3 peer instead.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from saru.control import request_sync
+from tests.kernel.topology import REALS, VIP, VIP6, Topology
+
+T = TypeVar("T")
+NAT_GW = "10.77.7.1"
+UPSTREAM = "10.77.6.1"
+DIRECTORS = {"ld1": "10.77.6.2", "ld2": "10.77.6.3"}
+
+#: A veth delivers every frame the bridge floods, including those for another host's MAC (a bridge
+#: floods unicast to a MAC whose port went down); a NIC drops them in hardware. Without this filter the
+#: standby director's netdev ingress table (warm_standby, or a keepalived pair's always-on table) would
+#: forward the dead master's flooded frames, and failover would look instant. It runs before Saru's
+#: direct-routing chain (priority -500 < Saru's).
+NIC_FILTER = """\
+add table netdev nicfilter
+add chain netdev nicfilter in { type filter hook ingress device "eth0" priority -500; policy accept; }
+add rule netdev nicfilter in meta pkttype other drop
+"""
+
+LDIRECTORD_CF = """\
+checktimeout=1
+checkinterval=1
+autoreload=no
+quiescent=no
+logfile="{log}"
+
+virtual={vip}:80
+\treal={fe1}:80 {fwd}
+\treal={fe2}:80 {fwd}
+\tservice=http
+\tscheduler={scheduler}
+\tprotocol=tcp
+\tchecktype=negotiate
+\tcheckport=80
+\trequest="haCheker/haCheck.html"
+\treceive="up and running"
+"""
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s (last: {last!r})")
+        time.sleep(interval)
+
+
+class Director:
+    """One ``saru run`` in a director namespace, reached through its control socket."""
+
+    def __init__(self, bed: HABed, role: str, workdir: Path, proc: subprocess.Popen[str], log: Path) -> None:
+        self.bed, self.role, self.workdir, self.proc, self.log = bed, role, workdir, proc, log
+        self.control = workdir / "saru.sock"
+
+    def ask(self, command: str, **params: Any) -> dict[str, Any]:
+        answer = request_sync(self.control, command, timeout=5, **params)
+        if not answer.get("ok"):
+            raise RuntimeError(f"{self.role} {command}: {answer.get('error')}")
+        return answer
+
+    def ha(self) -> dict[str, Any]:
+        ha: dict[str, Any] = self.ask("ha")["ha"]
+        return ha
+
+    def state(self) -> str:
+        try:
+            return str(self.ha()["state"])
+        except (OSError, RuntimeError):
+            return "unreachable"
+
+    def wait_state(self, state: str, timeout: float = 10) -> dict[str, Any]:
+        return wait_for(lambda: (ha := self.ha())["state"] == state and ha, timeout,
+                        f"{self.role} becoming {state}")
+
+    def services(self) -> list[Any]:
+        table: list[Any] = self.ask("table")["table"]
+        return table
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def events(self) -> list[str]:
+        doc = self.ask("status")
+        return [str(e) for e in doc["events"]]
+
+    def logtext(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class HABed(Topology):
+    """``Topology`` with the VIP owned by the HA node and LD2 a full director."""
+
+    def up(self) -> HABed:
+        super().up()
+        for cidr in (f"{VIP}/24", f"{VIP6}/64", f"{NAT_GW}/24", "fd00:7::1/64"):
+            self.ip("ld1", "addr", "del", cidr, "dev", "eth0")
+        self.ip("ld2", "route", "add", "default", "via", UPSTREAM)
+        self.ip("ld2", "-6", "route", "add", "default", "via", "fd00:6::1")
+        self.sys("ld2", "net.ipv4.ip_forward", "1")
+        self.sys("ld2", "net.ipv6.conf.all.forwarding", "1")
+        for key in ("all", "default", "eth0"):
+            self.sys("ld2", f"net.ipv4.conf.{key}.send_redirects", "0")
+        for role in DIRECTORS:  # a real NIC's MAC filter (see nic_filter)
+            self.nft(role, NIC_FILTER)
+        return self
+
+    def mac(self, role: str) -> str:
+        out = self.run(role, "ip", "-j", "link", "show", "eth0").stdout
+        return str(json.loads(out)[0]["address"])
+
+    def director(self, role: str, *, mode: str = "dr", scheduler: str = "rr", extra_vips: tuple[str, ...] = (),
+                 start: bool = True, with_ha: bool = True, **ha: Any) -> Director:
+        """Start ``saru run -c saru.toml`` (nft data plane) in ``role``; ``ha`` overrides ``[ha]`` keys.
+
+        ``start``: wait until VRRP runs; ``with_ha=False``: a saru.toml without ``[ha]`` (table always on).
+        """
+        d = self.workdir / f"{role}-{time.monotonic_ns()}"
+        d.mkdir(parents=True)
+        index = 0 if mode == "nat" else 2
+        fwd = "masq" if mode == "nat" else "gate"
+        (d / "ldirectord.cf").write_text(LDIRECTORD_CF.format(
+            log=d / "ldirectord.log", vip=VIP, fe1=REALS["fe1"][index], fe2=REALS["fe2"][index], fwd=fwd,
+            scheduler=scheduler))
+        ping = ha.pop("ping", None)
+        values: dict[str, Any] = {"interface": "eth0", "vips": [f"{VIP}/24", *extra_vips],
+                                  "virtual_router_id": 51, "priority": 100, "advert_interval": 0.1}
+        values.update(ha)
+        lines = ['[director]', 'config = "ldirectord.cf"', 'dataplane = "nft"', ""]
+        if with_ha:
+            lines += ["[ha]"] + [f"{key} = {_toml(value)}" for key, value in values.items()]
+        if ping and with_ha:
+            lines += ["", "[ha.ping]"] + [f"{key} = {_toml(value)}" for key, value in ping.items()]
+        (d / "saru.toml").write_text("\n".join(lines) + "\n")
+        log = d / "saru.out"
+        handle = log.open("w")
+        proc = self.python(role, "saru", "run", "-c", str(d / "saru.toml"), "--control", str(d / "saru.sock"),
+                           stdout=handle, stderr=subprocess.STDOUT)
+        handle.close()
+        director = Director(self, role, d, proc, log)
+        if start:
+            wait_for(lambda: proc.poll() is not None or (director.state() != "unreachable"
+                     and director.state() != "init"), 20, f"saru in {role} starting VRRP")
+            if proc.poll() is not None:
+                raise RuntimeError(f"saru in {role} exited {proc.returncode}:\n{director.logtext()}")
+        return director
+
+    def curl(self, path: str = "/", timeout: float = 1.0) -> str | None:
+        """One GET from the client through the VIP; the body, or None when it failed."""
+        got = self.run("cl", "curl", "-s", "-f", "-m", str(timeout), f"http://{VIP}{path}", check=False,
+                       timeout=timeout + 5)
+        return got.stdout if got.returncode == 0 else None
+
+    def served(self, timeout: float = 10) -> float:
+        """Seconds until the client gets an answer through the VIP."""
+        start = time.monotonic()
+        wait_for(lambda: self.curl(timeout=0.5), timeout, "the client served through the VIP", interval=0.01)
+        return time.monotonic() - start
+
+    def vip_on(self, role: str) -> bool:
+        out = self.run(role, "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+        return f" {VIP}/" in out
+
+    def block_bridge(self, table: str, rule: str) -> None:
+        """Drop frames on the bridge (a bridge-family nftables rule in the ``br`` namespace)."""
+        script = (f"add table bridge {table}\n"
+                  f"add chain bridge {table} fw {{ type filter hook forward priority 0; }}\n"
+                  f"add rule bridge {table} fw {rule} drop\n")
+        proc = subprocess.run(["ip", "netns", "exec", self.ns["br"], "nft", "-f", "-"], input=script, text=True,
+                              capture_output=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"nft in br: {proc.stderr}")
+
+    def unblock_bridge(self, table: str) -> None:
+        self.run("br", "nft", "delete", "table", "bridge", table, check=False)
+
+    def nft(self, role: str, script: str) -> None:
+        proc = subprocess.run(["ip", "netns", "exec", self.ns[role], "nft", "-f", "-"], input=script, text=True,
+                              capture_output=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"nft in {role}: {proc.stderr}")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def keepalived_conf(*, state: str, priority: int, vrid: int = 51, interval: float = 0.1, nopreempt: bool = True,
+                    vips: tuple[str, ...] = (f"{VIP}/24",)) -> str:
+    """keepalived.conf for a VRRPv3 peer of Saru (its own VIP configuration; no LVS part)."""
+    addresses = "\n".join(f"        {v} dev eth0" for v in vips)
+    return f"""\
+global_defs {{
+    vrrp_version 3
+    script_user root
+    enable_script_security
+    vrrp_garp_master_delay 0
+}}
+vrrp_instance VI_1 {{
+    state {state}
+    interface eth0
+    virtual_router_id {vrid}
+    priority {priority}
+    advert_int {interval}
+    {"nopreempt" if nopreempt else ""}
+    virtual_ipaddress {{
+{addresses}
+    }}
+}}
+"""
+
+
+def start_keepalived(bed: HABed, role: str, conf: str) -> subprocess.Popen[str]:
+    d = bed.workdir / f"keepalived-{role}-{time.monotonic_ns()}"
+    d.mkdir(parents=True)
+    (d / "keepalived.conf").write_text(conf)
+    return bed.popen(role, "keepalived", "-n", "-l", "-G", "-D", "-P", "-f", str(d / "keepalived.conf"),
+                     "-p", str(d / "k.pid"), "-r", str(d / "v.pid"),
+                     stdout=(d / "out").open("w"), stderr=subprocess.STDOUT)
