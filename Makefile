@@ -40,6 +40,7 @@ bench: deps venv
 	$(PY) bench/ldirectord_compare.py
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
