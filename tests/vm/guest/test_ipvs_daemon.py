@@ -96,8 +96,8 @@ def test_daemon_runs_the_sync_daemons_saru_toml_asks_for(lvs_nat: Topology, tmp_
     try:
         run.wait_ready(START_TIMEOUT)
         daemons = ipvsadm("-L", "--daemon")
-        assert "master sync daemon (mcast=d-rs1, syncid=42)" in daemons, daemons
-        assert "backup sync daemon (mcast=d-rs1, syncid=42)" in daemons, daemons
+        assert "master sync daemon (mcast=d-rs1, syncid=42," in daemons, daemons
+        assert "backup sync daemon (mcast=d-rs1, syncid=42," in daemons, daemons
         assert "IPVS connection sync: started the master" in run.log_text()
     finally:
         assert run.stop() == 0, run.log_text()
