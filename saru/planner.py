@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from saru.dataplane.ipvs_codec import InvalidOp, format_schedflags, parse_schedflags
 from saru.model import (
     Config,
     Dest,
@@ -33,6 +32,7 @@ from saru.model import (
     Table,
     VirtualConfig,
 )
+from saru.schedflags import canonical as canonical_schedflags
 
 Health = Mapping[RealRef, bool | None]
 
@@ -47,12 +47,7 @@ def _canonical_netmask(netmask: str | None, ipv6: bool) -> str | None:
 
 def _canonical_schedflags(schedflags: str | None, scheduler: str) -> str | None:
     """The flags in the order and spelling IPVS reports them (invalid ones: left for the plane to refuse)."""
-    if not schedflags:
-        return None
-    try:
-        return format_schedflags(parse_schedflags(schedflags, scheduler), scheduler)
-    except InvalidOp:
-        return schedflags
+    return canonical_schedflags(schedflags, scheduler)
 
 
 def service_settings(virtual: VirtualConfig) -> ServiceSettings:

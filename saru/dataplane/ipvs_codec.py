@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from saru import schedflags as _schedflags
 from saru.dataplane.base import ConnEntry
 from saru.model import (
     AddDest,
@@ -44,6 +45,7 @@ from saru.model import (
     ServiceKey,
     ServiceSettings,
 )
+from saru.schedflags import SchedFlagError, format_schedflags
 
 #: Every scheduler the Linux kernel ships (twos since 6.2).
 SCHEDULERS = frozenset("rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos".split())
@@ -51,21 +53,7 @@ SCHEDULERS = frozenset("rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos".sp
 F_PERSISTENT = 0x0001
 F_HASHED = 0x0002
 F_ONEPACKET = 0x0004
-F_SCHED1 = 0x0008
-F_SCHED2 = 0x0010
-F_SCHED3 = 0x0020
 ALL_FLAGS_MASK = 0xFFFFFFFF
-
-#: ipvsadm's ``-b`` names → flag bits (and the scheduler a name belongs to, None = any).
-SCHEDFLAGS: dict[str, tuple[int, str | None]] = {
-    "sh-fallback": (F_SCHED1, "sh"),
-    "sh-port": (F_SCHED2, "sh"),
-    "mh-fallback": (F_SCHED1, "mh"),
-    "mh-port": (F_SCHED2, "mh"),
-    "flag-1": (F_SCHED1, None),
-    "flag-2": (F_SCHED2, None),
-    "flag-3": (F_SCHED3, None),
-}
 
 FORWARD_CODES: dict[str, int] = {"masq": 0, "ipip": 2, "gate": 3}
 FORWARD_BY_CODE: dict[int, Forward] = {0: "masq", 1: "gate", 2: "ipip", 3: "gate"}  # 1 = localnode
@@ -88,28 +76,11 @@ class InvalidOp(ValueError):
 
 
 def parse_schedflags(schedflags: str | None, scheduler: str) -> int:
-    """Flag bits of a ``schedflags`` value (comma or space separated), checked like ipvsadm ``-b``."""
-    bits = 0
-    for name in (schedflags or "").replace(" ", ",").split(","):
-        if not name:
-            continue
-        if name not in SCHEDFLAGS:
-            raise InvalidOp(f"unknown scheduler flag {name!r} (known: {', '.join(SCHEDFLAGS)})")
-        bit, owner = SCHEDFLAGS[name]
-        if owner is not None and owner != scheduler:
-            raise InvalidOp(f"scheduler flag {name!r} needs scheduler {owner!r}, not {scheduler!r}")
-        bits |= bit
-    return bits
-
-
-def format_schedflags(flags: int, scheduler: str) -> str | None:
-    """The ``schedflags`` text of a service's flag bits (names as ipvsadm prints them)."""
-    names = []
-    prefix = scheduler if scheduler in ("sh", "mh") else None
-    for bit, suffix, number in ((F_SCHED1, "fallback", 1), (F_SCHED2, "port", 2), (F_SCHED3, None, 3)):
-        if flags & bit:
-            names.append(f"{prefix}-{suffix}" if prefix and suffix else f"flag-{number}")
-    return ",".join(names) or None
+    """Flag bits of a ``schedflags`` value, checked like ipvsadm ``-b`` (``saru.schedflags``)."""
+    try:
+        return _schedflags.parse_schedflags(schedflags, scheduler)
+    except SchedFlagError as exc:
+        raise InvalidOp(str(exc)) from None
 
 
 def netmask_value(netmask: str | None, family: int) -> int:

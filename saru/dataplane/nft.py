@@ -1,14 +1,21 @@
 """The nftables data plane: the kernel forwards, Saru writes one nft transaction per apply.
 
-``NftDataplane`` reads its own tables (``table inet saru`` for NAT, ``table netdev saru`` for
-direct routing — see ``nft_render`` for the rulesets) back from the kernel as JSON, applies ops to
-that table with ``saru.diff.apply_ops`` semantics, renders the complete result and runs it as ONE
-libnftables transaction: either the whole new table is in force or nothing changed. Other tables are
-never touched.
+``NftDataplane`` owns two tables (``table inet saru`` for NAT, ``table netdev saru`` for direct
+routing — see ``nft_render`` for the rulesets) and is their only writer. It reads them back from
+the kernel once (adoption, at the first ``read``/``apply``) and from then on keeps in memory the
+applied ``Table`` and the objects it rendered (chains, rules, sets, map elements). An apply turns
+ops into the new table (``saru.diff.apply_ops`` semantics), renders it, and sends the kernel ONE
+libnftables transaction holding only the difference: the chains whose rules changed, the map
+elements that differ (a NAT service's reals are elements of a slot map, so 10,000 reals are a few
+element batches, not 10,000 chains). The kernel applies the transaction wholesale or not at all;
+when it refuses, the in-memory state is dropped and re-read from the kernel (so it stays in sync)
+and the change is tried once more as a full rewrite of Saru's objects. Other tables are never
+touched.
 
 The impure part lives here: finding the NIC behind each gate real (``ip -j route get``, exec'd
-without a shell), the NIC holding a direct-routed VIP (``ip -j addr``), and the draining of removed
-gate reals (their flow sets are dropped at a later apply once empty).
+without a shell, remembered per address), the NIC holding a direct-routed VIP (``ip -j addr``),
+the draining of removed gate reals (their flow sets are dropped at a later apply once empty),
+counters (``stats``/``zero``) and the connection list (conntrack for NAT, flow sets for DR).
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.libnft import Nft, NftError, backend
 from saru.dataplane.nft_render import (
     CLOSING_TIMEOUT,
@@ -30,19 +38,27 @@ from saru.dataplane.nft_render import (
     NAT_FAMILY,
     SUPPORTED_SCHEDULERS,
     TABLE,
+    UNKNOWN,
     Environment,
     Listing,
+    Memo,
+    Objects,
     RenderError,
+    build,
     closing_set,
     dest_id,
     flow_set,
     is_loopback,
     parse,
-    render,
     service_id,
+    transaction,
+    unknown_script,
 )
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
+
+FAMILIES = (NAT_FAMILY, DR_FAMILY)
+Draining = dict[ServiceKey, dict[tuple[str, int], Dest]]
 
 #: Why the schedulers and forwarding methods nftables lacks are missing, for diagnostics.
 UNSUPPORTED_HINT = ("lc, wlc, sed, nq, ovf, lblc, lblcr and twos need per-real connection counts, which "
@@ -72,37 +88,66 @@ def _ip_json(*args: str) -> Any:
     return json.loads(proc.stdout or b"[]")
 
 
+@dataclass
+class Routes:
+    """What ``discover`` learnt about gate reals (address → NIC, or "" for the director itself)
+    and which NICs hold which VIPs; kept between applies, dropped when a transaction fails."""
+
+    reals: dict[str, str] = field(default_factory=dict)
+    ingress: dict[frozenset[str], tuple[str, ...]] = field(default_factory=dict)
+
+
 def discover(
-    table: Table, draining: dict[ServiceKey, dict[tuple[str, int], Dest]], base: Environment = Environment()
+    table: Table, draining: Mapping[ServiceKey, Mapping[tuple[str, int], Dest]],
+    base: Environment = Environment(), routes: Routes | None = None,
 ) -> Environment:
-    """Devices of the gate reals and of the direct-routed VIPs (blocking: runs ``ip``)."""
-    devices: dict[str, str] = {}
-    local: set[str] = set()
+    """Devices of the gate reals and of the direct-routed VIPs (blocking: runs ``ip`` for what
+    ``routes`` does not know yet)."""
+    routes = routes if routes is not None else Routes()
     vips: set[str] = set()
+    wanted: set[str] = set()
     for key, service in table.services.items():
         gates = [d for d in [*service.dests.values(), *draining.get(key, {}).values()]
                  if d.forward == "gate" and not is_loopback(d.address)]
         for d in gates:
-            if d.address in devices or d.address in local:
+            wanted.add(d.address)
+            if d.address in routes.reals:
                 continue
-            routes = _ip_json("route", "get", d.address)
-            route = routes[0] if routes else {}
+            found = _ip_json("route", "get", d.address)
+            route = found[0] if found else {}
             if route.get("type") == "local" or route.get("dev") == "lo":
-                local.add(d.address)
+                routes.reals[d.address] = ""
             elif route.get("gateway"):
                 raise DataplaneError(f"{key}: gate real {d.address} is behind a router "
                                      f"({route['gateway']}); direct routing needs it on the director's LAN")
             elif route.get("dev"):
-                devices[d.address] = str(route["dev"])
+                routes.reals[d.address] = str(route["dev"])
         if gates and key.address:
             vips.add(key.address)
-    ingress = set(devices.values())
-    if vips:
-        for link in _ip_json("addr", "show"):
-            name = link.get("ifname")
-            if name and name != "lo" and any(a.get("local") in vips for a in link.get("addr_info", [])):
-                ingress.add(str(name))
-    return replace(base, devices=devices, local=frozenset(local), ingress=tuple(sorted(ingress)))
+    devices = {a: routes.reals[a] for a in wanted if routes.reals.get(a)}
+    local = frozenset(a for a in wanted if routes.reals.get(a) == "")
+    frozen = frozenset(vips)
+    if frozen not in routes.ingress:
+        found_nics: set[str] = set()
+        if vips:
+            for link in _ip_json("addr", "show"):
+                name = link.get("ifname")
+                if name and name != "lo" and any(a.get("local") in vips for a in link.get("addr_info", [])):
+                    found_nics.add(str(name))
+        routes.ingress[frozen] = tuple(sorted(found_nics))
+    ingress = set(devices.values()) | set(routes.ingress[frozen])
+    return replace(base, devices=devices, local=local, ingress=tuple(sorted(ingress)))
+
+
+@dataclass
+class State:
+    """What Saru's tables hold, as this process last wrote (or adopted) them."""
+
+    table: Table
+    draining: Draining
+    scripts: dict[str, Objects]  # family → objects (contents UNKNOWN right after adoption)
+    existed: dict[str, bool]  # family → the table exists in the kernel
+    owners: dict[ServiceKey, list[tuple[str, int]]]  # slot owners of map-scheduled services
 
 
 class NftDataplane(Dataplane):
@@ -121,6 +166,11 @@ class NftDataplane(Dataplane):
         self._lock = asyncio.Lock()
         self._base = Environment(flow_timeouts={**FLOW_TIMEOUT, **(flow_timeouts or {})},
                                  closing_timeout=closing_timeout or CLOSING_TIMEOUT)
+        self._state: State | None = None
+        self._routes = Routes()
+        self._memo = Memo()
+        #: how the last apply went: "incremental", "full" (after a refusal or adoption) or "none"
+        self.last_apply = "none"
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -151,6 +201,7 @@ class NftDataplane(Dataplane):
         if self._nft is not None:
             self._nft.close()
             self._nft = None
+        self._state = None
 
     def _ensure(self) -> Nft:
         if self._nft is None:
@@ -159,26 +210,62 @@ class NftDataplane(Dataplane):
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _list(self) -> Listing:
+    def _documents(self, terse: bool = True) -> list[dict[str, Any]]:
+        """Saru's tables as nft JSON documents (terse: without set elements, then the slot maps
+        and real sets of map-scheduled services, which carry the reals)."""
         nft = self._ensure()
         docs = []
-        for family in (NAT_FAMILY, DR_FAMILY):
+        for family in FAMILIES:
             try:
-                out = nft.run(f"list table {family} {TABLE}", json_out=True, terse=True)
+                out = nft.run(f"list table {family} {TABLE}", json_out=True, terse=terse)
             except NftError as exc:
                 if "No such file or directory" in str(exc):
                     continue
                 raise DataplaneError(f"cannot read table {family} {TABLE}: {exc}") from None
-            docs.append(json.loads(out))
-        return parse(docs)
+            doc = json.loads(out)
+            docs.append(doc)
+            if not terse:
+                continue
+            for item in doc.get("nftables", []):
+                obj = item.get("map") or item.get("set")
+                if obj and str(obj.get("name", ""))[:2] in ("m_", "r_"):
+                    kind = "map" if "map" in item else "set"
+                    docs.append(json.loads(nft.run(f"list {kind} {family} {TABLE} {obj['name']}", json_out=True)))
+        return docs
+
+    def _list(self) -> Listing:
+        return parse(self._documents())
+
+    def _adopt(self) -> State:
+        """Read Saru's tables from the kernel (once; again only after a refused transaction)."""
+        listing = self._list()
+        self._state = State(
+            table=listing.table,
+            draining={k: dict(v) for k, v in listing.draining.items()},
+            scripts={f: unknown_script(f, listing.existing) for f in FAMILIES},
+            existed={f: listing.existing.has_table(f) for f in FAMILIES},
+            owners={k: list(v) for k, v in listing.slot_owners.items()},
+        )
+        return self._state
 
     async def read(self) -> Table:
         async with self._lock:
-            return (await asyncio.to_thread(self._list)).table
+            if self._state is not None:
+                return self._state.table
+            return (await asyncio.to_thread(self._adopt)).table
 
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         async with self._lock:
             listing = await asyncio.to_thread(self._list)
+            uncounted = frozenset(k for k, s in listing.table.services.items()
+                                  if any((k, d) not in listing.dest_counters for d in s.dests))
+            try:
+                conns = await asyncio.to_thread(self._nat_connections, listing.table, uncounted)
+            except DataplaneError:
+                conns = []
+        per_dest: dict[tuple[ServiceKey, tuple[str, int]], int] = {}
+        for key, entry in conns:
+            per_dest[(key, entry.dest)] = per_dest.get((key, entry.dest), 0) + 1
         result: dict[ServiceKey, ServiceStats] = {}
         for key, service in listing.table.services.items():
             _packets, nbytes = listing.service_counters.get(key, (0, 0))
@@ -186,7 +273,10 @@ class NftDataplane(Dataplane):
             total = 0
             for dkey in service.dests:
                 c = listing.dest_counters.get((key, dkey))
-                if c is None:
+                if c is None:  # a map-scheduled real: conntrack's entries of it (live and closing)
+                    n = per_dest.get((key, dkey), 0)
+                    total += n
+                    dests[dkey] = DestStats(connections=n)
                     continue
                 total += c.connections
                 dests[dkey] = DestStats(connections=c.connections, bytes_in=c.bytes)
@@ -196,37 +286,61 @@ class NftDataplane(Dataplane):
     # -- writing ----------------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[Op]) -> None:
+        """Apply ``ops``; with none, only drained gate reals are dropped (nothing else is written)."""
+        if not ops and (self._state is None or not self._state.draining):
+            return
         async with self._lock:
             await asyncio.to_thread(self._apply, list(ops))
 
     def _apply(self, ops: list[Op]) -> None:
-        nft = self._ensure()
-        listing = self._list()
+        state = self._state or self._adopt()
+        adopted = any(UNKNOWN in state.scripts[f].chains.values() for f in FAMILIES)
         try:
-            table = apply_ops(listing.table, ops)
-        except OpError as exc:
-            raise DataplaneError(str(exc)) from None
-        draining = self._draining(listing, table)
-        env = discover(table, draining, self._base)
-        try:
-            script = render(table, env, listing.existing, draining)
-        except (RenderError, ValueError) as exc:
-            raise DataplaneError(str(exc)) from None
-        if not script:
+            self._write(state, ops)
+            self.last_apply = "full" if adopted else "incremental"
             return
+        except NftError:
+            pass
+        # refused: whatever the kernel holds now is the previous table (the transaction is all or
+        # nothing); re-read it and try once more as a full rewrite of Saru's objects
+        self._state = None
+        self._routes = Routes()
+        state = self._adopt()
         try:
-            nft.run(script)
+            self._write(state, ops)
+            self.last_apply = "full"
         except NftError as exc:
+            self._state = None
             raise DataplaneError(f"nftables refused the transaction: {exc}") from None
 
-    def _draining(self, listing: Listing, table: Table) -> dict[ServiceKey, dict[tuple[str, int], Dest]]:
+    def _write(self, state: State, ops: list[Op]) -> None:
+        """Render the new table, send the difference as one transaction, then remember it."""
+        try:
+            table = apply_ops(state.table, ops)
+        except OpError as exc:
+            raise DataplaneError(str(exc)) from None
+        draining = self._draining(state, table)
+        env = discover(table, draining, self._base, self._routes)
+        try:
+            built = build(table, env, draining, state.owners, self._memo)
+        except (RenderError, ValueError) as exc:
+            raise DataplaneError(str(exc)) from None
+        commands: list[str] = []
+        for family in FAMILIES:
+            commands += transaction(state.scripts[family], built.scripts[family], state.existed[family])
+        if commands:
+            self._ensure().run("\n".join(commands) + "\n")
+        self._state = State(table, draining, built.scripts,
+                            {f: not built.scripts[f].empty for f in FAMILIES}, built.slot_owners)
+
+    def _draining(self, state: State, table: Table) -> Draining:
         """Gate reals removed now or earlier whose connections may still run (kept until empty)."""
         nft = self._ensure()
-        draining: dict[ServiceKey, dict[tuple[str, int], Dest]] = {}
+        draining: Draining = {}
         for key, service in table.services.items():
-            before = listing.table.services.get(key)
+            before = state.table.services.get(key)
             kept: dict[tuple[str, int], Dest] = {}
-            for dkey, dest in listing.draining.get(key, {}).items():
+            for dkey, dest in state.draining.get(key, {}).items():
                 if dkey not in service.dests and self._flows_left(nft, key, dkey):
                     kept[dkey] = dest
             if before is not None:
@@ -249,3 +363,146 @@ class NftDataplane(Dataplane):
                 if "set" in item and item["set"].get("elem"):
                     return True
         return False
+
+    # -- counters and connections -----------------------------------------------------------------
+
+    async def zero(self, key: ServiceKey | None = None) -> None:
+        """Reset the rule counters of one service or of all (their chains are rebuilt in one
+        transaction; flows, persistence entries and map elements stay)."""
+        async with self._lock:
+            await asyncio.to_thread(self._zero, key)
+
+    def _zero(self, key: ServiceKey | None) -> None:
+        state = self._state or self._adopt()
+        if key is not None and key not in state.table.services:
+            raise DataplaneError(f"no virtual service {key}")
+        if any(UNKNOWN in state.scripts[f].chains.values() for f in FAMILIES):
+            # adopted and never written: rebuild our objects once (a full rewrite zeroes everything)
+            try:
+                self._write(state, [])
+            except NftError as exc:
+                self._state = None
+                raise DataplaneError(f"nftables refused to rebuild Saru's tables: {exc}") from None
+            state = self._state or state
+        sid = service_id(key) if key is not None else None
+        commands = []
+        for family in FAMILIES:
+            script = state.scripts[family]
+            for chain, rules in script.rules.items():
+                if not any(r.startswith("counter") or " counter " in f" {r} " for r in rules):
+                    continue
+                if sid is not None and f"_{sid}" not in chain:
+                    continue
+                commands.append(f"flush chain {family} {TABLE} {chain}")
+                commands += [f"add rule {family} {TABLE} {chain} {r}" for r in rules]
+        if commands:
+            try:
+                self._ensure().run("\n".join(commands) + "\n")
+            except NftError as exc:
+                self._state = None
+                raise DataplaneError(f"nftables refused to zero the counters: {exc}") from None
+
+    async def connections(self) -> list[ConnEntry]:
+        """NAT virtuals: the conntrack entries DNATed to a real; direct routing: the flows in the
+        reals' flow sets (client address and port only; the director sees no replies, so the
+        state is ESTABLISHED, or FIN_WAIT once a FIN/RST went by)."""
+        async with self._lock:
+            state = self._state or await asyncio.to_thread(self._adopt)
+            nat = await asyncio.to_thread(self._nat_connections, state.table)
+            dr = await asyncio.to_thread(self._dr_connections, state)
+        return [entry for _, entry in nat] + dr
+
+    @staticmethod
+    def _nat_connections(
+        table: Table, only: frozenset[ServiceKey] | None = None
+    ) -> list[tuple[ServiceKey, ConnEntry]]:
+        """Conntrack's entries of NAT virtuals (``only``: of these); the kernel filters by virtual
+        address and port, so a big conntrack table is not copied to Python for each query."""
+        try:
+            from pyroute2 import Conntrack
+            from pyroute2.conntrack import NFCTAttrTuple
+            from pyroute2.netlink.exceptions import NetlinkError
+        except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
+            raise DataplaneError(f"conntrack is not available: {exc}") from None
+        wanted = [s for k, s in table.services.items() if (only is None or k in only) and s.dests
+                  and all(d.forward == "masq" for d in s.dests.values())]
+        if not wanted:
+            return []
+        out: list[tuple[ServiceKey, ConnEntry]] = []
+        try:
+            with Conntrack() as ct:
+                by_dest: dict[tuple[int, str, int], ServiceKey] = {}
+                everything: list[Any] | None = None
+                for service in wanted:
+                    key = service.key
+                    if key.protocol == "fwm":  # the mark is not in the tuple: match by real
+                        for d in service.dests.values():
+                            for p in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+                                by_dest[(p, d.address, d.port)] = key
+                        continue
+                    proto = socket.IPPROTO_UDP if key.protocol == "udp" else socket.IPPROTO_TCP
+                    family = socket.AF_INET6 if key.family == 6 else socket.AF_INET
+                    match = NFCTAttrTuple(family=family, proto=proto, daddr=key.address, dport=key.port)
+                    try:
+                        entries = list(ct.dump_entries(tuple_orig=match))
+                    except NetlinkError:  # the kernel would not filter (seen for IPv6): match here
+                        if everything is None:
+                            everything = list(ct.dump_entries())
+                        entries = [e for e in everything if (e.tuple_orig.proto, e.tuple_orig.daddr,
+                                                             e.tuple_orig.dport) == (proto, key.address, key.port)]
+                    out += [(key, c) for e in entries if (c := _conn(e)) is not None]
+                if by_dest:
+                    for e in everything if everything is not None else ct.dump_entries():
+                        r = e.tuple_reply
+                        key_of = by_dest.get((e.tuple_orig.proto, r.saddr, r.sport)) or by_dest.get(
+                            (e.tuple_orig.proto, r.saddr, 0))
+                        if key_of is not None and (c := _conn(e)) is not None:
+                            out.append((key_of, c))
+        except (OSError, NetlinkError) as exc:
+            raise DataplaneError(f"cannot read conntrack: {exc}") from None
+        return out
+
+    def _dr_connections(self, state: State) -> list[ConnEntry]:
+        nft = self._ensure()
+        out: list[ConnEntry] = []
+        for key, service in state.table.services.items():
+            if not any(d.forward == "gate" for d in service.dests.values()):
+                continue
+            sid = service_id(key)
+            dests = {**state.draining.get(key, {}), **service.dests}
+            for dkey in dests:
+                for name, conn_state in ((flow_set(sid, dest_id(dkey)), "ESTABLISHED"),
+                                         (closing_set(sid, dest_id(dkey)), "FIN_WAIT")):
+                    try:
+                        text = nft.run(f"list set {DR_FAMILY} {TABLE} {name}", json_out=True)
+                    except NftError:
+                        continue
+                    for item in json.loads(text).get("nftables", []):
+                        for elem in item.get("set", {}).get("elem", []):
+                            entry = _flow_entry(key, dkey, elem, conn_state)
+                            if entry is not None:
+                                out.append(entry)
+        return out
+
+
+def _conn(e: Any) -> ConnEntry | None:
+    """A conntrack entry DNATed to a real (None when it was not translated)."""
+    o, r = e.tuple_orig, e.tuple_reply
+    if (r.saddr, r.sport) == (o.daddr, o.dport):
+        return None
+    proto = "UDP" if o.proto == socket.IPPROTO_UDP else "TCP"
+    state = e.protoinfo.state_name() if e.protoinfo is not None else "NONE"
+    return ConnEntry(proto, (o.saddr, o.sport), (o.daddr, o.dport), (r.saddr, r.sport), state, float(e.timeout or 0))
+
+
+def _flow_entry(key: ServiceKey, dkey: tuple[str, int], elem: Any, state: str) -> ConnEntry | None:
+    """One flow-set element (``{"elem": {"val": {"concat": [addr, port]}, "expires": s}}``)."""
+    body = elem.get("elem", {}) if isinstance(elem, dict) else {}
+    val = body.get("val", elem)
+    parts = val.get("concat") if isinstance(val, dict) else None
+    if not parts or len(parts) != 2:
+        return None
+    proto = "UDP" if key.protocol == "udp" else "TCP"
+    port = key.port or dkey[1]
+    return ConnEntry(proto, (str(parts[0]), int(parts[1])), (key.address, port), (dkey[0], dkey[1] or port),
+                     state if proto == "TCP" else "NONE", float(body.get("expires", 0)))

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from saru.model import Dest, ServiceSettings
+from saru.schedflags import flag_names
 
 MH_TABLE_SIZE = 16381  # a prime; IPVS's CONFIG_IP_VS_MH_TAB_INDEX=14 (its default is 251)
 SH_TABLE_BITS = 8  # IPVS's IP_VS_SH_TAB_BITS (and dh's)
@@ -552,11 +553,9 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
 }
 
 
-def parse_flags(schedflags: str | None) -> frozenset[str]:
-    """``"sh-fallback,sh-port"`` (ipvsadm -b) → a set of flags."""
-    if not schedflags:
-        return frozenset()
-    return frozenset(f.strip() for f in schedflags.replace(" ", ",").split(",") if f.strip())
+def parse_flags(schedflags: str | None, scheduler: str = "") -> frozenset[str]:
+    """``"sh-fallback,sh-port"`` (ipvsadm -b) → the canonical flag names (``flag-2`` on sh = ``sh-port``)."""
+    return flag_names(schedflags, scheduler)
 
 
 def parse_netmask(netmask: str | None) -> tuple[int, int]:
@@ -621,7 +620,8 @@ class Balancer:
         self.v4mask, self.v6prefix = parse_netmask(settings.netmask)
         if not settings.persistent or settings.netmask != old.netmask:
             self.templates.clear()
-        self.scheduler = SCHEDULERS[settings.scheduler](parse_flags(settings.schedflags), self.service)
+        flags = parse_flags(settings.schedflags, settings.scheduler)
+        self.scheduler = SCHEDULERS[settings.scheduler](flags, self.service)
         self.scheduler.update(list(self.dests.values()))
 
     def set_dest(self, dest: Dest, refresh: bool = True) -> DestState:

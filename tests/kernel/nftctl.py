@@ -1,7 +1,8 @@
 """Drives an ``NftDataplane`` inside a network namespace for the kernel tests (JSON lines on stdio).
 
 Requests: ``{"op": "apply", "table": [...]}`` (diff from the live table, apply; answers the ops),
-``{"op": "read"}``, ``{"op": "stats"}``, ``{"op": "restart"}`` (a fresh NftDataplane instance, as
+``{"op": "read"}``, ``{"op": "stats"}``, ``{"op": "zero"}``, ``{"op": "connections"}``,
+``{"op": "restart"}`` (a fresh NftDataplane instance, as
 after a daemon restart), ``{"op": "nft", "script": "...", "json": false}`` (raw libnftables).
 Each answer is one JSON line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 ``--closing-timeout N`` shortens the life of closed direct-routed flows (for drain tests).
@@ -28,14 +29,22 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
     if op == "apply":
         ops = diff(await dp.read(), table_from_list(request["table"]))
         await dp.apply(ops)
-        return {"ops": [describe_op(o) for o in ops]}
+        return {"ops": [describe_op(o) for o in ops], "how": dp.last_apply}
     if op == "read":
         return {"table": table_to_list(await dp.read())}
     if op == "stats":
         stats = await dp.stats()
         return {"stats": {str(k): {"connections": s.connections, "bytes_in": s.bytes_in,
-                                   "dests": {f"{a}:{p}": d.connections for (a, p), d in s.dests.items()}}
+                                   "dests": {f"{a}:{p}": d.connections for (a, p), d in s.dests.items()},
+                                   "dest_bytes": sum(d.bytes_in for d in s.dests.values())}
                           for k, s in stats.items()}}
+    if op == "zero":
+        await dp.zero()
+        return {}
+    if op == "connections":
+        return {"connections": [{"protocol": c.protocol, "client": list(c.client), "virtual": list(c.virtual),
+                                 "dest": list(c.dest), "state": c.state, "expires": c.expires}
+                                for c in await dp.connections()]}
     if op == "restart":
         await dp.close()
         state["dp"] = NftDataplane(closing_timeout=CLOSING)

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
+from saru.dataplane.nft_render import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.tablecodec import table_from_list, table_to_list
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, Topology, available
+from tests.kernel.topology import CLIENT, REALS, VIP, VIP6, Topology, available
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -42,12 +43,12 @@ class Ctl:
             raise AssertionError(f"nftctl died: {self.proc.stderr.read()}")
         return line
 
-    def call(self, **request: Any) -> dict[str, Any]:
+    def call(self, expect_ok: bool = True, **request: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         answer: dict[str, Any] = json.loads(self._line())
-        assert answer["ok"], answer
+        assert answer["ok"] is expect_ok, answer
         return answer
 
     def apply(self, *services: Service) -> list[str]:
@@ -421,3 +422,70 @@ def test_daemon_follows_health_on_nft(topo: Topology, tmp_path: Path) -> None:
     leftover = topo.run("ld1", sys.executable, "-c",
                         "from saru.dataplane.libnft import Nft; print(Nft().run('list ruleset'))")
     assert "saru" not in leftover.stdout  # cleanstop removed Saru's tables
+
+
+def test_refused_transaction_keeps_the_previous_table_and_state_in_sync(topo: Topology) -> None:
+    topo.mode("nat")
+    topo.nginx("fe1")
+    topo.nginx("fe2")
+    ctl = Ctl(topo)
+    web = service(80, [nat("fe1"), nat("fe2")])
+    assert ctl.call(op="apply", table=table_to_list(Table.of([web])))["how"] == "incremental"
+    # an incremental change: only the slot map's elements and the service chain are written
+    ctl.apply(service(80, [nat("fe1"), nat("fe2", weight=0)]))
+    assert burst(topo, f"http://{VIP}/", 6, concurrency=1)["servers"] == {"fe1": 6}
+    ctl.apply(web)
+    # someone else puts an object where Saru's next service needs its slot map: the kernel
+    # refuses the whole transaction (and the full rewrite tried after re-reading the kernel)
+    other = service(8080, [nat("fe1"), nat("fe2")])
+    ctl.nft(f"add map inet saru m_{service_id(other.key)} {{ type ipv4_addr : ipv4_addr; }}")
+    refused = ctl.call(expect_ok=False, op="apply", table=table_to_list(Table.of([web, other])))
+    assert "refused" in refused["error"]
+    assert ctl.read() == Table.of([web])  # in-memory state re-read from the kernel: the old table
+    assert burst(topo, f"http://{VIP}/", 10, concurrency=1)["servers"] == {"fe1": 5, "fe2": 5}
+    assert f"s_{service_id(other.key)}" not in ctl.nft("list table inet saru")
+    ctl.nft(f"delete map inet saru m_{service_id(other.key)}")
+    ctl.apply(web, other)  # in sync: the next apply works
+    assert ctl.read() == Table.of([web, other])
+
+
+def test_connections_and_zero(topo: Topology) -> None:
+    topo.mode("nat")
+    topo.nginx("fe1")
+    topo.nginx("fe2")
+    ctl = Ctl(topo)
+    web = service(80, [nat("fe1"), nat("fe2")])
+    ctl.apply(web)
+    assert burst(topo, f"http://{VIP}/", 10, concurrency=1)["failed"] == 0
+    conns = [c for c in ctl.call(op="connections")["connections"] if c["virtual"] == [VIP, 80]]
+    assert len(conns) == 10, conns  # closed, but conntrack keeps them (TIME_WAIT), like IPVS
+    assert {tuple(c["dest"]) for c in conns} == {(REALS["fe1"][0], 80), (REALS["fe2"][0], 80)}
+    assert all(c["protocol"] == "TCP" and c["state"] == "TIME_WAIT" and c["expires"] > 0 for c in conns)
+    before = ctl.call(op="stats")["stats"][f"tcp {VIP}:80"]
+    assert before["bytes_in"] > 0 and before["dests"] == {"10.77.7.11:80": 5, "10.77.7.12:80": 5}
+    ctl.call(op="zero")
+    assert ctl.call(op="stats")["stats"][f"tcp {VIP}:80"]["bytes_in"] == 0
+    assert ctl.read() == Table.of([web])  # zeroing changed nothing else
+    assert burst(topo, f"http://{VIP}/", 4, concurrency=1)["failed"] == 0
+
+
+def test_dr_connections_from_flow_sets_and_zero(topo: Topology) -> None:
+    topo.mode("dr")
+    topo.nginx("fe1")
+    topo.nginx("fe2")
+    ctl = Ctl(topo)
+    ctl.apply(service(80, [gate("fe1"), gate("fe2")]))
+    servers, clients = keepalive_clients(topo, {"fe1", "fe2"})
+    conns = ctl.call(op="connections")["connections"]
+    established = [c for c in conns if c["state"] == "ESTABLISHED"]
+    assert len(established) >= 2, conns
+    assert {c["dest"][0] for c in established} >= {REALS["fe1"][2], REALS["fe2"][2]}
+    assert all(c["virtual"] == [VIP, 80] and c["client"][0] == CLIENT for c in established)
+    assert ctl.call(op="stats")["stats"][f"tcp {VIP}:80"]["dest_bytes"] > 0
+    ctl.call(op="zero")
+    assert ctl.call(op="stats")["stats"][f"tcp {VIP}:80"]["dest_bytes"] == 0
+    for name, client in servers.items():  # zeroing kept the flows: the connections still work
+        assert ask(client) == {"server": name, "status": 200}
+    for client in clients:
+        assert client.stdin is not None
+        client.stdin.close()

@@ -27,6 +27,7 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
+from saru.schedflags import F_SCHED1, F_SCHED2, F_SCHED3
 
 TCP = ServiceKey("tcp", "10.0.0.1", 80)
 UDP6 = ServiceKey("udp", "2001:db8::1", 53, None, 6)
@@ -154,11 +155,12 @@ def test_edits_are_set_commands_never_deletes() -> None:
 
 
 def test_scheduler_flags() -> None:
-    assert codec.parse_schedflags("sh-port,sh-fallback", "sh") == codec.F_SCHED1 | codec.F_SCHED2
-    assert codec.parse_schedflags("mh-port", "mh") == codec.F_SCHED2
-    assert codec.format_schedflags(codec.F_SCHED1 | codec.F_SCHED2, "sh") == "sh-fallback,sh-port"
-    assert codec.format_schedflags(codec.F_SCHED2, "mh") == "mh-port"
-    assert codec.format_schedflags(codec.F_SCHED1 | codec.F_SCHED3, "wrr") == "flag-1,flag-3"
+    """The codec uses saru.schedflags, turning its errors into InvalidOp."""
+    assert codec.parse_schedflags("sh-port,sh-fallback", "sh") == F_SCHED1 | F_SCHED2
+    assert codec.parse_schedflags("mh-port", "mh") == F_SCHED2
+    assert codec.format_schedflags(F_SCHED1 | F_SCHED2, "sh") == "sh-fallback,sh-port"
+    assert codec.format_schedflags(F_SCHED2, "mh") == "mh-port"
+    assert codec.format_schedflags(F_SCHED1 | F_SCHED3, "wrr") == "flag-1,flag-3"
     assert codec.format_schedflags(codec.F_PERSISTENT, "wrr") is None
     with pytest.raises(codec.InvalidOp, match="needs scheduler 'sh'"):
         codec.parse_schedflags("sh-port", "wrr")

@@ -55,8 +55,9 @@ def golden(name: str, script: str) -> None:
 
 def test_nat_weighted_round_robin() -> None:
     table = Table.of([svc("tcp", "192.168.6.240", 80, [Dest("192.168.7.11", 80, "masq", 2),
-                                                        Dest("192.168.7.12", 8080, "masq", 1)], "wrr")])
-    golden("nat_wrr", render(table))
+                                                        Dest("192.168.7.12", 8080, "masq", 1),
+                                                        Dest("192.168.7.13", 80, "masq", 0)], "wrr")])
+    golden("nat_wrr", render(table))  # the quiesced real is parked at a key no slot number reaches
 
 
 def test_dr_with_local_fallback_draining_real_and_stale_objects() -> None:
@@ -88,7 +89,8 @@ def test_nat_ipv6_and_local_fallback_on_other_port() -> None:
         svc("tcp", "192.168.6.240", 443, [Dest("127.0.0.1", 443, "masq", 1)]),
     ])
     script = render(table)
-    assert "meta l4proto tcp dnat ip6 to [2001:db8:7::11]:8080" in script
+    assert "meta l4proto tcp dnat ip6 to numgen inc mod 1 map @m_" in script  # reals in a slot map
+    assert '0 comment "saru R 1 0 0 8080" : 2001:db8:7::11' in script and " : 8080\n" in script
     assert "meta l4proto tcp redirect to :8080" in script  # fallback on the director, other port
     local_masq = service_id(ServiceKey("tcp", "192.168.6.240", 443))
     assert f"add rule inet saru d_{local_masq}" in script and "dnat ip to 127.0.0.1" not in script
@@ -99,12 +101,14 @@ def test_source_hash_is_a_maglev_map_with_a_fixed_seed() -> None:
     dests = [Dest("192.168.7.11", 80, "masq", 1), Dest("192.168.7.12", 80, "masq", 1)]
     table = Table.of([svc("tcp", "192.168.6.240", 80, dests, "sh", schedflags="sh-port")])
     script = render(table)
-    line = next(x for x in script.splitlines() if "vmap" in x)
-    assert f"jhash ip saddr . tcp sport mod {MAGLEV_SIZE} seed {HASH_SEED:#x} vmap" in line
+    line = next(x for x in script.splitlines() if " dnat " in x)
+    assert f"jhash ip saddr . tcp sport mod {MAGLEV_SIZE} seed {HASH_SEED:#x} map @m_" in line
     assert script == render(table)  # the same table renders the same map on every director
+    elements = next(x for x in script.splitlines() if x.startswith("add element"))
+    assert elements.count(" : 192.168.7.1") == MAGLEV_SIZE
     dh = render(Table.of([svc("fwm", "", 0, dests, "dh", fwmark=9)]))
     assert f"jhash ip daddr mod {MAGLEV_SIZE}" in dh
-    assert "numgen" not in render(Table.of([svc("tcp", "192.168.6.240", 80, dests, "mh")]))
+    assert " dnat ip to numgen" not in render(Table.of([svc("tcp", "192.168.6.240", 80, dests, "mh")]))
 
 
 def test_empty_table_deletes_only_existing_tables() -> None:
