@@ -31,7 +31,7 @@ demo: venv
 
 test: deps venv
 	$(VENV)/bin/ruff check saru tests bench
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 bench: deps venv
 	$(PY) bench/checks_bench.py

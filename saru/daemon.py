@@ -656,4 +656,14 @@ def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, Servic
         "ha": daemon.ha.snapshot() if daemon.ha is not None else None,
         "settings": daemon.settings.path,
         "events": list(daemon.events)[-20:],
+        "cluster_events": _cluster_events(daemon.settings),
     }
+
+
+def _cluster_events(settings: Any) -> list[str]:
+    """With ``[ha] mode = "pacemaker"``: the cluster's last events in short sentences (pm_logconv's job)."""
+    if settings.ha is None or settings.ha.mode != "pacemaker":
+        return []
+    from saru.cluster.logconv import PACEMAKER_LOG, recent_events
+
+    return recent_events(os.environ.get("SARU_PACEMAKER_LOG", PACEMAKER_LOG), settings.cluster)

@@ -110,6 +110,9 @@ def render_status(doc: dict[str, Any]) -> str:
             conns = f"{r['active_connections']}/{r['connections']}"
             lines.append(f"  {host:<28} {r['forward']:<5} {weight:>9} {r['state']:<11} {conns:>11}  "
                          f"{_check_text(r)}")
+    if doc.get("cluster_events"):
+        lines.append("cluster events (Pacemaker):")
+        lines.extend(f"  {e}" for e in doc["cluster_events"])
     if doc.get("events"):
         lines.append("")
         lines.append("recent events:")

@@ -84,7 +84,7 @@ def _has_net_admin() -> bool:
     return os.geteuid() == 0
 
 
-def _module_installed(name: str) -> bool:
+def module_installed(name: str) -> bool:
     """Whether ``modules.dep`` of the running kernel lists the module."""
     try:
         text = Path(f"/lib/modules/{os.uname().release}/modules.dep").read_text()
@@ -131,7 +131,7 @@ class IpvsDataplane(Dataplane):
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        if not PROC_IP_VS.exists() and _module_installed("ip_vs"):
+        if not PROC_IP_VS.exists() and module_installed("ip_vs"):
             _try_modprobe("ip_vs")
         if not PROC_IP_VS.exists():
             return False, "no IPVS in this kernel (no /proc/net/ip_vs; ip_vs module not loaded)"

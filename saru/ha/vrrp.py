@@ -27,6 +27,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from saru.ha.packets import checksum
+
 IPPROTO_VRRP = 112
 GROUP_V4 = "224.0.0.18"
 GROUP_V6 = "ff02::12"
@@ -58,16 +60,6 @@ class Advert:
     def interval(self) -> float:
         """The advertisement interval in seconds."""
         return self.interval_cs / 100
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _pack(address: str) -> tuple[int, bytes]:

@@ -9,10 +9,10 @@ and the NAT reals (do their replies to clients come back through here), through 
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from saru.dataplane.ipvs import module_installed
 from saru.setup import sysctl
 from saru.setup.doctor import (
     PROBE_SOURCES,
@@ -41,19 +41,11 @@ from saru.setup.doctor import (
 from saru.setup.item import Item
 
 
-def _module_installed(name: str) -> bool:
-    try:
-        text = Path(f"/lib/modules/{os.uname().release}/modules.dep").read_text()
-    except OSError:
-        return False
-    return f"/{name}.ko" in text
-
-
 def _ipvs() -> tuple[bool, str]:
     """IPVS without side effects (no modprobe: the daemon loads it when it starts)."""
     if Path("/proc/net/ip_vs").exists():
         return True, "the ip_vs module is loaded"
-    if _module_installed("ip_vs"):
+    if module_installed("ip_vs"):
         return True, "the ip_vs module is installed (loaded when saru starts)"
     return False, "no IPVS in this kernel (no /proc/net/ip_vs, no ip_vs module)"
 
@@ -72,7 +64,7 @@ def _conntrack() -> tuple[bool, str]:
     count, limit = sysctl.read("net.netfilter.nf_conntrack_count"), sysctl.read("net.netfilter.nf_conntrack_max")
     if limit is not None:
         return True, f"nf_conntrack loaded ({count or '?'} of {limit} entries in use)"
-    if _module_installed("nf_conntrack"):
+    if module_installed("nf_conntrack"):
         return True, "the nf_conntrack module is installed (loaded on demand)"
     return False, "no nf_conntrack in this kernel"
 

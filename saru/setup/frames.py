@@ -11,6 +11,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from saru.ha.packets import checksum
+
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -29,15 +31,6 @@ def mac_text(data: bytes) -> str:
 
 def ethernet(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
     return mac_bytes(dst) + mac_bytes(src) + struct.pack("!H", ethertype) + payload
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 # -- IPv4, TCP, ICMP --------------------------------------------------------------------------------

@@ -382,7 +382,21 @@ class Lab:
 
     # -- teardown ---------------------------------------------------------------------------------
 
+    def keep_logs(self) -> None:
+        """Opt-in: copy each node's pacemaker.log and corosync.log to ``$SARU_CLUSTER_KEEP_LOGS/<node>/``."""
+        keep = os.environ.get("SARU_CLUSTER_KEEP_LOGS")
+        if not keep:
+            return
+        for node in self.nodes.values():
+            dest = Path(keep) / node.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for which in ("pacemaker", "corosync"):
+                src = node.state / f"var-log-{which}" / f"{which}.log"
+                if src.is_file():
+                    shutil.copyfile(src, dest / f"{which}.log")
+
     def down(self) -> None:
+        self.keep_logs()
         for node in self.nodes.values():
             if node.init_pid is not None and _alive(node.init_pid):
                 _kill(node.init_pid, signal.SIGKILL)

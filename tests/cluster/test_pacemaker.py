@@ -344,3 +344,25 @@ def test_stock_ldirectord_agent_drives_saru_ldirectord(lab: Lab) -> None:
     assert "saru-ldirectord" not in ps_old, "saru-ldirectord still runs on the standby node"
     assert "saru-ldirectord" in lab.node_run(new, "ps", "-ww", "-eo", "args").stdout
     lab.node_run(node, "crm", "node", "online", node)
+
+
+def test_readable_log_tells_the_last_failover(lab: Lab) -> None:
+    """``saru cluster log`` on the surviving node's pacemaker.log lists the failover just caused (standby)."""
+    new = State.active
+    old = other(new)
+    log = lab.nodes[new].state / "var-log-pacemaker" / "pacemaker.log"
+    settings = lab.workdir / "config-saru" / "saru.toml"
+    got = subprocess.run([SARU, "cluster", "log", "--json", "--settings", str(settings), str(log)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert got.returncode == 0, got.stderr
+    events = [json.loads(line) for line in got.stdout.splitlines()]
+    standby = [i for i, e in enumerate(events) if e["kind"] == "standby" and e["node"] == old]
+    assert standby, f"no 'standby' event for {old} in {new}'s log: {got.stdout[-2000:]}"
+    after = events[standby[-1]:]
+    for rsc in GROUP:
+        assert any(e["kind"] == "resource-started" and (e["node"], e["resource"]) == (new, rsc) for e in after), \
+            f"{rsc} started on {new} is missing after the standby of {old}: {after}"
+    if [e["node"] for e in events if e["kind"] == "dc"][-1:] == [new]:  # the DC also saw the plan and its end
+        kinds = [(e["kind"], e["message"]) for e in after]
+        assert ("failover", f"failover of GrpBalancer: {old} (standby) → {new}") in kinds, kinds
+        assert ("failover-done", f"failover of GrpBalancer: {old} → {new} completed") in kinds, kinds

@@ -13,7 +13,8 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,20 @@ virtual={vip}:80
 \trequest="haCheker/haCheck.html"
 \treceive="up and running"
 """
+
+
+@contextmanager
+def dr_bed(workdir: Path) -> Iterator[HABed]:
+    """The guide's topology in direct-routing mode with nginx on FE1 and FE2; torn down on exit."""
+    bed = HABed(workdir)
+    try:
+        bed.up()
+        bed.mode("dr")
+        bed.nginx("fe1")
+        bed.nginx("fe2")
+        yield bed
+    finally:
+        bed.down()
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:

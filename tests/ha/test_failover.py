@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.bed import DIRECTORS, NAT_GW, UPSTREAM, Director, HABed, wait_for
+from tests.ha.bed import DIRECTORS, NAT_GW, UPSTREAM, Director, HABed, dr_bed, wait_for
 from tests.helpers import require
 from tests.kernel.topology import REALS, VIP, VIP6, available
 
@@ -28,15 +28,8 @@ pytestmark = pytest.mark.timeout(120)
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HABed]:
     ok, why = available()
     require(ok, why)
-    b = HABed(tmp_path_factory.mktemp("ha"))
-    try:
-        b.up()
-        b.mode("dr")
-        b.nginx("fe1")
-        b.nginx("fe2")
+    with dr_bed(tmp_path_factory.mktemp("ha")) as b:
         yield b
-    finally:
-        b.down()
 
 
 @pytest.fixture

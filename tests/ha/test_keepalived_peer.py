@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ha.bed import DIRECTORS, Director, HABed, keepalived_conf, start_keepalived, wait_for
+from tests.ha.bed import DIRECTORS, Director, HABed, dr_bed, keepalived_conf, start_keepalived, wait_for
 from tests.ha.test_failover import reset
 from tests.helpers import require
 from tests.kernel.topology import available
@@ -27,15 +27,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HABed]:
     ok, why = available()
     require(ok, why)
     require(shutil.which("keepalived") is not None, "keepalived is not installed")
-    b = HABed(tmp_path_factory.mktemp("hak"))
-    try:
-        b.up()
-        b.mode("dr")
-        b.nginx("fe1")
-        b.nginx("fe2")
+    with dr_bed(tmp_path_factory.mktemp("hak")) as b:
         yield b
-    finally:
-        b.down()
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import pytest
 
 from saru.config.native import PingSettings
 from saru.ha.ping import PingError, PingScore
-from tests.ha.netns import Segment, available, wait_for
-from tests.ha.test_vip import NsLoop
+from tests.ha.netns import NsLoop, Segment, available, wait_for
 from tests.helpers import require
 
 U4, U6, W6 = "10.97.2.2", "fd00:97:2::2", "fd00:97:2::3"

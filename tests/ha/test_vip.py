@@ -10,78 +10,20 @@ share no code with Saru.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
-import os
 import select
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 
 from saru.ha.vip import FloatingIP, VIPError, interface_mac
-from tests.ha.netns import Host, Segment, available, stop_process, wait_for
+from tests.ha.netns import Host, NsLoop, Segment, available, stop_process, wait_for
 from tests.helpers import require
 
-T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
 VIP4, VIP6 = "10.97.0.50", "fd00:97::50"
-
-
-class NsLoop:
-    """An asyncio loop on a thread that entered ``host``'s network namespace and never leaves it."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.error: BaseException | None = None
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, args=(ready,), name=f"ns-{host.name}", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        if self.error is not None or self.loop is None:
-            raise RuntimeError(f"cannot run a loop in {host.netns}: {self.error}")
-
-    def _main(self, ready: threading.Event) -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            path = f"/run/netns/{self.host.netns}"
-            with open(path, "rb") as ns:
-                if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns({path}) failed")
-            if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
-                raise RuntimeError("the thread is not in the namespace after setns")
-            loop = asyncio.new_event_loop()
-            self.loop = loop
-        except BaseException as exc:  # reported by the constructor
-            self.error = exc
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, func: Any, *args: Any) -> Any:
-        """Run a plain function in the namespace's thread (for namespace-dependent sync calls)."""
-        async def wrapper() -> Any:
-            return func(*args)
-        return self.run(wrapper())
-
-    def close(self) -> None:
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from saru.ha.vipcheck import Answer, VIPCheckError, neighbour_mac, probe_all, probe_vip
-from tests.ha.netns import Host, Segment, available
-from tests.ha.test_vip import NsLoop
+from tests.ha.netns import Host, NsLoop, Segment, available
 from tests.helpers import require
 
 VIP4, VIP6 = "10.97.1.50", "fd00:97:1::50"
