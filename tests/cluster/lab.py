@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from tests.kernel.topology import NGINX_CONF
+from tests.kernel.topology import nginx_conf
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -217,7 +217,7 @@ class Lab:
             (d / "root" / "haCheker").mkdir(parents=True, exist_ok=True)
             (d / "root" / "index.html").write_text(f"{role} hello\n")
             (d / "root" / "haCheker" / "haCheck.html").write_text("up and running\n")
-            (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, name=role))
+            (d / "nginx.conf").write_text(nginx_conf(d, role))
             self.procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[role], "nginx", "-c", str(d / "nginx.conf"), "-e",
                  str(d / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers import NGINX_CONF
+
 VIP = "10.77.6.240"
 VIP6 = "fd00:6::240"
 CLIENT = "172.16.0.10"
@@ -38,32 +40,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 _counter = itertools.count()
 
-NGINX_CONF = """\
-user root;
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/tmp;
-    proxy_temp_path {dir}/tmp;
-    fastcgi_temp_path {dir}/tmp;
-    uwsgi_temp_path {dir}/tmp;
-    scgi_temp_path {dir}/tmp;
-    keepalive_requests 1000000;
-    default_type text/plain;
-    server {{
-        listen 80 default_server;
-        listen [::]:80 default_server;
-        listen 8080;
-        listen [::]:8080;
-        root {dir}/root;
-        add_header X-Real-Server {name} always;
-    }}
-}}
-"""
+def nginx_conf(directory: Path, name: str) -> str:
+    """nginx.conf of a real server: ports 80 and 8080 on IPv4 and IPv6, header X-Real-Server."""
+    server = (f"    server {{\n        listen 80 default_server;\n        listen [::]:80 default_server;\n"
+              f"        listen 8080;\n        listen [::]:8080;\n        root {directory}/root;\n"
+              f"        add_header X-Real-Server {name} always;\n    }}")
+    return NGINX_CONF.format(user="user root;", dir=directory, servers=server)
 
 UDP_ECHO = """\
 import socket, sys
@@ -196,7 +178,7 @@ class Topology:
         (d / "root" / "haCheker").mkdir(parents=True, exist_ok=True)
         (d / "root" / "index.html").write_text(f"{role} hello\n")
         (d / "root" / "haCheker" / "haCheck.html").write_text("up and running\n")
-        (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, name=role))
+        (d / "nginx.conf").write_text(nginx_conf(d, role))
         self.popen(role, "nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log"),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_http(role, "http://127.0.0.1/haCheker/haCheck.html")
