@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tests.helpers import netns_usable
 from tests.kernel.topology import nginx_conf
 
 HERE = Path(__file__).resolve().parent
@@ -89,12 +90,7 @@ def available() -> tuple[bool, str]:
     for agent in ("heartbeat/IPaddr2", "pacemaker/ping", "heartbeat/ldirectord"):
         if not os.access(f"/usr/lib/ocf/resource.d/{agent}", os.X_OK):
             return False, f"OCF agent {agent} is missing (resource-agents, pacemaker-resource-agents)"
-    probe = f"saru-probe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False)
-    if made.returncode != 0:
-        return False, f"cannot create network namespaces: {made.stderr.decode().strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
-    return True, "ok"
+    return netns_usable()
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:

@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.helpers import netns_usable
+
 ROOT = Path(__file__).resolve().parents[2]
 CLONE_NEWNET = 0x40000000
 _counter = itertools.count()
@@ -46,12 +48,7 @@ def available() -> tuple[bool, str]:
         return False, "network namespaces need root"
     if shutil.which("ip") is None:
         return False, "iproute2 (ip) is not installed"
-    probe = f"saru-probe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        return False, f"cannot create network namespaces: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
-    return True, "ok"
+    return netns_usable()
 
 
 class Host:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import NGINX_CONF
+from tests.helpers import NGINX_CONF, netns_usable
 
 VIP = "10.77.6.240"
 VIP6 = "fd00:6::240"
@@ -66,12 +66,7 @@ def available() -> tuple[bool, str]:
     for tool in ("ip", "nginx", "curl"):
         if shutil.which(tool) is None:
             return False, f"{tool} is not installed"
-    probe = f"saru-probe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False)
-    if made.returncode != 0:
-        return False, f"cannot create network namespaces: {made.stderr.decode().strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
-    return True, "ok"
+    return netns_usable()
 
 
 class Topology:
