@@ -220,3 +220,24 @@ act monitor
         "monitor=0", "stop=0", "monitor=7",
     ], result.stdout + result.stderr
     assert plane[0] != 'plane="name": "proxy"' and plane[1] == 'plane="name": "proxy"', plane
+
+
+def test_vipcheck_agent_arp_method_uses_saru_vipcheck(lab: Lab) -> None:
+    """``method=arp``: the ARP probe finds the holder by its MAC (even one that would drop ICMP)."""
+    agent = f"{OCF}/saru/VIPcheck"
+    script = f"""
+export OCF_RESOURCE_INSTANCE=vc3 OCF_RESKEY_wait=1 OCF_RESKEY_method=arp OCF_RESKEY_binary={BIN}/saru __OCF_ACTION
+for target in {BUSY_VIP}%ocf0 {FREE_VIP}%ocf0; do
+    export OCF_RESKEY_target_ip=$target
+    __OCF_ACTION=start; {agent} start; echo "$target start=$?"
+    __OCF_ACTION=stop; {agent} stop >/dev/null
+done
+export OCF_RESKEY_target_ip={FREE_VIP}
+__OCF_ACTION=validate-all; {agent} validate-all; echo "no interface validate=$?"
+OCF_RESKEY_method=telepathy OCF_RESKEY_target_ip={FREE_VIP}%ocf0 {agent} validate-all; echo "bad method validate=$?"
+"""
+    result = lab.run(script)
+    lines = [line for line in result.stdout.splitlines() if "=" in line]
+    assert lines == [f"{BUSY_VIP}%ocf0 start=1", f"{FREE_VIP}%ocf0 start=0",
+                     "no interface validate=6", "bad method validate=6"], result.stdout + result.stderr
+    assert f"{BUSY_VIP} answered by " in result.stderr and "another node still holds it" in result.stderr
