@@ -33,7 +33,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saru.config.native import HASettings
 from saru.events import (
@@ -47,6 +47,11 @@ from saru.events import (
     VIPChange,
     VIPConflict,
 )
+
+if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack
+    from saru.ha.ping import PingScore
+    from saru.ha.vip import FloatingIP
+    from saru.ha.vrrp_socket import VRRPInstance
 
 LOGGER = logging.getLogger("saru.ha")
 SIOCGIFFLAGS = 0x8913
@@ -90,9 +95,9 @@ class HANode:
         self._set_active = set_active
         self._emit_to = emit
         self._primary = primary
-        self.instance: Any = None  # VRRPInstance once started
-        self.vip: Any = None  # FloatingIP
-        self.ping: Any = None  # PingScore | None
+        self.instance: VRRPInstance | None = None  # once started
+        self.vip: FloatingIP | None = None
+        self.ping: PingScore | None = None
         self.state = "init"  # init, backup, master, fault
         self.reason = ""
         self.since = time.time()
@@ -347,10 +352,7 @@ class HANode:
 
     async def _present(self) -> list[str]:
         try:
-            present = self.vip.present()
-            if asyncio.iscoroutine(present):
-                present = await present
-            return list(present)
+            return await self.vip.present() if self.vip is not None else []
         except Exception as exc:
             LOGGER.debug("cannot read the addresses of %s: %s", self.settings.interface, exc)
             return []
@@ -468,9 +470,7 @@ class HANode:
 
         mac = None
         with contextlib.suppress(Exception):
-            mac = neighbour_mac(self.settings.interface, address)
-            if asyncio.iscoroutine(mac):
-                mac = await mac
+            mac = await neighbour_mac(self.settings.interface, address)
         if not mac:
             with contextlib.suppress(Exception):
                 answer = await probe_vip(self.settings.interface, address, max(0.2, self.settings.vipcheck_timeout))
