@@ -38,7 +38,7 @@ DEFAULT_LOG = "/var/log/pacemaker/pacemaker.log"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("cluster", help="print the Pacemaker configuration (crm or pcs) for saru.toml",
+    p = sub.add_parser("cluster", help="Pacemaker: print the configuration (crm, pcs) or read the cluster log",
                        description="Generate the guide's Pacemaker configuration from saru.toml: the group "
                                    "VIPcheck -> IPaddr2 -> director, the ping clone and its constraints, "
                                    "no fencing, no quorum policy, no fail-back.")
