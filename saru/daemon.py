@@ -24,7 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -405,6 +405,9 @@ class Daemon:
         self.emit(DaemonEvent(f"Reloading configuration {self.config_path}"))
         previous_state, self.state = self.state, "reloading"
         try:
+            settings = self.settings
+            if self.options.settings_path:
+                settings = await asyncio.to_thread(load_settings, self.options.settings_path)
             new = await asyncio.to_thread(parse_file, self.config_path)
             if self.dataplane is not None:
                 problems = unsupported(new, self.dataplane.capabilities)
@@ -415,6 +418,13 @@ class Daemon:
             LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
             self.state = previous_state
             return {"reloaded": False, "errors": str(exc).splitlines()}
+        settings, held = _settings_for_reload(self.settings, settings)
+        for warning in held:
+            LOGGER.warning("%s", warning)
+        sync_changed = settings.ipvs_sync != self.settings.ipvs_sync
+        self.settings = settings
+        if sync_changed:
+            await self._sync_daemons()
         old = self.config
         if old is not None:
             self.owned |= {v.key for v in old.virtuals}
@@ -429,7 +439,7 @@ class Daemon:
             self.monitor.configure(new)
         self.dirty.set()
         self.state = previous_state
-        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings]}
+        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings] + held}
 
     def _stat_config(self) -> tuple[float, int, str] | None:
         try:
@@ -667,3 +677,16 @@ def _cluster_events(settings: Any) -> list[str]:
     from saru.cluster.logconv import PACEMAKER_LOG, recent_events
 
     return recent_events(os.environ.get("SARU_PACEMAKER_LOG", PACEMAKER_LOG), settings.cluster)
+
+
+def _settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
+    """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
+    data plane and ``[ha]`` only at the next restart (a running VRRP node and data plane are not
+    swapped under traffic) — with a warning saying so."""
+    held: list[str] = []
+    if new.director != running.director:
+        held.append("saru.toml [director] changed: it takes effect at the next restart")
+    if new.ha != running.ha:
+        held.append("saru.toml [ha] changed: it takes effect at the next restart "
+                    "(restart the backup first, then `saru failover-test`, then the other director)")
+    return replace(new, director=running.director, ha=running.ha), held
