@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tests.helpers import netns_usable
-from tests.kernel.topology import nginx_conf
+from tests.kernel.topology import nginx_site
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -208,12 +208,7 @@ class Lab:
             self.sysctl(role, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.eth0.arp_ignore=1",
                         "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.eth0.arp_announce=2")
             self.ip(role, "route", "add", "default", "via", GATEWAY)
-            d = self.workdir / f"nginx-{role}"
-            (d / "tmp").mkdir(parents=True, exist_ok=True)
-            (d / "root" / "haCheker").mkdir(parents=True, exist_ok=True)
-            (d / "root" / "index.html").write_text(f"{role} hello\n")
-            (d / "root" / "haCheker" / "haCheck.html").write_text("up and running\n")
-            (d / "nginx.conf").write_text(nginx_conf(d, role))
+            d = nginx_site(self.workdir, role)
             self.procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[role], "nginx", "-c", str(d / "nginx.conf"), "-e",
                  str(d / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -40,6 +40,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 _counter = itertools.count()
 
+def nginx_site(workdir: Path, role: str) -> Path:
+    """The directory of real server ``role``'s nginx: document root with ``/haCheker/haCheck.html`` =
+    "up and running" (the guide's check page) and ``index.html``, temp dir, ``nginx.conf``."""
+    d = workdir / f"nginx-{role}"
+    (d / "tmp").mkdir(parents=True, exist_ok=True)
+    (d / "root" / "haCheker").mkdir(parents=True, exist_ok=True)
+    (d / "root" / "index.html").write_text(f"{role} hello\n")
+    (d / "root" / "haCheker" / "haCheck.html").write_text("up and running\n")
+    (d / "nginx.conf").write_text(nginx_conf(d, role))
+    return d
+
+
 def nginx_conf(directory: Path, name: str) -> str:
     """nginx.conf of a real server: ports 80 and 8080 on IPv4 and IPv6, header X-Real-Server."""
     server = (f"    server {{\n        listen 80 default_server;\n        listen [::]:80 default_server;\n"
@@ -168,12 +180,7 @@ class Topology:
 
     def nginx(self, role: str) -> Path:
         """Start nginx in ``role``; returns its document root (``/haCheker/haCheck.html`` = up)."""
-        d = self.workdir / f"nginx-{role}"
-        (d / "tmp").mkdir(parents=True, exist_ok=True)
-        (d / "root" / "haCheker").mkdir(parents=True, exist_ok=True)
-        (d / "root" / "index.html").write_text(f"{role} hello\n")
-        (d / "root" / "haCheker" / "haCheck.html").write_text("up and running\n")
-        (d / "nginx.conf").write_text(nginx_conf(d, role))
+        d = nginx_site(self.workdir, role)
         self.popen(role, "nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log"),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_http(role, "http://127.0.0.1/haCheker/haCheck.html")
