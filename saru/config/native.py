@@ -28,13 +28,14 @@ out of range), so a bad file changes nothing. The reference is docs/ha.md and do
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,8 +188,6 @@ def _has_secret(text: str) -> bool:
 
 
 def _with_warning(settings: Settings, warning: Diagnostic) -> Settings:
-    from dataclasses import replace
-
     return replace(settings, warnings=(*settings.warnings, warning))
 
 
@@ -441,8 +440,6 @@ def _describe(value: Any) -> str:
 
 
 def _closest(key: str, known: tuple[str, ...]) -> str:
-    import difflib
-
     match = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
