@@ -45,6 +45,7 @@ from saru.model import (
     ServiceKey,
     ServiceSettings,
 )
+from saru.net import nla, parse_attrs
 from saru.schedflags import SchedFlagError, format_schedflags
 
 #: Every scheduler the Linux kernel ships (twos since 6.2).
@@ -262,11 +263,6 @@ CMD_ATTRS: dict[str, tuple[int, dict[str, tuple[int, str]]]] = {
 }
 
 
-def _nla(number: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, number) + payload + b"\0" * (-length % 4)
-
-
 def _pack_value(kind: str, value: Any) -> bytes:
     if kind == "u8":
         return struct.pack("=B", value)
@@ -295,8 +291,8 @@ def pack_attrs(attrs: Attrs) -> bytes:
     out = []
     for name, value in attrs:
         number, table = CMD_ATTRS[name]
-        inner = b"".join(_nla(table[n][0], _pack_value(table[n][1], v)) for n, v in value["attrs"])
-        out.append(_nla(number, inner))
+        inner = b"".join(nla(table[n][0], _pack_value(table[n][1], v)) for n, v in value["attrs"])
+        out.append(nla(number, inner))
     return b"".join(out)
 
 
@@ -383,21 +379,7 @@ def wire(op: Op) -> tuple[int, bytes, bool]:
 # --------------------------------------------------------------------------------------------------
 
 Nla = Mapping[int, bytes]
-NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 GENL_HEADER = 20  # struct nlmsghdr (16) + struct genlmsghdr (4)
-
-
-def parse_attrs(data: bytes | memoryview, offset: int = 0) -> dict[int, bytes]:
-    """The attributes of a netlink attribute chain, by type number (the last one wins)."""
-    out: dict[int, bytes] = {}
-    end = len(data)
-    while offset + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4 or offset + length > end:
-            break
-        out[kind & NLA_TYPE_MASK] = bytes(data[offset + 4 : offset + length])
-        offset += (length + 3) & ~3
-    return out
 
 
 def dumped(raw: bytes | memoryview, cmd_attr: int) -> dict[int, bytes] | None:

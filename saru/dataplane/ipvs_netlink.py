@@ -28,6 +28,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from saru.net import nla, parse_attrs
+from saru.net import nla as _nla  # noqa: F401  (this module's name for it before saru.net)
+
 T = TypeVar("T")
 
 NETLINK_GENERIC = 16
@@ -64,22 +67,6 @@ class NetlinkError(OSError):
     def __init__(self, code: int, what: str = "") -> None:
         super().__init__(code, f"{what}: {os.strerror(code)}" if what else os.strerror(code))
         self.code = code
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return out
 
 
 def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
@@ -143,8 +130,8 @@ class GenlSocket:
             self.sent = 0  # requests of the last batch() that went out
             self.family_id = GENL_ID_CTRL
             reply = self._roundtrip(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
-                                    _nla(CTRL_ATTR_FAMILY_NAME, family.encode() + b"\0"), NLM_F_REQUEST)
-            found = _attrs(reply, 20).get(CTRL_ATTR_FAMILY_ID)
+                                    nla(CTRL_ATTR_FAMILY_NAME, family.encode() + b"\0"), NLM_F_REQUEST)
+            found = parse_attrs(reply, 20).get(CTRL_ATTR_FAMILY_ID)
             if found is None:
                 raise NetlinkError(errno.ENOENT, f"generic netlink family {family}")
             self.family_id = struct.unpack_from("=H", found)[0]

@@ -1,10 +1,12 @@
 """Pure builders and parsers of the link-layer frames the HA primitives put on the wire.
 
 Gratuitous ARP and ARP probes (RFC 5227), IPv6 neighbour solicitations and advertisements (RFC 4861)
-as whole Ethernet frames for an ``AF_PACKET`` socket, ICMP / ICMPv6 echo messages for raw sockets,
-and the Internet checksum with the IPv6 pseudo-header. No I/O: every function takes bytes or
-addresses and returns bytes or a parsed record (``None`` for a frame that is not what was asked for;
-malformed input never raises anything but ``PacketError`` from the builders).
+as whole Ethernet frames for an ``AF_PACKET`` socket, and ICMP / ICMPv6 echo inside such frames. No I/O:
+every function takes bytes or addresses and returns bytes or a parsed record (``None`` for a frame that
+is not what was asked for; malformed input never raises anything but ``PacketError`` from the builders).
+
+The Internet checksum, the pseudo-header, MAC conversions and the echo messages themselves are
+``saru.net``'s; the names are kept here too, as this module offered them before.
 """
 
 from __future__ import annotations
@@ -13,19 +15,44 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from saru.net import (
+    BROADCAST_MAC,
+    ICMP6_ECHO_REPLY,
+    ICMP6_ECHO_REQUEST,
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    IPPROTO_ICMPV6,
+    ZERO_MAC,
+    Echo,
+    PacketError,
+    checksum,
+    icmp_echo,
+    icmpv6_echo,
+    mac_bytes,
+    mac_str,
+    parse_icmpv6_echo,
+    parse_ipv4_icmp_echo,
+    pseudo_header,
+)
+
+__all__ = [
+    "ALL_NODES", "ARP_REPLY", "ARP_REQUEST", "BROADCAST_MAC", "ETH_P_ARP", "ETH_P_IP", "ETH_P_IPV6",
+    "ICMP6_ECHO_REPLY", "ICMP6_ECHO_REQUEST", "ICMP_ECHO_REPLY", "ICMP_ECHO_REQUEST", "NA_FLAG_OVERRIDE",
+    "NA_FLAG_ROUTER", "NA_FLAG_SOLICITED", "ND_NEIGHBOR_ADVERT", "ND_NEIGHBOR_SOLICIT", "ND_OPT_SOURCE_LINKADDR",
+    "ND_OPT_TARGET_LINKADDR", "UNSPECIFIED6", "ZERO_MAC", "ARPPacket", "Echo", "NDPacket", "PacketError",
+    "arp_frame", "arp_probe", "checksum", "gratuitous_arp", "icmp_echo", "icmp_only_filter", "icmpv6_checksum",
+    "icmpv6_echo", "ipv6_frame", "mac_bytes", "mac_str", "multicast_mac", "neighbour_solicitation",
+    "parse_arp", "parse_icmpv6_echo", "parse_ipv4_icmp_echo", "parse_ipv4_icmp_frame", "parse_ipv6_echo_frame",
+    "parse_ipv6_icmp", "parse_nd", "solicited_node", "unsolicited_na",
+]
+
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
-BROADCAST_MAC = b"\xff" * 6
-ZERO_MAC = b"\x00" * 6
 
 ARP_REQUEST = 1
 ARP_REPLY = 2
 
-ICMP_ECHO_REPLY = 0
-ICMP_ECHO_REQUEST = 8
-ICMP6_ECHO_REQUEST = 128
-ICMP6_ECHO_REPLY = 129
 ND_NEIGHBOR_SOLICIT = 135
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_SOURCE_LINKADDR = 1
@@ -33,7 +60,6 @@ ND_OPT_TARGET_LINKADDR = 2
 NA_FLAG_ROUTER = 0x80
 NA_FLAG_SOLICITED = 0x40
 NA_FLAG_OVERRIDE = 0x20
-IPPROTO_ICMPV6 = 58
 ALL_NODES = ipaddress.IPv6Address("ff02::1")
 UNSPECIFIED6 = ipaddress.IPv6Address("::")
 
@@ -42,34 +68,9 @@ _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 
 
-class PacketError(ValueError):
-    """A builder was given something it cannot encode (bad MAC, wrong address family)."""
-
-
 # --------------------------------------------------------------------------------------------------
 # addresses
 # --------------------------------------------------------------------------------------------------
-
-
-def mac_bytes(mac: str | bytes) -> bytes:
-    """``"02:00:5e:00:01:01"`` (or 6 bytes) -> 6 bytes; ``PacketError`` otherwise."""
-    if isinstance(mac, bytes):
-        raw = mac
-    else:
-        parts = mac.replace("-", ":").split(":")
-        try:
-            raw = bytes(int(p, 16) for p in parts) if len(parts) == 6 and all(len(p) in (1, 2) for p in parts) \
-                else b""
-        except ValueError:
-            raw = b""
-    if len(raw) != 6:
-        raise PacketError(f"{mac!r} is not an Ethernet (48-bit) MAC address")
-    return raw
-
-
-def mac_str(raw: bytes) -> str:
-    """6 bytes -> ``"02:00:5e:00:01:01"`` (lower case, like ``ip link``)."""
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _v4(address: str | ipaddress.IPv4Address) -> bytes:
@@ -102,20 +103,9 @@ def multicast_mac(group: str | ipaddress.IPv6Address) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def icmpv6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
     """ICMPv6 checksum over the IPv6 pseudo-header (RFC 8200 §8.1) and ``message`` (checksum field 0)."""
-    pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(message), IPPROTO_ICMPV6)
-    return checksum(pseudo + message)
+    return checksum(pseudo_header(src, dst, IPPROTO_ICMPV6, len(message)) + message)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,61 +169,6 @@ def parse_arp(frame: bytes) -> ARPPacket | None:
         return None
     return ARPPacket(eth_src=mac_str(src), eth_dst=mac_str(dst), op=op, sha=mac_str(sha),
                      spa=str(ipaddress.IPv4Address(spa)), tha=mac_str(tha), tpa=str(ipaddress.IPv4Address(tpa)))
-
-
-# --------------------------------------------------------------------------------------------------
-# ICMP echo
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Echo:
-    """An ICMP or ICMPv6 echo message: who sent it, and the fields a pinger matches on."""
-
-    source: str
-    type: int
-    ident: int
-    seq: int
-    payload: bytes
-
-
-def icmp_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:
-    """An ICMPv4 echo request with its checksum, for a raw ``IPPROTO_ICMP`` socket."""
-    header = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident & 0xFFFF, seq & 0xFFFF)
-    csum = checksum(header + payload)
-    return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, csum, ident & 0xFFFF, seq & 0xFFFF) + payload
-
-
-def icmpv6_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:
-    """An ICMPv6 echo request for a raw ``IPPROTO_ICMPV6`` socket (the kernel fills in the checksum)."""
-    return struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
-
-
-def parse_ipv4_icmp_echo(packet: bytes) -> Echo | None:
-    """An IPv4 packet (header included, as a raw ICMP socket returns it) holding a valid ICMP echo."""
-    if len(packet) < 20 or packet[0] >> 4 != 4:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    if ihl < 20 or packet[9] != 1 or len(packet) < ihl + 8:
-        return None
-    total = struct.unpack_from("!H", packet, 2)[0]
-    message = packet[ihl:total] if ihl + 8 <= total <= len(packet) else packet[ihl:]
-    if checksum(message) != 0:
-        return None
-    kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", message)
-    if kind not in (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST):
-        return None
-    return Echo(str(ipaddress.IPv4Address(packet[12:16])), kind, ident, seq, bytes(message[8:]))
-
-
-def parse_icmpv6_echo(message: bytes, source: str) -> Echo | None:
-    """An ICMPv6 message (as a raw ``IPPROTO_ICMPV6`` socket returns it, checksum already verified)."""
-    if len(message) < 8:
-        return None
-    kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", message)
-    if kind not in (ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST):
-        return None
-    return Echo(source.split("%", 1)[0], kind, ident, seq, bytes(message[8:]))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ import socket
 import struct
 from collections.abc import Callable
 
+from saru import net
 from saru.config.native import PingSettings
-from saru.ha import packets
 
 LOGGER = logging.getLogger("saru.ha.ping")
 
@@ -42,7 +42,7 @@ class PingError(Exception):
 def _open_v4() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sock.setblocking(False)
-    sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~(1 << packets.ICMP_ECHO_REPLY) & 0xFFFFFFFF))
+    sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~(1 << net.ICMP_ECHO_REPLY) & 0xFFFFFFFF))
     return sock
 
 
@@ -50,7 +50,7 @@ def _open_v6() -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     sock.setblocking(False)
     words = [0xFFFFFFFF] * 8
-    words[packets.ICMP6_ECHO_REPLY >> 5] &= ~(1 << (packets.ICMP6_ECHO_REPLY & 31)) & 0xFFFFFFFF
+    words[net.ICMP6_ECHO_REPLY >> 5] &= ~(1 << (net.ICMP6_ECHO_REPLY & 31)) & 0xFFFFFFFF
     sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
     return sock
 
@@ -175,9 +175,9 @@ class PingScore:
         sock = self._sockets[address.version]
         try:
             if address.version == 4:
-                sock.sendto(packets.icmp_echo(self.ident, self._seq, payload), (str(address), 0))
+                sock.sendto(net.icmp_echo(self.ident, self._seq, payload), (str(address), 0))
             else:
-                sock.sendto(packets.icmpv6_echo(self.ident, self._seq, payload), (str(address), 0, 0, scope))
+                sock.sendto(net.icmpv6_echo(self.ident, self._seq, payload), (str(address), 0, 0, scope))
         except OSError as exc:  # no route, link down: this round is lost for the host
             LOGGER.debug("ping %s: %s", host, exc.strerror)
 
@@ -189,11 +189,11 @@ class PingScore:
                 return
             except OSError:
                 return
-            echo = (packets.parse_ipv4_icmp_echo(data) if version == 4
-                    else packets.parse_icmpv6_echo(data, source[0]))
+            echo = (net.parse_ipv4_icmp_echo(data) if version == 4
+                    else net.parse_icmpv6_echo(data, source[0]))
             if echo is None or echo.ident != self.ident or echo.seq != self._seq:
                 continue
-            if echo.type not in (packets.ICMP_ECHO_REPLY, packets.ICMP6_ECHO_REPLY):
+            if echo.type not in (net.ICMP_ECHO_REPLY, net.ICMP6_ECHO_REPLY):
                 continue
             if echo.payload[:8] != self.token:
                 continue

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from saru import net
 from saru.ha import packets
 
 LOGGER = logging.getLogger("saru.ha.vip")
@@ -66,7 +67,7 @@ def interface_mac(interface: str) -> str:
     if family != ARPHRD_ETHER:
         raise VIPError(f"{interface} is not an Ethernet interface (hardware type {family}); "
                        "gratuitous ARP and neighbour discovery need one")
-    return packets.mac_str(reply[18:24])
+    return net.mac_str(reply[18:24])
 
 
 def interface_index(interface: str) -> int:

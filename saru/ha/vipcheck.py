@@ -32,6 +32,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from saru import net
 from saru.ha import packets
 from saru.ha.vip import VIPError, interface_index, interface_mac, open_packet_socket
 
@@ -97,10 +98,6 @@ def _close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def _normal_mac(mac: str) -> str:
-    return packets.mac_str(packets.mac_bytes(mac.strip().lower()))
-
-
 class _Probe:
     """One VIPcheck: sockets opened in ``run()``, closed (off the event loop) as it returns."""
 
@@ -113,8 +110,8 @@ class _Probe:
         if timeout <= 0:
             raise VIPCheckError(f"the VIPcheck timeout must be positive, not {timeout}")
         try:
-            self.ignore = {_normal_mac(m) for m in ignore_macs}
-        except packets.PacketError as exc:
+            self.ignore = {net.normal_mac(m) for m in ignore_macs}
+        except net.PacketError as exc:
             raise VIPCheckError(str(exc)) from exc
         self.interface = interface
         self.timeout = timeout
@@ -205,10 +202,10 @@ class _Probe:
         seq = int.from_bytes(os.urandom(2), "big")
         try:
             if self.address.version == 4:
-                sock.sendto(packets.icmp_echo(self.ident, seq, b"saru-vipcheck"), (self.text, 0))
+                sock.sendto(net.icmp_echo(self.ident, seq, b"saru-vipcheck"), (self.text, 0))
             else:
                 scope = socket.if_nametoindex(self.interface) if self.address.is_link_local else 0
-                sock.sendto(packets.icmpv6_echo(self.ident, seq, b"saru-vipcheck"), (self.text, 0, 0, scope))
+                sock.sendto(net.icmpv6_echo(self.ident, seq, b"saru-vipcheck"), (self.text, 0, 0, scope))
         except OSError as exc:  # no route, link down: the link-layer probe already spoke for the link
             if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
                 LOGGER.debug("VIPcheck echo to %s: %s", self.text, exc.strerror)
@@ -238,7 +235,7 @@ class _Probe:
                 return arp.sha, "ARP"  # a reply, or the holder's own announcement
         elif ethertype == packets.ETH_P_IP:
             got = packets.parse_ipv4_icmp_frame(frame)
-            if got is not None and self._our_reply(got[1], packets.ICMP_ECHO_REPLY):
+            if got is not None and self._our_reply(got[1], net.ICMP_ECHO_REPLY):
                 return got[0], "ping"
         elif ethertype == packets.ETH_P_IPV6:
             nd = packets.parse_nd(frame)
@@ -248,11 +245,11 @@ class _Probe:
                     return nd.lladdr or nd.eth_src, "NDP"
                 return None
             got = packets.parse_ipv6_echo_frame(frame)
-            if got is not None and self._our_reply(got[1], packets.ICMP6_ECHO_REPLY):
+            if got is not None and self._our_reply(got[1], net.ICMP6_ECHO_REPLY):
                 return got[0], "ping"
         return None
 
-    def _our_reply(self, echo: packets.Echo, kind: int) -> bool:
+    def _our_reply(self, echo: net.Echo, kind: int) -> bool:
         return echo.type == kind and echo.ident == self.ident and ipaddress.ip_address(echo.source) == self.address
 
     def _found(self, mac: str, method: str) -> None:

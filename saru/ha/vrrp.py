@@ -27,7 +27,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from saru.ha.packets import checksum
+from saru.net import checksum, pseudo_header
 
 IPPROTO_VRRP = 112
 GROUP_V4 = "224.0.0.18"
@@ -73,12 +73,11 @@ def _pack(address: str) -> tuple[int, bytes]:
 
 
 def _pseudo_header(src: str, dst: str, length: int) -> tuple[int, bytes]:
+    """(family, the pseudo-header of a ``length``-byte VRRP payload); ``VRRPError`` for bad addresses."""
     (family, s), (dfamily, d) = _pack(src), _pack(dst)
     if family != dfamily:
         raise VRRPError(f"source {src} and destination {dst} are not of one address family")
-    if family == 4:
-        return 4, s + d + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
-    return 6, s + d + struct.pack("!I3xB", length, IPPROTO_VRRP)
+    return family, pseudo_header(s, d, IPPROTO_VRRP, length)
 
 
 def encode_advert(advert: Advert, src: str, dst: str) -> bytes:

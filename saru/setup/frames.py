@@ -3,6 +3,8 @@
 * IPv4 and IPv6 packets carrying a TCP SYN/RST or an ICMP(v6) echo request, and the replies (SYN-ACK,
   RST, echo reply) parsed back with the Ethernet source address — which is how the probe tells *which host*
   sent the reply (the real itself, or some router on another path).
+
+The checksum, pseudo-header, MAC conversions and echo messages are ``saru.net``'s.
 """
 
 from __future__ import annotations
@@ -11,22 +13,25 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from saru.ha.packets import checksum
+from saru.net import (
+    ICMP6_ECHO_REPLY,
+    ICMP_ECHO_REPLY,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    checksum,
+    echo_header,
+    icmp_echo,
+    icmpv6_echo,
+    mac_bytes,
+    pseudo_header,
+)
+from saru.net import mac_str as mac_text
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-
-def mac_bytes(mac: str) -> bytes:
-    data = bytes(int(part, 16) for part in mac.split(":"))
-    if len(data) != 6:
-        raise ValueError(f"{mac!r} is not a MAC address")
-    return data
-
-
-def mac_text(data: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in data)
+#: the payload of the doctor's echo requests
+ECHO_PAYLOAD = b"saru doctor"
 
 
 def ethernet(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
@@ -59,13 +64,6 @@ def ip_packet(src: str, dst: str, protocol: int, payload: bytes, ident: int = 0)
     return ipv6(src, dst, protocol, payload)
 
 
-def pseudo_header(src: str, dst: str, protocol: int, length: int) -> bytes:
-    a, b = _addr(src), _addr(dst)
-    if a.version == 4:
-        return a.packed + b.packed + struct.pack("!BBH", 0, protocol, length)
-    return a.packed + b.packed + struct.pack("!I3xB", length, protocol)
-
-
 def tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int, window: int = 64240) -> bytes:
     """A TCP segment without options, checksummed over the IPv4 or IPv6 pseudo-header."""
     segment = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags,
@@ -74,22 +72,12 @@ def tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: i
     return segment[:16] + struct.pack("!H", total) + segment[18:]
 
 
-def icmp_echo(ident: int, seq: int, payload: bytes = b"saru doctor") -> bytes:
-    message = struct.pack("!BBHHH", 8, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
-    return message[:2] + struct.pack("!H", checksum(message)) + message[4:]
-
-
-def icmpv6_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"saru doctor") -> bytes:
-    message = struct.pack("!BBHHH", 128, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
-    total = checksum(pseudo_header(src, dst, 58, len(message)) + message)
-    return message[:2] + struct.pack("!H", total) + message[4:]
-
-
 def echo_request(src: str, dst: str, ident: int, seq: int = 1) -> tuple[int, bytes]:
-    """(protocol number, ICMP or ICMPv6 echo request) for the family of the addresses."""
+    """(protocol number, ICMP or ICMPv6 echo request) for the family of the addresses; the ICMPv6 one
+    is checksummed here (the frame bypasses the kernel's ICMPv6 socket)."""
     if _addr(src).version == 4:
-        return 1, icmp_echo(ident, seq)
-    return 58, icmpv6_echo(src, dst, ident, seq)
+        return IPPROTO_ICMP, icmp_echo(ident, seq, ECHO_PAYLOAD)
+    return IPPROTO_ICMPV6, icmpv6_echo(ident, seq, ECHO_PAYLOAD, src, dst)
 
 
 @dataclass(frozen=True)
@@ -122,11 +110,11 @@ def parse_ip(frame: bytes) -> Reply | None:
             return None
         protocol, body = packet[9], packet[ihl:]
         src, dst = str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
-        echo_reply, icmp = 0, 1
+        echo_reply, icmp = ICMP_ECHO_REPLY, IPPROTO_ICMP
     elif ethertype == ETH_P_IPV6 and len(packet) >= 40 and packet[0] >> 4 == 6:
         protocol, body = packet[6], packet[40:]
         src, dst = str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40]))
-        echo_reply, icmp = 129, 58
+        echo_reply, icmp = ICMP6_ECHO_REPLY, IPPROTO_ICMPV6
     else:
         return None
     if protocol == 6 and len(body) >= 20:
@@ -134,8 +122,8 @@ def parse_ip(frame: bytes) -> Reply | None:
         kind = ("rst" if flags & TCP_RST else
                 "syn-ack" if flags & TCP_SYN and flags & TCP_ACK else "tcp")
         return Reply(macs[0], macs[1], src, dst, kind, sport, dport, seq, ack)
-    if protocol == icmp and len(body) >= 8:
-        kind = "echo-reply" if body[0] == echo_reply else "icmp"
-        ident = struct.unpack("!H", body[4:6])[0]
-        return Reply(macs[0], macs[1], src, dst, kind, ident=ident)
+    header = echo_header(body) if protocol == icmp else None
+    if header is not None:
+        kind = "echo-reply" if header[0] == echo_reply else "icmp"
+        return Reply(macs[0], macs[1], src, dst, kind, ident=header[1])
     return Reply(macs[0], macs[1], src, dst, "other")
