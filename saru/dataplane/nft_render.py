@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from saru.dataplane.maglev import maglev_table
 from saru.dataplane.schedulers import parse_netmask
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.schedflags import flag_names
@@ -254,32 +255,9 @@ def wrr_sequence(weights: Sequence[int]) -> list[int]:
     return seq
 
 
-def _digest64(data: str, person: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data.encode(), digest_size=8, person=person).digest(), "big")
-
-
 def maglev(dests: Sequence[tuple[str, int]], weights: Sequence[int], size: int = MAGLEV_SIZE) -> list[int]:
-    """A Maglev lookup table: slot → index into ``dests`` (weights by turns; weight-0 owns none)."""
-    owners = [i for i, w in enumerate(weights) if w > 0]
-    if not owners:
-        return []
-    g = math.gcd(*[weights[i] for i in owners])
-    table = [-1] * size
-    perm = {i: _digest64(f"{dests[i][0]}|{dests[i][1]}", b"saru-mh-offset") % size for i in owners}
-    skip = {i: _digest64(f"{dests[i][0]}|{dests[i][1]}", b"saru-mh-skip") % (size - 1) + 1 for i in owners}
-    filled = 0
-    while filled < size:
-        for i in owners:
-            for _ in range(weights[i] // g):
-                p = perm[i]
-                while table[p] != -1:
-                    p = (p + skip[i]) % size
-                table[p] = i
-                perm[i] = p
-                filled += 1
-                if filled >= size:
-                    return table
-    return table
+    """A Maglev lookup table: slot → index into ``dests`` (``saru.dataplane.maglev``)."""
+    return maglev_table(dests, weights, size)
 
 
 def slots(settings: ServiceSettings, dests: Sequence[Dest]) -> list[int]:

@@ -39,7 +39,6 @@ scheduled afresh, like IPVS with ``expire_quiescent_template=1``.
 from __future__ import annotations
 
 import abc
-import hashlib
 import math
 import random
 import socket
@@ -47,6 +46,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from saru.dataplane.maglev import digest64, maglev_table
 from saru.model import Dest, ServiceSettings
 from saru.schedflags import flag_names
 
@@ -369,10 +369,6 @@ class DestinationHash(_BucketHash):
         return _hash32((vport + _fold(address or "0.0.0.0")) & 0xFFFFFFFF, SH_TABLE_BITS)
 
 
-def _digest64(data: bytes, person: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=person).digest(), "big")
-
-
 class MaglevHash(Scheduler):
     """mh: Maglev lookup table; weights by turns (weight / gcd), quiesced reals keep their slots."""
 
@@ -396,40 +392,12 @@ class MaglevHash(Scheduler):
 
     @staticmethod
     def build(dests: list[DestState]) -> list[DestState | None]:
-        size = MH_TABLE_SIZE
-        table: list[DestState | None] = [None] * size
+        """The lookup table (``saru.dataplane.maglev``); a quiesced real keeps its last weight's slots."""
         weights = [d.weight if d.weight > 0 else d.last_weight for d in dests]
-        if dests and any(weights):
-            g = math.gcd(*weights)
-            owners: list[DestState] = []
-            perms: list[int] = []
-            skips: list[int] = []
-            turns: list[int] = []
-            for d, w in zip(dests, weights, strict=True):
-                if w <= 0:
-                    continue
-                raw = f"{d.address}|{d.port}".encode()
-                owners.append(d)
-                perms.append(_digest64(raw, b"saru-mh-offset") % size)
-                skips.append(_digest64(raw, b"saru-mh-skip") % (size - 1) + 1)
-                turns.append(w // g)
-            filled = 0
-            while filled < size:
-                for i, d in enumerate(owners):
-                    perm, skip = perms[i], skips[i]
-                    for _ in range(turns[i]):
-                        while table[perm] is not None:
-                            perm += skip
-                            if perm >= size:
-                                perm -= size
-                        table[perm] = d
-                        filled += 1
-                        if filled >= size:
-                            break
-                    perms[i] = perm
-                    if filled >= size:
-                        break
-        return table
+        slots = maglev_table([d.key for d in dests], weights, MH_TABLE_SIZE)
+        if not slots:
+            return [None] * MH_TABLE_SIZE
+        return [dests[i] for i in slots]
 
     def pick(self, client: str, port: int, exclude: DestState | None = None) -> DestState | None:
         if not self.dests:
@@ -439,7 +407,7 @@ class MaglevHash(Scheduler):
             raw += port.to_bytes(2, "big")
         table = self.table
         size = len(table)
-        h = _digest64(raw, b"saru-mh-client") % size
+        h = digest64(raw, b"saru-mh-client") % size
         d = table[h]
         if d is not None and d.weight > 0 and not d.overloaded and d is not exclude:
             return d
