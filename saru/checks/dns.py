@@ -17,9 +17,7 @@ expression). As in ldirectord, an empty ``receive`` is always down — the messa
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
-import re
 import socket
 
 import dns.asyncquery
@@ -32,7 +30,7 @@ import dns.rdatatype
 import dns.reversename
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.http import perl_to_python
+from saru.checks.receive import compile_receive_text
 from saru.checks.tcp import resolve
 from saru.model import CheckResult, CheckSpec
 
@@ -67,14 +65,6 @@ def answers(response: dns.message.Message) -> list[str]:
     return found
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_receive(receive: str) -> re.Pattern[str]:
-    try:
-        return re.compile(perl_to_python(receive))
-    except re.error as exc:
-        raise CheckFailed(f"invalid receive pattern '{receive}': {exc}") from None
-
-
 def evaluate(response: dns.message.Message, receive: str) -> CheckResult:
     """Up when an A address or PTR name of the answer matches ``receive``."""
     rcode = response.rcode()
@@ -83,7 +73,7 @@ def evaluate(response: dns.message.Message, receive: str) -> CheckResult:
     found = answers(response)
     if not found:
         return CheckResult(ok=False, message="no A or PTR record in the answer")
-    pattern = compile_receive(receive)
+    pattern = compile_receive_text(receive)
     for value in found:
         if pattern.search(value):
             return CheckResult(ok=True, message=f"answer {value}")
@@ -139,7 +129,7 @@ async def check_dns(spec: CheckSpec) -> CheckResult:
     """Query the real for ``request`` (A, or PTR for an address) and match ``receive``."""
     if not spec.receive:
         raise CheckFailed(EMPTY_RECEIVE)
-    compile_receive(spec.receive)  # a bad pattern fails before any I/O
+    compile_receive_text(spec.receive)  # a bad pattern fails before any I/O
     name, rdtype = query_for(spec.request)
     query = dns.message.make_query(name, rdtype)
     response = await dns_query(spec.address, spec.port, query, spec.protocol == "tcp")

@@ -28,7 +28,7 @@ import socket
 from contextlib import suppress
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.http import compile_receive
+from saru.checks.receive import compile_receive
 from saru.checks.tcp import literal_family, open_tcp
 from saru.model import CheckResult, CheckSpec
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from saru import __version__
 from saru.checks.base import CheckFailed, register
+from saru.checks.receive import compile_receive
+from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
 from saru.checks.tcp import open_tcp
 from saru.model import CheckResult, CheckSpec
 
@@ -393,53 +394,6 @@ async def fetch(target: Target, method: str = "GET", request: bytes | None = Non
     else:
         await _exchange_plain(target, request, parser)
     return parser
-
-
-# --------------------------------------------------------------------------------------------------
-# receive: Perl regular expressions
-# --------------------------------------------------------------------------------------------------
-
-
-def perl_to_python(pattern: str) -> str:
-    r"""Translate the Perl-only bits of a regex: ``\z``, ``\Z``, ``(?<name>…)``, ``\k<name>``."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt == "z":
-                out.append(r"\Z")
-            elif nxt == "Z":
-                out.append(r"(?=\n?\Z)")
-            elif nxt == "k" and i + 2 < n and pattern[i + 2] in "<{'":
-                close = {"<": ">", "{": "}", "'": "'"}[pattern[i + 2]]
-                end = pattern.find(close, i + 3)
-                if end > 0:
-                    out.append(f"(?P={pattern[i + 3 : end]})")
-                    i = end + 1
-                    continue
-                out.append(c + nxt)
-            else:
-                out.append(c + nxt)
-            i += 2
-            continue
-        if pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
-            out.append("(?P<")
-            i += 3
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-@functools.lru_cache(maxsize=1024)
-def compile_receive(receive: str) -> re.Pattern[bytes]:
-    """The compiled ``receive`` pattern (bytes: the raw body is searched, like LWP's ``content``)."""
-    try:
-        return re.compile(perl_to_python(receive).encode("utf-8"))
-    except re.error as exc:
-        raise CheckFailed(f"invalid receive pattern '{receive}': {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,11 +26,11 @@ from saru.checks.http import (
     REDIRECT_STATUSES,
     Target,
     build_request,
-    compile_receive,
     evaluate,
     fetch,
     host_port,
 )
+from saru.checks.receive import compile_receive
 from saru.model import CheckResult, CheckSpec
 
 

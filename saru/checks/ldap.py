@@ -23,14 +23,12 @@ is separate from the I/O (``ldap_probe``).
 from __future__ import annotations
 
 import asyncio
-import functools
-import re
 from dataclasses import dataclass
 
 from saru.checks import ber
 from saru.checks.base import CheckFailed, format_seconds, register
-from saru.checks.http import perl_to_python
 from saru.checks.lineproto import open_stream
+from saru.checks.receive import compile_receive_text
 from saru.model import CheckResult, CheckSpec
 
 # protocolOp tags ([APPLICATION n], constructed unless noted)
@@ -164,20 +162,12 @@ def search_base(request: str) -> str:
     return request[1:] if request.startswith("/") else request
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_receive(receive: str) -> re.Pattern[str]:
-    try:
-        return re.compile(perl_to_python(receive))
-    except re.error as exc:
-        raise CheckFailed(f"invalid receive pattern '{receive}': {exc}") from None
-
-
 def evaluate(entries: list[str], receive: str) -> CheckResult:
     """Up when exactly one entry came back and ``receive`` is empty or found in its DN."""
     if len(entries) != 1:
         return CheckResult(ok=False, message=f"search returned {len(entries)} entries, expected 1")
     dn = entries[0]
-    if receive and not compile_receive(receive).search(dn):
+    if receive and not compile_receive_text(receive).search(dn):
         return CheckResult(ok=False, message=f"receive pattern '{receive}' does not match DN '{dn}'")
     return CheckResult(ok=True, message=f"found {dn}" if dn else "found the root DSE")
 

@@ -16,7 +16,7 @@ import asyncio
 import socket
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.http import compile_receive
+from saru.checks.receive import compile_receive
 from saru.checks.tcp import open_tcp, resolve
 from saru.model import CheckResult, CheckSpec
 

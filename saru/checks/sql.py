@@ -29,17 +29,15 @@ What a check does (ldirectord's DBI check, research §2.2)::
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import importlib
-import re
 import sys
 import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from saru.checks.base import CheckFailed, describe_error, register
-from saru.checks.http import perl_to_python
+from saru.checks.receive import compile_receive_text
 from saru.model import CheckResult, CheckSpec
 
 #: rows looked at for the verdict (all of them still travel: the drivers buffer whole results)
@@ -66,14 +64,6 @@ def query_of(spec: CheckSpec) -> str:
     return query
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_receive(receive: str) -> re.Pattern[str]:
-    try:
-        return re.compile(perl_to_python(receive))
-    except re.error as exc:
-        raise CheckFailed(f"invalid receive pattern '{receive}': {exc}") from None
-
-
 def text_of(value: Any) -> str:
     """A column value as text for ``receive`` (bytes as UTF-8, undecodable bytes replaced)."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -95,7 +85,7 @@ def evaluate(rows: Sequence[Row], receive: str) -> CheckResult:
         return CheckResult(ok=False, message="query returned no rows")
     if not receive:
         return CheckResult(ok=True, message=f"query returned {_count(rows)}")
-    pattern = compile_receive(receive)
+    pattern = compile_receive_text(receive)
     for row in rows[:MAX_ROWS]:
         for value in row:
             text = text_of(value) if value is not None else None
@@ -352,6 +342,6 @@ async def check_sql(spec: CheckSpec) -> CheckResult:
     """Run ``request`` as SQL on the real's database server; up when rows (matching receive) come back."""
     query = query_of(spec)
     if spec.receive:
-        compile_receive(spec.receive)  # a bad pattern fails before any I/O
+        compile_receive_text(spec.receive)  # a bad pattern fails before any I/O
     rows = await _ROWS[spec.service](spec, query)
     return evaluate(rows, spec.receive)
