@@ -11,9 +11,10 @@ message>`` (no brackets without a servicename), body ``ldirectord host:`` / ``Lo
 ``Daemon-Status:`` and, when set, ``Service name:`` / ``Comment:``; envelope sender
 ``<user>@<hostname>``; From ``emailalertfrom`` verbatim or the envelope sender.
 
-Transport: ``smtp=<host>`` → our small asyncio SMTP client to port 25 (no TLS or AUTH, like
-ldirectord's Net::SMTP); without ``smtp=``, ``/usr/sbin/sendmail -t -oi`` exec'd without a shell,
-else a logged explanation.
+Transport: ``smtp=<host>`` → Saru's SMTP client (``saru.net.smtp``, shared with the smtp checks) to
+port 25 (no TLS or AUTH, like ldirectord's Net::SMTP; EHLO, HELO only when EHLO is answered 500/502);
+without ``smtp=``, ``/usr/sbin/sendmail -t -oi`` exec'd without a shell (``saru.subproc``), else a
+logged explanation.
 
 Reminders: a real deleted or quiesced is remembered; every ``emailalertfreq`` seconds while it
 stays out an "Inaccessible real server: <rip:port> (<vip:port>)" mail is sent (filtered like the
@@ -37,6 +38,8 @@ from email.utils import formatdate, make_msgid
 from saru.checks.base import describe_error
 from saru.events import Event, TableChange
 from saru.model import Config, ServiceKey, VirtualConfig
+from saru.net.smtp import SMTPClient, SMTPError, stream_lines
+from saru.net.smtp import dot_stuff as dot_stuff  # this module's name before saru.net.smtp
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +131,6 @@ def build_message(sender: str, to: str, subject: str, body: str, hostname: str,
     return (head + "\r\n" + text).encode("utf-8")
 
 
-def dot_stuff(message: bytes) -> bytes:
-    """SMTP DATA transparency (RFC 5321 4.5.2): a leading dot is doubled; ends with CRLF."""
-    lines = message.split(b"\r\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
-
-
 #: reals remembered for reminders: (service, (address, port)) → (time of the last mail, "rip:port")
 Outages = dict[tuple[ServiceKey, tuple[str, int]], tuple[float, str]]
 
@@ -174,61 +169,21 @@ def due_reminders(outages: Outages, frequency: Callable[[ServiceKey], int],
 # --------------------------------------------------------------------------------------------------
 
 
-async def _reply(reader: asyncio.StreamReader) -> tuple[int, str]:
-    """One (possibly multi-line) SMTP reply."""
-    lines: list[str] = []
-    while True:
-        raw = await reader.readline()
-        if not raw:
-            raise MailError("connection closed by the SMTP server")
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdigit():
-            raise MailError(f"invalid SMTP reply: {line[:80]!r}")
-        lines.append(line[4:])
-        if len(line) == 3 or line[3] != "-":
-            return int(line[:3]), " ".join(lines)
-
-
-async def _command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str | None,
-                   expect: tuple[int, ...]) -> tuple[int, str]:
-    if line is not None:
-        writer.write(line.encode("utf-8") + b"\r\n")
-        await writer.drain()
-    code, text = await _reply(reader)
-    if code not in expect:
-        what = line.split(":")[0] if line else "greeting"
-        raise MailError(f"SMTP {what}: {code} {text}"[:200])
-    return code, text
-
-
 async def send_smtp(host: str, port: int, helo: str, sender: str, to: list[str], message: bytes,
                     timeout: float = SEND_TIMEOUT) -> None:
-    """Deliver ``message`` through an SMTP server (EHLO, falling back to HELO; no TLS, no AUTH)."""
+    """Deliver ``message`` through an SMTP server (``saru.net.smtp``: EHLO, HELO when EHLO is not
+    understood; no TLS, no AUTH); ``MailError`` says why not."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            await _command(reader, writer, None, (220,))
-            try:
-                await _command(reader, writer, f"EHLO {helo}", (250,))
-            except MailError:
-                await _command(reader, writer, f"HELO {helo}", (250,))
-            await _command(reader, writer, f"MAIL FROM:<{sender}>", (250,))
-            refused: list[str] = []
-            for address in to:
-                try:
-                    await _command(reader, writer, f"RCPT TO:<{address}>", (250, 251))
-                except MailError as exc:
-                    refused.append(f"{address}: {exc}")
-            if len(refused) == len(to):
-                raise MailError("no recipient accepted: " + "; ".join(refused))
-            for reason in refused:
+            client = SMTPClient(stream_lines(reader), writer)
+            client.require(await client.reply(), 220)
+            client.require(await client.hello(helo), 250)
+            for reason in await client.send_mail(sender, to, message):
                 log.warning("e-mail alert recipient refused: %s", reason)
-            await _command(reader, writer, "DATA", (354,))
-            writer.write(dot_stuff(message) + b".\r\n")
-            await writer.drain()
-            await _command(reader, writer, None, (250,))
-            with contextlib.suppress(MailError, OSError):
-                await _command(reader, writer, "QUIT", (221,))
+            await client.quit()
+        except SMTPError as exc:
+            raise MailError(str(exc)) from None
         finally:
             writer.close()
             with contextlib.suppress(OSError):

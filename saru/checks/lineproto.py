@@ -20,6 +20,7 @@ from saru.checks.base import CheckFailed, timeout_for
 from saru.checks.http import tls_context
 from saru.checks.tcp import literal_family, open_tcp
 from saru.model import CheckSpec
+from saru.net.text import printable as printable  # the checks quote server text through this
 
 #: longest reply line accepted (RFC 5321 allows 512, RFC 3501 has none: greetings carry capabilities)
 MAX_LINE = 16 << 10
@@ -27,16 +28,6 @@ MAX_LINE = 16 << 10
 GOODBYE_GRACE = 1.0
 #: ``goodbye`` reads at most this many lines before closing anyway
 GOODBYE_LINES = 16
-#: longest server text quoted in a check message
-MAX_QUOTE = 160
-
-
-def printable(text: str | bytes, limit: int = MAX_QUOTE) -> str:
-    """Server text made safe for a log line: control characters as ``?``, at most ``limit`` chars."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = "".join(c if c.isprintable() else "?" for c in text.rstrip("\r\n"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def single_line(value: str, what: str) -> str:

@@ -4,7 +4,7 @@ What goes on the wire (compare ldirectord's Net::SMTP, Mail::POP3Client and Net:
 research §2.2); each exchange is a few lines over ``LineStream``, nothing blocks the loop::
 
     smtp, submission   <- 220 banner           (any 2xx; multi-line replies are read whole)
-                       -> EHLO <our name>      <- 250  (500/502 "unknown command": HELO, like Net::SMTP)
+                       -> EHLO <our name>      <- 250  (500/502 "unknown command": HELO; saru.net.smtp)
                        -> QUIT
     pop, pops          <- +OK greeting
                        -> USER <login>         <- +OK   } only when login is set
@@ -36,6 +36,7 @@ import socket
 from saru.checks.base import CheckFailed, register
 from saru.checks.lineproto import LineStream, check_deadline, printable, single_line
 from saru.model import CheckResult, CheckSpec
+from saru.net import smtp
 
 # --------------------------------------------------------------------------------------------------
 # SMTP, submission
@@ -43,8 +44,6 @@ from saru.model import CheckResult, CheckSpec
 
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
-#: EHLO answers after which a client falls back to HELO (command unrecognized / not implemented)
-_EHLO_UNKNOWN = frozenset({500, 502})
 
 
 @functools.cache
@@ -61,38 +60,28 @@ def address_literal(address: str) -> str:
 
 
 def parse_reply_line(line: bytes) -> tuple[int, bool]:
-    """(code, last) of one SMTP reply line (``250-…`` continues, ``250 …``/``250`` ends)."""
-    if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-        raise CheckFailed(f"malformed SMTP reply: {printable(line)}")
-    return int(line[:3]), line[3:4] != b"-"
-
-
-async def read_reply(stream: LineStream) -> tuple[int, str]:
-    """One whole SMTP reply: its code and its first line (printable)."""
-    first = b""
-    while True:
-        line = await stream.read_line()
-        code, last = parse_reply_line(line)
-        first = first or line
-        if last:
-            return code, printable(first)
+    """(code, last) of one SMTP reply line (``saru.net.smtp``); CheckFailed for a line that is not SMTP."""
+    try:
+        return smtp.parse_reply_line(line)
+    except smtp.SMTPError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 async def smtp_probe(stream: LineStream, deadline: float) -> str:
     """Banner, EHLO (HELO fallback), QUIT; the banner. CheckFailed when the server refuses."""
-    code, banner = await read_reply(stream)
-    if code // 100 != 2:
-        raise CheckFailed(f"SMTP banner: {banner}")
-    name = host_domain() or address_literal(str(stream.writer.get_extra_info("sockname")[0]))
-    stream.send(f"EHLO {name}")
-    code, reply = await read_reply(stream)
-    if code in _EHLO_UNKNOWN:
-        stream.send(f"HELO {name}")
-        code, reply = await read_reply(stream)
-    if code // 100 != 2:
-        raise CheckFailed(f"EHLO refused: {reply}")
+    client = smtp.SMTPClient(stream.read_line, stream.writer)
+    try:
+        greeting = await client.reply()
+        if not greeting.positive:
+            raise CheckFailed(f"SMTP banner: {printable(greeting.first)}")
+        name = host_domain() or address_literal(str(stream.writer.get_extra_info("sockname")[0]))
+        reply = await client.hello(name)
+    except smtp.SMTPError as exc:  # a malformed reply
+        raise CheckFailed(str(exc)) from None
+    if not reply.positive:
+        raise CheckFailed(f"EHLO refused: {printable(reply.first)}")
     await stream.goodbye("QUIT", deadline, final=lambda line: line[3:4] != b"-")
-    return banner
+    return printable(greeting.first)
 
 
 @register("negotiate", "smtp", "submission")

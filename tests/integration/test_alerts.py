@@ -168,6 +168,36 @@ async def test_a_hung_mail_server_delays_nothing_and_the_failure_is_logged(caplo
         hung.close()
 
 
+async def alert_through(smtpd: OpenSmtpd, role: str, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Send one alert to ``smtpd``'s listener ``role`` (``""``: the normal one); the errors logged."""
+    caplog.set_level(logging.INFO, logger="saru.alerts")
+    cfg = config(v := virtual())
+    sink = AlertSink(lambda: cfg, HOST, smtp_port=smtpd.filtered[role] if role else smtpd.port)
+    try:
+        sink.handle(change("Deleted", v), "running")
+        await wait_for(lambda: sink.sent + sink.failed == 1)
+    finally:
+        await sink.close()
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+
+
+async def test_helo_follows_an_ehlo_the_server_does_not_implement(smtpd, caplog):
+    assert await alert_through(smtpd, "old_ehlo", caplog) == []
+    [message] = await wait_messages(smtpd, 1)
+    assert message["Subject"] == "Deleted real server: 127.0.0.1:8080 (127.0.0.10:80)"
+
+
+@pytest.mark.parametrize(("role", "reply"), [("refuse_ehlo", "550 5.7.1 go away"),
+                                             ("closing", "421 4.3.2 going down")])
+async def test_no_helo_after_an_ehlo_refusal_and_the_refusal_is_logged(smtpd, caplog, role: str, reply: str):
+    """RFC 5321 §3.2: HELO only when EHLO is not understood (500/502); a refusal (550) or a server
+    going away (421) is the answer, reported as such (saru.net.smtp)."""
+    errors = await alert_through(smtpd, role, caplog)
+    assert errors == [f"e-mail alert 'Deleted real server: 127.0.0.1:8080 (127.0.0.10:80)' not sent: "
+                      f"SMTP EHLO {HOST}: {reply}"]
+    assert smtpd.messages() == []  # (HELO would have been accepted: only EHLO is filtered)
+
+
 async def test_a_refused_connection_is_logged():
     cfg = config(v := virtual())
     sink = AlertSink(lambda: cfg, HOST, smtp_port=free_port())

@@ -7,6 +7,10 @@ never collide and leave nothing behind; otherwise the system paths are used.
 
 Delivery runs as ``nobody`` (smtpd refuses root), into a maildir under a private ``/tmp`` directory
 ``nobody`` may write; the recipients ``ops``, ``other`` and ``admin`` are aliases of ``nobody``.
+
+Besides ``port`` (normal service) it listens on ``filtered[role]`` ports whose EHLO answer is forced by
+smtpd's built-in filters (HELO is not filtered): ``refuse_ehlo`` 550, ``old_ehlo`` 502 (not
+implemented), ``closing`` 421 and the connection closed.
 """
 
 from __future__ import annotations
@@ -32,9 +36,19 @@ DOMAIN = "example.test"
 MAILBOXES = ("ops", "other", "admin")
 DELIVERY_USER = "nobody"
 
+#: filtered listeners: role -> what the filter does at the EHLO phase
+EHLO_FILTERS = {
+    "refuse_ehlo": 'reject "550 5.7.1 go away"',
+    "old_ehlo": 'reject "502 5.5.1 EHLO not implemented"',
+    "closing": 'disconnect "421 4.3.2 going down"',
+}
+
 SMTPD_CONF = """\
 table aliases {{ {aliases} }}
+table loopback {{ "{host}" }}
+{filters}
 listen on {host} port {port}
+{listeners}
 action "deliver" maildir "{maildir}" alias <aliases> user {user}
 match from any for domain "{domain}" action "deliver"
 """
@@ -65,6 +79,7 @@ class OpenSmtpd:
     host: str = "127.0.0.1"
     port: int = 0
     mailroot: Path | None = None
+    filtered: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -87,9 +102,19 @@ class OpenSmtpd:
         os.chmod(self.mailroot, 0o755)
         os.chown(self.mailroot, user.pw_uid, user.pw_gid)
         aliases = ", ".join(f'"{name}" = "{DELIVERY_USER}"' for name in MAILBOXES)
+        for role in EHLO_FILTERS:
+            port = free_port(self.host)
+            while port == self.port or port in self.filtered.values():
+                port = free_port(self.host)
+            self.filtered[role] = port
+        filters = "\n".join(f'filter "{role}" phase ehlo match src <loopback> {action}'
+                            for role, action in EHLO_FILTERS.items())
+        listeners = "\n".join(f'listen on {self.host} port {port} filter "{role}"'
+                              for role, port in self.filtered.items())
         conf = self.directory / "smtpd.conf"
-        conf.write_text(SMTPD_CONF.format(aliases=aliases, host=self.host, port=self.port,
-                                          maildir=self.maildir, user=DELIVERY_USER, domain=DOMAIN))
+        conf.write_text(SMTPD_CONF.format(aliases=aliases, host=self.host, port=self.port, filters=filters,
+                                          listeners=listeners, maildir=self.maildir, user=DELIVERY_USER,
+                                          domain=DOMAIN))
         conf.chmod(0o644)
         if can_isolate():
             run, spool = self.directory / "run", self.directory / "spool"
