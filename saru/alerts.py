@@ -40,6 +40,7 @@ from saru.events import Event, TableChange
 from saru.model import Config, ServiceKey, VirtualConfig
 from saru.net.smtp import SMTPClient, SMTPError, stream_lines
 from saru.net.smtp import dot_stuff as dot_stuff  # this module's name before saru.net.smtp
+from saru.subproc import last_line, run_command
 
 log = logging.getLogger(__name__)
 
@@ -191,22 +192,15 @@ async def send_smtp(host: str, port: int, helo: str, sender: str, to: list[str],
 
 
 async def send_sendmail(path: str, message: bytes, timeout: float = SEND_TIMEOUT) -> None:
-    """Hand ``message`` to ``<path> -t -oi`` (recipients from its To header), exec'd without a shell."""
-    process = await asyncio.create_subprocess_exec(
-        path, "-t", "-oi", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        _, err = await asyncio.wait_for(process.communicate(message.replace(b"\r\n", b"\n")), timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    if process.returncode:
-        detail = err.decode("utf-8", "replace").strip().splitlines()
-        reason = f"{path} exited with status {process.returncode}"
-        raise MailError(reason + (f": {detail[-1]}" if detail else ""))
+    """Hand ``message`` to ``<path> -t -oi`` (recipients from its To header), exec'd without a shell
+    (``saru.subproc``: killed with its process group when it takes longer than ``timeout``)."""
+    outcome = await run_command([path, "-t", "-oi"], timeout, input=message.replace(b"\r\n", b"\n"), grace=0)
+    if outcome.timed_out:
+        raise TimeoutError(f"{path} killed after {timeout}s")
+    if outcome.returncode:
+        detail = last_line(outcome.stderr)
+        reason = f"{path} exited with status {outcome.returncode}"
+        raise MailError(reason + (f": {detail}" if detail else ""))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,17 +2,17 @@
 
 ldirectord passes these strings to ``system()``, i.e. to a shell; Saru splits them with shell-like
 quoting rules (``shlex``) and execs the program directly, so no shell metacharacter is ever
-interpreted. Commands run asynchronously with a timeout and never block health checks.
+interpreted. Commands run asynchronously with a timeout and never block health checks; they are run
+by ``saru.subproc`` (own session; on timeout the whole process group is killed at once; output
+captured, the last line of stderr logged when the command fails).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 import shlex
-import signal
+
+from saru.subproc import last_line, run_command
 
 LOGGER = logging.getLogger("saru.hooks")
 
@@ -27,20 +27,15 @@ async def run_hook(command: str, *args: str, timeout: float = 60.0) -> int | Non
     if not argv:
         return None
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
-        )
+        outcome = await run_command(argv, timeout, grace=0)
     except OSError as exc:
         LOGGER.error("cannot run %s: %s", argv[0], exc.strerror or exc)
         return None
-    try:
-        status = await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+    if outcome.returncode is None:
         LOGGER.error("%s killed after %ss", argv[0], timeout)
         return None
-    if status != 0:
-        LOGGER.info("system(%s) failed: exit status %s", shlex.join(argv), status)
-    return status
+    if outcome.returncode != 0:
+        detail = last_line(outcome.stderr)
+        LOGGER.info("system(%s) failed: exit status %s%s", shlex.join(argv), outcome.returncode,
+                    f": {detail}" if detail else "")
+    return outcome.returncode

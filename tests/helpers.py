@@ -1,7 +1,9 @@
-"""Shared test utilities: loud-in-CI requirements, free ports, real nginx servers on loopback."""
+"""Shared test utilities: loud-in-CI requirements, free ports, real nginx servers on loopback, and
+whether a process is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -207,3 +209,22 @@ def netns_usable() -> tuple[bool, str]:
         return False, f"cannot create network namespaces: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return True, "ok"
+
+
+def process_gone(pid: int) -> bool:
+    """Whether a process no longer exists (a zombie nobody reaps counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    return fields[0] == "Z"
+
+
+async def wait_process_gone(pid: int, deadline: float) -> bool:
+    """Poll (every 50 ms, up to ``deadline`` seconds) until ``process_gone(pid)``; its last answer."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process_gone(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return process_gone(pid)

@@ -47,6 +47,7 @@ from saru.events import (
     VIPChange,
     VIPConflict,
 )
+from saru.subproc import last_line, run_command
 
 if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack
     from saru.ha.ping import PingScore
@@ -58,6 +59,7 @@ SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 WATCH_INTERVAL = 0.05  # link / split-brain / peer watch period (seconds)
+NOTIFY_TIMEOUT = 60.0  # seconds a notify command may run before its process group is killed
 
 SetActive = Callable[[bool], Awaitable[None]]
 Emit = Callable[[Event], None]
@@ -117,6 +119,7 @@ class HANode:
         self._lock = asyncio.Lock()  # transitions, fault handling and stop never interleave
         self._stopping = False
         self._restart_error = ""
+        self.notify_timeout = NOTIFY_TIMEOUT
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -254,18 +257,19 @@ class HANode:
             task.add_done_callback(self._notify.discard)
 
     async def _exec(self, argv: Sequence[str]) -> None:
+        """One notify command (``saru.subproc``): past ``notify_timeout`` its whole process group is
+        ended, children included."""
         try:
-            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                        stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.PIPE)
-            _, err = await asyncio.wait_for(proc.communicate(), 60)
-        except (OSError, TimeoutError) as exc:
+            outcome = await run_command(argv, self.notify_timeout)
+        except OSError as exc:
             self.emit(HAProblem(text=f"notify command {argv[0]} failed: {exc}"))
             return
-        if proc.returncode:
-            detail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
-            self.emit(HAProblem(text=f"notify command {argv[0]} exited with status {proc.returncode}"
-                                     + (f": {detail[0]}" if detail else "")))
+        if outcome.timed_out:
+            self.emit(HAProblem(text=f"notify command {argv[0]} killed after {self.notify_timeout:g}s"))
+        elif outcome.returncode:
+            detail = last_line(outcome.stderr)
+            self.emit(HAProblem(text=f"notify command {argv[0]} exited with status {outcome.returncode}"
+                                     + (f": {detail}" if detail else "")))
 
     # -- VRRP callbacks ---------------------------------------------------------------------------
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from saru.checks.base import run_check
 from saru.checks.spec import check_spec_for
 from saru.model import CheckSpec, RealConfig, VirtualConfig
 from tests.helpers import require
+from tests.helpers import wait_process_gone as wait_gone
 
 
 def script(directory: Path, name: str, body: str, shebang: str = "#!/bin/sh") -> Path:
@@ -28,24 +27,6 @@ def external(command: str | Path, timeout: float = 2.0, checktype: str = "extern
              rport: int = 8080) -> CheckSpec:
     return CheckSpec(checktype, "none", "tcp", rip, rport, checkcommand=str(command), checktimeout=timeout,
                      virtual_address=vip, virtual_port=vport)
-
-
-def gone(pid: int) -> bool:
-    """Whether a process no longer exists (a zombie nobody reaps counts as gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return True
-    return fields[0] == "Z"
-
-
-async def wait_gone(pid: int, deadline: float) -> bool:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if gone(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return gone(pid)
 
 
 # ---- external ------------------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""Running external programs: exec'd without a shell, in a session of their own, bounded in time and output.
+
+``run_command(argv, timeout)`` starts ``argv`` directly (no shell: nothing in it is ever interpreted)
+with stdin from /dev/null (or ``input`` fed to it), in a new session (its own process group, so the
+command and every child it starts can be signalled as one), and returns an ``Outcome``: the exit status
+(negative: killed by that signal; ``None``: timed out) and the last ``OUTPUT_CAP`` bytes of stdout and
+stderr (both always drained, so a chatty program never blocks on a full pipe).
+
+On timeout, and when the caller is cancelled, the **whole process group** is ended: SIGTERM, then
+SIGKILL after ``grace`` seconds (``grace=0``: SIGKILL at once). ``end_leftovers`` ends the group the
+same way after a normal exit too (processes the command left behind). The call returns once the group
+is gone, unless ``background_kill``: then a background task finishes it, so that the caller's latency
+stays the timeout (the health checks). The exit is seen as soon as the process exits (a pidfd), even
+while a leftover child still holds its pipes open.
+
+A program that cannot be started raises ``OSError`` (``FileNotFoundError``, ``PermissionError``…) for
+the caller to word. Users: ``checks/external.py`` (``external``, ``external-perl``), ``hooks.py``
+(``callback``, ``fallbackcommand``), ``ha/node.py`` (notify commands) and ``alerts.py`` (sendmail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a process group
+OUTPUT_CAP = 8192  # bytes of stdout/stderr kept (the tail)
+DRAIN_AFTER_EXIT = 0.2  # seconds to collect output still in the pipes after the command exited
+MESSAGE_CAP = 200  # characters of output quoted by ``last_line``
+
+#: background tasks that finish killing process groups (kept referenced until done)
+_REAPERS: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended: exit status (negative: killed by that signal), or None on timeout."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def last_line(data: bytes) -> str:
+    """The last non-blank line of some output, decoded and shortened for a message."""
+    for line in reversed(data.decode("utf-8", "replace").splitlines()):
+        line = line.strip()
+        if line:
+            return line if len(line) <= MESSAGE_CAP else line[: MESSAGE_CAP - 1] + "…"
+    return ""
+
+
+async def _drain(stream: asyncio.StreamReader | None, keep: bytearray) -> None:
+    """Read a pipe to its end, keeping only its last OUTPUT_CAP bytes."""
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        keep += chunk
+        if len(keep) > OUTPUT_CAP:
+            del keep[: len(keep) - OUTPUT_CAP]
+
+
+async def _feed(stream: asyncio.StreamWriter | None, data: bytes) -> None:
+    """Write ``data`` to the command's stdin and close it (a command that stops reading is no error)."""
+    if stream is None:
+        return
+    try:
+        stream.write(data)
+        await stream.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        stream.close()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists (or is not ours)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def wait_exit(process: asyncio.subprocess.Process) -> int:
+    """The exit status as soon as the process exits.
+
+    ``Process.wait()`` (Python 3.11) only returns once every pipe is closed too, i.e. never while a
+    child the command left behind holds stdout open; a pidfd tells the exit itself.
+    """
+    loop = asyncio.get_running_loop()
+    if process.returncode is None:
+        try:
+            fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            fd = -1  # no pidfd (or already reaped): poll below
+        if fd >= 0:
+            exited: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+    for _ in range(1000):  # asyncio's child watcher reaps it a moment later
+        if process.returncode is not None:
+            return process.returncode
+        await asyncio.sleep(0.005)
+    return await process.wait()
+
+
+async def end_group(process: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
+    """End a command's process group: SIGTERM now and SIGKILL whatever is left after ``grace`` seconds
+    (``grace`` <= 0: SIGKILL at once); returns once the command itself has been reaped."""
+    pgid = process.pid  # a session leader: its process group has its pid
+    if grace > 0 and _signal_group(pgid, signal.SIGTERM):
+        step = 0.05
+        for _ in range(max(1, round(grace / step))):  # poll the group, up to ``grace``
+            if not _signal_group(pgid, 0):
+                break
+            await asyncio.sleep(step)
+    _signal_group(pgid, signal.SIGKILL)
+    await wait_exit(process)
+
+
+def end_group_later(process: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
+    """``end_group`` in a background task (kept referenced until it is done)."""
+    task = asyncio.get_running_loop().create_task(end_group(process, grace))
+    _REAPERS.add(task)
+    task.add_done_callback(_REAPERS.discard)
+
+
+async def run_command(argv: Sequence[str], timeout: float, *, input: bytes | None = None,
+                      grace: float = KILL_GRACE, end_leftovers: bool = False,
+                      background_kill: bool = False) -> Outcome:
+    """Exec ``argv`` (no shell) in its own session; end its process group after ``timeout`` seconds
+    (see the module docstring). ``OSError`` if it cannot be started."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # own session and process group: pgid == pid
+    )
+    out, err = bytearray(), bytearray()
+    pipes = [asyncio.ensure_future(_drain(process.stdout, out)),
+             asyncio.ensure_future(_drain(process.stderr, err))]
+    if input is not None:
+        pipes.append(asyncio.ensure_future(_feed(process.stdin, input)))
+    returncode: int | None = None
+    try:
+        try:
+            returncode = await asyncio.wait_for(wait_exit(process), timeout)
+        except TimeoutError:
+            pass
+        if returncode is not None:
+            # output still in the pipes; a leftover child holding them open must not delay us
+            await asyncio.wait(pipes, timeout=DRAIN_AFTER_EXIT)
+    finally:  # timeout, cancellation (the caller's own timeout) or normal exit
+        for pipe in pipes:
+            pipe.cancel()
+        if returncode is None or end_leftovers:
+            if background_kill:
+                end_group_later(process, grace)
+            else:
+                await end_group(process, grace)
+    return Outcome(returncode, bytes(out), bytes(err))
