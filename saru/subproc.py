@@ -103,7 +103,12 @@ async def wait_exit(process: asyncio.subprocess.Process) -> int:
             fd = -1  # no pidfd (or already reaped): poll below
         if fd >= 0:
             exited: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+
+            def readable() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(fd, readable)
             try:
                 await exited
             finally:

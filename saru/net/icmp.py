@@ -27,9 +27,9 @@ IPPROTO_ICMP = 1
 IPPROTO_ICMPV6 = 58
 
 #: echo request / reply type and protocol number by socket address family
-ECHO_REQUEST = {socket.AF_INET: ICMP_ECHO_REQUEST, socket.AF_INET6: ICMP6_ECHO_REQUEST}
-ECHO_REPLY = {socket.AF_INET: ICMP_ECHO_REPLY, socket.AF_INET6: ICMP6_ECHO_REPLY}
-PROTO = {socket.AF_INET: IPPROTO_ICMP, socket.AF_INET6: IPPROTO_ICMPV6}
+ECHO_REQUEST: dict[int, int] = {socket.AF_INET: ICMP_ECHO_REQUEST, socket.AF_INET6: ICMP6_ECHO_REQUEST}
+ECHO_REPLY: dict[int, int] = {socket.AF_INET: ICMP_ECHO_REPLY, socket.AF_INET6: ICMP6_ECHO_REPLY}
+PROTO: dict[int, int] = {socket.AF_INET: IPPROTO_ICMP, socket.AF_INET6: IPPROTO_ICMPV6}
 
 _ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence number
 
