@@ -11,7 +11,8 @@ import argparse
 import json
 import sys
 
-from saru.cli.common import add_target_arguments, control_path
+from saru.cli.common import add_target_arguments, target_of
+from saru.cli.target import Target
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.control import request_sync
@@ -38,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 LiveState = tuple[Table, dict[RealRef, bool | None], set[ServiceKey]]
 
 
-def _live_state(args: argparse.Namespace, config: Config) -> LiveState | None:
-    path = control_path(args)
+def _live_state(args: argparse.Namespace, target: Target, config: Config) -> LiveState | None:
+    path = target.control
     if not path.exists():
         return None
     try:
@@ -62,12 +63,16 @@ def _live_state(args: argparse.Namespace, config: Config) -> LiveState | None:
 
 
 def plan(args: argparse.Namespace) -> int:
+    target = target_of(args, "saru plan", require_config=True)
+    if target is None:
+        return 2
+    assert target.config is not None
     try:
-        config = parse_file(args.config)
+        config = parse_file(target.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    live = _live_state(args, config)
+    live = _live_state(args, target, config)
     if live is None:
         source = f"no running daemon; empty table, every real assumed {args.assume}"
         current = Table()
@@ -75,7 +80,7 @@ def plan(args: argparse.Namespace) -> int:
         health = {real_ref(v, r): assumed for v in config.virtuals for r in v.reals}
         owned: set[ServiceKey] = set()
     else:
-        source = f"live table of the daemon at {control_path(args)}"
+        source = f"live table of the daemon at {target.control}"
         current, health, owned = live
     desired = desired_table(config, health, current, kernel_ports=not args.proxy_ports)
     ops = diff(current, desired, owned=owned | {v.key for v in config.virtuals})
@@ -83,7 +88,7 @@ def plan(args: argparse.Namespace) -> int:
         print(json.dumps({"source": source, "ops": [describe_op(o) for o in ops],
                           "desired": table_to_list(desired)}, indent=2))
         return 0
-    print(f"# plan for {args.config} ({source})")
+    print(f"# plan for {target.config} ({source})")
     if not ops:
         print("# no changes")
     for op, change in zip(ops, narrate(ops, current, config), strict=True):
