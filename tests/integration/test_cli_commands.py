@@ -128,7 +128,8 @@ def test_daemon_run_with_toml_is_found_by_every_command_with_either_file(daemon:
         assert f"127.0.0.1:{daemon.port}" in status.stdout and "data plane: proxy" in status.stdout
         plan = saru("plan", "-c", str(config), runtime=runtime_dir)
         assert plan.returncode == 0, plan.stderr
-        assert f"# plan for {daemon.cf} (live table of the daemon at {runtime_dir / 'rl.cf.sock'})" in plan.stdout
+        assert f"# plan for {daemon.cf} (live table of the daemon at {runtime_dir / 'rl.cf.sock'}; proxy data plane)" \
+            in plan.stdout
         listing = saru("ipvsadm", "-L", "-n", "--config", str(config), runtime=runtime_dir)
         assert listing.returncode == 0, listing.stderr
         assert f"TCP  127.0.0.1:{daemon.port} rr" in listing.stdout
@@ -142,6 +143,32 @@ def test_daemon_run_with_toml_is_found_by_every_command_with_either_file(daemon:
     bare.write_text("")
     refused = saru("status", "-c", str(bare), runtime=runtime_dir)
     assert refused.returncode == 2 and "[director] config is not set" in refused.stderr
+
+
+def test_plan_against_a_live_proxy_daemon_plans_for_the_proxy(tmp_path: Path, runtime_dir: Path) -> None:
+    """A gate real on its own port: the proxy connects to that port, so a reload changes nothing —
+    ``saru plan`` must not show IPVS's port rewrite as pending changes."""
+    port, real_port = free_port(), free_port()
+    cf = tmp_path / "gate.cf"
+    cf.write_text(f'logfile="{tmp_path / "ld.log"}"\nvirtual=127.0.0.1:{port}\n'
+                  f"\treal=127.0.0.2:{real_port} gate\n\tchecktype=on\n")
+    log = tmp_path / "daemon.stderr"
+    with log.open("w") as err:
+        process = subprocess.Popen([*SARU, "run", "-c", str(cf), "--dataplane", "proxy"], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                   env={**os.environ, "SARU_RUNTIME_DIR": str(runtime_dir)})
+    try:
+        wait_until(lambda: saru("status", "-c", str(cf), runtime=runtime_dir).returncode == 0
+                   and f"127.0.0.2:{real_port}" in saru("ipvsadm", "-L", "-n", "--config", str(cf),
+                                                         runtime=runtime_dir).stdout,
+                   "the real in the proxy's table", process)
+        plan = saru("plan", "-c", str(cf), runtime=runtime_dir)
+        assert plan.returncode == 0, plan.stderr
+        assert plan.stdout.splitlines()[1:] == ["# no changes"], plan.stdout
+        assert plan.stdout.splitlines()[0].endswith("; proxy data plane)")
+    finally:
+        process.terminate()
+        process.wait(20)
 
 
 def test_stop_with_the_cf_stops_a_daemon_run_with_the_toml(daemon: Running, runtime_dir: Path) -> None:
