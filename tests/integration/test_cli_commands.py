@@ -298,16 +298,19 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path, daemon: Running
     assert shell.stderr == ""
     # the reader is gone before saru writes anything (status, help): the same quiet exit
     env = {**os.environ, "SARU_RUNTIME_DIR": str(runtime_dir)}
-    for args in (("status", "-c", str(daemon.toml)), ("status", "--json", "-c", str(daemon.cf)), ("--help",)):
+    ldirectord = [sys.executable, "-m", "saru.cli.ldirectord"]
+    for argv, status in (([*SARU, "status", "-c", str(daemon.toml)], 141),
+                         ([*SARU, "status", "--json", "-c", str(daemon.cf)], 141),
+                         ([*SARU, "--help"], 0),  # argparse ignores write errors of --help itself
+                         ([*ldirectord, "--help"], 141), ([*ldirectord, str(daemon.cf), "status"], 141)):
         read_end, write_end = os.pipe()
         os.close(read_end)
         try:
-            result = subprocess.run([*SARU, *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            result = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True,
                                     timeout=60, env=env, stdin=subprocess.DEVNULL)
         finally:
             os.close(write_end)
-        # argparse ignores write errors of --help itself (exit 0); the commands exit 141 (128 + SIGPIPE)
-        assert (result.returncode, result.stderr) == (0 if args == ("--help",) else 141, ""), args
+        assert (result.returncode, result.stderr) == (status, ""), argv
 
 
 def every_command() -> list[list[str]]:
