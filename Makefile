@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# `make demo` gets its own environment with Saru alone (no test extras), rebuilt when the sources change.
+DEMO_VENV := .venv-demo
+SOURCES   := $(shell find saru -name '*.py')
 # Real servers the tests run (one per protocol Saru checks) and the tools the benchmarks use.
 DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	vsftpd tinyproxy opensmtpd dnsmasq-base sip-tester freeradius freeradius-utils \
@@ -13,7 +16,7 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks.)
 
 
-.PHONY: demo test lint deps venv bench clean
+.PHONY: demo test lint deps venv demo-venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,11 +26,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+demo-venv: $(DEMO_VENV)/.installed
+
+$(DEMO_VENV)/.installed: pyproject.toml $(SOURCES)
+	$(PYTHON) -m venv $(DEMO_VENV) || { sh tools/install-debian-packages.sh python3-venv && $(PYTHON) -m venv $(DEMO_VENV); }
+	$(DEMO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip install -q .
+	touch $@
+
 deps:
 	@sh tools/install-debian-packages.sh $(DEBIAN_PACKAGES)
 
-demo: venv
-	$(VENV)/bin/saru demo
+demo: demo-venv
+	$(DEMO_VENV)/bin/saru demo
 
 test: deps venv
 	$(VENV)/bin/ruff check saru tests bench
@@ -43,4 +54,4 @@ bench: deps venv
 	$(PY) bench/failover.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache build *.egg-info

@@ -519,7 +519,8 @@ class Daemon:
         table = await self.dataplane.read()
         health = [{"service": str(ref.service), "address": ref.address, "port": ref.port, "up": up}
                   for ref, up in self.monitor.health().items()]
-        return {"table": table_to_list(table), "health": health, "owned": [str(k) for k in self.owned]}
+        return {"table": table_to_list(table), "health": health, "owned": [str(k) for k in self.owned],
+                "dataplane": self.dataplane.capabilities.name}
 
     async def _cmd_stats(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None

@@ -1,6 +1,12 @@
-"""``saru check-config FILE [--json]``: parse an ldirectord.cf (or a saru.toml) and report, touching nothing.
+"""``saru check-config [-c] FILE [--settings SARU.TOML] [--dataplane NAME] [--json]``: check, touching nothing.
 
-A saru.toml is validated, then the ldirectord.cf its ``[director] config`` names, if any.
+FILE is an ldirectord.cf or a saru.toml (``-c FILE`` like every other command, or positional). A
+saru.toml is validated, then the ldirectord.cf its ``[director] config`` names, if any. The
+ldirectord.cf is then checked against the data plane ``saru run`` would use — ``--dataplane``,
+else saru.toml's ``[director] dataplane``, else ``auto`` as this machine would decide it (without
+loading modules or programming anything) — with the same check the daemon makes at start, so a
+scheduler or forwarding method the plane cannot do is refused here, not at ``saru run``. A named
+plane that cannot run on this machine is still checked against, with a warning.
 
 Exit status: 0 when the file is accepted (warnings go to stderr), 2 when it is not (diagnostics on
 stderr, one ``FILE:LINE: message`` per line) or cannot be read.  ``--json`` prints the parsed
@@ -15,10 +21,14 @@ import os
 import sys
 from typing import Any
 
+from saru.cli.target import TargetError, split_files
 from saru.config.diagnostics import ConfigError
 from saru.config.json_view import config_to_dict
 from saru.config.ldirectord import parse_file
 from saru.config.native import Settings, load_settings
+from saru.dataplane.base import DataplaneError
+from saru.dataplane.select import CHOICES, availability, capabilities, choose, unsupported
+from saru.model import Config, Diagnostic
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors
@@ -28,11 +38,18 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="check an ldirectord.cf (or saru.toml) file",
-        description="Parse an ldirectord.cf file and report problems and warnings "
+        description="Parse an ldirectord.cf (or a saru.toml and the ldirectord.cf it names) and check it "
+        "against the data plane saru run would use; report problems and warnings "
         "(exit 0: usable, 2: not usable).",
     )
-    parser.add_argument("file", metavar="FILE",
-                        help="the configuration file (e.g. /etc/ha.d/ldirectord.cf, or a saru.toml)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("file", metavar="FILE", nargs="?",
+                       help="the configuration file (e.g. /etc/ha.d/ldirectord.cf, or a saru.toml)")
+    which.add_argument("-c", "--config", metavar="FILE", help="the same, as the other commands take it")
+    parser.add_argument("--settings", metavar="SARU.TOML", help="a saru.toml to check with the ldirectord.cf")
+    parser.add_argument("--dataplane", choices=CHOICES, default=None,
+                        help="check against this data plane (default: saru.toml's [director] dataplane, "
+                             "else auto: the one saru run would pick on this machine)")
     parser.add_argument(
         "--json", action="store_true", help="print the parsed configuration as JSON on stdout"
     )
@@ -71,28 +88,73 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
     return plain(settings)  # type: ignore[no-any-return]
 
 
-def run(args: argparse.Namespace) -> int:
-    path: str = args.file
-    if not _readable(path):
+def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]]:
+    """(the plane checked against, what in ``config`` it cannot do): the daemon's start-up check.
+
+    ``auto`` is decided as ``saru run`` would decide it here, without side effects; a named plane
+    that cannot run here is checked against anyway (a warning says so)."""
+    if name == "auto":
+        plane, _ = choose("auto", dry_run=True)
+        label = f"{plane} (auto)"
+    else:
+        plane, label = name, name
+        ok, why = availability(name, dry_run=True)
+        if not ok:
+            print(f"saru check-config: warning: the {name} data plane cannot run on this machine: {why}",
+                  file=sys.stderr)
+    return label, unsupported(config, capabilities(plane))
+
+
+def _check_cf(cf: str, dataplane: str) -> tuple[Config, str] | int:
+    """Parse and check one ldirectord.cf; (config, plane label), or the exit status after a report."""
+    if not _readable(cf):
         return EXIT_CONFIG
-    if path.endswith(".toml"):
-        return _run_settings(args, path)
     try:
-        config = parse_file(path)
+        config = parse_file(cf)
     except ConfigError as exc:
-        return _report(path, exc)
+        return _report(cf, exc)
     for warning in config.warnings:
         print(warning, file=sys.stderr)
+    try:
+        label, problems = dataplane_problems(config, dataplane)
+    except DataplaneError as exc:
+        print(f"saru check-config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if problems:
+        return _report(cf, ConfigError(problems))
+    return config, label
+
+
+def _ok_line(cf: str, config: Config, label: str) -> str:
+    reals = sum(len(v.reals) for v in config.virtuals)
+    return f"{cf}: OK ({len(config.virtuals)} virtual services, {reals} real servers; data plane {label})"
+
+
+def run(args: argparse.Namespace) -> int:
+    path: str = args.config or args.file
+    try:
+        cf, toml = split_files(path, args.settings)
+    except TargetError as exc:
+        print(f"saru check-config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if toml is not None:
+        return _run_settings(args, toml, cf)
+    assert cf is not None
+    checked = _check_cf(cf, args.dataplane or "auto")
+    if isinstance(checked, int):
+        return checked
+    config, label = checked
     if args.json:
         json.dump(config_to_dict(config), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        reals = sum(len(v.reals) for v in config.virtuals)
-        print(f"{path}: OK ({len(config.virtuals)} virtual services, {reals} real servers)")
+        print(_ok_line(cf, config, label))
     return EXIT_OK
 
 
-def _run_settings(args: argparse.Namespace, path: str) -> int:
+def _run_settings(args: argparse.Namespace, path: str, cf: str | None) -> int:
+    if not _readable(path):
+        return EXIT_CONFIG
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -103,19 +165,14 @@ def _run_settings(args: argparse.Namespace, path: str) -> int:
     summary = f"{path}: OK (settings"
     summary += f"; HA {settings.ha.mode} on {settings.ha.interface}" if settings.ha else ""
     summary += ")"
-    cf = settings.director.config
+    cf = cf or settings.director.config
     if cf:
-        if not _readable(cf):
-            return EXIT_CONFIG
-        try:
-            config = parse_file(cf)
-        except ConfigError as exc:
-            return _report(cf, exc)
-        for warning in config.warnings:
-            print(warning, file=sys.stderr)
+        checked = _check_cf(cf, args.dataplane or settings.director.dataplane)
+        if isinstance(checked, int):
+            return checked
+        config, label = checked
         document["config"] = config_to_dict(config)
-        reals = sum(len(v.reals) for v in config.virtuals)
-        summary += f"\n{cf}: OK ({len(config.virtuals)} virtual services, {reals} real servers)"
+        summary += "\n" + _ok_line(cf, config, label)
     if args.json:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")

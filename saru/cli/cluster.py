@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from saru.cli.target import TargetError, split_files
 from saru.cluster.crm import ClusterConfigError, crm_configuration, pcs_commands, pcs_script
 from saru.cluster.logconv import ClusterEvent, Converter, converter_for, sort_key
 from saru.config.diagnostics import ConfigError
@@ -82,7 +83,12 @@ def default_binary(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.settings or DEFAULT_SETTINGS
+    try:
+        cf, toml = split_files(args.config, args.settings)  # -c saru.toml works as --settings
+    except TargetError as exc:
+        print(f"saru cluster: {exc}", file=sys.stderr)
+        return 2
+    path = toml or DEFAULT_SETTINGS
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
-    config = args.config or settings.director.config
+    config = cf or settings.director.config
     if not config:
         print(f"saru cluster: {path} names no ldirectord.cf ([director] config); give --config FILE",
               file=sys.stderr)

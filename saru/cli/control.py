@@ -1,28 +1,58 @@
-"""``saru status`` and ``saru reload``: talk to a running daemon through its control socket."""
+"""``saru status``, ``saru reload`` and ``saru stop``: talk to a running daemon through its control socket.
+
+Exit statuses: ``status`` 0 running, 3 no daemon answers; ``reload`` 0 reloaded, 1 no daemon
+answers, 2 the new configuration is invalid (the running one is kept); ``stop`` 0 stopped, 1 still
+running after ``--timeout``, 3 no daemon answers (nothing to stop). All three exit 2 when ``-c`` /
+``--settings`` name no daemon (an invalid saru.toml, one without ``[director] config``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from saru.cli.common import add_target_arguments, ask
+from saru.cli.common import EXIT_BAD_TARGET, add_target_arguments, ask, target_of
+
+STOP_TIMEOUT = 30.0  # seconds: a daemon's cleanstop (removing its virtual services) fits well within
+STOP_POLL = 0.05
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="show virtual and real servers of a running daemon")
+    p = sub.add_parser("status", help="show virtual and real servers of a running daemon",
+                       description="Show a running daemon's data plane, virtual and real servers (state, "
+                                   "weight, connections, last check) and recent events. Exit 0 when it "
+                                   "answers, 3 when no daemon answers on its control socket.")
     add_target_arguments(p)
     p.add_argument("--json", action="store_true", help="print the raw JSON document")
     p.set_defaults(func=status)
-    p = sub.add_parser("reload", help="make a running daemon re-read its config")
+    p = sub.add_parser("reload", help="make a running daemon re-read its config",
+                       description="Make a running daemon re-read its ldirectord.cf (and saru.toml), like "
+                                   "SIGHUP. A new configuration with errors is refused and the running one "
+                                   "kept (exit 2, diagnostics on stderr); exit 1 when no daemon answers.")
     add_target_arguments(p)
     p.set_defaults(func=reload)
+    p = sub.add_parser("stop", help="stop a running daemon and wait until it is gone",
+                       description="Ask a running daemon to stop (it removes the virtual services whose "
+                                   "cleanstop is yes, like SIGTERM) and wait until it has exited. Exit 0 "
+                                   "when it is gone, 1 when it is still running after --timeout, 3 when "
+                                   "no daemon answers (nothing to stop).")
+    add_target_arguments(p)
+    p.add_argument("--timeout", type=float, default=STOP_TIMEOUT, metavar="S",
+                   help=f"seconds to wait for the daemon to exit (default {STOP_TIMEOUT:g})")
+    p.set_defaults(func=stop)
 
 
 def status(args: argparse.Namespace) -> int:
-    answer = ask(args, "status")
+    target = target_of(args, "saru status")
+    if target is None:
+        return EXIT_BAD_TARGET
+    answer = ask(target, "status")
     if answer is None:
         return 3
     if args.json:
@@ -33,7 +63,10 @@ def status(args: argparse.Namespace) -> int:
 
 
 def reload(args: argparse.Namespace) -> int:
-    answer = ask(args, "reload")
+    target = target_of(args, "saru reload")
+    if target is None:
+        return EXIT_BAD_TARGET
+    answer = ask(target, "reload")
     if answer is None:
         return 1
     if not answer.get("reloaded"):
@@ -45,6 +78,53 @@ def reload(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print("reloaded")
     return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    target = target_of(args, "saru stop")
+    if target is None:
+        return EXIT_BAD_TARGET
+    before = ask(target, "status")  # which process to wait for
+    if before is None:
+        return 3
+    pid = before.get("pid")
+    if ask(target, "stop") is None:
+        return 3 if not answers(target.control) else 1
+    deadline = time.monotonic() + max(args.timeout, 0.0)
+    while answers(target.control) or (isinstance(pid, int) and pid_alive(pid)):
+        if time.monotonic() >= deadline:
+            print(f"saru stop: the daemon (pid {pid}) is still running after {args.timeout:g}s",
+                  file=sys.stderr)
+            return 1
+        time.sleep(STOP_POLL)
+    print(f"stopped (pid {pid})")
+    return 0
+
+
+def answers(path: Path) -> bool:
+    """Whether something still accepts connections on the control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a zombie counts as gone: it has stopped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _check_text(real: dict[str, Any]) -> str:

@@ -2,7 +2,10 @@
 
 Starts three small HTTP real servers (separate processes, so ``kill`` works on them) and a sorry
 server for the fallback, writes an ldirectord.cf modelled on the UltraMonkey guide's, and runs the
-director on 127.0.0.1:8080 with the userspace proxy data plane. Ctrl-C stops everything.
+director on 127.0.0.1:8080 with the userspace proxy data plane. Ctrl-C (or ``saru stop -c`` the
+demo's config) stops everything. The config is named ``demo-PORT.cf`` and the director's control
+socket after it, as for ``saru run``, so ``saru status -c`` that file finds the demo's director
+(and a second demo on another port, or a real director's ``ldirectord.cf``, is another daemon).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from saru.cli.target import resolve_target
 from saru.daemon import Daemon, DaemonOptions
 
 CHECK_PAGE = "haCheker/haCheck.html"  # the guide's spelling, kept on purpose
@@ -100,7 +104,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=demo)
 
 
-def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, ctl: Path) -> str:
+def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, config: Path) -> str:
     beside_python = Path(sys.executable).parent / "saru"
     saru = shutil.which("saru") or (str(beside_python) if beside_python.exists()
                                     else f"{sys.executable} -m saru")
@@ -113,14 +117,14 @@ Saru demo is running — director http://127.0.0.1:{port}/ (userspace proxy data
 
 Try, in another terminal:
   curl -s http://127.0.0.1:{port}/                 # answers rotate over the real servers (rr)
-  {saru} status --control {ctl}
+  {saru} status -c {config}
   kill {reals[1].process.pid}        # real 2 is deleted from the table within ~4 s
   rm {reals[2].root / CHECK_PAGE}   # check page gone: real 3 deleted too
   kill {reals[0].process.pid}        # last real gone: the fallback (sorry server) answers
-  $EDITOR {workdir / "ldirectord.cf"}      # autoreload=yes: saved changes apply within seconds
+  $EDITOR {config}      # autoreload=yes: saved changes apply within seconds
   tail -f {workdir / "ldirectord.log"}
 
-Ctrl-C stops everything.
+Ctrl-C (or {saru} stop -c {config}) stops everything.
 """
 
 
@@ -134,10 +138,10 @@ def demo(args: argparse.Namespace) -> int:
         sorry = start_real_server("sorry", workdir / "sorry",
                                   "Sorry, every real server is down (fallback)\n", check=False)
         servers.append(sorry)
-        config = workdir / "ldirectord.cf"
+        config = workdir / f"demo-{args.port}.cf"
         config.write_text(demo_config(workdir, args.port, servers[:3], sorry))
-        ctl = workdir / "control.sock"
-        print(instructions(args.port, workdir, servers[:3], sorry, ctl), flush=True)
+        ctl = resolve_target(str(config)).control  # the socket saru status/stop -c CONFIG look for
+        print(instructions(args.port, workdir, servers[:3], sorry, config), flush=True)
         options = DaemonOptions(config_path=str(config), dataplane="proxy", control_path=str(ctl),
                                 console=sys.stderr)
         return asyncio.run(_run(Daemon(options), args.duration))

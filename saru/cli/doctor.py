@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from saru.cli.target import TargetError, split_files
 from saru.config.diagnostics import ConfigError
 from saru.setup.item import exit_status, render
 
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="The guide's director checklist, checked here, with active probes of the "
                                    "real servers (root needed for the probes).")
     p.add_argument("-c", "--config", metavar="FILE",
-                   help=f"ldirectord.cf (default: [director] config of --settings, else {DEFAULT_CONFIG})")
+                   help=f"ldirectord.cf, or saru.toml (default: [director] config of --settings, else "
+                        f"{DEFAULT_CONFIG})")
     p.add_argument("--settings", metavar="FILE", help="saru.toml ([ha] VIPs may be on the peer)")
     p.add_argument("--no-probe", action="store_true", help="skip the active probes (no packets sent)")
     p.add_argument("--timeout", type=float, default=0.5, metavar="S", help="seconds per probe (default 0.5)")
@@ -46,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0.01 <= args.timeout <= 30:
         return _fail("--timeout must be between 0.01 and 30 seconds")
     try:
-        settings = load_settings(args.settings) if args.settings else None
-        path = args.config or (settings.director.config if settings else None) or DEFAULT_CONFIG
-        config = parse_file(path) if (args.config or os.path.exists(path) or not settings) else None
+        cf, toml = split_files(args.config, args.settings)  # -c saru.toml works as --settings
+        settings = load_settings(toml) if toml else None
+        path = cf or (settings.director.config if settings else None) or DEFAULT_CONFIG
+        config = parse_file(path) if (cf or os.path.exists(path) or not settings) else None
+    except TargetError as exc:
+        return _fail(str(exc))
     except ConfigError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)

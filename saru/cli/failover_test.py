@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from saru.cli.common import add_target_arguments, control_path
+from saru.cli.common import add_target_arguments, target_of
 from saru.control import request_sync
 
 PROBE_PERIOD = 0.05  # 20 Hz
@@ -223,7 +223,10 @@ def run(args: argparse.Namespace) -> int:
         print("saru failover-test: --http needs --probe HOST:PORT", file=sys.stderr)
         return 2
     hold = args.hold if args.hold is not None else (10.0 if args.back else 60.0)
-    path = control_path(args)
+    target = target_of(args, "saru failover-test")
+    if target is None:
+        return 2
+    path = target.control
     try:
         result = failover_test(path, back=args.back, hold=hold, timeout=args.timeout, settle=args.settle,
                                probe=probe)

@@ -26,7 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from saru.cli.common import control_path
+from saru.cli.target import resolve_target
+from saru.config.diagnostics import ConfigError
 from saru.control import request
 from saru.dataplane.base import ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.select import select_dataplane
@@ -64,7 +65,8 @@ class OperationError(Exception):
 
 def build_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("which table")
-    target.add_argument("--config", metavar="FILE", help="the daemon's config file (locates its socket)")
+    target.add_argument("--config", metavar="FILE",
+                        help="the daemon's ldirectord.cf or saru.toml (locates its control socket)")
     target.add_argument("--control", metavar="PATH", help="the daemon's control socket")
     target.add_argument("--dataplane", choices=("ipvs", "nft"),
                         help="work on the kernel's table directly, without a daemon")
@@ -265,7 +267,10 @@ class Target:
 
     async def _ask(self, command: str, **params: Any) -> dict[str, Any]:
         args = self.args
-        path = control_path(argparse.Namespace(control=args.control, config=args.config))
+        try:
+            path = resolve_target(args.config, None, args.control).control
+        except (ConfigError, ValueError) as exc:  # an invalid saru.toml, or one naming no ldirectord.cf
+            raise UsageError(str(exc)) from None
         try:
             answer = await request(path, command, timeout=30, **params)
         except OSError as exc:

@@ -454,6 +454,12 @@ def cmd_reload(inst: Instance) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from saru.cli.main import quiet_on_broken_pipe
+
+    return quiet_on_broken_pipe(lambda: _main(argv))  # output into a closed pipe: exit 141 quietly
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parsed = parse_argv(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-from saru.config.diagnostics import ConfigError
-from saru.config.native import Settings, load_settings
+from saru.cli.common import target_of
 from saru.daemon import Daemon, DaemonOptions
 from saru.dataplane.select import CHOICES
 
@@ -24,7 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="Saru's own settings (data plane, [ha] floating IP / VRRP, …)")
     p.add_argument("--dataplane", choices=CHOICES, default=None,
                    help="where the table lives (default: saru.toml's [director] dataplane, else auto)")
-    p.add_argument("--control", metavar="PATH", help="control socket path")
+    p.add_argument("--control", metavar="PATH",
+                   help="control socket path (default: named after the ldirectord.cf, which is how "
+                        "status, reload, stop … with the same -c find it)")
     p.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
     p.add_argument("--rise", type=int, default=1, metavar="N",
                    help="successful checks needed before a down real comes back (default 1)")
@@ -36,42 +36,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def resolve(config: str, settings_path: str | None) -> tuple[str, str | None, str]:
-    """(ldirectord.cf, saru.toml or None, data plane default) from ``-c`` and ``--settings``.
-
-    ``-c saru.toml`` (a ``.toml`` file) means: these settings, running the ldirectord.cf they name.
-    Raises ``ConfigError`` (bad saru.toml) or ``ValueError`` (nothing names an ldirectord.cf).
-    """
-    if config.endswith(".toml"):
-        if settings_path and Path(settings_path).resolve() != Path(config).resolve():
-            raise ValueError(f"-c {config} is a saru.toml already; --settings {settings_path} would be a second one")
-        settings_path = config
-    settings = load_settings(settings_path) if settings_path else Settings()
-    if config.endswith(".toml"):
-        if not settings.director.config:
-            raise ValueError(f"{config}: [director] config is not set, so there is no ldirectord.cf to run "
-                             "(set it, or pass the ldirectord.cf with -c and this file with --settings)")
-        config = settings.director.config
-    return config, settings_path, settings.director.dataplane
-
-
 def run(args: argparse.Namespace) -> int:
     if args.rise < 1:
         print("saru run: --rise must be at least 1", file=sys.stderr)
         return 2
-    try:
-        config, settings_path, dataplane = resolve(args.config, args.settings)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    target = target_of(args, "saru run", require_config=True)
+    if target is None:
         return 2
-    except ValueError as exc:
-        print(f"saru run: {exc}", file=sys.stderr)
-        return 2
+    assert target.config is not None
     options = DaemonOptions(
-        config_path=config,
-        settings_path=settings_path,
-        dataplane=args.dataplane or dataplane,
-        control_path=args.control,
+        config_path=target.config,
+        settings_path=target.settings_path,
+        dataplane=args.dataplane or target.dataplane,
+        control_path=str(target.control),
         pidfile=args.pidfile,
         console=None if args.quiet else sys.stderr,
         debug=args.debug,

@@ -130,13 +130,18 @@ class IpvsDataplane(Dataplane):
     # ------------------------------------------------------------------ availability and life cycle
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        if not PROC_IP_VS.exists() and module_installed("ip_vs"):
+    def available(cls, dry_run: bool = False) -> tuple[bool, str]:
+        """Whether IPVS can run here; loads the ip_vs module when installed (``dry_run``: counts an
+        installed module as available instead of loading it)."""
+        loadable = not PROC_IP_VS.exists() and module_installed("ip_vs")
+        if loadable and not dry_run:
             _try_modprobe("ip_vs")
-        if not PROC_IP_VS.exists():
+        if not PROC_IP_VS.exists() and not (dry_run and loadable):
             return False, "no IPVS in this kernel (no /proc/net/ip_vs; ip_vs module not loaded)"
         if not _has_net_admin():
             return False, "IPVS needs CAP_NET_ADMIN (run as root)"
+        if not PROC_IP_VS.exists():
+            return True, "IPVS is available (the ip_vs module would be loaded)"
         return True, "IPVS is available"
 
     async def start(self) -> None:

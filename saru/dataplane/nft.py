@@ -173,7 +173,9 @@ class NftDataplane(Dataplane):
         self.last_apply = "none"
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
+    def available(cls, dry_run: bool = False) -> tuple[bool, str]:
+        """Whether nftables can be programmed here (``list tables`` changes nothing, so ``dry_run``
+        probes the same way)."""
         if os.geteuid() != 0:
             return False, "programming nftables needs root"
         which = backend()

@@ -2,8 +2,10 @@
 
 ``auto`` picks IPVS when the kernel has it, then nftables when we may program it, then the
 userspace proxy — and returns a sentence saying why, which ``saru status`` shows. Each data plane
-class may offer ``available() -> tuple[bool, str]`` (a classmethod) telling whether it can run
-here and why not; its module is imported only when it is considered.
+class may offer ``available(dry_run=False) -> tuple[bool, str]`` (a classmethod) telling whether it
+can run here and why not (``dry_run``: without side effects such as loading a kernel module); its
+module is imported only when it is considered. ``choose`` is the decision alone, nothing built:
+``saru check-config`` uses it to validate against the plane ``saru run`` would pick.
 """
 
 from __future__ import annotations
@@ -32,39 +34,57 @@ def _plane_class(name: str) -> type[Dataplane] | None:
     return cls
 
 
-def availability(name: str) -> tuple[bool, str]:
-    """Whether the named data plane can run here, and why (not)."""
+def availability(name: str, dry_run: bool = False) -> tuple[bool, str]:
+    """Whether the named data plane can run here, and why (not).
+
+    ``dry_run``: decide without side effects (IPVS: report a loadable ip_vs module as available
+    rather than loading it)."""
     cls = _plane_class(name)
     if cls is None:
         return False, f"the {name} data plane is not part of this build"
     probe = getattr(cls, "available", None)
     if probe is None:
         return True, "available"
-    ok, why = probe()
+    ok, why = probe(dry_run=True) if dry_run else probe()
     return bool(ok), str(why)
 
 
-def select_dataplane(name: str) -> tuple[Dataplane, str]:
-    """Build the named data plane; raise DataplaneError when it cannot run here."""
+def choose(name: str, dry_run: bool = False) -> tuple[str, str]:
+    """The data plane ``name`` means on this machine, and why: ``auto`` is the first available of
+    ``PLANES``. Builds nothing; raises DataplaneError when the plane cannot run here."""
     if name == "auto":
         reasons = []
         for candidate in PLANES:
-            ok, why = availability(candidate)
+            ok, why = availability(candidate, dry_run)
             if ok:
-                cls = _plane_class(candidate)
-                assert cls is not None
                 skipped = f" ({'; '.join(reasons)})" if reasons else ""
-                return cls(), f"auto: {candidate}{skipped}"
+                return candidate, f"auto: {candidate}{skipped}"
             reasons.append(f"{candidate}: {why}")
         raise DataplaneError("no data plane can run here: " + "; ".join(reasons))
     if name not in PLANES:
         raise DataplaneError(f"unknown data plane {name!r} (choose from {', '.join(CHOICES)})")
-    ok, why = availability(name)
+    ok, why = availability(name, dry_run)
     if not ok:
         raise DataplaneError(f"the {name} data plane cannot run here: {why}")
+    return name, f"{name} (--dataplane {name})"
+
+
+def capabilities(name: str) -> Capabilities:
+    """What the named data plane can do (its class's ``capabilities``; nothing is built)."""
+    if name not in PLANES:
+        raise DataplaneError(f"unknown data plane {name!r} (choose from {', '.join(CHOICES)})")
     cls = _plane_class(name)
+    if cls is None:
+        raise DataplaneError(f"the {name} data plane is not part of this build")
+    return cls.capabilities
+
+
+def select_dataplane(name: str) -> tuple[Dataplane, str]:
+    """Build the named data plane; raise DataplaneError when it cannot run here."""
+    chosen, why = choose(name)
+    cls = _plane_class(chosen)
     assert cls is not None
-    return cls(), f"{name} (--dataplane {name})"
+    return cls(), why
 
 
 def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:

@@ -258,7 +258,7 @@ def test_planned_switchover_keeps_a_long_download_going(bed: HABed, directors: l
 def test_notify_commands_and_status_line_and_probe_gap(tmp_path: Path) -> None:
     from saru.cli.control import ha_line
     from saru.cli.failover_test import Probe
-    from saru.cli.run import resolve
+    from saru.cli.target import resolve_target
     from saru.config.native import parse_settings
     from saru.ha.node import notify_argv
 
@@ -278,9 +278,11 @@ def test_notify_commands_and_status_line_and_probe_gap(tmp_path: Path) -> None:
     assert probe.gap(0.0, 0.25) == {"longest_gap": 0.15, "attempts": 6, "failed": 2}
     (tmp_path / "ld.cf").write_text("")
     (tmp_path / "saru.toml").write_text('[director]\nconfig = "ld.cf"\ndataplane = "nft"\n')
-    assert resolve(str(tmp_path / "saru.toml"), None) == (str(tmp_path / "ld.cf"), str(tmp_path / "saru.toml"),
-                                                          "nft")
+    target = resolve_target(str(tmp_path / "saru.toml"), require_config=True)
+    assert (target.config, target.settings_path, target.dataplane) == (
+        str(tmp_path / "ld.cf"), str(tmp_path / "saru.toml"), "nft")
     (tmp_path / "bare.toml").write_text("")
     with pytest.raises(ValueError, match="director\\] config is not set"):
-        resolve(str(tmp_path / "bare.toml"), None)
-    assert resolve(str(tmp_path / "ld.cf"), None) == (str(tmp_path / "ld.cf"), None, "auto")
+        resolve_target(str(tmp_path / "bare.toml"), require_config=True)
+    target = resolve_target(str(tmp_path / "ld.cf"), require_config=True)
+    assert (target.config, target.settings_path, target.dataplane) == (str(tmp_path / "ld.cf"), None, "auto")

@@ -39,17 +39,17 @@ def write(tmp_path: Path, text: str, name: str = "ld.cf") -> Path:
 
 
 def test_ok_line_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", str(GUIDE)]) == 0
+    assert main(["check-config", "--dataplane", "proxy", str(GUIDE)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{GUIDE}: OK (1 virtual services, 2 real servers)\n"
+    assert out == f"{GUIDE}: OK (1 virtual services, 2 real servers; data plane proxy)\n"
     assert err == ""
 
 
 def test_warnings_go_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "virtual=127.0.0.1:8080\n\treal=127.0.0.2:8080 masq\n")
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "--dataplane", "proxy", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{path}: OK (1 virtual services, 1 real servers)\n"
+    assert out == f"{path}: OK (1 virtual services, 1 real servers; data plane proxy)\n"
     assert err.startswith(f"{path}:1: warning: virtual 127.0.0.1:8080 is NEVER health-checked")
 
 
@@ -125,9 +125,10 @@ def test_json_effective_values() -> None:
 
 def test_installed_script(tmp_path: Path) -> None:
     assert SARU.exists(), SARU
-    ok = subprocess.run([str(SARU), "check-config", str(SAMPLE)], capture_output=True, text=True, timeout=60)
+    ok = subprocess.run([str(SARU), "check-config", "--dataplane", "ipvs", str(SAMPLE)], capture_output=True,
+                        text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout == f"{SAMPLE}: OK (1 virtual services, 3 real servers)\n"
+    assert ok.stdout == f"{SAMPLE}: OK (1 virtual services, 3 real servers; data plane ipvs)\n"
     as_json = subprocess.run(
         [str(SARU), "check-config", "--json", str(SAMPLE)], capture_output=True, text=True, timeout=60
     )
@@ -144,7 +145,7 @@ def test_settings_example_and_the_cf_it_names(capsys: pytest.CaptureFixture[str]
     assert main(["check-config", str(EXAMPLE_SETTINGS)]) == 0
     out = capsys.readouterr().out
     assert "OK (settings; HA vrrp on eth0)" in out
-    assert f"{GUIDE}: OK (1 virtual services, 2 real servers)" in out
+    assert f"{GUIDE}: OK (1 virtual services, 2 real servers; data plane " in out and "(auto))" in out
 
 
 def test_settings_json_has_both_documents(capsys: pytest.CaptureFixture[str]) -> None:
