@@ -46,8 +46,10 @@ class ControlServer:
         self.path = path
         self.handlers = handlers
         self._server: asyncio.AbstractServer | None = None
+        self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file this server made
 
     async def start(self) -> None:
+        """Bind the socket; ``OSError`` when a live daemon serves it (which is then left untouched)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             if await _alive(self.path):
@@ -58,14 +60,21 @@ class ControlServer:
             self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         finally:
             os.umask(old_umask)
+        st = self.path.lstat()
+        self._bound = (st.st_dev, st.st_ino)
 
     async def close(self) -> None:
+        """Stop serving and remove the socket file — only the one this server created: never a socket
+        it failed to take over, nor one another daemon has bound at the same path since."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        bound, self._bound = self._bound, None
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            st = self.path.lstat()
+            if bound == (st.st_dev, st.st_ino):
+                self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -68,6 +68,17 @@ class DaemonOptions:
     settings_path: str | None = None
 
 
+@dataclass
+class Held:
+    """What this daemon has acquired. Its way out releases exactly that, so a daemon refused at start
+    (socket or pid file of a running one) touches nothing of the running one's."""
+
+    pidfile: bool = False  # the pid file names this process
+    control: bool = False  # the control socket was bound by this process
+    dataplane: bool = False  # the data plane handle is open
+    table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
+
+
 class Daemon:
     """A running director. ``await Daemon(options).run()`` returns the process exit status."""
 
@@ -79,7 +90,8 @@ class Daemon:
         self.dataplane: Dataplane | None = None
         self.dataplane_reason = ""
         self.monitor: Monitor | None = None
-        self.control: ControlServer | None = None
+        self.control: ControlServer | None = None  # set once its socket is bound (held.control)
+        self.held = Held()
         self.events: deque[str] = deque(maxlen=200)
         self.dirty = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -145,14 +157,13 @@ class Daemon:
         assert self.config is not None and self.dataplane is not None
         self.emit(DaemonEvent(f"Starting saru {__version__} with {self.config_path} "
                               f"on the {self.dataplane.capabilities.name} data plane"))
-        try:
-            await self.dataplane.start()
-        except (DataplaneError, OSError) as exc:
-            LOGGER.error("cannot start the %s data plane: %s", self.dataplane.capabilities.name, exc)
+        # the exclusive resources first, the data plane after: refused here, this daemon has touched
+        # nothing (another daemon's table, socket, sync daemons or listeners stay as they are)
+        if not self._write_pidfile():
             return 1
-        await self._sync_daemons()
+        self.held.pidfile = True
         control_path = Path(self.options.control_path or default_socket_path(self.config_path))
-        self.control = ControlServer(control_path, {
+        control = ControlServer(control_path, {
             "status": self._cmd_status,
             "reload": self._cmd_reload,
             "table": self._cmd_table,
@@ -166,12 +177,18 @@ class Daemon:
             "ha-takeover": self._cmd_ha_takeover,
         })
         try:
-            await self.control.start()
+            await control.start()
         except OSError as exc:
             LOGGER.error("cannot open control socket: %s", exc)
             return 1
-        if not self._write_pidfile():
+        self.control, self.held.control = control, True
+        try:
+            await self.dataplane.start()
+        except (DataplaneError, OSError) as exc:
+            LOGGER.error("cannot start the %s data plane: %s", self.dataplane.capabilities.name, exc)
             return 1
+        self.held.dataplane = self.held.table = True
+        await self._sync_daemons()
         self.monitor = Monitor(emit=self.emit, rise=self.options.rise)
         self.monitor.add_listener(self.dirty.set)
         self.monitor.add_result_listener(self.monitorfile.record)
@@ -292,20 +309,23 @@ class Daemon:
                 await task
         if self.monitor is not None:
             await self.monitor.close()
-        if self.dataplane is not None and self.config is not None and self.control is not None:
+        # release what this daemon holds, and only that (see Held)
+        if self.held.table and self.dataplane is not None and self.config is not None:
             self.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
             await self._cleanstop()
-        if self.dataplane is not None:
             await self._sync_daemons(stop=True)
+        if self.held.dataplane and self.dataplane is not None:
             with contextlib.suppress(Exception):
                 await self.dataplane.close()
-        if self.control is not None:
+        if self.held.control and self.control is not None:
             await self.control.close()
         await self.alerts.close()
         await self.monitorfile.close()
         if self._hooks:
             await asyncio.gather(*self._hooks, return_exceptions=True)
-        self._remove_pidfile()
+        if self.held.pidfile:
+            self._remove_pidfile()
+        self.held = Held()
         if self.config is not None:
             self.emit(DaemonEvent("saru stopped"))
 

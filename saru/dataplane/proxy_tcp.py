@@ -53,11 +53,15 @@ def family_of(address: str) -> int:
 
 
 def bind_socket(address: str, port: int, kind: int) -> socket.socket:
-    """A bound (and for TCP listening) non-blocking socket; raises OSError (e.g. port in use)."""
+    """A bound (and for TCP listening) non-blocking socket; raises OSError (e.g. port in use).
+
+    SO_REUSEADDR only for TCP (a restart must not wait for TIME_WAIT): on a UDP socket Linux lets a
+    second process bind the same address and port with it, and then take the first one's datagrams."""
     family = family_of(address)
     sock = socket.socket(family, kind)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
