@@ -48,7 +48,9 @@ from saru.planner import desired_table, dest_port, fallback_active, real_ref
 from saru.tablecodec import key_from_dict, key_to_dict, op_from_dict, table_to_list
 
 LOGGER = logging.getLogger("saru")
-RETRY_DELAY = 1.0
+RETRY_DELAY = 1.0  # first retry of a failed apply; doubled at each failure once ready, up to RETRY_MAX
+RETRY_MAX = 30.0
+DEFAULT_START_TIMEOUT = 30.0
 
 
 @dataclass
@@ -66,6 +68,11 @@ class DaemonOptions:
     on_ready: Callable[[], None] | None = None
     #: saru.toml: ``[ha] mode = "vrrp"`` makes this daemon one of a failover pair
     settings_path: str | None = None
+    #: before the daemon is first ready, a table that keeps failing to apply for this many seconds
+    #: stops it with exit status 1 (0: keep retrying); after that, failures are retried, never fatal
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    #: the give-up message's advice (how this front end asks for endless retries)
+    start_timeout_hint: str = "--start-timeout 0 keeps retrying"
 
 
 @dataclass
@@ -77,6 +84,20 @@ class Held:
     control: bool = False  # the control socket was bound by this process
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
+
+
+@dataclass
+class ApplyError:
+    """The table could not be brought in line with health: the latest failure of an unbroken run."""
+
+    message: str
+    since: float  # wall clock of the first failure of the run
+    at: float  # wall clock of the latest failure
+    attempts: int = 1
+    since_monotonic: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "since": self.since, "at": self.at, "attempts": self.attempts}
 
 
 class Daemon:
@@ -92,6 +113,8 @@ class Daemon:
         self.monitor: Monitor | None = None
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
         self.held = Held()
+        self.apply_error: ApplyError | None = None
+        self._retry_now = asyncio.Event()  # a reload cuts a retry back-off short
         self.events: deque[str] = deque(maxlen=200)
         self.dirty = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -215,7 +238,7 @@ class Daemon:
         try:
             await self.reconcile()
         except DataplaneError as exc:  # the reconcile loop retries; ready only once a table is applied
-            LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
+            self._apply_failed(exc)
             self.dirty.set()
             await self.applied.wait()
         self.ready.set()
@@ -252,7 +275,7 @@ class Daemon:
         try:
             await self.reconcile()
         except DataplaneError as exc:
-            LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
+            self._apply_failed(exc)
             self.dirty.set()
             raise
         finally:
@@ -366,11 +389,15 @@ class Daemon:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
-        message = event.message()
-        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(event.at))} {message}")
-        LOGGER.info(message)
+        LOGGER.info(self._record(event))
         if isinstance(event, TableChange):
             self.alerts.handle(event, self.state)
+
+    def _record(self, event: Event) -> str:
+        """Keep the event for ``status`` (its last events); return its message."""
+        message = event.message()
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(event.at))} {message}")
+        return message
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -381,9 +408,47 @@ class Daemon:
             try:
                 await self.reconcile()
             except DataplaneError as exc:
-                LOGGER.error("applying the table failed, retrying in %ss: %s", RETRY_DELAY, exc)
-                await asyncio.sleep(RETRY_DELAY)
+                delay = self._apply_failed(exc)
+                self._retry_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
                 self.dirty.set()
+
+    def _apply_failed(self, exc: DataplaneError) -> float:
+        """Record a failed apply (``status``, log, events); return the delay before the next attempt.
+
+        Until the daemon is first ready, retries come every RETRY_DELAY and a failure lasting
+        ``start_timeout`` seconds stops the daemon with exit status 1 (systemd and ``saru-ldirectord
+        start`` see it); once ready, retries back off up to RETRY_MAX and never stop the daemon."""
+        now, mono = time.time(), time.monotonic()
+        error = self.apply_error
+        if error is None:
+            error = self.apply_error = ApplyError(str(exc), since=now, at=now, since_monotonic=mono)
+            self._record(DaemonEvent(f"Cannot program the table: {exc}"))  # logged just below
+        else:
+            error.message, error.at, error.attempts = str(exc), now, error.attempts + 1
+        timeout = self.options.start_timeout
+        if not self.ready.is_set():
+            if timeout > 0 and mono - error.since_monotonic >= timeout:
+                if not self.stopping.is_set():
+                    LOGGER.error("could not program the table within %gs (start timeout, %d attempts): %s; "
+                                 "stopping (%s)", timeout, error.attempts, exc,
+                                 self.options.start_timeout_hint)
+                    self.exit_status = 1
+                    self.stopping.set()
+                return RETRY_DELAY
+            delay = RETRY_DELAY
+        else:
+            delay = min(RETRY_MAX, RETRY_DELAY * 2 ** min(error.attempts - 1, 16))
+        LOGGER.error("applying the table failed (attempt %d), retrying in %gs: %s", error.attempts, delay, exc)
+        return delay
+
+    def _apply_succeeded(self) -> None:
+        self.applied.set()
+        error, self.apply_error = self.apply_error, None
+        if error is not None:
+            self.emit(DaemonEvent(f"Table applied again after {error.attempts} failed attempts "
+                                  f"({time.time() - error.since:.0f}s)"))
 
     async def reconcile(self) -> None:
         """Bring the data plane in line with config + health (minimal ops, narrated)."""
@@ -397,10 +462,10 @@ class Daemon:
                 desired = Table.of([])
             ops = diff(current, desired, owned=self.owned)
             if not ops:
-                self.applied.set()
+                self._apply_succeeded()
                 return
             await self.dataplane.apply(ops)
-            self.applied.set()
+            self._apply_succeeded()
             self.owned = {v.key for v in config.virtuals}
             for change in narrate(ops, current, config):
                 self.emit(change)
@@ -458,6 +523,7 @@ class Daemon:
         if self.monitor is not None:
             self.monitor.configure(new)
         self.dirty.set()
+        self._retry_now.set()
         self.state = previous_state
         return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings] + held}
 
@@ -681,6 +747,7 @@ def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, Servic
         "dataplane": {"name": daemon.dataplane.capabilities.name, "reason": daemon.dataplane_reason},
         "started_at": daemon.started_at,
         "ready": daemon.ready.is_set(),
+        "apply_error": daemon.apply_error.to_dict() if daemon.apply_error is not None else None,
         "reloads": daemon.reloads,
         "last_reload_error": daemon.last_reload_error,
         "virtuals": virtuals,

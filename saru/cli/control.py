@@ -164,32 +164,63 @@ def ha_line(ha: dict[str, Any]) -> str:
     return text
 
 
+def _ago(at: float) -> str:
+    return f"{max(0.0, time.time() - at):.0f}s ago"
+
+
+def table_lines(doc: dict[str, Any]) -> list[str]:
+    """Whether the table is programmed, said plainly: nothing when all is well."""
+    error = doc.get("apply_error")
+    if doc.get("ready") is False:
+        if error:
+            return [f"NOT READY: table not programmed: {error['message']} "
+                    f"(failing since {_ago(error['since'])}, {error['attempts']} attempts; retrying)"]
+        return ["NOT READY: first health checks running"]
+    if error:
+        return [f"TABLE NOT IN LINE WITH HEALTH: last apply failed {_ago(error['at'])}: {error['message']} "
+                f"(failing since {_ago(error['since'])}, {error['attempts']} attempts; retrying)"]
+    return []
+
+
+def _standby(doc: dict[str, Any]) -> str:
+    """Why the services are out of the table by design (an HA node that is not master), or ''."""
+    ha = doc.get("ha")
+    if ha and ha.get("state") != "master":
+        return f"HA {str(ha.get('state', '')).upper()}"
+    return ""
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The human table of ``saru status``."""
     lines = [
         f"saru {doc['version']} pid {doc['pid']} — {doc['config']}",
         f"data plane: {doc['dataplane']['name']} — {doc['dataplane']['reason']}",
     ]
+    lines.extend(table_lines(doc))
     if doc.get("ha"):
         lines.append(ha_line(doc["ha"]))
     if doc.get("last_reload_error"):
         lines.append("last reload FAILED (running the previous config):")
         lines.extend(f"  {line}" for line in doc["last_reload_error"].splitlines())
+    backup = _standby(doc)
+    out_marker = f"not in table ({backup})" if backup else "NOT IN TABLE"
     for v in doc["virtuals"]:
         fallback = ""
         if v["fallback"]:
             fallback = f"  fallback {v['fallback']} {'ACTIVE' if v['fallback_active'] else 'standby'}"
         lines.append("")
         lines.append(f"{v['protocol'].upper():4} {v['name']}  {v['scheduler']}  "
-                     f"check {v['checktype']}/{v['service_type']}  conns {v['connections']}{fallback}")
+                     f"check {v['checktype']}/{v['service_type']}  conns {v['connections']}{fallback}"
+                     f"{'' if v.get('in_table', True) else '  ' + out_marker}")
         header = f"  {'real server':<28} {'fwd':<5} {'weight':>9} {'state':<11} {'act/total':>11}  last check"
         lines.append(header)
         for r in v["reals"]:
             host = f"[{r['address']}]:{r['port']}" if ":" in r["address"] else f"{r['address']}:{r['port']}"
             weight = f"{r['weight'] if r['weight'] is not None else '-'}/{r['configured_weight']}"
             conns = f"{r['active_connections']}/{r['connections']}"
+            missing = r["state"] == "up" and not r.get("in_table", True)
             lines.append(f"  {host:<28} {r['forward']:<5} {weight:>9} {r['state']:<11} {conns:>11}  "
-                         f"{_check_text(r)}")
+                         f"{_check_text(r)}{'  ' + out_marker if missing else ''}")
     if doc.get("cluster_events"):
         lines.append("cluster events (Pacemaker):")
         lines.extend(f"  {e}" for e in doc["cluster_events"])

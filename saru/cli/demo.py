@@ -6,6 +6,10 @@ director on 127.0.0.1:8080 with the userspace proxy data plane. Ctrl-C (or ``sar
 demo's config) stops everything. The config is named ``demo-PORT.cf`` and the director's control
 socket after it, as for ``saru run``, so ``saru status -c`` that file finds the demo's director
 (and a second demo on another port, or a real director's ``ldirectord.cf``, is another daemon).
+
+The instructions are printed once the director is ready. A taken port is refused before anything
+starts or is written (exit status 1); a director that cannot program its table within 10 seconds
+stops the demo with exit status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from saru.cli.target import resolve_target
 from saru.daemon import Daemon, DaemonOptions
 
 CHECK_PAGE = "haCheker/haCheck.html"  # the guide's spelling, kept on purpose
+START_TIMEOUT = 10.0
 
 
 @dataclass
@@ -41,6 +46,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_problem(port: int) -> str:
+    """Why the director could not listen on 127.0.0.1:``port`` (binding it as the proxy does), or ''."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -129,6 +145,14 @@ Ctrl-C (or {saru} stop -c {config}) stops everything.
 
 
 def demo(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        print(f"saru demo: --port {args.port} is not a port (1-65535)", file=sys.stderr)
+        return 2
+    problem = port_problem(args.port)
+    if problem:
+        print(f"saru demo: 127.0.0.1:{args.port} is in use ({problem}); choose another port with --port",
+              file=sys.stderr)
+        return 1
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="saru-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     servers: list[RealServer] = []
@@ -141,10 +165,16 @@ def demo(args: argparse.Namespace) -> int:
         config = workdir / f"demo-{args.port}.cf"
         config.write_text(demo_config(workdir, args.port, servers[:3], sorry))
         ctl = resolve_target(str(config)).control  # the socket saru status/stop -c CONFIG look for
-        print(instructions(args.port, workdir, servers[:3], sorry, config), flush=True)
+        text = instructions(args.port, workdir, servers[:3], sorry, config)
         options = DaemonOptions(config_path=str(config), dataplane="proxy", control_path=str(ctl),
-                                console=sys.stderr)
-        return asyncio.run(_run(Daemon(options), args.duration))
+                                console=sys.stderr, start_timeout=START_TIMEOUT,
+                                start_timeout_hint="choose another --port if it is taken",
+                                on_ready=lambda: print(text, flush=True))
+        code = asyncio.run(_run(Daemon(options), args.duration))
+        if code != 0:
+            print(f"saru demo: the director stopped with status {code} (see the messages above)",
+                  file=sys.stderr)
+        return code
     finally:
         for server in servers:
             if server.process.poll() is None:

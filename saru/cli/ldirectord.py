@@ -17,7 +17,9 @@ and ``saru-ldirectord -h|-?|--help|-v|--version``, like ldirectord 1.186-ha:
 Better than the original (see docs/ocf.md): ``start`` returns once the table is programmed (start-up
 errors reach the caller's stderr and exit status); ``stop`` returns once the table is cleaned and the
 process is gone (or fails after ``SARU_LDIRECTORD_STOP_TIMEOUT`` seconds, default 30; a start not
-ready after ``SARU_LDIRECTORD_START_TIMEOUT``, default 120, is stopped and fails); ``reload``
+ready after ``SARU_LDIRECTORD_START_TIMEOUT``, default 120, is stopped and fails; a daemon whose table
+cannot be programmed — a port in use, a rule the kernel refuses — gives up after
+``SARU_LDIRECTORD_TABLE_TIMEOUT`` seconds of retrying, default 30, and start fails with its reason); ``reload``
 reports the new file's errors (exit 2, the running configuration stays); ``status`` also asks the
 daemon over its control socket, so a hung daemon reads as an error rather than "running"; ``status``
 and ``stop`` work even when the config file is missing or broken. ``-d`` runs in the foreground,
@@ -25,7 +27,8 @@ debug log on stderr, no pid file (as the original).
 
 Environment: ``SARU_DATAPLANE`` (auto|ipvs|nft|proxy; default: ``[director] dataplane`` of
 ``SARU_SETTINGS`` if set, else auto), ``SARU_SETTINGS`` (a saru.toml, given to the daemon), ``SARU_LDIRECTORD_PIDDIR``
-(default ``/var/run``), ``SARU_LDIRECTORD_START_TIMEOUT``, ``_STOP_TIMEOUT``, ``_STATUS_TIMEOUT`` (seconds).
+(default ``/var/run``), ``SARU_LDIRECTORD_START_TIMEOUT``, ``_TABLE_TIMEOUT`` (0: retry until the start
+timeout), ``_STOP_TIMEOUT``, ``_STATUS_TIMEOUT`` (seconds).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ Environment:
     SARU_SETTINGS           a saru.toml with [director] settings
     SARU_LDIRECTORD_PIDDIR  directory of ldirectord.<name>.pid (default /var/run)
     SARU_LDIRECTORD_START_TIMEOUT seconds start waits for the table (default 120)
+    SARU_LDIRECTORD_TABLE_TIMEOUT seconds a starting daemon retries a table it cannot
+                            program (port in use…) before start fails (default 30;
+                            0: retry until the start timeout)
     SARU_LDIRECTORD_STATUS_TIMEOUT seconds status waits for the daemon's answer (default 5)
     SARU_LDIRECTORD_STOP_TIMEOUT  seconds stop waits for the daemon to exit (default 30)
 """
@@ -211,6 +217,17 @@ def choose_dataplane(environ: Mapping[str, str]) -> str:
         except OSError as exc:
             raise ValueError(f"SARU_SETTINGS={settings}: {exc.strerror}") from exc
     return "auto"
+
+
+def _env_table_timeout() -> float:
+    """``SARU_LDIRECTORD_TABLE_TIMEOUT``: the daemon's start timeout (0 allowed: keep retrying)."""
+    from saru.daemon import DEFAULT_START_TIMEOUT
+
+    try:
+        value = float(os.environ.get("SARU_LDIRECTORD_TABLE_TIMEOUT") or DEFAULT_START_TIMEOUT)
+    except ValueError:
+        return DEFAULT_START_TIMEOUT
+    return value if 0 <= value < float("inf") else DEFAULT_START_TIMEOUT
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -362,7 +379,9 @@ def _run_daemon(inst: Instance, dataplane: str, pidfile: str | None, console: Te
     settings = os.environ.get("SARU_SETTINGS", "").strip() or None
     options = DaemonOptions(config_path=inst.config_abs, dataplane=dataplane, pidfile=pidfile,
                             console=console, debug=debug, on_ready=on_ready,
-                            settings_path=os.path.abspath(settings) if settings else None)
+                            settings_path=os.path.abspath(settings) if settings else None,
+                            start_timeout=_env_table_timeout(),
+                            start_timeout_hint="SARU_LDIRECTORD_TABLE_TIMEOUT=0 keeps retrying")
     return asyncio.run(Daemon(options).run())
 
 

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from saru.cli.common import target_of
-from saru.daemon import Daemon, DaemonOptions
+from saru.daemon import DEFAULT_START_TIMEOUT, Daemon, DaemonOptions
 from saru.dataplane.select import CHOICES
 
 
@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
     p.add_argument("--rise", type=int, default=1, metavar="N",
                    help="successful checks needed before a down real comes back (default 1)")
+    p.add_argument("--start-timeout", type=float, default=DEFAULT_START_TIMEOUT, metavar="SECONDS",
+                   help="at start, exit with status 1 when the table could not be programmed (a port in "
+                        "use, a rule the kernel refuses) for SECONDS of retrying (default "
+                        f"{DEFAULT_START_TIMEOUT:g}); 0 keeps retrying. Once started, failures are "
+                        "retried with back-off and shown by saru status, never fatal")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="log only to the config's logfile, not to stderr")
     p.add_argument("-d", "--debug", action="store_true", help="debug logging")
@@ -39,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.rise < 1:
         print("saru run: --rise must be at least 1", file=sys.stderr)
+        return 2
+    if not args.start_timeout >= 0 or args.start_timeout == float("inf"):
+        print("saru run: --start-timeout must be a number of seconds, 0 or more", file=sys.stderr)
         return 2
     target = target_of(args, "saru run", require_config=True)
     if target is None:
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         console=None if args.quiet else sys.stderr,
         debug=args.debug,
         rise=args.rise,
+        start_timeout=args.start_timeout,
     )
     if args.event_loop == "uvloop":
         try:
