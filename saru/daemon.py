@@ -246,6 +246,8 @@ class Daemon:
         self.emit(DaemonEvent("All real servers checked; table in line with health"))
         if self.ha_settings is not None:
             await self._start_ha()
+            if self.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
+                return
         if self.options.on_ready is not None:
             self.options.on_ready()
 
