@@ -25,8 +25,10 @@ def doc(ready: bool = True, apply_error: dict[str, Any] | None = None, in_table:
     }
 
 
-ERROR = {"message": "tcp 10.0.0.1:80: cannot listen on 10.0.0.1:80: Address already in use",
-         "since": time.time() - 12, "at": time.time() - 1, "attempts": 12}
+def error() -> dict[str, Any]:
+    """An apply error whose run began 12 s ago, latest failure 1 s ago (times taken now)."""
+    return {"message": "tcp 10.0.0.1:80: cannot listen on 10.0.0.1:80: Address already in use",
+            "since": time.time() - 12.2, "at": time.time() - 1.2, "attempts": 12}
 
 
 def lines_with(text: str, part: str) -> list[str]:
@@ -39,7 +41,7 @@ def test_all_well_says_nothing_extra() -> None:
 
 
 def test_not_ready_with_the_error_and_markers() -> None:
-    text = render_status(doc(ready=False, apply_error=ERROR, in_table=False))
+    text = render_status(doc(ready=False, apply_error=error(), in_table=False))
     assert lines_with(text, "NOT READY") == [
         "NOT READY: table not programmed: tcp 10.0.0.1:80: cannot listen on 10.0.0.1:80: Address already "
         "in use (failing since 12s ago, 12 attempts; retrying)"]
@@ -53,7 +55,7 @@ def test_not_ready_without_error_is_the_first_health_pass() -> None:
 
 
 def test_failure_after_start() -> None:
-    text = render_status(doc(apply_error=ERROR))
+    text = render_status(doc(apply_error=error()))
     line = lines_with(text, "TABLE NOT IN LINE WITH HEALTH")
     assert line and "last apply failed 1s ago" in line[0] and "12 attempts" in line[0]
     assert "NOT READY" not in text
