@@ -33,12 +33,13 @@ from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.config.native import Settings, load_settings
-from saru.control import ControlServer, default_socket_path
+from saru.control import ControlServer, default_socket_path, runtime_dir
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.diff import OpError, apply_ops, diff
 from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
+from saru.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.logsink import configure_logging
 from saru.model import Config, DelService, ServiceKey, Table, format_hostport
 from saru.monitor import Monitor
@@ -113,6 +114,7 @@ class Daemon:
         self.monitor: Monitor | None = None
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
         self.held = Held()
+        self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self.apply_error: ApplyError | None = None
         self._retry_now = asyncio.Event()  # a reload cuts a retry back-off short
         self.events: deque[str] = deque(maxlen=200)
@@ -205,6 +207,13 @@ class Daemon:
             LOGGER.error("cannot open control socket: %s", exc)
             return 1
         self.control, self.held.control = control, True
+        lock = InstanceLock(lock_path(runtime_dir(), self.config_path), self.config_path)
+        try:
+            lock.acquire()
+        except (InstanceLocked, OSError) as exc:
+            LOGGER.error("%s", exc)
+            return 1
+        self.instance_lock = lock
         try:
             await self.dataplane.start()
         except (DataplaneError, OSError) as exc:
@@ -350,6 +359,9 @@ class Daemon:
             await asyncio.gather(*self._hooks, return_exceptions=True)
         if self.held.pidfile:
             self._remove_pidfile()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+            self.instance_lock = None
         self.held = Held()
         if self.config is not None:
             self.emit(DaemonEvent("saru stopped"))

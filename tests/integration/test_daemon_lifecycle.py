@@ -177,6 +177,38 @@ def test_second_daemon_on_the_same_socket_leaves_the_first_serving(nginx, direct
     assert not first.control.exists()
 
 
+def test_second_daemon_of_the_same_config_with_its_own_socket_and_pidfile_is_refused(nginx, directors, tmp_path):
+    """Same ldirectord.cf, same network namespace, different --control and --pidfile: on a kernel plane
+    the two would share and fight over one table, so the second is refused by the instance lock."""
+    rs = nginx(name="rs1", files={"/index.html": "rs1\n"})
+    port = free_port()
+    first = directors("first", tcp_config(tmp_path, port, rs.port))
+    first.wait_ready()
+    second, took = run_second("run", "-c", str(first.config), "--dataplane", "proxy",
+                              "--control", str(tmp_path / "other.sock"), "--pidfile", str(tmp_path / "other.pid"))
+    assert second.returncode == 1, second.stderr
+    assert f"already directs {first.config}" in second.stderr
+    assert f"(pid {first.process.pid})" in second.stderr
+    assert took < 20
+    assert not (tmp_path / "other.sock").exists() and not (tmp_path / "other.pid").exists()
+    answer = first.status()
+    assert answer["ready"] is True and answer["virtuals"][0]["in_table"] is True
+    assert [get(port)[1] for _ in range(3)] == ["rs1"] * 3
+    # the lock dies with its owner: after a kill -9 a new daemon of the same config starts at once
+    first.process.kill()
+    first.process.wait(10)
+    control = tmp_path / "third.sock"
+    third = subprocess.Popen([*SARU, "run", "-c", str(first.config), "--dataplane", "proxy", "--control",
+                              str(control)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: (status(control) or {}).get("ready"), 20, "the restarted daemon is ready")
+        assert get(port)[1] == "rs1"
+    finally:
+        third.terminate()
+        third.wait(15)
+
+
 def test_second_daemon_on_the_same_udp_port_is_refused_not_stealing_datagrams(directors, tmp_path):
     echo_a, echo_b = UdpEcho("A"), UdpEcho("B")
     try:
