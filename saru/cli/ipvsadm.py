@@ -12,8 +12,9 @@ The IPVS connection-sync daemons (``--start-daemon master|backup`` with ``--mcas
 ``--stop-daemon``; ``-L --daemon``) are kernel threads: these options always talk to the kernel's
 IPVS directly, daemon or not. Host and service names are never resolved: listings are numeric.
 
-As with ipvsadm, a direct-routing or tunnelling destination of a TCP/UDP service gets the service's
-port, ``-s`` defaults to ``wlc``, the forwarding method to ``-g`` and the weight to 1.
+As with ipvsadm, a direct-routing or tunnelling destination of a TCP/UDP service added or edited
+(``-a``/``-e``) gets the service's port (``-d`` looks a destination up by the port given), ``-s``
+defaults to ``wlc``, the forwarding method to ``-g`` and the weight to 1.
 """
 
 from __future__ import annotations
@@ -175,13 +176,15 @@ def service_settings(args: argparse.Namespace, base: ServiceSettings | None = No
     )
 
 
-def _dest(args: argparse.Namespace, key: ServiceKey, old: Dest | None = None) -> Dest:
+def _dest(args: argparse.Namespace, key: ServiceKey, old: Dest | None = None, *, rewrite: bool = True) -> Dest:
+    """The destination ``-r`` names; ``rewrite``: ipvsadm's ``-a``/``-e`` rule that a DR or tunnelled
+    destination of a TCP/UDP service takes the service's port (``-d`` looks up the port as given)."""
     if not args.real_server:
         raise UsageError("-r is needed for this command")
     address, port = parse_hostport(args.real_server, key.port)
     base = old or Dest(address, port)
     forward = args.forward or base.forward
-    if forward in ("gate", "ipip") and key.protocol != "fwm":
+    if rewrite and forward in ("gate", "ipip") and key.protocol != "fwm":
         port = key.port  # ipvsadm: DR and tunnelling deliver on the service's port
     return Dest(
         address=address, port=port, forward=forward,
@@ -209,7 +212,7 @@ def edit_ops(args: argparse.Namespace, table: Table) -> list[Op]:
         return [EditService(key, service_settings(args, service.settings))]
     if args.cmd_D:
         return [DelService(key)]
-    probe = _dest(args, key)
+    probe = _dest(args, key, rewrite=not args.cmd_d)
     old = service.dests.get(probe.key)
     if args.cmd_a:
         if old is not None:

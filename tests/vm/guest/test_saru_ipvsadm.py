@@ -11,7 +11,7 @@ from saru.cli.main import main
 from saru.dataplane.ipvs import IpvsDataplane
 from saru.diff import diff
 from saru.model import Table
-from tests.vm.guest.conftest import ipvsadm
+from tests.vm.guest.conftest import ipvsadm, saved_rules
 from tests.vm.guest.test_ipvs_table import full_table
 
 
@@ -47,3 +47,25 @@ async def test_restore_round_trip(dataplane: IpvsDataplane, capsys: pytest.Captu
         replace(service, dests={k: replace(d, upper_threshold=0, lower_threshold=0) for k, d in service.dests.items()})
         for service in full_table().services.values())
     assert await dataplane.read() == without_thresholds
+
+
+async def test_delete_server_looks_up_the_port_as_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """ipvsadm rewrites a DR/tunnel destination's port to the service's only for -a/-e: -d of a masq
+    real on another port works, -d of a DR real under another port is "No such destination"."""
+    import subprocess
+
+    service = "10.9.0.1:80"
+    ipvsadm("-A", "-t", service, "-s", "rr")
+    ipvsadm("-a", "-t", service, "-r", "10.9.1.1:8080", "-m")
+    ipvsadm("-a", "-t", service, "-r", "10.9.1.2:8080", "-m")
+    ipvsadm("-a", "-t", service, "-r", "10.9.1.3:8080", "-g")  # stored at :80, the service's port
+    ipvsadm("-d", "-t", service, "-r", "10.9.1.1:8080")  # the real ipvsadm deletes a masq real…
+    await saru_ipvsadm(capsys, "-d", "-t", service, "-r", "10.9.1.2:8080")  # …and so does saru's
+    real = await asyncio.to_thread(subprocess.run, ["ipvsadm", "-d", "-t", service, "-r", "10.9.1.3:8080"],
+                                   capture_output=True, text=True, timeout=30)
+    capsys.readouterr()
+    status = await asyncio.to_thread(main, ["ipvsadm", "--dataplane", "ipvs", "-d", "-t", service,
+                                            "-r", "10.9.1.3:8080"])
+    ours = capsys.readouterr().err
+    assert (status, ours.strip()) == (real.returncode, real.stderr.strip()) == (255, "No such destination")
+    assert saved_rules() == {f"-A -t {service} -s rr", f"-a -t {service} -r 10.9.1.3:80 -g -w 1"}
