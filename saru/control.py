@@ -1,9 +1,12 @@
 """The daemon's control socket: one JSON request per connection over a unix socket.
 
-Request: ``{"command": "status"}`` followed by a newline; answer: one JSON object and a newline,
-always with ``"ok": true|false`` (and ``"error"`` when false). The socket is created mode 0600
-inside a 0700 directory, so only the daemon's user (root for a real director) can use it; that is
-the access control for the write commands (``reload``, ``stop``).
+Request: ``{"command": "status"}`` followed by a newline (or the end of the client's writing), at most
+``MAX_REQUEST`` bytes; answer: one JSON object of any size followed by a newline, always with
+``"ok": true|false`` (and ``"error"`` when false), after which the daemon closes the connection — a
+client reads until end of file, so no answer is ever too long to receive. A request that is too
+large, not JSON, nested too deeply or not an object gets an error answer, never silence. The socket is
+created mode 0600 inside a 0700 directory, so only the daemon's user (root for a real director) can
+use it; that is the access control for the write commands (``reload``, ``stop``).
 """
 
 from __future__ import annotations
@@ -11,13 +14,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-MAX_REQUEST = 64 * 1024
+#: the largest request line accepted (``saru ipvsadm -R`` of a big table sends every rule at once)
+MAX_REQUEST = 16 * 1024 * 1024
+#: seconds a client has to send its request, and to take the answer
+IO_TIMEOUT = 10.0
+_CHUNK = 64 * 1024
+LOGGER = logging.getLogger("saru")
+
+
+class RequestTooLarge(Exception):
+    """The request line is longer than ``MAX_REQUEST``; ``ended``: its newline (or EOF) was read."""
+
+    def __init__(self, ended: bool) -> None:
+        super().__init__("request too large")
+        self.ended = ended
+
+
+async def read_request(reader: asyncio.StreamReader, limit: int = MAX_REQUEST) -> bytes:
+    """The request line, without its newline; EOF also ends it. ``RequestTooLarge`` past ``limit``."""
+    data = bytearray()
+    while True:
+        chunk = await reader.read(_CHUNK)
+        newline = chunk.find(b"\n")
+        data += chunk if newline < 0 else chunk[:newline]
+        ended = not chunk or newline >= 0
+        if len(data) > limit:
+            raise RequestTooLarge(ended)
+        if ended:
+            return bytes(data)
+
+
+async def _discard_line(reader: asyncio.StreamReader) -> None:
+    """Read the rest of an oversized request (until its newline or EOF) so that the client's writes
+    complete and it gets to read the answer."""
+    while True:
+        chunk = await reader.read(_CHUNK)
+        if not chunk or b"\n" in chunk:
+            return
+
+
+def encode_answer(answer: dict[str, Any]) -> bytes:
+    """One JSON line; an answer that cannot be encoded becomes an error answer."""
+    try:
+        return json.dumps(answer).encode() + b"\n"
+    except (TypeError, ValueError, RecursionError) as exc:
+        LOGGER.error("control socket: cannot encode the answer: %s", exc)
+        return json.dumps({"ok": False, "error": f"internal error: cannot encode the answer ({exc})"}).encode() + b"\n"
+
+
+def decode_request(line: bytes) -> dict[str, Any] | str:
+    """The request object, or the error message to answer with."""
+    try:
+        request = json.loads(line)
+    except RecursionError:
+        return "request is nested too deeply"
+    except ValueError:
+        return "request is not valid JSON"
+    if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+        return 'request must be an object with a "command" string'
+    return request
 
 
 def runtime_dir() -> Path:
@@ -78,24 +140,28 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
-            answer = await self._answer(line)
-            writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
+            try:
+                line = await asyncio.wait_for(read_request(reader), IO_TIMEOUT)
+            except RequestTooLarge as exc:
+                answer: dict[str, Any] = {"ok": False,
+                                          "error": f"request too large (more than {MAX_REQUEST} bytes)"}
+                if not exc.ended:
+                    await asyncio.wait_for(_discard_line(reader), IO_TIMEOUT)
+            else:
+                answer = await self._answer(line)
+            writer.write(encode_answer(answer))
+            await asyncio.wait_for(writer.drain(), IO_TIMEOUT)
         except (TimeoutError, ConnectionError):
             pass
+        except Exception:  # the front door never falls: log it, the next client is served
+            LOGGER.exception("control socket: serving a request failed")
         finally:
             writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
-        if len(line) > MAX_REQUEST:
-            return {"ok": False, "error": "request too large"}
-        try:
-            request = json.loads(line)
-        except ValueError:
-            return {"ok": False, "error": "request is not valid JSON"}
-        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
-            return {"ok": False, "error": 'request must be an object with a "command" string'}
+        request = decode_request(line)
+        if isinstance(request, str):
+            return {"ok": False, "error": request}
         handler = self.handlers.get(request["command"])
         if handler is None:
             known = ", ".join(sorted(self.handlers))
@@ -116,17 +182,23 @@ async def _alive(path: Path) -> bool:
 
 
 async def request(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-    """Send one command to a running daemon and return its answer."""
+    """Send one command to a running daemon and return its answer (of any size: read until EOF)."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     try:
         writer.write(json.dumps({"command": command, **params}).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        with contextlib.suppress(ConnectionError):  # the daemon may answer (and close) before reading it all
+            await asyncio.wait_for(writer.drain(), timeout)
+        data = await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
-    if not line:
+    if not data.strip():
         raise ConnectionError(f"daemon closed {path} without answering")
-    answer: dict[str, Any] = json.loads(line)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ConnectionError(f"daemon at {path} sent a malformed answer ({len(data)} bytes)") from None
+    if not isinstance(answer, dict):
+        raise ConnectionError(f"daemon at {path} sent a malformed answer (not an object)")
     return answer
 
 

@@ -34,7 +34,7 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -171,6 +171,9 @@ def parse_settings(text: str, path: str = "<string>") -> Settings:
         line = _decode_error_line(str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([Diagnostic(path, line, f"not valid TOML: {message}")]) from exc
+    except RecursionError:  # tomllib recurses once per level of nested arrays/inline tables
+        raise ConfigError([Diagnostic(path, _deep_line(text), "not valid TOML: arrays or inline tables "
+                                      "nested too deeply")]) from None
     reader = _Reader(text, path)
     settings = reader.settings(data)
     if reader.problems:
@@ -183,6 +186,40 @@ def _decode_error_line(message: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _deep_line(text: str, depth: int = 64) -> int:
+    """The line where arrays/inline tables first nest ``depth`` deep (strings and comments skipped,
+    best effort: this only places the error message); 0 when no such line is found."""
+    level, line, quote, comment = 0, 1, "", False
+    escaped = False
+    for char in text:
+        if char == "\n":
+            line += 1
+            comment = False
+            quote = ""  # a multi-line string is seen as several one-line ones: good enough here
+            continue
+        if comment:
+            continue
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "\"'":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            level += 1
+            if level >= depth:
+                return line
+        elif char in "]}":
+            level = max(0, level - 1)
+    return 0
+
+
 def _has_secret(text: str) -> bool:
     return re.search(r"^\s*(token|password|secret)\w*\s*=", text, re.MULTILINE | re.IGNORECASE) is not None
 
@@ -191,40 +228,79 @@ def _with_warning(settings: Settings, warning: Diagnostic) -> Settings:
     return replace(settings, warnings=(*settings.warnings, warning))
 
 
+_HEADER = re.compile(r"^\s*\[\[?([^\[\]]+)\]\]?")
+_KEY = re.compile(r"""^\s*("[^"\n]*"|'[^'\n]*'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def _table_name(inner: str) -> str:
+    """``[ ha . "ping" ]`` → ``ha.ping``."""
+    return ".".join(part.strip().strip("\"'") for part in inner.split("."))
+
+
+class _LineIndex:
+    """Where each table header and each ``key =`` line is, read in one pass over the text (so that
+    locating N problems costs O(lines + N), not O(lines x N))."""
+
+    def __init__(self, text: str) -> None:
+        self.headers: dict[str, int] = {}  # table name (and each dotted prefix) → its first header line
+        self.keys: dict[tuple[str, str], int] = {}  # (table, key) → line; table "" is the top level
+        self.anywhere: dict[str, int] = {}  # key → first line, whatever the table
+        table = ""
+        for number, line in enumerate(text.splitlines(), 1):
+            header = _HEADER.match(line)
+            if header:
+                table = _table_name(header.group(1))
+                parts = table.split(".")
+                for end in range(len(parts), 0, -1):
+                    self.headers.setdefault(".".join(parts[:end]), number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                name = key.group(1).strip("\"'")
+                self.keys.setdefault((table, name), number)
+                self.anywhere.setdefault(name, number)
+
+    def line_of(self, section: str, key: str | None) -> int:
+        if not section:  # a top-level key, or a table given by its header
+            if key is None:
+                return 0
+            return self.keys.get(("", key)) or self.headers.get(key) or self.anywhere.get(key, 0)
+        if key is None:
+            return self.headers.get(section, 0)
+        if section in self.headers:
+            return (self.keys.get((section, key)) or self.headers.get(f"{section}.{key}")
+                    or self.headers[section])
+        return self.anywhere.get(key, 0)
+
+
 class _Reader:
     """Walks the parsed TOML, collecting every problem with the line it comes from."""
 
     def __init__(self, text: str, path: str) -> None:
         self.path = path
-        self.lines = text.splitlines()
+        self.text = text
+        self._lines: _LineIndex | None = None  # built at the first problem, once
         self.problems: list[Diagnostic] = []
         self.base = Path(path).resolve().parent if path != "<string>" else Path.cwd()
 
     # -- locating ---------------------------------------------------------------------------------
 
+    def _index(self) -> _LineIndex:
+        if self._lines is None:
+            self._lines = _LineIndex(self.text)
+        return self._lines
+
     def line_of(self, section: str, key: str | None = None) -> int:
         """The line of ``key`` inside ``[section]`` (or of the section header), best effort."""
-        header = re.compile(r"^\s*\[\s*" + re.escape(section) + r"\s*\]")
-        start = next((i for i, line in enumerate(self.lines) if header.match(line)), None)
-        if key is None:
-            return 0 if start is None else start + 1
-        pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        rng: Iterator[int] = iter(range(len(self.lines))) if start is None else iter(range(start, len(self.lines)))
-        for i in rng:
-            if start is not None and i > start and re.match(r"^\s*\[", self.lines[i]):
-                break
-            if pattern.match(self.lines[i]):
-                return i + 1
-        return 0 if start is None else start + 1
+        return self._index().line_of(section, key)
 
     def error(self, section: str, key: str | None, message: str) -> None:
+        line = self.line_of(section, key)
         if not section:  # a top-level key or table
-            line = self.line_of(key or "") or next(
-                (i + 1 for i, text in enumerate(self.lines) if re.match(rf"^\s*{re.escape(key or '')}\s*=", text)), 0)
-            self.problems.append(Diagnostic(self.path, line, f"{key}: {message}"))
+            self.problems.append(Diagnostic(self.path, line, f"{_show(key or '')}: {message}"))
             return
-        where = f"[{section}] {key}" if key else f"[{section}]"
-        self.problems.append(Diagnostic(self.path, self.line_of(section, key), f"{where}: {message}"))
+        where = f"[{section}] {_show(key)}" if key else f"[{section}]"
+        self.problems.append(Diagnostic(self.path, line, f"{where}: {message}"))
 
     # -- typed access -----------------------------------------------------------------------------
 
@@ -268,14 +344,19 @@ class _Reader:
             return ()
         if isinstance(value, str):
             try:
-                return tuple(shlex.split(value))
+                argv = tuple(shlex.split(value))
             except ValueError as exc:
                 self.error(section, key, f"cannot split command: {exc}")
                 return ()
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        self.error(section, key, f"expected a command (string or list of strings), got {_describe(value)}")
-        return ()
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            argv = tuple(value)
+        else:
+            self.error(section, key, f"expected a command (string or list of strings), got {_describe(value)}")
+            return ()
+        if any("\0" in arg for arg in argv):
+            self.error(section, key, "contains a NUL byte (no program can take it as an argument)")
+            return ()
+        return argv
 
     # -- sections ---------------------------------------------------------------------------------
 
@@ -300,7 +381,7 @@ class _Reader:
     def director(self, data: dict[str, Any]) -> DirectorSettings:
         s = "director"
         self.table(data, s, ("config", "dataplane"))
-        config = self.get(data, s, "config", str, None)
+        config = self.get(data, s, "config", str, None, _path_problem)
         if config is not None:
             config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
         dataplane = self.get(data, s, "dataplane", str, "auto",
@@ -469,9 +550,26 @@ def _interval(value: float) -> str | None:
 
 
 def _interface_name(value: str) -> str | None:
-    if not value or len(value) > 15 or "/" in value or value.strip() != value:
-        return f"{value!r} is not a network interface name"
+    """The kernel's rule (dev_valid_name): 1-15 bytes, not ``.`` or ``..``, no ``/``, ``:``,
+    whitespace or NUL."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if (not raw or len(raw) > 15 or value in (".", "..")
+            or any(c in "/:\0" or c.isspace() for c in value)):
+        return f"{value!r} is not a network interface name (1-15 bytes, no '/', ':', space or NUL)"
     return None
+
+
+def _path_problem(value: str) -> str | None:
+    if "\0" in value:
+        return f"{value!r} contains a NUL byte"
+    if not value:
+        return "is empty"
+    return None
+
+
+def _show(key: str) -> str:
+    """A key as written when it is plain text, else its repr (NUL, control characters)."""
+    return key if key.isprintable() else repr(key)
 
 
 def _ip_problem(value: str) -> str | None:
