@@ -51,6 +51,8 @@ def split_lines(text: str) -> list[str]:
 
 def strip_comment(text: str, anywhere: bool) -> str:
     """``text`` up to its comment; ``#`` inside double quotes never starts one."""
+    if "#" not in text:  # most lines: no character-by-character walk
+        return text
     in_quote = False
     for i, ch in enumerate(text):
         if ch == '"':
