@@ -40,7 +40,7 @@ from saru.diff import OpError, apply_ops, diff
 from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
 from saru.instance_lock import InstanceLock, InstanceLocked, lock_path
-from saru.logsink import configure_logging
+from saru.logsink import configure_logging, reopen_log_files
 from saru.model import Config, DelService, ServiceKey, Table, format_hostport
 from saru.monitor import Monitor
 from saru.monitorfile import MonitorFile
@@ -229,6 +229,7 @@ class Daemon:
         self.owned = {v.key for v in self.config.virtuals}
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         self._tasks = [
@@ -322,7 +323,7 @@ class Daemon:
     async def _shutdown(self) -> None:
         self.state = "stopping"
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         for task in self._tasks:
             if task.get_name() != "reconcile":
@@ -381,6 +382,11 @@ class Daemon:
                     self._fallback_commands(self.config, current, await self.dataplane.read())
             except DataplaneError as exc:
                 LOGGER.error("cleanstop failed: %s", exc)
+
+    def _reopen_logs(self) -> None:
+        """SIGUSR1: reopen the log file now (after a rotation), like nginx."""
+        for path in reopen_log_files():
+            LOGGER.info("Reopened the log file %s (SIGUSR1)", path)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,6 +1,9 @@
 """Logging set-up in ldirectord's formats.
 
-* ``logfile="/path"``: ``[<ctime>|<cfgname>|<pid>] <message>`` appended to the file;
+* ``logfile="/path"``: ``[<ctime>|<cfgname>|<pid>] <message>`` appended to the file; the file is
+  followed through log rotation (moved or deleted: the next line opens a new one at the path, as
+  ldirectord, which opened the file per line) and ``reopen_log_files()`` (the daemon's SIGUSR1)
+  reopens it at once;
 * ``logfile="local0"`` (any name without a leading ``/``): syslog with that facility, ident
   ``ldirectord``-style (``saru``), priority info — or stderr with a warning when ``/dev/log`` is absent;
 * ``supervised=yes`` or ``saru run --stderr``: ``[<ctime>] <message>`` on standard output/error.
@@ -43,6 +46,55 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class LogFileHandler(logging.handlers.WatchedFileHandler):
+    """Appends to a file, reopening it when it was moved or deleted (logrotate); a file that cannot be
+    (re)opened or written loses lines with one message on stderr, never an exception in the caller."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, delay=False)
+        self._failing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reopenIfNeeded()
+            logging.FileHandler.emit(self, record)  # opens the file if an earlier reopen failed
+        except OSError as exc:
+            if not self._failing:
+                self._failing = True
+                print(f"saru: cannot write log file {self.baseFilename}: {exc.strerror or exc}; "
+                      "lines are lost until it can be opened", file=sys.stderr)
+            return
+        self._failing = False
+
+    def reopen(self) -> None:
+        """Close the file and open the one at the path now (``OSError`` if it cannot be opened)."""
+        self.acquire()
+        try:
+            self.dev = self.ino = -1  # whatever is at the path now counts as a new file
+            if self.stream is None:
+                self.stream = self._open()
+                self._statstream()
+            else:
+                self.reopenIfNeeded()
+        finally:
+            self.release()
+
+
+def reopen_log_files() -> list[str]:
+    """Reopen every log file of the ``saru`` logger (after a rotation); returns their paths."""
+    reopened = []
+    for handler in LOGGER.handlers:
+        if isinstance(handler, LogFileHandler):
+            try:
+                handler.reopen()
+            except OSError as exc:
+                print(f"saru: cannot reopen log file {handler.baseFilename}: {exc.strerror or exc}",
+                      file=sys.stderr)
+                continue
+            reopened.append(handler.baseFilename)
+    return reopened
+
+
 def _syslog_handler(facility: str) -> logging.Handler | None:
     if not os.path.exists("/dev/log"):
         return None
@@ -67,7 +119,7 @@ def configure_logging(
     if logfile:
         if logfile.startswith("/"):
             try:
-                handler: logging.Handler = logging.FileHandler(logfile, delay=False)
+                handler: logging.Handler = LogFileHandler(logfile)
                 handler.setFormatter(LdirectordFileFormatter(cfgname))
                 LOGGER.addHandler(handler)
             except OSError as exc:

@@ -14,8 +14,9 @@ from saru.dataplane.select import CHOICES
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the director in the foreground",
                        description="Run the director: health checks + data plane, in the foreground. "
-                                   "SIGHUP or `saru reload` re-reads the config; SIGTERM/Ctrl-C stops "
-                                   "(removing the virtual services whose cleanstop is yes).")
+                                   "SIGHUP or `saru reload` re-reads the config; SIGUSR1 reopens the log "
+                                   "file; SIGTERM/Ctrl-C stops (removing the virtual services whose "
+                                   "cleanstop is yes).")
     p.add_argument("-c", "--config", required=True, metavar="FILE",
                    help="ldirectord.cf to run, or a saru.toml whose [director] config names it")
     p.add_argument("--settings", metavar="SARU.TOML",
