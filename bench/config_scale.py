@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,7 +69,7 @@ def main() -> int:
     parser.add_argument("--virtuals", default="1000,10000,100000")
     parser.add_argument("--keys", default="1000,4000,16000")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in (int(x) for x in args.virtuals.split(",")):
         rows.append({"input": "ldirectord.cf virtuals", "n": n, **measure("cf", ldirectord_cf(n))})
     for n in (int(x) for x in args.keys.split(",")):

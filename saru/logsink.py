@@ -119,9 +119,9 @@ def configure_logging(
     if logfile:
         if logfile.startswith("/"):
             try:
-                handler: logging.Handler = LogFileHandler(logfile)
-                handler.setFormatter(LdirectordFileFormatter(cfgname))
-                LOGGER.addHandler(handler)
+                file_handler = LogFileHandler(logfile)
+                file_handler.setFormatter(LdirectordFileFormatter(cfgname))
+                LOGGER.addHandler(file_handler)
             except OSError as exc:
                 warnings.append(f"cannot write log file {logfile}: {exc.strerror}; logging to stderr")
                 console = console or sys.stderr

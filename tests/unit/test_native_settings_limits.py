@@ -66,7 +66,7 @@ def test_thousands_of_unknown_keys_each_get_their_own_line() -> None:
     """Every unknown key is reported at its own line, at the top level and in sections."""
     top = [f"junk{i} = {i}" for i in range(1500)]
     ha = [f"bogus{i} = {i}" for i in range(1500)]
-    text = "\n".join(top + ["[ha]", 'interface = "eth0"', 'vips = ["10.0.0.1"]', *ha, "[cluster]", "prempt = 1"])
+    text = "\n".join([*top, "[ha]", 'interface = "eth0"', 'vips = ["10.0.0.1"]', *ha, "[cluster]", "prempt = 1"])
     found = problems(text, "s.toml")
     assert len(found) == 3001
     assert found[0].startswith("s.toml:1: junk0: unknown key")
