@@ -79,3 +79,19 @@ def test_thousands_of_unknown_keys_each_get_their_own_line() -> None:
 def test_unknown_key_lines_in_dotted_and_spaced_headers() -> None:
     text = '[ ha ]\ninterface = "eth0"\nvips = ["10.0.0.1"]\n[ ha . ping ]\nhosts = ["10.0.0.9"]\n  colour = 1\n'
     assert problems(text, "s.toml")[0].startswith("s.toml:6: [ha.ping] colour: unknown key")
+
+
+@pytest.mark.parametrize("body", [
+    "[director]\nconfig = " + "[" * 5000 + "]" * 5000 + "\n",
+    '[director]\nconfig = "x\\u0000.cf"\n',
+])
+def test_check_config_exits_2_with_the_place(tmp_path: Path, body: str) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "saru.toml"
+    path.write_text(body)
+    done = subprocess.run([sys.executable, "-m", "saru", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"{path}:2: ") and "Traceback" not in done.stderr
