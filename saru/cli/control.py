@@ -23,6 +23,10 @@ STOP_TIMEOUT = 30.0  # seconds: a daemon's cleanstop (removing its virtual servi
 STOP_POLL = 0.05
 
 
+#: how many lines of a failed reload's diagnostics the text status shows
+RELOAD_ERROR_LINES = 20
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="show virtual and real servers of a running daemon",
                        description="Show a running daemon's data plane, virtual and real servers (state, "
@@ -201,7 +205,10 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(ha_line(doc["ha"]))
     if doc.get("last_reload_error"):
         lines.append("last reload FAILED (running the previous config):")
-        lines.extend(f"  {line}" for line in doc["last_reload_error"].splitlines())
+        errors = doc["last_reload_error"].splitlines()
+        lines.extend(f"  {line}" for line in errors[:RELOAD_ERROR_LINES])
+        if len(errors) > RELOAD_ERROR_LINES:
+            lines.append(f"  … and {len(errors) - RELOAD_ERROR_LINES} more (saru status --json shows them all)")
     backup = _standby(doc)
     out_marker = f"not in table ({backup})" if backup else "NOT IN TABLE"
     for v in doc["virtuals"]:

@@ -73,3 +73,11 @@ def test_older_daemon_without_the_fields() -> None:
     old = doc()
     del old["apply_error"], old["virtuals"][0]["in_table"]
     assert "NOT" not in render_status(old)
+
+
+def test_a_huge_failed_reload_is_cut_to_a_screenful_with_a_count() -> None:
+    problems = "\n".join(f"/etc/ha.d/x.cf:{n}: unknown directive 'x{n}'" for n in range(1, 20001))
+    text = render_status({**doc(), "last_reload_error": problems})
+    assert "/etc/ha.d/x.cf:20: unknown" in text and "/etc/ha.d/x.cf:21: unknown" not in text
+    assert "… and 19980 more (saru status --json shows them all)" in text
+    assert len(text.splitlines()) < 60
