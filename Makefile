@@ -11,12 +11,14 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	slapd ldap-utils mariadb-server postgresql dovecot-imapd dovecot-pop3d leafnode \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
-	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump
+	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
+	man-db groff-base
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
-# the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks.)
+# the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
+# groff-base: the generated man pages are rendered with warnings on.)
 
 
-.PHONY: demo test lint deps venv demo-venv bench clean
+.PHONY: demo test lint deps venv demo-venv bench clean man completion
 
 venv: $(VENV)/.installed
 
@@ -52,6 +54,14 @@ bench: deps venv
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
+
+# The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
+# docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.
+man: venv
+	$(PY) -m saru.docgen --only man
+
+completion: venv
+	$(PY) -m saru.docgen --only completion
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache build *.egg-info

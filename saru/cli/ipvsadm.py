@@ -72,49 +72,58 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--dataplane", choices=("ipvs", "nft"),
                         help="work on the kernel's table directly, without a daemon")
     cmd = parser.add_mutually_exclusive_group()
-    for flag, long, dest in (("-A", "--add-service", "A"), ("-E", "--edit-service", "E"),
-                             ("-D", "--delete-service", "D"), ("-C", "--clear", "C"),
-                             ("-R", "--restore", "R"), ("-S", "--save", "S"),
-                             ("-a", "--add-server", "a"), ("-e", "--edit-server", "e"),
-                             ("-d", "--delete-server", "d"), ("-L", "--list", "L"),
-                             ("-Z", "--zero", "Z")):
-        cmd.add_argument(flag, long, dest=f"cmd_{dest}", action="store_true")
+    for flag, long, help_ in (
+            ("-A", "--add-service", "add a virtual service"),
+            ("-E", "--edit-service", "edit a virtual service"),
+            ("-D", "--delete-service", "delete a virtual service and its real servers"),
+            ("-C", "--clear", "clear the table"),
+            ("-R", "--restore", "restore the rules read from standard input (-S's format) as one batch"),
+            ("-S", "--save", "print the table as rules for -R"),
+            ("-a", "--add-server", "add a real server to a virtual service"),
+            ("-e", "--edit-server", "edit a real server"),
+            ("-d", "--delete-server", "delete a real server"),
+            ("-L", "--list", "list the table (-l too)"),
+            ("-Z", "--zero", "zero the counters of one service, or of all")):
+        cmd.add_argument(flag, long, dest=f"cmd_{flag[1]}", action="store_true", help=help_)
     parser.add_argument("-l", dest="cmd_L2", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("-t", "--tcp-service", metavar="SERVICE-ADDRESS")
-    parser.add_argument("-u", "--udp-service", metavar="SERVICE-ADDRESS")
-    parser.add_argument("-f", "--fwmark-service", metavar="FWMARK", type=int)
+    parser.add_argument("-t", "--tcp-service", metavar="SERVICE-ADDRESS", help="a TCP virtual service, HOST:PORT")
+    parser.add_argument("-u", "--udp-service", metavar="SERVICE-ADDRESS", help="a UDP virtual service, HOST:PORT")
+    parser.add_argument("-f", "--fwmark-service", metavar="FWMARK", type=int, help="a firewall-mark virtual service")
     parser.add_argument("-6", "--ipv6", action="store_true", help="fwmark service is IPv6")
-    parser.add_argument("-s", "--scheduler", default=None)
-    parser.add_argument("-p", "--persistent", nargs="?", const=300, type=int, metavar="TIMEOUT")
-    parser.add_argument("-M", "--netmask")
-    parser.add_argument("-b", "--sched-flags")
-    parser.add_argument("-o", "--ops", action="store_true")
-    parser.add_argument("-r", "--real-server", metavar="SERVER-ADDRESS")
+    parser.add_argument("-s", "--scheduler", default=None, help="scheduling method (default wlc)")
+    parser.add_argument("-p", "--persistent", nargs="?", const=300, type=int, metavar="TIMEOUT",
+                        help="persistent service, timeout in seconds (default 300)")
+    parser.add_argument("-M", "--netmask", help="granularity of persistence (client netmask or prefix length)")
+    parser.add_argument("-b", "--sched-flags", help="scheduler flags, e.g. sh-fallback,sh-port")
+    parser.add_argument("-o", "--ops", action="store_true", help="one-packet scheduling (UDP)")
+    parser.add_argument("-r", "--real-server", metavar="SERVER-ADDRESS", help="a real server, HOST[:PORT]")
     fwd = parser.add_mutually_exclusive_group()
-    fwd.add_argument("-g", "--gatewaying", dest="forward", action="store_const", const="gate")
-    fwd.add_argument("-i", "--ipip", dest="forward", action="store_const", const="ipip")
-    fwd.add_argument("-m", "--masquerading", dest="forward", action="store_const", const="masq")
+    fwd.add_argument("-g", "--gatewaying", dest="forward", action="store_const", const="gate",
+                     help="direct routing (the default)")
+    fwd.add_argument("-i", "--ipip", dest="forward", action="store_const", const="ipip", help="tunnelling (IPIP)")
+    fwd.add_argument("-m", "--masquerading", dest="forward", action="store_const", const="masq", help="NAT")
     parser.add_argument("--tun-type", choices=("ipip",), help="tunnel type (ipip is the only one)")
-    parser.add_argument("-w", "--weight", type=int)
-    parser.add_argument("-x", "--u-threshold", type=int)
-    parser.add_argument("-y", "--l-threshold", type=int)
-    parser.add_argument("-n", "--numeric", action="store_true")
-    parser.add_argument("-c", "--connection", action="store_true")
-    parser.add_argument("--exact", action="store_true")
-    parser.add_argument("--stats", action="store_true")
-    parser.add_argument("--rate", action="store_true")
-    parser.add_argument("--thresholds", action="store_true")
-    parser.add_argument("--persistent-conn", action="store_true")
+    parser.add_argument("-w", "--weight", type=int, help="weight of the real server (default 1)")
+    parser.add_argument("-x", "--u-threshold", type=int, help="upper connection threshold (0: none)")
+    parser.add_argument("-y", "--l-threshold", type=int, help="lower connection threshold (0: none)")
+    parser.add_argument("-n", "--numeric", action="store_true", help="numeric output (listings are always numeric)")
+    parser.add_argument("-c", "--connection", action="store_true", help="with -L: list the connection entries")
+    parser.add_argument("--exact", action="store_true", help="with -L: exact numbers (no K, M, G)")
+    parser.add_argument("--stats", action="store_true", help="with -L: packet and byte counters")
+    parser.add_argument("--rate", action="store_true", help="with -L: rates")
+    parser.add_argument("--thresholds", action="store_true", help="with -L: connection thresholds")
+    parser.add_argument("--persistent-conn", action="store_true", help="with -L: persistent connections")
     sync = parser.add_argument_group("connection synchronisation (the kernel's sync daemons)")
-    sync.add_argument("--start-daemon", choices=("master", "backup"))
-    sync.add_argument("--stop-daemon", choices=("master", "backup"))
+    sync.add_argument("--start-daemon", choices=("master", "backup"), help="start a connection-sync daemon")
+    sync.add_argument("--stop-daemon", choices=("master", "backup"), help="stop a connection-sync daemon")
     sync.add_argument("--daemon", action="store_true", help="with -L: list the sync daemons")
-    sync.add_argument("--mcast-interface", metavar="INTERFACE")
-    sync.add_argument("--syncid", type=int, metavar="SID")
-    sync.add_argument("--mcast-group", metavar="ADDRESS")
-    sync.add_argument("--mcast-port", type=int, metavar="PORT")
-    sync.add_argument("--mcast-ttl", type=int, metavar="TTL")
-    sync.add_argument("--sync-maxlen", type=int, metavar="SIZE")
+    sync.add_argument("--mcast-interface", metavar="INTERFACE", help="the interface sync messages use")
+    sync.add_argument("--syncid", type=int, metavar="SID", help="sync id, 0-255 (default 0)")
+    sync.add_argument("--mcast-group", metavar="ADDRESS", help="multicast group (default 224.0.0.81)")
+    sync.add_argument("--mcast-port", type=int, metavar="PORT", help="UDP port (default 8848)")
+    sync.add_argument("--mcast-ttl", type=int, metavar="TTL", help="multicast TTL (default 1)")
+    sync.add_argument("--sync-maxlen", type=int, metavar="SIZE",
+                      help="maximum sync message size (default: from the MTU)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -39,6 +39,7 @@ import io
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,8 +48,46 @@ from typing import TextIO, cast
 
 from saru import __version__
 
-COMMANDS = ("start", "stop", "restart", "try-restart", "reload", "force-reload", "status")
+#: the verbs and what each does: the help text and saru-ldirectord(8) are made from this table
+VERBS = (
+    ("start", "start the daemon; returns once the table is programmed"),
+    ("stop", "stop the daemon (SIGTERM); returns once the table is cleaned and the process gone"),
+    ("restart", "stop it if it runs, then start it"),
+    ("try-restart", "restart it only if it runs"),
+    ("reload", "make it re-read the config; a config with errors is refused (exit 2) and the running one "
+               "kept"),
+    ("force-reload", "the same as reload"),
+    ("status", "exit 0 running, 3 stopped, 1 stale pid file or not answering"),
+)
+COMMANDS = tuple(verb for verb, _ in VERBS)
+#: the options (spellings, meaning), as ldirectord's help lists them
+OPTIONS = (
+    ("configfile", "/etc/ha.d/<configfile>, /etc/ha.d/conf/<configfile> or a path (default ldirectord.cf)."),
+    ("-d|--debug", "Don't start as daemon and log verbosely (to stderr, no pid file)."),
+    ("-h|-?|--help", "Print this help and exit."),
+    ("-v|--version", "Print version and exit."),
+)
+#: the environment variables saru-ldirectord reads
+ENVIRONMENT = (
+    ("SARU_DATAPLANE", "auto | ipvs | nft | proxy (default: SARU_SETTINGS' [director] dataplane, else auto)"),
+    ("SARU_SETTINGS", "a saru.toml with [director] settings, given to the daemon"),
+    ("SARU_LDIRECTORD_PIDDIR", "directory of ldirectord.<name>.pid (default /var/run)"),
+    ("SARU_LDIRECTORD_START_TIMEOUT", "seconds start waits for the table (default 120)"),
+    ("SARU_LDIRECTORD_TABLE_TIMEOUT", "seconds a starting daemon retries a table it cannot program (port in "
+                                      "use…) before start fails (default 30; 0: retry until the start timeout)"),
+    ("SARU_LDIRECTORD_STATUS_TIMEOUT", "seconds status waits for the daemon's answer (default 5)"),
+    ("SARU_LDIRECTORD_STOP_TIMEOUT", "seconds stop waits for the daemon to exit (default 30)"),
+)
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_STOPPED, EXIT_USAGE = 0, 1, 2, 3, 255
+#: exit statuses and their meaning (saru-ldirectord(8))
+EXIT_STATUSES = (
+    (EXIT_OK, "success; status: running"),
+    (EXIT_ERROR, "failure; status: a stale pid file or a daemon that does not answer; reload: not running; "
+                 "the config file is missing"),
+    (EXIT_CONFIG, "configuration errors (nothing was started or changed)"),
+    (EXIT_STOPPED, "status: stopped"),
+    (EXIT_USAGE, "bad options or command"),
+)
 DATAPLANES = ("auto", "ipvs", "nft", "proxy")
 DEFAULT_PIDDIR = "/var/run"
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -64,34 +103,19 @@ Usage:
     saru-ldirectord [-h|-?|--help|-v|--version]
 """
 
-HELP = USAGE + """
-Options:
-    configfile: /etc/ha.d/<configfile>, /etc/ha.d/conf/<configfile> or a path
-    (default ldirectord.cf).
 
-    -d|--debug Don't start as daemon and log verbosely (to stderr, no pid file).
+def _help_text() -> str:
+    def item(term: str, text: str, width: int) -> str:
+        return textwrap.fill(text, 96, initial_indent=f"    {term:<{width}} ",
+                             subsequent_indent=" " * (width + 5), break_on_hyphens=False)
 
-    -h|--help Print this help and exit.
+    return "\n".join([
+        USAGE, "Options:", *(item(term, text, 12) for term, text in OPTIONS), "",
+        "Commands:", *(item(verb, text, 12) for verb, text in VERBS), "",
+        "Environment:", *(item(name, text, 30) for name, text in ENVIRONMENT), ""])
 
-    -v|--version Print version and exit.
 
-    start the daemon; returns once the table is programmed.
-    stop the daemon (SIGTERM); returns once the table is cleaned and the process gone.
-    restart, try-restart (only if running), reload, force-reload (re-read the config),
-    status (exit 0 running, 3 stopped, 1 stale pid file or not answering).
-
-Environment:
-    SARU_DATAPLANE          auto | ipvs | nft | proxy (default: SARU_SETTINGS' [director]
-                            dataplane, else auto)
-    SARU_SETTINGS           a saru.toml with [director] settings
-    SARU_LDIRECTORD_PIDDIR  directory of ldirectord.<name>.pid (default /var/run)
-    SARU_LDIRECTORD_START_TIMEOUT seconds start waits for the table (default 120)
-    SARU_LDIRECTORD_TABLE_TIMEOUT seconds a starting daemon retries a table it cannot
-                            program (port in use…) before start fails (default 30;
-                            0: retry until the start timeout)
-    SARU_LDIRECTORD_STATUS_TIMEOUT seconds status waits for the daemon's answer (default 5)
-    SARU_LDIRECTORD_STOP_TIMEOUT  seconds stop waits for the daemon to exit (default 30)
-"""
+HELP = _help_text()
 
 VERSION_TEXT = f"""\
 saru-ldirectord (saru {__version__}), compatible with Linux Director v1.186-ha
