@@ -352,6 +352,8 @@ class Daemon:
                 await task
         if self.monitor is not None:
             await self.monitor.close()
+        if self.drift is not None:  # a check under way ends before the table is cleaned
+            await self.drift.close()
         # release what this daemon holds, and only that (see Held)
         if self.held.table and self.dataplane is not None and self.config is not None:
             self.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))

@@ -55,6 +55,8 @@ class DriftWatcher:
         self.checks = 0
         self.last_check_at: float | None = None
         self.last_check_how = ""
+        self._closed = False
+        self._running: set[asyncio.Task[TableDrift | None]] = set()
 
     @property
     def active(self) -> bool:
@@ -75,8 +77,26 @@ class DriftWatcher:
                 LOGGER.exception("drift check failed")
 
     async def check(self, found_by: str) -> TableDrift | None:
-        """Verify the plane; report and repair a drift (returns its event), else None."""
+        """Verify the plane; report and repair a drift (returns its event), else None. A cancelled
+        caller (the daemon stopping) does not cut a repair short: it runs to its end in a task."""
+        if self._closed:
+            return None
+        task = asyncio.ensure_future(self._locked_check(found_by))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if nobody waits
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """No more checks; wait for the one under way (before the daemon cleans and closes the plane)."""
+        self._closed = True
+        if self._running:
+            await asyncio.wait(self._running)
+
+    async def _locked_check(self, found_by: str) -> TableDrift | None:
         async with self._lock:
+            if self._closed:
+                return None  # the daemon is stopping: nothing to repair any more
             event = await self._check(found_by)
         if event is not None:
             self._emit(event)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from saru.cli.main import main
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, Verification
 from saru.dataplane.nft_check import _parse, next_generation, object_problems
 from saru.dataplane.nft_render import TABLE, UNKNOWN, Objects
@@ -254,3 +257,29 @@ def test_ops_kinds_used_above() -> None:
     assert drift(Table.of([svc(K1, R2)]), Table.of([svc(K1, Dest("10.1.0.2", 80, "masq", 5))]), {K1}) == [
         EditDest(K1, R2)]
     assert [type(op) for op in drift(Table.of([svc(K2)]), Table(), {K2})] == [AddService]
+
+
+def test_bad_drift_interval_is_refused_before_anything_starts(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("-1", "nan", "1e9"):
+        assert main(["run", "-c", str(tmp_path / "none.cf"), "--drift-interval", bad]) == 2
+        assert "--drift-interval must be 0 (off) or a number of seconds" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+async def test_a_check_under_way_finishes_before_close_returns() -> None:
+    plane, events = FakePlane(), list[Event]()
+    lock = asyncio.Lock()
+    watcher = DriftWatcher(plane, lambda: {K1}, lock, events.append, lambda: None)
+    plane.found = Verification(APPLIED, Table())
+    await lock.acquire()  # a reconcile is running: the check waits for it
+    caller = asyncio.ensure_future(watcher.check("periodic check"))
+    await asyncio.sleep(0)
+    caller.cancel()  # the daemon stops the periodic task…
+    closing = asyncio.ensure_future(watcher.close())
+    await asyncio.sleep(0)
+    assert not closing.done()  # …and waits for the check it had started
+    lock.release()
+    await closing
+    assert caller.cancelled() and events == [] and plane.repaired == []  # closed first: nothing done
+    assert await watcher.check("status") is None  # closed: no more checks
