@@ -133,9 +133,12 @@ class DriftWatcher:
                 await self.dataplane.repair(ops)
             except DataplaneError as exc:
                 repaired, error = False, str(exc)
+        detail = summary(lines)
+        if not repaired and (detail, error) == (self.last_detail, self.last_error):
+            return None  # the same drift, the same failure: said already (status keeps showing it)
         self.count += 1
         self.last_at = time.time()
-        self.last_detail = summary(lines)
+        self.last_detail = detail
         self.last_error = error or None
         return TableDrift(dataplane=self.dataplane.capabilities.name, found_by=found_by,
                           detail=self.last_detail, repaired=repaired, error=error)

@@ -241,6 +241,8 @@ async def test_watcher_failures_are_said_not_raised() -> None:
     event = await watcher.check("reload")
     assert event is not None and not event.repaired and "repair FAILED: refused" in event.message()
     assert watcher.snapshot()["last_error"] == "refused"
+    assert await watcher.check("periodic check") is None and len(events) == 1  # the same failure: said once
+    assert watcher.count == 1
     plane.fail = "verify"
     assert await watcher.check("status") is None
     assert watcher.snapshot()["check_error"] == "cannot list"
