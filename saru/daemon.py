@@ -37,6 +37,7 @@ from saru.control import ControlServer, default_socket_path, runtime_dir
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.diff import OpError, apply_ops, diff
+from saru.driftwatch import DEFAULT_INTERVAL, DriftWatcher
 from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
 from saru.instance_lock import InstanceLock, InstanceLocked, lock_path
@@ -74,6 +75,9 @@ class DaemonOptions:
     start_timeout: float = DEFAULT_START_TIMEOUT
     #: the give-up message's advice (how this front end asks for endless retries)
     start_timeout_hint: str = "--start-timeout 0 keeps retrying"
+    #: seconds between two checks of the kernel's table (and of the VIP on an HA master) against
+    #: what Saru applied; 0: only on status, plan and reload (``saru.driftwatch``)
+    drift_interval: float = DEFAULT_INTERVAL
 
 
 @dataclass
@@ -117,6 +121,7 @@ class Daemon:
         self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self.apply_error: ApplyError | None = None
         self._retry_now = asyncio.Event()  # a reload cuts a retry back-off short
+        self.drift: DriftWatcher | None = None
         self.events: deque[str] = deque(maxlen=200)
         self.dirty = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -227,6 +232,8 @@ class Daemon:
         self.alerts.start()
         self.monitor.configure(self.config)
         self.owned = {v.key for v in self.config.virtuals}
+        self.drift = DriftWatcher(self.dataplane, lambda: self.owned, self.reconcile_lock, self.emit,
+                                  self.dirty.set, self.options.drift_interval)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
@@ -236,6 +243,7 @@ class Daemon:
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self._watch_config(), name="watch-config"),
             asyncio.create_task(self._first_pass(), name="first-pass"),
+            asyncio.create_task(self.drift.run(), name="drift"),
         ]
         self.dirty.set()
         await self.stopping.wait()
@@ -270,7 +278,8 @@ class Daemon:
     async def _start_ha(self) -> None:
         from saru.ha.node import HANode
 
-        self.ha = HANode(self.ha_settings, set_active=self.set_active, emit=self.emit)
+        self.ha = HANode(self.ha_settings, set_active=self.set_active, emit=self.emit,
+                         vip_check_interval=self.options.drift_interval)
         try:
             await self.ha.start()
         except Exception as exc:  # no VRRP (no such interface, no privilege…): a director that can never
@@ -344,6 +353,8 @@ class Daemon:
                 await task
         if self.monitor is not None:
             await self.monitor.close()
+        if self.drift is not None:  # a check under way ends before the table is cleaned
+            await self.drift.close()
         # release what this daemon holds, and only that (see Held)
         if self.held.table and self.dataplane is not None and self.config is not None:
             self.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
@@ -409,7 +420,7 @@ class Daemon:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
-        LOGGER.info(self._record(event))
+        LOGGER.log(event.level, self._record(event))
         if isinstance(event, TableChange):
             self.alerts.handle(event, self.state)
 
@@ -508,6 +519,7 @@ class Daemon:
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file; on error keep the running config and say why."""
         self.emit(DaemonEvent(f"Reloading configuration {self.config_path}"))
+        await self._check_drift("reload")
         previous_state, self.state = self.state, "reloading"
         try:
             settings = self.settings
@@ -620,13 +632,19 @@ class Daemon:
         self.stopping.set()
         return {"stopping": True}
 
+    async def _check_drift(self, found_by: str) -> dict[str, Any] | None:
+        """Check the kernel's table against what was applied (repairing a drift); the event's text."""
+        event = await self.drift.check(found_by) if self.drift is not None else None
+        return None if event is None else {"detail": event.message(), "repaired": event.repaired}
+
     async def _cmd_table(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None and self.monitor is not None
+        found = await self._check_drift("table request (saru plan)")
         table = await self.dataplane.read()
         health = [{"service": str(ref.service), "address": ref.address, "port": ref.port, "up": up}
                   for ref, up in self.monitor.health().items()]
         return {"table": table_to_list(table), "health": health, "owned": [str(k) for k in self.owned],
-                "dataplane": self.dataplane.capabilities.name}
+                "dataplane": self.dataplane.capabilities.name, "drift": found}
 
     async def _cmd_stats(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None
@@ -708,6 +726,7 @@ class Daemon:
 
     async def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
         assert self.dataplane is not None and self.config is not None and self.monitor is not None
+        await self._check_drift("status")
         table = await self.dataplane.read()
         stats = await self.dataplane.stats()
         return status_document(self, table, stats)
@@ -770,6 +789,7 @@ def status_document(daemon: Daemon, table: Table, stats: dict[ServiceKey, Servic
         "apply_error": daemon.apply_error.to_dict() if daemon.apply_error is not None else None,
         "reloads": daemon.reloads,
         "last_reload_error": daemon.last_reload_error,
+        "drift": daemon.drift.snapshot() if daemon.drift is not None else None,
         "virtuals": virtuals,
         "ha": daemon.ha.snapshot() if daemon.ha is not None else None,
         "settings": daemon.settings.path,

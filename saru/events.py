@@ -7,6 +7,7 @@ ldirectord's log vocabulary so that operators' log scrapers keep working.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -15,9 +16,10 @@ from saru.model import Dest, RealRef, ServiceKey
 
 @dataclass(frozen=True)
 class Event:
-    """Base of every event; ``at`` is wall-clock time."""
+    """Base of every event; ``at`` is wall-clock time; ``level``: how the daemon logs it."""
 
     at: float = field(default_factory=time.time, kw_only=True)
+    level = logging.INFO
 
     def message(self) -> str:
         raise NotImplementedError
@@ -103,6 +105,23 @@ class DaemonEvent(Event):
         return self.text
 
 
+@dataclass(frozen=True)
+class TableDrift(Event):
+    """The kernel's table was not what the data plane applied: changed behind Saru's back
+    (``found_by``: the periodic check, status, plan or reload), and re-applied."""
+
+    level = logging.WARNING
+    dataplane: str
+    found_by: str
+    detail: str
+    repaired: bool = True
+    error: str = ""
+
+    def message(self) -> str:
+        text = f"Table drift on the {self.dataplane} data plane (found by {self.found_by}): {self.detail}"
+        return text + ("; re-applied Saru's table" if self.repaired else f"; repair FAILED: {self.error}")
+
+
 # --------------------------------------------------------------------------------------------------
 # high availability (saru.ha.node): short operator sentences, one line each
 # --------------------------------------------------------------------------------------------------
@@ -146,6 +165,21 @@ class VIPChange(HAEvent):
         what = ", ".join(self.addresses)
         verb = "up" if self.up else "down"
         return f"HA: floating IP {what} {verb} on {self.interface}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class VIPRestored(HAEvent):
+    """While master, a floating IP vanished from the interface (removed by hand): re-added and announced."""
+
+    kind = "vip_restored"
+    level = logging.WARNING
+    addresses: tuple[str, ...]
+    interface: str
+
+    def message(self) -> str:
+        what = ", ".join(self.addresses)
+        return (f"HA: floating IP {what} was removed from {self.interface} behind Saru's back while MASTER; "
+                "re-added and announced")
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,24 @@ def _standby(doc: dict[str, Any]) -> str:
     return ""
 
 
+def drift_line(drift: dict[str, Any]) -> str:
+    """One line: whether the kernel's table is checked against what Saru applied, and what was found."""
+    if not drift.get("checked"):
+        return "drift: not checked (the proxy's table lives in Saru's memory; nothing else can change it)"
+    every = f"every {drift['interval']:g}s and " if drift.get("interval") else ""
+    text = f"drift: kernel table checked {every}on status/plan/reload; "
+    if drift["count"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(drift["last_at"]))
+        text += f"{drift['count']} found and repaired, last at {when}: {drift['last_detail']}"
+        if drift.get("last_error"):
+            text += f"; that repair FAILED: {drift['last_error']}"
+    else:
+        text += "none found"
+    if drift.get("check_error"):
+        text += f"; checking FAILS: {drift['check_error']}"
+    return text
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The human table of ``saru status``."""
     lines = [
@@ -211,6 +229,8 @@ def render_status(doc: dict[str, Any]) -> str:
             lines.append(f"  … and {len(errors) - RELOAD_ERROR_LINES} more (saru status --json shows them all)")
     backup = _standby(doc)
     out_marker = f"not in table ({backup})" if backup else "NOT IN TABLE"
+    if doc.get("drift"):
+        lines.append(drift_line(doc["drift"]))
     for v in doc["virtuals"]:
         fallback = ""
         if v["fallback"]:

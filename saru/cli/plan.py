@@ -6,6 +6,9 @@ runs. Without one, it starts from an empty table and assumes every real is up (`
 shows the all-down table instead), for the data plane ``saru run`` would use (saru.toml's
 ``[director] dataplane``, else auto on this machine). Only the proxy keeps a gate/ipip real's own
 port; the kernel planes give it the virtual's port, as IPVS does.
+
+The daemon checks its table against the kernel before it answers: a drift (the table changed
+behind its back) is repaired first, and the plan says what was found.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=plan)
 
 
-LiveState = tuple[Table, dict[RealRef, bool | None], set[ServiceKey], str | None]
+#: the daemon's table, the reals' health, the services it owns, its data plane, and the drift it
+#: found and repaired on this request
+LiveState = tuple[Table, dict[RealRef, bool | None], set[ServiceKey], str | None, str | None]
 
 
 def _live_state(args: argparse.Namespace, target: Target, config: Config) -> LiveState | None:
@@ -66,7 +71,9 @@ def _live_state(args: argparse.Namespace, target: Target, config: Config) -> Liv
             health[ref] = known[key] if key in known else args.assume == "up"
     owned = {k for k in current.services if str(k) in set(answer.get("owned", []))}
     plane = answer.get("dataplane")
-    return current, health, owned, plane if isinstance(plane, str) else None
+    drift = answer.get("drift")
+    return (current, health, owned, plane if isinstance(plane, str) else None,
+            drift.get("detail") if isinstance(drift, dict) else None)
 
 
 def _planned_plane(target: Target) -> str | None:
@@ -95,9 +102,10 @@ def plan(args: argparse.Namespace) -> int:
         health = {real_ref(v, r): assumed for v in config.virtuals for r in v.reals}
         owned: set[ServiceKey] = set()
         plane = _planned_plane(target)
+        drift = None
     else:
         source = f"live table of the daemon at {target.control}"
-        current, health, owned, plane = live
+        current, health, owned, plane, drift = live
     if args.proxy_ports:
         plane = "proxy"
     if plane:
@@ -105,10 +113,12 @@ def plan(args: argparse.Namespace) -> int:
     desired = desired_table(config, health, current, kernel_ports=plane != "proxy")
     ops = diff(current, desired, owned=owned | {v.key for v in config.virtuals})
     if args.json:
-        print(json.dumps({"source": source, "ops": [describe_op(o) for o in ops],
+        print(json.dumps({"source": source, "drift": drift, "ops": [describe_op(o) for o in ops],
                           "desired": table_to_list(desired)}, indent=2))
         return 0
     print(f"# plan for {target.config} ({source})")
+    if drift:  # the daemon checked its kernel table on this request, found it changed and repaired it
+        print(f"# {drift}")
     if not ops:
         print("# no changes")
     for op, change in zip(ops, narrate(ops, current, config), strict=True):

@@ -9,6 +9,7 @@ import sys
 from saru.cli.common import target_of
 from saru.daemon import DEFAULT_START_TIMEOUT, Daemon, DaemonOptions
 from saru.dataplane.select import CHOICES
+from saru.driftwatch import DEFAULT_INTERVAL
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "use, a rule the kernel refuses) for SECONDS of retrying (default "
                         f"{DEFAULT_START_TIMEOUT:g}); 0 keeps retrying. Once started, failures are "
                         "retried with back-off and shown by saru status, never fatal")
+    p.add_argument("--drift-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                   help="how often the kernel's table (and an HA master's VIP) is checked against what "
+                        f"Saru applied, and repaired (default {DEFAULT_INTERVAL:g}; 0: only on status, "
+                        "plan and reload)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="log only to the config's logfile, not to stderr")
     p.add_argument("-d", "--debug", action="store_true", help="debug logging")
@@ -49,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.start_timeout >= 0 or args.start_timeout == float("inf"):
         print("saru run: --start-timeout must be a number of seconds, 0 or more", file=sys.stderr)
         return 2
+    if not 0 <= args.drift_interval <= 86400:  # NaN fails too
+        print("saru run: --drift-interval must be 0 (off) or a number of seconds up to 86400", file=sys.stderr)
+        return 2
     target = target_of(args, "saru run", require_config=True)
     if target is None:
         return 2
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         debug=args.debug,
         rise=args.rise,
         start_timeout=args.start_timeout,
+        drift_interval=args.drift_interval,
     )
     if args.event_loop == "uvloop":
         try:

@@ -4,6 +4,11 @@ A data plane holds a ``Table``. The daemon reads it (``read``), computes the ope
 it into the desired table (``saru.diff``), and hands them to ``apply`` in one call, which the data
 plane executes atomically where it can. Statistics are read separately so that status queries
 never disturb the table.
+
+Drift: ``verify()`` compares the table the plane last wrote (or adopted) with what the kernel holds
+now, as cheaply as the plane can (``Verification``); ``repair(ops)`` re-applies after a drift,
+rebuilding whatever of the plane's own objects the kernel lost. The daemon's drift watcher
+(``saru.driftwatch``) calls them; the comparison itself is ``saru.drift``.
 """
 
 from __future__ import annotations
@@ -69,6 +74,24 @@ class ServiceStats:
     dests: dict[tuple[str, int], DestStats] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify()`` found: the table the plane applied and the one the kernel holds now.
+
+    ``problems``: damage the table model cannot show (an nftables chain that lost its rules);
+    ``earlier``: (applied, kernel) pairs the plane noticed while writing since the last verify
+    (a table update that found the kernel changed; it has been repaired by that update);
+    ``how``: what the check cost ("generation": one netlink round trip; "listing"/"dump": the table
+    was read back from the kernel).
+    """
+
+    applied: Table
+    kernel: Table
+    problems: tuple[str, ...] = ()
+    earlier: tuple[tuple[Table, Table], ...] = ()
+    how: str = ""
+
+
 class Dataplane(abc.ABC):
     """A forwarding table that Saru programs."""
 
@@ -89,6 +112,17 @@ class Dataplane(abc.ABC):
     @abc.abstractmethod
     async def apply(self, ops: Sequence[Op]) -> None:
         """Apply ops in order, atomically where possible; raise DataplaneError on failure."""
+
+    async def verify(self) -> Verification | None:
+        """Compare what this plane applied with what the kernel holds now; None when nothing but
+        Saru can change the table (the proxy's table lives in Saru's own memory) or when nothing
+        was applied or adopted yet."""
+        return None
+
+    async def repair(self, ops: Sequence[Op]) -> None:
+        """After drift: apply ``ops`` (computed against the kernel's table of the last ``verify``)
+        and rebuild what the plane's own objects lost; raise DataplaneError on failure."""
+        await self.apply(ops)
 
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         """Per-service and per-destination counters (empty when the plane has none)."""

@@ -23,6 +23,12 @@ pure functions of ``ipvs_codec``, which also plans validation and rollback; this
   counts of every destination; the kernel refreshes totals every 2 s (its rate estimator).
   ``zero`` resets them (``ipvsadm -Z``); ``connections`` reads the connection entries from
   /proc/net/ip_vs_conn, as ipvsadm does for ``-L -c``.
+* ``verify`` (drift): dumps the kernel's table and returns it with the one this plane expects —
+  adopted at the first read, then updated by every successful apply (from the table the ops were
+  computed against). IPVS has no generation counter, so a check costs a full dump: one request for
+  the services plus one per service for its destinations. A table update that finds the kernel
+  changed behind Saru's back (the daemon's diff starts from a fresh read, so it repairs at once)
+  is kept for the next ``verify`` to report.
 * ``netlink_request`` / ``netlink_dump`` give other IPVS commands (the sync daemons,
   ``ipvs_sync``) the plane's socket.
 * ``available()`` tells whether this kernel has IPVS: ``/proc/net/ip_vs`` exists once the ip_vs
@@ -41,7 +47,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from saru.dataplane import ipvs_codec as codec
-from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import (
+    Capabilities,
+    ConnEntry,
+    Dataplane,
+    DataplaneError,
+    DestStats,
+    ServiceStats,
+    Verification,
+)
 from saru.dataplane.ipvs_netlink import GenlSocket, NetlinkError, run_in_netns
 from saru.diff import OpError, apply_ops, describe_op
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
@@ -126,6 +140,10 @@ class IpvsDataplane(Dataplane):
         self._lock = asyncio.Lock()
         #: the services as last read or applied (rollback's "before" state); None = unknown
         self._known: dict[ServiceKey, Service] | None = None
+        #: the table Saru expects the kernel to hold (drift); None until the first read adopts it
+        self._expected: Table | None = None
+        #: (expected, kernel) pairs an apply found out of line, for the next ``verify``
+        self._mismatches: list[tuple[Table, Table]] = []
 
     # ------------------------------------------------------------------ availability and life cycle
 
@@ -157,6 +175,7 @@ class IpvsDataplane(Dataplane):
     async def close(self) -> None:
         nl, self._nl = self._nl, None
         self._known = None
+        self._expected = None
         if nl is not None:
             nl.close()
 
@@ -213,7 +232,17 @@ class IpvsDataplane(Dataplane):
             except Exception as exc:
                 raise DataplaneError(f"reading the IPVS table failed: {describe_error(exc)}") from exc
             self._known = dict(table.services)
+            if self._expected is None:
+                self._expected = table
             return table
+
+    async def verify(self) -> Verification | None:
+        table = await self.read()  # refreshes ``_known`` (the repair's rollback state)
+        async with self._lock:
+            earlier, self._mismatches = tuple(self._mismatches), []
+            expected = self._expected if self._expected is not None else table
+            self._expected = table  # reported now: what comes next starts from the kernel's table
+        return Verification(expected, table, earlier=earlier, how="dump")
 
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         async with self._lock:
@@ -337,7 +366,9 @@ class IpvsDataplane(Dataplane):
                 raise DataplaneError(f"talking to IPVS failed after {nl.sent} of {len(requests)} "
                                      f"request(s) were sent: {describe_error(exc)}") from exc
             if not failures:
+                read = self._known
                 self._remember(ops)
+                self._expect(read, ops)
                 return
             failed = {index for index, _ in failures}
             succeeded = [ops[i] for i in range(nl.sent) if i not in failed]
@@ -346,6 +377,21 @@ class IpvsDataplane(Dataplane):
             index, exc = failures[0]
             op = ops[index]
             raise DataplaneError(f"{describe_op(op)}: {describe_error(exc, op)}{note}") from exc
+
+    def _expect(self, read: dict[ServiceKey, Service] | None, ops: list[Op]) -> None:
+        """After a successful apply: the table the kernel now holds as far as Saru knows (the one
+        the ops were computed against, plus the ops). A kernel that had changed since Saru last
+        wrote it is noted for ``verify``; the ops (diffed from a fresh read) have repaired it."""
+        if read is None:
+            self._expected = None  # unknown: the next read adopts the kernel's table
+            return
+        before = Table(read)
+        if self._expected is not None and before != self._expected:
+            self._mismatches = [*self._mismatches[-7:], (self._expected, before)]
+        try:
+            self._expected = apply_ops(before, ops)
+        except OpError:
+            self._expected = None
 
     def _remember(self, ops: list[Op]) -> None:
         if self._known is None:

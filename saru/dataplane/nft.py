@@ -16,6 +16,13 @@ The impure part lives here: finding the NIC behind each gate real (``ip -j route
 without a shell, remembered per address), the NIC holding a direct-routed VIP (``ip -j addr``),
 the draining of removed gate reals (their flow sets are dropped at a later apply once empty),
 counters (``stats``/``zero``) and the connection list (conntrack for NAT, flow sets for DR).
+
+Drift (``verify``/``repair``, see ``nft_check``): the in-memory state is trusted only while the
+ruleset's generation id has not moved since Saru last saw its tables in sync (one netlink round
+trip per check); once it moved (someone committed anything, anywhere in the ruleset), Saru's tables
+are listed and compared with the state — the table read back from the comments, and the objects
+(chains, sets, rule counts, map elements). ``repair`` re-reads the kernel and rewrites all of
+Saru's objects in one transaction.
 """
 
 from __future__ import annotations
@@ -29,8 +36,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import (
+    Capabilities,
+    ConnEntry,
+    Dataplane,
+    DataplaneError,
+    DestStats,
+    ServiceStats,
+    Verification,
+)
 from saru.dataplane.libnft import Nft, NftError, backend
+from saru.dataplane.nft_check import Generation, next_generation, object_problems
 from saru.dataplane.nft_render import (
     CLOSING_TIMEOUT,
     DR_FAMILY,
@@ -169,6 +185,11 @@ class NftDataplane(Dataplane):
         self._state: State | None = None
         self._routes = Routes()
         self._memo = Memo()
+        self._generation = Generation()
+        #: the ruleset generation at which the kernel was last seen to hold exactly ``_state``
+        self._verified_gen: int | None = None
+        #: (applied, kernel) when a write found the kernel changed behind Saru's back (for ``verify``)
+        self._mismatches: list[tuple[Table, Table]] = []
         #: how the last apply went: "incremental", "full" (after a refusal or adoption) or "none"
         self.last_apply = "none"
 
@@ -203,7 +224,9 @@ class NftDataplane(Dataplane):
         if self._nft is not None:
             self._nft.close()
             self._nft = None
+        self._generation.close()
         self._state = None
+        self._verified_gen = None
 
     def _ensure(self) -> Nft:
         if self._nft is None:
@@ -212,9 +235,10 @@ class NftDataplane(Dataplane):
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _documents(self, terse: bool = True) -> list[dict[str, Any]]:
+    def _documents(self, terse: bool = True, listed: list[str] | None = None) -> list[dict[str, Any]]:
         """Saru's tables as nft JSON documents (terse: without set elements, then the slot maps
-        and real sets of map-scheduled services, which carry the reals)."""
+        and real sets of map-scheduled services, which carry the reals; their names are appended
+        to ``listed``)."""
         nft = self._ensure()
         docs = []
         for family in FAMILIES:
@@ -233,6 +257,8 @@ class NftDataplane(Dataplane):
                 if obj and str(obj.get("name", ""))[:2] in ("m_", "r_"):
                     kind = "map" if "map" in item else "set"
                     docs.append(json.loads(nft.run(f"list {kind} {family} {TABLE} {obj['name']}", json_out=True)))
+                    if listed is not None:
+                        listed.append(str(obj["name"]))
         return docs
 
     def _list(self) -> Listing:
@@ -240,7 +266,9 @@ class NftDataplane(Dataplane):
 
     def _adopt(self) -> State:
         """Read Saru's tables from the kernel (once; again only after a refused transaction)."""
+        gen = self._generation.read()
         listing = self._list()
+        self._verified_gen = gen  # what was just read is what the kernel held at ``gen`` (or later)
         self._state = State(
             table=listing.table,
             draining={k: dict(v) for k, v in listing.draining.items()},
@@ -255,6 +283,55 @@ class NftDataplane(Dataplane):
             if self._state is not None:
                 return self._state.table
             return (await asyncio.to_thread(self._adopt)).table
+
+    # -- drift ------------------------------------------------------------------------------------
+
+    async def verify(self) -> Verification | None:
+        async with self._lock:
+            return await asyncio.to_thread(self._verify)
+
+    def _verify(self) -> Verification | None:
+        earlier, self._mismatches = tuple(self._mismatches), []
+        state = self._state
+        if state is None:  # nothing applied or adopted yet: the next read adopts the kernel
+            return Verification(Table(), Table(), earlier=earlier) if earlier else None
+        gen = self._generation.read()
+        if gen is not None and gen == self._verified_gen:
+            return Verification(state.table, state.table, earlier=earlier, how="generation")
+        listed: list[str] = []
+        docs = self._documents(listed=listed)
+        kernel = parse(docs).table
+        problems = tuple(object_problems(state.scripts, state.existed, docs, listed))
+        if kernel == state.table and not problems:
+            self._verified_gen = gen  # in sync at ``gen``: the next checks cost one round trip
+        return Verification(state.table, kernel, problems, earlier, how="listing")
+
+    async def repair(self, ops: Sequence[Op]) -> None:
+        """Re-read Saru's tables and rewrite every object of theirs in one transaction, applying
+        ``ops`` (computed against the kernel's table at the last ``verify``)."""
+        async with self._lock:
+            await asyncio.to_thread(self._repair, list(ops))
+
+    def _repair(self, ops: list[Op]) -> None:
+        self._state = None
+        self._routes = Routes()
+        state = self._adopt()  # every object UNKNOWN: the write rebuilds them all
+        try:
+            self._write(state, ops)
+        except NftError as exc:
+            self._state = None
+            raise DataplaneError(f"nftables refused to rebuild Saru's tables: {exc}") from None
+        self.last_apply = "full"
+
+    def _commit(self, script: str) -> None:
+        """Run one transaction; the state stays verified when it was the only commit in between."""
+        before = self._generation.read()
+        try:
+            self._ensure().run(script)
+        finally:
+            after = self._generation.read()
+            chained = before is not None and before == self._verified_gen and after == next_generation(before)
+            self._verified_gen = after if chained else None
 
     async def stats(self) -> dict[ServiceKey, ServiceStats]:
         async with self._lock:
@@ -305,9 +382,12 @@ class NftDataplane(Dataplane):
             pass
         # refused: whatever the kernel holds now is the previous table (the transaction is all or
         # nothing); re-read it and try once more as a full rewrite of Saru's objects
+        expected = state.table
         self._state = None
         self._routes = Routes()
         state = self._adopt()
+        if state.table != expected:  # changed behind Saru's back: tell the drift watcher
+            self._mismatches = [*self._mismatches[-7:], (expected, state.table)]
         try:
             self._write(state, ops)
             self.last_apply = "full"
@@ -331,7 +411,7 @@ class NftDataplane(Dataplane):
         for family in FAMILIES:
             commands += transaction(state.scripts[family], built.scripts[family], state.existed[family])
         if commands:
-            self._ensure().run("\n".join(commands) + "\n")
+            self._commit("\n".join(commands) + "\n")
         self._state = State(table, draining, built.scripts,
                             {f: not built.scripts[f].empty for f in FAMILIES}, built.slot_owners)
 
@@ -399,7 +479,7 @@ class NftDataplane(Dataplane):
                 commands += [f"add rule {family} {TABLE} {chain} {r}" for r in rules]
         if commands:
             try:
-                self._ensure().run("\n".join(commands) + "\n")
+                self._commit("\n".join(commands) + "\n")
             except NftError as exc:
                 self._state = None
                 raise DataplaneError(f"nftables refused to zero the counters: {exc}") from None

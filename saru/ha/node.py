@@ -18,6 +18,9 @@ and reports it in short operator sentences (``saru.events``):
   table cleared, ``notify_fault``); when it comes back, VRRP starts again as backup.
 * at start, a VIP left on the interface by a killed previous run is removed before VRRP starts.
 * a graceful stop sends a priority-0 advert (the peer takes over after its skew time).
+* while master, every ``vip_check_interval`` seconds (the daemon's ``--drift-interval``) the VIPs are
+  looked up on the interface (one netlink address dump, ~1 ms); one removed behind Saru's back
+  (``ip addr del`` by hand, a network script) is re-added and announced again (``VIPRestored``).
 
 The primitives (``vip``, ``vipcheck``, ``ping``) are imported when the node starts, so that importing
 this module never depends on them.
@@ -46,6 +49,7 @@ from saru.events import (
     SplitBrainResolved,
     VIPChange,
     VIPConflict,
+    VIPRestored,
 )
 from saru.subproc import last_line, run_command
 
@@ -92,8 +96,9 @@ class HANode:
     """One director's side of the pair (see the module docstring)."""
 
     def __init__(self, settings: HASettings, *, set_active: SetActive, emit: Emit,
-                 primary: str | None = None) -> None:
+                 primary: str | None = None, vip_check_interval: float = 1.0) -> None:
         self.settings = settings
+        self.vip_check_interval = vip_check_interval
         self._set_active = set_active
         self._emit_to = emit
         self._primary = primary
@@ -114,6 +119,7 @@ class HANode:
         self._split_seen = 0
         self._split_last = 0.0
         self._watch: asyncio.Task[None] | None = None
+        self._vip_watch: asyncio.Task[None] | None = None
         self._learning: asyncio.Task[None] | None = None
         self._notify: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # transitions, fault handling and stop never interleave
@@ -141,6 +147,8 @@ class HANode:
             self.ping = PingScore(s.ping, self._ping_changed)
             await self.ping.start()
         self._watch = asyncio.create_task(self._watch_loop(), name="ha-watch")
+        if self.vip_check_interval > 0:
+            self._vip_watch = asyncio.create_task(self._vip_loop(), name="ha-vip-watch")
         if link_running(s.interface) is False:
             await self._fault(f"link of {s.interface} is down at start")
             return
@@ -161,10 +169,11 @@ class HANode:
     async def stop(self, graceful: bool = True) -> None:
         """Leave: priority-0 advert (graceful), VIP removed, table cleared; ping and watchers stopped."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for watcher in (self._watch, self._vip_watch):
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         for task in (self._learning,):
             if task is not None:
                 task.cancel()
@@ -429,6 +438,45 @@ class HANode:
         elif self._split and now - self._split_last > max(0.5, 4 * self.settings.advert_interval):
             self._split = False
             self.emit(SplitBrainResolved(vrid=self.settings.virtual_router_id, master=inst.master_address))
+
+    async def _vip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.vip_check_interval)
+            try:
+                await self._check_vip()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOGGER.exception("HA: VIP check failed")
+
+    async def _missing_vips(self) -> list[str]:
+        """The configured VIPs not on the interface (empty when it cannot be read: nothing to fix)."""
+        if self.vip is None:
+            return []
+        try:
+            present = await self.vip.present()
+        except Exception as exc:
+            LOGGER.debug("cannot read the addresses of %s: %s", self.settings.interface, exc)
+            return []
+        return [a for a in self.settings.vip_addresses if a not in present]
+
+    async def _check_vip(self) -> None:
+        """Master: are the VIPs still on the interface? Re-add and announce the missing ones."""
+        if self.state != "master" or not self.vip_up or not await self._missing_vips():
+            return
+        async with self._lock:  # not while a transition adds or removes the VIP
+            if self.state != "master" or not self.vip_up or self._stopping or self.vip is None:
+                return
+            missing = await self._missing_vips()
+            if not missing:
+                return
+            try:
+                await self.vip.add(announce=True)
+            except Exception as exc:
+                self.emit(HAProblem(text=f"cannot re-add the floating IP {', '.join(missing)} "
+                                         f"to {self.settings.interface}: {exc}"))
+                return
+            self.emit(VIPRestored(addresses=tuple(missing), interface=self.settings.interface))
 
     def _looks_split(self, inst: Any) -> bool:
         """Another master spoke while we were master: a split brain, or just a handover's overlap?
