@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from saru.control.codec import table_to_list
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
-from saru.tablecodec import table_to_list
 from tests.kernel.topology import REALS, VIP, Topology
 
 NAT_REAL = REALS["fe1"][0]

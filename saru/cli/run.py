@@ -7,9 +7,9 @@ import asyncio
 import sys
 
 from saru.cli.common import target_of
+from saru.daemon import DEFAULT_DRIFT_INTERVAL as DEFAULT_INTERVAL
 from saru.daemon import DEFAULT_START_TIMEOUT, Daemon, DaemonOptions
 from saru.dataplane.select import CHOICES
-from saru.driftwatch import DEFAULT_INTERVAL
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,20 +23,18 @@ and reports it in short operator sentences (``saru.events``):
   (``ip addr del`` by hand, a network script) is re-added and announced again (``VIPRestored``).
 
 The primitives (``vip``, ``vipcheck``, ``ping``) are imported when the node starts, so that importing
-this module never depends on them.
+this module never depends on them; the VRRP instance, the floating IP and the link state come from
+``saru.ha.drivers`` factories (``Drivers``), which a test can replace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from saru.config.native import HASettings
 from saru.events import (
@@ -51,17 +49,14 @@ from saru.events import (
     VIPConflict,
     VIPRestored,
 )
+from saru.ha.drivers import Drivers, VIPDriver, VRRPDriver
+from saru.ha.vrrp import State
 from saru.subproc import last_line, run_command
 
 if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack
     from saru.ha.ping import PingScore
-    from saru.ha.vip import FloatingIP
-    from saru.ha.vrrp_socket import VRRPInstance
 
 LOGGER = logging.getLogger("saru.ha")
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-IFF_RUNNING = 0x40
 WATCH_INTERVAL = 0.05  # link / split-brain / peer watch period (seconds)
 NOTIFY_TIMEOUT = 60.0  # seconds a notify command may run before its process group is killed
 
@@ -69,15 +64,44 @@ SetActive = Callable[[bool], Awaitable[None]]
 Emit = Callable[[Event], None]
 
 
-def link_running(interface: str) -> bool | None:
-    """Whether ``interface`` is up with carrier (None if it does not exist in this namespace)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            reply = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", interface.encode()[:15]))
-        except OSError:
-            return None
-    flags = struct.unpack_from("H", reply, 16)[0]
-    return bool(flags & IFF_UP and flags & IFF_RUNNING)
+class HACommandError(Exception):
+    """A resign/takeover request this node cannot carry out now; ``str()`` says why."""
+
+
+class PingSnapshot(TypedDict):
+    hosts: list[str]
+    unreachable: list[str]
+    penalty: int
+    multiplier: int
+
+
+class HASnapshot(TypedDict):
+    """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
+
+    mode: str
+    state: str
+    reason: str
+    since: float
+    interface: str
+    vrid: int
+    primary: str | None
+    master: str | None
+    priority: int
+    effective_priority: int
+    advert_interval: float
+    master_adver_interval: float | None
+    preempt: bool
+    warm_standby: bool
+    vips: list[str]
+    vip_up: bool
+    vipcheck: bool
+    conflict: dict[str, str] | None
+    peer_macs: dict[str, str]
+    ping: PingSnapshot | None
+    split_brain: bool
+    vrrp: dict[str, int]
+    events: dict[str, int]
+    resigned_until: float | None
 
 
 def notify_argv(settings: HASettings, state: str, priority: int) -> list[list[str]]:
@@ -96,14 +120,16 @@ class HANode:
     """One director's side of the pair (see the module docstring)."""
 
     def __init__(self, settings: HASettings, *, set_active: SetActive, emit: Emit,
-                 primary: str | None = None, vip_check_interval: float = 1.0) -> None:
+                 primary: str | None = None, vip_check_interval: float = 1.0,
+                 drivers: Drivers | None = None) -> None:
         self.settings = settings
+        self.drivers = drivers or Drivers()
         self.vip_check_interval = vip_check_interval
         self._set_active = set_active
         self._emit_to = emit
         self._primary = primary
-        self.instance: VRRPInstance | None = None  # once started
-        self.vip: FloatingIP | None = None
+        self.instance: VRRPDriver | None = None  # once started
+        self.vip: VIPDriver | None = None
         self.ping: PingScore | None = None
         self.state = "init"  # init, backup, master, fault
         self.reason = ""
@@ -131,11 +157,8 @@ class HANode:
 
     async def start(self) -> None:
         """Clean a stale VIP, start the ping score, then VRRP (as backup)."""
-        from saru.ha.vip import FloatingIP
-
         s = self.settings
-        self.vip = FloatingIP(s.interface, [str(v) for v in s.vips], garp_repeat=s.garp_repeat,
-                              garp_interval=s.garp_interval)
+        self.vip = self.drivers.vip(s)
         stale = await self._present()
         if stale:
             await self.vip.remove()
@@ -149,16 +172,14 @@ class HANode:
         self._watch = asyncio.create_task(self._watch_loop(), name="ha-watch")
         if self.vip_check_interval > 0:
             self._vip_watch = asyncio.create_task(self._vip_loop(), name="ha-vip-watch")
-        if link_running(s.interface) is False:
+        if self.drivers.link(s.interface) is False:
             await self._fault(f"link of {s.interface} is down at start")
             return
         await self._start_vrrp()
 
     async def _start_vrrp(self) -> None:
-        from saru.ha.vrrp_socket import VRRPInstance
-
-        self.instance = VRRPInstance(self.settings, primary=self._primary, on_transition=self._on_transition,
-                                     before_master=self._before_master)
+        self.instance = self.drivers.vrrp(self.settings, primary=self._primary, on_transition=self._on_transition,
+                                          before_master=self._before_master)
         self.instance.set_priority(self.effective_priority)
         self._split_seen = 0  # a new instance counts from zero
         await self.instance.start()
@@ -189,32 +210,32 @@ class HANode:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def resign(self, hold: float) -> dict[str, Any]:
+    def resign(self, hold: float) -> None:
+        """Hand the VIP to the peer and refuse it back for ``hold`` seconds; HACommandError unless master."""
         if self.instance is None or self.state != "master":
-            return {"ok": False, "error": f"this node is {self.state.upper()}, not MASTER: nothing to resign"}
+            raise HACommandError(f"this node is {self.state.upper()}, not MASTER: nothing to resign")
         self.resign_until = time.time() + hold
         self.instance.resign(hold)
-        return {"resigned": True, "hold": hold}
 
-    def takeover(self) -> dict[str, Any]:
+    def takeover(self) -> None:
+        """Become master now; HACommandError when VRRP is not running."""
         if self.instance is None:
-            return {"ok": False, "error": f"this node is {self.state.upper()}: VRRP is not running"}
+            raise HACommandError(f"this node is {self.state.upper()}: VRRP is not running")
         self.resign_until = 0.0
         self.instance.takeover()
-        return {"takeover": True}
 
     @property
     def effective_priority(self) -> int:
         penalty = self.ping.penalty if self.ping is not None else 0
         return max(1, min(254, self.settings.priority - penalty))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> HASnapshot:
         """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
         s = self.settings
         inst = self.instance
         counters = dict(inst.counters) if inst is not None else {}
         master = inst.master_address if inst is not None else None
-        machine = getattr(inst, "machine", None) if inst is not None else None
+        machine = inst.machine if inst is not None else None
         return {
             "mode": s.mode,
             "state": self.state,
@@ -227,7 +248,7 @@ class HANode:
             "priority": s.priority,
             "effective_priority": self.effective_priority,
             "advert_interval": s.advert_interval,
-            "master_adver_interval": getattr(machine, "master_adver_interval", None),
+            "master_adver_interval": machine.master_adver_interval if machine is not None else None,
             "preempt": s.preempt,
             "warm_standby": s.warm_standby,
             "vips": [str(v) for v in s.vips],
@@ -307,13 +328,12 @@ class HANode:
         self.conflict = None
         return True
 
-    async def _on_transition(self, old: Any, new: Any, reason: str) -> None:
+    async def _on_transition(self, old: State, new: State, reason: str) -> None:
         async with self._lock:
-            name = new.value
-            if name == "master":
+            if new is State.MASTER:
                 await self._become_master(reason)
-            elif name == "backup":
-                if old.value == "master" or self.vip_up:
+            elif new is State.BACKUP:
+                if old is State.MASTER or self.vip_up:
                     await self._release(reason)
                 self._set_state("backup", reason)
             else:  # init: stopped
@@ -327,6 +347,7 @@ class HANode:
 
         The address is configured before the table (the proxy plane binds to it), but announced only
         once the table is programmed, so no client is steered here before we can serve it."""
+        assert self.vip is not None  # made by start(), before VRRP
         vip_ok = True
         try:
             await self.vip.add(announce=False)
@@ -399,7 +420,7 @@ class HANode:
                 LOGGER.exception("HA watcher failed")
 
     async def _watch_once(self) -> None:
-        link = link_running(self.settings.interface)
+        link = self.drivers.link(self.settings.interface)
         if link is False and self.state != "fault":
             await self._fault(f"link of {self.settings.interface} is down")
         elif link and self.state == "fault":
@@ -478,7 +499,7 @@ class HANode:
                 return
             self.emit(VIPRestored(addresses=tuple(missing), interface=self.settings.interface))
 
-    def _looks_split(self, inst: Any) -> bool:
+    def _looks_split(self, inst: VRRPDriver) -> bool:
         """Another master spoke while we were master: a split brain, or just a handover's overlap?
 
         A handover (ping degradation, takeover, preempt) makes two masters for one advert: the old one
@@ -486,8 +507,8 @@ class HANode:
         brain is an established master hearing another one, or a master yielding to an equal priority.
         """
         if self.state == "master":
-            machine = getattr(inst, "machine", None)
-            settle = getattr(machine, "master_down", 3.5 * self.settings.advert_interval) + 0.5
+            machine = inst.machine
+            settle = (machine.master_down if machine is not None else 3.5 * self.settings.advert_interval) + 0.5
             return time.time() - self.since > settle
         return "equal priority" in self.reason
 

@@ -256,7 +256,7 @@ def test_planned_switchover_keeps_a_long_download_going(bed: HABed, directors: l
 
 
 def test_notify_commands_and_status_line_and_probe_gap(tmp_path: Path) -> None:
-    from saru.cli.control import ha_line
+    from saru.cli.daemon_cmds import ha_line
     from saru.cli.failover_test import Probe
     from saru.cli.target import resolve_target
     from saru.config.native import parse_settings

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from saru.cli.control import render_status
+from saru.cli.daemon_cmds import render_status
 from saru.control import request_sync
 from tests.helpers import free_port
 from tests.integration.director import Director, get, pid_alive

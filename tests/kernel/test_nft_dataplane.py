@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
+from saru.control.codec import table_from_list, table_to_list
 from saru.dataplane.nft_render import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
-from saru.tablecodec import table_from_list, table_to_list
 from tests.helpers import require
 from tests.kernel.topology import CLIENT, REALS, VIP, VIP6, Topology, available
 

@@ -1,5 +1,5 @@
 """Drift detection logic: the pure comparison (saru.drift), the nft object check and GETGEN parsing
-(saru.dataplane.nft_check), and the watcher's bookkeeping (saru.driftwatch) over a fake plane."""
+(saru.dataplane.nft_check), and the watcher's bookkeeping (saru.daemon.driftwatch) over a fake plane."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saru.cli.main import main
+from saru.daemon.driftwatch import DriftWatcher
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, Verification
 from saru.dataplane.nft_check import _parse, next_generation, object_problems
 from saru.dataplane.nft_render import TABLE, UNKNOWN, Objects
 from saru.diff import apply_ops
 from saru.drift import describe, drift, summary
-from saru.driftwatch import DriftWatcher
 from saru.events import Event, TableDrift
 from saru.model import AddDest, AddService, DelDest, DelService, Dest, EditDest, Op, Service, ServiceKey, Table
 
@@ -173,7 +173,7 @@ def test_generation_answer_parsing() -> None:
     assert next_generation(5) == 6 and next_generation(0xFFFFFFFF) == 1
 
 
-# -- saru.driftwatch ---------------------------------------------------------------------------------
+# -- saru.daemon.driftwatch ---------------------------------------------------------------------------------
 
 
 class FakePlane(Dataplane):
