@@ -25,7 +25,6 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from saru import __version__
 from saru.alerts import AlertSink
@@ -103,7 +102,7 @@ class Daemon:
         self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self._dataplane = dataplane
         self._node_factory = node_factory
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def service(self) -> DaemonService | None:
