@@ -9,7 +9,6 @@ import asyncio
 import ipaddress
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from saru.daemon.journal import Journal
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.model import Config, ServiceKey
-from tests.unit.fakeplane import OFF, TWO_VIRTUALS, UP, MemoryPlane
+from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, until
 
 NEW = ServiceKey("tcp", "10.0.0.3", 443)
 ONE_VIRTUAL = """\
@@ -68,12 +67,6 @@ class World:
         later = time.time() + 5
         os.utime(self.path, (later, later))
 
-
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_reload_swaps_the_config_and_keeps_the_old_services_owned(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.ha.node import HASnapshot
 from saru.model import Service, ServiceKey, Table
-from tests.unit.fakeplane import OFF, TWO_VIRTUALS, UP, MemoryPlane, config
+from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, config
 
 FOREIGN = ServiceKey("tcp", "10.9.9.9", 25)
 

@@ -11,8 +11,7 @@ import logging
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from saru.control import ControlServer, request
 from saru.daemon import Daemon, DaemonOptions
 from saru.daemon.gate import Emit, HANodeLike, SetActive
 from saru.ha.node import HASnapshot
-from tests.unit.fakeplane import OFF, TWO_VIRTUALS, MemoryPlane
+from tests.unit.doubles import OFF, TWO_VIRTUALS, MemoryPlane, until
 
 HA_TOML = '[ha]\nmode = "vrrp"\ninterface = "lo"\nvips = ["10.0.0.1/24"]\n'
 
@@ -58,12 +57,6 @@ def other_pid() -> Iterator[int]:
     other.kill()
     other.wait()
 
-
-async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_start_ready_sighup_and_stop_with_cleanstop(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from saru.dataplane.base import DataplaneError
 from saru.diff import OpError
 from saru.model import AddDest, AddService, DelService, Dest, RealRef, Service, ServiceKey, ServiceSettings, Table
 from saru.planner import Health, desired_table
-from tests.unit.fakeplane import OFF, TWO_VIRTUALS, UP, MemoryPlane, config
+from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, config, until
 
 FOREIGN = ServiceKey("tcp", "10.9.9.9", 25)
 
@@ -33,12 +33,6 @@ def make(plane: MemoryPlane, text: str = TWO_VIRTUALS, health: Callable[[], Heal
                             start_timeout=start_timeout, start_timeout_hint="--start-timeout 0 keeps retrying")
     return reconciler, loaded, life, journal
 
-
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 async def test_reconcile_programs_the_owned_table_narrates_it_and_leaves_foreign_services() -> None:

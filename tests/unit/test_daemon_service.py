@@ -25,7 +25,7 @@ from saru.daemon.state import Life, Loaded
 from saru.ha.node import HACommandError, HASnapshot
 from saru.model import AddService, DelService, RealRef, ServiceKey, ServiceSettings
 from saru.monitor import Monitor
-from tests.unit.fakeplane import OFF, TWO_VIRTUALS, UP, MemoryPlane, stats_for
+from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, stats_for
 
 FOREIGN = ServiceKey("tcp", "10.9.9.9", 25)
 

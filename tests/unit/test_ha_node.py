@@ -6,10 +6,8 @@ removed behind the master's back restored, resign/takeover refusals, split brain
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,6 +16,7 @@ from saru.events import Event, HAProblem, HAStateChange, SplitBrain, SplitBrainR
 from saru.ha.drivers import Drivers, TransitionCallback, VetoCallback
 from saru.ha.node import HACommandError, HANode
 from saru.ha.vrrp import Machine, State
+from tests.unit.doubles import until
 
 VIP = "10.0.0.1"
 PRIMARY, PEER = "192.0.2.1", "192.0.2.2"
@@ -115,12 +114,6 @@ class World:
     def of(self, kind: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]
 
-
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

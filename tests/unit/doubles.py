@@ -1,10 +1,12 @@
 """Stand-ins for the daemon's unit tests: an in-memory data plane implementing
-``saru.dataplane.base.Dataplane`` (pure: a ``Table`` in memory, ops applied with ``saru.diff``), and
-ldirectord.cf text for it."""
+``saru.dataplane.base.Dataplane`` (pure: a ``Table`` in memory, ops applied with ``saru.diff``),
+ldirectord.cf text for it, and ``until`` (poll a condition with a deadline)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 
 from saru.config.ldirectord import parse_text
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, DestStats, ServiceStats
@@ -77,3 +79,11 @@ OFF = ServiceKey("udp", "10.0.0.2", 53)
 def stats_for(key: ServiceKey) -> ServiceStats:
     return ServiceStats(connections=7, bytes_in=100, bytes_out=200,
                         dests={("10.1.0.1", 80): DestStats(active_connections=1, connections=5)})
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Return once ``condition()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s"
+        await asyncio.sleep(0.005)
