@@ -32,7 +32,7 @@ from saru import __version__
 from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.control import ControlServer, default_socket_path, runtime_dir
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
@@ -42,7 +42,7 @@ from saru.events import DaemonEvent, Event, TableChange
 from saru.hooks import run_hook
 from saru.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.logsink import configure_logging, reopen_log_files
-from saru.model import Config, DelService, ServiceKey, Table, format_hostport
+from saru.model import Config, DelService, ServiceKey, Settings, Table, format_hostport
 from saru.monitor import Monitor
 from saru.monitorfile import MonitorFile
 from saru.narrate import narrate
