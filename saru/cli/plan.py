@@ -25,8 +25,8 @@ from saru.control import request_sync
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import choose
 from saru.diff import describe_op, diff
+from saru.events.narrate import narrate
 from saru.model import Config, RealRef, ServiceKey, Table
-from saru.narrate import narrate
 from saru.planner import desired_table, real_ref
 from saru.tablecodec import table_from_list, table_to_list
 
