@@ -15,7 +15,6 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
 from saru.model import (
-    FORWARD_FLAGS,
     AddDest,
     AddService,
     DelDest,
@@ -119,43 +118,3 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
     for key, final in working.items():
         services[key] = replace(services[key], dests=final)
     return Table(services)
-
-
-def describe_op(op: Op, save_format: bool = False) -> str:
-    """One line per op in ipvsadm's vocabulary, for ``saru plan``; ``save_format`` gives the
-    destination lines exactly as ``ipvsadm -S`` prints them."""
-    svc = op.service
-    flag = {"tcp": "-t", "udp": "-u", "fwm": "-f"}[svc.protocol]
-    target = f"{flag} {svc.fwmark if svc.protocol == 'fwm' else svc.hostport}"
-    if svc.protocol == "fwm" and svc.family == 6:
-        target += " -6"
-    if isinstance(op, AddService | EditService):
-        s = op.settings
-        text = f"{'-A' if isinstance(op, AddService) else '-E'} {target} -s {s.scheduler}"
-        if s.persistent is not None:
-            text += f" -p {s.persistent}"
-            if s.netmask:
-                text += f" -M {s.netmask}"
-        if s.schedflags:
-            text += f" -b {s.schedflags}"
-        if s.ops:
-            text += " -o"
-        return text
-    if isinstance(op, DelService):
-        return f"-D {target}"
-    if isinstance(op, AddDest | EditDest):
-        d = op.dest
-        verb = "-a" if isinstance(op, AddDest) else "-e"
-        fwd = FORWARD_FLAGS[d.forward]
-        text = f"{verb} {target} -r {d.hostport} {fwd} -w {d.weight}"
-        if save_format:  # exactly ipvsadm -S: the tunnel type, no thresholds
-            return text + (" --tun-type ipip" if d.forward == "ipip" else "")
-        if d.upper_threshold:
-            text += f" -x {d.upper_threshold}"
-        if d.lower_threshold:
-            text += f" -y {d.lower_threshold}"
-        return text
-    if isinstance(op, DelDest):
-        host = f"[{op.address}]" if ":" in op.address else op.address
-        return f"-d {target} -r {host}:{op.port}"
-    raise OpError(f"unknown op {op!r}")  # pragma: no cover

@@ -25,10 +25,10 @@ from saru.cli.target import TargetError, split_files
 from saru.config.diagnostics import ConfigError
 from saru.config.json_view import config_to_dict
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import CHOICES, availability, capabilities, choose, unsupported
-from saru.model import Config, Diagnostic
+from saru.model import Config, Diagnostic, Settings
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors

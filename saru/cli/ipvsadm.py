@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from saru.cli.target import resolve_target
+from saru.compat.ipvsadm import format_connections, format_daemons, format_listing, format_rules
 from saru.config.diagnostics import ConfigError
 from saru.control import request
 from saru.dataplane.base import ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.select import select_dataplane
-from saru.ipvsadm_format import format_connections, format_daemons, format_listing, format_rules
 from saru.model import (
     AddDest,
     AddService,

@@ -38,7 +38,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from saru.config.native import HASettings
 from saru.events import (
     Event,
     HAEvent,
@@ -51,6 +50,7 @@ from saru.events import (
     VIPConflict,
     VIPRestored,
 )
+from saru.model import HASettings
 from saru.subproc import last_line, run_command
 
 if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack

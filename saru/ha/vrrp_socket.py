@@ -43,7 +43,7 @@ from saru.ha.vrrp import (
 )
 
 if TYPE_CHECKING:
-    from saru.config.native import HASettings
+    from saru.model import HASettings
 
 LOGGER = logging.getLogger("saru.ha.vrrp")
 

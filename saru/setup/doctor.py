@@ -26,8 +26,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from saru.config.native import Settings
-from saru.model import Config, format_hostport
+from saru.model import Config, Settings, format_hostport
 from saru.setup import sysctl
 from saru.setup.item import Item
 from saru.setup.netinfo import Route

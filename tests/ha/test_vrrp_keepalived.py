@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import HASettings
 from saru.ha.vrrp import GROUP_V4, IPPROTO_VRRP, Advert, State, encode_advert, master_down_interval, skew_time
 from saru.ha.vrrp_socket import VRRPInstance
+from saru.model import HASettings
 from tests.ha.netns import Host, Segment, async_wait_for, available, stop_process
 from tests.helpers import require
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import HASettings
 from saru.events import Event, HAProblem
 from saru.ha.node import HANode
 from saru.hooks import run_hook
+from saru.model import HASettings
 from saru.subproc import OUTPUT_CAP, run_command
 from tests.helpers import process_gone, wait_process_gone
 

@@ -3,7 +3,8 @@
 Three families of immutable values live here:
 
 * the **configuration model** (``Config``, ``GlobalConfig``, ``VirtualConfig``, ``RealConfig``,
-  ``FallbackConfig``) produced by the config front ends (ldirectord.cf today, saru.toml later);
+  ``FallbackConfig``) that the ldirectord.cf reader (``saru.config.ldirectord``) produces — saru.toml
+  does not describe virtual services, its ``Settings`` are in ``saru.model.settings``;
 * the **forwarding table** (``ServiceKey``, ``Service``, ``Dest``, ``Table``) that a data plane holds,
   and the **operations** (``Op`` subclasses) that turn one table into another;
 * the **health vocabulary** (``CheckSpec``, ``CheckResult``, ``RealRef``) exchanged between the
