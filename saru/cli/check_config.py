@@ -85,7 +85,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
             return value
         return str(value)
 
-    return plain(settings)  # type: ignore[no-any-return]
+    return {f.name: plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
 def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]]:
