@@ -34,7 +34,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="check an ldirectord.cf (or saru.toml) file",
