@@ -86,8 +86,9 @@ def link_running(interface: str) -> bool | None:
     return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
 
-class NodeState(enum.Enum):
-    """The node's state: VRRP's (``vrrp.State``), and FAULT: the link is down, VRRP is stopped."""
+class NodeState(enum.StrEnum):
+    """The node's state: VRRP's (``vrrp.State``), and FAULT: the link is down, VRRP is stopped. A string
+    (``"master"``…) as well: it is what ``saru status`` and the notify commands show."""
 
     INIT = "init"
     BACKUP = "backup"
