@@ -34,7 +34,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="check an ldirectord.cf (or saru.toml) file",
@@ -85,7 +85,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
             return value
         return str(value)
 
-    return plain(settings)  # type: ignore[no-any-return]
+    return {f.name: plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
 def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]]:

@@ -329,8 +329,8 @@ class Target:
         if self.plane is not None:
             return await self.plane.connections()
         answer = await self._ask("connections")
-        return [ConnEntry(protocol=e["protocol"], client=tuple(e["client"]),  # type: ignore[arg-type]
-                          virtual=tuple(e["virtual"]), dest=tuple(e["dest"]),  # type: ignore[arg-type]
+        return [ConnEntry(protocol=e["protocol"], client=tuple(e["client"]),
+                          virtual=tuple(e["virtual"]), dest=tuple(e["dest"]),
                           state=e["state"], expires=float(e["expires"]))
                 for e in answer["connections"]]
 
