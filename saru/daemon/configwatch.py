@@ -24,7 +24,7 @@ from typing import NotRequired, TypedDict
 
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.daemon.gate import HAGate
 from saru.daemon.hooks import HookRunner
 from saru.daemon.journal import Journal
@@ -33,7 +33,7 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
 from saru.events import DaemonEvent
-from saru.model import Config
+from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
 

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from saru.config.native import HASettings
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane
 from saru.events import DaemonEvent, Event
+from saru.model import HASettings
 
 if TYPE_CHECKING:  # the HA stack is imported only by a daemon that runs it (vrrp_node)
     from saru.ha.node import HASnapshot

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saru import __version__
-from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
 from saru.daemon.commands import control_handlers
@@ -47,11 +46,9 @@ from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
-from saru.events import DaemonEvent, TableChange
-from saru.logsink import configure_logging, reopen_log_files
-from saru.model import Config
+from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
+from saru.model import Config, Settings
 from saru.monitor import Monitor
-from saru.monitorfile import MonitorFile
 
 LOGGER = logging.getLogger("saru")
 

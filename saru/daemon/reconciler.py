@@ -24,9 +24,8 @@ from saru.daemon.journal import Journal
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
-from saru.events import DaemonEvent
+from saru.events import DaemonEvent, narrate
 from saru.model import Config, DelService, Op, Table, format_hostport
-from saru.narrate import narrate
 from saru.planner import Health, desired_table, fallback_active
 
 LOGGER = logging.getLogger("saru")

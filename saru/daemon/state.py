@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from saru.config.native import Settings
-from saru.model import Config, ServiceKey
+from saru.model import Config, ServiceKey, Settings
 
 #: ldirectord's daemon states (the e-mail alerts' ``emailalertstatus`` filters on them)
 Phase = Literal["starting", "running", "reloading", "stopping"]

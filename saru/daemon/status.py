@@ -12,12 +12,11 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypedDict
 
-from saru.config.native import Settings
 from saru.control.codec import ServiceKeyDict, key_to_dict
 from saru.daemon.driftwatch import DriftSnapshot
 from saru.daemon.reconciler import ApplyErrorDoc
 from saru.dataplane.base import ServiceStats
-from saru.model import Config, RealRef, ServiceKey, Table, format_hostport
+from saru.model import Config, RealRef, ServiceKey, Settings, Table, format_hostport
 from saru.monitor import RealHealth
 from saru.planner import dest_port, fallback_active, real_ref
 

@@ -16,14 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from saru.config.native import HASettings
-from saru.ha.vrrp import Machine, State
+from saru.ha.vrrp import Machine, Transition
+from saru.model import HASettings
 
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 
-TransitionCallback = Callable[[State, State, str], Awaitable[None]]
+TransitionCallback = Callable[[Transition], Awaitable[None]]
 VetoCallback = Callable[[], Awaitable["bool | None"]]
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import DirectorSettings, HASettings, IPVSSyncSettings, Settings
 from saru.daemon.configwatch import ConfigWatcher, file_state, settings_for_reload
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate
@@ -21,7 +20,7 @@ from saru.daemon.hooks import HookRunner
 from saru.daemon.journal import Journal
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.model import Config, ServiceKey
+from saru.model import Config, DirectorSettings, HASettings, IPVSSyncSettings, ServiceKey, Settings
 from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, until
 
 NEW = ServiceKey("tcp", "10.0.0.3", 443)

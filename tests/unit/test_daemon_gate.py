@@ -10,14 +10,13 @@ import logging
 
 import pytest
 
-from saru.config.native import HASettings, IPVSSyncSettings, Settings
 from saru.daemon.gate import Emit, HAGate, SetActive
 from saru.daemon.hooks import HookRunner
 from saru.daemon.journal import Journal
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.ha.node import HASnapshot
-from saru.model import Service, ServiceKey, Table
+from saru.model import HASettings, IPVSSyncSettings, Service, ServiceKey, Settings, Table
 from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, config
 
 FOREIGN = ServiceKey("tcp", "10.9.9.9", 25)

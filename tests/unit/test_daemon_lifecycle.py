@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import HASettings
 from saru.control import ControlServer, request
 from saru.daemon import Daemon, DaemonOptions
 from saru.daemon.gate import Emit, HANodeLike, SetActive
 from saru.ha.node import HASnapshot
+from saru.model import HASettings
 from tests.unit.doubles import OFF, TWO_VIRTUALS, MemoryPlane, until
 
 HA_TOML = '[ha]\nmode = "vrrp"\ninterface = "lo"\nvips = ["10.0.0.1/24"]\n'

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from saru.config.native import HASettings, Settings
 from saru.control import ControlServer, key_from_dict, key_to_dict, op_to_dict, request, table_from_list
 from saru.daemon.commands import STARTING, control_handlers
 from saru.daemon.configwatch import ConfigWatcher
@@ -23,7 +22,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService, ServiceError
 from saru.daemon.state import Life, Loaded
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import AddService, DelService, RealRef, ServiceKey, ServiceSettings
+from saru.model import AddService, DelService, HASettings, RealRef, ServiceKey, ServiceSettings, Settings
 from saru.monitor import Monitor
 from tests.unit.doubles import OFF, TWO_VIRTUALS, UP, MemoryPlane, stats_for
 

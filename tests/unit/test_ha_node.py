@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from saru.config.native import HASettings
 from saru.events import Event, HAProblem, HAStateChange, SplitBrain, SplitBrainResolved, VIPChange, VIPRestored
 from saru.ha.drivers import Drivers, TransitionCallback, VetoCallback
 from saru.ha.node import HACommandError, HANode
-from saru.ha.vrrp import Machine, State
+from saru.ha.vrrp import Cause, Machine, State, Transition
+from saru.model import HASettings
 from tests.unit.doubles import until
 
 VIP = "10.0.0.1"
@@ -39,19 +39,19 @@ class FakeVRRP:
         self.takeovers = 0
 
     async def start(self) -> None:
-        await self.become(State.BACKUP, "started")
+        await self.become(State.BACKUP, "started", Cause.STARTUP)
 
     async def stop(self, graceful: bool = True) -> None:
         self.stops.append(graceful)
         if self.state is not State.INIT:
-            await self.become(State.INIT, "stopped")
+            await self.become(State.INIT, "stopped", Cause.SHUTDOWN)
 
-    async def become(self, new: State, reason: str) -> None:
+    async def become(self, new: State, reason: str, cause: Cause) -> None:
         if new is State.MASTER and await self._before_master() is False:
             return
         old, self.state = self.state, new
         self.master_address = PRIMARY if new is State.MASTER else None
-        await self._on_transition(old, new, reason)
+        await self._on_transition(Transition(old, new, reason, cause))
 
     def set_priority(self, effective: int) -> None:
         self.priority = effective
@@ -140,7 +140,7 @@ async def test_start_cleans_a_stale_vip_then_joins_as_backup() -> None:
 
 
 async def test_becoming_master_programs_the_table_before_announcing_the_vip(world: World) -> None:
-    await world.vrrp.become(State.MASTER, "master down timer expired")
+    await world.vrrp.become(State.MASTER, "master down timer expired", Cause.MASTER_DOWN)
     assert world.log == ["vip add", "table on", "vip announce"]
     assert world.node.state == "master" and world.node.snapshot()["vip_up"] is True
     states = [e.state for e in world.of(HAStateChange) if isinstance(e, HAStateChange)]
@@ -149,16 +149,16 @@ async def test_becoming_master_programs_the_table_before_announcing_the_vip(worl
 
 async def test_a_table_that_fails_on_becoming_master_is_said_and_the_vip_still_held(world: World) -> None:
     world.table_fails = True
-    await world.vrrp.become(State.MASTER, "master down timer expired")
+    await world.vrrp.become(State.MASTER, "master down timer expired", Cause.MASTER_DOWN)
     assert world.log == ["vip add", "table on", "vip announce"] and world.node.state == "master"
     assert [e.text for e in world.of(HAProblem) if isinstance(e, HAProblem)] == [
         "programming the table on becoming master failed: no table today"]
 
 
 async def test_leaving_master_removes_the_vip_then_clears_the_table(world: World) -> None:
-    await world.vrrp.become(State.MASTER, "elected")
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
     world.log.clear()
-    await world.vrrp.become(State.BACKUP, "higher priority master")
+    await world.vrrp.become(State.BACKUP, "higher priority master", Cause.HIGHER_PRIORITY)
     assert world.log == ["vip remove", "table off"]
     assert world.node.state == "backup" and world.node.reason == "higher priority master"
 
@@ -166,7 +166,7 @@ async def test_leaving_master_removes_the_vip_then_clears_the_table(world: World
 async def test_resign_and_takeover_say_why_they_cannot(world: World) -> None:
     with pytest.raises(HACommandError, match="this node is BACKUP, not MASTER: nothing to resign"):
         world.node.resign(5)
-    await world.vrrp.become(State.MASTER, "elected")
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
     world.node.resign(5)
     assert world.vrrp.resigned == [5] and world.node.snapshot()["resigned_until"] is not None
     world.node.takeover()
@@ -177,7 +177,7 @@ async def test_resign_and_takeover_say_why_they_cannot(world: World) -> None:
 
 
 async def test_link_loss_is_a_fault_and_the_link_back_rejoins_as_backup(world: World) -> None:
-    await world.vrrp.become(State.MASTER, "elected")
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
     first = world.vrrp
     world.log.clear()
     world.link = False
@@ -194,7 +194,7 @@ async def test_a_vip_removed_behind_the_masters_back_is_restored() -> None:
     world = World(vip_check_interval=0.02)
     await world.node.start()
     try:
-        await world.vrrp.become(State.MASTER, "elected")
+        await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
         world.vips_on.clear()  # `ip addr del` by hand
         await until(lambda: world.of(VIPRestored))
         assert world.vips_on == {VIP} and world.log[-2:] == ["vip add", "vip announce"]
@@ -205,7 +205,7 @@ async def test_a_vip_removed_behind_the_masters_back_is_restored() -> None:
 async def test_a_graceful_stop_leaves_master_in_order() -> None:
     world = World()
     await world.node.start()
-    await world.vrrp.become(State.MASTER, "elected")
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
     world.log.clear()
     vrrp = world.vrrp
     await world.node.stop()
@@ -214,7 +214,7 @@ async def test_a_graceful_stop_leaves_master_in_order() -> None:
 
 
 async def test_split_brain_is_seen_and_resolved(world: World) -> None:
-    await world.vrrp.become(State.MASTER, "elected")
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
     world.node.since -= 60  # an established master
     world.node.peer_macs[PEER] = "02:00:00:00:00:02"  # known: nothing to learn from the network
     world.vrrp.master_address = PEER
