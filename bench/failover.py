@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.ha.bed import DIRECTORS, Director, HABed, keepalived_conf, start_keepalived, wait_for
-from tests.kernel.topology import VIP, available
+from tests.lab.guide import VIP, available
 
 RESULTS = Path(__file__).resolve().parent / "results" / "failover.json"
 GOAL_DEFAULTS = 1.0

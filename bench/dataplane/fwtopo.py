@@ -1,4 +1,4 @@
-"""The forwarding benchmark's network: ``tests.kernel.topology`` with one NAT real and one DR real.
+"""The forwarding benchmark's network: ``tests.lab.guide`` with one NAT real and one DR real.
 
 ``fe1`` is an LVS-NAT real (10.77.7.11, default route through the director), ``fe2`` an LVS-DR real
 (10.77.6.12 on the LAN, the VIP on ``lo``, ARP for it suppressed, default route through the router).
@@ -16,7 +16,7 @@ from typing import Any
 
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.tablecodec import table_to_list
-from tests.kernel.topology import REALS, VIP, Topology
+from tests.lab.guide import REALS, VIP, Topology
 
 NAT_REAL = REALS["fe1"][0]
 DR_REAL = REALS["fe2"][2]

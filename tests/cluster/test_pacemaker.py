@@ -1,6 +1,6 @@
 """The guide's cluster, for real: ``saru cluster crm`` loaded into a two-node Pacemaker/Corosync cluster.
 
-One lab for the module (tests/cluster/lab.py), scenarios in sequence, each starting from where the
+One lab for the module (tests/cluster/bed.py), scenarios in sequence, each starting from where the
 previous one left the group:
 
 1. the generated configuration loads (``crm configure load update``) and ``crm_verify -L`` passes
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.lab import GATEWAY, OCF_DIR, VIP, Lab, available, wait_until
+from tests.cluster.bed import GATEWAY, OCF_DIR, VIP, Lab, available, wait_until
 from tests.helpers import require
 
 GROUP = ("VIPCHK1", "LB_VIP", "LDIRECTOR1")

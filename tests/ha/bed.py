@@ -1,6 +1,6 @@
 """The guide's HA topology in network namespaces: two full Saru directors sharing a floating IP.
 
-Built on ``tests.kernel.topology.Topology`` (client, upstream router, LD1, LD2, FE1, FE2 with nginx
+Built on ``tests.lab.guide.Topology`` (client, upstream router, LD1, LD2, FE1, FE2 with nginx
 serving ``/haCheker/haCheck.html`` = "up and running", one bridge): ``HABed.up()`` builds it, then
 takes the VIP (and the NAT gateway address) off LD1 — here the HA node owns them — and makes LD2 a
 director like LD1. ``director()`` writes an ldirectord.cf and a saru.toml and starts
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from saru.control import request_sync
-from tests.kernel.topology import REALS, VIP, VIP6, Topology
+from tests.lab.guide import REALS, VIP, VIP6, Topology
 
 T = TypeVar("T")
 NAT_GW = "10.77.7.1"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.ha.bed import DIRECTORS, NAT_GW, UPSTREAM, Director, HABed, dr_bed, wait_for
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, available
+from tests.lab.guide import REALS, VIP, VIP6, available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ import pytest
 from tests.ha.bed import DIRECTORS, Director, HABed, dr_bed, keepalived_conf, start_keepalived, wait_for
 from tests.ha.test_failover import reset
 from tests.helpers import require
-from tests.kernel.topology import available
+from tests.lab.guide import available
 
 pytestmark = pytest.mark.timeout(120)
 

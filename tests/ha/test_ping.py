@@ -16,8 +16,8 @@ import pytest
 
 from saru.config.native import PingSettings
 from saru.ha.ping import PingError, PingScore
-from tests.ha.netns import NsLoop, Segment, available, wait_for
 from tests.helpers import require
+from tests.lab.netns import NsLoop, Segment, available, wait_for
 
 U4, U6, W6 = "10.97.2.2", "fd00:97:2::2", "fd00:97:2::3"
 

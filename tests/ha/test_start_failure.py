@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.netns import Host, Segment, available
 from tests.helpers import require
+from tests.lab.netns import Host, Segment, available
 
 BIN = Path(sys.executable).parent
 CONFIG = """\

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from saru.ha.vip import FloatingIP, VIPError, interface_mac
-from tests.ha.netns import Host, NsLoop, Segment, available, stop_process, wait_for
 from tests.helpers import require
+from tests.lab.netns import Host, NsLoop, Segment, available, stop_process, wait_for
 
 VIP4, VIP6 = "10.97.0.50", "fd00:97::50"
 

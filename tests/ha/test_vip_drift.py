@@ -15,7 +15,7 @@ import pytest
 
 from tests.ha.bed import HABed, dr_bed, wait_for
 from tests.helpers import require
-from tests.kernel.topology import VIP, available
+from tests.lab.guide import VIP, available
 
 pytestmark = pytest.mark.timeout(120)
 

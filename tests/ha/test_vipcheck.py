@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from saru.ha.vipcheck import Answer, VIPCheckError, neighbour_mac, probe_all, probe_vip
-from tests.ha.netns import Host, NsLoop, Segment, available
 from tests.helpers import require
+from tests.lab.netns import Host, NsLoop, Segment, available
 
 VIP4, VIP6 = "10.97.1.50", "fd00:97:1::50"
 A4, A6 = "10.97.1.1", "fd00:97:1::1"

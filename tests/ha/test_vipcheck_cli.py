@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.netns import Segment, available
 from tests.helpers import require
+from tests.lab.netns import Segment, available
 
 SARU = str(Path(sys.executable).parent / "saru")
 HELD, FREE = "10.96.4.50", "10.96.4.51"

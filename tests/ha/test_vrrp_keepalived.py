@@ -25,8 +25,8 @@ import pytest
 from saru.config.native import HASettings
 from saru.ha.vrrp import GROUP_V4, IPPROTO_VRRP, Advert, State, encode_advert, master_down_interval, skew_time
 from saru.ha.vrrp_socket import VRRPInstance
-from tests.ha.netns import Host, Segment, async_wait_for, available, stop_process
 from tests.helpers import require
+from tests.lab.netns import Host, Segment, async_wait_for, available, stop_process
 
 VIP4 = "10.98.0.50"
 VIP6 = "fd00:98::50"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import REALS, VIP, VIP6, Topology, available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,7 +21,7 @@ import pytest
 
 from saru.control import request_sync
 from tests.helpers import require
-from tests.kernel.topology import REALS, ROOT, VIP, Topology, available
+from tests.lab.guide import REALS, ROOT, VIP, Topology, available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import require
 from tests.kernel.test_nft_dataplane import Ctl, burst, gate, service
-from tests.kernel.topology import REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import REALS, VIP, VIP6, Topology, available
 
 pytestmark = pytest.mark.timeout(120)
 ARP_KEYS = [f"net.ipv4.conf.{i}.{n}" for n in ("arp_ignore", "arp_announce") for i in ("all", "eth0")]

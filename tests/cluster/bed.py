@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tests.helpers import netns_usable
-from tests.kernel.topology import nginx_site
+from tests.lab.guide import nginx_site
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -1,0 +1,1 @@
+"""The tests' network lab: machines built out of network namespaces."""
