@@ -26,7 +26,7 @@ from saru.config.native import HASettings
 from saru.ha.vrrp import GROUP_V4, IPPROTO_VRRP, Advert, State, encode_advert, master_down_interval, skew_time
 from saru.ha.vrrp_socket import VRRPInstance
 from tests.helpers import require
-from tests.lab.netns import Host, Segment, async_wait_for, available, stop_process
+from tests.lab import Host, Segment, async_wait_for, stop_process
 
 VIP4 = "10.98.0.50"
 VIP6 = "fd00:98::50"
@@ -57,7 +57,7 @@ vrrp_instance VI_1 {{
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     require(shutil.which("keepalived") is not None, "keepalived is not installed")
     with Segment({"s1": [f"{S1}/24", "fd00:98::1/64"], "k1": [f"{K1}/24", "fd00:98::2/64"]}, tag="v") as segment:
