@@ -3,7 +3,7 @@
 ```python
 class Pair(Lab):
     roles = ("sw", "a", "b")
-    def up(self) -> Pair:
+    def up(self) -> Self:
         super().up()                                  # namespaces saru-<id>-sw, -a, -b, lo up in each
         self.bridge("sw", "lan", "stp_state", "0")
         for role in ("a", "b"):
@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from tests.lab.probe import can_build
 from tests.lab.procs import kill_namespace, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +180,12 @@ class Lab:
         self.namespaces = {role: Host(role, f"saru-{self.id}-{role}", self)
                            for role in (self.roles if roles is None else roles)}
         self.made: list[str] = []
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """Whether this machine can build the lab (root, iproute2, network namespaces); subclasses that
+        need more programs say so here."""
+        return can_build()
 
     def __getitem__(self, role: str) -> Host:
         return self.namespaces[role]

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from typing import Self
 
 from tests.lab.netns import Host, Lab
-from tests.lab.probe import can_build
 from tests.lab.wait import wait_for
 
 BRIDGE = "br0"
@@ -33,14 +32,9 @@ class Segment(Lab):
     tag = "s"
 
     def __init__(self, hosts: Mapping[str, Sequence[str]], *, tag: str = "") -> None:
-        super().__init__(["br", *hosts], tag=f"s{tag}")
+        super().__init__(["br", *hosts], tag=self.tag + tag)
         self.spec = {name: tuple(addrs) for name, addrs in hosts.items()}
         self.hosts: dict[str, Host] = {name: self[name] for name in hosts}
-
-    @staticmethod
-    def available() -> tuple[bool, str]:
-        """Whether this machine can build segments (root, iproute2, network namespaces)."""
-        return can_build()
 
     def up(self) -> Self:
         """Namespaces, bridge, veths and addresses."""
