@@ -46,6 +46,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from saru.compat.ipvsadm import describe_op
 from saru.dataplane import ipvs_codec as codec
 from saru.dataplane.base import (
     Capabilities,
@@ -57,7 +58,7 @@ from saru.dataplane.base import (
     Verification,
 )
 from saru.dataplane.ipvs_netlink import GenlSocket, NetlinkError, run_in_netns
-from saru.diff import OpError, apply_ops, describe_op
+from saru.diff import OpError, apply_ops
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 
 CAPABILITIES = Capabilities(

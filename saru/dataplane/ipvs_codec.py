@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from saru import schedflags as _schedflags
 from saru.dataplane.base import ConnEntry
 from saru.model import (
     AddDest,
@@ -45,8 +44,9 @@ from saru.model import (
     ServiceKey,
     ServiceSettings,
 )
+from saru.model import schedflags as _schedflags
+from saru.model.schedflags import SchedFlagError, format_schedflags
 from saru.net import nla, parse_attrs
-from saru.schedflags import SchedFlagError, format_schedflags
 
 #: Every scheduler the Linux kernel ships (twos since 6.2).
 SCHEDULERS = frozenset("rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos".split())
@@ -77,7 +77,7 @@ class InvalidOp(ValueError):
 
 
 def parse_schedflags(schedflags: str | None, scheduler: str) -> int:
-    """Flag bits of a ``schedflags`` value, checked like ipvsadm ``-b`` (``saru.schedflags``)."""
+    """Flag bits of a ``schedflags`` value, checked like ipvsadm ``-b`` (``saru.model.schedflags``)."""
     try:
         return _schedflags.parse_schedflags(schedflags, scheduler)
     except SchedFlagError as exc:

@@ -39,8 +39,8 @@ from saru.dataplane import ipvs_codec as codec
 from saru.dataplane.base import Dataplane, DataplaneError
 
 if TYPE_CHECKING:
-    from saru.config.native import IPVSSyncSettings
     from saru.dataplane.ipvs import IpvsDataplane
+    from saru.model import IPVSSyncSettings
 
 STATE_MASTER = 0x1
 STATE_BACKUP = 0x2

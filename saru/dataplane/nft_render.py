@@ -51,7 +51,7 @@ from urllib.parse import quote, unquote
 from saru.dataplane.maglev import maglev_table
 from saru.dataplane.schedulers import parse_netmask
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
-from saru.schedflags import flag_names
+from saru.model.schedflags import flag_names
 
 TABLE = "saru"
 NAT_FAMILY = "inet"

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from saru.dataplane.maglev import digest64, maglev_table
 from saru.model import Dest, ServiceSettings
-from saru.schedflags import flag_names
+from saru.model.schedflags import flag_names
 
 MH_TABLE_SIZE = 16381  # a prime; IPVS's CONFIG_IP_VS_MH_TAB_INDEX=14 (its default is 251)
 SH_TABLE_BITS = 8  # IPVS's IP_VS_SH_TAB_BITS (and dh's)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from saru.config.native import PingSettings
 from saru.ha.ping import PingError, PingScore
+from saru.model import PingSettings
 from tests.helpers import require
 from tests.lab import NsLoop, Segment, wait_for
 
