@@ -18,6 +18,7 @@ is off (addresses are usable at once), and ``up()`` returns once every host has 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Self
 
 from tests.lab.netns import Host, Lab
@@ -46,6 +47,5 @@ class Segment(Lab):
             self.plug(name, "br", BRIDGE, f"p{i}")
             host.add_address(*self.spec[name])
         for host in self.hosts.values():
-            wait_for(lambda h=host: bool(h.addresses(6, scope="link")), 5,
-                     what=f"{host.name}: IPv6 link-local address")
+            wait_for(partial(host.addresses, 6, scope="link"), 5, what=f"{host.name}: IPv6 link-local address")
         return self
