@@ -15,8 +15,8 @@ import json
 import sys
 from typing import Any
 
-from saru.dataplane.libnft import Nft
 from saru.dataplane.nft import NftDataplane
+from saru.dataplane.nft.libnft import Nft
 from saru.diff import describe_op, diff
 from saru.tablecodec import table_from_list, table_to_list
 

@@ -11,7 +11,7 @@ import struct
 import pytest
 from pyroute2.netlink.generic import ipvs as pyroute2_ipvs
 
-from saru.dataplane import ipvs_codec as codec
+from saru.dataplane.ipvs import codec
 from saru.diff import apply_ops
 from saru.model import (
     AddDest,

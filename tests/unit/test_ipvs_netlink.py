@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from saru.dataplane.ipvs_netlink import CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, GenlSocket, NetlinkError, _nla
+from saru.dataplane.ipvs.netlink import CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, GenlSocket, NetlinkError, _nla
 from tests.helpers import require
 
 

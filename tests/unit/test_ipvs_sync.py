@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from saru.config.native import IPVSSyncSettings
-from saru.dataplane import ipvs_codec as codec
-from saru.dataplane.ipvs_sync import SyncDaemon, daemon_payload, decode_daemon, desired_daemons, roles_for
+from saru.dataplane.ipvs import codec
+from saru.dataplane.ipvs.sync import SyncDaemon, daemon_payload, decode_daemon, desired_daemons, roles_for
 from saru.ha.vrrp import State
 
 

@@ -82,7 +82,7 @@ PROC_CONN = (
 
 
 def test_proc_conn_entries_parse():
-    from saru.dataplane.ipvs_codec import parse_conn_table
+    from saru.dataplane.ipvs.codec import parse_conn_table
 
     entries = parse_conn_table(PROC_CONN)
     assert [(e.protocol, e.client, e.virtual, e.dest, e.state, e.expires) for e in entries] == [
@@ -94,7 +94,7 @@ def test_proc_conn_entries_parse():
 
 
 def test_connection_listing():
-    from saru.dataplane.ipvs_codec import parse_conn_table
+    from saru.dataplane.ipvs.codec import parse_conn_table
     from saru.ipvsadm_format import format_connections
 
     assert format_connections(parse_conn_table(PROC_CONN)) == (
@@ -112,7 +112,7 @@ def test_connection_listing():
 
 
 def test_daemon_listing():
-    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.dataplane.ipvs.sync import SyncDaemon
     from saru.ipvsadm_format import format_daemons
 
     daemons = [SyncDaemon("backup", "eth1", 0, 1472, "224.0.0.81", 8848, 1),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from saru.dataplane.nft_render import (
+from saru.dataplane.nft.render import (
     DR_FAMILY,
     NAT_FAMILY,
     Environment,
@@ -150,13 +150,13 @@ def test_a_real_on_another_port_switches_the_map_to_address_and_port() -> None:
 
 
 def _sid() -> str:
-    from saru.dataplane.nft_render import service_id
+    from saru.dataplane.nft.render import service_id
 
     return service_id(KEY)
 
 
 def test_the_memo_changes_nothing_but_the_work() -> None:
-    from saru.dataplane.nft_render import Memo
+    from saru.dataplane.nft.render import Memo
     from saru.diff import apply_ops
     from saru.model import AddDest, EditDest
 
@@ -176,7 +176,7 @@ def test_the_memo_changes_nothing_but_the_work() -> None:
 
 
 def test_reals_without_a_slot_are_parked_at_stable_keys() -> None:
-    from saru.dataplane.nft_render import PARK, park_key
+    from saru.dataplane.nft.render import PARK, park_key
 
     quiet = farm(3, weight=0)
     elements = build(quiet).scripts[NAT_FAMILY].elements[f"m_{_sid()}"]

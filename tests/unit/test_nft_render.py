@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from saru.dataplane.nft_render import (
+from saru.dataplane.nft.render import (
     HASH_SEED,
     MAGLEV_SIZE,
     Environment,

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from saru.dataplane.schedulers import (
+from saru.dataplane.proxy.schedulers import (
     MH_TABLE_SIZE,
     SCHEDULERS,
     Balancer,

@@ -18,7 +18,7 @@ import pytest
 
 from saru.config.native import IPVSSyncSettings
 from saru.dataplane.ipvs import IpvsDataplane
-from saru.dataplane.ipvs_sync import apply_sync, read_daemons
+from saru.dataplane.ipvs.sync import apply_sync, read_daemons
 from saru.diff import diff
 from saru.ipvsadm_format import format_daemons
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table

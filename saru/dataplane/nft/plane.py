@@ -45,9 +45,9 @@ from saru.dataplane.base import (
     ServiceStats,
     Verification,
 )
-from saru.dataplane.libnft import Nft, NftError, backend
-from saru.dataplane.nft_check import Generation, next_generation, object_problems
-from saru.dataplane.nft_render import (
+from saru.dataplane.nft.check import Generation, next_generation, object_problems
+from saru.dataplane.nft.libnft import Nft, NftError, backend
+from saru.dataplane.nft.render import (
     CLOSING_TIMEOUT,
     DR_FAMILY,
     FLOW_TIMEOUT,

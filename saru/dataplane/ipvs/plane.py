@@ -46,7 +46,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from saru.dataplane import ipvs_codec as codec
 from saru.dataplane.base import (
     Capabilities,
     ConnEntry,
@@ -56,7 +55,8 @@ from saru.dataplane.base import (
     ServiceStats,
     Verification,
 )
-from saru.dataplane.ipvs_netlink import GenlSocket, NetlinkError, run_in_netns
+from saru.dataplane.ipvs import codec
+from saru.dataplane.ipvs.netlink import GenlSocket, NetlinkError, run_in_netns
 from saru.diff import OpError, apply_ops, describe_op
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 

@@ -27,8 +27,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from saru.dataplane.proxy_poll import ERRORS, READ, WRITE, Poller
-from saru.dataplane.schedulers import Balancer, DestState, Template
+from saru.dataplane.proxy.poll import ERRORS, READ, WRITE, Poller
+from saru.dataplane.proxy.schedulers import Balancer, DestState, Template
 
 _BUFFER_SIZE = 256 * 1024
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

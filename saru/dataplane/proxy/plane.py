@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
-from saru.dataplane.proxy_poll import READ, Poller
-from saru.dataplane.proxy_tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
-from saru.dataplane.proxy_udp import UdpListener
-from saru.dataplane.schedulers import SCHEDULERS, Balancer, check_settings
+from saru.dataplane.proxy.poll import READ, Poller
+from saru.dataplane.proxy.schedulers import SCHEDULERS, Balancer, check_settings
+from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
+from saru.dataplane.proxy.udp import UdpListener
 from saru.diff import OpError, apply_ops
 from saru.model import (
     AddDest,

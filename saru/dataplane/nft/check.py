@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from saru.dataplane.nft_render import TABLE, UNKNOWN, UNKNOWN_MAP, Objects
+from saru.dataplane.nft.render import TABLE, UNKNOWN, UNKNOWN_MAP, Objects
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
