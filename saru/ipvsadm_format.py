@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from saru.dataplane.base import ConnEntry, DestStats, ServiceStats
-from saru.dataplane.ipvs.sync import SyncDaemon
+from saru.dataplane.ipvs import SyncDaemon
 from saru.diff import describe_op
 from saru.model import FORWARD_NAMES, AddDest, AddService, Dest, Service, ServiceKey, Table
 

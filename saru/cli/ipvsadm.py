@@ -49,7 +49,7 @@ from saru.model import (
 from saru.tablecodec import key_to_dict, op_to_dict, table_from_list
 
 if TYPE_CHECKING:
-    from saru.dataplane.ipvs.sync import SyncDaemon
+    from saru.dataplane.ipvs import SyncDaemon
 
 EXIT_USAGE = 2
 EXIT_FAILED = 255
@@ -347,7 +347,7 @@ class Target:
 
 def sync_daemon(args: argparse.Namespace) -> SyncDaemon:
     """``--start-daemon``'s daemon, checked like ipvsadm checks it."""
-    from saru.dataplane.ipvs.sync import SyncDaemon
+    from saru.dataplane.ipvs import SyncDaemon
 
     if args.syncid is not None and not 0 <= args.syncid <= 255:
         raise UsageError("illegal syncid specified")

@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from saru.net import nla, parse_attrs
-from saru.net import nla as _nla  # noqa: F401  (this module's name for it before saru.net)
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """The IPVS data plane: the Linux kernel's virtual server table, programmed over generic netlink.
 
-Talks to the kernel's "IPVS" genl family through ``ipvs_netlink.GenlSocket`` (a stdlib netlink
-socket: no pyroute2, nothing to import at start-up). The attributes are packed and unpacked by the
-pure functions of ``ipvs_codec``, which also plans validation and rollback; this module does the I/O.
+Talks to the kernel's "IPVS" genl family through ``netlink.GenlSocket`` (Saru's own batched
+socket on the stdlib; pyroute2 serves the other netlink families, see ``netlink`` for why not this
+one). The attributes are packed and unpacked by the pure ``codec`` package, which also plans
+validation and rollback; this module does the I/O.
 
 * ``read`` dumps every service and its destinations — Saru's and anybody else's; the daemon's diff
   only touches the services it owns.
@@ -17,7 +18,7 @@ pure functions of ``ipvs_codec``, which also plans validation and rollback; this
   after a failure or when the plane never read the table. A cancelled caller does not cut a
   batch short; big batches run in a thread so that the event loop keeps serving.
   Many destination changes of a wrr or mh service are made under rr, the service's scheduler
-  coming back right after them (``ipvs_codec.with_cheap_scheduler``): those kernel schedulers
+  coming back right after them (``codec.with_cheap_scheduler``): those kernel schedulers
   rebuild their state over all destinations on every change, which made N changes cost O(N²).
 * ``stats`` reads the 64-bit counters (connections, bytes) and the active/inactive connection
   counts of every destination; the kernel refreshes totals every 2 s (its rate estimator).
@@ -30,7 +31,7 @@ pure functions of ``ipvs_codec``, which also plans validation and rollback; this
   changed behind Saru's back (the daemon's diff starts from a fresh read, so it repairs at once)
   is kept for the next ``verify`` to report.
 * ``netlink_request`` / ``netlink_dump`` give other IPVS commands (the sync daemons,
-  ``ipvs_sync``) the plane's socket.
+  ``sync``) the plane's socket.
 * ``available()`` tells whether this kernel has IPVS: ``/proc/net/ip_vs`` exists once the ip_vs
   module is loaded; like ipvsadm, Saru runs ``modprobe ip_vs`` once when the module is installed
   but not loaded.
