@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from saru.dataplane.maglev import maglev_table
-from saru.dataplane.proxy.schedulers import parse_netmask
+from saru.dataplane.netmask import parse_netmask
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.schedflags import flag_names
 

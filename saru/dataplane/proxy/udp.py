@@ -17,8 +17,9 @@ from __future__ import annotations
 import socket
 import time
 
+from saru.dataplane.proxy.balancer import Balancer, Template
 from saru.dataplane.proxy.poll import READ, Poller
-from saru.dataplane.proxy.schedulers import Balancer, DestState, Template
+from saru.dataplane.proxy.schedulers import DestState
 from saru.dataplane.proxy.tcp import Counters, family_of
 
 _BATCH = 64
