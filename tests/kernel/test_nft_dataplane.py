@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
-from saru.dataplane.nft.render import service_id
+from saru.dataplane.nft.names import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.tablecodec import table_from_list, table_to_list
 from tests.helpers import require

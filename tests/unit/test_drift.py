@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from saru.cli.main import main
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, Verification
-from saru.dataplane.nft.check import _parse, next_generation, object_problems
-from saru.dataplane.nft.render import TABLE, UNKNOWN, Objects
+from saru.dataplane.nft.check import next_generation, object_problems
+from saru.dataplane.nft.check import parse_generation as _parse
+from saru.dataplane.nft.names import TABLE
+from saru.dataplane.nft.transaction import UNKNOWN, Objects
 from saru.diff import apply_ops
 from saru.drift import describe, drift, summary
 from saru.driftwatch import DriftWatcher

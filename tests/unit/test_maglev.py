@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from saru.dataplane.maglev import maglev_table
-from saru.dataplane.nft.render import MAGLEV_SIZE, maglev
+from saru.dataplane.nft.slots import MAGLEV_SIZE, maglev
 from saru.dataplane.proxy.schedulers import MH_TABLE_SIZE, DestState, MaglevHash
 
 IPV6 = [("2001:db8::80b", 4644), ("2001:db8::ab43", 14041), ("2001:db8::ef7e", 15926)]
