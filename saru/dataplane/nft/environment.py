@@ -1,8 +1,7 @@
 """What the nftables renderer knows about the director: NICs, its own addresses, flow timeouts (pure).
 
 The plane finds it (``routes.discover``, which runs ``ip``); ``is_loopback`` and ``is_local`` say
-which destinations the director serves itself (``address_facts`` is cached: the hot path of a
-10,000-real apply must not build 10,000 ``ipaddress`` objects each time).
+which destinations the director serves itself.
 """
 
 from __future__ import annotations

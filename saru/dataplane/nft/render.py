@@ -1,7 +1,9 @@
-"""Pure translation between Saru's forwarding ``Table`` and nftables (no I/O in here).
+"""Saru's forwarding ``Table`` as nftables objects: the rulesets (pure, no I/O in here).
 
-``render(table, env, existing, draining)`` returns ONE nft script that the kernel applies as one
-transaction. Saru owns two tables named ``saru`` and never touches any other:
+``build(table, env, draining, previous, memo)`` returns the objects of both tables (``Objects``,
+which ``transaction`` turns into the commands of one apply); ``render(table, env, existing,
+draining)`` returns ONE nft script that the kernel applies as one transaction. Saru owns two tables
+named ``saru`` and never touches any other:
 
 * ``table inet saru`` — LVS-NAT (``masq``): a ``nat`` prerouting chain dispatches each virtual
   (``ip daddr . dport`` or ``meta mark``) to a service chain that picks a destination for the first
@@ -16,7 +18,8 @@ transaction. Saru owns two tables named ``saru`` and never touches any other:
   removing, quiescing or adding a real never moves another real's connections, and a removed gate
   real keeps its flow sets ("draining") until its connections are gone.
 
-Scheduling (hashing is per connection, never per packet):
+Scheduling, slot tables in ``slots``, rule text in ``exprs`` (hashing is per connection, never per
+packet):
 
 * ``rr``/``wrr``: a slot sequence like IPVS's wrr (weights / gcd, interleaved); NAT walks it with
   ``numgen inc`` (exact round robin), DR hashes the client address . port into it;
@@ -28,10 +31,11 @@ Scheduling (hashing is per connection, never per packet):
 Persistence (``persistent`` seconds, ``netmask``): one dynamic set of masked client addresses per
 destination with that timeout, refreshed by every new connection (and, in DR, every packet).
 
-A table's identity and settings are written into rule comments (``saru S …`` / ``saru D …``) so that
-``parse`` reads back exactly the ``Table`` that was applied: a restart with nothing changed writes
-nothing. Object names are derived from stable hashes of the keys, so an apply only replaces chains;
-the dynamic sets of destinations that stay survive every apply.
+A table's identity and settings are written into rule comments (``names``) so that ``parse`` reads
+back exactly the ``Table`` that was applied: a restart with nothing changed writes nothing. Object
+names are derived from stable hashes of the keys, so an apply only replaces chains; the dynamic sets
+of destinations that stay survive every apply. What nftables cannot do is refused first
+(``validation``).
 """
 
 from __future__ import annotations
