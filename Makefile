@@ -44,6 +44,7 @@ demo: demo-venv
 
 test: deps venv
 	$(VENV)/bin/ruff check saru tests bench
+	$(VENV)/bin/mypy saru
 	$(PY) -m pytest -q -ra --durations=15
 
 bench: deps venv
@@ -64,4 +65,4 @@ completion: venv
 	$(PY) -m saru.docgen --only completion
 
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache build *.egg-info

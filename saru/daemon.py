@@ -29,23 +29,23 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from saru import __version__
-from saru.alerts import AlertSink
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.control import ControlServer, default_socket_path, runtime_dir
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.diff import OpError, apply_ops, diff
 from saru.driftwatch import DEFAULT_INTERVAL, DriftWatcher
 from saru.events import DaemonEvent, Event, TableChange
+from saru.events.alerts import AlertSink
+from saru.events.logsink import configure_logging, reopen_log_files
+from saru.events.monitorfile import MonitorFile
+from saru.events.narrate import narrate
 from saru.hooks import run_hook
 from saru.instance_lock import InstanceLock, InstanceLocked, lock_path
-from saru.logsink import configure_logging, reopen_log_files
-from saru.model import Config, DelService, ServiceKey, Table, format_hostport
+from saru.model import Config, DelService, ServiceKey, Settings, Table, format_hostport
 from saru.monitor import Monitor
-from saru.monitorfile import MonitorFile
-from saru.narrate import narrate
 from saru.planner import desired_table, dest_port, fallback_active, real_ref
 from saru.tablecodec import key_from_dict, key_to_dict, op_from_dict, table_to_list
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
+from typing import assert_never
 
 from saru.model import (
-    FORWARD_FLAGS,
     AddDest,
     AddService,
     DelDest,
@@ -89,73 +89,33 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
 
     for op in ops:
         key = op.service
-        if isinstance(op, AddService):
-            if key in services:
-                raise OpError(f"service {key} already exists")
-            services[key] = Service(key=key, settings=op.settings, dests={})
-            working[key] = {}
-            continue
-        if key not in services:
+        if key not in services and not isinstance(op, AddService):
             raise OpError(f"no such service {key}")
-        if isinstance(op, EditService):
-            services[key] = replace(services[key], settings=op.settings)
-        elif isinstance(op, DelService):
-            del services[key]
-            working.pop(key, None)
-        elif isinstance(op, AddDest):
-            if op.dest.key in dests(key):
-                raise OpError(f"destination {op.dest.hostport} already exists in {key}")
-            dests(key)[op.dest.key] = op.dest
-        elif isinstance(op, EditDest):
-            if op.dest.key not in dests(key):
-                raise OpError(f"no destination {op.dest.hostport} in {key}")
-            dests(key)[op.dest.key] = op.dest
-        elif isinstance(op, DelDest):
-            if (op.address, op.port) not in dests(key):
-                raise OpError(f"no destination {op.address}:{op.port} in {key}")
-            del dests(key)[(op.address, op.port)]
-        else:  # pragma: no cover - exhaustive over Op subclasses
-            raise OpError(f"unknown op {op!r}")
+        match op:
+            case AddService(settings=settings):
+                if key in services:
+                    raise OpError(f"service {key} already exists")
+                services[key] = Service(key=key, settings=settings, dests={})
+                working[key] = {}
+            case EditService(settings=settings):
+                services[key] = replace(services[key], settings=settings)
+            case DelService():
+                del services[key]
+                working.pop(key, None)
+            case AddDest(dest=dest):
+                if dest.key in dests(key):
+                    raise OpError(f"destination {dest.hostport} already exists in {key}")
+                dests(key)[dest.key] = dest
+            case EditDest(dest=dest):
+                if dest.key not in dests(key):
+                    raise OpError(f"no destination {dest.hostport} in {key}")
+                dests(key)[dest.key] = dest
+            case DelDest(address=address, port=port):
+                if (address, port) not in dests(key):
+                    raise OpError(f"no destination {address}:{port} in {key}")
+                del dests(key)[(address, port)]
+            case _:
+                assert_never(op)
     for key, final in working.items():
         services[key] = replace(services[key], dests=final)
     return Table(services)
-
-
-def describe_op(op: Op, save_format: bool = False) -> str:
-    """One line per op in ipvsadm's vocabulary, for ``saru plan``; ``save_format`` gives the
-    destination lines exactly as ``ipvsadm -S`` prints them."""
-    svc = op.service
-    flag = {"tcp": "-t", "udp": "-u", "fwm": "-f"}[svc.protocol]
-    target = f"{flag} {svc.fwmark if svc.protocol == 'fwm' else svc.hostport}"
-    if svc.protocol == "fwm" and svc.family == 6:
-        target += " -6"
-    if isinstance(op, AddService | EditService):
-        s = op.settings
-        text = f"{'-A' if isinstance(op, AddService) else '-E'} {target} -s {s.scheduler}"
-        if s.persistent is not None:
-            text += f" -p {s.persistent}"
-            if s.netmask:
-                text += f" -M {s.netmask}"
-        if s.schedflags:
-            text += f" -b {s.schedflags}"
-        if s.ops:
-            text += " -o"
-        return text
-    if isinstance(op, DelService):
-        return f"-D {target}"
-    if isinstance(op, AddDest | EditDest):
-        d = op.dest
-        verb = "-a" if isinstance(op, AddDest) else "-e"
-        fwd = FORWARD_FLAGS[d.forward]
-        text = f"{verb} {target} -r {d.hostport} {fwd} -w {d.weight}"
-        if save_format:  # exactly ipvsadm -S: the tunnel type, no thresholds
-            return text + (" --tun-type ipip" if d.forward == "ipip" else "")
-        if d.upper_threshold:
-            text += f" -x {d.upper_threshold}"
-        if d.lower_threshold:
-            text += f" -y {d.lower_threshold}"
-        return text
-    if isinstance(op, DelDest):
-        host = f"[{op.address}]" if ":" in op.address else op.address
-        return f"-d {target} -r {host}:{op.port}"
-    raise OpError(f"unknown op {op!r}")  # pragma: no cover

@@ -15,9 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import fields
+from typing import assert_never
 
 from saru.diff import diff
-from saru.model import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op, ServiceKey, Table
+from saru.model import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Op,
+    ServiceKey,
+    ServiceSettings,
+    Table,
+)
 
 
 def drift(applied: Table, kernel: Table, owned: Collection[ServiceKey]) -> list[Op]:
@@ -26,10 +39,10 @@ def drift(applied: Table, kernel: Table, owned: Collection[ServiceKey]) -> list[
     return diff(kernel, mine, owned=owned)
 
 
-def _changes(old: object, new: object) -> str:
-    """``weight 1 → 0, forward gate → masq``: the fields of two dataclasses that differ."""
+def _changes(old: ServiceSettings | Dest, new: ServiceSettings | Dest) -> str:
+    """``weight 1 → 0, forward gate → masq``: the fields of two settings (or two destinations) that differ."""
     out = []
-    for f in fields(old):  # type: ignore[arg-type]
+    for f in fields(old):
         before, after = getattr(old, f.name), getattr(new, f.name)
         if before != after:
             out.append(f"{f.name} {before} → {after}")
@@ -42,23 +55,26 @@ def describe(ops: Sequence[Op], applied: Table, kernel: Table) -> list[str]:
     added = {op.service for op in ops if isinstance(op, AddService)}
     for op in ops:
         key = op.service
-        if isinstance(op, AddService):
-            n = len(applied.services[key].dests) if key in applied.services else 0
-            lines.append(f"virtual service {key} missing" + (f" (with {n} real{'s' * (n != 1)})" if n else ""))
-        elif isinstance(op, EditService):
-            lines.append(f"virtual service {key} changed ({_changes(kernel.services[key].settings, op.settings)})")
-        elif isinstance(op, DelService):
-            lines.append(f"virtual service {key} not applied by Saru")
-        elif key in added:
-            continue  # counted with its service
-        elif isinstance(op, AddDest):
-            lines.append(f"real {op.dest.hostport} of {key} missing")
-        elif isinstance(op, EditDest):
-            old = kernel.services[key].dests[op.dest.key]
-            lines.append(f"real {op.dest.hostport} of {key} changed ({_changes(old, op.dest)})")
-        elif isinstance(op, DelDest):
-            lines.append(f"real {kernel.services[key].dests[(op.address, op.port)].hostport} of {key} "
-                         "not applied by Saru")
+        match op:
+            case AddService():
+                n = len(applied.services[key].dests) if key in applied.services else 0
+                lines.append(f"virtual service {key} missing" + (f" (with {n} real{'s' * (n != 1)})" if n else ""))
+            case EditService(settings=settings):
+                lines.append(f"virtual service {key} changed ({_changes(kernel.services[key].settings, settings)})")
+            case DelService():
+                lines.append(f"virtual service {key} not applied by Saru")
+            case AddDest() | EditDest() | DelDest() if key in added:
+                continue  # counted with its service
+            case AddDest(dest=dest):
+                lines.append(f"real {dest.hostport} of {key} missing")
+            case EditDest(dest=dest):
+                old = kernel.services[key].dests[dest.key]
+                lines.append(f"real {dest.hostport} of {key} changed ({_changes(old, dest)})")
+            case DelDest(address=address, port=port):
+                lines.append(f"real {kernel.services[key].dests[(address, port)].hostport} of {key} "
+                             "not applied by Saru")
+            case _:
+                assert_never(op)
     return lines
 
 

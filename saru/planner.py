@@ -32,7 +32,7 @@ from saru.model import (
     Table,
     VirtualConfig,
 )
-from saru.schedflags import canonical as canonical_schedflags
+from saru.model.schedflags import canonical as canonical_schedflags
 
 Health = Mapping[RealRef, bool | None]
 

@@ -10,12 +10,14 @@ every virtual that shares them (only external checks see the virtual's address a
 from __future__ import annotations
 
 import re
-from dataclasses import fields, replace
+from dataclasses import MISSING, fields, replace
+from typing import Any
 
 from saru.config.services import default_port
 from saru.model import CheckSpec, RealConfig, VirtualConfig
 
-_DEFAULTS = {f.name: f.default for f in fields(CheckSpec)}
+#: the optional fields' defaults (Any: one value per field, each of its own field's type)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CheckSpec) if f.default is not MISSING}
 
 #: fields that matter on the wire, per checktype (address, port, checktype, service, protocol always do)
 _USED: dict[str, frozenset[str]] = {

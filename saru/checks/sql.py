@@ -43,7 +43,7 @@ from saru.model import CheckResult, CheckSpec
 #: rows looked at for the verdict (all of them still travel: the drivers buffer whole results)
 MAX_ROWS = 1000
 
-Row = Sequence[Any]
+Row = Sequence[object]  # one row of a result: the driver's column values
 
 _DRIVERS = {"mysql": "aiomysql", "pgsql": "asyncpg", "oracle": "oracledb"}
 _PACKAGES = {"aiomysql": "aiomysql", "asyncpg": "asyncpg", "oracledb": "python-oracledb"}
@@ -64,7 +64,7 @@ def query_of(spec: CheckSpec) -> str:
     return query
 
 
-def text_of(value: Any) -> str:
+def text_of(value: object) -> str:
     """A column value as text for ``receive`` (bytes as UTF-8, undecodable bytes replaced)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "replace")
@@ -233,7 +233,7 @@ async def pgsql_rows(spec: CheckSpec, query: str) -> list[Row]:
 _ORACLE_TASKS: set[asyncio.Task[list[Row]]] = set()
 
 
-def oracle_transports(*roots: Any) -> list[asyncio.BaseTransport]:
+def oracle_transports(*roots: object) -> list[asyncio.BaseTransport]:
     """The asyncio transports (sockets) held by oracledb objects reachable from ``roots``.
 
     oracledb offers no synchronous way to drop a connection, and its ``close()`` waits for the
@@ -242,11 +242,11 @@ def oracle_transports(*roots: Any) -> list[asyncio.BaseTransport]:
     connection → impl → protocol → transport wrapper → asyncio transport once logged in, the
     connecting coroutine's state before that.
     """
-    frontier: list[Any] = list(roots)
+    frontier: list[object] = list(roots)
     seen: set[int] = {id(root) for root in roots}
     found: list[asyncio.BaseTransport] = []
     for _ in range(_WALK_DEPTH):
-        following: list[Any] = []
+        following: list[object] = []
         for obj in frontier:
             owned = _is_oracledb(obj)
             for ref in gc.get_referents(obj):
@@ -266,17 +266,17 @@ def oracle_transports(*roots: Any) -> list[asyncio.BaseTransport]:
 _WALK_DEPTH = 16
 
 
-def _is_oracledb(obj: Any) -> bool:
+def _is_oracledb(obj: object) -> bool:
     module = getattr(type(obj), "__module__", None)  # a descriptor, not a str, for a few builtin types
     return isinstance(module, str) and module.startswith("oracledb")
 
 
-def _walkable(obj: Any) -> bool:
+def _walkable(obj: object) -> bool:
     """Objects the walk goes through: oracledb's own, coroutines (Python's and Cython's), frames."""
     return _is_oracledb(obj) or "coroutine" in type(obj).__name__ or isinstance(obj, types.FrameType)
 
 
-def abort_oracle(*roots: Any) -> None:
+def abort_oracle(*roots: object) -> None:
     """Drop the oracledb sockets reachable from ``roots`` at once (no goodbye to the server)."""
     for transport in oracle_transports(*roots):
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():

@@ -25,16 +25,16 @@ from saru.cli.target import TargetError, split_files
 from saru.config.diagnostics import ConfigError
 from saru.config.json_view import config_to_dict
 from saru.config.ldirectord import parse_file
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import CHOICES, availability, capabilities, choose, unsupported
-from saru.model import Config, Diagnostic
+from saru.model import Config, Diagnostic, Settings
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="check an ldirectord.cf (or saru.toml) file",
@@ -85,7 +85,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
             return value
         return str(value)
 
-    return plain(settings)  # type: ignore[no-any-return]
+    return {f.name: plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
 def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]]:

@@ -32,7 +32,8 @@ from saru.cli.target import TargetError, split_files
 from saru.cluster.crm import ClusterConfigError, crm_configuration, pcs_commands, pcs_script
 from saru.cluster.logconv import ClusterEvent, Converter, converter_for, sort_key
 from saru.config.diagnostics import ConfigError
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
+from saru.model import Settings
 
 DEFAULT_SETTINGS = "/etc/saru/saru.toml"
 DEFAULT_LOG = "/var/log/pacemaker/pacemaker.log"

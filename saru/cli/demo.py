@@ -79,7 +79,7 @@ def start_real_server(name: str, root: Path, body: str, check: bool = True) -> R
         (root / CHECK_PAGE).write_text("up and running\n")
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "saru.demo.realserver", "--port", str(port), "--root", str(root),
+        [sys.executable, "-m", "saru.demo.backends", "--port", str(port), "--root", str(root),
          "--name", name],
         stdin=subprocess.DEVNULL,
     )

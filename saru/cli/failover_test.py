@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from saru.cli.common import add_target_arguments, target_of
@@ -125,7 +126,7 @@ class TestError(Exception):
     """The test cannot go on; the message says why."""
 
 
-def _ha(path: Any) -> dict[str, Any]:
+def _ha(path: Path) -> dict[str, Any]:
     answer = request_sync(path, "ha")
     if not answer.get("ok"):
         raise TestError(answer.get("error", "the daemon refused the ha command"))
@@ -133,7 +134,7 @@ def _ha(path: Any) -> dict[str, Any]:
     return ha
 
 
-def _wait(path: Any, wanted: str, timeout: float) -> tuple[float, dict[str, Any]]:
+def _wait(path: Path, wanted: str, timeout: float) -> tuple[float, dict[str, Any]]:
     """Poll until the local node is ``wanted`` (backup with a known other master / master with the VIP)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -148,7 +149,7 @@ def _wait(path: Any, wanted: str, timeout: float) -> tuple[float, dict[str, Any]
         time.sleep(0.01)
 
 
-def failover_test(path: Any, *, back: bool, hold: float, timeout: float, settle: float,
+def failover_test(path: Path, *, back: bool, hold: float, timeout: float, settle: float,
                   probe: Probe | None) -> dict[str, Any]:
     before = _ha(path)
     if before["state"] != "master":

@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from saru.cli.target import resolve_target
+from saru.compat.ipvsadm import format_connections, format_daemons, format_listing, format_rules
 from saru.config.diagnostics import ConfigError
 from saru.control import request
 from saru.dataplane.base import ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.select import select_dataplane
-from saru.ipvsadm_format import format_connections, format_daemons, format_listing, format_rules
 from saru.model import (
     AddDest,
     AddService,
@@ -329,8 +329,8 @@ class Target:
         if self.plane is not None:
             return await self.plane.connections()
         answer = await self._ask("connections")
-        return [ConnEntry(protocol=e["protocol"], client=tuple(e["client"]),  # type: ignore[arg-type]
-                          virtual=tuple(e["virtual"]), dest=tuple(e["dest"]),  # type: ignore[arg-type]
+        return [ConnEntry(protocol=e["protocol"], client=tuple(e["client"]),
+                          virtual=tuple(e["virtual"]), dest=tuple(e["dest"]),
                           state=e["state"], expires=float(e["expires"]))
                 for e in answer["connections"]]
 

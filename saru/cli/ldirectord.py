@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from saru import __version__
+from saru.model import DATAPLANES
 
 #: the verbs and what each does: the help text and saru-ldirectord(8) are made from this table
 VERBS = (
@@ -88,7 +89,6 @@ EXIT_STATUSES = (
     (EXIT_STOPPED, "status: stopped"),
     (EXIT_USAGE, "bad options or command"),
 )
-DATAPLANES = ("auto", "ipvs", "nft", "proxy")
 DEFAULT_PIDDIR = "/var/run"
 DEFAULT_STOP_TIMEOUT = 30.0
 DEFAULT_START_TIMEOUT = 120.0

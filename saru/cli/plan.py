@@ -19,14 +19,15 @@ import sys
 
 from saru.cli.common import add_target_arguments, target_of
 from saru.cli.target import Target
+from saru.compat.ipvsadm import describe_op
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.control import request_sync
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import choose
-from saru.diff import describe_op, diff
+from saru.diff import diff
+from saru.events.narrate import narrate
 from saru.model import Config, RealRef, ServiceKey, Table
-from saru.narrate import narrate
 from saru.planner import desired_table, real_ref
 from saru.tablecodec import table_from_list, table_to_list
 

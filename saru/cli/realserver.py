@@ -19,7 +19,7 @@ from pathlib import Path
 
 from saru.setup import netconf
 from saru.setup.item import exit_status, render
-from saru.setup.realserver import Change, SetupError, Want, apply, check_items, observe, parse_vips, undo
+from saru.setup.realserver_prep import Change, SetupError, Want, apply, check_items, observe, parse_vips, undo
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from saru.config.native import Settings, load_settings
+from saru.config.native import load_settings
 from saru.control import default_socket_path
+from saru.model import Settings
 
 #: the config file name of the default instance (``saru status`` without ``-c``), like ldirectord's
 DEFAULT_CONFIG_NAME = "ldirectord.cf"

@@ -26,7 +26,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from saru.config.native import Settings
+from saru.model import Settings
 
 
 class ClusterConfigError(ValueError):

@@ -1,1 +1,2 @@
-"""The self-contained demo: small real servers on loopback and an example ldirectord.cf."""
+"""The self-contained demo: small real servers on loopback (``backends``, run
+by ``saru demo``) and an example ldirectord.cf."""

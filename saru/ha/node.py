@@ -1,7 +1,9 @@
 """The HA node: ties VRRP, the floating IP, VIPcheck and the ping score to the director.
 
-VRRP (``saru.ha.vrrp_socket.VRRPInstance``) decides who is master; the node carries the decision out
-and reports it in short operator sentences (``saru.events``):
+VRRP (``saru.ha.vrrp_socket.VRRPInstance``) decides who is master and hands the node each
+``saru.ha.vrrp.Transition`` (old and new ``vrrp.State``, a reason, a ``vrrp.Cause``); the node carries
+the decision out, keeps its own ``NodeState`` (VRRP's three states and FAULT) and reports it in short
+operator sentences (``saru.events``):
 
 * becoming master: VIPcheck (the VRRP veto: if a host other than the VRRP peer answers on a VIP, stay
   backup and name its MAC) → the table is programmed (``set_active(True)``, awaited) → the VIP is
@@ -18,6 +20,8 @@ and reports it in short operator sentences (``saru.events``):
   table cleared, ``notify_fault``); when it comes back, VRRP starts again as backup.
 * at start, a VIP left on the interface by a killed previous run is removed before VRRP starts.
 * a graceful stop sends a priority-0 advert (the peer takes over after its skew time).
+* split brain: another master spoke while we were an established master, or we yielded to one of
+  *equal* priority (``Cause.EQUAL_PRIORITY``); resolved when no other master has spoken for a while.
 * while master, every ``vip_check_interval`` seconds (the daemon's ``--drift-interval``) the VIPs are
   looked up on the interface (one netlink address dump, ~1 ms); one removed behind Saru's back
   (``ip addr del`` by hand, a network script) is re-added and announced again (``VIPRestored``).
@@ -30,15 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
 import logging
 import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
-from saru.config.native import HASettings
 from saru.events import (
     Event,
     HAEvent,
@@ -51,6 +55,8 @@ from saru.events import (
     VIPConflict,
     VIPRestored,
 )
+from saru.ha.vrrp import Cause, State, Transition
+from saru.model import HASettings
 from saru.subproc import last_line, run_command
 
 if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack
@@ -80,15 +86,34 @@ def link_running(interface: str) -> bool | None:
     return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
 
-def notify_argv(settings: HASettings, state: str, priority: int) -> list[list[str]]:
+class NodeState(enum.StrEnum):
+    """The node's state: VRRP's (``vrrp.State``), and FAULT: the link is down, VRRP is stopped. A string
+    (``"master"``…) as well: it is what ``saru status`` and the notify commands show."""
+
+    INIT = "init"
+    BACKUP = "backup"
+    MASTER = "master"
+    FAULT = "fault"
+
+
+def notify_argv(settings: HASettings, state: NodeState, priority: int) -> list[list[str]]:
     """The notify commands for a new state, keepalived-like: ``notify`` gets state, VRID, priority."""
     commands: list[list[str]] = []
-    specific = {"master": settings.notify_master, "backup": settings.notify_backup,
-                "fault": settings.notify_fault}.get(state, ())
+    match state:
+        case NodeState.MASTER:
+            specific = settings.notify_master
+        case NodeState.BACKUP:
+            specific = settings.notify_backup
+        case NodeState.FAULT:
+            specific = settings.notify_fault
+        case NodeState.INIT:
+            specific = ()
+        case _:
+            assert_never(state)
     if specific:
         commands.append(list(specific))
     if settings.notify:
-        commands.append([*settings.notify, state, str(settings.virtual_router_id), str(priority)])
+        commands.append([*settings.notify, state.value, str(settings.virtual_router_id), str(priority)])
     return commands
 
 
@@ -105,8 +130,9 @@ class HANode:
         self.instance: VRRPInstance | None = None  # once started
         self.vip: FloatingIP | None = None
         self.ping: PingScore | None = None
-        self.state = "init"  # init, backup, master, fault
+        self.state = NodeState.INIT
         self.reason = ""
+        self._cause: Cause | None = None  # of the last VRRP transition (None after a fault)
         self.since = time.time()
         self.counters: dict[str, int] = {}
         self.vip_up = False
@@ -190,15 +216,15 @@ class HANode:
     # -- commands ---------------------------------------------------------------------------------
 
     def resign(self, hold: float) -> dict[str, Any]:
-        if self.instance is None or self.state != "master":
-            return {"ok": False, "error": f"this node is {self.state.upper()}, not MASTER: nothing to resign"}
+        if self.instance is None or self.state is not NodeState.MASTER:
+            return {"ok": False, "error": f"this node is {self.state.value.upper()}, not MASTER: nothing to resign"}
         self.resign_until = time.time() + hold
         self.instance.resign(hold)
         return {"resigned": True, "hold": hold}
 
     def takeover(self) -> dict[str, Any]:
         if self.instance is None:
-            return {"ok": False, "error": f"this node is {self.state.upper()}: VRRP is not running"}
+            return {"ok": False, "error": f"this node is {self.state.value.upper()}: VRRP is not running"}
         self.resign_until = 0.0
         self.instance.takeover()
         return {"takeover": True}
@@ -214,10 +240,10 @@ class HANode:
         inst = self.instance
         counters = dict(inst.counters) if inst is not None else {}
         master = inst.master_address if inst is not None else None
-        machine = getattr(inst, "machine", None) if inst is not None else None
+        machine = inst.machine if inst is not None else None
         return {
             "mode": s.mode,
-            "state": self.state,
+            "state": self.state.value,
             "reason": self.reason,
             "since": self.since,
             "interface": s.interface,
@@ -227,7 +253,7 @@ class HANode:
             "priority": s.priority,
             "effective_priority": self.effective_priority,
             "advert_interval": s.advert_interval,
-            "master_adver_interval": getattr(machine, "master_adver_interval", None),
+            "master_adver_interval": machine.master_adver_interval if machine is not None else None,
             "preempt": s.preempt,
             "warm_standby": s.warm_standby,
             "vips": [str(v) for v in s.vips],
@@ -253,13 +279,13 @@ class HANode:
         self.counters[event.kind] = self.counters.get(event.kind, 0) + 1
         self._emit_to(event)
 
-    def _set_state(self, state: str, reason: str) -> None:
-        self.state, self.reason, self.since = state, reason, time.time()
-        self.emit(HAStateChange(state=state, reason=reason, vrid=self.settings.virtual_router_id,
+    def _set_state(self, state: NodeState, reason: str, cause: Cause) -> None:
+        self.state, self.reason, self._cause, self.since = state, reason, cause, time.time()
+        self.emit(HAStateChange(state=state.value, reason=reason, vrid=self.settings.virtual_router_id,
                                 priority=self.effective_priority))
         self._run_notify(state)
 
-    def _run_notify(self, state: str) -> None:
+    def _run_notify(self, state: NodeState) -> None:
         for argv in notify_argv(self.settings, state, self.effective_priority):
             task = asyncio.create_task(self._exec(argv))
             self._notify.add(task)
@@ -307,46 +333,50 @@ class HANode:
         self.conflict = None
         return True
 
-    async def _on_transition(self, old: Any, new: Any, reason: str) -> None:
+    async def _on_transition(self, change: Transition) -> None:
         async with self._lock:
-            name = new.value
-            if name == "master":
-                await self._become_master(reason)
-            elif name == "backup":
-                if old.value == "master" or self.vip_up:
-                    await self._release(reason)
-                self._set_state("backup", reason)
-            else:  # init: stopped
-                await self._release(reason)
-                if not self._stopping and self.state == "fault":
-                    return
-                self._set_state("init", reason)
+            match change.new:
+                case State.MASTER:
+                    await self._become_master(change)
+                case State.BACKUP:
+                    if change.old is State.MASTER or self.vip_up:
+                        await self._release(change.reason)
+                    self._set_state(NodeState.BACKUP, change.reason, change.cause)
+                case State.INIT:  # stopped
+                    await self._release(change.reason)
+                    if not self._stopping and self.state is NodeState.FAULT:
+                        return
+                    self._set_state(NodeState.INIT, change.reason, change.cause)
+                case _:
+                    assert_never(change.new)
 
-    async def _become_master(self, reason: str) -> None:
+    async def _become_master(self, change: Transition) -> None:
         """The guide's order: (VIPcheck already passed) → VIP → table → gratuitous ARP / NA.
 
         The address is configured before the table (the proxy plane binds to it), but announced only
         once the table is programmed, so no client is steered here before we can serve it."""
+        vip = self.vip
+        assert vip is not None, "start() creates the floating IP before VRRP runs"
         vip_ok = True
         try:
-            await self.vip.add(announce=False)
+            await vip.add(announce=False)
             self.vip_up = True
         except Exception as exc:
             vip_ok = False
             self.emit(HAProblem(text=f"cannot configure the floating IP: {exc}"))
-            self._run_notify("fault")
+            self._run_notify(NodeState.FAULT)
         try:
             await self._set_active(True)
         except Exception as exc:  # the table could not be programmed: say so, but hold the VIP anyway
             self.emit(HAProblem(text=f"programming the table on becoming master failed: {exc}"))
         if vip_ok:
             try:
-                await self.vip.announce()
+                await vip.announce()
                 self.emit(VIPChange(addresses=self.settings.vip_addresses, interface=self.settings.interface,
                                     up=True, detail=f"announced {self.settings.garp_repeat}x"))
             except Exception as exc:
                 self.emit(HAProblem(text=f"cannot announce the floating IP: {exc}"))
-        self._set_state("master", reason)
+        self._set_state(NodeState.MASTER, change.reason, change.cause)
 
     async def _release(self, reason: str) -> None:
         """VIP removed, then the table cleared (the daemon keeps it when warm_standby)."""
@@ -372,7 +402,7 @@ class HANode:
 
     # -- ping score -------------------------------------------------------------------------------
 
-    def _ping_changed(self, *_args: Any) -> None:
+    def _ping_changed(self, _penalty: int) -> None:
         if self.ping is None:
             return
         now = list(self.ping.unreachable())
@@ -400,18 +430,18 @@ class HANode:
 
     async def _watch_once(self) -> None:
         link = link_running(self.settings.interface)
-        if link is False and self.state != "fault":
+        if link is False and self.state is not NodeState.FAULT:
             await self._fault(f"link of {self.settings.interface} is down")
-        elif link and self.state == "fault":
+        elif link and self.state is NodeState.FAULT:
             if not self._restart_error:
                 LOGGER.info("HA: link of %s is up again; rejoining as BACKUP", self.settings.interface)
             async with self._lock:
-                self.state = "init"
+                self.state = NodeState.INIT
             try:
                 await self._start_vrrp()
             except Exception as exc:  # e.g. the address is not back yet: try again on the next tick
                 self.instance = None
-                self.state = "fault"
+                self.state = NodeState.FAULT
                 if str(exc) != self._restart_error:  # once per distinct error, not every tick
                     self._restart_error = str(exc)
                     self.emit(HAProblem(text=f"cannot restart VRRP on {self.settings.interface}: {exc}"))
@@ -462,10 +492,10 @@ class HANode:
 
     async def _check_vip(self) -> None:
         """Master: are the VIPs still on the interface? Re-add and announce the missing ones."""
-        if self.state != "master" or not self.vip_up or not await self._missing_vips():
+        if self.state is not NodeState.MASTER or not self.vip_up or not await self._missing_vips():
             return
         async with self._lock:  # not while a transition adds or removes the VIP
-            if self.state != "master" or not self.vip_up or self._stopping or self.vip is None:
+            if self.state is not NodeState.MASTER or not self.vip_up or self._stopping or self.vip is None:
                 return
             missing = await self._missing_vips()
             if not missing:
@@ -478,18 +508,18 @@ class HANode:
                 return
             self.emit(VIPRestored(addresses=tuple(missing), interface=self.settings.interface))
 
-    def _looks_split(self, inst: Any) -> bool:
+    def _looks_split(self, inst: VRRPInstance) -> bool:
         """Another master spoke while we were master: a split brain, or just a handover's overlap?
 
         A handover (ping degradation, takeover, preempt) makes two masters for one advert: the old one
         yields at once to the higher priority, the new one has been master for a moment only. A split
         brain is an established master hearing another one, or a master yielding to an equal priority.
         """
-        if self.state == "master":
-            machine = getattr(inst, "machine", None)
-            settle = getattr(machine, "master_down", 3.5 * self.settings.advert_interval) + 0.5
-            return time.time() - self.since > settle
-        return "equal priority" in self.reason
+        if self.state is NodeState.MASTER:
+            machine = inst.machine
+            master_down = machine.master_down if machine is not None else 3.5 * self.settings.advert_interval
+            return time.time() - self.since > master_down + 0.5
+        return self._cause is Cause.EQUAL_PRIORITY
 
     def _sources(self) -> set[str]:
         """Addresses of the other VRRP routers we know: configured peers, the master, every advert source."""
@@ -533,12 +563,12 @@ class HANode:
     async def _fault(self, reason: str) -> None:
         inst, self.instance = self.instance, None
         async with self._lock:
-            self.state = "fault"
+            self.state = NodeState.FAULT
         if inst is not None:
             await inst.stop(graceful=False)  # the INIT transition releases the VIP and the table
         async with self._lock:
             await self._release(reason)
-            self.state, self.reason, self.since = "fault", reason, time.time()
-            self.emit(HAStateChange(state="fault", reason=reason, vrid=self.settings.virtual_router_id,
+            self.state, self.reason, self._cause, self.since = NodeState.FAULT, reason, None, time.time()
+            self.emit(HAStateChange(state=NodeState.FAULT.value, reason=reason, vrid=self.settings.virtual_router_id,
                                     priority=self.effective_priority))
-            self._run_notify("fault")
+            self._run_notify(NodeState.FAULT)

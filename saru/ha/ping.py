@@ -26,7 +26,7 @@ import struct
 from collections.abc import Callable
 
 from saru import net
-from saru.config.native import PingSettings
+from saru.model import PingSettings
 
 LOGGER = logging.getLogger("saru.ha.ping")
 

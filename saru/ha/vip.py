@@ -33,10 +33,13 @@ import logging
 import socket
 import struct
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from saru import net
 from saru.ha import packets
+
+if TYPE_CHECKING:  # pyroute2 is imported where it is used (it has no type information: Any to mypy)
+    from pyroute2 import AsyncIPRoute
 
 LOGGER = logging.getLogger("saru.ha.vip")
 
@@ -143,7 +146,7 @@ class FloatingIP:
 
     # -- netlink ----------------------------------------------------------------------------------
 
-    async def _current(self, ipr: Any, index: int) -> dict[str, int]:
+    async def _current(self, ipr: AsyncIPRoute, index: int) -> dict[str, int]:
         """Addresses on the interface right now -> prefix length."""
         found: dict[str, int] = {}
         async for msg in await ipr.addr("dump", index=index):
@@ -174,7 +177,7 @@ class FloatingIP:
                 address = str(vip.ip)
                 if address in current:
                     continue
-                kwargs: dict[str, Any] = {"index": index, "address": address, "prefixlen": vip.network.prefixlen}
+                kwargs: dict[str, int | str] = {"index": index, "address": address, "prefixlen": vip.network.prefixlen}
                 if vip.version == 4:
                     kwargs["family"] = socket.AF_INET
                     if vip.network.prefixlen < 31:

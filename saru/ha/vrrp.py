@@ -5,7 +5,8 @@ the checksum over the IPv4 or IPv6 pseudo-header; ``decode_advert(payload, src, 
 raises ``VRRPError`` (``.kind`` names the counter: ``malformed``, ``bad_checksum``, ``bad_version``...).
 
 ``Machine`` is RFC 5798 section 6 with time passed in (``now``, monotonic seconds). Every method returns
-the actions the driver must carry out, in order: ``SendAdvert(priority)``, ``Transition(old, new, reason)``,
+the actions the driver must carry out, in order: ``SendAdvert(priority)``, ``Transition(old, new, reason,
+cause)`` (``reason`` is the sentence for people, ``cause`` the ``Cause`` for code),
 ``WantMaster()`` (ask the before-master veto, answer with ``confirm_master``/``veto_master``) and, last,
 ``SetTimer(deadline)`` (the one timer to arm; ``None``: none). Saru's additions to the RFC:
 
@@ -17,6 +18,8 @@ the actions the driver must carry out, in order: ``SendAdvert(priority)``, ``Tra
 * ``resign(hold)``: priority-0 advert, backup, no mastership for ``hold`` seconds. ``takeover()``: become
   master now and advertise 254 until the other master has been quiet for one master-down interval.
 * ``counters``: ``other_master_seen`` (adverts received while master: split brain) and ``transitions``.
+  A master that yields to another master of *equal* priority (the tie goes to the higher address) says
+  so with ``Cause.EQUAL_PRIORITY``: two masters that both had the right to be one, a split brain's mark.
 """
 
 from __future__ import annotations
@@ -146,6 +149,18 @@ class State(enum.Enum):
     MASTER = "master"
 
 
+class Cause(enum.Enum):
+    """Why a ``Transition`` happened."""
+
+    STARTUP = "startup"  # INIT -> BACKUP
+    SHUTDOWN = "shutdown"  # -> INIT
+    MASTER_DOWN = "master-down"  # BACKUP -> MASTER: the Master_Down_Timer ran out (and the veto allowed it)
+    TAKEOVER = "takeover"  # BACKUP -> MASTER on request
+    RESIGNED = "resigned"  # MASTER -> BACKUP on request
+    HIGHER_PRIORITY = "higher-priority"  # MASTER -> BACKUP: another master advertises more
+    EQUAL_PRIORITY = "equal-priority"  # MASTER -> BACKUP: another master, same priority, higher address
+
+
 @dataclass(frozen=True)
 class SendAdvert:
     """Send one advertisement now with this priority."""
@@ -155,11 +170,12 @@ class SendAdvert:
 
 @dataclass(frozen=True)
 class Transition:
-    """The state changed."""
+    """The state changed: ``reason`` says why in a sentence, ``cause`` as a value."""
 
     old: State
     new: State
     reason: str
+    cause: Cause
 
 
 @dataclass(frozen=True)
@@ -255,7 +271,7 @@ class Machine:
         self.master_adver_interval = self.advert_interval
         self._peaks.clear()  # what a peer advertised before we stopped says nothing about it now
         self._arm_down(now, self.master_down, f"no advertisement within {self.master_down:.3f} s of startup")
-        return self._done([self._go(State.BACKUP, "startup")])
+        return self._done([self._go(State.BACKUP, "startup", Cause.STARTUP)])
 
     def receive(self, advert: Advert, src: str, now: float) -> list[Action]:
         """A valid advertisement for our VRID from another router (``src`` = its primary address)."""
@@ -286,7 +302,7 @@ class Machine:
         if self.state is not State.BACKUP or not self._asking:
             return self._done([])
         self._asking = False
-        return self._done(self._become_master(now, self._down_reason))
+        return self._done(self._become_master(now, self._down_reason, Cause.MASTER_DOWN))
 
     def veto_master(self, now: float) -> list[Action]:
         """The veto refused mastership: stay backup, ask again after one master-down interval."""
@@ -314,7 +330,7 @@ class Machine:
         if self.state is State.MASTER:
             actions.append(SendAdvert(0))
         if self.state is not State.INIT:
-            actions.append(self._go(State.INIT, "shutdown"))
+            actions.append(self._go(State.INIT, "shutdown", Cause.SHUTDOWN))
         self._down = self._adver = self._takeover_quiet = None
         self._asking = False
         return self._done(actions)
@@ -328,7 +344,7 @@ class Machine:
         self._asking = False
         actions: list[Action] = []
         if self.state is State.MASTER:
-            actions += [SendAdvert(0), self._go(State.BACKUP, f"resigned for {hold:g} s")]
+            actions += [SendAdvert(0), self._go(State.BACKUP, f"resigned for {hold:g} s", Cause.RESIGNED)]
             self._adver = None
             self.master_address = None
         self.master_adver_interval = self.advert_interval
@@ -345,7 +361,7 @@ class Machine:
             self._adver = now + self.advert_interval
             return self._done([SendAdvert(TAKEOVER_PRIORITY)])
         self._asking = False
-        return self._done(self._become_master(now, "takeover requested"))
+        return self._done(self._become_master(now, "takeover requested", Cause.TAKEOVER))
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -391,9 +407,12 @@ class Machine:
         if self._takeover_quiet is not None:
             self._takeover_quiet = now + master_down_interval(self.priority, self.advert_interval)
         mine = self.advertised_priority
-        if advert.priority > mine or (advert.priority == mine and ipaddress.ip_address(src) > self.primary):
-            why = (f"master {src} has higher priority {advert.priority}" if advert.priority > mine
-                   else f"master {src} has equal priority {mine} and a higher address")
+        tie_lost = advert.priority == mine and _address_key(ipaddress.ip_address(src)) > _address_key(self.primary)
+        if advert.priority > mine or tie_lost:
+            if advert.priority > mine:
+                why, cause = f"master {src} has higher priority {advert.priority}", Cause.HIGHER_PRIORITY
+            else:
+                why, cause = f"master {src} has equal priority {mine} and a higher address", Cause.EQUAL_PRIORITY
             self._adver = None
             self._takeover_quiet = None
             self.master_adver_interval = advert.interval
@@ -403,17 +422,17 @@ class Machine:
                 self._peaks[src] = advert.priority
             self._arm_down(now, self.master_down, f"no advertisement from master {src} for "
                                                   f"{self.master_down:.3f} s")
-            return [self._go(State.BACKUP, why)]
+            return [self._go(State.BACKUP, why, cause)]
         self._adver = now + self.advert_interval  # a lower master: answer at once so it yields sooner
         return [SendAdvert(mine)]
 
-    def _become_master(self, now: float, reason: str) -> list[Action]:
+    def _become_master(self, now: float, reason: str, cause: Cause) -> list[Action]:
         self._down = None
         self._preempt_since = None
         self._peaks.clear()
         self.master_address = str(self.primary)
         self._adver = now + self.advert_interval
-        return [SendAdvert(self.advertised_priority), self._go(State.MASTER, reason)]
+        return [SendAdvert(self.advertised_priority), self._go(State.MASTER, reason, cause)]
 
     def _forget(self, src: str) -> None:
         self._peaks.pop(src, None)
@@ -422,18 +441,23 @@ class Machine:
         self._down = now + delay
         self._down_reason = reason
 
-    def _go(self, new: State, reason: str) -> Transition:
+    def _go(self, new: State, reason: str, cause: Cause) -> Transition:
         old, self.state = self.state, new
         self.counters["transitions"] += 1
         if new is not State.BACKUP:
             self._preempt_since = None
         if new is State.INIT:
             self.master_address = None
-        return Transition(old, new, reason)
+        return Transition(old, new, reason, cause)
 
     def _done(self, actions: list[Action]) -> list[Action]:
         actions.append(SetTimer(self.deadline))
         return actions
+
+
+def _address_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int]:
+    """Orders addresses numerically (RFC 5798's tie-break; one family at a time in practice)."""
+    return address.version, int(address)
 
 
 def _clamp(priority: int) -> int:

@@ -3,7 +3,8 @@
 ``VRRPInstance(settings, primary=..., on_transition=..., before_master=...)`` speaks one virtual router
 on ``settings.interface``: multicast to 224.0.0.18 / ff02::12 (the group is joined on the interface) or
 unicast to ``settings.unicast_peers``. It carries the IPv4 VIPs in its adverts, or the IPv6 ones when
-there are no IPv4 VIPs; it never adds addresses itself (``saru.ha.node`` does, on ``on_transition``).
+there are no IPv4 VIPs; it never adds addresses itself (``saru.ha.node`` does, on ``on_transition``,
+which receives each ``saru.ha.vrrp.Transition`` in order: old and new ``State``, reason, ``Cause``).
 
 Sending: TTL / hop limit 255, multicast loop off, the source pinned to the primary address with
 IP_PKTINFO / IPV6_PKTINFO (the checksum covers it). Receiving: TTL / hop limit must be 255, our own
@@ -23,7 +24,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from saru.ha.vrrp import (
     GROUP_V4,
@@ -43,7 +44,7 @@ from saru.ha.vrrp import (
 )
 
 if TYPE_CHECKING:
-    from saru.config.native import HASettings
+    from saru.model import HASettings
 
 LOGGER = logging.getLogger("saru.ha.vrrp")
 
@@ -53,8 +54,9 @@ COUNTERS = ("adverts_sent", "adverts_received", "bad_checksum", "bad_ttl", "bad_
             "bad_version", "malformed", "other_vrid", "address_mismatch", "send_errors", "other_master_seen",
             "transitions")
 
+_Received = tuple[str, str | None, int | None, bytes]  # source, destination, TTL / hop limit, VRRP payload
 _Packet = tuple[str, bytes, list[tuple[int, int, bytes]], tuple[str, int] | tuple[str, int, int, int]]
-TransitionCallback = Callable[[State, State, str], Awaitable[None]]
+TransitionCallback = Callable[[Transition], Awaitable[None]]
 VetoCallback = Callable[[], Awaitable["bool | None"]]
 
 
@@ -297,6 +299,7 @@ class VRRPInstance:
         for _ in range(64):  # bounded: a flood cannot starve the loop
             if sock is None:
                 return
+            packet: _Received | None
             try:
                 if self.family == 4:
                     data = sock.recv(4096)
@@ -355,17 +358,20 @@ class VRRPInstance:
 
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, SendAdvert):
-                self._send(action.priority)
-            elif isinstance(action, Transition):
-                LOGGER.info("VRRP %d on %s: %s -> %s (%s)", self.settings.virtual_router_id, self.interface,
-                            action.old.value, action.new.value, action.reason)
-                self._events.put_nowait(action)
-            elif isinstance(action, WantMaster):
-                if self._asking is None or self._asking.done():
-                    self._asking = asyncio.create_task(self._ask(action.reason))
-            elif isinstance(action, SetTimer):
-                self._arm(action.deadline)
+            match action:
+                case SendAdvert():
+                    self._send(action.priority)
+                case Transition():
+                    LOGGER.info("VRRP %d on %s: %s -> %s (%s)", self.settings.virtual_router_id, self.interface,
+                                action.old.value, action.new.value, action.reason)
+                    self._events.put_nowait(action)
+                case WantMaster():
+                    if self._asking is None or self._asking.done():
+                        self._asking = asyncio.create_task(self._ask(action.reason))
+                case SetTimer():
+                    self._arm(action.deadline)
+                case _:
+                    assert_never(action)
 
     def _arm(self, deadline: float | None) -> None:
         if deadline == self._timer_at and (self._timer is not None or deadline is None):
@@ -412,7 +418,7 @@ class VRRPInstance:
             event = await self._events.get()
             try:
                 if self._on_transition is not None:
-                    await self._on_transition(event.old, event.new, event.reason)
+                    await self._on_transition(event)
             except Exception:
                 LOGGER.exception("VRRP on %s: the transition handler failed", self.interface)
             finally:
@@ -468,7 +474,7 @@ def _parse_ipv4(data: bytes) -> tuple[str, str, int, bytes] | None:
 
 
 def _parse_ipv6(data: bytes, ancillary: list[tuple[int, int, bytes]],
-                addr: tuple[str, int, int, int]) -> tuple[str, str | None, int | None, bytes] | None:
+                addr: tuple[str, int, int, int]) -> _Received | None:
     """(source, destination, hop limit, VRRP payload) from recvmsg on an IPv6 raw socket."""
     hops: int | None = None
     dst: str | None = None

@@ -26,10 +26,9 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from saru.config.native import Settings
-from saru.model import Config, format_hostport
+from saru.model import Config, Settings, format_hostport
 from saru.setup import sysctl
-from saru.setup.item import Item
+from saru.setup.item import Item, Status
 from saru.setup.netinfo import Route
 
 #: client-like source addresses for the NAT return-path probe (documentation ranges, RFC 5737 / 3849).
@@ -179,10 +178,16 @@ def check_forwarding(plan: Plan, facts: Facts) -> list[Item]:
     return items
 
 
+def _vip_interfaces(plan: Plan, facts: Facts) -> set[str]:
+    """The interfaces holding the IPv4 VIPs (loopback and unknown ones left out)."""
+    names = (vip_interface(plan, facts, vip) for vip in plan.vips if ":" not in vip)
+    return {name for name in names if name is not None and name != "lo"}
+
+
 def check_redirects(plan: Plan, facts: Facts) -> list[Item]:
     """One-armed: the VIP and some real behind the same interface → the kernel would send ICMP redirects."""
     items = []
-    vip_ifs = {vip_interface(plan, facts, vip) for vip in plan.vips if ":" not in vip} - {None, "lo"}
+    vip_ifs = _vip_interfaces(plan, facts)
     by_if: dict[str, list[RealRef]] = {}
     for real in plan.reals:
         name = real_interface(facts, real)
@@ -201,7 +206,7 @@ def check_redirects(plan: Plan, facts: Facts) -> list[Item]:
             items.append(Item(label, "ok", "send_redirects is 0 on all and on " + name))
             continue
         nat = any(r.forward == "masq" for r in reals)
-        status = "fail" if nat else "warn"
+        status: Status = "fail" if nat else "warn"
         why = ("NAT replies would earn the reals an ICMP redirect to bypass the director" if nat else
                "harmless for direct routing, but any routed traffic (NAT, fallback) would draw redirects")
         items.append(Item(label, status, f"{', '.join(on)} = 1: {why}", _sysctl_fix(*((k, 0) for k in keys))))
@@ -212,7 +217,7 @@ def check_rp_filter(plan: Plan, facts: Facts) -> list[Item]:
     """Strict reverse-path filtering drops clients arriving where the route back to them does not leave."""
     items = []
     modes = {0: "off", 1: "strict", 2: "loose"}
-    names = sorted({vip_interface(plan, facts, v) for v in plan.vips if ":" not in v} - {None, "lo"})
+    names = sorted(_vip_interfaces(plan, facts))
     for name in names:
         values = [facts.value("net.ipv4.conf.all.rp_filter"), facts.value(sysctl.conf_key(name, "rp_filter"))]
         mode = max(v or 0 for v in values)
@@ -243,7 +248,7 @@ def check_dataplane(plan: Plan, facts: Facts) -> Item:
             return Item(name, "ok", f"nftables: {nft_why}{extra}")
         return Item(name, "fail", f"[director] dataplane = nft, but {nft_why}", "apt-get install nftables")
     if wanted == "proxy":
-        status = "fail" if plan.reals else "warn"
+        status: Status = "fail" if plan.reals else "warn"
         return Item(name, status, "[director] dataplane = proxy: userspace proxy, no direct routing or NAT "
                     "to real servers at kernel speed", "set [director] dataplane = \"auto\"")
     return Item(name, "fail", f"neither IPVS ({ipvs_why}) nor nftables ({nft_why})",

@@ -8,7 +8,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where it is used (pyroute2 has no type information: Any to mypy)
+    from pyroute2 import IPRoute
 
 
 class NetError(Exception):
@@ -25,7 +28,7 @@ class Route:
     kind: str = "unicast"  # "local" when the address is this host's
 
 
-def _ipr() -> Any:
+def _ipr() -> IPRoute:
     try:
         from pyroute2 import IPRoute
     except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
@@ -33,7 +36,7 @@ def _ipr() -> Any:
     return IPRoute()
 
 
-def _names(ipr: Any) -> dict[int, str]:
+def _names(ipr: IPRoute) -> dict[int, str]:
     return {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
 
 

@@ -260,13 +260,13 @@ def test_notify_commands_and_status_line_and_probe_gap(tmp_path: Path) -> None:
     from saru.cli.failover_test import Probe
     from saru.cli.target import resolve_target
     from saru.config.native import parse_settings
-    from saru.ha.node import notify_argv
+    from saru.ha.node import NodeState, notify_argv
 
     settings = parse_settings('[ha]\ninterface = "eth0"\nvips = ["10.0.0.1/24"]\nnotify = "/bin/n --x"\n'
                               'notify_master = ["/bin/m", "a b"]\n').ha
     assert settings is not None
-    assert notify_argv(settings, "master", 90) == [["/bin/m", "a b"], ["/bin/n", "--x", "master", "51", "90"]]
-    assert notify_argv(settings, "fault", 90) == [["/bin/n", "--x", "fault", "51", "90"]]
+    assert notify_argv(settings, NodeState.MASTER, 90) == [["/bin/m", "a b"], ["/bin/n", "--x", "master", "51", "90"]]
+    assert notify_argv(settings, NodeState.FAULT, 90) == [["/bin/n", "--x", "fault", "51", "90"]]
     line = ha_line({"state": "backup", "master": "10.0.0.2", "vrid": 51, "interface": "eth0", "priority": 100,
                     "effective_priority": 50, "vips": ["10.0.0.1/24"], "vip_up": False,
                     "ping": {"unreachable": ["10.0.0.254"]}, "events": {"transitions": 2, "errors": 0},

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from saru.config.native import PingSettings
 from saru.ha.ping import PingError, PingScore
+from saru.model import PingSettings
 from tests.ha.netns import NsLoop, Segment, available, wait_for
 from tests.helpers import require
 

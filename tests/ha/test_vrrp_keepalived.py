@@ -22,9 +22,18 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import HASettings
-from saru.ha.vrrp import GROUP_V4, IPPROTO_VRRP, Advert, State, encode_advert, master_down_interval, skew_time
+from saru.ha.vrrp import (
+    GROUP_V4,
+    IPPROTO_VRRP,
+    Advert,
+    State,
+    Transition,
+    encode_advert,
+    master_down_interval,
+    skew_time,
+)
 from saru.ha.vrrp_socket import VRRPInstance
+from saru.model import HASettings
 from tests.ha.netns import Host, Segment, async_wait_for, available, stop_process
 from tests.helpers import require
 
@@ -173,8 +182,8 @@ class World:
                               virtual_router_id=VRID, priority=priority, advert_interval=INTERVAL,
                               preempt=preempt, unicast_peers=peers)
 
-        async def record(old: State, new: State, reason: str) -> None:
-            self.events.append((old, new, reason))
+        async def record(change: Transition) -> None:
+            self.events.append((change.old, change.new, change.reason))
 
         inst = VRRPInstance(settings, on_transition=record, before_master=before_master)
         with self.lan["s1"].enter():  # the raw socket is opened in s1 and stays there

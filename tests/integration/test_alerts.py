@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from saru.alerts import AlertSink
 from saru.events import TableChange
+from saru.events.alerts import AlertSink
 from saru.model import Config, Dest, GlobalConfig, RealConfig, VirtualConfig
 from tests.helpers import HungServer, free_port
 from tests.servers.smtp import OpenSmtpd, start_opensmtpd
@@ -107,7 +107,7 @@ async def test_plain_subject_and_default_from_without_servicename(smtpd):
 
 
 async def test_emailalertstatus_filters_by_daemon_state(smtpd, caplog):
-    caplog.set_level(logging.INFO, logger="saru.alerts")
+    caplog.set_level(logging.INFO, logger="saru.events.alerts")
     v = virtual(emailalertstatus=("running",))
     cfg = config(v, v2 := virtual(port=81, emailalertstatus=()))
     sink = AlertSink(lambda: cfg, HOST, smtp_port=smtpd.port)
@@ -147,7 +147,7 @@ async def test_reminders_for_a_real_that_stays_down_and_none_for_the_fallback(sm
 
 
 async def test_a_hung_mail_server_delays_nothing_and_the_failure_is_logged(caplog):
-    caplog.set_level(logging.INFO, logger="saru.alerts")
+    caplog.set_level(logging.INFO, logger="saru.events.alerts")
     hung = HungServer()
     v = virtual()
     cfg = config(v)
@@ -170,7 +170,7 @@ async def test_a_hung_mail_server_delays_nothing_and_the_failure_is_logged(caplo
 
 async def alert_through(smtpd: OpenSmtpd, role: str, caplog: pytest.LogCaptureFixture) -> list[str]:
     """Send one alert to ``smtpd``'s listener ``role`` (``""``: the normal one); the errors logged."""
-    caplog.set_level(logging.INFO, logger="saru.alerts")
+    caplog.set_level(logging.INFO, logger="saru.events.alerts")
     cfg = config(v := virtual())
     sink = AlertSink(lambda: cfg, HOST, smtp_port=smtpd.filtered[role] if role else smtpd.port)
     try:

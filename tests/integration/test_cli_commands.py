@@ -194,8 +194,9 @@ def test_status_and_stop_find_the_demo_by_its_config(tmp_path: Path, runtime_dir
                                 stderr=subprocess.STDOUT, text=True, env=env)
     try:
         cf = tmp_path / "demo" / f"demo-{port}.cf"
-        wait_until(lambda: accepts(port), "the demo's director", demo)
-        assert f"status -c {cf}" in log.read_text()  # what the demo tells the operator to type
+        # the demo prints what to type once its director is ready (the port may accept a moment before)
+        wait_until(lambda: f"status -c {cf}" in log.read_text(), "the demo's instructions", demo)
+        assert accepts(port)
         status = saru("status", "-c", str(cf), runtime=runtime_dir)
         assert status.returncode == 0, status.stderr
         assert f"127.0.0.1:{port}" in status.stdout

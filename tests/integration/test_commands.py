@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from saru.config.native import HASettings
 from saru.events import Event, HAProblem
-from saru.ha.node import HANode
+from saru.ha.node import HANode, NodeState
 from saru.hooks import run_hook
+from saru.model import HASettings
 from saru.subproc import OUTPUT_CAP, run_command
 from tests.helpers import process_gone, wait_process_gone
 
@@ -62,7 +62,7 @@ async def test_a_notify_command_past_its_timeout_is_killed_with_its_children(tmp
     node = HANode(HASettings(notify_master=("sh", "-c", FAMILY, "sh", str(pidfile))), set_active=set_active,
                   emit=events.append)
     node.notify_timeout = 0.5
-    node._run_notify("master")
+    node._run_notify(NodeState.MASTER)
     pids = await pids_in(pidfile, 3)
     try:
         assert await all_gone(pids, deadline=5.0), "the notify command or its children survived the timeout"
@@ -80,7 +80,7 @@ async def test_a_failing_notify_command_is_reported_with_its_last_stderr_line(tm
 
     node = HANode(HASettings(notify=("sh", "-c", 'echo "no route to $1" >&2; exit 3', "sh")),
                   set_active=set_active, emit=events.append)
-    node._run_notify("backup")
+    node._run_notify(NodeState.BACKUP)
     await asyncio.wait(node._notify, timeout=5)
     assert [e.text for e in events if isinstance(e, HAProblem)] == [
         "notify command sh exited with status 3: no route to backup"]

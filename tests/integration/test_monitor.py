@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import saru.monitor as monitor_module
+import saru.monitor.scheduler as monitor_module
 from saru.events import Event, FailuresReset, RealDown, RealUp, SoftFailure
 from saru.model import CheckResult, CheckSpec, Config, GlobalConfig, RealConfig, RealRef, VirtualConfig
 from saru.monitor import Monitor

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from saru.events.monitorfile import MonitorFile
 from saru.model import Config, GlobalConfig, RealConfig, VirtualConfig
 from saru.monitor import Monitor
-from saru.monitorfile import MonitorFile
 from tests.helpers import free_port
 
 LINE = re.compile(r"^\[(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\] \[(\d+)\] (.*) \[(up|down)\] (.*)$")
@@ -127,7 +127,7 @@ async def test_a_write_error_is_logged_once_and_the_daemon_goes_on(tmp_path, lis
     path.mkdir()  # a directory: every append fails with EISDIR
     cfg = config(connect_virtual(path, RealConfig("127.0.0.1", listener)))
     writer = MonitorFile(lambda: cfg)
-    caplog.set_level(logging.INFO, logger="saru.monitorfile")
+    caplog.set_level(logging.INFO, logger="saru.events.monitorfile")
     monitor = await run(cfg, writer)
     results: list[bool] = []
     five = asyncio.Event()

@@ -15,9 +15,9 @@ import json
 import sys
 from typing import Any
 
-from saru.dataplane.nft import NftDataplane
-from saru.dataplane.nft.libnft import Nft
-from saru.diff import describe_op, diff
+from saru.compat.ipvsadm import describe_op
+from saru.dataplane.nft import Nft, NftDataplane
+from saru.diff import diff
 from saru.tablecodec import table_from_list, table_to_list
 
 CLOSING = int(sys.argv[sys.argv.index("--closing-timeout") + 1]) if "--closing-timeout" in sys.argv else None

@@ -8,7 +8,8 @@ import email.policy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from saru.alerts import (
+from saru.events import TableChange
+from saru.events.alerts import (
     AlertSettings,
     alert_body,
     alert_subject,
@@ -18,7 +19,6 @@ from saru.alerts import (
     recipients,
     track_outage,
 )
-from saru.events import TableChange
 from saru.model import Config, Dest, GlobalConfig, ServiceKey, VirtualConfig
 
 VIP = ServiceKey("tcp", "127.0.0.10", 80)

@@ -19,7 +19,8 @@ import pytest
 
 from saru.cli.main import main
 from saru.cluster.crm import ClusterConfigError, cluster_layout, crm_configuration, pcs_commands, pcs_script
-from saru.config.native import Settings, parse_settings
+from saru.config.native import parse_settings
+from saru.model import Settings
 from tests.helpers import require
 
 GUIDE = """\

@@ -288,7 +288,7 @@ def test_saru_cluster_log_follow(tmp_path: Path) -> None:
 def test_recent_events_for_saru_status(tmp_path: Path) -> None:
     """``saru status`` in pacemaker mode: the last events of the log's tail, the cut first line skipped."""
     from saru.cluster.logconv import recent_events
-    from saru.config.native import ClusterSettings
+    from saru.model import ClusterSettings
 
     log = PCMK.read_text()
     path = tmp_path / "pacemaker.log"

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from saru.config.diagnostics import ConfigError
-from saru.config.ldirectord import parse_file, parse_text
-from saru.config.ldirectord_resolve import SystemResolver
+from saru.config.ldirectord import SystemResolver, parse_file, parse_text
 from saru.model import Diagnostic, FallbackConfig, GlobalConfig
 from tests.unit.test_config_support import (
     FakeResolver,

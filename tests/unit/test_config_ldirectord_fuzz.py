@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_text
-from saru.config.ldirectord_directives import ALL_DIRECTIVES
+from saru.config.ldirectord.directives import ALL_DIRECTIVES
 from saru.model import Config
 from tests.unit.test_config_support import FakeResolver
 

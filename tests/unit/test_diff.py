@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from saru.diff import OpError, apply_ops, describe_op, diff
+from saru.diff import OpError, apply_ops, diff
 from saru.model import (
     AddDest,
     AddService,
@@ -63,18 +63,6 @@ def test_apply_rejects_inconsistent_ops_and_keeps_the_table():
     with pytest.raises(OpError):
         apply_ops(t, [AddDest(K1, Dest("10.0.0.2", 80)), AddService(K1, ServiceSettings())])
     assert set(t.services[K1].dests) == {("10.0.0.1", 80)}
-
-
-def test_describe_in_ipvsadm_words():
-    v6 = ServiceKey("tcp", "2001:db8::5", 119, family=6)
-    assert describe_op(AddService(K1, ServiceSettings("rr", 300, "255.255.255.0"))) == (
-        "-A -t 192.168.5.55:80 -s rr -p 300 -M 255.255.255.0"
-    )
-    assert describe_op(AddDest(K1, Dest("10.0.0.1", 80, "gate", 2, 100, 5))) == (
-        "-a -t 192.168.5.55:80 -r 10.0.0.1:80 -g -w 2 -x 100 -y 5"
-    )
-    assert describe_op(DelDest(v6, "2001:db8::6", 119)) == "-d -t [2001:db8::5]:119 -r [2001:db8::6]:119"
-    assert describe_op(DelService(ServiceKey("fwm", "", 0, 7, 6))) == "-D -f 7 -6"
 
 
 # ---- property: applying diff(a, b) to a gives b -----------------------------------------------

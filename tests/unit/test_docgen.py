@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from saru import model
 from saru.cli import ldirectord
 from saru.cli.main import build_parser
 from saru.config import native
@@ -135,8 +136,8 @@ def test_settings_reference_lists_exactly_the_accepted_keys() -> None:
 
 
 DATACLASSES: dict[str, Any] = {
-    "director": native.DirectorSettings, "ha": native.HASettings, "ha.ping": native.PingSettings,
-    "ipvs.sync": native.IPVSSyncSettings, "cluster": native.ClusterSettings,
+    "director": model.DirectorSettings, "ha": model.HASettings, "ha.ping": model.PingSettings,
+    "ipvs.sync": model.IPVSSyncSettings, "cluster": model.ClusterSettings,
 }
 
 

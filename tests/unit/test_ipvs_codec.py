@@ -27,8 +27,8 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
+from saru.model.schedflags import F_SCHED1, F_SCHED2, F_SCHED3, format_schedflags
 from saru.net import parse_attrs
-from saru.schedflags import F_SCHED1, F_SCHED2, F_SCHED3, format_schedflags
 
 TCP = ServiceKey("tcp", "10.0.0.1", 80)
 UDP6 = ServiceKey("udp", "2001:db8::1", 53, None, 6)
@@ -156,7 +156,7 @@ def test_edits_are_set_commands_never_deletes() -> None:
 
 
 def test_scheduler_flags() -> None:
-    """The codec uses saru.schedflags, turning its errors into InvalidOp."""
+    """The codec uses saru.model.schedflags, turning its errors into InvalidOp."""
     assert codec.parse_schedflags("sh-port,sh-fallback", "sh") == F_SCHED1 | F_SCHED2
     assert codec.parse_schedflags("mh-port", "mh") == F_SCHED2
     assert format_schedflags(F_SCHED1 | F_SCHED2, "sh") == "sh-fallback,sh-port"

@@ -8,10 +8,10 @@ import struct
 
 import pytest
 
-from saru.config.native import IPVSSyncSettings
 from saru.dataplane.ipvs import codec
 from saru.dataplane.ipvs.sync import SyncDaemon, daemon_payload, decode_daemon, desired_daemons, roles_for
 from saru.ha.vrrp import State
+from saru.model import IPVSSyncSettings
 
 
 def nla(kind: int, payload: bytes) -> bytes:

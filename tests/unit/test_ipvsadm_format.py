@@ -1,8 +1,8 @@
-"""ipvsadm's listing and rule formats, byte for byte (ipvsadm 1.31's printf formats)."""
+"""ipvsadm's listing and rule formats, byte for byte (ipvsadm 1.31's printf formats), and its command lines."""
 
+from saru.compat.ipvsadm import describe_op, format_listing, format_rules, largenum
 from saru.dataplane.base import DestStats, ServiceStats
-from saru.ipvsadm_format import format_listing, format_rules, largenum
-from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
+from saru.model import AddDest, AddService, DelDest, DelService, Dest, Service, ServiceKey, ServiceSettings, Table
 
 WEB = ServiceKey("tcp", "192.168.5.55", 80)
 DNS = ServiceKey("udp", "192.168.5.55", 53)
@@ -94,8 +94,8 @@ def test_proc_conn_entries_parse():
 
 
 def test_connection_listing():
+    from saru.compat.ipvsadm import format_connections
     from saru.dataplane.ipvs.codec import parse_conn_table
-    from saru.ipvsadm_format import format_connections
 
     assert format_connections(parse_conn_table(PROC_CONN)) == (
         "IPVS connection entries\n"
@@ -112,8 +112,8 @@ def test_connection_listing():
 
 
 def test_daemon_listing():
+    from saru.compat.ipvsadm import format_daemons
     from saru.dataplane.ipvs.sync import SyncDaemon
-    from saru.ipvsadm_format import format_daemons
 
     daemons = [SyncDaemon("backup", "eth1", 0, 1472, "224.0.0.81", 8848, 1),
                SyncDaemon("master", "eth0", 7, 0, "ff02::81", 0, 0)]
@@ -122,3 +122,15 @@ def test_daemon_listing():
         "backup sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     )
     assert format_daemons([]) == ""
+
+
+def test_describe_in_ipvsadm_words():
+    v6 = ServiceKey("tcp", "2001:db8::5", 119, family=6)
+    assert describe_op(AddService(WEB, ServiceSettings("rr", 300, "255.255.255.0"))) == (
+        "-A -t 192.168.5.55:80 -s rr -p 300 -M 255.255.255.0"
+    )
+    assert describe_op(AddDest(WEB, Dest("10.0.0.1", 80, "gate", 2, 100, 5))) == (
+        "-a -t 192.168.5.55:80 -r 10.0.0.1:80 -g -w 2 -x 100 -y 5"
+    )
+    assert describe_op(DelDest(v6, "2001:db8::6", 119)) == "-d -t [2001:db8::5]:119 -r [2001:db8::6]:119"
+    assert describe_op(DelService(ServiceKey("fwm", "", 0, 7, 6))) == "-D -f 7 -6"

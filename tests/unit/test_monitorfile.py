@@ -8,8 +8,8 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from saru.events.monitorfile import escape_message, monitor_line, quotemeta, real_id, squeeze_id
 from saru.model import RealConfig, VirtualConfig
-from saru.monitorfile import escape_message, monitor_line, quotemeta, real_id, squeeze_id
 
 
 def virtual(**kwargs) -> VirtualConfig:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from saru.config.diagnostics import ConfigError
-from saru.config.native import Settings, load_settings, parse_settings
+from saru.config.native import load_settings, parse_settings
+from saru.model import Settings
 
 GUIDE = """\
 [director]

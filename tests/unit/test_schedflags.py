@@ -1,10 +1,10 @@
-"""saru.schedflags: one parser/formatter of IPVS scheduler flags for every data plane."""
+"""saru.model.schedflags: one parser/formatter of IPVS scheduler flags for every data plane."""
 
 from __future__ import annotations
 
 import pytest
 
-from saru.schedflags import (
+from saru.model.schedflags import (
     F_SCHED1,
     F_SCHED2,
     F_SCHED3,

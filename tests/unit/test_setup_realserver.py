@@ -8,7 +8,7 @@ import pytest
 
 from saru.cli.main import main
 from saru.setup import sysctl
-from saru.setup.realserver import (
+from saru.setup.realserver_prep import (
     SYSCTL_FILE,
     Seen,
     SetupError,

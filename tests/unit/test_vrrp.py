@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from saru.ha.vrrp import (
     Action,
     Advert,
+    Cause,
     Machine,
     SendAdvert,
     SetTimer,
@@ -246,6 +247,27 @@ def test_equal_priority_tie_goes_to_the_higher_address() -> None:
     acts = m.receive(ad(100), PEER, t + 0.01)  # 10.0.0.9 > 10.0.0.5: we yield
     assert transitions(acts) == [(State.MASTER, State.BACKUP)]
     assert m.counters["other_master_seen"] == 2
+
+
+def causes(actions: list[Action]) -> list[Cause]:
+    return [a.cause for a in actions if isinstance(a, Transition)]
+
+
+def test_every_transition_says_its_cause_as_a_value() -> None:
+    """The node tells a split brain (yielding to an equal priority) from a handover by ``Cause``, not by
+    reading the reason sentence."""
+    m = machine(100)
+    assert causes(m.start(0.0)) == [Cause.STARTUP]
+    assert any(isinstance(a, WantMaster) for a in m.timer(1.0))
+    assert causes(m.confirm_master(1.0)) == [Cause.MASTER_DOWN]
+    assert causes(m.receive(ad(100), PEER, 1.01)) == [Cause.EQUAL_PRIORITY]  # the tie goes to the higher address
+    assert causes(m.takeover(1.02)) == [Cause.TAKEOVER]
+    assert causes(m.receive(ad(254), LOWER_PEER, 1.03)) == []  # equal 254 from a lower address: we stay
+    assert causes(m.resign(5.0, 1.04)) == [Cause.RESIGNED]
+    m = machine(100)
+    t = to_master(m)
+    assert causes(m.receive(ad(101), PEER, t + 0.01)) == [Cause.HIGHER_PRIORITY]
+    assert causes(m.shutdown(t + 0.02)) == [Cause.SHUTDOWN]
 
 
 def test_ipv6_tie_compares_addresses_numerically() -> None:

@@ -47,6 +47,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from saru.compat.ipvsadm import describe_op
 from saru.dataplane.base import (
     Capabilities,
     ConnEntry,
@@ -58,7 +59,7 @@ from saru.dataplane.base import (
 )
 from saru.dataplane.ipvs import codec
 from saru.dataplane.ipvs.netlink import GenlSocket, NetlinkError, run_in_netns
-from saru.diff import OpError, apply_ops, describe_op
+from saru.diff import OpError, apply_ops
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 
 CAPABILITIES = Capabilities(

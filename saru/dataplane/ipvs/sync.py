@@ -39,8 +39,8 @@ from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.ipvs import codec
 
 if TYPE_CHECKING:
-    from saru.config.native import IPVSSyncSettings
     from saru.dataplane.ipvs.plane import IpvsDataplane
+    from saru.model import IPVSSyncSettings
 
 STATE_MASTER = 0x1
 STATE_BACKUP = 0x2

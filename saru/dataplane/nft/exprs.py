@@ -16,7 +16,7 @@ from saru.dataplane.nft.environment import Environment, is_local, is_loopback
 from saru.dataplane.nft.names import RenderError
 from saru.dataplane.nft.validation import device_name
 from saru.model import Dest, ServiceKey, ServiceSettings
-from saru.schedflags import flag_names
+from saru.model.schedflags import flag_names
 
 __all__ = [
     "HASH_SEED", "PERSIST_SET_SIZE", "dr_action", "hash_expr", "ip_keyword", "l4_keyword", "match_dr", "match_nat",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from saru.dataplane.netmask import parse_netmask
 from saru.dataplane.proxy.schedulers import SCHEDULERS, DestState, address_value
 from saru.model import Dest, ServiceSettings
-from saru.schedflags import flag_names
+from saru.model.schedflags import flag_names
 
 
 def parse_flags(schedflags: str | None, scheduler: str = "") -> frozenset[str]:

@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from saru.config.native import IPVSSyncSettings
+from saru.compat.ipvsadm import format_daemons
 from saru.dataplane.ipvs import IpvsDataplane
 from saru.dataplane.ipvs.sync import apply_sync, read_daemons
 from saru.diff import diff
-from saru.ipvsadm_format import format_daemons
-from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
+from saru.model import Dest, IPVSSyncSettings, Service, ServiceKey, ServiceSettings, Table
 from tests.vm.guest.conftest import ipvsadm
 from tests.vm.guest.lvs_nat import CLIENT, REAL_IPS, VIP, Topology, namespace, sh
 from tests.vm.guest.test_saru_ipvsadm import saru_ipvsadm

@@ -21,8 +21,8 @@ from saru.dataplane.ipvs.codec.uapi import (
     STATS_FIELDS,
 )
 from saru.model import Dest, ServiceKey, ServiceSettings
+from saru.model.schedflags import format_schedflags
 from saru.net import parse_attrs
-from saru.schedflags import format_schedflags
 
 __all__ = [
     "Nla", "decode_dest", "decode_service_key", "decode_settings", "dest_connections", "dumped", "netmask_text",

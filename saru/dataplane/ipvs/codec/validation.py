@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from saru import schedflags as _schedflags
 from saru.dataplane.ipvs.codec.uapi import FORWARD_CODES, PROTOCOLS
 from saru.model import AddDest, AddService, EditDest, EditService, Op
-from saru.schedflags import SchedFlagError
+from saru.model import schedflags as _schedflags
+from saru.model.schedflags import SchedFlagError
 
 __all__ = ["InvalidOp", "netmask_value", "parse_schedflags", "validate"]
 
@@ -22,7 +22,7 @@ class InvalidOp(ValueError):
 
 
 def parse_schedflags(schedflags: str | None, scheduler: str) -> int:
-    """Flag bits of a ``schedflags`` value, checked like ipvsadm ``-b`` (``saru.schedflags``)."""
+    """Flag bits of a ``schedflags`` value, checked like ipvsadm ``-b`` (``saru.model.schedflags``)."""
     try:
         return _schedflags.parse_schedflags(schedflags, scheduler)
     except SchedFlagError as exc:

@@ -1,17 +1,12 @@
-"""The health monitor: runs every distinct check once per interval and keeps each real's verdict.
+"""The health monitor (``Monitor``): runs every distinct check once per interval, keeps each real's verdict.
 
 * **Deduplication**: reals whose ``CheckSpec`` is equal (the same real in several virtuals) share
   one check group; its result is applied to every member, each with its own ``failurecount`` and
   maintenance file. A group's interval is the smallest ``checkinterval`` of its virtuals.
 * **Scheduling**: one asyncio task per group, periods measured start-to-start, first check at once.
   Checks run concurrently under hard timeouts (``run_check``), so a hung server delays nobody else.
-* **Hysteresis** (``step``, pure): a real that is up goes down after ``failurecount`` consecutive
-  failures (``SoftFailure`` before that, ``FailuresReset`` when a success follows); a real that is
-  down comes back after ``rise`` consecutive successes (1 = ldirectord's immediate recovery). The
-  first verdict is taken as is.
-* **maintenancedir**: a file named after the real (``ip:port``, ``ip``, ``fqdn:port``, ``fqdn``,
-  ``short:port``, ``short``) forces it down at once. The reverse lookup for the names is done
-  asynchronously and cached (ldirectord resolved synchronously before every check).
+* **Verdicts**: each result goes through the real's hysteresis (``saru.monitor.health.step``); a
+  maintenance file (``saru.monitor.maintenance``) forces the real down at once, without a check.
 * **Reload**: ``configure`` keeps the state of every real whose check did not change.
 * **Listeners**: ``add_listener`` (any verdict changed) and ``add_result_listener`` (every result of
   every real, e.g. for ``monitorfile``).
@@ -20,170 +15,19 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import os
-import re
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from saru.checks.base import run_check
 from saru.checks.spec import check_spec_for
 from saru.events import Event, FailuresReset, RealDown, RealUp, SoftFailure
 from saru.model import CheckResult, CheckSpec, Config, RealRef
+from saru.monitor.health import Change, HealthState, force_down, step
+from saru.monitor.maintenance import MAINTENANCE_MESSAGE, NameCache, address_in_maintenance, in_maintenance
 
 log = logging.getLogger(__name__)
-
-MAINTENANCE_MESSAGE = "Server in maintenance"
-NAME_TTL = 300.0  # seconds a reverse lookup is cached
-NAME_WAIT = 1.0  # longest a check waits for a cold reverse lookup (it goes on in the background)
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure state transitions
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HealthState:
-    """The hysteresis state of one real."""
-
-    up: bool | None = None  # None: no verdict yet
-    failures: int = 0  # consecutive failures while up
-    successes: int = 0  # consecutive successes while down
-
-
-class Change(enum.Enum):
-    """What a check result did to a real."""
-
-    NONE = "none"
-    UP = "up"
-    DOWN = "down"
-    SOFT_FAILURE = "soft_failure"
-    FAILURES_RESET = "failures_reset"
-
-
-def step(state: HealthState, ok: bool, failurecount: int = 1, rise: int = 1) -> tuple[HealthState, Change]:
-    """Apply one check result to a real's state (pure; the heart of the monitor)."""
-    if state.up is None:  # first verdict: no hysteresis
-        return HealthState(up=ok), Change.UP if ok else Change.DOWN
-    if state.up:
-        if ok:
-            if state.failures:
-                return HealthState(up=True), Change.FAILURES_RESET
-            return state, Change.NONE
-        failures = state.failures + 1
-        if failures >= max(1, failurecount):
-            return HealthState(up=False), Change.DOWN
-        return HealthState(up=True, failures=failures), Change.SOFT_FAILURE
-    if not ok:
-        return (HealthState(up=False), Change.NONE)
-    successes = state.successes + 1
-    if successes >= max(1, rise):
-        return HealthState(up=True), Change.UP
-    return HealthState(up=False, successes=successes), Change.NONE
-
-
-def force_down(state: HealthState) -> tuple[HealthState, Change]:
-    """Maintenance: down at once, bypassing failurecount."""
-    return HealthState(up=False), Change.NONE if state.up is False else Change.DOWN
-
-
-# --------------------------------------------------------------------------------------------------
-# maintenancedir
-# --------------------------------------------------------------------------------------------------
-
-_SHORT = re.compile(r"^([a-z][a-z0-9\-]+)\.")
-
-
-def maintenance_names(address: str, port: int, fqdn: str | None = None) -> list[str]:
-    """File names that put a real in maintenance, in ldirectord's order (IPv6 in brackets)."""
-    rip = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    names = [f"{rip}:{port}", rip]
-    if fqdn:
-        names += [f"{fqdn}:{port}", fqdn]
-        short = _SHORT.match(fqdn)
-        if short:
-            names += [f"{short.group(1)}:{port}", short.group(1)]
-    return names
-
-
-def _looks_like_ip(name: str) -> bool:
-    """Whether a maintenance file is named by address (then no reverse lookup can matter)."""
-    if name.startswith("["):
-        host = name[: name.find("]") + 1]
-    else:
-        host = name.split(":", 1)[0]
-    return bool(re.fullmatch(r"[\d.]+|\[[0-9a-fA-F:.]+\]", host))
-
-
-class NameCache:
-    """Reverse DNS (address → FQDN) resolved in the background and cached for ``ttl`` seconds."""
-
-    def __init__(self, ttl: float = NAME_TTL) -> None:
-        self.ttl = ttl
-        self._names: dict[str, tuple[str | None, float]] = {}
-        self._pending: dict[str, asyncio.Future[str | None]] = {}
-
-    async def lookup(self, address: str, wait: float = NAME_WAIT) -> str | None:
-        """The cached name; a stale entry is refreshed in the background, a cold one awaited ≤ wait."""
-        cached = self._names.get(address)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        future = self._pending.get(address)
-        if future is None:
-            future = asyncio.ensure_future(self._resolve(address))
-            self._pending[address] = future
-        if cached is not None:
-            return cached[0]
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), wait)
-        except TimeoutError:
-            return None
-
-    def close(self) -> None:
-        """Cancel lookups still in flight."""
-        for future in self._pending.values():
-            future.cancel()
-        self._pending.clear()
-
-    async def _resolve(self, address: str) -> str | None:
-        loop = asyncio.get_running_loop()
-        sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
-            (address, 0, 0, 0) if ":" in address else (address, 0)
-        )
-        try:
-            name: str | None = (await loop.getnameinfo(sockaddr, socket.NI_NAMEREQD))[0]
-        except (OSError, UnicodeError):
-            name = None
-        finally:
-            self._pending.pop(address, None)
-        self._names[address] = (name, time.monotonic() + self.ttl)
-        return name
-
-
-async def in_maintenance(directory: str, address: str, port: int, names: NameCache) -> bool:
-    """Whether a maintenance file for this real exists (reverse lookup only when it could matter)."""
-    try:
-        entries = set(os.listdir(directory))
-    except OSError:
-        return False
-    if not entries:
-        return False
-    if any(name in entries for name in maintenance_names(address, port)):
-        return True
-    if all(_looks_like_ip(entry) for entry in entries):
-        return False
-    fqdn = await names.lookup(address.strip("[]"))
-    return bool(fqdn) and any(name in entries for name in maintenance_names(address, port, fqdn)[2:])
-
-
-# --------------------------------------------------------------------------------------------------
-# Monitor
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -203,7 +47,7 @@ class RealHealth:
 class _Real:
     spec: CheckSpec
     failurecount: int
-    state: HealthState = HealthState()
+    state: HealthState = field(default_factory=HealthState)
     last_result: CheckResult | None = None
     last_checked: float | None = None
     maintenance: bool = False
@@ -321,8 +165,7 @@ class Monitor:
         directory = self._maintenance_dir
         if not directory:
             return False
-        names = maintenance_names(ref.address, ref.port)
-        return any(os.path.exists(os.path.join(directory, name)) for name in names)
+        return address_in_maintenance(directory, ref.address, ref.port)
 
     def _update_group(self, spec: CheckSpec, interval: float, members: set[RealRef], now: float) -> _Group:
         needs_task = spec.checktype != "on" or bool(self._maintenance_dir)

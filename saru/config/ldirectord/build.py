@@ -9,11 +9,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from saru.config import ldirectord_values as val
 from saru.config.diagnostics import ConfigError
-from saru.config.ldirectord_directives import BlockState, GlobalState
-from saru.config.ldirectord_lex import Problem, clip
-from saru.config.ldirectord_resolve import Resolver
+from saru.config.ldirectord import values as val
+from saru.config.ldirectord.directives import BlockState, GlobalState
+from saru.config.ldirectord.lex import Problem, clip
+from saru.config.ldirectord.resolve import Resolver
 from saru.config.services import default_port, service_for_port
 from saru.model import (
     Config,

@@ -1,7 +1,7 @@
 """A tiny HTTP/1.1 file server used as a real server by ``saru demo``.
 
 Serves files below ``--root`` (GET and HEAD, keep-alive), adds ``X-Real-Server: <name>`` to every
-answer, listens on loopback only. Run: ``python -m saru.demo.realserver --port 18081 --name rs1
+answer, listens on loopback only. Run: ``python -m saru.demo.backends --port 18081 --name rs1
 --root DIR``.
 """
 

@@ -9,6 +9,12 @@ Public API: ``parse_text(text, path)`` and ``parse_file(path)``; both raise ``Co
 every problem found (with ``FILE:LINE``) and put non-fatal findings in ``Config.warnings``.  Host and
 service names are resolved once through a ``Resolver`` (the C library's by default); nothing else
 touches the network and no file is created.
+
+The package's layers, each pure but ``resolve``: ``lex`` (lines, comments, ``name=value``, quotes),
+``values`` (the value grammar: numbers, addresses, ``virtual=``/``real=``), ``directives`` (which
+directives exist, where, and how each is read into ``GlobalState``/``BlockState``), ``resolve`` (host
+and service look-ups) and ``build`` (defaults, resolution, the model, warnings); this module drives
+them line by line.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ import gc
 import os
 from collections.abc import Iterator
 
-from saru.config import ldirectord_values as val
 from saru.config.diagnostics import ConfigError
-from saru.config.ldirectord_build import Builder
-from saru.config.ldirectord_directives import (
+from saru.config.ldirectord import values as val
+from saru.config.ldirectord.build import Builder
+from saru.config.ldirectord.directives import (
     ALL_DIRECTIVES,
     GLOBAL_ONLY,
     REMOVED,
@@ -32,7 +38,7 @@ from saru.config.ldirectord_directives import (
     set_block,
     set_global,
 )
-from saru.config.ldirectord_lex import (
+from saru.config.ldirectord.lex import (
     Line,
     Problem,
     classify,
@@ -41,7 +47,7 @@ from saru.config.ldirectord_lex import (
     split_lines,
     strip_comment,
 )
-from saru.config.ldirectord_resolve import Resolver, SystemResolver
+from saru.config.ldirectord.resolve import Resolver, SystemResolver
 from saru.model import Config, Diagnostic
 
 #: column-0 directives whose value may contain "#" (ldirectord keeps it there); in every other

@@ -36,7 +36,7 @@ from email.header import Header
 from email.utils import formatdate, make_msgid
 
 from saru.checks.base import describe_error
-from saru.events import Event, TableChange
+from saru.events.types import Event, TableChange
 from saru.model import Config, ServiceKey, VirtualConfig
 from saru.net.smtp import SMTPClient, SMTPError, stream_lines
 from saru.net.smtp import dot_stuff as dot_stuff  # this module's name before saru.net.smtp

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from saru.config import ldirectord_values as val
-from saru.config.ldirectord_lex import Problem, clip, optionally_quoted, quoted
+from saru.config.ldirectord import values as val
+from saru.config.ldirectord.lex import Problem, clip, optionally_quoted, quoted
 from saru.config.services import CHECKTYPES, SERVICES
 from saru.model import FallbackConfig
 

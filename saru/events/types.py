@@ -1,4 +1,4 @@
-"""Typed events: what happened to reals, virtuals and the daemon, rendered by sinks elsewhere.
+"""Typed events: what happened to reals, virtuals, the daemon and the HA node; the sinks render them.
 
 The monitor emits health events (``RealUp``, ``RealDown``, ``SoftFailure``, ``FailuresReset``);
 the daemon emits table events (``TableChange``) and lifecycle events. ``message()`` renders each in

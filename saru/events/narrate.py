@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from saru.events import TableChange
+from saru.events.types import TableChange
 from saru.model import (
     AddDest,
     AddService,

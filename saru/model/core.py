@@ -3,7 +3,8 @@
 Three families of immutable values live here:
 
 * the **configuration model** (``Config``, ``GlobalConfig``, ``VirtualConfig``, ``RealConfig``,
-  ``FallbackConfig``) produced by the config front ends (ldirectord.cf today, saru.toml later);
+  ``FallbackConfig``) that the ldirectord.cf reader (``saru.config.ldirectord``) produces — saru.toml
+  does not describe virtual services, its ``Settings`` are in ``saru.model.settings``;
 * the **forwarding table** (``ServiceKey``, ``Service``, ``Dest``, ``Table``) that a data plane holds,
   and the **operations** (``Op`` subclasses) that turn one table into another;
 * the **health vocabulary** (``CheckSpec``, ``CheckResult``, ``RealRef``) exchanged between the
@@ -271,41 +272,46 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Op:
-    """Base class of the operations a data plane applies."""
+class OpBase:
+    """Base class of the operations a data plane applies (what every ``Op`` has: its service)."""
 
     service: ServiceKey
 
 
 @dataclass(frozen=True)
-class AddService(Op):
+class AddService(OpBase):
     settings: ServiceSettings
 
 
 @dataclass(frozen=True)
-class EditService(Op):
+class EditService(OpBase):
     settings: ServiceSettings
 
 
 @dataclass(frozen=True)
-class DelService(Op):
+class DelService(OpBase):
     pass
 
 
 @dataclass(frozen=True)
-class AddDest(Op):
+class AddDest(OpBase):
     dest: Dest
 
 
 @dataclass(frozen=True)
-class EditDest(Op):
+class EditDest(OpBase):
     dest: Dest
 
 
 @dataclass(frozen=True)
-class DelDest(Op):
+class DelDest(OpBase):
     address: str
     port: int
+
+
+#: An operation: one of the six, closed, so that ``match op: ... case _: assert_never(op)`` is checked
+#: by mypy to handle every kind.
+Op = AddService | EditService | DelService | AddDest | EditDest | DelDest
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from saru.compat.ipvsadm.describe import describe_op
 from saru.dataplane.base import ConnEntry, DestStats, ServiceStats
-from saru.dataplane.ipvs import SyncDaemon
-from saru.diff import describe_op
 from saru.model import FORWARD_NAMES, AddDest, AddService, Dest, Service, ServiceKey, Table
+
+if TYPE_CHECKING:  # the IPVS data plane's module; a type only, so formatting never imports the plane
+    from saru.dataplane.ipvs import SyncDaemon
 
 HEADER = "IP Virtual Server version 1.2.1 (size=4096)"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from saru.config.ldirectord_lex import Problem, clip
+from saru.config.ldirectord.lex import Problem, clip
 
 HostKind = Literal["ipv4", "ipv6", "name"]
 

@@ -1,0 +1,112 @@
+"""What saru.toml says, as frozen dataclasses: the director's data plane, HA, IPVS sync, cluster.
+
+``Settings`` is the whole file (``Settings()`` is the empty one); ``saru.config.native`` reads and
+validates the TOML into these types, and everything else (the daemon, ``saru.ha``, the IPVS sync
+daemons, ``saru cluster``) only reads them. docs/settings.md is the reference for every key.
+Nothing in this module does I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from saru.model.core import Diagnostic
+
+#: the values of ``[director] dataplane`` (and of ``SARU_DATAPLANE``)
+DATAPLANES = ("auto", "ipvs", "nft", "proxy")
+
+
+@dataclass(frozen=True)
+class DirectorSettings:
+    """``[director]``: which ldirectord.cf to run, on which data plane."""
+
+    config: str | None = None  # absolute path once loaded
+    dataplane: str = "auto"
+
+
+@dataclass(frozen=True)
+class PingSettings:
+    """``[ha.ping]``: the guide's pingd score. Effective priority = priority - multiplier x unreachable."""
+
+    hosts: tuple[str, ...] = ()
+    multiplier: int = 50
+    interval: float = 1.0  # seconds between rounds
+    timeout: float = 1.0  # seconds to wait for each echo reply
+    attempts: int = 2  # consecutive lost rounds before a host counts as unreachable
+
+
+@dataclass(frozen=True)
+class HASettings:
+    """``[ha]``: the floating IP and how the pair of directors decides who holds it."""
+
+    mode: Literal["vrrp", "pacemaker"] = "vrrp"
+    interface: str = ""
+    vips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    virtual_router_id: int = 51
+    priority: int = 100
+    advert_interval: float = 0.1  # seconds; VRRPv3 centiseconds, 0.01 - 40.95
+    preempt: bool = False  # the guide's "no fail-back"
+    preempt_delay: float = 0.0
+    unicast_peers: tuple[str, ...] = ()  # empty: multicast 224.0.0.18 / ff02::12
+    unicast_source: str | None = None  # default: the interface's primary address
+    vipcheck: bool = True
+    vipcheck_timeout: float = 0.2
+    garp_repeat: int = 5
+    garp_interval: float = 0.1
+    warm_standby: bool = False  # program the table on the backup too (faster failover)
+    notify: tuple[str, ...] = ()  # argv run on every transition, + state name, vrid, priority
+    notify_master: tuple[str, ...] = ()
+    notify_backup: tuple[str, ...] = ()
+    notify_fault: tuple[str, ...] = ()
+    ping: PingSettings | None = None
+
+    @property
+    def vip_addresses(self) -> tuple[str, ...]:
+        """The VIPs as bare addresses (no prefix length)."""
+        return tuple(str(v.ip) for v in self.vips)
+
+
+@dataclass(frozen=True)
+class IPVSSyncSettings:
+    """``[ipvs.sync]``: the kernel's connection synchronisation daemon (ipvsadm --start-daemon)."""
+
+    interface: str
+    syncid: int = 0
+    role: Literal["both", "master", "backup", "follow-ha"] = "both"
+    mcast_group: str | None = None  # kernel default 224.0.0.81 (ff02::8:81 is not a default)
+    port: int = 8848
+    ttl: int = 1
+    maxlen: int = 0  # 0: the kernel's default (MTU based)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``[cluster]``: what ``saru cluster crm|pcs`` generates (names default to the guide's)."""
+
+    agent: Literal["saru", "ldirectord"] = "saru"
+    vipcheck_agent: Literal["saru", "heartbeat"] = "saru"
+    group: str = "GrpBalancer"
+    vipcheck_name: str = "VIPCHK1"
+    vip_name: str = "LB_VIP"
+    director_name: str = "LDIRECTOR1"
+    ping_name: str = "PINGD"
+    ping_attribute: str = "pingd_score"
+    monitor_interval: int = 30
+    monitor_timeout: int = 60
+    start_delay: int = 5
+    stop_timeout: int = 60
+    ping_interval: int = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything saru.toml says; ``Settings()`` is the empty file."""
+
+    path: str | None = None
+    director: DirectorSettings = field(default_factory=DirectorSettings)
+    ha: HASettings | None = None
+    ipvs_sync: IPVSSyncSettings | None = None
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    warnings: tuple[Diagnostic, ...] = ()
