@@ -54,7 +54,7 @@ def choose(name: str, dry_run: bool = False) -> tuple[str, str]:
     """The data plane ``name`` means on this machine, and why: ``auto`` is the first available of
     ``PLANES``. Builds nothing; raises DataplaneError when the plane cannot run here."""
     if name == "auto":
-        reasons = []
+        reasons: list[str] = []
         for candidate in PLANES:
             ok, why = availability(candidate, dry_run)
             if ok:

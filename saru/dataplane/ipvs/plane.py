@@ -201,7 +201,7 @@ class IpvsDataplane(Dataplane):
         return [d for d in dests if d is not None]
 
     def _dump_services(self) -> list[tuple[ServiceKey, codec.Nla]]:
-        out = []
+        out: list[tuple[ServiceKey, codec.Nla]] = []
         for raw in self._netlink().dump(codec.CMD_GET_SERVICE):
             nla = codec.dumped(raw, 1)
             key = codec.decode_service_key(nla) if nla is not None else None
@@ -376,9 +376,9 @@ class IpvsDataplane(Dataplane):
             succeeded = [ops[i] for i in range(nl.sent) if i not in failed]
             self._known = None  # re-read when next needed
             note = self._rollback(succeeded, before)
-            index, exc = failures[0]
+            index, error = failures[0]
             op = ops[index]
-            raise DataplaneError(f"{describe_op(op)}: {describe_error(exc, op)}{note}") from exc
+            raise DataplaneError(f"{describe_op(op)}: {describe_error(error, op)}{note}") from error
 
     def _expect(self, read: dict[ServiceKey, Service] | None, ops: list[Op]) -> None:
         """After a successful apply: the table the kernel now holds as far as Saru knows (the one

@@ -401,7 +401,9 @@ class NftDataplane(Dataplane):
         reals' flow sets (client address and port only; the director sees no replies, so the
         state is ESTABLISHED, or FIN_WAIT once a FIN/RST went by)."""
         async with self._lock:
-            state = self._state or await asyncio.to_thread(self._adopt)
+            state = self._state
+            if state is None:
+                state = await asyncio.to_thread(self._adopt)
             nat = await asyncio.to_thread(nat_connections, state.table)
             dr = await asyncio.to_thread(self._dr_connections, state)
         return [entry for _, entry in nat] + dr
