@@ -16,8 +16,7 @@ import sys
 from typing import Any
 
 from saru.compat.ipvsadm import describe_op
-from saru.dataplane.libnft import Nft
-from saru.dataplane.nft import NftDataplane
+from saru.dataplane.nft import Nft, NftDataplane
 from saru.diff import diff
 from saru.tablecodec import table_from_list, table_to_list
 

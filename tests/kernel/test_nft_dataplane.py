@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
-from saru.dataplane.nft_render import service_id
+from saru.dataplane.nft.names import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from saru.tablecodec import table_from_list, table_to_list
 from tests.helpers import require
@@ -417,7 +417,7 @@ def test_daemon_follows_health_on_nft(topo: Topology, tmp_path: Path) -> None:
     daemon.terminate()
     assert daemon.wait(15) == 0
     leftover = topo.run("ld1", sys.executable, "-c",
-                        "from saru.dataplane.libnft import Nft; print(Nft().run('list ruleset'))")
+                        "from saru.dataplane.nft.libnft import Nft; print(Nft().run('list ruleset'))")
     assert "saru" not in leftover.stdout  # cleanstop removed Saru's tables
 
 
