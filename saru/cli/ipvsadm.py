@@ -49,7 +49,7 @@ from saru.model import (
 )
 
 if TYPE_CHECKING:
-    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.dataplane.ipvs import SyncDaemon
 
 EXIT_USAGE = 2
 EXIT_FAILED = 255
@@ -347,7 +347,7 @@ class Target:
 
 def sync_daemon(args: argparse.Namespace) -> SyncDaemon:
     """``--start-daemon``'s daemon, checked like ipvsadm checks it."""
-    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.dataplane.ipvs import SyncDaemon
 
     if args.syncid is not None and not 0 <= args.syncid <= 255:
         raise UsageError("illegal syncid specified")
@@ -371,7 +371,7 @@ def sync_daemon(args: argparse.Namespace) -> SyncDaemon:
 
 
 async def sync_command(args: argparse.Namespace, target: Target) -> int:
-    from saru.dataplane import ipvs_sync
+    from saru.dataplane.ipvs import sync as ipvs_sync
 
     if args.start_daemon and args.stop_daemon:
         raise UsageError("give only one of --start-daemon, --stop-daemon")

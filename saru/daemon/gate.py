@@ -131,7 +131,7 @@ class HAGate:
                 LOGGER.warning("[ipvs.sync] is ignored: the %s data plane has no IPVS connection sync", name)
                 self._sync_warned = True
             return
-        from saru.dataplane.ipvs_sync import SyncError, apply_sync
+        from saru.dataplane.ipvs import SyncError, apply_sync
 
         try:
             done = await apply_sync(self.dataplane, None if stop else sync, "MASTER" if self.active else "BACKUP")

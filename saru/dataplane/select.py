@@ -4,8 +4,9 @@
 userspace proxy — and returns a sentence saying why, which ``saru status`` shows. Each data plane
 class may offer ``available(dry_run=False) -> tuple[bool, str]`` (a classmethod) telling whether it
 can run here and why not (``dry_run``: without side effects such as loading a kernel module); its
-module is imported only when it is considered. ``choose`` is the decision alone, nothing built:
-``saru check-config`` uses it to validate against the plane ``saru run`` would pick.
+package (``saru.dataplane.ipvs``, ``.nft``, ``.proxy``) is imported only when it is considered.
+``choose`` is the decision alone, nothing built: ``saru check-config`` uses it to validate against
+the plane ``saru run`` would pick.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import importlib
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError
 from saru.model import Config, Diagnostic
 
-#: name → "module:Class", in ``auto``'s order of preference.
+#: name → "package:Class" (what the plane's package offers), in ``auto``'s order of preference.
 PLANES: dict[str, str] = {
     "ipvs": "saru.dataplane.ipvs:IpvsDataplane",
     "nft": "saru.dataplane.nft:NftDataplane",
@@ -53,7 +54,7 @@ def choose(name: str, dry_run: bool = False) -> tuple[str, str]:
     """The data plane ``name`` means on this machine, and why: ``auto`` is the first available of
     ``PLANES``. Builds nothing; raises DataplaneError when the plane cannot run here."""
     if name == "auto":
-        reasons = []
+        reasons: list[str] = []
         for candidate in PLANES:
             ok, why = availability(candidate, dry_run)
             if ok:

@@ -17,8 +17,7 @@ from typing import Any
 
 from saru.compat.ipvsadm import describe_op
 from saru.control.codec import table_from_list, table_to_list
-from saru.dataplane.libnft import Nft
-from saru.dataplane.nft import NftDataplane
+from saru.dataplane.nft import Nft, NftDataplane
 from saru.diff import diff
 
 CLOSING = int(sys.argv[sys.argv.index("--closing-timeout") + 1]) if "--closing-timeout" in sys.argv else None

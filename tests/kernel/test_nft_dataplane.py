@@ -1,6 +1,6 @@
 """The nftables data plane on the real kernel: the UltraMonkey topology in network namespaces.
 
-Each test builds its own namespaces (``tests.kernel.topology``), drives an ``NftDataplane`` inside
+Each test builds its own namespaces (``tests.lab.guide``), drives an ``NftDataplane`` inside
 the director namespace (``tests.kernel.nftctl``) and sends real traffic from the client namespace
 (``tests.kernel.load``) to real nginx / UDP echo servers in the real-server namespaces.
 """
@@ -19,10 +19,10 @@ import pytest
 
 from saru.control import request_sync
 from saru.control.codec import table_from_list, table_to_list
-from saru.dataplane.nft_render import service_id
+from saru.dataplane.nft.names import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from tests.helpers import require
-from tests.kernel.topology import CLIENT, REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import CLIENT, REALS, VIP, VIP6, Topology
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -65,13 +65,10 @@ class Ctl:
 
 @pytest.fixture
 def topo(tmp_path: Path) -> Iterator[Topology]:
-    ok, why = available()
+    ok, why = Topology.available()
     require(ok, why)
-    t = Topology(tmp_path)
-    try:
-        yield t.up()
-    finally:
-        t.down()
+    with Topology(tmp_path) as t:
+        yield t
 
 
 def service(port: int, dests: list[Dest], scheduler: str = "rr", protocol: str = "tcp", vip: str = VIP,
@@ -420,7 +417,7 @@ def test_daemon_follows_health_on_nft(topo: Topology, tmp_path: Path) -> None:
     daemon.terminate()
     assert daemon.wait(15) == 0
     leftover = topo.run("ld1", sys.executable, "-c",
-                        "from saru.dataplane.libnft import Nft; print(Nft().run('list ruleset'))")
+                        "from saru.dataplane.nft.libnft import Nft; print(Nft().run('list ruleset'))")
     assert "saru" not in leftover.stdout  # cleanstop removed Saru's tables
 
 

@@ -1,5 +1,5 @@
 """Drift detection logic: the pure comparison (saru.drift), the nft object check and GETGEN parsing
-(saru.dataplane.nft_check), and the watcher's bookkeeping (saru.daemon.driftwatch) over a fake plane."""
+(saru.dataplane.nft.check), and the watcher's bookkeeping (saru.daemon.driftwatch) over a fake plane."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from saru.cli.main import main
 from saru.daemon.driftwatch import DriftWatcher
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, Verification
-from saru.dataplane.nft_check import _parse, next_generation, object_problems
-from saru.dataplane.nft_render import TABLE, UNKNOWN, Objects
+from saru.dataplane.nft.check import next_generation, object_problems
+from saru.dataplane.nft.check import parse_generation as _parse
+from saru.dataplane.nft.names import TABLE
+from saru.dataplane.nft.transaction import UNKNOWN, Objects
 from saru.diff import apply_ops
 from saru.drift import describe, drift, summary
 from saru.events import Event, TableDrift
@@ -100,7 +102,7 @@ def test_repair_restores_what_was_applied_and_leaves_the_rest(applied: Table, ke
     assert (ops == []) == (describe(ops, applied, kernel) == [])
 
 
-# -- saru.dataplane.nft_check ------------------------------------------------------------------------
+# -- saru.dataplane.nft.check ------------------------------------------------------------------------
 
 
 def objects() -> Objects:

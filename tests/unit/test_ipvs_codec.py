@@ -11,7 +11,7 @@ import struct
 import pytest
 from pyroute2.netlink.generic import ipvs as pyroute2_ipvs
 
-from saru.dataplane import ipvs_codec as codec
+from saru.dataplane.ipvs import codec
 from saru.diff import apply_ops
 from saru.model import (
     AddDest,
@@ -27,7 +27,8 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
-from saru.model.schedflags import F_SCHED1, F_SCHED2, F_SCHED3
+from saru.model.schedflags import F_SCHED1, F_SCHED2, F_SCHED3, format_schedflags
+from saru.net import parse_attrs
 
 TCP = ServiceKey("tcp", "10.0.0.1", 80)
 UDP6 = ServiceKey("udp", "2001:db8::1", 53, None, 6)
@@ -143,7 +144,7 @@ def test_stats64_and_connections() -> None:
 
 def test_parse_attrs_stops_at_a_truncated_attribute() -> None:
     chain = struct.pack("=HHI", 8, 3, 7) + struct.pack("=HH", 40, 4) + b"xx"
-    assert codec.parse_attrs(chain) == {3: struct.pack("=I", 7)}
+    assert parse_attrs(chain) == {3: struct.pack("=I", 7)}
 
 
 def test_edits_are_set_commands_never_deletes() -> None:
@@ -158,10 +159,10 @@ def test_scheduler_flags() -> None:
     """The codec uses saru.model.schedflags, turning its errors into InvalidOp."""
     assert codec.parse_schedflags("sh-port,sh-fallback", "sh") == F_SCHED1 | F_SCHED2
     assert codec.parse_schedflags("mh-port", "mh") == F_SCHED2
-    assert codec.format_schedflags(F_SCHED1 | F_SCHED2, "sh") == "sh-fallback,sh-port"
-    assert codec.format_schedflags(F_SCHED2, "mh") == "mh-port"
-    assert codec.format_schedflags(F_SCHED1 | F_SCHED3, "wrr") == "flag-1,flag-3"
-    assert codec.format_schedflags(codec.F_PERSISTENT, "wrr") is None
+    assert format_schedflags(F_SCHED1 | F_SCHED2, "sh") == "sh-fallback,sh-port"
+    assert format_schedflags(F_SCHED2, "mh") == "mh-port"
+    assert format_schedflags(F_SCHED1 | F_SCHED3, "wrr") == "flag-1,flag-3"
+    assert format_schedflags(codec.F_PERSISTENT, "wrr") is None
     with pytest.raises(codec.InvalidOp, match="needs scheduler 'sh'"):
         codec.parse_schedflags("sh-port", "wrr")
     with pytest.raises(codec.InvalidOp, match="unknown scheduler flag"):

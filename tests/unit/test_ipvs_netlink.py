@@ -1,4 +1,4 @@
-"""``ipvs_netlink.GenlSocket`` against the running kernel's generic-netlink controller ("nlctrl",
+"""``ipvs.netlink.GenlSocket`` against the running kernel's generic-netlink controller ("nlctrl",
 present in every Linux kernel, read-only): family lookup, errors with their errno, and a batch
 whose failures are reported at the right positions although only the last request asks for an ack."""
 
@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from saru.dataplane.ipvs_netlink import CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, GenlSocket, NetlinkError, _nla
+from saru.dataplane.ipvs.netlink import CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, GenlSocket, NetlinkError
+from saru.net import nla as _nla
 from tests.helpers import require
 
 

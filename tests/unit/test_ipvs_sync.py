@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from saru.dataplane import ipvs_codec as codec
-from saru.dataplane.ipvs_sync import SyncDaemon, daemon_payload, decode_daemon, desired_daemons, roles_for
+from saru.dataplane.ipvs import codec
+from saru.dataplane.ipvs.sync import SyncDaemon, daemon_payload, decode_daemon, desired_daemons, roles_for
 from saru.ha.vrrp import State
 from saru.model import IPVSSyncSettings
 

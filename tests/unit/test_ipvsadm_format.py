@@ -82,7 +82,7 @@ PROC_CONN = (
 
 
 def test_proc_conn_entries_parse():
-    from saru.dataplane.ipvs_codec import parse_conn_table
+    from saru.dataplane.ipvs.codec import parse_conn_table
 
     entries = parse_conn_table(PROC_CONN)
     assert [(e.protocol, e.client, e.virtual, e.dest, e.state, e.expires) for e in entries] == [
@@ -95,7 +95,7 @@ def test_proc_conn_entries_parse():
 
 def test_connection_listing():
     from saru.compat.ipvsadm import format_connections
-    from saru.dataplane.ipvs_codec import parse_conn_table
+    from saru.dataplane.ipvs.codec import parse_conn_table
 
     assert format_connections(parse_conn_table(PROC_CONN)) == (
         "IPVS connection entries\n"
@@ -113,7 +113,7 @@ def test_connection_listing():
 
 def test_daemon_listing():
     from saru.compat.ipvsadm import format_daemons
-    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.dataplane.ipvs.sync import SyncDaemon
 
     daemons = [SyncDaemon("backup", "eth1", 0, 1472, "224.0.0.81", 8848, 1),
                SyncDaemon("master", "eth0", 7, 0, "ff02::81", 0, 0)]

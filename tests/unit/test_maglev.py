@@ -8,8 +8,8 @@ import hashlib
 import json
 
 from saru.dataplane.maglev import maglev_table
-from saru.dataplane.nft_render import MAGLEV_SIZE, maglev
-from saru.dataplane.schedulers import MH_TABLE_SIZE, DestState, MaglevHash
+from saru.dataplane.nft.slots import MAGLEV_SIZE, maglev
+from saru.dataplane.proxy.schedulers import MH_TABLE_SIZE, DestState, MaglevHash
 
 IPV6 = [("2001:db8::80b", 4644), ("2001:db8::ab43", 14041), ("2001:db8::ef7e", 15926)]
 MIXED = [("10.0.164.172", 21615), ("2001:db8::7ed8", 43424), ("10.0.205.209", 29808),

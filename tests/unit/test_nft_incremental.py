@@ -1,4 +1,4 @@
-"""nft_render's incremental transactions: an apply sends only what differs from the last one.
+"""The nft renderer's incremental transactions: an apply sends only what differs from the last one.
 
 Pure: ``build`` renders objects, ``transaction`` diffs two renderings into nft commands. The kernel
 side (atomicity, rollback) is proven in tests/kernel/test_nft_dataplane.py.
@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from saru.dataplane.nft_render import (
-    DR_FAMILY,
-    NAT_FAMILY,
-    Environment,
-    Existing,
-    RenderError,
-    build,
-    parse,
-    parse_real_comment,
-    real_comment,
-    stable_slots,
-    transaction,
-    unknown_script,
-)
+from saru.dataplane.nft.environment import Environment
+from saru.dataplane.nft.names import DR_FAMILY, NAT_FAMILY, RenderError, parse_real_comment, real_comment
+from saru.dataplane.nft.parse import parse
+from saru.dataplane.nft.render import build
+from saru.dataplane.nft.slots import stable_slots
+from saru.dataplane.nft.transaction import Existing, transaction, unknown_script
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 
 KEY = ServiceKey("tcp", "192.168.6.240", 80)
@@ -150,13 +142,13 @@ def test_a_real_on_another_port_switches_the_map_to_address_and_port() -> None:
 
 
 def _sid() -> str:
-    from saru.dataplane.nft_render import service_id
+    from saru.dataplane.nft.names import service_id
 
     return service_id(KEY)
 
 
 def test_the_memo_changes_nothing_but_the_work() -> None:
-    from saru.dataplane.nft_render import Memo
+    from saru.dataplane.nft.render import Memo
     from saru.diff import apply_ops
     from saru.model import AddDest, EditDest
 
@@ -176,7 +168,7 @@ def test_the_memo_changes_nothing_but_the_work() -> None:
 
 
 def test_reals_without_a_slot_are_parked_at_stable_keys() -> None:
-    from saru.dataplane.nft_render import PARK, park_key
+    from saru.dataplane.nft.slots import PARK, park_key
 
     quiet = farm(3, weight=0)
     elements = build(quiet).scripts[NAT_FAMILY].elements[f"m_{_sid()}"]

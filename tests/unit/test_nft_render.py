@@ -1,5 +1,5 @@
-"""nft_render: golden nft scripts for each kind of virtual service, slot tables, and the round trip
-of the metadata that lets ``read()`` give back exactly the applied table.
+"""saru.dataplane.nft.render: golden nft scripts for each kind of virtual service, slot tables, and
+the round trip of the metadata that lets ``read()`` give back exactly the applied table.
 
 The golden scripts live in ``tests/unit/nft_golden/*.nft``; regenerate one with
 ``SARU_UPDATE_GOLDEN=1 pytest tests/unit/test_nft_render.py`` after a deliberate change, and read the
@@ -14,23 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from saru.dataplane.nft_render import (
-    HASH_SEED,
-    MAGLEV_SIZE,
-    Environment,
-    Existing,
+from saru.dataplane.nft.environment import Environment
+from saru.dataplane.nft.exprs import HASH_SEED
+from saru.dataplane.nft.names import (
     RenderError,
     dest_comment,
-    maglev,
-    parse,
     parse_dest_comment,
     parse_service_comment,
-    render,
     service_comment,
     service_id,
-    slots,
-    wrr_sequence,
 )
+from saru.dataplane.nft.parse import parse
+from saru.dataplane.nft.render import render
+from saru.dataplane.nft.slots import MAGLEV_SIZE, maglev, slots, wrr_sequence
+from saru.dataplane.nft.transaction import Existing
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 
 GOLDEN = Path(__file__).parent / "nft_golden"

@@ -7,13 +7,9 @@ import itertools
 
 import pytest
 
-from saru.dataplane.schedulers import (
-    MH_TABLE_SIZE,
-    SCHEDULERS,
-    Balancer,
-    check_settings,
-    parse_netmask,
-)
+from saru.dataplane.netmask import parse_netmask
+from saru.dataplane.proxy.balancer import Balancer, check_settings
+from saru.dataplane.proxy.schedulers import MH_TABLE_SIZE, SCHEDULERS
 from saru.model import Dest, ServiceSettings
 
 

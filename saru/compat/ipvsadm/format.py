@@ -18,7 +18,7 @@ from saru.dataplane.base import ConnEntry, DestStats, ServiceStats
 from saru.model import FORWARD_NAMES, AddDest, AddService, Dest, Service, ServiceKey, Table
 
 if TYPE_CHECKING:  # the IPVS data plane's module; a type only, so formatting never imports the plane
-    from saru.dataplane.ipvs_sync import SyncDaemon
+    from saru.dataplane.ipvs import SyncDaemon
 
 HEADER = "IP Virtual Server version 1.2.1 (size=4096)"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}

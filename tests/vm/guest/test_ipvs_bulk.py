@@ -33,7 +33,7 @@ async def test_thousand_dests_in_one_apply(
     table = await dataplane.read()
     timings["read 1000"] = time.perf_counter() - t0
     assert dict(table.services[KEY].dests) == {dest(i).key: dest(i) for i in range(COUNT)}
-    # the reals went in under rr (ipvs_codec.with_cheap_scheduler): the service got wrr back
+    # the reals went in under rr (ipvs.codec.with_cheap_scheduler): the service got wrr back
     assert table.services[KEY].settings == ServiceSettings("wrr")
 
     t0 = time.perf_counter()

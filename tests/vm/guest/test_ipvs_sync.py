@@ -18,7 +18,7 @@ import pytest
 
 from saru.compat.ipvsadm import format_daemons
 from saru.dataplane.ipvs import IpvsDataplane
-from saru.dataplane.ipvs_sync import apply_sync, read_daemons
+from saru.dataplane.ipvs.sync import apply_sync, read_daemons
 from saru.diff import diff
 from saru.model import Dest, IPVSSyncSettings, Service, ServiceKey, ServiceSettings, Table
 from tests.vm.guest.conftest import ipvsadm

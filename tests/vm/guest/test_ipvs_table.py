@@ -8,7 +8,7 @@ import pytest
 
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.ipvs import IpvsDataplane
-from saru.dataplane.ipvs_codec import SCHEDULERS
+from saru.dataplane.ipvs.codec import SCHEDULERS
 from saru.diff import diff
 from saru.model import (
     AddDest,

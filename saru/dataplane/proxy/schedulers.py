@@ -1,8 +1,8 @@
-"""Connection scheduling with IPVS semantics, for the userspace data planes (no I/O in here).
+"""Connection scheduling algorithms with IPVS semantics, for the userspace proxy (no I/O in here).
 
-A ``Balancer`` holds one service's destinations (``DestState``: weight, thresholds, live counters),
-its scheduler and its persistence templates. ``schedule(client, port)`` picks a destination for a
-new connection and counts it; ``release`` uncounts it when the connection ends.
+A ``Scheduler`` picks one of a service's destinations (``DestState``: weight, thresholds, live
+counters) for a new connection; ``balancer.Balancer`` holds a service's destinations, its scheduler
+and its persistence templates.
 
 Schedulers (``SCHEDULERS``), as in the Linux kernel's ``ip_vs_*.c``:
 
@@ -28,12 +28,6 @@ Schedulers (``SCHEDULERS``), as in the Linux kernel's ``ip_vs_*.c``:
 Weight-0 destinations never receive new connections. Upper/lower thresholds follow IPVS's overload
 rule: a destination becomes overloaded when active+inactive >= upper, and is available again below
 lower (or below 3/4 of upper when lower is 0); overloaded destinations are skipped.
-
-Persistence (``persistent`` seconds, ``netmask``: IPv4 dotted mask or prefix length): a client,
-masked by netmask, sticks to the destination of its first connection while it has connections and
-for ``persistent`` seconds after the later of its last new connection and its last close. A template
-whose destination has weight 0 or was removed is dropped at the next lookup and the client is
-scheduled afresh, like IPVS with ``expire_quiescent_template=1``.
 """
 
 from __future__ import annotations
@@ -43,12 +37,10 @@ import math
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from saru.dataplane.maglev import digest64, maglev_table
-from saru.model import Dest, ServiceSettings
-from saru.model.schedflags import flag_names
+from saru.model import Dest
 
 MH_TABLE_SIZE = 16381  # a prime; IPVS's CONFIG_IP_VS_MH_TAB_INDEX=14 (its default is 251)
 SH_TABLE_BITS = 8  # IPVS's IP_VS_SH_TAB_BITS (and dh's)
@@ -116,7 +108,7 @@ class DestState:
             self.overloaded = False
 
 
-def _addr_int(address: str) -> tuple[int, int]:
+def address_value(address: str) -> tuple[int, int]:
     """(family bits, integer value) of an IP literal."""
     if ":" in address:
         return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
@@ -125,7 +117,7 @@ def _addr_int(address: str) -> tuple[int, int]:
 
 def _fold(address: str) -> int:
     """IPVS's 32-bit fold of an address (IPv6: xor of its four words)."""
-    bits, value = _addr_int(address)
+    bits, value = address_value(address)
     if bits == 32:
         return value
     return (value >> 96 ^ value >> 64 ^ value >> 32 ^ value) & 0xFFFFFFFF
@@ -519,156 +511,3 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
         WeightedRandomTwos, LocalityLeastConnection, LocalityLeastConnectionReplicated,
     )
 }
-
-
-def parse_flags(schedflags: str | None, scheduler: str = "") -> frozenset[str]:
-    """``"sh-fallback,sh-port"`` (ipvsadm -b) → the canonical flag names (``flag-2`` on sh = ``sh-port``)."""
-    return flag_names(schedflags, scheduler)
-
-
-def parse_netmask(netmask: str | None) -> tuple[int, int]:
-    """(IPv4 mask, IPv6 prefix length). ``255.255.255.0`` is an IPv4 mask; ``64`` or ``/64`` a prefix."""
-    if not netmask:
-        return 0xFFFFFFFF, 128
-    text = netmask.strip().lstrip("/")
-    if "." in text:
-        try:
-            mask = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-        except OSError:
-            raise ValueError(f"invalid netmask {netmask!r}") from None
-        return mask, 128
-    if not text.isdigit() or not 0 <= int(text) <= 128:
-        raise ValueError(f"invalid netmask {netmask!r}: expected a dotted IPv4 mask or a prefix length")
-    prefix = int(text)
-    v4 = (0xFFFFFFFF << (32 - min(prefix, 32))) & 0xFFFFFFFF
-    return v4, prefix
-
-
-def check_settings(settings: ServiceSettings) -> None:
-    """Raise ValueError when a balancer cannot honour these settings."""
-    if settings.scheduler not in SCHEDULERS:
-        known = ", ".join(sorted(SCHEDULERS))
-        raise ValueError(f"unknown scheduler {settings.scheduler!r} (this data plane knows {known})")
-    if settings.persistent is not None and settings.persistent < 0:
-        raise ValueError(f"invalid persistent timeout {settings.persistent}")
-    parse_netmask(settings.netmask)
-
-
-@dataclass(eq=False, slots=True)
-class Template:
-    """A persistence template: a masked client stuck to a destination."""
-
-    dest: DestState
-    conns: int = 0
-    expires: float = 0.0  # meaningful once conns == 0
-
-
-class Balancer:
-    """One service's destinations, scheduler and persistence templates."""
-
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        service: tuple[str, int] = ("", 0),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.service = service
-        self.clock = clock
-        self.dests: dict[tuple[str, int], DestState] = {}
-        self.templates: dict[tuple[int, int], Template] = {}
-        self.settings = settings
-        self.configure(settings)
-
-    def configure(self, settings: ServiceSettings) -> None:
-        """Apply (new) service settings; raises ValueError when they are invalid."""
-        check_settings(settings)
-        old = self.settings
-        self.settings = settings
-        self.persistent = settings.persistent
-        self.v4mask, self.v6prefix = parse_netmask(settings.netmask)
-        if not settings.persistent or settings.netmask != old.netmask:
-            self.templates.clear()
-        flags = parse_flags(settings.schedflags, settings.scheduler)
-        self.scheduler = SCHEDULERS[settings.scheduler](flags, self.service)
-        self.scheduler.update(list(self.dests.values()))
-
-    def set_dest(self, dest: Dest, refresh: bool = True) -> DestState:
-        """Add a destination or change its weight and thresholds.
-
-        ``refresh=False`` defers the scheduler's recomputation: a batch of changes then calls
-        ``refresh()`` once (linear instead of quadratic in the number of destinations)."""
-        state = self.dests.get(dest.key)
-        if state is None:
-            state = DestState(dest.address, dest.port)
-            self.dests[dest.key] = state
-        state.configure(dest)
-        if refresh:
-            self.refresh()
-        return state
-
-    def remove_dest(self, key: tuple[str, int], refresh: bool = True) -> None:
-        """Forget a destination; its live connections keep their DestState until they end."""
-        state = self.dests.pop(key, None)
-        if state is not None:
-            state.removed = True
-            if refresh:
-                self.refresh()
-
-    def refresh(self) -> None:
-        """Recompute the scheduler's view of the destinations (after deferred changes)."""
-        self.scheduler.update(list(self.dests.values()))
-
-    def _client_key(self, client: str) -> tuple[int, int]:
-        bits, value = _addr_int(client)
-        if bits == 32:
-            return 4, value & self.v4mask
-        return 6, value >> (128 - self.v6prefix) if self.v6prefix else 0
-
-    def schedule(
-        self, client: str, port: int, exclude: DestState | None = None
-    ) -> tuple[DestState, Template | None] | None:
-        """Choose and count the destination of a new connection; None when nothing is available."""
-        if not self.persistent:
-            d = self.scheduler.pick(client, port, exclude)
-            if d is None:
-                return None
-            d.bind()
-            return d, None
-        key = self._client_key(client)
-        t = self.templates.get(key)
-        if t is not None:
-            d = t.dest
-            stale = t.conns == 0 and t.expires <= self.clock()
-            if stale or d.removed or d.weight <= 0 or d is exclude:
-                del self.templates[key]  # connections still holding it release it harmlessly
-                t = None
-        if t is None:
-            d = self.scheduler.pick(client, port, exclude)
-            if d is None:
-                return None
-            t = self.templates[key] = Template(d)
-        d = t.dest
-        t.conns += 1
-        t.expires = self.clock() + self.persistent
-        d.bind()
-        return d, t
-
-    def release(self, dest: DestState, template: Template | None) -> None:
-        """A connection scheduled by ``schedule`` ended."""
-        dest.unbind()
-        if template is not None:
-            template.conns -= 1
-            template.expires = max(template.expires, self.clock() + (self.persistent or 0))
-
-    def expire(self) -> int:
-        """Drop expired templates; returns how many were dropped."""
-        now = self.clock()
-        dead = [k for k, t in self.templates.items() if t.conns <= 0 and t.expires <= now]
-        for k in dead:
-            del self.templates[k]
-        return len(dead)
-
-
-def weights_of(dests: Iterable[DestState]) -> dict[tuple[str, int], int]:
-    """Helper for diagnostics and tests: destination → weight."""
-    return {d.key: d.weight for d in dests}

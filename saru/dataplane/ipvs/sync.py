@@ -35,11 +35,11 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from saru.dataplane import ipvs_codec as codec
 from saru.dataplane.base import Dataplane, DataplaneError
+from saru.dataplane.ipvs import codec
 
 if TYPE_CHECKING:
-    from saru.dataplane.ipvs import IpvsDataplane
+    from saru.dataplane.ipvs.plane import IpvsDataplane
     from saru.model import IPVSSyncSettings
 
 STATE_MASTER = 0x1
@@ -176,7 +176,7 @@ def desired_daemons(settings: IPVSSyncSettings | None, ha_state: object = None) 
 
 
 def _ipvs(dataplane: Dataplane) -> IpvsDataplane:
-    from saru.dataplane.ipvs import IpvsDataplane
+    from saru.dataplane.ipvs.plane import IpvsDataplane
 
     if not isinstance(dataplane, IpvsDataplane):
         raise SyncError(f"connection synchronisation needs the IPVS data plane, not {dataplane.capabilities.name}")

@@ -17,7 +17,8 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from saru.dataplane.nft_render import TABLE, UNKNOWN, UNKNOWN_MAP, Objects
+from saru.dataplane.nft.names import TABLE
+from saru.dataplane.nft.transaction import UNKNOWN, UNKNOWN_MAP, Objects
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -28,6 +29,8 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST = 1
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 _NFGEN = struct.Struct("=BBH")  # struct nfgenmsg
+
+__all__ = ["Generation", "next_generation", "object_problems", "parse_generation"]
 
 
 def next_generation(gen: int) -> int:
@@ -60,7 +63,7 @@ class Generation:
             self._sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST, self._seq, 0) + body)
             while True:
                 data = self._sock.recv(8192)
-                gen = _parse(data, self._seq)
+                gen = parse_generation(data, self._seq)
                 if gen is not None:
                     return gen
         except (OSError, ValueError):
@@ -74,7 +77,7 @@ class Generation:
             self._sock = None
 
 
-def _parse(data: bytes, seq: int) -> int | None:
+def parse_generation(data: bytes, seq: int) -> int | None:
     """The generation id in a NEWGEN answer to request ``seq`` (ValueError on a netlink error)."""
     offset = 0
     while offset + _HEADER.size <= len(data):

@@ -66,7 +66,7 @@ class Poller:
         self.tickers: list[Callable[[], None]] = []
         #: objects with an ``expire()`` method → monotonic time at which to call it
         self.deadlines: dict[Any, float] = {}
-        #: the TCP relays' copy buffer (set by proxy_tcp; one per poller, i.e. per thread)
+        #: the TCP relays' copy buffer (set by proxy.tcp; one per poller, i.e. per thread)
         self.tcp_buffer: bytearray | None = None
         if _EPOLL:
             self.epoll: select.epoll | None = select.epoll()

@@ -1,6 +1,6 @@
 """The proxy's TCP side: a listener per service and a two-socket relay per client connection.
 
-Everything is raw non-blocking sockets driven by ``proxy_poll.Poller`` (no asyncio transports,
+Everything is raw non-blocking sockets driven by ``poll.Poller`` (no asyncio transports,
 tasks or futures per connection): accept in batches, schedule, ``connect`` a new socket to the
 chosen real (TCP_NODELAY on both sides), then copy bytes through one shared buffer. Half-closes are
 forwarded (``shutdown(SHUT_WR)``); the connection is closed when both directions have ended or on an
@@ -27,8 +27,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from saru.dataplane.proxy_poll import ERRORS, READ, WRITE, Poller
-from saru.dataplane.schedulers import Balancer, DestState, Template
+from saru.dataplane.proxy.balancer import Balancer, Template
+from saru.dataplane.proxy.poll import ERRORS, READ, WRITE, Poller
+from saru.dataplane.proxy.schedulers import DestState
 
 _BUFFER_SIZE = 256 * 1024
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

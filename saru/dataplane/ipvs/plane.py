@@ -1,8 +1,9 @@
 """The IPVS data plane: the Linux kernel's virtual server table, programmed over generic netlink.
 
-Talks to the kernel's "IPVS" genl family through ``ipvs_netlink.GenlSocket`` (a stdlib netlink
-socket: no pyroute2, nothing to import at start-up). The attributes are packed and unpacked by the
-pure functions of ``ipvs_codec``, which also plans validation and rollback; this module does the I/O.
+Talks to the kernel's "IPVS" genl family through ``netlink.GenlSocket`` (Saru's own batched
+socket on the stdlib; pyroute2 serves the other netlink families, see ``netlink`` for why not this
+one). The attributes are packed and unpacked by the pure ``codec`` package, which also plans
+validation and rollback; this module does the I/O.
 
 * ``read`` dumps every service and its destinations — Saru's and anybody else's; the daemon's diff
   only touches the services it owns.
@@ -17,7 +18,7 @@ pure functions of ``ipvs_codec``, which also plans validation and rollback; this
   after a failure or when the plane never read the table. A cancelled caller does not cut a
   batch short; big batches run in a thread so that the event loop keeps serving.
   Many destination changes of a wrr or mh service are made under rr, the service's scheduler
-  coming back right after them (``ipvs_codec.with_cheap_scheduler``): those kernel schedulers
+  coming back right after them (``codec.with_cheap_scheduler``): those kernel schedulers
   rebuild their state over all destinations on every change, which made N changes cost O(N²).
 * ``stats`` reads the 64-bit counters (connections, bytes) and the active/inactive connection
   counts of every destination; the kernel refreshes totals every 2 s (its rate estimator).
@@ -30,7 +31,7 @@ pure functions of ``ipvs_codec``, which also plans validation and rollback; this
   changed behind Saru's back (the daemon's diff starts from a fresh read, so it repairs at once)
   is kept for the next ``verify`` to report.
 * ``netlink_request`` / ``netlink_dump`` give other IPVS commands (the sync daemons,
-  ``ipvs_sync``) the plane's socket.
+  ``sync``) the plane's socket.
 * ``available()`` tells whether this kernel has IPVS: ``/proc/net/ip_vs`` exists once the ip_vs
   module is loaded; like ipvsadm, Saru runs ``modprobe ip_vs`` once when the module is installed
   but not loaded.
@@ -47,7 +48,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from saru.compat.ipvsadm import describe_op
-from saru.dataplane import ipvs_codec as codec
 from saru.dataplane.base import (
     Capabilities,
     ConnEntry,
@@ -57,7 +57,8 @@ from saru.dataplane.base import (
     ServiceStats,
     Verification,
 )
-from saru.dataplane.ipvs_netlink import GenlSocket, NetlinkError, run_in_netns
+from saru.dataplane.ipvs import codec
+from saru.dataplane.ipvs.netlink import GenlSocket, NetlinkError, run_in_netns
 from saru.diff import OpError, apply_ops
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 
@@ -200,7 +201,7 @@ class IpvsDataplane(Dataplane):
         return [d for d in dests if d is not None]
 
     def _dump_services(self) -> list[tuple[ServiceKey, codec.Nla]]:
-        out = []
+        out: list[tuple[ServiceKey, codec.Nla]] = []
         for raw in self._netlink().dump(codec.CMD_GET_SERVICE):
             nla = codec.dumped(raw, 1)
             key = codec.decode_service_key(nla) if nla is not None else None
@@ -375,9 +376,9 @@ class IpvsDataplane(Dataplane):
             succeeded = [ops[i] for i in range(nl.sent) if i not in failed]
             self._known = None  # re-read when next needed
             note = self._rollback(succeeded, before)
-            index, exc = failures[0]
+            index, error = failures[0]
             op = ops[index]
-            raise DataplaneError(f"{describe_op(op)}: {describe_error(exc, op)}{note}") from exc
+            raise DataplaneError(f"{describe_op(op)}: {describe_error(error, op)}{note}") from error
 
     def _expect(self, read: dict[ServiceKey, Service] | None, ops: list[Op]) -> None:
         """After a successful apply: the table the kernel now holds as far as Saru knows (the one

@@ -17,9 +17,10 @@ from __future__ import annotations
 import socket
 import time
 
-from saru.dataplane.proxy_poll import READ, Poller
-from saru.dataplane.proxy_tcp import Counters, family_of
-from saru.dataplane.schedulers import Balancer, DestState, Template
+from saru.dataplane.proxy.balancer import Balancer, Template
+from saru.dataplane.proxy.poll import READ, Poller
+from saru.dataplane.proxy.schedulers import DestState
+from saru.dataplane.proxy.tcp import Counters, family_of
 
 _BATCH = 64
 _MAX_DATAGRAM = 65535

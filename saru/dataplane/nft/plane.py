@@ -1,7 +1,7 @@
 """The nftables data plane: the kernel forwards, Saru writes one nft transaction per apply.
 
 ``NftDataplane`` owns two tables (``table inet saru`` for NAT, ``table netdev saru`` for direct
-routing — see ``nft_render`` for the rulesets) and is their only writer. It reads them back from
+routing — see ``render`` for the rulesets) and is their only writer. It reads them back from
 the kernel once (adoption, at the first ``read``/``apply``) and from then on keeps in memory the
 applied ``Table`` and the objects it rendered (chains, rules, sets, map elements). An apply turns
 ops into the new table (``saru.diff.apply_ops`` semantics), renders it, and sends the kernel ONE
@@ -12,12 +12,12 @@ when it refuses, the in-memory state is dropped and re-read from the kernel (so 
 and the change is tried once more as a full rewrite of Saru's objects. Other tables are never
 touched.
 
-The impure part lives here: finding the NIC behind each gate real (``ip -j route get``, exec'd
-without a shell, remembered per address), the NIC holding a direct-routed VIP (``ip -j addr``),
-the draining of removed gate reals (their flow sets are dropped at a later apply once empty),
-counters (``stats``/``zero``) and the connection list (conntrack for NAT, flow sets for DR).
+The impure part lives here and next door: finding the NIC behind each gate real and the NIC
+holding a direct-routed VIP (``routes``), the draining of removed gate reals (their flow sets are
+dropped at a later apply once empty), counters (``stats``/``zero``) and the connection list
+(``connections``: conntrack for NAT, flow sets for DR).
 
-Drift (``verify``/``repair``, see ``nft_check``): the in-memory state is trusted only while the
+Drift (``verify``/``repair``, see ``check``): the in-memory state is trusted only while the
 ruleset's generation id has not moved since Saru last saw its tables in sync (one netlink round
 trip per check); once it moved (someone committed anything, anywhere in the ruleset), Saru's tables
 are listed and compared with the state — the table read back from the comments, and the objects
@@ -30,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from saru.dataplane.base import (
@@ -45,31 +43,16 @@ from saru.dataplane.base import (
     ServiceStats,
     Verification,
 )
-from saru.dataplane.libnft import Nft, NftError, backend
-from saru.dataplane.nft_check import Generation, next_generation, object_problems
-from saru.dataplane.nft_render import (
-    CLOSING_TIMEOUT,
-    DR_FAMILY,
-    FLOW_TIMEOUT,
-    NAT_FAMILY,
-    SUPPORTED_SCHEDULERS,
-    TABLE,
-    UNKNOWN,
-    Environment,
-    Listing,
-    Memo,
-    Objects,
-    RenderError,
-    build,
-    closing_set,
-    dest_id,
-    flow_set,
-    is_loopback,
-    parse,
-    service_id,
-    transaction,
-    unknown_script,
-)
+from saru.dataplane.nft.check import Generation, next_generation, object_problems
+from saru.dataplane.nft.connections import dr_connections, flows_left, nat_connections
+from saru.dataplane.nft.environment import CLOSING_TIMEOUT, FLOW_TIMEOUT, Environment, is_loopback
+from saru.dataplane.nft.libnft import Nft, NftError, backend
+from saru.dataplane.nft.names import DR_FAMILY, NAT_FAMILY, TABLE, RenderError, service_id
+from saru.dataplane.nft.parse import Listing, parse
+from saru.dataplane.nft.render import Memo, build
+from saru.dataplane.nft.routes import Routes, discover
+from saru.dataplane.nft.slots import SUPPORTED_SCHEDULERS
+from saru.dataplane.nft.transaction import UNKNOWN, Objects, transaction, unknown_script
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
 
@@ -95,64 +78,6 @@ CAPABILITIES = Capabilities(
     ops=False,
     notes=UNSUPPORTED_HINT,
 )
-
-
-def _ip_json(*args: str) -> Any:
-    proc = subprocess.run(["ip", "-j", *args], capture_output=True, timeout=10, check=False)
-    if proc.returncode != 0:
-        raise DataplaneError(f"ip {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
-    return json.loads(proc.stdout or b"[]")
-
-
-@dataclass
-class Routes:
-    """What ``discover`` learnt about gate reals (address → NIC, or "" for the director itself)
-    and which NICs hold which VIPs; kept between applies, dropped when a transaction fails."""
-
-    reals: dict[str, str] = field(default_factory=dict)
-    ingress: dict[frozenset[str], tuple[str, ...]] = field(default_factory=dict)
-
-
-def discover(
-    table: Table, draining: Mapping[ServiceKey, Mapping[tuple[str, int], Dest]],
-    base: Environment = Environment(), routes: Routes | None = None,
-) -> Environment:
-    """Devices of the gate reals and of the direct-routed VIPs (blocking: runs ``ip`` for what
-    ``routes`` does not know yet)."""
-    routes = routes if routes is not None else Routes()
-    vips: set[str] = set()
-    wanted: set[str] = set()
-    for key, service in table.services.items():
-        gates = [d for d in [*service.dests.values(), *draining.get(key, {}).values()]
-                 if d.forward == "gate" and not is_loopback(d.address)]
-        for d in gates:
-            wanted.add(d.address)
-            if d.address in routes.reals:
-                continue
-            found = _ip_json("route", "get", d.address)
-            route = found[0] if found else {}
-            if route.get("type") == "local" or route.get("dev") == "lo":
-                routes.reals[d.address] = ""
-            elif route.get("gateway"):
-                raise DataplaneError(f"{key}: gate real {d.address} is behind a router "
-                                     f"({route['gateway']}); direct routing needs it on the director's LAN")
-            elif route.get("dev"):
-                routes.reals[d.address] = str(route["dev"])
-        if gates and key.address:
-            vips.add(key.address)
-    devices = {a: routes.reals[a] for a in wanted if routes.reals.get(a)}
-    local = frozenset(a for a in wanted if routes.reals.get(a) == "")
-    frozen = frozenset(vips)
-    if frozen not in routes.ingress:
-        found_nics: set[str] = set()
-        if vips:
-            for link in _ip_json("addr", "show"):
-                name = link.get("ifname")
-                if name and name != "lo" and any(a.get("local") in vips for a in link.get("addr_info", [])):
-                    found_nics.add(str(name))
-        routes.ingress[frozen] = tuple(sorted(found_nics))
-    ingress = set(devices.values()) | set(routes.ingress[frozen])
-    return replace(base, devices=devices, local=local, ingress=tuple(sorted(ingress)))
 
 
 @dataclass
@@ -339,7 +264,7 @@ class NftDataplane(Dataplane):
             uncounted = frozenset(k for k, s in listing.table.services.items()
                                   if any((k, d) not in listing.dest_counters for d in s.dests))
             try:
-                conns = await asyncio.to_thread(self._nat_connections, listing.table, uncounted)
+                conns = await asyncio.to_thread(nat_connections, listing.table, uncounted)
             except DataplaneError:
                 conns = []
         per_dest: dict[tuple[ServiceKey, tuple[str, int]], int] = {}
@@ -423,7 +348,7 @@ class NftDataplane(Dataplane):
             before = state.table.services.get(key)
             kept: dict[tuple[str, int], Dest] = {}
             for dkey, dest in state.draining.get(key, {}).items():
-                if dkey not in service.dests and self._flows_left(nft, key, dkey):
+                if dkey not in service.dests and flows_left(nft, key, dkey):
                     kept[dkey] = dest
             if before is not None:
                 for dkey, dest in before.dests.items():
@@ -432,19 +357,6 @@ class NftDataplane(Dataplane):
             if kept:
                 draining[key] = kept
         return draining
-
-    @staticmethod
-    def _flows_left(nft: Nft, key: ServiceKey, dkey: tuple[str, int]) -> bool:
-        sid, did = service_id(key), dest_id(dkey)
-        for name in (flow_set(sid, did), closing_set(sid, did)):
-            try:
-                out = nft.run(f"list set {DR_FAMILY} {TABLE} {name}", json_out=True)
-            except NftError:
-                continue
-            for item in json.loads(out).get("nftables", []):
-                if "set" in item and item["set"].get("elem"):
-                    return True
-        return False
 
     # -- counters and connections -----------------------------------------------------------------
 
@@ -489,102 +401,12 @@ class NftDataplane(Dataplane):
         reals' flow sets (client address and port only; the director sees no replies, so the
         state is ESTABLISHED, or FIN_WAIT once a FIN/RST went by)."""
         async with self._lock:
-            state = self._state or await asyncio.to_thread(self._adopt)
-            nat = await asyncio.to_thread(self._nat_connections, state.table)
+            state = self._state
+            if state is None:
+                state = await asyncio.to_thread(self._adopt)
+            nat = await asyncio.to_thread(nat_connections, state.table)
             dr = await asyncio.to_thread(self._dr_connections, state)
         return [entry for _, entry in nat] + dr
 
-    @staticmethod
-    def _nat_connections(
-        table: Table, only: frozenset[ServiceKey] | None = None
-    ) -> list[tuple[ServiceKey, ConnEntry]]:
-        """Conntrack's entries of NAT virtuals (``only``: of these); the kernel filters by virtual
-        address and port, so a big conntrack table is not copied to Python for each query."""
-        try:
-            from pyroute2 import Conntrack
-            from pyroute2.conntrack import NFCTAttrTuple
-            from pyroute2.netlink.exceptions import NetlinkError
-        except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
-            raise DataplaneError(f"conntrack is not available: {exc}") from None
-        wanted = [s for k, s in table.services.items() if (only is None or k in only) and s.dests
-                  and all(d.forward == "masq" for d in s.dests.values())]
-        if not wanted:
-            return []
-        out: list[tuple[ServiceKey, ConnEntry]] = []
-        try:
-            with Conntrack() as ct:
-                by_dest: dict[tuple[int, str, int], ServiceKey] = {}
-                everything: list[Any] | None = None
-                for service in wanted:
-                    key = service.key
-                    if key.protocol == "fwm":  # the mark is not in the tuple: match by real
-                        for d in service.dests.values():
-                            for p in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
-                                by_dest[(p, d.address, d.port)] = key
-                        continue
-                    proto = socket.IPPROTO_UDP if key.protocol == "udp" else socket.IPPROTO_TCP
-                    family = socket.AF_INET6 if key.family == 6 else socket.AF_INET
-                    match = NFCTAttrTuple(family=family, proto=proto, daddr=key.address, dport=key.port)
-                    try:
-                        entries = list(ct.dump_entries(tuple_orig=match))
-                    except NetlinkError:  # the kernel would not filter (seen for IPv6): match here
-                        if everything is None:
-                            everything = list(ct.dump_entries())
-                        entries = [e for e in everything if (e.tuple_orig.proto, e.tuple_orig.daddr,
-                                                             e.tuple_orig.dport) == (proto, key.address, key.port)]
-                    out += [(key, c) for e in entries if (c := _conn(e)) is not None]
-                if by_dest:
-                    for e in everything if everything is not None else ct.dump_entries():
-                        r = e.tuple_reply
-                        key_of = by_dest.get((e.tuple_orig.proto, r.saddr, r.sport)) or by_dest.get(
-                            (e.tuple_orig.proto, r.saddr, 0))
-                        if key_of is not None and (c := _conn(e)) is not None:
-                            out.append((key_of, c))
-        except (OSError, NetlinkError) as exc:
-            raise DataplaneError(f"cannot read conntrack: {exc}") from None
-        return out
-
     def _dr_connections(self, state: State) -> list[ConnEntry]:
-        nft = self._ensure()
-        out: list[ConnEntry] = []
-        for key, service in state.table.services.items():
-            if not any(d.forward == "gate" for d in service.dests.values()):
-                continue
-            sid = service_id(key)
-            dests = {**state.draining.get(key, {}), **service.dests}
-            for dkey in dests:
-                for name, conn_state in ((flow_set(sid, dest_id(dkey)), "ESTABLISHED"),
-                                         (closing_set(sid, dest_id(dkey)), "FIN_WAIT")):
-                    try:
-                        text = nft.run(f"list set {DR_FAMILY} {TABLE} {name}", json_out=True)
-                    except NftError:
-                        continue
-                    for item in json.loads(text).get("nftables", []):
-                        for elem in item.get("set", {}).get("elem", []):
-                            entry = _flow_entry(key, dkey, elem, conn_state)
-                            if entry is not None:
-                                out.append(entry)
-        return out
-
-
-def _conn(e: Any) -> ConnEntry | None:
-    """A conntrack entry DNATed to a real (None when it was not translated)."""
-    o, r = e.tuple_orig, e.tuple_reply
-    if (r.saddr, r.sport) == (o.daddr, o.dport):
-        return None
-    proto = "UDP" if o.proto == socket.IPPROTO_UDP else "TCP"
-    state = e.protoinfo.state_name() if e.protoinfo is not None else "NONE"
-    return ConnEntry(proto, (o.saddr, o.sport), (o.daddr, o.dport), (r.saddr, r.sport), state, float(e.timeout or 0))
-
-
-def _flow_entry(key: ServiceKey, dkey: tuple[str, int], elem: Any, state: str) -> ConnEntry | None:
-    """One flow-set element (``{"elem": {"val": {"concat": [addr, port]}, "expires": s}}``)."""
-    body = elem.get("elem", {}) if isinstance(elem, dict) else {}
-    val = body.get("val", elem)
-    parts = val.get("concat") if isinstance(val, dict) else None
-    if not parts or len(parts) != 2:
-        return None
-    proto = "UDP" if key.protocol == "udp" else "TCP"
-    port = key.port or dkey[1]
-    return ConnEntry(proto, (str(parts[0]), int(parts[1])), (key.address, port), (dkey[0], dkey[1] or port),
-                     state if proto == "TCP" else "NONE", float(body.get("expires", 0)))
+        return dr_connections(self._ensure(), state.table, state.draining)

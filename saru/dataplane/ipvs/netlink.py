@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from saru.net import nla, parse_attrs
-from saru.net import nla as _nla  # noqa: F401  (this module's name for it before saru.net)
 
 T = TypeVar("T")
 
@@ -97,7 +96,7 @@ def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     ok, value = result[0]
     if not ok:
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _genl_socket() -> socket.socket:
@@ -193,7 +192,7 @@ class GenlSocket:
         """The messages of a dump, each as raw bytes (netlink header included)."""
         seq, message = self._message(self.family_id, cmd, payload, NLM_F_REQUEST | NLM_F_DUMP)
         self.sock.send(message)
-        out = []
+        out: list[bytes] = []
         while True:
             for kind, got, reply in self._replies():
                 if got != seq:

@@ -1,7 +1,7 @@
 """The userspace proxy data plane: Saru without root or kernel support (demos, tests, laptops).
 
 Each TCP or UDP service listens on its own address:port and relays connections to its
-destinations (``proxy_tcp``, ``proxy_udp``), scheduled with IPVS semantics (``schedulers``). The
+destinations (``tcp``, ``udp``), scheduled with IPVS semantics (``schedulers``, ``balancer``). The
 forwarding method of a destination is recorded but has no effect: gate, masq and ipip are all
 simply proxied (a proxy cannot do direct routing; the real sees the director as its client).
 Firewall-mark services cannot be proxied and are refused.
@@ -12,7 +12,7 @@ without awaiting, so a client never sees half a batch. Removals drain: a deleted
 destination gets no new connections while established ones run to their end; deleting a service
 closes its listener (its established TCP connections still drain).
 
-The proxy forwards through its own epoll poller (``proxy_poll``). By default it runs on the caller's
+The proxy forwards through its own epoll poller (``poll``). By default it runs on the caller's
 asyncio loop (stock asyncio, or uvloop only if the caller installed it). With ``threaded=True`` it
 runs in a thread of its own, which keeps forwarding while the daemon's loop is busy; ``apply``,
 ``read`` and ``stats`` then hand their work to that thread, where it runs between two event batches.
@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
-from saru.dataplane.proxy_poll import READ, Poller
-from saru.dataplane.proxy_tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
-from saru.dataplane.proxy_udp import UdpListener
-from saru.dataplane.schedulers import SCHEDULERS, Balancer, check_settings
+from saru.dataplane.proxy.balancer import Balancer, check_settings
+from saru.dataplane.proxy.poll import READ, Poller
+from saru.dataplane.proxy.schedulers import SCHEDULERS
+from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
+from saru.dataplane.proxy.udp import UdpListener
 from saru.diff import OpError, apply_ops
 from saru.model import (
     AddDest,

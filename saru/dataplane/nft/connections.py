@@ -1,0 +1,135 @@
+"""The connections behind the nftables plane: conntrack's NAT entries and the direct-routing flow sets.
+
+* ``nat_connections``: conntrack's entries DNATed to a real of a NAT virtual (pyroute2's
+  ``Conntrack``; the kernel filters by virtual address and port);
+* ``dr_connections``: the client address and port of each flow in a gate real's flow set
+  (ESTABLISHED) or closing set (FIN_WAIT); the director sees no replies;
+* ``flows_left``: whether a drained gate real still has flows (its sets are dropped once empty).
+
+Blocking; the plane calls these from a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from saru.dataplane.base import ConnEntry, DataplaneError
+from saru.dataplane.nft.libnft import Nft, NftError
+from saru.dataplane.nft.names import DR_FAMILY, TABLE, closing_set, dest_id, flow_set, service_id
+from saru.model import Dest, ServiceKey, Table
+
+__all__ = ["dr_connections", "flows_left", "nat_connections"]
+
+
+def nat_connections(
+    table: Table, only: frozenset[ServiceKey] | None = None
+) -> list[tuple[ServiceKey, ConnEntry]]:
+    """Conntrack's entries of NAT virtuals (``only``: of these); the kernel filters by virtual
+    address and port, so a big conntrack table is not copied to Python for each query."""
+    try:
+        from pyroute2 import Conntrack
+        from pyroute2.conntrack import NFCTAttrTuple
+        from pyroute2.netlink.exceptions import NetlinkError
+    except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
+        raise DataplaneError(f"conntrack is not available: {exc}") from None
+    wanted = [s for k, s in table.services.items() if (only is None or k in only) and s.dests
+              and all(d.forward == "masq" for d in s.dests.values())]
+    if not wanted:
+        return []
+    out: list[tuple[ServiceKey, ConnEntry]] = []
+    try:
+        with Conntrack() as ct:
+            by_dest: dict[tuple[int, str, int], ServiceKey] = {}
+            everything: list[Any] | None = None
+            for service in wanted:
+                key = service.key
+                if key.protocol == "fwm":  # the mark is not in the tuple: match by real
+                    for d in service.dests.values():
+                        for p in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+                            by_dest[(p, d.address, d.port)] = key
+                    continue
+                proto = socket.IPPROTO_UDP if key.protocol == "udp" else socket.IPPROTO_TCP
+                family = socket.AF_INET6 if key.family == 6 else socket.AF_INET
+                match = NFCTAttrTuple(family=family, proto=proto, daddr=key.address, dport=key.port)
+                try:
+                    entries = list(ct.dump_entries(tuple_orig=match))
+                except NetlinkError:  # the kernel would not filter (seen for IPv6): match here
+                    if everything is None:
+                        everything = list(ct.dump_entries())
+                    entries = [e for e in everything if (e.tuple_orig.proto, e.tuple_orig.daddr,
+                                                         e.tuple_orig.dport) == (proto, key.address, key.port)]
+                out += [(key, c) for e in entries if (c := _conn(e)) is not None]
+            if by_dest:
+                for e in everything if everything is not None else ct.dump_entries():
+                    r = e.tuple_reply
+                    key_of = by_dest.get((e.tuple_orig.proto, r.saddr, r.sport)) or by_dest.get(
+                        (e.tuple_orig.proto, r.saddr, 0))
+                    if key_of is not None and (c := _conn(e)) is not None:
+                        out.append((key_of, c))
+    except (OSError, NetlinkError) as exc:
+        raise DataplaneError(f"cannot read conntrack: {exc}") from None
+    return out
+
+
+def dr_connections(
+    nft: Nft, table: Table, draining: Mapping[ServiceKey, Mapping[tuple[str, int], Dest]]
+) -> list[ConnEntry]:
+    """The flows in the flow sets and closing sets of the gate reals (live and draining)."""
+    out: list[ConnEntry] = []
+    for key, service in table.services.items():
+        if not any(d.forward == "gate" for d in service.dests.values()):
+            continue
+        sid = service_id(key)
+        dests = {**draining.get(key, {}), **service.dests}
+        for dkey in dests:
+            for name, conn_state in ((flow_set(sid, dest_id(dkey)), "ESTABLISHED"),
+                                     (closing_set(sid, dest_id(dkey)), "FIN_WAIT")):
+                try:
+                    text = nft.run(f"list set {DR_FAMILY} {TABLE} {name}", json_out=True)
+                except NftError:
+                    continue
+                for item in json.loads(text).get("nftables", []):
+                    for elem in item.get("set", {}).get("elem", []):
+                        entry = _flow_entry(key, dkey, elem, conn_state)
+                        if entry is not None:
+                            out.append(entry)
+    return out
+
+
+def flows_left(nft: Nft, key: ServiceKey, dkey: tuple[str, int]) -> bool:
+    """Whether a (drained) gate real still has flows in its flow set or closing set."""
+    sid, did = service_id(key), dest_id(dkey)
+    for name in (flow_set(sid, did), closing_set(sid, did)):
+        try:
+            out = nft.run(f"list set {DR_FAMILY} {TABLE} {name}", json_out=True)
+        except NftError:
+            continue
+        for item in json.loads(out).get("nftables", []):
+            if "set" in item and item["set"].get("elem"):
+                return True
+    return False
+
+def _conn(e: Any) -> ConnEntry | None:
+    """A conntrack entry DNATed to a real (None when it was not translated)."""
+    o, r = e.tuple_orig, e.tuple_reply
+    if (r.saddr, r.sport) == (o.daddr, o.dport):
+        return None
+    proto = "UDP" if o.proto == socket.IPPROTO_UDP else "TCP"
+    state = e.protoinfo.state_name() if e.protoinfo is not None else "NONE"
+    return ConnEntry(proto, (o.saddr, o.sport), (o.daddr, o.dport), (r.saddr, r.sport), state, float(e.timeout or 0))
+
+
+def _flow_entry(key: ServiceKey, dkey: tuple[str, int], elem: Any, state: str) -> ConnEntry | None:
+    """One flow-set element (``{"elem": {"val": {"concat": [addr, port]}, "expires": s}}``)."""
+    body = elem.get("elem", {}) if isinstance(elem, dict) else {}
+    val = body.get("val", elem)
+    parts = val.get("concat") if isinstance(val, dict) else None
+    if not parts or len(parts) != 2:
+        return None
+    proto = "UDP" if key.protocol == "udp" else "TCP"
+    port = key.port or dkey[1]
+    return ConnEntry(proto, (str(parts[0]), int(parts[1])), (key.address, port), (dkey[0], dkey[1] or port),
+                     state if proto == "TCP" else "NONE", float(body.get("expires", 0)))
