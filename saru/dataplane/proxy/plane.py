@@ -364,7 +364,8 @@ class ProxyDataplane(Dataplane):
             if isinstance(old.listener, UdpListener):
                 for flow in list(old.listener.flows.values()):
                     flow.close()
-            poller.deadlines.pop(old.listener, None)
+            else:  # a TCP listener paused on EMFILE has a deadline (UDP listeners never do)
+                poller.deadlines.pop(old.listener, None)
             poller.handlers[listener.fd] = listener.on_ready
             poller.modify(listener.fd, READ)  # in case the old one was paused
         return _Running(Service(key, settings), balancer, counters, listener)
