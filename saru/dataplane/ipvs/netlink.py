@@ -164,7 +164,8 @@ class GenlSocket:
 
     @staticmethod
     def _error_code(message: bytes) -> int:
-        return -struct.unpack_from("=i", message, 16)[0]
+        code: int = struct.unpack_from("=i", message, 16)[0]
+        return -code
 
     def _roundtrip(self, family_id: int, cmd: int, payload: bytes, flags: int) -> bytes:
         """Send one request, return its one reply (or raise its error)."""
