@@ -19,14 +19,14 @@ import pytest
 
 from tests.ha.bed import DIRECTORS, NAT_GW, UPSTREAM, Director, HABed, dr_bed, wait_for
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, available
+from tests.lab.guide import REALS, VIP, VIP6
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HABed]:
-    ok, why = available()
+    ok, why = HABed.available()
     require(ok, why)
     with dr_bed(tmp_path_factory.mktemp("ha")) as b:
         yield b
