@@ -33,6 +33,6 @@ def write_pidfile(path: str) -> bool:
 
 def remove_pidfile(path: str) -> None:
     """Remove ``path`` if it names this process (never another daemon's)."""
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, IndexError):  # unreadable, garbage or empty: not ours
         if int(Path(path).read_text().split()[0]) == os.getpid():
             Path(path).unlink()

@@ -62,3 +62,13 @@ async def test_hooks_run_one_after_the_other(tmp_path: Path) -> None:
     hooks.run_in_order(f"/bin/sh -c 'echo $0 >> {log}'", "second")
     await hooks.wait()
     assert log.read_text().split() == ["first", "second"]
+
+
+def test_an_emptied_pid_file_is_left_alone_on_the_way_out(tmp_path: Path) -> None:
+    """Someone truncated the pid file while the daemon ran: removing it must not raise (it was an
+    IndexError on shutdown) and must not delete a file that no longer names this process."""
+    path = tmp_path / "saru.pid"
+    assert write_pidfile(str(path))
+    path.write_text("")
+    remove_pidfile(str(path))
+    assert path.exists()
