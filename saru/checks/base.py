@@ -28,7 +28,7 @@ _REGISTRY: dict[tuple[str, str], Check] = {}
 
 #: modules of this package that register no check (every other module is imported, lazily, and
 #: registers its checks with ``@register`` — adding a protocol is adding a module).
-_NOT_CHECK_MODULES = frozenset({"base", "spec"})
+_NOT_CHECK_MODULES = frozenset({"base", "spec", "result_class"})
 _loaded = False
 
 

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -113,6 +114,7 @@ class ConfigWatcher:
                 raise ConfigError(problems)
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
+            loaded.reload_failures += 1
             LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
@@ -127,6 +129,7 @@ class ConfigWatcher:
         loaded.config = new
         self.file_state = file_state(loaded.config_path)
         loaded.reloads += 1
+        loaded.loaded_at = time.time()
         loaded.last_reload_error = None
         self._configure(new)
         self._reconciler.retry_now()

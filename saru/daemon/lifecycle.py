@@ -41,6 +41,7 @@ from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
 from saru.daemon.options import DaemonOptions
 from saru.daemon.pidfile import remove_pidfile, write_pidfile
+from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
@@ -78,6 +79,7 @@ class Parts:
     drift: DriftWatcher
     watcher: ConfigWatcher
     service: DaemonService
+    realstats: RealStats
 
 
 class Daemon:
@@ -164,10 +166,12 @@ class Daemon:
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
                                 hooks=self.hooks, configure=configure, check_drift=drift.check,
                                 settings_path=options.settings_path, interval=options.watch_interval)
+        realstats = RealStats()
         service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
                                 monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
-                                journal=journal)
-        return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service)
+                                journal=journal, realstats=realstats)
+        return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
+                     realstats)
 
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:
         console = self.options.console
@@ -212,6 +216,7 @@ class Daemon:
         await parts.gate.sync_daemons()
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
+        parts.monitor.add_result_listener(parts.realstats.record)
         parts.alerts.start()
         parts.monitor.configure(loaded.config)
         loaded.own_config()

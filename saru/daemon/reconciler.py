@@ -7,6 +7,8 @@ recorded (``apply_error``, shown by ``status``) and retried: every ``RETRY_DELAY
 is first ready — a failure lasting ``start_timeout`` seconds then stops it with exit status 1 — and
 with back-off up to ``RETRY_MAX`` afterwards, never fatal. One lock (``lock``) serialises every
 table change: reconciliations, manual ``saru ipvsadm`` batches, drift repairs and the cleanstop.
+Every apply of a reconciliation or a manual batch is timed into ``apply_times`` (failed ones too),
+the histogram ``saru_dataplane_apply_duration_seconds`` shows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
+from saru.daemon.histogram import Histogram
 from saru.daemon.hooks import HookRunner
 from saru.daemon.journal import Journal
 from saru.daemon.state import Life, Loaded
@@ -98,6 +101,7 @@ class Reconciler:
         self.start_timeout = start_timeout
         self.start_timeout_hint = start_timeout_hint
         self.apply_error: ApplyError | None = None
+        self.apply_times = Histogram()  # seconds per data-plane apply
         self.dirty = asyncio.Event()
         self.applied = asyncio.Event()  # set by every successful reconciliation
         self.lock = asyncio.Lock()
@@ -142,7 +146,7 @@ class Reconciler:
             if not ops:
                 self._succeeded()
                 return
-            await self.dataplane.apply(ops)
+            await self._timed_apply(ops)
             self._succeeded()
             self._loaded.own_config()
             for change in narrate(ops, current, config):
@@ -196,10 +200,17 @@ class Reconciler:
         async with self.lock:
             current = await self.dataplane.read()
             apply_ops(current, ops)
-            await self.dataplane.apply(ops)
+            await self._timed_apply(ops)
             for change in narrate(ops, current, self._loaded.config):
                 self._journal.emit(DaemonEvent(f"manual change (saru ipvsadm): {change.message()}"))
         return len(ops)
+
+    async def _timed_apply(self, ops: Sequence[Op]) -> None:
+        start = time.perf_counter()
+        try:
+            await self.dataplane.apply(ops)
+        finally:
+            self.apply_times.observe(time.perf_counter() - start)
 
     async def cleanstop(self) -> None:
         """On the way out: remove the virtual services whose ``cleanstop`` is yes (errors logged)."""

@@ -2,7 +2,8 @@
 
 The control socket (``saru.daemon.commands``) calls these, and so will any other front door (the
 HTTP API): ``status``, ``table``, ``stats``, ``zero``, ``connections``, ``apply``, ``reload``,
-``stop``, ``ha``, ``ha_resign`` and ``ha_takeover``. Each returns a typed, JSON-able answer
+``stop``, ``ha``, ``ha_resign`` and ``ha_takeover``; ``metrics_snapshot`` is what ``/metrics`` shows
+(``saru.daemon.metrics_snapshot``). Each returns a typed, JSON-able answer
 (``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is the answer's
 error), and a data plane failure raises ``DataplaneError`` as the plane does. The service reads the
 daemon's state objects and parts; it holds no state of its own.
@@ -21,13 +22,16 @@ from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, HANodeLike
 from saru.daemon.journal import Journal
+from saru.daemon.metrics_snapshot import MetricsSnapshot
+from saru.daemon.metrics_snapshot import build as build_metrics
+from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.daemon.status import StatusDocument, cluster_events, virtuals_status
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import OpError
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import Op, ServiceKey
+from saru.model import Op, RealRef, ServiceKey
 from saru.monitor import Monitor
 
 #: how many recent events ``status`` shows
@@ -116,7 +120,7 @@ class DaemonService:
 
     def __init__(self, *, life: Life, loaded: Loaded, dataplane: Dataplane, dataplane_reason: str,
                  monitor: Monitor, reconciler: Reconciler, gate: HAGate, drift: DriftWatcher,
-                 watcher: ConfigWatcher, journal: Journal) -> None:
+                 watcher: ConfigWatcher, journal: Journal, realstats: RealStats) -> None:
         self._life = life
         self._loaded = loaded
         self._dataplane = dataplane
@@ -127,6 +131,7 @@ class DaemonService:
         self._drift = drift
         self._watcher = watcher
         self._journal = journal
+        self._realstats = realstats
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -186,6 +191,22 @@ class DaemonService:
         except DataplaneError as exc:
             raise ServiceError(str(exc)) from exc
         return {"connections": [asdict(e) for e in entries]}
+
+    async def metrics_snapshot(self) -> MetricsSnapshot:
+        """Every number ``/metrics`` shows: the reals' states and check statistics, the plane's
+        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds)."""
+        table = await self._dataplane.read()
+        stats = await self._dataplane.stats()
+        loaded, node = self._loaded, self._gate.node
+        config = loaded.config
+        if len(self._realstats) > sum(len(v.reals) for v in config.virtuals):  # reals left by a reload
+            self._realstats.retain({RealRef(v.key, r.address, r.port) for v in config.virtuals for r in v.reals})
+        return build_metrics(
+            version=__version__, dataplane=self._dataplane.capabilities.name, config=config,
+            health=self._monitor.snapshot(), table=table, stats=stats, realstats=self._realstats,
+            rewrite=self._reconciler.rewrite, ha=node.snapshot() if node is not None else None,
+            reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
+            last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot())
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""

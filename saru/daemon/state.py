@@ -39,14 +39,18 @@ class Loaded:
     """The configuration in force and the services this daemon directs.
 
     ``owned``: the virtual services Saru may change or remove — the config's, plus those of a config
-    replaced by a reload until the next applied table has removed them."""
+    replaced by a reload until the next applied table has removed them. ``reloads`` and
+    ``reload_failures`` count the reloads taken and refused; ``loaded_at`` is the wall clock of the
+    last successful load (the start's, then each reload's)."""
 
     config_path: str
     config: Config
     settings: Settings = field(default_factory=Settings)
     owned: set[ServiceKey] = field(default_factory=set)
     reloads: int = 0
+    reload_failures: int = 0
     last_reload_error: str | None = None
+    loaded_at: float = field(default_factory=time.time)
 
     @property
     def cfgname(self) -> str:

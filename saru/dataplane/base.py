@@ -68,10 +68,15 @@ class ConnEntry:
 
 @dataclass
 class ServiceStats:
+    """Counters of one service; ``packets_in``/``packets_out`` where the plane counts packets (nftables:
+    incoming; the userspace proxy relays streams and counts none)."""
+
     connections: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     dests: dict[tuple[str, int], DestStats] = field(default_factory=dict)
+    packets_in: int = 0
+    packets_out: int = 0
 
 
 @dataclass(frozen=True)

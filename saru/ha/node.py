@@ -22,6 +22,9 @@ operator sentences (``saru.events``):
 * a graceful stop sends a priority-0 advert (the peer takes over after its skew time).
 * split brain: another master spoke while we were an established master, or we yielded to one of
   *equal* priority (``Cause.EQUAL_PRIORITY``); resolved when no other master has spoken for a while.
+* totals for the metrics (keepalived-exporter's): times this node became master and left it
+  (``become_master``, ``release_master``), and the VRRP counters (adverts sent and received…) summed
+  over every VRRP instance the node ran (a link that comes back starts a new one).
 * while master, every ``vip_check_interval`` seconds (the daemon's ``--drift-interval``) the VIPs are
   looked up on the interface (one netlink address dump, ~1 ms); one removed behind Saru's back
   (``ip addr del`` by hand, a network script) is re-added and announced again (``VIPRestored``).
@@ -105,6 +108,8 @@ class HASnapshot(TypedDict):
     ping: PingSnapshot | None
     split_brain: bool
     vrrp: dict[str, int]
+    become_master: int
+    release_master: int
     events: dict[str, int]
     resigned_until: float | None
 
@@ -160,6 +165,9 @@ class HANode:
         self._cause: Cause | None = None  # of the last VRRP transition (None after a fault)
         self.since = time.time()
         self.counters: dict[str, int] = {}
+        self.become_master = 0
+        self.release_master = 0
+        self._retired: dict[str, int] = {}  # VRRP counters of the instances this node ran before
         self.vip_up = False
         self.conflict: dict[str, str] | None = None
         self.peer_macs: dict[str, str] = {}  # VRRP peer address -> MAC (ignored by VIPcheck)
@@ -225,6 +233,7 @@ class HANode:
                 task.cancel()
         if self.instance is not None:
             await self.instance.stop(graceful=graceful)  # delivers the INIT transition (VIP, table)
+            self._retire(self.instance)
             self.instance = None
         async with self._lock:
             await self._release("stopping")
@@ -258,7 +267,9 @@ class HANode:
         """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
         s = self.settings
         inst = self.instance
-        counters = dict(inst.counters) if inst is not None else {}
+        counters = dict(self._retired)
+        for key, value in (inst.counters if inst is not None else {}).items():
+            counters[key] = counters.get(key, 0) + value
         master = inst.master_address if inst is not None else None
         machine = inst.machine if inst is not None else None
         return {
@@ -289,6 +300,8 @@ class HANode:
             },
             "split_brain": self._split,
             "vrrp": counters,
+            "become_master": self.become_master,
+            "release_master": self.release_master,
             "events": dict(self.counters),
             "resigned_until": self.resign_until if self.resign_until > time.time() else None,
         }
@@ -300,10 +313,23 @@ class HANode:
         self._emit_to(event)
 
     def _set_state(self, state: NodeState, reason: str, cause: Cause) -> None:
+        self._count_mastership(state)
         self.state, self.reason, self._cause, self.since = state, reason, cause, time.time()
         self.emit(HAStateChange(state=state.value, reason=reason, vrid=self.settings.virtual_router_id,
                                 priority=self.effective_priority))
         self._run_notify(state)
+
+    def _count_mastership(self, new: NodeState) -> None:
+        """Count becoming master and leaving it (keepalived's become/release master totals)."""
+        if new is NodeState.MASTER and self.state is not NodeState.MASTER:
+            self.become_master += 1
+        elif new is not NodeState.MASTER and self.state is NodeState.MASTER:
+            self.release_master += 1
+
+    def _retire(self, inst: VRRPDriver) -> None:
+        """Keep the counters of a VRRP instance the node is done with (the totals span instances)."""
+        for key, value in inst.counters.items():
+            self._retired[key] = self._retired.get(key, 0) + value
 
     def _run_notify(self, state: NodeState) -> None:
         for argv in notify_argv(self.settings, state, self.effective_priority):
@@ -460,6 +486,8 @@ class HANode:
             try:
                 await self._start_vrrp()
             except Exception as exc:  # e.g. the address is not back yet: try again on the next tick
+                if self.instance is not None:
+                    self._retire(self.instance)
                 self.instance = None
                 self.state = NodeState.FAULT
                 if str(exc) != self._restart_error:  # once per distinct error, not every tick
@@ -583,9 +611,11 @@ class HANode:
     async def _fault(self, reason: str) -> None:
         inst, self.instance = self.instance, None
         async with self._lock:
+            self._count_mastership(NodeState.FAULT)
             self.state = NodeState.FAULT
         if inst is not None:
             await inst.stop(graceful=False)  # the INIT transition releases the VIP and the table
+            self._retire(inst)
         async with self._lock:
             await self._release(reason)
             self.state, self.reason, self._cause, self.since = NodeState.FAULT, reason, None, time.time()

@@ -18,6 +18,7 @@ from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate
 from saru.daemon.hooks import HookRunner
 from saru.daemon.journal import Journal
+from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService, ServiceError
 from saru.daemon.state import Life, Loaded
@@ -41,6 +42,8 @@ class Daemonless:
         self.loaded = Loaded(str(path), parse_file(path), settings or Settings())
         self.life, self.journal, hooks = Life(), Journal(), HookRunner()
         self.monitor = Monitor(emit=self.journal.emit)
+        self.realstats = RealStats()
+        self.monitor.add_result_listener(self.realstats.record)
         gate: HAGate | None = None
         self.reconciler = Reconciler(self.plane, self.monitor.health, self.loaded, self.life, self.journal, hooks,
                                      gated=lambda: gate is not None and gate.gated())
@@ -53,7 +56,8 @@ class Daemonless:
                                 configure=self.monitor.configure, check_drift=self.drift.check)
         self.service = DaemonService(life=self.life, loaded=self.loaded, dataplane=self.plane,
                                      dataplane_reason="test", monitor=self.monitor, reconciler=self.reconciler,
-                                     gate=self.gate, drift=self.drift, watcher=watcher, journal=self.journal)
+                                     gate=self.gate, drift=self.drift, watcher=watcher, journal=self.journal,
+                                     realstats=self.realstats)
 
     async def start(self) -> None:
         self.monitor.configure(self.loaded.config)

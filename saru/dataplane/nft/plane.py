@@ -272,7 +272,7 @@ class NftDataplane(Dataplane):
             per_dest[(key, entry.dest)] = per_dest.get((key, entry.dest), 0) + 1
         result: dict[ServiceKey, ServiceStats] = {}
         for key, service in listing.table.services.items():
-            _packets, nbytes = listing.service_counters.get(key, (0, 0))
+            packets, nbytes = listing.service_counters.get(key, (0, 0))
             dests = {}
             total = 0
             for dkey in service.dests:
@@ -284,7 +284,7 @@ class NftDataplane(Dataplane):
                     continue
                 total += c.connections
                 dests[dkey] = DestStats(connections=c.connections, bytes_in=c.bytes)
-            result[key] = ServiceStats(connections=total, bytes_in=nbytes, dests=dests)
+            result[key] = ServiceStats(connections=total, bytes_in=nbytes, dests=dests, packets_in=packets)
         return result
 
     # -- writing ----------------------------------------------------------------------------------
