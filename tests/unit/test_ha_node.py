@@ -224,3 +224,23 @@ async def test_split_brain_is_seen_and_resolved(world: World) -> None:
     assert isinstance(event, SplitBrain) and event.peer == PEER and world.node.snapshot()["split_brain"]
     await until(lambda: world.of(SplitBrainResolved))  # quiet for a while: over
     assert world.node.snapshot()["split_brain"] is False
+
+
+async def test_mastership_and_vrrp_totals_span_faults_and_new_instances(world: World) -> None:
+    """keepalived-exporter's become/release master totals, and the VRRP counters summed over every
+    instance the node ran (a link that comes back starts a new one, whose counters start at zero)."""
+    snap = world.node.snapshot()
+    assert (snap["become_master"], snap["release_master"]) == (0, 0)
+    await world.vrrp.become(State.MASTER, "elected", Cause.MASTER_DOWN)
+    world.vrrp.counters.update(adverts_sent=10, adverts_received=3)
+    await world.vrrp.become(State.BACKUP, "higher priority master", Cause.HIGHER_PRIORITY)
+    await world.vrrp.become(State.MASTER, "elected again", Cause.MASTER_DOWN)
+    first = world.vrrp
+    world.link = False  # master -> fault: released
+    await until(lambda: world.node.state == "fault")
+    world.link = True
+    await until(lambda: world.node.state == "backup" and world.vrrp is not first)
+    world.vrrp.counters.update(adverts_sent=0, adverts_received=4)
+    snap = world.node.snapshot()
+    assert (snap["become_master"], snap["release_master"]) == (2, 2)
+    assert snap["vrrp"]["adverts_sent"] == 10 and snap["vrrp"]["adverts_received"] == 7
