@@ -12,10 +12,10 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base
+	man-db groff-base prometheus
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
-# groff-base: the generated man pages are rendered with warnings on.)
+# groff-base: the generated man pages are rendered with warnings on; prometheus: scrapes a running daemon.)
 
 
 .PHONY: demo test lint deps venv demo-venv bench clean man completion
@@ -55,6 +55,7 @@ bench: deps venv
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
+	$(PY) bench/api_bench.py
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
 # docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.

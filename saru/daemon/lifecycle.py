@@ -13,6 +13,9 @@ first (priority-0 advert, VIP removed, table cleared while the plane still works
 the cleanstop, the plane, the socket, the pid file, the lock.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
+
+Once ready, and a little after each reload, the heap is settled (``saru.daemon.heap``): the garbage
+collector stops walking the long-lived objects of a large configuration at every full collection.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
+from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
@@ -102,6 +106,7 @@ class Daemon:
         self._dataplane = dataplane
         self._node_factory = node_factory
         self._tasks: list[asyncio.Task[None]] = []
+        self._heap = Settler()  # the garbage collector kept off long-lived objects (saru.daemon.heap)
 
     @property
     def service(self) -> DaemonService | None:
@@ -159,9 +164,10 @@ class Daemon:
         drift = DriftWatcher(dataplane, lambda: loaded.owned, reconciler.lock, journal.emit, reconciler.mark_dirty,
                              options.drift_interval)
 
-        def configure(config: Config) -> None:
+        def configure(config: Config) -> None:  # a reload's
             self._configure_logging(loaded, config)
             monitor.configure(config)
+            self._heap.settle_later()
 
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
                                 hooks=self.hooks, configure=configure, check_drift=drift.check,
@@ -246,6 +252,7 @@ class Daemon:
             await reconciler.applied.wait()
         self.life.ready.set()
         self.life.phase = "running"
+        settle()
         self.journal.emit(DaemonEvent("All real servers checked; table in line with health"))
         if parts.gate.ha_settings is not None:
             await parts.gate.start_node()
@@ -278,6 +285,7 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._heap.cancel()
         await parts.monitor.close()
         await parts.drift.close()  # a check under way ends before the table is cleaned
         # release what this daemon holds, and only that (see Held)

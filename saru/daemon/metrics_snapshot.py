@@ -10,7 +10,9 @@ A real's ``state`` is one of HAProxy's (PROMEX's ``haproxy_server_status``):
 * ``UP`` — its check says up (or ``checktype=on``; unchecked, it is in the table with a weight).
 
 The weight is the one in the data plane (0 when the real is not in the table: down, or an HA
-backup). Check statistics come from ``saru.daemon.realstats``; connections and the
+backup). The verdicts, last results and check statistics come from ``saru.daemon.realstats`` (fed
+by every result the monitor reports, with the verdict after it; ``checktype=on/off`` reals get no
+results and are judged by their checktype); connections and the
 ``node_ipvs_*``-shaped totals and per-backend series from the plane's counters (``ipvs`` is
 ``None`` on the IPVS plane: node_exporter already reads the kernel's, and they are not doubled).
 """
@@ -21,12 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from saru.checks.result_class import result_class
 from saru.daemon.histogram import HistogramSnapshot
 from saru.daemon.realstats import RealStats
 from saru.dataplane.base import DestStats, ServiceStats
 from saru.model import Config, RealRef, ServiceKey, Table
-from saru.monitor import RealHealth
 from saru.planner import dest_port
 
 if TYPE_CHECKING:
@@ -122,12 +122,16 @@ class MetricsSnapshot:
     ipvs: IpvsView | None
 
 
-def server_state(health: RealHealth | None, checktype: str, quiescent: bool, weight: int | None,
+def server_state(up: bool | None, maintenance: bool, checktype: str, quiescent: bool, weight: int | None,
                  configured_weight: int, admin: str | None = None) -> str:
-    """The PROMEX state of one real (the module docstring's rules); ``weight``: in the table or None."""
-    if admin == ADMIN_DISABLED or (health is not None and health.maintenance):
+    """The PROMEX state of one real (the module docstring's rules): ``up`` is its verdict (None: none
+    yet, or unchecked), ``weight`` its weight in the table (None: not in it)."""
+    if admin == ADMIN_DISABLED or maintenance:
         return "MAINT"
-    up = True if checktype == "on" else (health.up if health is not None else None)
+    if checktype == "on":
+        up = True
+    elif checktype == "off":
+        up = None
     if up is True:
         current = weight if weight is not None else configured_weight
         return "DRAIN" if current == 0 or admin == ADMIN_DRAINED else "UP"
@@ -138,52 +142,47 @@ def server_state(health: RealHealth | None, checktype: str, quiescent: bool, wei
     return "DRAIN" if weight == 0 or admin == ADMIN_DRAINED else "UP"
 
 
-def _check(health: RealHealth | None) -> tuple[str | None, float | None]:
-    if health is None or health.maintenance or health.checktype in UNCHECKED or health.last_result is None:
-        return None, None
-    result = health.last_result
-    checktype = "negotiate" if health.checktype == "combined" else health.checktype
-    return result_class(result, checktype), result.latency
-
-
-def servers(config: Config, health: Mapping[RealRef, RealHealth], table: Table,
-            stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool,
-            admin: Mapping[RealRef, str]) -> list[ServerMetrics]:
-    """Every configured real of every virtual, with its state, check statistics and connections."""
+def servers(config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats,
+            rewrite: bool, admin: Mapping[RealRef, str]) -> tuple[list[ServerMetrics], list[tuple[ServiceKey, int]]]:
+    """Every configured real of every virtual, with its state, check statistics and connections; and
+    every virtual with its reals UP."""
     now = realstats.now()
+    started = realstats.started
     none = DestStats()
     found: list[ServerMetrics] = []
+    active: list[tuple[ServiceKey, int]] = []
     for v in config.virtuals:
         vkey = v.key  # (a property that makes a new key each time)
         service = table.services.get(vkey)
         dests = service.dests if service is not None else {}
         service_stats = stats.get(vkey)
         dest_stats = service_stats.dests if service_stats is not None else {}
+        records = realstats.for_service(vkey)
+        checked = v.checktype not in UNCHECKED
+        up_count = 0
         for r in v.reals:
-            ref = RealRef(vkey, r.address, r.port)
-            real_health = health.get(ref)
+            rec = records.get((r.address, r.port))
             key = (r.address, dest_port(v, r.forward, r.port, rewrite))
             dest = dests.get(key)
             weight = dest.weight if dest is not None else None
-            counts = realstats.read(ref, now)
-            check_class, duration = _check(real_health)
             conns = dest_stats.get(key, none)
+            state = server_state(rec.up if rec else None, rec.maintenance if rec else False, v.checktype,
+                                 v.quiescent, weight, r.weight,
+                                 admin.get(RealRef(vkey, r.address, r.port)) if admin else None)
+            up_count += state == "UP"
+            if rec is None:
+                found.append(ServerMetrics(vkey, r.address, r.port, state, weight or 0, None, None, 0, 0,
+                                           now - started, 0.0, conns.active_connections,
+                                           conns.inactive_connections))
+                continue
+            ran = checked and rec.check_class is not None
+            down = rec.downtime + (now - rec.down_since if rec.down_since is not None else 0.0)
             found.append(ServerMetrics(
-                vkey, r.address, r.port,
-                server_state(real_health, v.checktype, v.quiescent, weight, r.weight,
-                             admin.get(ref) if admin else None),
-                weight or 0, check_class, duration, counts.failures, counts.up_down, counts.last_change_age,
-                counts.downtime, conns.active_connections, conns.inactive_connections))
-    return found
-
-
-def active_servers(config: Config, found: list[ServerMetrics]) -> tuple[tuple[ServiceKey, int], ...]:
-    """Reals UP per virtual, every virtual listed."""
-    counts = {v.key: 0 for v in config.virtuals}
-    for s in found:
-        if s.state == "UP":
-            counts[s.service] += 1
-    return tuple(counts.items())
+                vkey, r.address, r.port, state, weight or 0, rec.check_class if ran else None,
+                rec.check_duration if ran else None, rec.failures, rec.up_down, now - rec.last_change, down,
+                conns.active_connections, conns.inactive_connections))
+        active.append((vkey, up_count))
+    return found, active
 
 
 def ipvs_view(table: Table, stats: Mapping[ServiceKey, ServiceStats]) -> IpvsView:
@@ -224,14 +223,14 @@ def vrrp(ha: HASnapshot | None) -> VrrpMetrics | None:
     )
 
 
-def build(*, version: str, dataplane: str, config: Config, health: Mapping[RealRef, RealHealth], table: Table,
+def build(*, version: str, dataplane: str, config: Config, table: Table,
           stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool, ha: HASnapshot | None,
           reloads_ok: int, reloads_failed: int, last_reload_success: float, apply_durations: HistogramSnapshot,
           admin: Mapping[RealRef, str] | None = None) -> MetricsSnapshot:
     """The snapshot (see the module docstring); ``admin``: operator states (ADMIN_*) by real."""
-    found = servers(config, health, table, stats, realstats, rewrite, admin or {})
+    found, active = servers(config, table, stats, realstats, rewrite, admin or {})
     return MetricsSnapshot(
-        version=version, dataplane=dataplane, servers=tuple(found), active_servers=active_servers(config, found),
+        version=version, dataplane=dataplane, servers=tuple(found), active_servers=tuple(active),
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,
         last_reload_success=last_reload_success, apply_durations=apply_durations,
         ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats),

@@ -1,28 +1,42 @@
-"""Per-real check statistics over the daemon's life: failed checks, UP→DOWN transitions, the last
-change and the time spent down (PROMEX's ``check_failures_total``, ``check_up_down_total``,
-``check_last_change_seconds``, ``downtime_seconds_total``).
+"""Per-real check statistics over the daemon's life, for the metrics: the last result (its class and
+duration), the verdict after it, failed checks, UP→DOWN transitions, the last change and the time
+spent down (PROMEX's ``check_status``, ``check_duration_seconds``, ``check_failures_total``,
+``check_up_down_total``, ``check_last_change_seconds``, ``downtime_seconds_total``).
 
 ``RealStats.record`` is a monitor result listener (``Monitor.add_result_listener``): it sees every
-result of every real with the verdict that followed, and costs a dictionary lookup and a few
-integer updates per result. A maintenance result (``maintenancedir``) is no check and is not counted
-as a failure, but the real's verdict going down with it is a transition like any other. Times are
-measured on the monotonic clock; ``read`` turns them into ages and totals at the time asked.
+result of every real with the verdict that followed, and costs two dictionary lookups and a few
+updates per result. A maintenance result (``maintenancedir``) is no check: it is not counted as a
+failure and has no class, but the real's verdict going down with it is a transition like any other.
+Times are measured on the monotonic clock; ``read`` turns them into ages and totals when asked
+(``saru.daemon.metrics_snapshot`` reads the records themselves, ``for_service``).
+
+The records are kept per virtual service, by (address, port), so that a scrape of 10,000 reals looks
+each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from saru.model import CheckResult, CheckSpec, RealRef
+from saru.checks.result_class import result_class
+from saru.model import CheckResult, CheckSpec, RealRef, ServiceKey
 from saru.monitor import MAINTENANCE_MESSAGE
+
+#: checktypes whose check is the negotiate one for the result class (combined's legs are one check)
+_LAYER7_ALIASES = {"combined": "negotiate"}
 
 
 @dataclass(slots=True)
-class _Record:
+class RealRecord:
+    """One real's statistics (read-only outside ``RealStats``)."""
+
     last_change: float  # monotonic: the last UP<->DOWN change (the tracker's start when none yet)
-    up: bool | None = None
+    up: bool | None = None  # the verdict after the last result
+    maintenance: bool = False  # the last result was a maintenance file's
+    check_class: str | None = None  # saru.checks.result_class of the last check (None: maintenance)
+    check_duration: float = 0.0  # seconds the last check took
     failures: int = 0
     up_down: int = 0
     down_since: float | None = None  # monotonic, while down
@@ -31,7 +45,7 @@ class _Record:
 
 @dataclass(frozen=True, slots=True)
 class RealCounts:
-    """One real's statistics at the time they were read."""
+    """One real's totals at the time they were read."""
 
     failures: int  # failed checks
     up_down: int  # UP -> DOWN transitions
@@ -44,16 +58,24 @@ class RealStats:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._started = clock()
-        self._records: dict[RealRef, _Record] = {}
+        self.started = clock()
+        self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
 
-    def record(self, ref: RealRef, _spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
+    def record(self, ref: RealRef, spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
         """A result listener: one result of ``ref`` and its verdict after it."""
-        rec = self._records.get(ref)
+        reals = self._records.get(ref.service)
+        if reals is None:
+            reals = self._records[ref.service] = {}
+        rec = reals.get((ref.address, ref.port))
         if rec is None:
-            rec = self._records[ref] = _Record(self._started)
-        if not result.ok and result.message != MAINTENANCE_MESSAGE:
-            rec.failures += 1
+            rec = reals[(ref.address, ref.port)] = RealRecord(self.started)
+        rec.maintenance = not result.ok and result.message == MAINTENANCE_MESSAGE
+        if rec.maintenance:
+            rec.check_class = None
+        else:
+            rec.check_class = result_class(result, _LAYER7_ALIASES.get(spec.checktype, spec.checktype))
+            rec.check_duration = result.latency
+            rec.failures += not result.ok
         if up is rec.up:
             return
         now = self._clock()
@@ -68,12 +90,16 @@ class RealStats:
             rec.down_since = None
         rec.up = up
 
+    def for_service(self, key: ServiceKey) -> Mapping[tuple[str, int], RealRecord]:
+        """The records of one virtual's reals, by (address, port) as configured."""
+        return self._records.get(key, {})
+
     def read(self, ref: RealRef, now: float | None = None) -> RealCounts:
-        """``ref``'s statistics now (zeros, and the age of the tracker, for a real never reported)."""
+        """``ref``'s totals now (zeros, and the tracker's age, for a real never reported)."""
         now = self._clock() if now is None else now
-        rec = self._records.get(ref)
+        rec = self.for_service(ref.service).get((ref.address, ref.port))
         if rec is None:
-            return RealCounts(0, 0, now - self._started, 0.0)
+            return RealCounts(0, 0, now - self.started, 0.0)
         down = rec.downtime + (now - rec.down_since if rec.down_since is not None else 0.0)
         return RealCounts(rec.failures, rec.up_down, now - rec.last_change, down)
 
@@ -83,8 +109,13 @@ class RealStats:
 
     def retain(self, refs: Collection[RealRef]) -> None:
         """Forget the reals not in ``refs`` (gone with a reload); a real that comes back starts anew."""
-        self._records = {ref: rec for ref, rec in self._records.items() if ref in refs}
+        kept: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
+        for ref in refs:
+            rec = self.for_service(ref.service).get((ref.address, ref.port))
+            if rec is not None:
+                kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
+        self._records = kept
 
     def __len__(self) -> int:
         """How many reals have statistics."""
-        return len(self._records)
+        return sum(len(reals) for reals in self._records.values())

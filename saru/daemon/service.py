@@ -203,7 +203,7 @@ class DaemonService:
             self._realstats.retain({RealRef(v.key, r.address, r.port) for v in config.virtuals for r in v.reals})
         return build_metrics(
             version=__version__, dataplane=self._dataplane.capabilities.name, config=config,
-            health=self._monitor.snapshot(), table=table, stats=stats, realstats=self._realstats,
+            table=table, stats=stats, realstats=self._realstats,
             rewrite=self._reconciler.rewrite, ha=node.snapshot() if node is not None else None,
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot())

@@ -3,6 +3,8 @@ histogram, and the service layer's snapshot of a daemon without a process (a mem
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import math
 from pathlib import Path
 
@@ -10,10 +12,12 @@ import pytest
 
 from saru.checks.base import describe_error
 from saru.checks.result_class import CLASSES, result_class
+from saru.daemon.heap import Settler, settle
 from saru.daemon.histogram import Histogram
 from saru.daemon.realstats import RealCounts, RealStats
 from saru.model import CheckResult, CheckSpec, RealRef, ServiceKey
 from saru.monitor import MAINTENANCE_MESSAGE
+from tests.unit.doubles import until
 from tests.unit.test_daemon_service import Daemonless
 
 
@@ -121,3 +125,25 @@ async def test_the_service_snapshot_of_a_daemon(tmp_path: Path) -> None:
         assert snap.last_reload_success == world.loaded.loaded_at
     finally:
         await world.monitor.close()
+
+
+async def test_the_heap_is_settled_now_and_after_a_delay() -> None:
+    """settle() leaves the living objects out of later collections (gc.freeze); Settler does it again
+    later (after a reload), once."""
+    try:
+        gc.unfreeze()
+        settle()
+        assert gc.get_freeze_count() > 1000
+        gc.unfreeze()
+        settler = Settler(delay=0.01)
+        settler.settle_later()
+        settler.settle_later()  # replaces the first
+        assert gc.get_freeze_count() == 0
+        await until(lambda: gc.get_freeze_count() > 0)
+        gc.unfreeze()
+        settler.settle_later()
+        settler.cancel()
+        await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()

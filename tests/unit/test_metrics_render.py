@@ -1,6 +1,7 @@
 """``saru.api.metrics.render`` on snapshots built by ``saru.daemon.metrics_snapshot.build`` from a real
-config, the planner's table and hand-made health: every metric of the issue's contract is there, with
-the contract's labels, IPv6 in brackets, one 0/1 series per state, nothing of node_ipvs on IPVS."""
+config, the planner's table and check results fed to the real statistics: every metric of the issue's
+contract is there, with the contract's labels, IPv6 in brackets, one 0/1 series per state, nothing of
+node_ipvs on IPVS."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from saru.daemon.realstats import RealStats
 from saru.dataplane.base import DestStats, ServiceStats
 from saru.ha.node import HASnapshot
 from saru.model import CheckResult, CheckSpec, RealRef
-from saru.monitor import MAINTENANCE_MESSAGE, RealHealth
+from saru.monitor import MAINTENANCE_MESSAGE
 from saru.planner import desired_table, real_ref
 
 CONFIG = """\
@@ -76,12 +77,6 @@ class Clock:
         return self.now
 
 
-def health(up: bool | None, result: CheckResult | None, checktype: str = "negotiate",
-           maintenance: bool = False) -> RealHealth:
-    return RealHealth(up=up, last_result=result, last_checked=None, failures=0, successes=0,
-                      maintenance=maintenance, checktype=checktype)
-
-
 HA: HASnapshot = {  # type: ignore[typeddict-item]  # the fields the metrics read
     "mode": "vrrp", "state": "master", "vrid": 51, "interface": "eth0",
     "vrrp": {"adverts_received": 7, "adverts_sent": 120, "other_master_seen": 1},
@@ -94,36 +89,34 @@ def snapshot(dataplane: str = "nft", ha: HASnapshot | None = HA,
     config = parse_text(CONFIG, "test.cf")
     v4 = config.virtuals[0]
     refs = {f"{r.address}:{r.port}": real_ref(v, r) for v in config.virtuals for r in v.reals}
+    clock = Clock()
+    realstats = RealStats(clock)
+    http = CheckSpec("negotiate", "http", "tcp", "10.0.0.3", 80)
+    connect = CheckSpec("connect", "none", "tcp", "2001:db8::2", 443)
     ok = CheckResult(ok=True, message="HTTP 200 OK", latency=0.012)
-    states = {
-        refs["10.0.0.2:80"]: health(True, ok),
-        refs["10.0.0.3:80"]: health(False, CheckResult(ok=False, message="HTTP 503 Service Unavailable",
-                                                       latency=0.5)),
-        refs["10.0.0.4:80"]: health(True, ok),  # configured weight 0: DRAIN
-        refs["2001:db8::2:443"]: health(False, CheckResult(ok=False, message="connection refused", latency=0.001),
-                                        checktype="connect"),  # quiescent: DRAIN
-        refs["2001:db8::3:443"]: health(False, CheckResult(ok=False, message=MAINTENANCE_MESSAGE),
-                                        checktype="connect", maintenance=True),
-        refs["10.0.0.9:0"]: health(None, None, checktype="off"),
-    }
-    table = desired_table(config, {ref: h.up for ref, h in states.items()})
+    fail = CheckResult(ok=False, message="HTTP 503 Service Unavailable", latency=0.5)
+    realstats.record(refs["10.0.0.2:80"], http, ok, True)
+    realstats.record(refs["10.0.0.4:80"], http, ok, True)  # configured weight 0: DRAIN
+    realstats.record(refs["2001:db8::2:443"], connect, CheckResult(ok=False, message="connection refused",
+                                                                    latency=0.001), False)  # quiescent: DRAIN
+    realstats.record(refs["2001:db8::3:443"], connect, CheckResult(ok=False, message=MAINTENANCE_MESSAGE), False)
+    # 10.0.0.9 (checktype off): no result
+    realstats.record(refs["10.0.0.3:80"], http, CheckResult(ok=True), True)
+    clock.now += 10
+    realstats.record(refs["10.0.0.3:80"], http, fail, False)  # down at 1010
+    clock.now += 5
+    realstats.record(refs["10.0.0.3:80"], http, fail, False)
+    clock.now += 25  # 1040: down 30 s, changed 30 s ago
+    up = {ref: True for ref in (refs["10.0.0.2:80"], refs["10.0.0.4:80"])}
+    down = {ref: False for ref in (refs["10.0.0.3:80"], refs["2001:db8::2:443"], refs["2001:db8::3:443"])}
+    table = desired_table(config, {**up, **down})
     stats = {v4.key: ServiceStats(connections=40, bytes_in=4000, bytes_out=9000, packets_in=80, packets_out=70,
                                   dests={("10.0.0.2", 80): DestStats(active_connections=5, inactive_connections=2,
                                                                      connections=40)})}
-    clock = Clock()
-    realstats = RealStats(clock)
-    spec = CheckSpec("negotiate", "http", "tcp", "10.0.0.3", 80)
-    fail = CheckResult(ok=False, message="HTTP 503")
-    realstats.record(refs["10.0.0.3:80"], spec, CheckResult(ok=True), True)
-    clock.now += 10
-    realstats.record(refs["10.0.0.3:80"], spec, fail, False)  # down at 1010
-    clock.now += 5
-    realstats.record(refs["10.0.0.3:80"], spec, fail, False)
-    clock.now += 25  # 1040: down 30 s, changed 30 s ago
     durations = Histogram()
     for seconds in (0.0004, 0.003, 0.2, 20.0):
         durations.observe(seconds)
-    snap = build(version="9.9.9", dataplane=dataplane, config=config, health=states, table=table, stats=stats,
+    snap = build(version="9.9.9", dataplane=dataplane, config=config, table=table, stats=stats,
                  realstats=realstats, rewrite=True, ha=ha, reloads_ok=2, reloads_failed=1,
                  last_reload_success=1_700_000_000.5, apply_durations=durations.snapshot(), admin=admin)
     return snap, clock
@@ -196,17 +189,18 @@ def test_operator_drain_and_disable_show_as_drain_and_maint() -> None:
 
 
 def test_server_state_rules() -> None:
-    up, down = health(True, None), health(False, None)
-    assert server_state(up, "negotiate", False, 1, 1) == "UP"
-    assert server_state(up, "negotiate", False, None, 1) == "UP"  # an HA backup: not in the table
-    assert server_state(up, "negotiate", False, 0, 1) == "DRAIN"
-    assert server_state(up, "negotiate", False, 1, 1, ADMIN_DRAINED) == "DRAIN"
-    assert server_state(down, "negotiate", False, None, 1) == "DOWN"
-    assert server_state(down, "negotiate", True, 0, 1) == "DRAIN"
-    assert server_state(down, "negotiate", False, None, 1, ADMIN_DISABLED) == "MAINT"
-    assert server_state(None, "on", False, 1, 1) == "UP"
-    assert server_state(health(None, None, "off"), "off", False, 2, 2) == "UP"
-    assert server_state(health(None, None, "off"), "off", False, 0, 2) == "DRAIN"
+    assert server_state(True, False, "negotiate", False, 1, 1) == "UP"
+    assert server_state(True, False, "negotiate", False, None, 1) == "UP"  # an HA backup: not in the table
+    assert server_state(True, False, "negotiate", False, 0, 1) == "DRAIN"
+    assert server_state(True, False, "negotiate", False, 1, 1, ADMIN_DRAINED) == "DRAIN"
+    assert server_state(False, False, "negotiate", False, None, 1) == "DOWN"
+    assert server_state(False, False, "negotiate", True, 0, 1) == "DRAIN"
+    assert server_state(False, False, "negotiate", False, None, 1, ADMIN_DISABLED) == "MAINT"
+    assert server_state(False, True, "negotiate", True, 0, 1) == "MAINT"  # maintenancedir
+    assert server_state(None, False, "on", False, 1, 1) == "UP"
+    assert server_state(True, False, "off", False, None, 2) == "DOWN"  # a verdict from before a reload to off
+    assert server_state(None, False, "off", False, 2, 2) == "UP"
+    assert server_state(None, False, "off", False, 0, 2) == "DRAIN"
 
 
 def test_check_series() -> None:
@@ -289,7 +283,7 @@ def test_firewall_mark_backend_labels() -> None:
     config = parse_text(CONFIG, "test.cf")
     fwm = config.virtuals[2]
     table = desired_table(config, {real_ref(fwm, fwm.reals[0]): True})
-    snap = build(version="1", dataplane="proxy", config=config, health={}, table=table, stats={},
+    snap = build(version="1", dataplane="proxy", config=config, table=table, stats={},
                  realstats=RealStats(), rewrite=True, ha=None, reloads_ok=0, reloads_failed=0,
                  last_reload_success=0.0, apply_durations=Histogram().snapshot())
     found = samples(render(snap))

@@ -1,0 +1,322 @@
+"""HTTP front door benchmark: ``GET /metrics`` and ``GET /api/v1/status`` of a ``saru run`` directing
+10,000 reals, and what a scrape every second costs the check plane.
+
+The daemon runs the proxy plane (100 virtual services of 100 reals on 127.0.0.1) in front of real
+nginx processes, each listening on 500 loopback addresses (127.0.0.0/8 is all local), checked with
+HTTP negotiate checks; its HTTP side listens on 127.0.0.1 (``saru.toml`` ``[api] listen``).
+Measured, on the daemon's process only (utime + stime from ``/proc/PID/stat``, all its threads):
+
+1. CPU per request: with ``checkinterval=30``, after the first pass of the checks and before the
+   second (a daemon checks the reals it started with together), ``N`` requests one after the other,
+   minus what the daemon spent meanwhile without them (its CPU rate over a quiet second just
+   before); also the answer's size and wall time. Goal for ``/metrics``: < 100 ms.
+2. The check plane's checks per CPU-second (a second daemon, ``checkinterval=5``: 2,000 checks a
+   second), over a window of whole passes without a request and over one with a ``/metrics`` scrape
+   every second; the checks are counted on the backends (one nginx access-log line per check), so
+   counting them costs the daemon nothing. Goal: <= 5 % lower with the scrapes.
+
+Prints a table and writes ``bench/results/api.json``. Takes a few minutes (the first check pass of
+10,000 reals, then the windows). Everything started is stopped at the end, even on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import free_port, wait_for_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "api.json"
+TICK = os.sysconf("SC_CLK_TCK")
+GOAL_SCRAPE_MS = 100.0
+GOAL_CHECKS_DROP = 0.05
+REQUESTS_INTERVAL = 30.0  # checkinterval while the requests are measured (quiet between passes)
+
+NGINX_CONF = """\
+{user}
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+events {{ worker_connections 16384; }}
+http {{
+    log_format one "1";
+    access_log {dir}/access.log one;
+    server {{
+{listens}
+        root {dir}/root;
+    }}
+}}
+"""
+
+
+@dataclass
+class Backends:
+    """One nginx serving /check.html on many loopback addresses, logging one line per request."""
+
+    directory: Path
+    addresses: list[tuple[str, int]]
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        (self.directory / "root").mkdir(parents=True)
+        (self.directory / "root" / "check.html").write_text("OK alive\n")
+        listens = "\n".join(f"        listen {a}:{p} backlog=4096;" for a, p in self.addresses)
+        user = "user root;" if os.geteuid() == 0 else ""
+        (self.directory / "nginx.conf").write_text(NGINX_CONF.format(user=user, dir=self.directory,
+                                                                     listens=listens))
+        self.process = subprocess.Popen(["nginx", "-c", str(self.directory / "nginx.conf"), "-e",
+                                         str(self.directory / "error.log")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(*self.addresses[-1], timeout=20)
+
+    def requests(self) -> int:
+        """Requests served so far (access-log lines)."""
+        path = self.directory / "access.log"
+        return path.stat().st_size // 2 if path.exists() else 0  # "1\n" per request
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def addresses(block: int, count: int, port: int) -> list[tuple[str, int]]:
+    return [(f"127.{block}.{i // 250}.{i % 250 + 1}", port) for i in range(count)]
+
+
+def config_text(port: int, reals: list[tuple[str, int]], per_virtual: int, interval: float) -> str:
+    blocks = []
+    for n, start in enumerate(range(0, len(reals), per_virtual)):
+        lines = "\n".join(f"\treal={a}:{p} masq 1" for a, p in reals[start:start + per_virtual])
+        blocks.append(f"virtual=127.0.0.1:{port + n}\n{lines}\n\tservice=http\n\tchecktype=negotiate\n"
+                      f"\trequest=\"check.html\"\n\treceive=\"OK alive\"\n")
+    return f"checkinterval={interval:g}\nchecktimeout=5\nnegotiatetimeout=5\nquiescent=no\n" + "".join(blocks)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def get(url: str) -> tuple[int, int]:
+    """(status, size) of one GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            return answer.status, len(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, 0
+
+
+class Daemon:
+    def __init__(self, workdir: Path, config: str, api_port: int) -> None:
+        self.workdir = workdir
+        (workdir / "ldirectord.cf").write_text(config)
+        (workdir / "saru.toml").write_text(f'[api]\nlisten = "127.0.0.1:{api_port}"\n')
+        self.log = (workdir / "saru.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "saru", "run", "-c", str(workdir / "ldirectord.cf"), "--settings",
+             str(workdir / "saru.toml"), "--dataplane", "proxy", "--control", str(workdir / "control.sock")],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.base = f"http://127.0.0.1:{api_port}"
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"saru run exited: {self.log_tail()}")
+            if b"All real servers checked" in (self.workdir / "saru.log").read_bytes():
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"saru run not ready within {timeout}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return (self.workdir / "saru.log").read_bytes()[-2000:].decode(errors="replace")
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def checks_done(groups: list[Backends]) -> int:
+    return sum(g.requests() for g in groups)
+
+
+def between_passes(groups: list[Backends], interval: float) -> None:
+    """Return halfway between two passes of the checks (the reals of a daemon started at once are
+    checked together, once per interval): a window of whole intervals then holds whole passes."""
+    deadline = time.monotonic() + 3 * interval
+    count = checks_done(groups)
+    while time.monotonic() < deadline:  # wait for a pass to start…
+        time.sleep(0.02)
+        if checks_done(groups) != count:
+            break
+    start = time.monotonic()
+    while time.monotonic() < deadline:  # …and to end (no new check for 0.2 s)
+        time.sleep(0.2)
+        now = checks_done(groups)
+        if now == count:
+            break
+        count = now
+    time.sleep(max(0.0, start + interval / 2 - time.monotonic()))
+
+
+def quiet_window(daemon: Daemon, groups: list[Backends], seconds: float) -> dict[str, float]:
+    """The daemon's CPU and the checks done over ``seconds`` without a request."""
+    checks0, cpu0, wall0 = checks_done(groups), daemon.cpu(), time.monotonic()
+    time.sleep(seconds)
+    checks, cpu, wall = checks_done(groups) - checks0, daemon.cpu() - cpu0, time.monotonic() - wall0
+    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 3), "checks": checks,
+            "cpu_rate": cpu / wall, "checks_per_cpu_second": round(checks / cpu) if cpu else 0}
+
+
+def scraped_window(daemon: Daemon, groups: list[Backends], seconds: float) -> dict[str, float]:
+    """The same with one /metrics scrape at the start of every second."""
+    checks0, cpu0, wall0 = checks_done(groups), daemon.cpu(), time.monotonic()
+    scrapes = 0
+    next_at = wall0
+    while time.monotonic() - wall0 < seconds:
+        status, _size = get(daemon.base + "/metrics")
+        assert status == 200, status
+        scrapes += 1
+        next_at += 1.0
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    time.sleep(max(0.0, wall0 + seconds - time.monotonic()))
+    checks, cpu, wall = checks_done(groups) - checks0, daemon.cpu() - cpu0, time.monotonic() - wall0
+    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 3), "checks": checks, "scrapes": scrapes,
+            "checks_per_cpu_second": round(checks / cpu) if cpu else 0}
+
+
+def per_request(daemon: Daemon, path: str, count: int) -> dict[str, Any]:
+    """CPU per request of ``count`` requests one after the other, the quiet daemon's share taken out."""
+    status, size = get(daemon.base + path)  # warm: the first one builds what later ones reuse
+    if status != 200:
+        return {"error": f"HTTP {status}"}
+    cpu0, wall0 = daemon.cpu(), time.monotonic()
+    time.sleep(1.0)
+    idle_rate = (daemon.cpu() - cpu0) / (time.monotonic() - wall0)
+    cpu0, wall0 = daemon.cpu(), time.monotonic()
+    walls = []
+    for _ in range(count):
+        start = time.monotonic()
+        status, size = get(daemon.base + path)
+        walls.append(time.monotonic() - start)
+    cpu, wall = daemon.cpu() - cpu0, time.monotonic() - wall0
+    per = (cpu - idle_rate * wall) / count
+    return {"requests": count, "bytes": size, "cpu_ms": round(per * 1000, 1), "idle_cpu_rate": idle_rate,
+            "cpu_ms_raw": round(cpu / count * 1000, 1), "wall_ms_mean": round(1000 * sum(walls) / count, 1),
+            "wall_ms_max": round(1000 * max(walls), 1)}
+
+
+def start_daemon(workdir: Path, reals: list[tuple[str, int]], interval: float) -> Daemon:
+    workdir.mkdir()
+    daemon = Daemon(workdir, config_text(20000, reals, 100, interval), free_port())
+    started = time.monotonic()
+    daemon.wait_ready(600)
+    print(f"{len(reals)} reals ready in {time.monotonic() - started:.1f}s "
+          f"(checkinterval {interval:g}s, HTTP negotiate checks)")
+    return daemon
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if shutil.which("nginx") is None:
+        raise SystemExit("nginx is not installed (make deps)")
+    base = Path(tempfile.mkdtemp(prefix="saru-api-bench-"))
+    groups: list[Backends] = []
+    daemon: Daemon | None = None
+    backend_port = free_port()
+    try:
+        per_group = 500
+        for i in range(args.reals // per_group):
+            groups.append(Backends(base / f"nginx-{i}", addresses(100 + i, per_group, backend_port)))
+        for group in groups:
+            group.start()
+        reals = [ep for g in groups for ep in g.addresses]
+        daemon = start_daemon(base / "director-requests", reals, REQUESTS_INTERVAL)
+        time.sleep(1.0)  # the first pass is over; the next one comes 30 s after the start
+        metrics = per_request(daemon, "/metrics", args.scrapes)
+        print(f"  /metrics: {metrics}")
+        status = per_request(daemon, "/api/v1/status", max(3, args.scrapes // 4))
+        print(f"  /api/v1/status: {status}")
+        daemon.stop()
+        daemon = start_daemon(base / "director-checks", reals, args.interval)
+        seconds = args.interval * max(1, round(args.seconds / args.interval))  # whole passes
+        between_passes(groups, args.interval)
+        quiet = quiet_window(daemon, groups, seconds)
+        print(f"  quiet window: {quiet}")
+        between_passes(groups, args.interval)
+        scraped = scraped_window(daemon, groups, seconds)
+        print(f"  a scrape every second: {scraped}")
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        for group in groups:
+            group.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    drop = 1 - scraped["checks_per_cpu_second"] / quiet["checks_per_cpu_second"]
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "reals": len(reals), "checkinterval": args.interval, "checkinterval_requests": REQUESTS_INTERVAL,
+        "metrics": {**metrics, "goal_cpu_ms": GOAL_SCRAPE_MS},
+        "status": status,
+        "checks_quiet": quiet, "checks_scraped_every_second": scraped,
+        "checks_per_cpu_second_drop": round(drop, 3), "goal_drop": GOAL_CHECKS_DROP,
+    }
+    print()
+    print(f"{'measure (' + str(len(reals)) + ' reals)':<48}{'result':>14}{'goal':>12}")
+    print("-" * 74)
+    print(f"{'/metrics: daemon CPU per scrape':<48}{metrics['cpu_ms']:>11.1f} ms{'< 100 ms':>12}")
+    print(f"{'/metrics: answer size':<48}{metrics['bytes'] / 1e6:>11.1f} MB{'':>12}")
+    print(f"{'/metrics: wall time per scrape (mean)':<48}{metrics['wall_ms_mean']:>11.1f} ms{'':>12}")
+    if "error" in status:
+        print(f"{'/api/v1/status':<48}{status['error']:>14}{'':>12}")
+    else:
+        print(f"{'/api/v1/status: daemon CPU per request':<48}{status['cpu_ms']:>11.1f} ms{'(< 100 ms)':>12}")
+        print(f"{'/api/v1/status: answer size':<48}{status['bytes'] / 1e6:>11.1f} MB{'':>12}")
+    print(f"{'checks per CPU-second, no scrape':<48}{quiet['checks_per_cpu_second']:>14,}{'':>12}")
+    print(f"{'checks per CPU-second, a scrape every second':<48}{scraped['checks_per_cpu_second']:>14,}"
+          f"{'':>12}")
+    print(f"{'  lower by':<48}{100 * drop:>12.1f} %{'<= 5 %':>12}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS}")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reals", type=int, default=10_000, help="reals (a multiple of 500)")
+    parser.add_argument("--interval", type=float, default=5.0, help="checkinterval of every virtual")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="length of each check window (rounded to whole check intervals)")
+    parser.add_argument("--scrapes", type=int, default=20, help="scrapes for the CPU per scrape")
+    main(parser.parse_args())
