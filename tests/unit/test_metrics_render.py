@@ -6,12 +6,13 @@ node_ipvs on IPVS."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from saru.api.metrics import CONTENT_TYPE, Exporter, metrics_handler, render
+from saru.api.metrics import CONTENT_TYPE, Exporter, gc_paused, metrics_handler, render
 from saru.checks.result_class import CLASSES
 from saru.config.ldirectord import parse_text
 from saru.daemon.histogram import Histogram
@@ -301,6 +302,24 @@ async def test_handler_answers_text_exposition() -> None:
     response = await metrics_handler(Service())(None)  # type: ignore[arg-type]  # the request is not read
     assert response.headers["Content-Type"] == CONTENT_TYPE
     assert response.body == render(snap)
+    assert gc.isenabled()
+
+
+def test_the_collector_is_paused_during_scrapes_and_only_then() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # a second scrape at the same time
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()  # someone else's: left as it is
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("registry_name", ["REGISTRY"])
