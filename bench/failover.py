@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.ha.bed import DIRECTORS, Director, HABed, keepalived_conf, start_keepalived, wait_for
-from tests.kernel.topology import VIP, available
+from tests.lab.guide import VIP
 
 RESULTS = Path(__file__).resolve().parent / "results" / "failover.json"
 GOAL_DEFAULTS = 1.0
@@ -241,7 +241,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", default="saru-defaults,saru-tuned,keepalived,planned")
     args = parser.parse_args()
-    ok, why = available()
+    ok, why = HABed.available()
     if not ok:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Forwarding overhead of the nftables data plane against a direct connection and haproxy.
 
-In the UltraMonkey namespace network of the kernel tests (``tests/kernel/topology.py``, all
+In the UltraMonkey namespace network of the kernel tests (``tests/lab/guide.py``, all
 namespaces named ``saru-…``, created here and deleted afterwards even on error; no address leaves
 them), ``wrk`` in the client namespace measures requests/s of four paths to the same kind of real
 (nginx, one worker, a small page), in the same run:
@@ -50,7 +50,7 @@ from bench.dataplane.fwtopo import (  # noqa: E402
     served_by,
     start_haproxy,
 )
-from tests.kernel.topology import Topology, available  # noqa: E402
+from tests.lab.guide import Topology  # noqa: E402
 
 VARIANTS = ("direct", "nat", "dr", "haproxy")
 MODES = ("keepalive", "close")
@@ -159,7 +159,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "forwarding.json")
     args = parser.parse_args()
-    ok, why = available()
+    ok, why = Topology.available()
     if not ok:
         print(why, file=sys.stderr)
         return 2

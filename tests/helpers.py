@@ -201,16 +201,6 @@ class HungServer:
         self.sock.close()
 
 
-def netns_usable() -> tuple[bool, str]:
-    """Whether this process can create (and delete) a network namespace."""
-    probe = f"saru-probe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        return False, f"cannot create network namespaces: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
-    return True, "ok"
-
-
 def process_gone(pid: int) -> bool:
     """Whether a process no longer exists (a zombie nobody reaps counts as gone)."""
     try:

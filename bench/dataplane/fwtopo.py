@@ -1,4 +1,4 @@
-"""The forwarding benchmark's network: ``tests.kernel.topology`` with one NAT real and one DR real.
+"""The forwarding benchmark's network: ``tests.lab.guide.Topology`` with one NAT real and one DR real.
 
 ``fe1`` is an LVS-NAT real (10.77.7.11, default route through the director), ``fe2`` an LVS-DR real
 (10.77.6.12 on the LAN, the VIP on ``lo``, ARP for it suppressed, default route through the router).
@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from saru.control.codec import table_to_list
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
-from saru.tablecodec import table_to_list
-from tests.kernel.topology import REALS, VIP, Topology
+from tests.lab.guide import REALS, VIP, Topology
 
 NAT_REAL = REALS["fe1"][0]
 DR_REAL = REALS["fe2"][2]
@@ -49,13 +49,13 @@ backend reals
 
 def configure_reals(topo: Topology) -> None:
     """fe1 as a NAT real, fe2 as a direct-routing real (what ``Topology.mode`` does, one role each)."""
-    topo.addr("fe1", f"{NAT_REAL}/24")
+    topo.add_address("fe1", f"{NAT_REAL}/24")
     topo.ip("fe1", "route", "add", "default", "via", "10.77.7.1")
-    topo.addr("fe2", f"{DR_REAL}/24")
+    topo.add_address("fe2", f"{DR_REAL}/24")
     topo.ip("fe2", "addr", "add", f"{VIP}/32", "dev", "lo")
     for key in ("all", "eth0"):
-        topo.sys("fe2", f"net.ipv4.conf.{key}.arp_ignore", "1")
-        topo.sys("fe2", f"net.ipv4.conf.{key}.arp_announce", "2")
+        topo.sysctl("fe2", f"net.ipv4.conf.{key}.arp_ignore=1")
+        topo.sysctl("fe2", f"net.ipv4.conf.{key}.arp_announce=2")
     topo.ip("fe2", "route", "add", "default", "via", "10.77.6.1")
 
 

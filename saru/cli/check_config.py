@@ -76,7 +76,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
     """saru.toml as JSON-friendly data (addresses as text)."""
     import dataclasses
 
-    def plain(value: Any) -> Any:
+    def plain(value: object) -> object:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, tuple | list):

@@ -191,5 +191,5 @@ async def _run(daemon: Daemon, duration: float | None) -> int:
     if duration is not None:
         done, _ = await asyncio.wait({task}, timeout=duration)
         if not done:
-            daemon.stopping.set()
+            daemon.stop()
     return await task

@@ -31,6 +31,7 @@ from saru.cli.target import resolve_target
 from saru.compat.ipvsadm import format_connections, format_daemons, format_listing, format_rules
 from saru.config.diagnostics import ConfigError
 from saru.control import request
+from saru.control.codec import key_to_dict, op_to_dict, table_from_list
 from saru.dataplane.base import ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.select import select_dataplane
 from saru.model import (
@@ -46,7 +47,6 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
-from saru.tablecodec import key_to_dict, op_to_dict, table_from_list
 
 if TYPE_CHECKING:
     from saru.dataplane.ipvs import SyncDaemon
@@ -302,7 +302,7 @@ class Target:
             return await self.plane.stats()
         answer = await self._ask("stats")
         result: dict[ServiceKey, ServiceStats] = {}
-        from saru.tablecodec import key_from_dict
+        from saru.control.codec import key_from_dict
 
         for item in answer["stats"]:
             dests = {(d["address"], d["port"]): DestStats(**d["counters"]) for d in item["dests"]}

@@ -380,7 +380,7 @@ def cmd_start(inst: Instance, debug: bool) -> int:
 
 
 def _start_detached(inst: Instance, dataplane: str) -> int:
-    from saru.daemonize import Channel, run_detached
+    from saru.daemon.daemonize import Channel, run_detached
 
     def body(channel: Channel) -> int:
         log = StartupLog(channel.log)

@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "saru.cli.run",
     "saru.cli.check_config",
     "saru.cli.plan",
-    "saru.cli.control",
+    "saru.cli.daemon_cmds",
     "saru.cli.ipvsadm",
     "saru.cli.demo",
     "saru.cli.failover_test",

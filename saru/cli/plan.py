@@ -23,13 +23,13 @@ from saru.compat.ipvsadm import describe_op
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.control import request_sync
+from saru.control.codec import key_from_dict, table_from_list, table_to_list
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import choose
 from saru.diff import diff
 from saru.events.narrate import narrate
 from saru.model import Config, RealRef, ServiceKey, Table
 from saru.planner import desired_table, real_ref
-from saru.tablecodec import table_from_list, table_to_list
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,15 +62,14 @@ def _live_state(args: argparse.Namespace, target: Target, config: Config) -> Liv
     if not answer.get("ok"):
         return None
     current = table_from_list(answer["table"])
-    known = {(h["service"], h["address"], h["port"]): h["up"] for h in answer["health"]}
+    known = {RealRef(key_from_dict(h["service"]), h["address"], h["port"]): h["up"] for h in answer["health"]}
     health: dict[RealRef, bool | None] = {}
     for v in config.virtuals:
         for r in v.reals:
             ref = real_ref(v, r)
-            key = (str(ref.service), ref.address, ref.port)
             # a real the daemon does not check yet (new in this file) gets the assumed health
-            health[ref] = known[key] if key in known else args.assume == "up"
-    owned = {k for k in current.services if str(k) in set(answer.get("owned", []))}
+            health[ref] = known[ref] if ref in known else args.assume == "up"
+    owned = {key_from_dict(k) for k in answer.get("owned", [])} & set(current.services)
     plane = answer.get("dataplane")
     drift = answer.get("drift")
     return (current, health, owned, plane if isinstance(plane, str) else None,

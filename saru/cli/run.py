@@ -7,9 +7,8 @@ import asyncio
 import sys
 
 from saru.cli.common import target_of
-from saru.daemon import DEFAULT_START_TIMEOUT, Daemon, DaemonOptions
+from saru.daemon import DEFAULT_DRIFT_INTERVAL, DEFAULT_START_TIMEOUT, Daemon, DaemonOptions
 from saru.dataplane.select import CHOICES
-from saru.driftwatch import DEFAULT_INTERVAL
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,9 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "use, a rule the kernel refuses) for SECONDS of retrying (default "
                         f"{DEFAULT_START_TIMEOUT:g}); 0 keeps retrying. Once started, failures are "
                         "retried with back-off and shown by saru status, never fatal")
-    p.add_argument("--drift-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
+    p.add_argument("--drift-interval", type=float, default=DEFAULT_DRIFT_INTERVAL, metavar="SECONDS",
                    help="how often the kernel's table (and an HA master's VIP) is checked against what "
-                        f"Saru applied, and repaired (default {DEFAULT_INTERVAL:g}; 0: only on status, "
+                        f"Saru applied, and repaired (default {DEFAULT_DRIFT_INTERVAL:g}; 0: only on status, "
                         "plan and reload)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="log only to the config's logfile, not to stderr")

@@ -86,7 +86,7 @@ def virtual_to_dict(v: VirtualConfig) -> dict[str, Any]:
     return out
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, FallbackConfig):
         return fallback_to_dict(value)
     if isinstance(value, tuple):

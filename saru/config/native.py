@@ -38,7 +38,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from saru.config.diagnostics import ConfigError
 from saru.model import (
@@ -55,6 +55,12 @@ from saru.model import (
 # --------------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------------
+
+#: a TOML table as ``tomllib`` gives it (a document: its values are strings, numbers, lists, tables…)
+TomlTable = dict[str, Any]
+T = TypeVar("T")
+D = TypeVar("D")
+C = TypeVar("C", bound=str)
 
 
 def load_settings(path: str | os.PathLike[str]) -> Settings:
@@ -217,24 +223,24 @@ class _Reader:
 
     # -- typed access -----------------------------------------------------------------------------
 
-    def table(self, data: dict[str, Any], section: str, known: tuple[str, ...]) -> dict[str, Any]:
+    def table(self, data: TomlTable, section: str, known: tuple[str, ...]) -> TomlTable:
         for key in data:
             if key not in known:
                 hint = _closest(key, known)
                 self.error(section, key, f"unknown key{hint}; known keys: {', '.join(known)}")
         return data
 
-    def get(self, data: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...],
-            default: Any, check: Callable[[Any], str | None] | None = None) -> Any:
+    def get(self, data: TomlTable, section: str, key: str, kind: type[T], default: D,
+            check: Callable[[T], str | None] | None = None) -> T | D:
+        """``data[key]`` when it is a ``kind`` (an integer counts as a float) that passes ``check``;
+        else an error is recorded and ``default`` returned (also when the key is absent)."""
         if key not in data:
             return default
-        value = data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value: object = data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-            self.error(section, key, f"expected {names}, got {_describe(value)}")
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            self.error(section, key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}")
             return default
         if check is not None:
             problem = check(value)
@@ -243,14 +249,20 @@ class _Reader:
                 return default
         return value
 
-    def strings(self, data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+    def choice(self, data: TomlTable, section: str, key: str, choices: tuple[C, ...], default: C,
+               message: str) -> C:
+        """One of ``choices`` (the text ``message`` says what they are), else ``default``."""
+        value = self.get(data, section, key, str, default, lambda v: None if v in choices else message)
+        return next((c for c in choices if c == value), default)
+
+    def strings(self, data: TomlTable, section: str, key: str) -> tuple[str, ...]:
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.error(section, key, f"expected a list of strings, got {_describe(value)}")
             return ()
         return tuple(value)
 
-    def command(self, data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+    def command(self, data: TomlTable, section: str, key: str) -> tuple[str, ...]:
         """A command: a list of strings (argv) or one string split like a shell would (no shell runs)."""
         value = data.get(key)
         if value is None:
@@ -273,7 +285,7 @@ class _Reader:
 
     # -- sections ---------------------------------------------------------------------------------
 
-    def settings(self, data: dict[str, Any]) -> Settings:
+    def settings(self, data: TomlTable) -> Settings:
         self.table(data, "", ("director", "ha", "ipvs", "cluster"))
         director = self.director(self.section(data, "director"))
         ha = self.ha(self.section(data, "ha")) if "ha" in data else None
@@ -284,14 +296,14 @@ class _Reader:
         return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
                         director=director, ha=ha, ipvs_sync=sync, cluster=cluster)
 
-    def section(self, data: dict[str, Any], key: str, name: str | None = None) -> dict[str, Any]:
+    def section(self, data: TomlTable, key: str, name: str | None = None) -> TomlTable:
         value = data.get(key, {})
         if not isinstance(value, dict):
             self.error(name or key, None, f"expected a table, got {_describe(value)}")
             return {}
         return value
 
-    def director(self, data: dict[str, Any]) -> DirectorSettings:
+    def director(self, data: TomlTable) -> DirectorSettings:
         s = "director"
         self.table(data, s, ("config", "dataplane"))
         config = self.get(data, s, "config", str, None, _path_problem)
@@ -301,15 +313,15 @@ class _Reader:
                              lambda v: None if v in DATAPLANES else f"must be one of {', '.join(DATAPLANES)}")
         return DirectorSettings(config=config, dataplane=dataplane)
 
-    def ha(self, data: dict[str, Any]) -> HASettings:
+    def ha(self, data: TomlTable) -> HASettings:
         s = "ha"
         known = ("mode", "interface", "vips", "virtual_router_id", "priority", "advert_interval", "preempt",
                  "preempt_delay", "unicast_peers", "unicast_source", "vipcheck", "vipcheck_timeout",
                  "garp_repeat", "garp_interval", "warm_standby", "notify", "notify_master", "notify_backup",
                  "notify_fault", "ping")
         self.table(data, s, known)
-        mode = self.get(data, s, "mode", str, "vrrp",
-                        lambda v: None if v in ("vrrp", "pacemaker") else 'must be "vrrp" or "pacemaker"')
+        mode: Literal["vrrp", "pacemaker"] = self.choice(data, s, "mode", ("vrrp", "pacemaker"), "vrrp",
+                                                         'must be "vrrp" or "pacemaker"')
         interface = self.get(data, s, "interface", str, "", _interface_name)
         if not interface and "interface" not in data:
             self.error(s, None, "interface is required (the link the floating IP lives on)")
@@ -355,7 +367,7 @@ class _Reader:
             ping=ping,
         )
 
-    def ping(self, data: dict[str, Any]) -> PingSettings:
+    def ping(self, data: TomlTable) -> PingSettings:
         s = "ha.ping"
         self.table(data, s, ("hosts", "multiplier", "interval", "timeout", "attempts"))
         hosts = []
@@ -374,7 +386,7 @@ class _Reader:
             attempts=self.get(data, s, "attempts", int, 2, _range(1, 100)),
         )
 
-    def ipvs_sync(self, data: dict[str, Any]) -> IPVSSyncSettings:
+    def ipvs_sync(self, data: TomlTable) -> IPVSSyncSettings:
         s = "ipvs.sync"
         self.table(data, s, ("interface", "syncid", "role", "mcast_group", "port", "ttl", "maxlen"))
         interface = self.get(data, s, "interface", str, "", _interface_name)
@@ -383,32 +395,29 @@ class _Reader:
         return IPVSSyncSettings(
             interface=interface,
             syncid=self.get(data, s, "syncid", int, 0, _range(0, 255)),
-            role=self.get(data, s, "role", str, "both",
-                          lambda v: None if v in ("both", "master", "backup", "follow-ha")
-                          else 'must be "both", "master", "backup" or "follow-ha"'),
+            role=self.choice(data, s, "role", ("both", "master", "backup", "follow-ha"), "both",
+                             'must be "both", "master", "backup" or "follow-ha"'),
             mcast_group=self.get(data, s, "mcast_group", str, None, _multicast_problem),
             port=self.get(data, s, "port", int, 8848, _range(1, 65535)),
             ttl=self.get(data, s, "ttl", int, 1, _range(1, 255)),
             maxlen=self.get(data, s, "maxlen", int, 0, _range(0, 65507)),
         )
 
-    def cluster(self, data: dict[str, Any]) -> ClusterSettings:
+    def cluster(self, data: TomlTable) -> ClusterSettings:
         s = "cluster"
         default = ClusterSettings()
         known = tuple(default.__dataclass_fields__)
         self.table(data, s, known)
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {}  # Any: each value is checked to be of its own field's type
         for key in known:
             current = getattr(default, key)
             if key == "agent":
-                values[key] = self.get(data, s, key, str, current,
-                                       lambda v: None if v in ("saru", "ldirectord") else
-                                       'must be "saru" (ocf:saru:director) or "ldirectord" '
-                                       "(ocf:heartbeat:ldirectord running saru-ldirectord)")
+                values[key] = self.choice(data, s, key, ("saru", "ldirectord"), current,
+                                          'must be "saru" (ocf:saru:director) or "ldirectord" '
+                                          "(ocf:heartbeat:ldirectord running saru-ldirectord)")
             elif key == "vipcheck_agent":
-                values[key] = self.get(data, s, key, str, current,
-                                       lambda v: None if v in ("saru", "heartbeat") else
-                                       'must be "saru" (ocf:saru:VIPcheck) or "heartbeat" (ocf:heartbeat:VIPcheck)')
+                values[key] = self.choice(data, s, key, ("saru", "heartbeat"), current,
+                                          'must be "saru" (ocf:saru:VIPcheck) or "heartbeat" (ocf:heartbeat:VIPcheck)')
             elif isinstance(current, int):
                 values[key] = self.get(data, s, key, int, current, _range(0, 86400))
             else:
@@ -423,7 +432,7 @@ class _Reader:
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, dict):
@@ -438,8 +447,8 @@ def _closest(key: str, known: tuple[str, ...]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def _range(low: float, high: float) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
+def _range(low: float, high: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
         if low <= value <= high:
             return None
         return f"{value} is out of range ({low:g}-{high:g})"

@@ -8,7 +8,7 @@ never disturb the table.
 Drift: ``verify()`` compares the table the plane last wrote (or adopted) with what the kernel holds
 now, as cheaply as the plane can (``Verification``); ``repair(ops)`` re-applies after a drift,
 rebuilding whatever of the plane's own objects the kernel lost. The daemon's drift watcher
-(``saru.driftwatch``) calls them; the comparison itself is ``saru.drift``.
+(``saru.daemon.driftwatch``) calls them; the comparison itself is ``saru.drift``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ ldirectord says "Added real server", "Quiescent real server", "Restored real ser
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never
 
 from saru.events.types import TableChange
 from saru.model import (
@@ -40,28 +41,33 @@ def narrate(ops: Sequence[Op], before: Table, config: Config) -> list[TableChang
     changes: list[TableChange] = []
     for op in ops:
         svc = op.service
-        if isinstance(op, AddService):
-            changes.append(TableChange("Added", "virtual", svc))
-        elif isinstance(op, EditService):
-            changes.append(TableChange("Changed", "virtual", svc))
-        elif isinstance(op, DelService):
-            changes.append(TableChange("Purged", "virtual", svc))
-        elif isinstance(op, AddDest | EditDest):
-            kind = "fallback" if (svc, op.dest.address, op.dest.port) in fallbacks else "real"
-            old = before.services[svc].dests.get(op.dest.key) if svc in before.services else None
-            changes.append(TableChange(_dest_verb(op, old), kind, svc, op.dest))
-        elif isinstance(op, DelDest):
-            kind = "fallback" if (svc, op.address, op.port) in fallbacks else "real"
-            old = before.services[svc].dests.get((op.address, op.port)) if svc in before.services else None
-            changes.append(TableChange("Deleted", kind, svc, old or Dest(op.address, op.port)))
+        match op:
+            case AddService():
+                changes.append(TableChange("Added", "virtual", svc))
+            case EditService():
+                changes.append(TableChange("Changed", "virtual", svc))
+            case DelService():
+                changes.append(TableChange("Purged", "virtual", svc))
+            case AddDest(dest=dest) | EditDest(dest=dest):
+                kind = "fallback" if (svc, dest.address, dest.port) in fallbacks else "real"
+                old = before.services[svc].dests.get(dest.key) if svc in before.services else None
+                changes.append(TableChange(_dest_verb(op, old), kind, svc, dest))
+            case DelDest(address=address, port=port):
+                kind = "fallback" if (svc, address, port) in fallbacks else "real"
+                old = before.services[svc].dests.get((address, port)) if svc in before.services else None
+                changes.append(TableChange("Deleted", kind, svc, old or Dest(address, port)))
+            case _:
+                assert_never(op)
     return changes
 
 
 def _dest_verb(op: AddDest | EditDest, old: Dest | None) -> str:
     if op.dest.weight == 0:
         return "Quiescent"
-    if isinstance(op, AddDest):
-        return "Added"
-    if old is not None and old.weight == 0:
-        return "Restored"
-    return "Changed"
+    match op:
+        case AddDest():
+            return "Added"
+        case EditDest():
+            return "Restored" if old is not None and old.weight == 0 else "Changed"
+        case _:
+            assert_never(op)

@@ -27,7 +27,8 @@ operator sentences (``saru.events``):
   (``ip addr del`` by hand, a network script) is re-added and announced again (``VIPRestored``).
 
 The primitives (``vip``, ``vipcheck``, ``ping``) are imported when the node starts, so that importing
-this module never depends on them.
+this module never depends on them; the VRRP instance, the floating IP and the link state come from
+``saru.ha.drivers`` factories (``Drivers``), which a test can replace.
 """
 
 from __future__ import annotations
@@ -35,13 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fcntl
 import logging
-import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, TypedDict, assert_never
 
 from saru.events import (
     Event,
@@ -55,19 +53,15 @@ from saru.events import (
     VIPConflict,
     VIPRestored,
 )
+from saru.ha.drivers import Drivers, VIPDriver, VRRPDriver
 from saru.ha.vrrp import Cause, State, Transition
 from saru.model import HASettings
 from saru.subproc import last_line, run_command
 
 if TYPE_CHECKING:  # imported at start(): a director without [ha] never loads the HA stack
     from saru.ha.ping import PingScore
-    from saru.ha.vip import FloatingIP
-    from saru.ha.vrrp_socket import VRRPInstance
 
 LOGGER = logging.getLogger("saru.ha")
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-IFF_RUNNING = 0x40
 WATCH_INTERVAL = 0.05  # link / split-brain / peer watch period (seconds)
 NOTIFY_TIMEOUT = 60.0  # seconds a notify command may run before its process group is killed
 
@@ -75,15 +69,44 @@ SetActive = Callable[[bool], Awaitable[None]]
 Emit = Callable[[Event], None]
 
 
-def link_running(interface: str) -> bool | None:
-    """Whether ``interface`` is up with carrier (None if it does not exist in this namespace)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            reply = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("256s", interface.encode()[:15]))
-        except OSError:
-            return None
-    flags = struct.unpack_from("H", reply, 16)[0]
-    return bool(flags & IFF_UP and flags & IFF_RUNNING)
+class HACommandError(Exception):
+    """A resign/takeover request this node cannot carry out now; ``str()`` says why."""
+
+
+class PingSnapshot(TypedDict):
+    hosts: list[str]
+    unreachable: list[str]
+    penalty: int
+    multiplier: int
+
+
+class HASnapshot(TypedDict):
+    """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
+
+    mode: str
+    state: str
+    reason: str
+    since: float
+    interface: str
+    vrid: int
+    primary: str | None
+    master: str | None
+    priority: int
+    effective_priority: int
+    advert_interval: float
+    master_adver_interval: float | None
+    preempt: bool
+    warm_standby: bool
+    vips: list[str]
+    vip_up: bool
+    vipcheck: bool
+    conflict: dict[str, str] | None
+    peer_macs: dict[str, str]
+    ping: PingSnapshot | None
+    split_brain: bool
+    vrrp: dict[str, int]
+    events: dict[str, int]
+    resigned_until: float | None
 
 
 class NodeState(enum.StrEnum):
@@ -121,14 +144,16 @@ class HANode:
     """One director's side of the pair (see the module docstring)."""
 
     def __init__(self, settings: HASettings, *, set_active: SetActive, emit: Emit,
-                 primary: str | None = None, vip_check_interval: float = 1.0) -> None:
+                 primary: str | None = None, vip_check_interval: float = 1.0,
+                 drivers: Drivers | None = None) -> None:
         self.settings = settings
+        self.drivers = drivers or Drivers()
         self.vip_check_interval = vip_check_interval
         self._set_active = set_active
         self._emit_to = emit
         self._primary = primary
-        self.instance: VRRPInstance | None = None  # once started
-        self.vip: FloatingIP | None = None
+        self.instance: VRRPDriver | None = None  # once started
+        self.vip: VIPDriver | None = None
         self.ping: PingScore | None = None
         self.state = NodeState.INIT
         self.reason = ""
@@ -157,11 +182,8 @@ class HANode:
 
     async def start(self) -> None:
         """Clean a stale VIP, start the ping score, then VRRP (as backup)."""
-        from saru.ha.vip import FloatingIP
-
         s = self.settings
-        self.vip = FloatingIP(s.interface, [str(v) for v in s.vips], garp_repeat=s.garp_repeat,
-                              garp_interval=s.garp_interval)
+        self.vip = self.drivers.vip(s)
         stale = await self._present()
         if stale:
             await self.vip.remove()
@@ -175,16 +197,14 @@ class HANode:
         self._watch = asyncio.create_task(self._watch_loop(), name="ha-watch")
         if self.vip_check_interval > 0:
             self._vip_watch = asyncio.create_task(self._vip_loop(), name="ha-vip-watch")
-        if link_running(s.interface) is False:
+        if self.drivers.link(s.interface) is False:
             await self._fault(f"link of {s.interface} is down at start")
             return
         await self._start_vrrp()
 
     async def _start_vrrp(self) -> None:
-        from saru.ha.vrrp_socket import VRRPInstance
-
-        self.instance = VRRPInstance(self.settings, primary=self._primary, on_transition=self._on_transition,
-                                     before_master=self._before_master)
+        self.instance = self.drivers.vrrp(self.settings, primary=self._primary, on_transition=self._on_transition,
+                                          before_master=self._before_master)
         self.instance.set_priority(self.effective_priority)
         self._split_seen = 0  # a new instance counts from zero
         await self.instance.start()
@@ -215,26 +235,26 @@ class HANode:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def resign(self, hold: float) -> dict[str, Any]:
+    def resign(self, hold: float) -> None:
+        """Hand the VIP to the peer and refuse it back for ``hold`` seconds; HACommandError unless master."""
         if self.instance is None or self.state is not NodeState.MASTER:
-            return {"ok": False, "error": f"this node is {self.state.value.upper()}, not MASTER: nothing to resign"}
+            raise HACommandError(f"this node is {self.state.value.upper()}, not MASTER: nothing to resign")
         self.resign_until = time.time() + hold
         self.instance.resign(hold)
-        return {"resigned": True, "hold": hold}
 
-    def takeover(self) -> dict[str, Any]:
+    def takeover(self) -> None:
+        """Become master now; HACommandError when VRRP is not running."""
         if self.instance is None:
-            return {"ok": False, "error": f"this node is {self.state.value.upper()}: VRRP is not running"}
+            raise HACommandError(f"this node is {self.state.value.upper()}: VRRP is not running")
         self.resign_until = 0.0
         self.instance.takeover()
-        return {"takeover": True}
 
     @property
     def effective_priority(self) -> int:
         penalty = self.ping.penalty if self.ping is not None else 0
         return max(1, min(254, self.settings.priority - penalty))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> HASnapshot:
         """The ``ha`` control command's answer (and ``status``'s ``ha`` section)."""
         s = self.settings
         inst = self.instance
@@ -429,7 +449,7 @@ class HANode:
                 LOGGER.exception("HA watcher failed")
 
     async def _watch_once(self) -> None:
-        link = link_running(self.settings.interface)
+        link = self.drivers.link(self.settings.interface)
         if link is False and self.state is not NodeState.FAULT:
             await self._fault(f"link of {self.settings.interface} is down")
         elif link and self.state is NodeState.FAULT:
@@ -508,7 +528,7 @@ class HANode:
                 return
             self.emit(VIPRestored(addresses=tuple(missing), interface=self.settings.interface))
 
-    def _looks_split(self, inst: VRRPInstance) -> bool:
+    def _looks_split(self, inst: VRRPDriver) -> bool:
         """Another master spoke while we were master: a split brain, or just a handover's overlap?
 
         A handover (ping degradation, takeover, preempt) makes two masters for one advert: the old one

@@ -1,5 +1,5 @@
 #!/bin/bash
-# PID 1 of one node of the test cluster (tests/cluster/lab.py starts it as
+# PID 1 of one node of the test cluster (tests/cluster/bed.py starts it as
 #   ip netns exec NS unshare -m -u -p -f --propagation private --mount-proc bash node_init.sh ...).
 # It gives the node its own /run, /dev/shm and cluster state directories (libqb's rings and the agents'
 # state files must not be shared between the nodes), overlays the repository's OCF agents, sets the

@@ -2,8 +2,8 @@
 ``ocf:heartbeat:ldirectord`` (Debian resource-agents) driving ``saru-ldirectord``.
 
 Everything runs in a throwaway network namespace ``saru-<id>-ocf`` (plus ``saru-<id>-vip``, a host
-that answers on a "VIP", joined by a veth pair), each command in a fresh private mount namespace
-with a tmpfs on ``/run`` (pid files, control sockets, ``HA_RSCTMP``) and an overlay on
+that answers on a "VIP", joined by a veth pair: a ``tests.lab.Lab``), each command in a fresh private
+mount namespace with a tmpfs on ``/run`` (pid files, control sockets, ``HA_RSCTMP``) and an overlay on
 ``/usr/lib/ocf/resource.d`` into which ``packaging/install-ocf.sh`` installs the agents: the
 host's ``/run``, OCF tree and interfaces are never touched. The director programs a real table
 (``auto``: IPVS when the kernel has it, else nftables) inside the namespace.
@@ -11,7 +11,6 @@ host's ``/run``, OCF tree and interfaces are never touched. The director program
 
 from __future__ import annotations
 
-import itertools
 import os
 import shlex
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import require
+from tests.lab import Lab, can_build
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -32,7 +32,6 @@ OCF = "/usr/lib/ocf/resource.d"
 HEARTBEAT_LDIRECTORD = f"{OCF}/heartbeat/ldirectord"
 SUBNET = "10.251.7"
 LAB, VIPHOST, FREE_VIP, BUSY_VIP = f"{SUBNET}.1", f"{SUBNET}.2", f"{SUBNET}.241", f"{SUBNET}.240"
-_counter = itertools.count()
 
 PRELUDE = f"""\
 set -e
@@ -58,11 +57,9 @@ virtual={vip}:80
 
 
 def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "OCF agent tests need root (namespaces, mounts)"
-    for tool in ("ip", "unshare", "ocf-tester", "xmllint", "ping"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
+    ok, why = can_build("unshare", "ocf-tester", "xmllint", "ping", what="OCF agent tests (namespaces, mounts)")
+    if not ok:
+        return why
     if not Path(HEARTBEAT_LDIRECTORD).exists():
         return "resource-agents' ocf:heartbeat:ldirectord is not installed"
     if not (BIN / "saru").exists() or not (BIN / "saru-ldirectord").exists():
@@ -71,7 +68,7 @@ def _missing() -> str | None:
 
 
 @dataclass
-class Lab:
+class AgentLab:
     ns: str
     peer: str
     workdir: Path
@@ -90,44 +87,21 @@ class Lab:
         return self.run(f"ocf-tester -n {instance} {options} {agent}")
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-def _teardown(*names: str) -> None:
-    for name in names:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), 9)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentLab]:
     missing = _missing()
     require(missing is None, missing or "")
-    ident = f"saru-{os.getpid()}-{next(_counter)}"
-    ns, peer = f"{ident}-ocf", f"{ident}-vip"
     workdir = tmp_path_factory.mktemp("ocf")
     workdir.chmod(0o755)
-    try:
-        for name in (ns, peer):
-            _ip("netns", "add", name)
-            _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", ns, "link", "add", "ocf0", "type", "veth", "peer", "name", "ocf1", "netns", peer)
-        _ip("-n", ns, "addr", "add", f"{LAB}/24", "dev", "ocf0")
-        _ip("-n", peer, "addr", "add", f"{VIPHOST}/24", "dev", "ocf1")
-        _ip("-n", peer, "addr", "add", f"{BUSY_VIP}/24", "dev", "ocf1")
-        _ip("-n", ns, "link", "set", "ocf0", "up")
-        _ip("-n", peer, "link", "set", "ocf1", "up")
+    with Lab(("ocf", "vip"), tag="o") as net:
+        net.veth("ocf", "ocf0", "vip", "ocf1")
+        net.add_address("ocf", f"{LAB}/24", interface="ocf0")
+        net.add_address("vip", f"{VIPHOST}/24", f"{BUSY_VIP}/24", interface="ocf1")
+        net.ip("ocf", "link", "set", "ocf0", "up")
+        net.ip("vip", "link", "set", "ocf1", "up")
         config = workdir / f"saru-ocf-{os.getpid()}.cf"
         config.write_text(CONFIG.format(log=workdir / "ldirectord.log", vip=LAB, real=VIPHOST))
-        yield Lab(ns=ns, peer=peer, workdir=workdir, config=config)
-    finally:
-        _teardown(ns, peer)
+        yield AgentLab(ns=net["ocf"].netns, peer=net["vip"].netns, workdir=workdir, config=config)
 
 
 def _passed(result: subprocess.CompletedProcess[str], agent: str) -> None:
@@ -135,14 +109,14 @@ def _passed(result: subprocess.CompletedProcess[str], agent: str) -> None:
         f"rc={result.returncode}\n{result.stdout}\n{result.stderr}")
 
 
-def test_director_agent_passes_ocf_tester(lab: Lab) -> None:
+def test_director_agent_passes_ocf_tester(lab: AgentLab) -> None:
     agent = f"{OCF}/saru/director"
     _passed(lab.ocf_tester(agent, "dir1", config=str(lab.config), binary=str(BIN / "saru")), agent)
     log = (lab.workdir / "ldirectord.log").read_text()
     assert f"Added virtual server: {LAB}:80" in log and f"Purged virtual server: {LAB}:80" in log
 
 
-def test_unmodified_heartbeat_ldirectord_agent_drives_saru_ldirectord(lab: Lab) -> None:
+def test_unmodified_heartbeat_ldirectord_agent_drives_saru_ldirectord(lab: AgentLab) -> None:
     if shutil.which("dpkg"):  # the agent is resource-agents' own file, byte for byte
         verify = subprocess.run(["dpkg", "-V", "resource-agents"], capture_output=True, text=True)
         assert HEARTBEAT_LDIRECTORD not in verify.stdout, verify.stdout
@@ -155,12 +129,12 @@ def test_unmodified_heartbeat_ldirectord_agent_drives_saru_ldirectord(lab: Lab) 
     assert new.count(f"Added virtual server: {LAB}:80") == 2 and new.count(f"Purged virtual server: {LAB}:80") == 2
 
 
-def test_vipcheck_agent_passes_ocf_tester(lab: Lab) -> None:
+def test_vipcheck_agent_passes_ocf_tester(lab: AgentLab) -> None:
     agent = f"{OCF}/saru/VIPcheck"
     _passed(lab.ocf_tester(agent, "vc1", target_ip=f"{FREE_VIP}%ocf0", wait="1"), agent)
 
 
-def test_vipcheck_refuses_to_start_while_the_vip_answers(lab: Lab) -> None:
+def test_vipcheck_refuses_to_start_while_the_vip_answers(lab: AgentLab) -> None:
     agent = f"{OCF}/saru/VIPcheck"
     script = f"""
 export OCF_RESOURCE_INSTANCE=vc2 OCF_RESKEY_wait=1 __OCF_ACTION
@@ -188,7 +162,7 @@ __OCF_ACTION=validate-all; {agent} validate-all; echo "validate=$?"
     assert time.monotonic() - began < 20
 
 
-def test_director_agent_config_errors_and_reload(lab: Lab) -> None:
+def test_director_agent_config_errors_and_reload(lab: AgentLab) -> None:
     agent = f"{OCF}/saru/director"
     broken = lab.workdir / "broken.cf"
     broken.write_text(lab.config.read_text() + "\tbogus=1\n")
@@ -222,7 +196,7 @@ act monitor
     assert plane[0] != 'plane="name": "proxy"' and plane[1] == 'plane="name": "proxy"', plane
 
 
-def test_vipcheck_agent_arp_method_uses_saru_vipcheck(lab: Lab) -> None:
+def test_vipcheck_agent_arp_method_uses_saru_vipcheck(lab: AgentLab) -> None:
     """``method=arp``: the ARP probe finds the holder by its MAC (even one that would drop ICMP)."""
     agent = f"{OCF}/saru/VIPcheck"
     script = f"""

@@ -1,6 +1,6 @@
 """The guide's cluster, for real: ``saru cluster crm`` loaded into a two-node Pacemaker/Corosync cluster.
 
-One lab for the module (tests/cluster/lab.py), scenarios in sequence, each starting from where the
+One lab for the module (tests/cluster/bed.py), scenarios in sequence, each starting from where the
 previous one left the group:
 
 1. the generated configuration loads (``crm configure load update``) and ``crm_verify -L`` passes
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.lab import GATEWAY, OCF_DIR, VIP, Lab, available, wait_until
+from tests.cluster.bed import GATEWAY, OCF_DIR, VIP, ClusterBed, wait_until
 from tests.helpers import require
 
 GROUP = ("VIPCHK1", "LB_VIP", "LDIRECTOR1")
@@ -90,18 +90,16 @@ class State:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    ok, reason = available()
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterBed]:
+    ok, reason = ClusterBed.available()
     require(ok, reason)
     require(os.access(SARU, os.X_OK), f"{SARU} is not installed (make venv)")
     workdir = tmp_path_factory.mktemp("cluster")
-    the_lab = Lab(workdir)
     try:
-        the_lab.up()
-        State.timings.update(the_lab.timings)
-        yield the_lab
+        with ClusterBed(workdir) as the_lab:
+            State.timings.update(the_lab.timings)
+            yield the_lab
     finally:
-        the_lab.down()
         if State.timings:
             text = json.dumps({k: round(v, 2) for k, v in State.timings.items() if not k.startswith("_")}, indent=1)
             print(f"\ncluster timings (s): {text}")
@@ -109,7 +107,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 Path(os.environ["SARU_CLUSTER_TIMINGS"]).write_text(text + "\n")
 
 
-def generate(lab: Lab, agent: str) -> Path:
+def generate(lab: ClusterBed, agent: str) -> Path:
     """Write the lab's saru.toml + ldirectord.cf and run ``saru cluster crm`` on it; the crm file's path."""
     d = lab.workdir / f"config-{agent}"
     d.mkdir(exist_ok=True)
@@ -126,23 +124,23 @@ def other(name: str) -> str:
     return "node2" if name == "node1" else "node1"
 
 
-def group_on(lab: Lab, node: str, members: tuple[str, ...] = GROUP) -> bool:
+def group_on(lab: ClusterBed, node: str, members: tuple[str, ...] = GROUP) -> bool:
     """Every group member started on ``node`` only, and the kernel holds the VIP there only."""
     where = lab.resources(node)
     return all(where.get(r) == [node] for r in members) and lab.vip_on() == [node]
 
 
-def served(lab: Lab) -> str | None:
+def served(lab: ClusterBed) -> str | None:
     body = lab.client_get()
     return body if body and "hello" in body else None
 
 
-def settle(lab: Lab, node: str) -> None:
+def settle(lab: ClusterBed, node: str) -> None:
     """Wait until the cluster has nothing left to do (``crm_resource --wait``)."""
     lab.node_run(node, "crm_resource", "--wait", "--timeout=60s", timeout=90)
 
 
-def failover(lab: Lab, old: str, what: str, members: tuple[str, ...] = GROUP) -> str:
+def failover(lab: ClusterBed, old: str, what: str, members: tuple[str, ...] = GROUP) -> str:
     """Wait until the group runs on the other node and the client is served again; records the timing."""
     new = other(old)
     t0 = State.timings.pop("_t0")
@@ -156,7 +154,7 @@ def failover(lab: Lab, old: str, what: str, members: tuple[str, ...] = GROUP) ->
     return new
 
 
-def current(lab: Lab) -> str:
+def current(lab: ClusterBed) -> str:
     """The node running the whole group (and nothing elsewhere), once the cluster shows one."""
     def holder() -> str | None:
         vip = lab.vip_on()
@@ -172,7 +170,7 @@ def mark() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_generated_configuration_loads_and_verifies(lab: Lab) -> None:
+def test_generated_configuration_loads_and_verifies(lab: ClusterBed) -> None:
     assert (OCF / "director").is_file() and (OCF / "VIPcheck").is_file(), "ocf/saru agents are missing"
     before = lab.node_run("node1", "crm_verify", "-L", "-V", check=False)
     assert before.returncode != 0 and "STONITH" in before.stderr  # the seeded CIB has fencing on
@@ -203,7 +201,7 @@ def test_generated_configuration_loads_and_verifies(lab: Lab) -> None:
     assert director_ops["start"]["start-delay"] == "5s" and director_ops["stop"]["on-fail"] == "block"
 
 
-def test_group_starts_in_order_and_client_is_served(lab: Lab) -> None:
+def test_group_starts_in_order_and_client_is_served(lab: ClusterBed) -> None:
     t0 = State.timings["_t0"]
     holder = wait_until(lambda: lab.vip_on(), 60, "VIP up after loading")
     State.timings["load_to_vip"] = time.monotonic() - t0
@@ -231,7 +229,7 @@ def test_group_starts_in_order_and_client_is_served(lab: Lab) -> None:
                f"both real servers answer through the VIP (seen {seen})", interval=0.05)
 
 
-def test_standby_moves_the_group(lab: Lab) -> None:
+def test_standby_moves_the_group(lab: ClusterBed) -> None:
     old = current(lab)
     mark()
     lab.node_run(old, "crm", "node", "standby", old)
@@ -243,7 +241,7 @@ def test_standby_moves_the_group(lab: Lab) -> None:
     assert group_on(lab, new), "the group went back after the standby node came online (fail-back)"
 
 
-def test_crash_of_the_active_node_moves_the_group(lab: Lab) -> None:
+def test_crash_of_the_active_node_moves_the_group(lab: ClusterBed) -> None:
     old = current(lab)
     mark()
     lab.crash_node(old)
@@ -256,13 +254,13 @@ def test_crash_of_the_active_node_moves_the_group(lab: Lab) -> None:
     assert group_on(lab, new), "the group went back to the rebooted node (fail-back)"
 
 
-def failed_ops(lab: Lab, seen_by: str) -> list[tuple[str, str]]:
+def failed_ops(lab: ClusterBed, seen_by: str) -> list[tuple[str, str]]:
     """(operation key, node) of every recorded failure, e.g. ("VIPCHK1_start_0", "node2")."""
     mon = lab.crm_mon(seen_by)
     return [] if mon is None else [(f.get("op_key", ""), f.get("node", "")) for f in mon.iter("failure")]
 
 
-def test_vipcheck_refuses_the_vip_while_the_old_node_still_answers(lab: Lab) -> None:
+def test_vipcheck_refuses_the_vip_while_the_old_node_still_answers(lab: ClusterBed) -> None:
     """kill -9 corosync on the active node: split brain without fencing (research pitfall 9).
 
     The old node keeps its VIP and director; the survivor's VIPcheck sees the VIP answer and refuses,
@@ -289,7 +287,7 @@ def test_vipcheck_refuses_the_vip_while_the_old_node_still_answers(lab: Lab) -> 
     assert group_on(lab, new), "the group went back to the rebooted node (fail-back)"
 
 
-def ping_score(lab: Lab, node: str, seen_by: str) -> str | None:
+def ping_score(lab: ClusterBed, node: str, seen_by: str) -> str | None:
     mon = lab.crm_mon(seen_by)
     if mon is None:
         return None
@@ -301,7 +299,7 @@ def ping_score(lab: Lab, node: str, seen_by: str) -> str | None:
     return None
 
 
-def test_loss_of_upstream_ping_moves_the_group(lab: Lab) -> None:
+def test_loss_of_upstream_ping_moves_the_group(lab: ClusterBed) -> None:
     old = current(lab)
     new = other(old)
     wait_until(lambda: ping_score(lab, old, new) == "100" and ping_score(lab, new, new) == "100", 30,
@@ -319,7 +317,7 @@ def test_loss_of_upstream_ping_moves_the_group(lab: Lab) -> None:
     assert group_on(lab, new), "the group went back when the old node's ping recovered (fail-back)"
 
 
-def test_stock_ldirectord_agent_drives_saru_ldirectord(lab: Lab) -> None:
+def test_stock_ldirectord_agent_drives_saru_ldirectord(lab: ClusterBed) -> None:
     node = current(lab)
     crm = generate(lab, "ldirectord")
     mark()
@@ -346,7 +344,7 @@ def test_stock_ldirectord_agent_drives_saru_ldirectord(lab: Lab) -> None:
     lab.node_run(node, "crm", "node", "online", node)
 
 
-def test_readable_log_tells_the_last_failover(lab: Lab) -> None:
+def test_readable_log_tells_the_last_failover(lab: ClusterBed) -> None:
     """``saru cluster log`` on the surviving node's pacemaker.log lists the failover just caused (standby)."""
     new = State.active
     old = other(new)

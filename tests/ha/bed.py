@@ -1,6 +1,6 @@
 """The guide's HA topology in network namespaces: two full Saru directors sharing a floating IP.
 
-Built on ``tests.kernel.topology.Topology`` (client, upstream router, LD1, LD2, FE1, FE2 with nginx
+Built on ``tests.lab.guide.Topology`` (client, upstream router, LD1, LD2, FE1, FE2 with nginx
 serving ``/haCheker/haCheck.html`` = "up and running", one bridge): ``HABed.up()`` builds it, then
 takes the VIP (and the NAT gateway address) off LD1 — here the HA node owns them — and makes LD2 a
 director like LD1. ``director()`` writes an ldirectord.cf and a saru.toml and starts
@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from saru.control import request_sync
-from tests.kernel.topology import REALS, VIP, VIP6, Topology
+from tests.lab import stop_process
+from tests.lab import wait_for as lab_wait_for
+from tests.lab.guide import REALS, VIP, VIP6, Topology
 
 T = TypeVar("T")
 NAT_GW = "10.77.7.1"
@@ -60,31 +62,16 @@ virtual={vip}:80
 @contextmanager
 def dr_bed(workdir: Path) -> Iterator[HABed]:
     """The guide's topology in direct-routing mode with nginx on FE1 and FE2; torn down on exit."""
-    bed = HABed(workdir)
-    try:
-        bed.up()
+    with HABed(workdir) as bed:
         bed.mode("dr")
         bed.nginx("fe1")
         bed.nginx("fe2")
         yield bed
-    finally:
-        bed.down()
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
+    """``tests.lab.wait_for`` for the HA bed: a director that does not answer yet counts as "not yet"."""
+    return lab_wait_for(predicate, timeout, what, interval, tolerate=(OSError, RuntimeError, KeyError, ValueError))
 
 
 class Director:
@@ -123,13 +110,8 @@ class Director:
         self.proc.wait(5)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM (SIGKILL after 15 s); the exit status."""
+        stop_process(self.proc, 15)
         return int(self.proc.returncode)
 
     def events(self) -> list[str]:
@@ -143,23 +125,17 @@ class Director:
 class HABed(Topology):
     """``Topology`` with the VIP owned by the HA node and LD2 a full director."""
 
-    def up(self) -> HABed:
+    def up(self) -> Self:
         super().up()
         for cidr in (f"{VIP}/24", f"{VIP6}/64", f"{NAT_GW}/24", "fd00:7::1/64"):
             self.ip("ld1", "addr", "del", cidr, "dev", "eth0")
         self.ip("ld2", "route", "add", "default", "via", UPSTREAM)
         self.ip("ld2", "-6", "route", "add", "default", "via", "fd00:6::1")
-        self.sys("ld2", "net.ipv4.ip_forward", "1")
-        self.sys("ld2", "net.ipv6.conf.all.forwarding", "1")
-        for key in ("all", "default", "eth0"):
-            self.sys("ld2", f"net.ipv4.conf.{key}.send_redirects", "0")
-        for role in DIRECTORS:  # a real NIC's MAC filter (see nic_filter)
+        self.sysctl("ld2", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                    *(f"net.ipv4.conf.{key}.send_redirects=0" for key in ("all", "default", "eth0")))
+        for role in DIRECTORS:  # a real NIC's MAC filter (see NIC_FILTER)
             self.nft(role, NIC_FILTER)
         return self
-
-    def mac(self, role: str) -> str:
-        out = self.run(role, "ip", "-j", "link", "show", "eth0").stdout
-        return str(json.loads(out)[0]["address"])
 
     def director(self, role: str, *, mode: str = "dr", scheduler: str = "rr", extra_vips: tuple[str, ...] = (),
                  start: bool = True, with_ha: bool = True, **ha: Any) -> Director:
@@ -215,22 +191,12 @@ class HABed(Topology):
 
     def block_bridge(self, table: str, rule: str) -> None:
         """Drop frames on the bridge (a bridge-family nftables rule in the ``br`` namespace)."""
-        script = (f"add table bridge {table}\n"
-                  f"add chain bridge {table} fw {{ type filter hook forward priority 0; }}\n"
-                  f"add rule bridge {table} fw {rule} drop\n")
-        proc = subprocess.run(["ip", "netns", "exec", self.ns["br"], "nft", "-f", "-"], input=script, text=True,
-                              capture_output=True, check=False)
-        if proc.returncode:
-            raise RuntimeError(f"nft in br: {proc.stderr}")
+        self.nft("br", f"add table bridge {table}\n"
+                       f"add chain bridge {table} fw {{ type filter hook forward priority 0; }}\n"
+                       f"add rule bridge {table} fw {rule} drop\n")
 
     def unblock_bridge(self, table: str) -> None:
         self.run("br", "nft", "delete", "table", "bridge", table, check=False)
-
-    def nft(self, role: str, script: str) -> None:
-        proc = subprocess.run(["ip", "netns", "exec", self.ns[role], "nft", "-f", "-"], input=script, text=True,
-                              capture_output=True, check=False)
-        if proc.returncode:
-            raise RuntimeError(f"nft in {role}: {proc.stderr}")
 
 
 def _toml(value: Any) -> str:

@@ -19,14 +19,14 @@ import pytest
 
 from tests.ha.bed import DIRECTORS, NAT_GW, UPSTREAM, Director, HABed, dr_bed, wait_for
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, available
+from tests.lab.guide import REALS, VIP, VIP6
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HABed]:
-    ok, why = available()
+    ok, why = HABed.available()
     require(ok, why)
     with dr_bed(tmp_path_factory.mktemp("ha")) as b:
         yield b
@@ -256,7 +256,7 @@ def test_planned_switchover_keeps_a_long_download_going(bed: HABed, directors: l
 
 
 def test_notify_commands_and_status_line_and_probe_gap(tmp_path: Path) -> None:
-    from saru.cli.control import ha_line
+    from saru.cli.daemon_cmds import ha_line
     from saru.cli.failover_test import Probe
     from saru.cli.target import resolve_target
     from saru.config.native import parse_settings

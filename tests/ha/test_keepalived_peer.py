@@ -17,14 +17,13 @@ import pytest
 from tests.ha.bed import DIRECTORS, Director, HABed, dr_bed, keepalived_conf, start_keepalived, wait_for
 from tests.ha.test_failover import reset
 from tests.helpers import require
-from tests.kernel.topology import available
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HABed]:
-    ok, why = available()
+    ok, why = HABed.available()
     require(ok, why)
     require(shutil.which("keepalived") is not None, "keepalived is not installed")
     with dr_bed(tmp_path_factory.mktemp("hak")) as b:

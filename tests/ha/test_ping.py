@@ -8,7 +8,6 @@ addresses stay, only the wire is cut), and the callback values and round counts 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -16,15 +15,15 @@ import pytest
 
 from saru.ha.ping import PingError, PingScore
 from saru.model import PingSettings
-from tests.ha.netns import NsLoop, Segment, available, wait_for
 from tests.helpers import require
+from tests.lab import NsLoop, Segment, wait_for
 
 U4, U6, W6 = "10.97.2.2", "fd00:97:2::2", "fd00:97:2::3"
 
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"a": ["10.97.2.1/24", "fd00:97:2::1/64"], "u": [f"{U4}/24", f"{U6}/64"],
                   "w": ["10.97.2.3/24", f"{W6}/64"]}, tag="p") as segment:
@@ -42,9 +41,8 @@ def director(lan: Segment) -> Iterator[NsLoop]:
 
 def set_port(lan: Segment, host: str, state: str) -> None:
     """Cut (``down``) or restore (``up``) ``host``'s cable: its port on the bridge."""
-    port = f"p{list(lan.hosts).index(host) + 1}"  # netns.Segment numbers the bridge ports in host order
-    subprocess.run(["ip", "-n", lan.bridge_ns, "link", "set", port, state], check=True, capture_output=True,
-                   timeout=20)
+    port = f"p{list(lan.hosts).index(host) + 1}"  # Segment numbers the bridge ports in host order
+    lan["br"].ip("link", "set", port, state)
 
 
 class Recorder:

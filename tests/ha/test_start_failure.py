@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.netns import Host, Segment, available
 from tests.helpers import require
+from tests.lab import Host, Segment
 
 BIN = Path(sys.executable).parent
 CONFIG = """\
@@ -36,7 +36,7 @@ priority = 100
 
 @pytest.fixture
 def host() -> Iterator[Host]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"ld": ["10.98.7.2/24"]}, tag="hsf") as lan:
         yield lan["ld"]

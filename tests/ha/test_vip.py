@@ -20,15 +20,15 @@ from collections.abc import Iterator
 import pytest
 
 from saru.ha.vip import FloatingIP, VIPError, interface_mac
-from tests.ha.netns import Host, NsLoop, Segment, available, stop_process, wait_for
 from tests.helpers import require
+from tests.lab import Host, NsLoop, Segment, stop_process, wait_for
 
 VIP4, VIP6 = "10.97.0.50", "fd00:97::50"
 
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"a": ["10.97.0.1/24", "fd00:97::1/64"], "b": ["10.97.0.2/24", "fd00:97::2/64"],
                   "c": ["10.97.0.100/24", "fd00:97::100/64"]}, tag="g") as segment:

@@ -15,14 +15,14 @@ import pytest
 
 from tests.ha.bed import HABed, dr_bed, wait_for
 from tests.helpers import require
-from tests.kernel.topology import VIP, available
+from tests.lab.guide import VIP
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
 def bed(tmp_path: Path) -> Iterator[HABed]:
-    ok, why = available()
+    ok, why = HABed.available()
     require(ok, why)
     with dr_bed(tmp_path) as b:
         yield b
@@ -40,7 +40,7 @@ def test_vip_removed_by_hand_on_the_master_is_readded_and_announced(bed: HABed) 
         ld1.wait_state("master")
         wait_for(lambda: bed.vip_on("ld1"), 5, "the VIP on LD1")
         bed.served()
-        bed.sys("rt", "net.ipv4.conf.eth0.arp_accept", "1")
+        bed.sysctl("rt", "net.ipv4.conf.eth0.arp_accept=1")
         bed.run("rt", "ip", "neigh", "del", VIP, "dev", "eth0", check=False)
         assert neighbour_mac(bed, "rt", VIP) is None
 
@@ -55,6 +55,6 @@ def test_vip_removed_by_hand_on_the_master_is_readded_and_announced(bed: HABed) 
         assert any(f"HA: floating IP {VIP} was removed from eth0 behind Saru's back while MASTER; "
                    "re-added and announced" in e for e in ld1.events()), ld1.events()
     finally:
-        bed.sys("rt", "net.ipv4.conf.eth0.arp_accept", "0")
+        bed.sysctl("rt", "net.ipv4.conf.eth0.arp_accept=0")
         assert ld1.stop() == 0, ld1.logtext()
     assert not bed.vip_on("ld1")

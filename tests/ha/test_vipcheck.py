@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from saru.ha.vipcheck import Answer, VIPCheckError, neighbour_mac, probe_all, probe_vip
-from tests.ha.netns import Host, NsLoop, Segment, available
 from tests.helpers import require
+from tests.lab import Host, NsLoop, Segment
 
 VIP4, VIP6 = "10.97.1.50", "fd00:97:1::50"
 A4, A6 = "10.97.1.1", "fd00:97:1::1"
@@ -25,7 +25,7 @@ TIMEOUT = 0.2
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"a": [f"{A4}/24", f"{A6}/64"], "b": ["10.97.1.2/24", "fd00:97:1::2/64"],
                   "t": ["10.97.1.3/24", "fd00:97:1::3/64"]}, tag="k") as segment:

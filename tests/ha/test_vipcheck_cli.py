@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.netns import Segment, available
 from tests.helpers import require
+from tests.lab import Segment
 
 SARU = str(Path(sys.executable).parent / "saru")
 HELD, FREE = "10.96.4.50", "10.96.4.51"
@@ -18,7 +18,7 @@ HELD, FREE = "10.96.4.50", "10.96.4.51"
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"a": ["10.96.4.1/24"], "b": ["10.96.4.2/24", f"{HELD}/24", "fd00:96:4::50/64"]},
                  tag="v") as segment:

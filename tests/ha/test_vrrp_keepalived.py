@@ -34,8 +34,8 @@ from saru.ha.vrrp import (
 )
 from saru.ha.vrrp_socket import VRRPInstance
 from saru.model import HASettings
-from tests.ha.netns import Host, Segment, async_wait_for, available, stop_process
 from tests.helpers import require
+from tests.lab import Host, Segment, async_wait_for, stop_process
 
 VIP4 = "10.98.0.50"
 VIP6 = "fd00:98::50"
@@ -66,7 +66,7 @@ vrrp_instance VI_1 {{
 
 @pytest.fixture(scope="module")
 def lan() -> Iterator[Segment]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     require(shutil.which("keepalived") is not None, "keepalived is not installed")
     with Segment({"s1": [f"{S1}/24", "fd00:98::1/64"], "k1": [f"{K1}/24", "fd00:98::2/64"]}, tag="v") as segment:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from saru.daemon.hooks import run_hook
 from saru.events import Event, HAProblem
 from saru.ha.node import HANode, NodeState
-from saru.hooks import run_hook
 from saru.model import HASettings
 from saru.subproc import OUTPUT_CAP, run_command
 from tests.helpers import process_gone, wait_process_gone

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.director import Director
 from tests.helpers import free_port
-from tests.integration.director import Director
 
 MAX_REQUEST = 16 * 1024 * 1024
 

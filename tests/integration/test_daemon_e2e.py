@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.director import Director, Load, get
 from tests.helpers import free_port
-from tests.integration.director import Director, Load, get
 
 CHECK = "/haCheker/haCheck.html"
 INTERVAL = 1.0

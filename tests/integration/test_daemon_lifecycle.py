@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from saru.cli.control import render_status
+from saru.cli.daemon_cmds import render_status
 from saru.control import request_sync
+from tests.director import Director, get, pid_alive
 from tests.helpers import free_port
-from tests.integration.director import Director, get, pid_alive
 
 SARU = [sys.executable, "-m", "saru"]
 _SCRIPT = Path(sys.executable).parent / "saru-ldirectord"

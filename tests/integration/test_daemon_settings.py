@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.director import Director, get
 from tests.helpers import free_port
-from tests.integration.director import Director, get
 
 CONFIG = """\
 checktimeout=2

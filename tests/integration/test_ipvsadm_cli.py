@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.director import Director, get
 from tests.helpers import free_port
-from tests.integration.director import Director, get
 from tests.integration.test_daemon_e2e import CHECK, config_text
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.director import Director
 from tests.helpers import free_port, require
-from tests.integration.director import Director
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT / "packaging" / "logrotate" / "saru"

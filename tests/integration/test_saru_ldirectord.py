@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from saru.cli.ldirectord import Invocation, UsageError, instance_name, parse_argv
+from tests.director import get
 from tests.helpers import HungServer, free_port, start_nginx
-from tests.integration.director import get
 
 _SCRIPT = Path(sys.executable).parent / "saru-ldirectord"
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "saru.cli.ldirectord"]

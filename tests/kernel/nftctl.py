@@ -16,9 +16,9 @@ import sys
 from typing import Any
 
 from saru.compat.ipvsadm import describe_op
+from saru.control.codec import table_from_list, table_to_list
 from saru.dataplane.nft import Nft, NftDataplane
 from saru.diff import diff
-from saru.tablecodec import table_from_list, table_to_list
 
 CLOSING = int(sys.argv[sys.argv.index("--closing-timeout") + 1]) if "--closing-timeout" in sys.argv else None
 

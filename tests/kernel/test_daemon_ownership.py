@@ -1,7 +1,7 @@
 """A refused second ``saru run`` touches nothing of the running one's: the nftables table and the
 control socket of the first stay (issue 10, item 1), on the real kernel in a network namespace.
 
-One namespace (``tests.ha.netns.Segment`` with one host) runs the first daemon on the nftables plane;
+One namespace (``tests.lab.Segment`` with one host) runs the first daemon on the nftables plane;
 a second daemon with the same config is started against the same control socket, then against the
 same pid file with a socket of its own. Each must exit 1, and afterwards ``nft list ruleset`` still
 holds the first's virtual service and the first still answers ``status`` on its socket.
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
-from tests.ha.netns import Host, Segment, available
 from tests.helpers import require
+from tests.lab import Host, Segment
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,7 +40,7 @@ virtual={vip}:80
 
 @pytest.fixture
 def director(tmp_path: Path) -> Iterator[Host]:
-    ok, why = available()
+    ok, why = Segment.available()
     require(ok, why)
     with Segment({"ld": ["10.98.5.2/24"]}, tag="own") as lan:
         host = lan["ld"]

@@ -18,23 +18,19 @@ from typing import Any
 import pytest
 
 from tests.helpers import require
-from tests.kernel.topology import REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import REALS, VIP, VIP6, Topology
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def _build(tmp: Path, mode: str) -> Iterator[Topology]:
-    ok, why = available()
+    ok, why = Topology.available()
     require(ok, why)
-    topo = Topology(tmp)
-    try:
-        topo.up()
+    with Topology(tmp) as topo:
         topo.mode(mode)
         topo.nginx("fe1")
         topo.nginx("fe2")
         yield topo
-    finally:
-        topo.down()
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +91,11 @@ def test_correct_dr_director_is_all_ok(dr: Topology) -> None:
 def test_dr_real_answering_arp_for_the_vip_is_caught(dr: Topology) -> None:
     try:
         for key in ("all", "eth0"):
-            dr.sys("fe1", f"net.ipv4.conf.{key}.arp_ignore", "0")
+            dr.sysctl("fe1", f"net.ipv4.conf.{key}.arp_ignore=0")
         rc, items = doctor(dr, "ld1", "-c", str(config(dr, "gate")))
     finally:
         for key in ("all", "eth0"):
-            dr.sys("fe1", f"net.ipv4.conf.{key}.arp_ignore", "1")
+            dr.sysctl("fe1", f"net.ipv4.conf.{key}.arp_ignore=1")
     assert rc == 1
     item = items[f"no real server answers ARP for {VIP}"]
     assert item["status"] == "fail"
@@ -151,7 +147,7 @@ def test_nat_director_ok_then_real_routing_around_it_is_caught(nat: Topology) ->
     assert rc == 0 and set(statuses(items).values()) == {"ok"}, statuses(items)
     assert items["connection tracking (NAT)"]["status"] == "ok"
     try:  # another router on the reals' network, and fe1's default route pointing at it
-        nat.addr("rt", "10.77.7.254/24", "fd00:7::254/64")
+        nat.add_address("rt", "10.77.7.254/24", "fd00:7::254/64")
         nat.ip("fe1", "route", "replace", "default", "via", "10.77.7.254")
         nat.ip("fe2", "-6", "route", "replace", "default", "via", "fd00:7::254")
         rc, items = doctor(nat, "ld1", "-c", cf)
@@ -172,10 +168,10 @@ def test_nat_director_ok_then_real_routing_around_it_is_caught(nat: Topology) ->
 
 def test_ip_forward_off_is_caught_on_a_nat_director(nat: Topology) -> None:
     try:
-        nat.sys("ld1", "net.ipv4.ip_forward", "0")
+        nat.sysctl("ld1", "net.ipv4.ip_forward=0")
         rc, items = doctor(nat, "ld1", "-c", str(config(nat, "masq")), "--no-probe")
     finally:
-        nat.sys("ld1", "net.ipv4.ip_forward", "1")
+        nat.sysctl("ld1", "net.ipv4.ip_forward=1")
     assert rc == 1
     item = items["IPv4 forwarding (net.ipv4.ip_forward)"]
     assert item["status"] == "fail" and "sysctl -w net.ipv4.ip_forward=1" in item["fix"]

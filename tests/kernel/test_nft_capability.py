@@ -3,7 +3,7 @@
 ``--dataplane auto`` picks it and ``--dataplane nft`` is not refused; without the capability it says why.
 
 Run for real: Debian's python as ``nobody`` (``setpriv``), with and without the ambient capability, in a
-network namespace of the test's own (``tests.ha.netns.Segment``), asking the kernel through libnftables.
+network namespace of the test's own (``tests.lab.Lab``), asking the kernel through libnftables.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.netns import Segment, available
+from tests.lab import Lab
 from tests.helpers import require
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,18 +27,18 @@ PROBE = "from saru.dataplane.select import availability; ok, why = availability(
 
 
 @pytest.fixture
-def lan() -> Iterator[Segment]:
-    ok, why = available()
+def lan() -> Iterator[Lab]:
+    ok, why = Lab.available()
     require(ok, why)
     require(shutil.which("setpriv") is not None, "setpriv (util-linux) is not installed")
     require(shutil.which("nft") is not None or Path("/usr/lib/x86_64-linux-gnu/libnftables.so.1").exists(),
             "nftables is not installed")
     require(os.access(SYSTEM_PYTHON, os.X_OK), f"{SYSTEM_PYTHON} is not installed")
-    with Segment({"director": ["10.98.7.1/24"]}) as segment:
-        yield segment
+    with Lab(["director"]) as lab:
+        yield lab
 
 
-def probe_as_nobody(lan: Segment, caps: str) -> str:
+def probe_as_nobody(lan: Lab, caps: str) -> str:
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     if caps:
         argv += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
@@ -48,12 +48,12 @@ def probe_as_nobody(lan: Segment, caps: str) -> str:
     return lan["director"].run(*argv).stdout.strip()
 
 
-def test_nft_is_available_to_a_non_root_process_with_cap_net_admin(lan: Segment) -> None:
+def test_nft_is_available_to_a_non_root_process_with_cap_net_admin(lan: Lab) -> None:
     out = probe_as_nobody(lan, "+net_admin")
     assert out.startswith("True nf_tables through"), out
 
 
-def test_nft_without_cap_net_admin_says_it_needs_the_capability(lan: Segment) -> None:
+def test_nft_without_cap_net_admin_says_it_needs_the_capability(lan: Lab) -> None:
     out = probe_as_nobody(lan, "")
     assert out.startswith("False"), out
     assert "CAP_NET_ADMIN" in out, out

@@ -1,6 +1,6 @@
 """The nftables data plane on the real kernel: the UltraMonkey topology in network namespaces.
 
-Each test builds its own namespaces (``tests.kernel.topology``), drives an ``NftDataplane`` inside
+Each test builds its own namespaces (``tests.lab.guide``), drives an ``NftDataplane`` inside
 the director namespace (``tests.kernel.nftctl``) and sends real traffic from the client namespace
 (``tests.kernel.load``) to real nginx / UDP echo servers in the real-server namespaces.
 """
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
+from saru.control.codec import table_from_list, table_to_list
 from saru.dataplane.nft.names import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
-from saru.tablecodec import table_from_list, table_to_list
 from tests.helpers import require
-from tests.kernel.topology import CLIENT, REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import CLIENT, REALS, VIP, VIP6, Topology
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -65,13 +65,10 @@ class Ctl:
 
 @pytest.fixture
 def topo(tmp_path: Path) -> Iterator[Topology]:
-    ok, why = available()
+    ok, why = Topology.available()
     require(ok, why)
-    t = Topology(tmp_path)
-    try:
-        yield t.up()
-    finally:
-        t.down()
+    with Topology(tmp_path) as t:
+        yield t
 
 
 def service(port: int, dests: list[Dest], scheduler: str = "rr", protocol: str = "tcp", vip: str = VIP,

@@ -21,7 +21,8 @@ import pytest
 
 from saru.control import request_sync
 from tests.helpers import require
-from tests.kernel.topology import REALS, ROOT, VIP, Topology, available
+from tests.lab import ROOT
+from tests.lab.guide import REALS, VIP, Topology
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,17 +49,13 @@ HEALTH_EVENT = re.compile(r"Real server (up|down)|Quiescent|Deleted real")
 
 @pytest.fixture
 def topo(tmp_path: Path) -> Iterator[Topology]:
-    ok, why = available()
+    ok, why = Topology.available()
     require(ok, why)
-    t = Topology(tmp_path)
-    try:
-        t.up()
+    with Topology(tmp_path) as t:
         t.mode("nat")
         t.nginx("fe1")
         t.nginx("fe2")
         yield t
-    finally:
-        t.down()
 
 
 class Daemon:

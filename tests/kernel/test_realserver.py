@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import require
 from tests.kernel.test_nft_dataplane import Ctl, burst, gate, service
-from tests.kernel.topology import REALS, VIP, VIP6, Topology, available
+from tests.lab.guide import REALS, VIP, VIP6, Topology
 
 pytestmark = pytest.mark.timeout(120)
 ARP_KEYS = [f"net.ipv4.conf.{i}.{n}" for n in ("arp_ignore", "arp_announce") for i in ("all", "eth0")]
@@ -26,20 +26,16 @@ ARP_KEYS = [f"net.ipv4.conf.{i}.{n}" for n in ("arp_ignore", "arp_announce") for
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    ok, why = available()
+    ok, why = Topology.available()
     require(ok, why)
-    t = Topology(tmp_path_factory.mktemp("realserver"))
-    try:
-        t.up()
+    with Topology(tmp_path_factory.mktemp("realserver")) as t:
         for role, (_, _, dr4, dr6) in REALS.items():  # the LAN address only: apply does the rest
-            t.addr(role, f"{dr4}/24", f"{dr6}/64")
+            t.add_address(role, f"{dr4}/24", f"{dr6}/64")
             t.ip(role, "route", "add", "default", "via", "10.77.6.1")
             t.ip(role, "-6", "route", "add", "default", "via", "fd00:6::1")
         t.nginx("fe1")
         t.nginx("fe2")
         yield t
-    finally:
-        t.down()
 
 
 def saru(topo: Topology, role: str, *args: str) -> tuple[int, str]:
@@ -86,7 +82,7 @@ def test_apply_check_idempotent_persistent_and_exact_undo(topo: Topology, tmp_pa
         "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n")
     (root / "etc" / "sysctl.d").mkdir()
     (root / "etc" / "sysctl.d" / "10-local.conf").write_text("net.ipv4.conf.all.arp_announce = 2\n")
-    topo.sys("fe1", "net.ipv4.conf.all.arp_announce", "2")  # already right before apply: must survive undo
+    topo.sysctl("fe1", "net.ipv4.conf.all.arp_announce=2")  # already right before apply: must survive undo
     topo.ip("fe1", "addr", "add", f"{VIP6}/128", "dev", "lo")  # likewise
     before = (tree(root), lo_addresses(topo, "fe1"), sysctls(topo, "fe1"))
     vips = ("--vip", VIP, "--vip", VIP6, "--root", str(root))
@@ -135,7 +131,7 @@ def test_apply_check_idempotent_persistent_and_exact_undo(topo: Topology, tmp_pa
     assert sysctls(topo, "fe1")["net.ipv4.conf.all.arp_announce"] == "2" and f"{VIP6}/128" in before[1]
     rc, out = saru(topo, "fe1", "apply", "--undo", "--root", str(root))
     assert rc == 0 and out.startswith("nothing to undo")
-    topo.sys("fe1", "net.ipv4.conf.all.arp_announce", "0")
+    topo.sysctl("fe1", "net.ipv4.conf.all.arp_announce=0")
     topo.ip("fe1", "addr", "del", f"{VIP6}/128", "dev", "lo")
 
 
@@ -149,11 +145,11 @@ def test_prepared_reals_stay_silent_to_arp_and_serve_direct_routing(topo: Topolo
         assert arp_macs(topo, "rt", VIP) == {mac(topo, "ld1")}
         try:  # negative control: the same real with arp_ignore back at 0 does answer
             for key in ("all", "eth0"):
-                topo.sys("fe1", f"net.ipv4.conf.{key}.arp_ignore", "0")
+                topo.sysctl("fe1", f"net.ipv4.conf.{key}.arp_ignore=0")
             assert mac(topo, "fe1") in arp_macs(topo, "rt", VIP)
         finally:
             for key in ("all", "eth0"):
-                topo.sys("fe1", f"net.ipv4.conf.{key}.arp_ignore", "1")
+                topo.sysctl("fe1", f"net.ipv4.conf.{key}.arp_ignore=1")
         # LVS-DR through the director: the reals accept packets for the VIP and answer the client directly
         ctl = Ctl(topo)
         ctl.apply(service(80, [gate("fe1"), gate("fe2")]))

@@ -1,5 +1,5 @@
 """Drift detection logic: the pure comparison (saru.drift), the nft object check and GETGEN parsing
-(saru.dataplane.nft.check), and the watcher's bookkeeping (saru.driftwatch) over a fake plane."""
+(saru.dataplane.nft.check), and the watcher's bookkeeping (saru.daemon.driftwatch) over a fake plane."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saru.cli.main import main
+from saru.daemon.driftwatch import DriftWatcher
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError, Verification
 from saru.dataplane.nft.check import next_generation, object_problems
 from saru.dataplane.nft.check import parse_generation as _parse
@@ -20,7 +21,6 @@ from saru.dataplane.nft.names import TABLE
 from saru.dataplane.nft.transaction import UNKNOWN, Objects
 from saru.diff import apply_ops
 from saru.drift import describe, drift, summary
-from saru.driftwatch import DriftWatcher
 from saru.events import Event, TableDrift
 from saru.model import AddDest, AddService, DelDest, DelService, Dest, EditDest, Op, Service, ServiceKey, Table
 
@@ -175,7 +175,7 @@ def test_generation_answer_parsing() -> None:
     assert next_generation(5) == 6 and next_generation(0xFFFFFFFF) == 1
 
 
-# -- saru.driftwatch ---------------------------------------------------------------------------------
+# -- saru.daemon.driftwatch ---------------------------------------------------------------------------------
 
 
 class FakePlane(Dataplane):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from saru.cli.control import render_status
+from saru.cli.daemon_cmds import render_status
 
 
 def doc(ready: bool = True, apply_error: dict[str, Any] | None = None, in_table: bool = True,
@@ -18,7 +18,8 @@ def doc(ready: bool = True, apply_error: dict[str, Any] | None = None, in_table:
         "version": "0", "pid": 1, "config": "/etc/ha.d/x.cf",
         "dataplane": {"name": "proxy", "reason": "test"},
         "ready": ready, "apply_error": apply_error, "last_reload_error": None, "ha": ha,
-        "virtuals": [{"service": "tcp 10.0.0.1:80", "name": "10.0.0.1:80", "protocol": "tcp",
+        "virtuals": [{"service": {"protocol": "tcp", "address": "10.0.0.1", "port": 80, "fwmark": None,
+                                  "family": 4}, "name": "10.0.0.1:80", "protocol": "tcp",
                       "scheduler": "rr", "checktype": "on", "service_type": "http", "in_table": in_table,
                       "fallback": None, "fallback_active": False, "connections": 0, "reals": [real, down]}],
         "events": [], "cluster_events": [],

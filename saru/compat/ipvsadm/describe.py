@@ -6,8 +6,20 @@ plane quotes in an error, and (``save_format``) the destination lines of ``ipvsa
 
 from __future__ import annotations
 
-from saru.diff import OpError
-from saru.model import FORWARD_FLAGS, AddDest, AddService, DelDest, DelService, EditDest, EditService, Op
+from typing import assert_never
+
+from saru.model import (
+    FORWARD_FLAGS,
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Op,
+    ServiceSettings,
+)
 
 
 def describe_op(op: Op, save_format: bool = False) -> str:
@@ -18,33 +30,43 @@ def describe_op(op: Op, save_format: bool = False) -> str:
     target = f"{flag} {svc.fwmark if svc.protocol == 'fwm' else svc.hostport}"
     if svc.protocol == "fwm" and svc.family == 6:
         target += " -6"
-    if isinstance(op, AddService | EditService):
-        s = op.settings
-        text = f"{'-A' if isinstance(op, AddService) else '-E'} {target} -s {s.scheduler}"
-        if s.persistent is not None:
-            text += f" -p {s.persistent}"
-            if s.netmask:
-                text += f" -M {s.netmask}"
-        if s.schedflags:
-            text += f" -b {s.schedflags}"
-        if s.ops:
-            text += " -o"
-        return text
-    if isinstance(op, DelService):
-        return f"-D {target}"
-    if isinstance(op, AddDest | EditDest):
-        d = op.dest
-        verb = "-a" if isinstance(op, AddDest) else "-e"
-        fwd = FORWARD_FLAGS[d.forward]
-        text = f"{verb} {target} -r {d.hostport} {fwd} -w {d.weight}"
-        if save_format:  # exactly ipvsadm -S: the tunnel type, no thresholds
-            return text + (" --tun-type ipip" if d.forward == "ipip" else "")
-        if d.upper_threshold:
-            text += f" -x {d.upper_threshold}"
-        if d.lower_threshold:
-            text += f" -y {d.lower_threshold}"
-        return text
-    if isinstance(op, DelDest):
-        host = f"[{op.address}]" if ":" in op.address else op.address
-        return f"-d {target} -r {host}:{op.port}"
-    raise OpError(f"unknown op {op!r}")  # pragma: no cover
+    match op:
+        case AddService(settings=settings):
+            return _service_line("-A", target, settings)
+        case EditService(settings=settings):
+            return _service_line("-E", target, settings)
+        case DelService():
+            return f"-D {target}"
+        case AddDest(dest=dest):
+            return _dest_line("-a", target, dest, save_format)
+        case EditDest(dest=dest):
+            return _dest_line("-e", target, dest, save_format)
+        case DelDest(address=address, port=port):
+            host = f"[{address}]" if ":" in address else address
+            return f"-d {target} -r {host}:{port}"
+        case _:
+            assert_never(op)
+
+
+def _service_line(verb: str, target: str, s: ServiceSettings) -> str:
+    text = f"{verb} {target} -s {s.scheduler}"
+    if s.persistent is not None:
+        text += f" -p {s.persistent}"
+        if s.netmask:
+            text += f" -M {s.netmask}"
+    if s.schedflags:
+        text += f" -b {s.schedflags}"
+    if s.ops:
+        text += " -o"
+    return text
+
+
+def _dest_line(verb: str, target: str, d: Dest, save_format: bool) -> str:
+    text = f"{verb} {target} -r {d.hostport} {FORWARD_FLAGS[d.forward]} -w {d.weight}"
+    if save_format:  # exactly ipvsadm -S: the tunnel type, no thresholds
+        return text + (" --tun-type ipip" if d.forward == "ipip" else "")
+    if d.upper_threshold:
+        text += f" -x {d.upper_threshold}"
+    if d.lower_threshold:
+        text += f" -y {d.lower_threshold}"
+    return text

@@ -7,7 +7,7 @@ timeouts per the resolution order of docs/configuration.md, ``quiescent=no``, se
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TypeVar
 
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import values as val
@@ -23,6 +23,7 @@ from saru.model import (
     GlobalConfig,
     Protocol,
     RealConfig,
+    ServiceKey,
     VirtualConfig,
     format_hostport,
 )
@@ -31,7 +32,10 @@ DEFAULT_CHECKTIMEOUT = 5.0
 DEFAULT_NEGOTIATETIMEOUT = 30.0
 
 
-def _first(*values: Any) -> Any:
+T = TypeVar("T")
+
+
+def _first(*values: T | None) -> T:
     return next(v for v in values if v is not None)
 
 
@@ -98,7 +102,7 @@ class Builder:
             else:
                 self.error(line, message)
         virtuals: list[VirtualConfig] = []
-        seen: dict[Any, int] = {}
+        seen: dict[ServiceKey, int] = {}
         for block in blocks:
             v = self._virtual(block, g)
             if v is None:

@@ -53,6 +53,7 @@ Warnings = list[str]
 class GlobalState:
     """Column-0 directives as read (last one wins, ``execute`` accumulates)."""
 
+    #: directive → value (Any: each has its own reader's type; ``build`` reads them by name)
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     execute: list[str] = field(default_factory=list)
@@ -69,6 +70,7 @@ class BlockState:
     spec: val.VirtualSpec
     protocol: str
     hostname: str  # for the ftp/sip login defaults
+    #: directive → value (Any: each has its own reader's type; ``build`` reads them by name)
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     reals: list[tuple[val.RealSpec, int, str]] = field(default_factory=list)
@@ -110,7 +112,8 @@ def _fallbackcommand(value: str, in_block: bool) -> str:
     return _nonempty(value, "invalid fallback command: empty")
 
 
-SHARED_READERS: dict[str, Callable[[str], Any]] = {
+#: directive → reader of its value (the values differ in type: seconds, counts, flags, texts)
+SHARED_READERS: dict[str, Callable[[str], object]] = {
     "checktimeout": lambda v: val.seconds(v, "check timeout"),
     "negotiatetimeout": lambda v: val.seconds(v, "negotiate timeout"),
     "checkinterval": lambda v: val.seconds(v, "check interval"),
@@ -189,7 +192,7 @@ def set_global(
     if value is None:
         raise Problem(f'{name}: "=" and a value expected')
     if name in SHARED_READERS:
-        parsed: Any = SHARED_READERS[name](value)
+        parsed: object = SHARED_READERS[name](value)
         if name == "checkcount":
             warnings.append(CHECKCOUNT_WARNING)
     elif name in ("fallback", "fallback6"):
@@ -271,7 +274,7 @@ def _request(value: str) -> str:
     return text if text.startswith("/") else "/" + text
 
 
-BLOCK_READERS: dict[str, Callable[[str], Any]] = {
+BLOCK_READERS: dict[str, Callable[[str], object]] = {
     "request": _request,
     "receive": lambda v: _nonempty(quoted(v, "receive", "OK"), "invalid receive string: empty"),
     "checktype": _checktype,
@@ -309,7 +312,7 @@ def set_block(block: BlockState, name: str, value: str | None, line: int) -> War
         if (name == "fallback6") != block.ipv6:
             want = "fallback6" if block.ipv6 else "fallback"
             raise Problem(f'cannot specify "{name}" here.  please use "{want}" instead')
-        parsed: Any = val.fallback(value, block.ipv6)
+        parsed: object = val.fallback(value, block.ipv6)
         name = "fallback"
     elif name in SHARED_READERS:
         parsed = SHARED_READERS[name](value)

@@ -26,7 +26,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from saru.net import nla, parse_attrs
 
@@ -74,7 +74,8 @@ def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     Sockets and /proc/net files opened by ``fn`` belong to that namespace."""
     if netns is None:
         return fn()
-    result: list[Any] = []
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def work() -> None:
         try:
@@ -86,17 +87,16 @@ def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
                     raise OSError(code, f"setns({netns}): {os.strerror(code)}")
             finally:
                 os.close(fd)
-            result.append((True, fn()))
+            results.append(fn())
         except BaseException as exc:  # handed to the caller's thread
-            result.append((False, exc))
+            errors.append(exc)
 
     worker = threading.Thread(target=work, name="saru-netns")
     worker.start()
     worker.join()
-    ok, value = result[0]
-    if not ok:
-        raise value
-    return value
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def _genl_socket() -> socket.socket:
@@ -164,7 +164,8 @@ class GenlSocket:
 
     @staticmethod
     def _error_code(message: bytes) -> int:
-        return -struct.unpack_from("=i", message, 16)[0]
+        code: int = struct.unpack_from("=i", message, 16)[0]
+        return -code
 
     def _roundtrip(self, family_id: int, cmd: int, payload: bytes, flags: int) -> bytes:
         """Send one request, return its one reply (or raise its error)."""

@@ -111,9 +111,10 @@ def _try_modprobe(name: str) -> None:
 
 def describe_error(exc: BaseException, op: Op | None = None) -> str:
     code = getattr(exc, "code", None)
-    if code == errno.ENOENT and isinstance(op, AddService | EditService):
-        name = op.settings.scheduler
-        return f"scheduler {name!r} is not available in this kernel (no ip_vs_{name} module) (errno 2)"
+    match op:
+        case AddService(settings=settings) | EditService(settings=settings) if code == errno.ENOENT:
+            name = settings.scheduler
+            return f"scheduler {name!r} is not available in this kernel (no ip_vs_{name} module) (errno 2)"
     if isinstance(code, int) and code:
         return f"{ERRNO_REASONS.get(code, os.strerror(code))} (errno {code})"
     return str(exc) or type(exc).__name__

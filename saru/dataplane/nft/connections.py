@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import Protocol
 
 from saru.dataplane.base import ConnEntry, DataplaneError
 from saru.dataplane.nft.libnft import Nft, NftError
@@ -22,6 +22,26 @@ from saru.dataplane.nft.names import DR_FAMILY, TABLE, closing_set, dest_id, flo
 from saru.model import Dest, ServiceKey, Table
 
 __all__ = ["dr_connections", "flows_left", "nat_connections"]
+
+
+# What Saru reads of pyroute2's conntrack entries (pyroute2 has no type information).
+class _Tuple(Protocol):
+    proto: int
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+
+
+class _ProtoInfo(Protocol):
+    def state_name(self) -> str: ...
+
+
+class _Entry(Protocol):
+    tuple_orig: _Tuple
+    tuple_reply: _Tuple
+    protoinfo: _ProtoInfo | None
+    timeout: int | None
 
 
 def nat_connections(
@@ -43,7 +63,7 @@ def nat_connections(
     try:
         with Conntrack() as ct:
             by_dest: dict[tuple[int, str, int], ServiceKey] = {}
-            everything: list[Any] | None = None
+            everything: list[_Entry] | None = None
             for service in wanted:
                 key = service.key
                 if key.protocol == "fwm":  # the mark is not in the tuple: match by real
@@ -112,7 +132,7 @@ def flows_left(nft: Nft, key: ServiceKey, dkey: tuple[str, int]) -> bool:
                 return True
     return False
 
-def _conn(e: Any) -> ConnEntry | None:
+def _conn(e: _Entry) -> ConnEntry | None:
     """A conntrack entry DNATed to a real (None when it was not translated)."""
     o, r = e.tuple_orig, e.tuple_reply
     if (r.saddr, r.sport) == (o.daddr, o.dport):
@@ -122,7 +142,7 @@ def _conn(e: Any) -> ConnEntry | None:
     return ConnEntry(proto, (o.saddr, o.sport), (o.daddr, o.dport), (r.saddr, r.sport), state, float(e.timeout or 0))
 
 
-def _flow_entry(key: ServiceKey, dkey: tuple[str, int], elem: Any, state: str) -> ConnEntry | None:
+def _flow_entry(key: ServiceKey, dkey: tuple[str, int], elem: object, state: str) -> ConnEntry | None:
     """One flow-set element (``{"elem": {"val": {"concat": [addr, port]}, "expires": s}}``)."""
     body = elem.get("elem", {}) if isinstance(elem, dict) else {}
     val = body.get("val", elem)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import quote, unquote
 
-from saru.model import Dest, Service, ServiceKey, ServiceSettings
+from saru.model import Dest, Forward, Protocol, Service, ServiceKey, ServiceSettings
 
 __all__ = [
     "COMMENT_MAX", "DR_FAMILY", "NAT_FAMILY", "TABLE", "RenderError", "closing_set", "dest_comment", "dest_id",
@@ -68,6 +68,11 @@ def _unopt(text: str) -> str | None:
     return None if text == "-" else unquote(text)
 
 
+#: the protocols and forwarding methods a comment can name (any other word: not a comment Saru wrote)
+_PROTOCOLS: dict[str, Protocol] = {"tcp": "tcp", "udp": "udp", "fwm": "fwm"}
+_FORWARDS: dict[str, Forward] = {"gate": "gate", "masq": "masq", "ipip": "ipip"}
+
+
 def service_comment(service: Service) -> str:
     k, s = service.key, service.settings
     text = (f"saru S {k.protocol} {k.family} {_opt(k.address or None)} {k.port} {_opt(k.fwmark)} "
@@ -90,10 +95,12 @@ def parse_service_comment(text: str) -> Service | None:
     if len(parts) != 12 or parts[:2] != ["saru", "S"]:
         return None
     _, _, proto, family, address, port, fwmark, sched, persistent, netmask, schedflags, ops = parts
+    protocol = _PROTOCOLS.get(proto)
+    if protocol is None:
+        return None
     fw = _unopt(fwmark)
     pers = _unopt(persistent)
-    key = ServiceKey(proto, _unopt(address) or "", int(port), int(fw) if fw is not None else None,  # type: ignore[arg-type]
-                     int(family))
+    key = ServiceKey(protocol, _unopt(address) or "", int(port), int(fw) if fw is not None else None, int(family))
     settings = ServiceSettings(
         scheduler=_unopt(sched) or "wrr",
         persistent=int(pers) if pers is not None else None,
@@ -127,6 +134,9 @@ def parse_dest_comment(text: str) -> tuple[Dest, str] | None:
     parts = text.split(" ")
     if len(parts) != 9 or parts[:2] != ["saru", "D"]:
         return None
-    _, _, forward, address, port, weight, upper, lower, state = parts
-    dest = Dest(address, int(port), forward, int(weight), int(upper), int(lower))  # type: ignore[arg-type]
+    _, _, method, address, port, weight, upper, lower, state = parts
+    forward = _FORWARDS.get(method)
+    if forward is None:
+        return None
+    dest = Dest(address, int(port), forward, int(weight), int(upper), int(lower))
     return dest, state

@@ -40,7 +40,7 @@ class Listing:
     slot_owners: Mapping[ServiceKey, list[tuple[str, int]]] = field(default_factory=dict)
 
 
-def _counter(expr: Iterable[Any]) -> tuple[int, int]:
+def _counter(expr: Iterable[object]) -> tuple[int, int]:
     for e in expr:
         if isinstance(e, dict) and "counter" in e and isinstance(e["counter"], dict):
             return int(e["counter"].get("packets", 0)), int(e["counter"].get("bytes", 0))
@@ -134,7 +134,7 @@ def _element_comments(elements: Iterable[Any]) -> Iterable[tuple[int | None, str
         yield (val if is_map and isinstance(val, int) and val < PARK else None), comment, real
 
 
-def _real(value: Any) -> str | None:
+def _real(value: object) -> str | None:
     """The address in a slot map's value (address, or address . port) or a set's key."""
     if isinstance(value, str):
         return value

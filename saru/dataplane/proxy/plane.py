@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import assert_never
 
 from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.proxy.balancer import Balancer, check_settings
@@ -251,25 +252,29 @@ class ProxyDataplane(Dataplane):
         for op in ops:
             key = op.service
             where = f"{type(op).__name__} {key}"
-            if isinstance(op, AddService):
-                if key.protocol not in ("tcp", "udp"):
-                    raise DataplaneError(
-                        f"{where}: the proxy data plane cannot serve {key.protocol} services "
-                        "(firewall marks need IPVS or nftables)"
-                    )
-                _check_address(key.address, where)
-                if not 0 < key.port < 65536:
-                    raise DataplaneError(f"{where}: a proxied service needs a port (1-65535)")
-                _check_settings(key, op.settings)
-            elif isinstance(op, EditService):
-                _check_settings(key, op.settings)
-            elif isinstance(op, AddDest | EditDest):
-                dest = op.dest
-                _check_address(dest.address, where)
-                if not 0 < dest.port < 65536:
-                    raise DataplaneError(f"{where}: destination {dest.hostport} needs a port")
-                if dest.weight < 0 or dest.upper_threshold < 0 or dest.lower_threshold < 0:
-                    raise DataplaneError(f"{where}: negative weight or threshold in {dest}")
+            match op:
+                case AddService(settings=settings):
+                    if key.protocol not in ("tcp", "udp"):
+                        raise DataplaneError(
+                            f"{where}: the proxy data plane cannot serve {key.protocol} services "
+                            "(firewall marks need IPVS or nftables)"
+                        )
+                    _check_address(key.address, where)
+                    if not 0 < key.port < 65536:
+                        raise DataplaneError(f"{where}: a proxied service needs a port (1-65535)")
+                    _check_settings(key, settings)
+                case EditService(settings=settings):
+                    _check_settings(key, settings)
+                case AddDest(dest=dest) | EditDest(dest=dest):
+                    _check_address(dest.address, where)
+                    if not 0 < dest.port < 65536:
+                        raise DataplaneError(f"{where}: destination {dest.hostport} needs a port")
+                    if dest.weight < 0 or dest.upper_threshold < 0 or dest.lower_threshold < 0:
+                        raise DataplaneError(f"{where}: negative weight or threshold in {dest}")
+                case DelService() | DelDest():
+                    pass  # apply_ops below checks that what is deleted exists
+                case _:
+                    assert_never(op)
         current = Table({k: r.model for k, r in self._services.items()})
         try:
             return dict(apply_ops(current, ops).services)
@@ -282,13 +287,18 @@ class ProxyDataplane(Dataplane):
         try:
             for op in ops:
                 key = op.service
-                if isinstance(op, AddService) and key not in self._services and key not in bound:
-                    kind = socket.SOCK_STREAM if key.protocol == "tcp" else socket.SOCK_DGRAM
-                    try:
-                        bound[key] = bind_socket(key.address, key.port, kind)
-                    except OSError as exc:
-                        reason = exc.strerror or str(exc)
-                        raise DataplaneError(f"{key}: cannot listen on {key.hostport}: {reason}") from None
+                match op:
+                    case AddService() if key not in self._services and key not in bound:
+                        kind = socket.SOCK_STREAM if key.protocol == "tcp" else socket.SOCK_DGRAM
+                        try:
+                            bound[key] = bind_socket(key.address, key.port, kind)
+                        except OSError as exc:
+                            reason = exc.strerror or str(exc)
+                            raise DataplaneError(f"{key}: cannot listen on {key.hostport}: {reason}") from None
+                    case AddService() | EditService() | DelService() | AddDest() | EditDest() | DelDest():
+                        pass  # binds nothing (a re-added service keeps the socket of the one it replaces)
+                    case _:
+                        assert_never(op)
         except BaseException:
             for sock in bound.values():
                 sock.close()
@@ -310,43 +320,53 @@ class ProxyDataplane(Dataplane):
 
         for op in ops:
             key = op.service
-            if isinstance(op, AddService):
-                balancer = Balancer(op.settings, (key.address, key.port))
-                counters = Counters()
-                old = removed.pop(key, None)
-                sock = old.listener.sock if old is not None else bound.pop(key)
-                listener: Listener
-                if key.protocol == "tcp":
-                    listener = TcpListener(sock, poller, balancer, counters, self.connect_timeout)
-                else:
-                    listener = UdpListener(sock, poller, balancer, counters, self.udp_timeout)
-                if old is None:
-                    listener.start()
-                else:  # the socket lives on in the new listener
-                    old.listener.closed = True
-                    if isinstance(old.listener, UdpListener):
-                        for flow in list(old.listener.flows.values()):
-                            flow.close()
-                    poller.deadlines.pop(old.listener, None)
-                    poller.handlers[listener.fd] = listener.on_ready
-                    poller.modify(listener.fd, READ)  # in case the old one was paused
-                services[key] = _Running(Service(key, op.settings), balancer, counters, listener)
-                continue
-            running = services[key]
-            if isinstance(op, EditService):
-                running.balancer.configure(op.settings)
-                running.model = replace(running.model, settings=op.settings)
-            elif isinstance(op, DelService):
-                removed[key] = services.pop(key)
-            elif isinstance(op, AddDest | EditDest):
-                running.balancer.set_dest(op.dest, refresh=False)
-                dests_of(running)[op.dest.key] = op.dest
-            elif isinstance(op, DelDest):
-                running.balancer.remove_dest((op.address, op.port), refresh=False)
-                dests_of(running).pop((op.address, op.port), None)
+            match op:
+                case AddService(settings=settings):
+                    services[key] = self._start(key, settings, removed.pop(key, None), bound, poller)
+                case EditService(settings=settings):
+                    running = services[key]
+                    running.balancer.configure(settings)
+                    running.model = replace(running.model, settings=settings)
+                case DelService():
+                    removed[key] = services.pop(key)
+                case AddDest(dest=dest) | EditDest(dest=dest):
+                    running = services[key]
+                    running.balancer.set_dest(dest, refresh=False)
+                    dests_of(running)[dest.key] = dest
+                case DelDest(address=address, port=port):
+                    running = services[key]
+                    running.balancer.remove_dest((address, port), refresh=False)
+                    dests_of(running).pop((address, port), None)
+                case _:
+                    assert_never(op)
         for running, dests in touched.values():
             running.balancer.refresh()
             running.model = replace(running.model, dests=dests)
         for running in removed.values():
             running.listener.close()
+
+    def _start(self, key: ServiceKey, settings: ServiceSettings, old: _Running | None,
+               bound: dict[ServiceKey, socket.socket], poller: Poller) -> _Running:
+        """A new service's running state: its listener on the socket bound for it, or on the socket
+        of ``old`` (the same service deleted earlier in this batch)."""
+        balancer = Balancer(settings, (key.address, key.port))
+        counters = Counters()
+        sock = old.listener.sock if old is not None else bound.pop(key)
+        listener: Listener
+        if key.protocol == "tcp":
+            listener = TcpListener(sock, poller, balancer, counters, self.connect_timeout)
+        else:
+            listener = UdpListener(sock, poller, balancer, counters, self.udp_timeout)
+        if old is None:
+            listener.start()
+        else:  # the socket lives on in the new listener
+            old.listener.closed = True
+            if isinstance(old.listener, UdpListener):
+                for flow in list(old.listener.flows.values()):
+                    flow.close()
+            else:  # a TCP listener paused on EMFILE has a deadline (UDP listeners never do)
+                poller.deadlines.pop(old.listener, None)
+            poller.handlers[listener.fd] = listener.on_ready
+            poller.modify(listener.fd, READ)  # in case the old one was paused
+        return _Running(Service(key, settings), balancer, counters, listener)
 

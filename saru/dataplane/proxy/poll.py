@@ -33,7 +33,7 @@ import selectors
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,20 @@ READ = 1
 WRITE = 4
 Handler = Callable[[int], None]
 T = TypeVar("T")
+
+
+
+class Closable(Protocol):
+    """An open connection the poller closes when it closes."""
+
+    def close(self) -> None: ...
+
+
+class Expiring(Protocol):
+    """Something with a deadline (a connect timeout, a paused listener)."""
+
+    def expire(self) -> None: ...
+
 
 _EPOLL = hasattr(select, "epoll")
 #: extra bits in the events a handler receives when the descriptor has an error or hang-up (epoll only)
@@ -61,11 +75,11 @@ class Poller:
         self.running = False
         self.closed = False
         #: open connections (objects with ``close()``), closed with the poller
-        self.live: set[Any] = set()
+        self.live: set[Closable] = set()
         #: functions run every ``tick`` seconds in the poller's context
         self.tickers: list[Callable[[], None]] = []
         #: objects with an ``expire()`` method → monotonic time at which to call it
-        self.deadlines: dict[Any, float] = {}
+        self.deadlines: dict[Expiring, float] = {}
         #: the TCP relays' copy buffer (set by proxy.tcp; one per poller, i.e. per thread)
         self.tcp_buffer: bytearray | None = None
         if _EPOLL:
@@ -76,9 +90,8 @@ class Poller:
             self.epoll = None
             self.selector = selectors.DefaultSelector()
             self.fd = self.selector.fileno()
-        self.calls: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
-            collections.deque()
-        )
+        #: functions handed in by ``call`` (each runs one caller's function and sets its future)
+        self.calls: collections.deque[Callable[[], None]] = collections.deque()
         self.thread: threading.Thread | None = None
         self.timer: asyncio.TimerHandle | None = None
         if threaded:
@@ -195,7 +208,16 @@ class Poller:
         if self.thread is None:
             return fn()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.calls.append((fn, future))
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.calls.append(run)
         try:
             os.write(self.wake_w, b"x")
         except BlockingIOError:  # the pipe is full of wake-ups already
@@ -209,13 +231,7 @@ class Poller:
         except BlockingIOError:
             pass
         while self.calls:
-            fn, future = self.calls.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
+            self.calls.popleft()()
 
     async def close(self) -> None:
         """Close every live connection, stop the loop and release the poller."""

@@ -120,7 +120,7 @@ class TcpListener:
     def on_ready(self, events: int) -> None:
         # The C-level ``_accept`` and ``_socket.socket`` skip socket.py's Python wrappers, which
         # cost several microseconds per connection; the relay needs only C methods.
-        accept = self.sock._accept  # type: ignore[attr-defined]
+        accept = self.sock._accept  # type: ignore[attr-defined]  # private C method, not in typeshed
         family = self.sock.family
         schedule = self.balancer.schedule
         for _ in range(_ACCEPT_BATCH):

@@ -25,6 +25,11 @@ from saru.dataplane.proxy.tcp import Counters, family_of
 _BATCH = 64
 _MAX_DATAGRAM = 65535
 
+#: a client's socket address as ``recvfrom`` gives it: (host, port), and for IPv6 flowinfo and scope id
+ClientAddress = tuple[str, int] | tuple[str, int, int, int]
+#: a flow's key: the client address, or with ``ops`` (one flow per datagram) also the real's (address, port)
+FlowKey = ClientAddress | tuple[ClientAddress, tuple[str, int]]
+
 
 class UdpFlow:
     """One client's datagrams to one real, and the real's replies."""
@@ -34,8 +39,8 @@ class UdpFlow:
     def __init__(
         self,
         listener: UdpListener,
-        key: tuple,
-        client: tuple,
+        key: FlowKey,
+        client: ClientAddress,
         dest: DestState,
         template: Template | None,
     ) -> None:
@@ -111,7 +116,7 @@ class UdpListener:
         self.counters = counters
         self.idle_timeout = idle_timeout
         self.fd = sock.fileno()
-        self.flows: dict[tuple, UdpFlow] = {}
+        self.flows: dict[FlowKey, UdpFlow] = {}
         self.closed = False
 
     def start(self) -> None:
@@ -127,14 +132,14 @@ class UdpListener:
                 continue
             self.datagram(data, client)
 
-    def datagram(self, data: bytes, client: tuple) -> None:
+    def datagram(self, data: bytes, client: ClientAddress) -> None:
         balancer = self.balancer
         if balancer.settings.ops:
             chosen = balancer.schedule(client[0], client[1])
             if chosen is None:
                 return
             dest, template = chosen
-            key: tuple = (client, dest.key)
+            key: FlowKey = (client, dest.key)
             flow = self.flows.get(key)
             if flow is not None and flow.dest is dest:
                 balancer.release(dest, template)  # counted in the totals; the open flow carries it
@@ -155,7 +160,8 @@ class UdpListener:
                     return
         flow.send(data)
 
-    def _open(self, key: tuple, client: tuple, dest: DestState, template: Template | None) -> UdpFlow | None:
+    def _open(self, key: FlowKey, client: ClientAddress, dest: DestState,
+              template: Template | None) -> UdpFlow | None:
         try:
             flow = UdpFlow(self, key, client, dest, template)
         except OSError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.integration.director import Director
+from tests.director import Director
 from tests.vm.guest.conftest import ipvsadm, listing, saved_rules
 from tests.vm.guest.lvs_nat import REAL_IPS, VIP, Topology, wait_until
 

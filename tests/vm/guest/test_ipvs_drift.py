@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.integration.director import Director
+from tests.director import Director
 from tests.vm.guest.conftest import ipvsadm, saved_rules
 from tests.vm.guest.lvs_nat import REAL_IPS, VIP, Topology, wait_until
 from tests.vm.guest.test_ipvs_daemon import CONFIG, START_TIMEOUT

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.director import Director
+from tests.director import Director
 from tests.vm.guest.differential_ldirectord import (
     Listing,
     LoopbackHttpd,

@@ -28,6 +28,10 @@ from saru.dataplane.ipvs.codec.dump import (
 )
 from saru.dataplane.ipvs.codec.packing import (
     Attrs,
+    AttrValue,
+    CmdAttrs,
+    Flags,
+    Nested,
     Request,
     dest_attrs,
     dest_key_attrs,
@@ -67,8 +71,9 @@ __all__ = [
     "BULK_DEST_OPS", "CMD_DEL_DAEMON", "CMD_DEL_DEST", "CMD_DEL_SERVICE", "CMD_FLUSH", "CMD_GET_DAEMON", "CMD_GET_DEST",
     "CMD_GET_SERVICE", "CMD_NEW_DAEMON", "CMD_NEW_DEST", "CMD_NEW_SERVICE", "CMD_SET_DEST", "CMD_SET_SERVICE",
     "CMD_ZERO", "COSTLY_SCHEDULERS", "DEST_STATS64", "FORWARD_CODES", "F_ONEPACKET", "F_PERSISTENT", "SCHEDULERS",
-    "SVC_STATS64", "Attrs", "InvalidOp", "Nla", "Request", "decode_dest", "decode_service_key", "decode_settings",
-    "dest_attrs", "dest_connections", "dest_key_attrs", "dumped", "inverses", "needs_snapshot", "netmask_attr",
-    "netmask_text", "netmask_value", "pack_attrs", "parse_conn_line", "parse_conn_table", "parse_schedflags", "request",
-    "rollback_plan", "service_attrs", "service_key_attrs", "stats64", "validate", "wire", "with_cheap_scheduler",
+    "SVC_STATS64", "AttrValue", "Attrs", "CmdAttrs", "Flags", "InvalidOp", "Nested", "Nla", "Request", "decode_dest",
+    "decode_service_key", "decode_settings", "dest_attrs", "dest_connections", "dest_key_attrs", "dumped", "inverses",
+    "needs_snapshot", "netmask_attr", "netmask_text", "netmask_value", "pack_attrs", "parse_conn_line",
+    "parse_conn_table", "parse_schedflags", "request", "rollback_plan", "service_attrs", "service_key_attrs", "stats64",
+    "validate", "wire", "with_cheap_scheduler",
 ]

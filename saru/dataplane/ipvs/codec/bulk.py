@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import assert_never
 
-from saru.model import AddDest, AddService, DelDest, EditDest, EditService, Op, ServiceKey, ServiceSettings
+from saru.model import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op, ServiceKey, ServiceSettings
 
 __all__ = ["BULK_DEST_OPS", "COSTLY_SCHEDULERS", "with_cheap_scheduler"]
 
@@ -19,6 +20,16 @@ BULK_DEST_OPS = 128
 
 def _cheap(settings: ServiceSettings) -> ServiceSettings:
     return replace(settings, scheduler="rr", schedflags=None)
+
+
+def _is_dest_op(op: Op) -> bool:
+    match op:
+        case AddDest() | EditDest() | DelDest():
+            return True
+        case AddService() | EditService() | DelService():
+            return False
+        case _:
+            assert_never(op)
 
 
 def with_cheap_scheduler(ops: Sequence[Op], current: Mapping[ServiceKey, ServiceSettings]) -> list[Op]:
@@ -39,8 +50,8 @@ def with_cheap_scheduler(ops: Sequence[Op], current: Mapping[ServiceKey, Service
     after: dict[int, Op] = {}
     replaced: dict[int, Op] = {}
     for key, indices in positions.items():
-        dest_ops = [i for i in indices if isinstance(ops[i], AddDest | EditDest | DelDest)]
-        service_ops = [i for i in indices if not isinstance(ops[i], AddDest | EditDest | DelDest)]
+        dest_ops = [i for i in indices if _is_dest_op(ops[i])]
+        service_ops = [i for i in indices if not _is_dest_op(ops[i])]
         if len(dest_ops) < BULK_DEST_OPS or len(service_ops) > 1:
             continue
         if service_ops:

@@ -82,7 +82,7 @@ def decode_service_key(svc: Nla) -> ServiceKey | None:
     protocol = PROTOCOL_NAMES.get(_u16(svc, 2))
     if protocol is None:
         return None
-    return ServiceKey(protocol, _address(svc.get(3), family), _port(svc, 4), None, family)  # type: ignore[arg-type]
+    return ServiceKey(protocol, _address(svc.get(3), family), _port(svc, 4), None, family)
 
 
 def decode_settings(svc: Nla, family: int) -> ServiceSettings:

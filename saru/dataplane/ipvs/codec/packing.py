@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict, assert_never
 
 from saru.dataplane.ipvs.codec.uapi import (
     ALL_FLAGS_MASK,
@@ -46,12 +46,32 @@ from saru.model import (
 from saru.net import nla
 
 __all__ = [
-    "Attrs", "Request", "dest_attrs", "dest_key_attrs", "netmask_attr", "pack_attrs", "request", "service_attrs",
-    "service_key_attrs", "wire",
+    "AttrValue", "Attrs", "CmdAttrs", "Flags", "Nested", "Request", "dest_attrs", "dest_key_attrs", "netmask_attr",
+    "pack_attrs", "request", "service_attrs", "service_key_attrs", "wire",
 ]
 
 
-Attrs = list[tuple[str, Any]]
+class Flags(TypedDict):
+    """The value of a FLAGS attribute: the bits, and which of them to set (``struct ip_vs_flags``)."""
+
+    flags: int
+    mask: int
+
+
+#: one attribute's value: a number, a text (address, name) or flags
+AttrValue = int | str | Flags
+#: the attributes inside a service, destination or daemon attribute, by pyroute2's names
+Attrs = list[tuple[str, AttrValue]]
+
+
+class Nested(TypedDict):
+    """The value of an IPVS_CMD_ATTR_*: the attributes nested inside it."""
+
+    attrs: Attrs
+
+
+#: a command's top-level attributes (IPVS_CMD_ATTR_SERVICE, _DEST, _DAEMON)
+CmdAttrs = list[tuple[str, Nested]]
 
 
 def netmask_attr(netmask: str | None, family: int) -> str:
@@ -66,6 +86,8 @@ def service_key_attrs(key: ServiceKey) -> Attrs:
     """The attributes that identify a service."""
     attrs: Attrs = [("IPVS_SVC_ATTR_AF", FAMILIES[key.family])]
     if key.protocol == "fwm":
+        if key.fwmark is None:
+            raise InvalidOp("invalid firewall mark None")  # as validate() says
         attrs.append(("IPVS_SVC_ATTR_FWMARK", key.fwmark))
     else:
         attrs += [
@@ -113,7 +135,11 @@ def dest_attrs(dest: Dest) -> Attrs:
     ]
 
 
-def _pack_value(kind: str, value: Any) -> bytes:
+def _pack_value(kind: str, value: AttrValue) -> bytes:
+    if isinstance(value, dict):
+        if kind == "flags":
+            return struct.pack("=II", value["flags"], value["mask"])
+        raise InvalidOp(f"flags given to a {kind} attribute")
     if kind == "u8":
         return struct.pack("=B", value)
     if kind == "u16":
@@ -127,16 +153,14 @@ def _pack_value(kind: str, value: Any) -> bytes:
         return ip.packed.ljust(16, b"\0")
     if kind == "asciiz":
         return str(value).encode() + b"\0"
-    if kind == "flags":
-        return struct.pack("=II", value["flags"], value["mask"])
     if kind == "ip4":
-        return socket.inet_aton(value)
+        return socket.inet_aton(str(value))
     if kind == "ip6":
         return ipaddress.IPv6Address(value).packed
     raise InvalidOp(f"no encoding {kind!r}")
 
 
-def pack_attrs(attrs: Attrs) -> bytes:
+def pack_attrs(attrs: CmdAttrs) -> bytes:
     """The bytes of an IPVS command's attributes (service and destination nested inside)."""
     out = []
     for name, value in attrs:
@@ -152,7 +176,7 @@ class Request:
 
     cmd: int
     create: bool
-    attrs: Attrs
+    attrs: CmdAttrs
 
     @property
     def payload(self) -> bytes:
@@ -165,24 +189,33 @@ class Request:
         return self.cmd, pack_attrs(self.attrs), self.create
 
 
+def _service(attrs: Attrs) -> tuple[str, Nested]:
+    return "IPVS_CMD_ATTR_SERVICE", {"attrs": attrs}
+
+
+def _dest(attrs: Attrs) -> tuple[str, Nested]:
+    return "IPVS_CMD_ATTR_DEST", {"attrs": attrs}
+
+
 def request(op: Op) -> Request:
     """The netlink request executing ``op`` (never the DELETE that pyroute2's ``update`` sends)."""
-    svc = ("IPVS_CMD_ATTR_SERVICE", {"attrs": service_key_attrs(op.service)})
-    if isinstance(op, AddService | EditService):
-        full = ("IPVS_CMD_ATTR_SERVICE", {"attrs": service_attrs(op.service, op.settings)})
-        if isinstance(op, AddService):
-            return Request(CMD_NEW_SERVICE, True, [full])
-        return Request(CMD_SET_SERVICE, False, [full])
-    if isinstance(op, DelService):
-        return Request(CMD_DEL_SERVICE, False, [svc])
-    if isinstance(op, AddDest):
-        return Request(CMD_NEW_DEST, True, [svc, ("IPVS_CMD_ATTR_DEST", {"attrs": dest_attrs(op.dest)})])
-    if isinstance(op, EditDest):
-        return Request(CMD_SET_DEST, False, [svc, ("IPVS_CMD_ATTR_DEST", {"attrs": dest_attrs(op.dest)})])
-    if isinstance(op, DelDest):
-        dest = ("IPVS_CMD_ATTR_DEST", {"attrs": dest_key_attrs(op.address, op.port)})
-        return Request(CMD_DEL_DEST, False, [svc, dest])
-    raise InvalidOp(f"unknown op {op!r}")
+    key = op.service
+    match op:
+        case AddService(settings=settings):
+            return Request(CMD_NEW_SERVICE, True, [_service(service_attrs(key, settings))])
+        case EditService(settings=settings):
+            return Request(CMD_SET_SERVICE, False, [_service(service_attrs(key, settings))])
+        case DelService():
+            return Request(CMD_DEL_SERVICE, False, [_service(service_key_attrs(key))])
+        case AddDest(dest=dest):
+            return Request(CMD_NEW_DEST, True, [_service(service_key_attrs(key)), _dest(dest_attrs(dest))])
+        case EditDest(dest=dest):
+            return Request(CMD_SET_DEST, False, [_service(service_key_attrs(key)), _dest(dest_attrs(dest))])
+        case DelDest(address=address, port=port):
+            dest_key = dest_key_attrs(address, port)
+            return Request(CMD_DEL_DEST, False, [_service(service_key_attrs(key)), _dest(dest_key)])
+        case _:
+            assert_never(op)
 
 
 # The same bytes as ``request(op).payload``, built faster for the bulk ops (destination changes):
@@ -196,7 +229,7 @@ _AF_INET = socket.AF_INET
 
 @functools.lru_cache(maxsize=256)
 def _service_key_bytes(key: ServiceKey) -> bytes:
-    return pack_attrs([("IPVS_CMD_ATTR_SERVICE", {"attrs": service_key_attrs(key)})])
+    return pack_attrs([_service(service_key_attrs(key))])
 
 
 def _addr16(address: str) -> tuple[int, bytes]:
@@ -205,19 +238,25 @@ def _addr16(address: str) -> tuple[int, bytes]:
     return _AF_INET, socket.inet_pton(_AF_INET, address)  # struct pads "16s" with zeros
 
 
+def _dest_bytes(d: Dest) -> bytes:
+    family, raw = _addr16(d.address)
+    return _DEST_FULL.pack(72, 2, 6, 11, family, 20, 1, raw, 6, 2, socket.htons(d.port),
+                           8, 3, FORWARD_CODES[d.forward], 8, 4, d.weight, 8, 5, d.upper_threshold,
+                           8, 6, d.lower_threshold)
+
+
 def wire(op: Op) -> tuple[int, bytes, bool]:
     """(cmd, payload, create) of ``op``: ``request(op).wire``, faster for destination ops."""
-    if isinstance(op, AddDest | EditDest):
-        d = op.dest
-        family, raw = _addr16(d.address)
-        dest = _DEST_FULL.pack(72, 2, 6, 11, family, 20, 1, raw, 6, 2, socket.htons(d.port),
-                               8, 3, FORWARD_CODES[d.forward], 8, 4, d.weight, 8, 5, d.upper_threshold,
-                               8, 6, d.lower_threshold)
-        if isinstance(op, AddDest):
-            return CMD_NEW_DEST, _service_key_bytes(op.service) + dest, True
-        return CMD_SET_DEST, _service_key_bytes(op.service) + dest, False
-    if isinstance(op, DelDest):
-        family, raw = _addr16(op.address)
-        dest = _DEST_KEY.pack(40, 2, 6, 11, family, 20, 1, raw, 6, 2, socket.htons(op.port))
-        return CMD_DEL_DEST, _service_key_bytes(op.service) + dest, False
-    return request(op).wire
+    match op:
+        case AddDest(dest=dest):
+            return CMD_NEW_DEST, _service_key_bytes(op.service) + _dest_bytes(dest), True
+        case EditDest(dest=dest):
+            return CMD_SET_DEST, _service_key_bytes(op.service) + _dest_bytes(dest), False
+        case DelDest(address=address, port=port):
+            family, raw = _addr16(address)
+            key = _DEST_KEY.pack(40, 2, 6, 11, family, 20, 1, raw, 6, 2, socket.htons(port))
+            return CMD_DEL_DEST, _service_key_bytes(op.service) + key, False
+        case AddService() | EditService() | DelService():
+            return request(op).wire
+        case _:
+            assert_never(op)

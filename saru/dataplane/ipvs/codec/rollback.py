@@ -7,6 +7,7 @@ gives the ops that undo the ops that succeeded, last first.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import assert_never
 
 from saru.model import AddDest, AddService, DelDest, DelService, Dest, EditDest, EditService, Op, Service, ServiceKey
 
@@ -18,10 +19,18 @@ def needs_snapshot(ops: Iterable[Op]) -> tuple[set[ServiceKey], set[ServiceKey]]
     settings: set[ServiceKey] = set()
     dests: set[ServiceKey] = set()
     for op in ops:
-        if isinstance(op, EditService | DelService):
-            settings.add(op.service)
-        if isinstance(op, EditDest | DelDest | DelService):
-            dests.add(op.service)
+        match op:
+            case EditService():
+                settings.add(op.service)
+            case DelService():
+                settings.add(op.service)
+                dests.add(op.service)
+            case EditDest() | DelDest():
+                dests.add(op.service)
+            case AddService() | AddDest():
+                pass  # undone by a delete: nothing to remember
+            case _:
+                assert_never(op)
     return settings, dests
 
 
@@ -45,32 +54,35 @@ def inverses(ops: Sequence[Op], before: Mapping[ServiceKey, Service]) -> list[li
         key = op.service
         known = key in settings
         undo: list[Op] = []
-        if isinstance(op, AddService):
-            undo = [DelService(key)]
-            settings[key] = op.settings
-            dests[key] = {}
-        elif isinstance(op, EditService):
-            if known:
-                undo = [EditService(key, settings[key])]
-                settings[key] = op.settings
-        elif isinstance(op, DelService):
-            if known:
-                undo = [AddService(key, settings.pop(key))]
-                undo += [AddDest(key, d) for _, d in sorted(dest_map(key).items())]
-                dests.pop(key, None)
-        elif isinstance(op, AddDest):
-            undo = [DelDest(key, op.dest.address, op.dest.port)]
-            if known:
-                dest_map(key)[op.dest.key] = op.dest
-        elif isinstance(op, EditDest):
-            old = dest_map(key).get(op.dest.key) if known else None
-            if old is not None:
-                undo = [EditDest(key, old)]
-                dest_map(key)[op.dest.key] = op.dest
-        elif isinstance(op, DelDest):
-            old = dest_map(key).pop((op.address, op.port), None) if known else None
-            if old is not None:
-                undo = [AddDest(key, old)]
+        match op:
+            case AddService(settings=new):
+                undo = [DelService(key)]
+                settings[key] = new
+                dests[key] = {}
+            case EditService(settings=new):
+                if known:
+                    undo = [EditService(key, settings[key])]
+                    settings[key] = new
+            case DelService():
+                if known:
+                    undo = [AddService(key, settings.pop(key))]
+                    undo += [AddDest(key, d) for _, d in sorted(dest_map(key).items())]
+                    dests.pop(key, None)
+            case AddDest(dest=dest):
+                undo = [DelDest(key, dest.address, dest.port)]
+                if known:
+                    dest_map(key)[dest.key] = dest
+            case EditDest(dest=dest):
+                old = dest_map(key).get(dest.key) if known else None
+                if old is not None:
+                    undo = [EditDest(key, old)]
+                    dest_map(key)[dest.key] = dest
+            case DelDest(address=address, port=port):
+                old = dest_map(key).pop((address, port), None) if known else None
+                if old is not None:
+                    undo = [AddDest(key, old)]
+            case _:
+                assert_never(op)
         result.append(undo)
     return result
 

@@ -15,6 +15,7 @@ Kernel facts the codec relies on (include/uapi/linux/ip_vs.h, net/netfilter/ipvs
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from saru.model import Forward
 
@@ -30,8 +31,10 @@ FORWARD_CODES: dict[str, int] = {"masq": 0, "ipip": 2, "gate": 3}
 FORWARD_BY_CODE: dict[int, Forward] = {0: "masq", 1: "gate", 2: "ipip", 3: "gate"}  # 1 = localnode
 FWD_MASK = 0x7
 
-PROTOCOLS: dict[str, int] = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
+#: the address-and-port protocols (firewall-mark services carry none)
+PortProtocol = Literal["tcp", "udp"]
+PROTOCOLS: dict[PortProtocol, int] = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+PROTOCOL_NAMES: dict[int, PortProtocol] = {number: name for name, number in PROTOCOLS.items()}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 

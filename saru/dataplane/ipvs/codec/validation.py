@@ -8,9 +8,10 @@ them, after the earlier ops of the batch had been applied.
 from __future__ import annotations
 
 import ipaddress
+from typing import assert_never
 
 from saru.dataplane.ipvs.codec.uapi import FORWARD_CODES, PROTOCOLS
-from saru.model import AddDest, AddService, EditDest, EditService, Op
+from saru.model import AddDest, AddService, DelDest, DelService, Dest, EditDest, EditService, Op, ServiceSettings
 from saru.model import schedflags as _schedflags
 from saru.model.schedflags import SchedFlagError
 
@@ -58,22 +59,33 @@ def validate(op: Op) -> None:
             raise InvalidOp(f"invalid firewall mark {key.fwmark!r}")
     elif key.protocol not in PROTOCOLS:
         raise InvalidOp(f"unknown protocol {key.protocol!r}")
-    if isinstance(op, AddService | EditService):
-        s = op.settings
-        if not s.scheduler or not s.scheduler.isalnum():
-            raise InvalidOp(f"invalid scheduler name {s.scheduler!r}")
-        parse_schedflags(s.schedflags, s.scheduler)
-        netmask_value(s.netmask, key.family)
-        if s.persistent is not None and not 0 <= s.persistent <= 0xFFFFFFFF:
-            raise InvalidOp(f"invalid persistent timeout {s.persistent}")
-    if isinstance(op, AddDest | EditDest):
-        d = op.dest
-        if d.forward not in FORWARD_CODES:
-            raise InvalidOp(f"unknown forwarding method {d.forward!r}")
-        if not 0 <= d.weight <= 0x7FFFFFFF:
-            raise InvalidOp(f"invalid weight {d.weight}")
-        if d.upper_threshold < 0 or d.lower_threshold < 0:
-            raise InvalidOp("thresholds must not be negative")
-        if d.lower_threshold > d.upper_threshold:  # the kernel says ERANGE, even for u:0 (no limit)
-            raise InvalidOp(f"lower threshold l:{d.lower_threshold} is above upper threshold "
-                            f"u:{d.upper_threshold} (IPVS requires l <= u)")
+    match op:
+        case AddService(settings=settings) | EditService(settings=settings):
+            _validate_settings(settings, key.family)
+        case AddDest(dest=dest) | EditDest(dest=dest):
+            _validate_dest(dest)
+        case DelService() | DelDest():
+            pass
+        case _:
+            assert_never(op)
+
+
+def _validate_settings(s: ServiceSettings, family: int) -> None:
+    if not s.scheduler or not s.scheduler.isalnum():
+        raise InvalidOp(f"invalid scheduler name {s.scheduler!r}")
+    parse_schedflags(s.schedflags, s.scheduler)
+    netmask_value(s.netmask, family)
+    if s.persistent is not None and not 0 <= s.persistent <= 0xFFFFFFFF:
+        raise InvalidOp(f"invalid persistent timeout {s.persistent}")
+
+
+def _validate_dest(d: Dest) -> None:
+    if d.forward not in FORWARD_CODES:
+        raise InvalidOp(f"unknown forwarding method {d.forward!r}")
+    if not 0 <= d.weight <= 0x7FFFFFFF:
+        raise InvalidOp(f"invalid weight {d.weight}")
+    if d.upper_threshold < 0 or d.lower_threshold < 0:
+        raise InvalidOp("thresholds must not be negative")
+    if d.lower_threshold > d.upper_threshold:  # the kernel says ERANGE, even for u:0 (no limit)
+        raise InvalidOp(f"lower threshold l:{d.lower_threshold} is above upper threshold "
+                        f"u:{d.upper_threshold} (IPVS requires l <= u)")

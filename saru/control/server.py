@@ -1,4 +1,4 @@
-"""The daemon's control socket: one JSON request per connection over a unix socket.
+"""The daemon's end of the control socket: one JSON request per connection over a unix socket.
 
 Request: ``{"command": "status"}`` followed by a newline (or the end of the client's writing), at most
 ``MAX_REQUEST`` bytes; answer: one JSON object of any size followed by a newline, always with
@@ -6,7 +6,8 @@ Request: ``{"command": "status"}`` followed by a newline (or the end of the clie
 client reads until end of file, so no answer is ever too long to receive. A request that is too
 large, not JSON, nested too deeply or not an object gets an error answer, never silence. The socket is
 created mode 0600 inside a 0700 directory, so only the daemon's user (root for a real director) can
-use it; that is the access control for the write commands (``reload``, ``stop``).
+use it; that is the access control for the write commands (``reload``, ``stop``). The client is
+``saru.control.client``; what each command does is the daemon's (``saru.daemon.commands``).
 """
 
 from __future__ import annotations
@@ -80,25 +81,6 @@ def decode_request(line: bytes) -> dict[str, Any] | str:
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
         return 'request must be an object with a "command" string'
     return request
-
-
-def runtime_dir() -> Path:
-    """Where sockets and pid files live by default: ``$SARU_RUNTIME_DIR``, else /run/saru (root) or a
-    per-user directory."""
-    override = os.environ.get("SARU_RUNTIME_DIR")
-    if override:
-        return Path(override)
-    if os.geteuid() == 0:
-        return Path("/run/saru")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "saru"
-    return Path(f"/tmp/saru-{os.getuid()}")
-
-
-def default_socket_path(config_path: str) -> Path:
-    """The control socket of the daemon running ``config_path``."""
-    return runtime_dir() / (Path(config_path).name + ".sock")
 
 
 class ControlServer:
@@ -179,28 +161,3 @@ async def _alive(path: Path) -> bool:
         return False
     writer.close()
     return True
-
-
-async def request(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-    """Send one command to a running daemon and return its answer (of any size: read until EOF)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
-    try:
-        writer.write(json.dumps({"command": command, **params}).encode() + b"\n")
-        with contextlib.suppress(ConnectionError):  # the daemon may answer (and close) before reading it all
-            await asyncio.wait_for(writer.drain(), timeout)
-        data = await asyncio.wait_for(reader.read(), timeout)
-    finally:
-        writer.close()
-    if not data.strip():
-        raise ConnectionError(f"daemon closed {path} without answering")
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        raise ConnectionError(f"daemon at {path} sent a malformed answer ({len(data)} bytes)") from None
-    if not isinstance(answer, dict):
-        raise ConnectionError(f"daemon at {path} sent a malformed answer (not an object)")
-    return answer
-
-
-def request_sync(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-    return asyncio.run(request(path, command, timeout, **params))

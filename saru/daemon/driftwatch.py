@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TypedDict
 
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.drift import describe, drift, summary
@@ -33,6 +33,21 @@ from saru.model import ServiceKey
 LOGGER = logging.getLogger("saru")
 #: default seconds between two periodic checks (``saru run --drift-interval``)
 DEFAULT_INTERVAL = 2.0
+
+
+class DriftSnapshot(TypedDict):
+    """Status's ``drift`` section."""
+
+    checked: bool
+    interval: float | None
+    count: int
+    last_at: float | None
+    last_detail: str | None
+    last_error: str | None
+    check_error: str | None
+    checks: int
+    last_check_at: float | None
+    last_check: str | None
 
 
 class DriftWatcher:
@@ -143,7 +158,7 @@ class DriftWatcher:
         return TableDrift(dataplane=self.dataplane.capabilities.name, found_by=found_by,
                           detail=self.last_detail, repaired=repaired, error=error)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> DriftSnapshot:
         """Status's ``drift`` section."""
         return {
             "checked": self.active,

@@ -1,7 +1,7 @@
 """A real two-node Pacemaker/Corosync cluster in network namespaces: the guide's directors, for the tests.
 
-Every machine is a network namespace named ``saru-<id>-<role>``; nothing is created in the root
-namespace (veth pairs are made inside the namespaces, the bridge lives in ``sw``). The two cluster
+A ``tests.lab.Lab``: every machine is a network namespace named ``saru-c<pid>x<n>-<role>``, the bridge
+lives in ``sw``, nothing is created in the root namespace. The two cluster
 nodes also get their own mount, UTS and PID namespaces (``node_init.sh`` is their PID 1): libqb's IPC
 sockets are abstract (scoped by network namespace) and its ring buffers live in ``/dev/shm``, the
 agents keep state in ``/run``, crmsh names "this node" after ``uname -n`` — see
@@ -16,13 +16,12 @@ research/pcmk/REPORT.md for the 17 pitfalls this avoids. The repository's ``ocf/
  fe1  10.77.8.11 ┐ nginx :80 (/haCheker/haCheck.html = "up and running"), the VIP on lo,
  fe2  10.77.8.12 ┘ arp_ignore=1 / arp_announce=2: direct routing, as in the guide
 ```
-All hang off bridge ``lan`` (one L2 segment). ``down()`` kills every process of the lab and deletes
-every namespace, also after a failure.
+All hang off bridge ``lan`` (one L2 segment). ``down()`` powers the nodes off, then kills every process
+of the lab and deletes every namespace, also after a failure.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -33,10 +32,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from tests.helpers import netns_usable
-from tests.kernel.topology import nginx_site
+from tests.helpers import process_gone
+from tests.lab import Lab, can_build, checked, signal_pid, start_nginx_site, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -52,7 +51,6 @@ TOOLS = ("ip", "unshare", "nsenter", "corosync", "corosync-keygen", "pacemakerd"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 #: the OCF providers overlaid in the nodes: the repository's ``ocf/`` (SARU_CLUSTER_OCF: another tree)
 OCF_DIR = Path(os.environ.get("SARU_CLUSTER_OCF") or ROOT / "ocf")
-_counter = itertools.count()
 T = TypeVar("T")
 
 COROSYNC_CONF = """\
@@ -80,29 +78,9 @@ logging {{
 """
 
 
-def available() -> tuple[bool, str]:
-    """Whether this machine can run the lab (root, the cluster packages, network namespaces)."""
-    if os.geteuid() != 0:
-        return False, "the cluster lab needs root (network, mount and PID namespaces)"
-    for tool in TOOLS:
-        if shutil.which(tool, path=PATH) is None:
-            return False, f"{tool} is not installed (make deps installs pacemaker, corosync, crmsh, nginx)"
-    for agent in ("heartbeat/IPaddr2", "pacemaker/ping", "heartbeat/ldirectord"):
-        if not os.access(f"/usr/lib/ocf/resource.d/{agent}", os.X_OK):
-            return False, f"OCF agent {agent} is missing (resource-agents, pacemaker-resource-agents)"
-    return netns_usable()
-
-
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
+    """``tests.lab.wait_for`` at the cluster's pace (each look is a ``crm_mon`` or a ``curl``)."""
+    return wait_for(predicate, timeout, what, interval)
 
 
 @dataclass
@@ -117,56 +95,51 @@ class Node:
     init_pid: int | None = None
 
 
-class Lab:
+class ClusterBed(Lab):
     """The namespaces, the two real servers and the two cluster nodes of one test module."""
+
+    roles = ROLES
+    tag = "c"
+    env = {"PATH": PATH}
+    cwd = None
+    timeout = 30
 
     def __init__(self, workdir: Path, token_ms: int = 1000, dc_deadtime: str = "2s",
                  ocf_dir: Path | None = OCF_DIR) -> None:
-        self.id = f"c{os.getpid() % 100000}x{next(_counter)}"
+        super().__init__()
         self.workdir = workdir
         self.token_ms = token_ms
         self.dc_deadtime = dc_deadtime
         self.ocf_dir = ocf_dir if ocf_dir is not None and ocf_dir.is_dir() else None
-        self.ns = {role: f"saru-{self.id}-{role}" for role in ROLES}
-        self.made: list[str] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.nodes = {name: Node(name, role, addr, workdir / name) for name, (role, addr) in NODES.items()}
         self.timings: dict[str, float] = {}
 
-    # -- plumbing ---------------------------------------------------------------------------------
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """Whether this machine can run the lab (root, the cluster packages, network namespaces)."""
+        for agent in ("heartbeat/IPaddr2", "pacemaker/ping", "heartbeat/ldirectord"):
+            if not os.access(f"/usr/lib/ocf/resource.d/{agent}", os.X_OK):
+                return False, f"OCF agent {agent} is missing (resource-agents, pacemaker-resource-agents)"
+        return can_build(*TOOLS, what="the cluster lab (network, mount and PID namespaces)", path=PATH,
+                         hint=" (make deps installs pacemaker, corosync, crmsh, nginx)")
 
-    def run(self, role: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run a command in namespace ``role`` (not inside a node's private mounts: use ``node_run``)."""
-        proc = subprocess.run(["ip", "netns", "exec", self.ns[role], *argv], capture_output=True, text=True,
-                              timeout=timeout, check=False, env={**os.environ, "PATH": PATH})
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{role}: {' '.join(argv)} failed ({proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()}")
-        return proc
+    # -- plumbing ---------------------------------------------------------------------------------
 
     def node_run(self, name: str, *argv: str, check: bool = True,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a command inside node ``name`` (its network, mount, UTS and PID namespaces)."""
+        """Run a command inside node ``name`` (its network, mount, UTS and PID namespaces); ``run`` runs one
+        in the node's network namespace only, outside its private mounts."""
         pid = self.nodes[name].init_pid
         if pid is None:
             raise RuntimeError(f"{name} is not running")
         proc = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "--",
                                "env", f"PATH={PATH}", *argv],
                               capture_output=True, text=True, timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{name}: {' '.join(argv)} failed ({proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()}")
-        return proc
-
-    def ip(self, role: str, *args: str) -> None:
-        self.run(role, "ip", *args)
-
-    def sysctl(self, role: str, *settings: str) -> None:
-        self.run(role, "sysctl", "-qw", *settings)
+        return checked(proc, name, argv) if check else proc
 
     # -- building ---------------------------------------------------------------------------------
 
-    def up(self) -> Lab:
+    def up(self) -> Self:
         t0 = time.monotonic()
         self._network()
         self._reals()
@@ -178,23 +151,15 @@ class Lab:
         return self
 
     def _network(self) -> None:
-        for role in ROLES:
-            subprocess.run(["ip", "netns", "add", self.ns[role]], check=True, capture_output=True)
-            self.made.append(self.ns[role])
-            self.ip(role, "link", "set", "lo", "up")
-        self.ip("sw", "link", "add", "lan", "type", "bridge", "forward_delay", "0", "stp_state", "0")
-        self.ip("sw", "link", "set", "lan", "up")
+        super().up()
+        self.bridge("sw", "lan", "forward_delay", "0", "stp_state", "0")
         for role in ROLES[1:]:
-            port = f"p-{role}"
-            self.ip(role, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", self.ns["sw"])
-            self.ip("sw", "link", "set", port, "master", "lan", "up")
-            self.ip(role, "link", "set", "eth0", "up")
+            self.plug(role, "sw", "lan", f"p-{role}")
             self.sysctl(role, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
                         "net.ipv4.conf.all.arp_accept=1")
-        self.ip("cl", "addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        self.add_address("cl", f"{CLIENT}/24")
         self.ip("cl", "route", "add", "default", "via", "172.16.8.1")
-        self.ip("rt", "addr", "add", "172.16.8.1/24", "dev", "eth0")
-        self.ip("rt", "addr", "add", f"{GATEWAY}/24", "dev", "eth0")
+        self.add_address("rt", "172.16.8.1/24", f"{GATEWAY}/24")
         self.sysctl("rt", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
                     "net.ipv4.conf.eth0.send_redirects=0", "net.ipv4.conf.default.send_redirects=0")
         for node in self.nodes.values():  # the address itself is set by node_init.sh at every boot
@@ -203,19 +168,12 @@ class Lab:
 
     def _reals(self) -> None:
         for role, addr in REALS.items():
-            self.ip(role, "addr", "add", f"{addr}/24", "dev", "eth0")
+            self.add_address(role, f"{addr}/24")
             self.ip(role, "addr", "add", f"{VIP}/32", "dev", "lo")
             self.sysctl(role, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.eth0.arp_ignore=1",
                         "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.eth0.arp_announce=2")
             self.ip(role, "route", "add", "default", "via", GATEWAY)
-            d = nginx_site(self.workdir, role)
-            self.procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", self.ns[role], "nginx", "-c", str(d / "nginx.conf"), "-e",
-                 str(d / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for role in REALS:
-            wait_until(lambda r=role: self.run(r, "curl", "-sf", "-m", "1", "-o", "/dev/null",
-                                               "http://127.0.0.1/haCheker/haCheck.html", check=False).returncode == 0,
-                       10, f"nginx in {role}")
+            start_nginx_site(self[role], self.workdir)
 
     def _node_state(self) -> None:
         key = self.workdir / "authkey"
@@ -255,9 +213,9 @@ class Lab:
     def start_node(self, name: str) -> None:
         """Boot ``name``: a new PID/mount/UTS namespace in its network namespace, node_init.sh as PID 1."""
         node = self.nodes[name]
-        if node.init_pid is not None and _alive(node.init_pid):
+        if node.init_pid is not None and not process_gone(node.init_pid):
             raise RuntimeError(f"{name} is already running")
-        argv = ["ip", "netns", "exec", self.ns[node.role], "unshare", "-m", "-u", "-p", "-f",
+        argv = ["ip", "netns", "exec", self[node.role].netns, "unshare", "-m", "-u", "-p", "-f",
                 "--propagation", "private", "--mount-proc", "bash", str(NODE_INIT), str(node.state), name,
                 f"{node.address}/24", GATEWAY, str(self.ocf_dir or "")]
         node.launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -287,7 +245,7 @@ class Lab:
         """Power cut: SIGKILL the node's PID 1 (the kernel kills the whole node) and its NIC goes down."""
         node = self.nodes[name]
         if node.init_pid is not None:
-            _kill(node.init_pid, signal.SIGKILL)
+            signal_pid(node.init_pid, signal.SIGKILL)
         self.ip(node.role, "link", "set", "eth0", "down")
         self._reap(node)
 
@@ -302,7 +260,7 @@ class Lab:
         node.init_pid = None
 
     def alive(self) -> list[str]:
-        return [n.name for n in self.nodes.values() if n.init_pid is not None and _alive(n.init_pid)]
+        return [n.name for n in self.nodes.values() if n.init_pid is not None and not process_gone(n.init_pid)]
 
     # -- looking ----------------------------------------------------------------------------------
 
@@ -387,43 +345,13 @@ class Lab:
                     shutil.copyfile(src, dest / f"{which}.log")
 
     def down(self) -> None:
+        """Keep the logs if asked, power the nodes off, then the lab's teardown (processes, namespaces)."""
         self.keep_logs()
         for node in self.nodes.values():
-            if node.init_pid is not None and _alive(node.init_pid):
-                _kill(node.init_pid, signal.SIGKILL)
+            if node.init_pid is not None and not process_gone(node.init_pid):
+                signal_pid(node.init_pid, signal.SIGKILL)
             self._reap(node)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for ns in self.made:  # anything else the tests started in our namespaces (nginx workers …)
-            got = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
-            for pid in got.stdout.split():
-                _kill(int(pid), signal.SIGKILL)
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.procs.clear()
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-        self.made.clear()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+        super().down()
 
 
 def _children(pid: int) -> list[int]:

@@ -1,8 +1,14 @@
-"""Forwarding tables to and from plain JSON-able dicts (control socket, ``saru plan``)."""
+"""Tables, ops and service keys as plain JSON-able values: how they cross the control socket.
+
+A ``ServiceKey`` has one wire form, ``key_to_dict``'s object (protocol, address, port, fwmark,
+family), wherever it appears in a request or an answer; ``key_from_dict`` reads it back. ``saru plan``
+also prints tables in this form.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from saru.model import (
     AddDest,
@@ -20,12 +26,23 @@ from saru.model import (
 )
 
 
-def key_to_dict(key: ServiceKey) -> dict[str, Any]:
+class ServiceKeyDict(TypedDict):
+    """A ``ServiceKey`` on the wire (its one form there)."""
+
+    protocol: str
+    address: str
+    port: int
+    fwmark: int | None
+    family: int
+
+
+def key_to_dict(key: ServiceKey) -> ServiceKeyDict:
     return {"protocol": key.protocol, "address": key.address, "port": key.port,
             "fwmark": key.fwmark, "family": key.family}
 
 
-def key_from_dict(data: dict[str, Any]) -> ServiceKey:
+def key_from_dict(data: Mapping[str, Any]) -> ServiceKey:
+    """The inverse of key_to_dict; raises ValueError/KeyError/TypeError on malformed input."""
     return ServiceKey(data["protocol"], data["address"], int(data["port"]), data.get("fwmark"),
                       int(data.get("family", 4)))
 

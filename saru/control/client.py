@@ -1,0 +1,40 @@
+"""The client side of the control socket: send one JSON request, read the answer until end of file.
+
+The framing is the server's (``saru.control.server``): one request line (at most ``MAX_REQUEST``
+bytes) ending with a newline; the daemon answers with one JSON object and closes the connection,
+so an answer of any size is received whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+async def request(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+    """Send one command to a running daemon and return its answer (of any size: read until EOF)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    try:
+        writer.write(json.dumps({"command": command, **params}).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):  # the daemon may answer (and close) before reading it all
+            await asyncio.wait_for(writer.drain(), timeout)
+        data = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    if not data.strip():
+        raise ConnectionError(f"daemon closed {path} without answering")
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ConnectionError(f"daemon at {path} sent a malformed answer ({len(data)} bytes)") from None
+    if not isinstance(answer, dict):
+        raise ConnectionError(f"daemon at {path} sent a malformed answer (not an object)")
+    return answer
+
+
+def request_sync(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+    """``request`` from synchronous code (the command-line front ends)."""
+    return asyncio.run(request(path, command, timeout, **params))

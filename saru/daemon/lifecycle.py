@@ -1,0 +1,297 @@
+"""The director daemon's life: start-up order, signals, and a way out that releases only what it holds.
+
+``await Daemon(options).run()`` loads the config (and saru.toml), picks the data plane, assembles the
+parts (``saru.daemon``'s reconciler, HA gate, config watcher, drift watcher, service layer) and
+serves until SIGTERM/SIGINT, ``saru stop`` or a fatal start-up failure; it returns the process exit
+status (0, 1 for a failure while running, 2 for a configuration the daemon cannot run).
+
+Start-up order: the exclusive resources first — pid file, control socket, instance lock — and the
+data plane after them, so a daemon refused at start (another one's socket, pid file or lock) has
+touched nothing of the running one's: not its table, socket, sync daemons or listeners. ``Held``
+records what this daemon has acquired; the way out releases exactly that, in reverse: HA leaves
+first (priority-0 advert, VIP removed, table cleared while the plane still works), then the checks,
+the cleanstop, the plane, the socket, the pid file, the lock.
+
+Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from saru import __version__
+from saru.config.diagnostics import ConfigError
+from saru.config.ldirectord import parse_file
+from saru.config.native import load_settings
+from saru.control.paths import default_socket_path, runtime_dir
+from saru.control.server import ControlServer
+from saru.daemon.commands import control_handlers
+from saru.daemon.configwatch import ConfigWatcher
+from saru.daemon.driftwatch import DriftWatcher
+from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
+from saru.daemon.hooks import HookRunner
+from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
+from saru.daemon.journal import Journal
+from saru.daemon.options import DaemonOptions
+from saru.daemon.pidfile import remove_pidfile, write_pidfile
+from saru.daemon.reconciler import Reconciler
+from saru.daemon.service import DaemonService
+from saru.daemon.state import Life, Loaded
+from saru.dataplane.base import Dataplane, DataplaneError
+from saru.dataplane.select import select_dataplane, unsupported
+from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
+from saru.model import Config, Settings
+from saru.monitor import Monitor
+
+LOGGER = logging.getLogger("saru")
+
+
+@dataclass
+class Held:
+    """What this daemon has acquired. Its way out releases exactly that, so a daemon refused at start
+    (socket or pid file of a running one) touches nothing of the running one's."""
+
+    pidfile: bool = False  # the pid file names this process
+    control: bool = False  # the control socket was bound by this process
+    dataplane: bool = False  # the data plane handle is open
+    table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
+
+
+@dataclass(eq=False)
+class Parts:
+    """The daemon's parts, assembled once the config is loaded and the plane chosen."""
+
+    loaded: Loaded
+    dataplane: Dataplane
+    monitor: Monitor
+    alerts: AlertSink
+    monitorfile: MonitorFile
+    reconciler: Reconciler
+    gate: HAGate
+    drift: DriftWatcher
+    watcher: ConfigWatcher
+    service: DaemonService
+
+
+class Daemon:
+    """A running director. ``await Daemon(options).run()`` returns the process exit status.
+
+    ``dataplane``: the plane to program (default: chosen by ``options.dataplane``); ``node_factory``:
+    how the HA node is made (default: the VRRP node)."""
+
+    def __init__(self, options: DaemonOptions, *, dataplane: Dataplane | None = None,
+                 node_factory: NodeFactory = vrrp_node) -> None:
+        self.options = options
+        self.config_path = os.path.abspath(options.config_path)
+        self.life = Life()
+        self.held = Held()
+        self.journal = Journal(self._alert)
+        self.hooks = HookRunner()
+        self.parts: Parts | None = None  # once assembled
+        self.control: ControlServer | None = None  # set once its socket is bound (held.control)
+        self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
+        self._dataplane = dataplane
+        self._node_factory = node_factory
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def service(self) -> DaemonService | None:
+        """The service layer (what a front door calls), once the daemon is assembled."""
+        return self.parts.service if self.parts is not None else None
+
+    def stop(self) -> None:
+        """Stop the daemon, as SIGTERM does."""
+        self.life.stop()
+
+    # ------------------------------------------------------------------ start
+
+    async def run(self) -> int:
+        config_path = self.config_path
+        try:
+            settings = Settings()
+            if self.options.settings_path:
+                settings = await asyncio.to_thread(load_settings, self.options.settings_path)
+            config = await asyncio.to_thread(parse_file, config_path)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        for warning in (*settings.warnings, *config.warnings):
+            print(str(warning), file=sys.stderr)
+        loaded = Loaded(config_path, config, settings)
+        self._configure_logging(loaded, config)
+        try:
+            dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
+                else select_dataplane(self.options.dataplane)
+        except DataplaneError as exc:
+            print(f"saru: {exc}", file=sys.stderr)
+            return 2
+        problems = unsupported(config, dataplane.capabilities)
+        if problems:
+            print("\n".join(map(str, problems)), file=sys.stderr)
+            return 2
+        self.parts = self._assemble(loaded, dataplane, reason)
+        try:
+            return await self._serve(self.parts)
+        finally:
+            await self._shutdown(self.parts)
+
+    def _assemble(self, loaded: Loaded, dataplane: Dataplane, reason: str) -> Parts:
+        """Make the parts and wire them to each other (nothing runs yet)."""
+        options, life, journal = self.options, self.life, self.journal
+        monitor = Monitor(emit=journal.emit, rise=options.rise)
+        alerts = AlertSink(lambda: loaded.config, state=lambda: life.phase)
+        monitorfile = MonitorFile(lambda: loaded.config)
+        gate: HAGate | None = None
+        reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
+                                gated=lambda: gate is not None and gate.gated(),
+                                start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
+        gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
+                      node_factory=self._node_factory, vip_check_interval=options.drift_interval)
+        drift = DriftWatcher(dataplane, lambda: loaded.owned, reconciler.lock, journal.emit, reconciler.mark_dirty,
+                             options.drift_interval)
+
+        def configure(config: Config) -> None:
+            self._configure_logging(loaded, config)
+            monitor.configure(config)
+
+        watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
+                                hooks=self.hooks, configure=configure, check_drift=drift.check,
+                                settings_path=options.settings_path, interval=options.watch_interval)
+        service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
+                                monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
+                                journal=journal)
+        return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service)
+
+    def _configure_logging(self, loaded: Loaded, config: Config) -> None:
+        console = self.options.console
+        if console is None and config.globals.supervised:
+            console = sys.stdout
+        configure_logging(config.globals.logfile, loaded.cfgname, console, self.options.debug)
+
+    def _alert(self, change: TableChange) -> None:
+        if self.parts is not None:
+            self.parts.alerts.handle(change, self.life.phase)
+
+    async def _serve(self, parts: Parts) -> int:
+        loaded, dataplane = parts.loaded, parts.dataplane
+        self.journal.emit(DaemonEvent(f"Starting saru {__version__} with {loaded.config_path} "
+                                      f"on the {dataplane.capabilities.name} data plane"))
+        # the exclusive resources first, the data plane after: refused here, this daemon has touched
+        # nothing (another daemon's table, socket, sync daemons or listeners stay as they are)
+        if self.options.pidfile and not write_pidfile(self.options.pidfile):
+            return 1
+        self.held.pidfile = True
+        control_path = Path(self.options.control_path or default_socket_path(loaded.config_path))
+        control = ControlServer(control_path, control_handlers(parts.service, lambda: self.held.dataplane))
+        try:
+            await control.start()
+        except OSError as exc:
+            LOGGER.error("cannot open control socket: %s", exc)
+            return 1
+        self.control, self.held.control = control, True
+        lock = InstanceLock(lock_path(runtime_dir(), loaded.config_path), loaded.config_path)
+        try:
+            lock.acquire()
+        except (InstanceLocked, OSError) as exc:
+            LOGGER.error("%s", exc)
+            return 1
+        self.instance_lock = lock
+        try:
+            await dataplane.start()
+        except (DataplaneError, OSError) as exc:
+            LOGGER.error("cannot start the %s data plane: %s", dataplane.capabilities.name, exc)
+            return 1
+        self.held.dataplane = self.held.table = True
+        await parts.gate.sync_daemons()
+        parts.monitor.add_listener(parts.reconciler.mark_dirty)
+        parts.monitor.add_result_listener(parts.monitorfile.record)
+        parts.alerts.start()
+        parts.monitor.configure(loaded.config)
+        loaded.own_config()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.hooks.spawn(parts.watcher.reload()))
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.life.stop)
+        self._tasks = [
+            asyncio.create_task(parts.reconciler.run(), name="reconcile"),
+            asyncio.create_task(parts.watcher.run(), name="watch-config"),
+            asyncio.create_task(self._first_pass(parts), name="first-pass"),
+            asyncio.create_task(parts.drift.run(), name="drift"),
+        ]
+        parts.reconciler.mark_dirty()
+        await self.life.stopping.wait()
+        return self.life.exit_status
+
+    async def _first_pass(self, parts: Parts) -> None:
+        """Ready once every real has its first verdict and the table is applied; then HA starts."""
+        reconciler = parts.reconciler
+        await parts.monitor.first_pass()
+        reconciler.applied.clear()
+        try:
+            await reconciler.reconcile_or_retry()
+        except DataplaneError:  # the reconcile loop retries; ready only once a table is applied
+            await reconciler.applied.wait()
+        self.life.ready.set()
+        self.life.phase = "running"
+        self.journal.emit(DaemonEvent("All real servers checked; table in line with health"))
+        if parts.gate.ha_settings is not None:
+            await parts.gate.start_node()
+            if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
+                return
+        if self.options.on_ready is not None:
+            self.options.on_ready()
+
+    def _reopen_logs(self) -> None:
+        """SIGUSR1: reopen the log file now (after a rotation), like nginx."""
+        for path in reopen_log_files():
+            LOGGER.info("Reopened the log file %s (SIGUSR1)", path)
+
+    # ------------------------------------------------------------------ stop
+
+    async def _shutdown(self, parts: Parts) -> None:
+        self.life.phase = "stopping"
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        others = [task for task in self._tasks if task.get_name() != "reconcile"]
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await parts.gate.stop_node()  # priority-0 advert, VIP removed, table cleared: while the plane works
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await parts.monitor.close()
+        await parts.drift.close()  # a check under way ends before the table is cleaned
+        # release what this daemon holds, and only that (see Held)
+        if self.held.table:
+            self.journal.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
+            await parts.reconciler.cleanstop()
+            await parts.gate.sync_daemons(stop=True)
+        if self.held.dataplane:
+            with contextlib.suppress(Exception):
+                await parts.dataplane.close()
+        if self.held.control and self.control is not None:
+            await self.control.close()
+        await parts.alerts.close()
+        await parts.monitorfile.close()
+        await self.hooks.wait()
+        if self.held.pidfile and self.options.pidfile:
+            remove_pidfile(self.options.pidfile)
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+            self.instance_lock = None
+        self.held = Held()
+        self.journal.emit(DaemonEvent("saru stopped"))

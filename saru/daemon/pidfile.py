@@ -1,0 +1,38 @@
+"""The pid file: written at start unless a live process other than this one is named in it, and
+removed on the way out only while it still names this process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+LOGGER = logging.getLogger("saru")
+
+
+def write_pidfile(path: str) -> bool:
+    """Write this process's pid to ``path``; False (logged) when another live process holds it or it
+    cannot be written."""
+    try:
+        other = int(Path(path).read_text().split()[0])
+        os.kill(other, 0)
+        if other != os.getpid():
+            LOGGER.error("already running with pid %s (pid file %s)", other, path)
+            return False
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        LOGGER.error("cannot write pid file %s: %s", path, exc.strerror)
+        return False
+    return True
+
+
+def remove_pidfile(path: str) -> None:
+    """Remove ``path`` if it names this process (never another daemon's)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):  # unreadable, garbage or empty: not ours
+        if int(Path(path).read_text().split()[0]) == os.getpid():
+            Path(path).unlink()
