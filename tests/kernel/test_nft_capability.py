@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import Lab
 from tests.helpers import require
+from tests.lab import Lab
 
 pytestmark = pytest.mark.timeout(60)
 
