@@ -346,7 +346,8 @@ def test_the_watchdog_restarts_a_wedged_daemon(service: Container) -> None:
     if not daemon_speaks_notify(service):
         pytest.xfail("saru run does not send WATCHDOG=1 yet: the daemon's sd_notify wiring is pending "
                      "(issue 13 item 1)")
-    service.write("/etc/systemd/system/saru.service.d/60-test-watchdog.conf", "[Service]\nWatchdogSec=3s\n")
+    service.write("/etc/systemd/system/saru.service.d/60-test-watchdog.conf",
+                  "[Service]\nWatchdogSec=3s\nTimeoutAbortSec=5s\n")
     try:
         service.run("systemctl", "daemon-reload")
         service.run("systemctl", "restart", "saru.service", timeout=150)
