@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "model": set(),
     "net": set(),
     "subproc": set(),
+    "sdnotify": set(),  # the systemd notify protocol, used by the daemon
+    "datafiles": set(),  # where the package's data files (units, man pages…) are installed
     "config": {"model"},
     "planner": {"model"},
     "diff": {"model"},
