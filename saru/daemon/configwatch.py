@@ -32,7 +32,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
-from saru.events import DaemonEvent
+from saru.events import ConfigReloaded, DaemonEvent, ReloadFailed
 from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
@@ -113,7 +113,7 @@ class ConfigWatcher:
                 raise ConfigError(problems)
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
-            LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
+            self._journal.emit(ReloadFailed(path=loaded.config_path, errors=tuple(str(exc).splitlines())))
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -131,7 +131,9 @@ class ConfigWatcher:
         self._configure(new)
         self._reconciler.retry_now()
         self._life.phase = previous_phase
-        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings] + held}
+        warnings = [str(w) for w in new.warnings] + held
+        self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
+        return {"reloaded": True, "errors": [], "warnings": warnings}
 
     async def run(self) -> None:
         """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""

@@ -32,6 +32,7 @@ from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
+from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
@@ -39,11 +40,13 @@ from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
+from saru.daemon.operator import OperatorState, state_path
 from saru.daemon.options import DaemonOptions
 from saru.daemon.pidfile import remove_pidfile, write_pidfile
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
+from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
@@ -93,6 +96,8 @@ class Daemon:
         self.life = Life()
         self.held = Held()
         self.journal = Journal(self._alert)
+        self.bus = EventBus()  # every event the daemon logs, to the HTTP API's subscribers
+        self._bus_handler: BusLogHandler | None = None
         self.hooks = HookRunner()
         self.parts: Parts | None = None  # once assembled
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
@@ -145,12 +150,19 @@ class Daemon:
     def _assemble(self, loaded: Loaded, dataplane: Dataplane, reason: str) -> Parts:
         """Make the parts and wire them to each other (nothing runs yet)."""
         options, life, journal = self.options, self.life, self.journal
+        operator = OperatorState(state_path(loaded.config_path))
+        for warning in operator.load(loaded.config):
+            LOGGER.warning("%s", warning)
+        transitions = Transitions()
+        journal.add_listener(transitions.record)
+        journal.add_listener(self.bus.publish_event)
         monitor = Monitor(emit=journal.emit, rise=options.rise)
         alerts = AlertSink(lambda: loaded.config, state=lambda: life.phase)
         monitorfile = MonitorFile(lambda: loaded.config)
         gate: HAGate | None = None
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
+                                overrides=lambda: operator.for_config(loaded.config),
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
@@ -159,6 +171,8 @@ class Daemon:
 
         def configure(config: Config) -> None:
             self._configure_logging(loaded, config)
+            for warning in operator.load(config):  # a reload reads the kept overrides again
+                LOGGER.warning("%s", warning)
             monitor.configure(config)
 
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
@@ -166,7 +180,7 @@ class Daemon:
                                 settings_path=options.settings_path, interval=options.watch_interval)
         service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
                                 monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
-                                journal=journal)
+                                journal=journal, operator=operator, bus=self.bus, transitions=transitions)
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service)
 
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:

@@ -6,10 +6,11 @@
   ``CheckResult``, ``RealRef``) and ``Diagnostic``;
 * ``settings``: what saru.toml says (``Settings``, ``DirectorSettings``, ``HASettings``,
   ``PingSettings``, ``IPVSSyncSettings``, ``ClusterSettings``), read by ``saru.config.native``;
+* ``operator``: an operator's overrides of a real (``Override``: drain, disable, weight);
 * ``schedflags``: the one parser and formatter of IPVS scheduler flags (import it as a module:
   ``from saru.model.schedflags import parse_schedflags``).
 
-``from saru.model import X`` gives every type of ``core`` and ``settings``.
+``from saru.model import X`` gives every type of ``core``, ``operator`` and ``settings``.
 """
 
 from saru.model.core import (
@@ -41,6 +42,7 @@ from saru.model.core import (
     address_family,
     format_hostport,
 )
+from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
     DATAPLANES,
     ClusterSettings,
@@ -55,6 +57,7 @@ __all__ = [
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
+    "OVERRIDE_STATES",
     "AddDest",
     "AddService",
     "CheckResult",
@@ -74,6 +77,9 @@ __all__ = [
     "HASettings",
     "IPVSSyncSettings",
     "Op",
+    "Override",
+    "OverrideState",
+    "Overrides",
     "PingSettings",
     "Protocol",
     "RealConfig",
