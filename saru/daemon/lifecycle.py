@@ -5,12 +5,13 @@ parts (``saru.daemon``'s reconciler, HA gate, config watcher, drift watcher, ser
 serves until SIGTERM/SIGINT, ``saru stop`` or a fatal start-up failure; it returns the process exit
 status (0, 1 for a failure while running, 2 for a configuration the daemon cannot run).
 
-Start-up order: the exclusive resources first — pid file, control socket, instance lock — and the
-data plane after them, so a daemon refused at start (another one's socket, pid file or lock) has
-touched nothing of the running one's: not its table, socket, sync daemons or listeners. ``Held``
-records what this daemon has acquired; the way out releases exactly that, in reverse: HA leaves
-first (priority-0 advert, VIP removed, table cleared while the plane still works), then the checks,
-the cleanstop, the plane, the socket, the pid file, the lock.
+Start-up order: the exclusive resources first — pid file, control socket, instance lock, the HTTP
+API's listening socket (saru.toml ``[api]``, ``saru.api.server``) — and the data plane after them,
+so a daemon refused at start (another one's socket, pid file, lock or API port) has touched nothing
+of the running one's: not its table, socket, sync daemons or listeners. ``Held`` records what this
+daemon has acquired; the way out releases exactly that, in reverse: HA leaves first (priority-0
+advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
+plane, the API, the socket, the pid file, the lock.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 """
@@ -25,6 +26,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saru import __version__
 from saru.config.diagnostics import ConfigError
@@ -53,6 +55,9 @@ from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, config
 from saru.model import Config, Settings
 from saru.monitor import Monitor
 
+if TYPE_CHECKING:
+    from saru.api.server import APIServer
+
 LOGGER = logging.getLogger("saru")
 
 
@@ -63,6 +68,7 @@ class Held:
 
     pidfile: bool = False  # the pid file names this process
     control: bool = False  # the control socket was bound by this process
+    api: bool = False  # the HTTP API listens (its socket bound by this process)
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
 
@@ -101,6 +107,7 @@ class Daemon:
         self.hooks = HookRunner()
         self.parts: Parts | None = None  # once assembled
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
+        self.api: APIServer | None = None  # set once it listens (held.api)
         self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self._dataplane = dataplane
         self._node_factory = node_factory
@@ -188,6 +195,8 @@ class Daemon:
         if console is None and config.globals.supervised:
             console = sys.stdout
         configure_logging(config.globals.logfile, loaded.cfgname, console, self.options.debug)
+        if self._bus_handler is not None:  # configure_logging replaced the saru logger's handlers
+            LOGGER.addHandler(self._bus_handler)
 
     def _alert(self, change: TableChange) -> None:
         if self.parts is not None:
@@ -195,6 +204,8 @@ class Daemon:
 
     async def _serve(self, parts: Parts) -> int:
         loaded, dataplane = parts.loaded, parts.dataplane
+        self._bus_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
+        LOGGER.addHandler(self._bus_handler)
         self.journal.emit(DaemonEvent(f"Starting saru {__version__} with {loaded.config_path} "
                                       f"on the {dataplane.capabilities.name} data plane"))
         # the exclusive resources first, the data plane after: refused here, this daemon has touched
@@ -217,6 +228,8 @@ class Daemon:
             LOGGER.error("%s", exc)
             return 1
         self.instance_lock = lock
+        if not await self._start_api(parts):
+            return 1
         try:
             await dataplane.start()
         except (DataplaneError, OSError) as exc:
@@ -243,6 +256,25 @@ class Daemon:
         parts.reconciler.mark_dirty()
         await self.life.stopping.wait()
         return self.life.exit_status
+
+    async def _start_api(self, parts: Parts) -> bool:
+        """The HTTP API, when saru.toml has ``[api]`` with a listen address; False: it cannot listen."""
+        settings = parts.loaded.settings.api
+        endpoint = settings.endpoint if settings is not None else None
+        if settings is None or endpoint is None:
+            return True
+        from saru.api.server import APIServer, APIStartError  # aiohttp is loaded only by a daemon with an API
+
+        api = APIServer(parts.service, settings, endpoint, opened=lambda: self.held.dataplane)
+        try:
+            await api.start()
+        except APIStartError as exc:
+            LOGGER.error("%s", exc)
+            return False
+        self.api, self.held.api = api, True
+        self.journal.emit(DaemonEvent(f"HTTP API listening on {api.url}"
+                                      + ("" if settings.token_file else " (read-only: no token_file)")))
+        return True
 
     async def _first_pass(self, parts: Parts) -> None:
         """Ready once every real has its first verdict and the table is applied; then HA starts."""
@@ -297,6 +329,8 @@ class Daemon:
         if self.held.dataplane:
             with contextlib.suppress(Exception):
                 await parts.dataplane.close()
+        if self.held.api and self.api is not None:
+            await self.api.close()
         if self.held.control and self.control is not None:
             await self.control.close()
         await parts.alerts.close()
@@ -309,3 +343,6 @@ class Daemon:
             self.instance_lock = None
         self.held = Held()
         self.journal.emit(DaemonEvent("saru stopped"))
+        if self._bus_handler is not None:
+            LOGGER.removeHandler(self._bus_handler)
+            self._bus_handler = None

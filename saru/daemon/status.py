@@ -61,6 +61,7 @@ class RealStatus(TypedDict):
     status: str  # UP, DOWN, DRAIN, MAINT (server_status)
     failures: int
     active_connections: int
+    inactive_connections: int
     connections: int
     last_check: LastCheck | None
     operator: OperatorDoc | None
@@ -166,6 +167,7 @@ def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], tabl
                 "status": server_status(health, override, dest),
                 "failures": health.failures if health else 0,
                 "active_connections": dstats.active_connections if dstats else 0,
+                "inactive_connections": dstats.inactive_connections if dstats else 0,
                 "connections": dstats.connections if dstats else 0,
                 "last_check": None if last is None else {
                     "ok": last.ok, "result_class": result_class(last), "message": last.message,

@@ -44,20 +44,26 @@ from saru.model.core import (
 )
 from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
+    API_LISTEN,
     DATAPLANES,
+    APISettings,
     ClusterSettings,
     DirectorSettings,
+    Endpoint,
     HASettings,
     IPVSSyncSettings,
     PingSettings,
     Settings,
+    parse_listen,
 )
 
 __all__ = [
+    "API_LISTEN",
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
     "OVERRIDE_STATES",
+    "APISettings",
     "AddDest",
     "AddService",
     "CheckResult",
@@ -71,6 +77,7 @@ __all__ = [
     "DirectorSettings",
     "EditDest",
     "EditService",
+    "Endpoint",
     "FallbackConfig",
     "Forward",
     "GlobalConfig",
@@ -92,4 +99,5 @@ __all__ = [
     "VirtualConfig",
     "address_family",
     "format_hostport",
+    "parse_listen",
 ]
