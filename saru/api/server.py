@@ -113,7 +113,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPRequestEntityTooLarge:
         return error(413, f"request body too large (at most {MAX_BODY} bytes)")
     except BadRequest as exc:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="saru"'} if exc.status == 401 else None)
 
 
 def _peer(request: web.Request) -> str:
