@@ -62,6 +62,8 @@ def test_token_file_relative_readable_and_warned_when_world_readable(tmp_path: P
         f"{toml}:2: warning: [api] token_file: {token} is world-readable and holds the API's write token: chmod o-r"]
     os.chmod(token, 0o600)
     assert load_settings(toml).warnings == ()
+    os.chmod(toml, 0o644)  # naming the token's file is no secret: a world-readable saru.toml is fine
+    assert load_settings(toml).warnings == ()
     token.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         load_settings(toml)
