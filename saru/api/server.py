@@ -114,6 +114,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(413, f"request body too large (at most {MAX_BODY} bytes)")
     except BadRequest as exc:
         return error(exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="saru"'} if exc.status == 401 else None)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:  # a bug: answered as JSON, logged with its traceback
+        LOGGER.exception("API: %s %s failed", request.method, request.path)
+        return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _peer(request: web.Request) -> str:

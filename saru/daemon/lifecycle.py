@@ -11,7 +11,7 @@ so a daemon refused at start (another one's socket, pid file, lock or API port) 
 of the running one's: not its table, socket, sync daemons or listeners. ``Held`` records what this
 daemon has acquired; the way out releases exactly that, in reverse: HA leaves first (priority-0
 advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
-plane, the API, the socket, the pid file, the lock.
+API, the plane, the socket, the pid file, the lock.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 """
@@ -326,11 +326,11 @@ class Daemon:
             self.journal.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
             await parts.reconciler.cleanstop()
             await parts.gate.sync_daemons(stop=True)
+        if self.held.api and self.api is not None:  # after the cleanstop (its events are streamed),
+            await self.api.close()  # before the plane closes (no request reads a closed plane)
         if self.held.dataplane:
             with contextlib.suppress(Exception):
                 await parts.dataplane.close()
-        if self.held.api and self.api is not None:
-            await self.api.close()
         if self.held.control and self.control is not None:
             await self.control.close()
         await parts.alerts.close()
