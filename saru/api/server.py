@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from saru.dataplane.base import DataplaneError
 from saru.model import APISettings, Endpoint
 
 if TYPE_CHECKING:
@@ -120,9 +119,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(exc.status, exc.reason)
     except (asyncio.CancelledError, ConnectionError):
         raise
-    except Exception as exc:  # a bug: answered as JSON, logged with its traceback
+    except Exception as exc:  # a data plane failure, or a bug: answered as JSON, logged with its traceback
         LOGGER.exception("API: %s %s failed", request.method, request.path)
-        return error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return error(500, f"the daemon could not answer: {type(exc).__name__}: {exc}")
 
 
 def _peer(request: web.Request) -> str:
@@ -183,7 +182,7 @@ async def read_json(request: web.Request, fields: dict[str, type | tuple[type, .
 
 
 def service_error(exc: Exception) -> web.Response:
-    """A ``ServiceError`` (or a data plane failure) as a JSON error with its HTTP status."""
+    """A ``ServiceError`` as a JSON error with its HTTP status."""
     status = getattr(exc, "status", 500)
     return error(status if isinstance(status, int) and 400 <= status < 600 else 500, str(exc))
 
@@ -198,10 +197,7 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
     from saru.daemon.service import ServiceError
 
     async def status(_request: web.Request) -> web.Response:
-        try:
-            return answer(await service.status())
-        except DataplaneError as exc:
-            return service_error(exc)
+        return answer(await service.status())  # a data plane failure: the middleware's JSON 500
 
     def server_write(action: str) -> Handler:
         fields: dict[str, type | tuple[type, ...]] = {"proxy": str, "server": str}
@@ -221,7 +217,7 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
                     done = await service.enable(doc["proxy"], doc["server"], origin=origin)
                 else:
                     done = await service.set_weight(doc["proxy"], doc["server"], doc["weight"], origin=origin)
-            except (ServiceError, DataplaneError) as exc:
+            except ServiceError as exc:
                 return service_error(exc)
             return answer(done)
 
@@ -232,7 +228,7 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
         await read_json(request, {}, ())
         try:
             done = await service.reload()
-        except (ServiceError, DataplaneError) as exc:
+        except ServiceError as exc:
             return service_error(exc)
         outcome = "reloaded" if done["reloaded"] else f"refused ({len(done['errors'])} error(s); running config kept)"
         service.note(f"API: POST /api/v1/reload from {_peer(request)}: {outcome}")
