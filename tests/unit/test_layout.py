@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-TIERS = {"unit", "integration", "kernel", "vm", "ha", "cluster"}
+TIERS = {"unit", "integration", "kernel", "vm", "ha", "cluster", "packaging"}
 SUPPORT = {"lab", "servers", "helpers", "director"}
 TOP_FILES = {"__init__.py", "conftest.py", "helpers.py", "director.py"}
 NETNS_ADD = re.compile(r'"netns",\s*"add"|\bip netns add\b')
