@@ -36,7 +36,8 @@ EventDoc = dict[str, Any]
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``HAStateChange`` → ``ha_state_change``, ``VIPChange`` → ``vip_change``, ``RealDown`` → ``real_down``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _dest(dest: Dest) -> dict[str, object]:

@@ -21,6 +21,17 @@ def test_a_real_down_names_the_real_and_the_reason() -> None:
                    "message": "Real server down: 10.0.0.2:8080 (10.0.0.1:80): connection refused"}
 
 
+def test_event_types_are_snake_case_names() -> None:
+    from saru.daemon.bus import _snake
+
+    names = {cls: _snake(cls) for cls in ("HAStateChange", "VIPChange", "VIPRestored", "VIPConflict", "SplitBrain",
+                                          "SplitBrainResolved", "HAProblem", "PingChange", "TableDrift",
+                                          "RealUp", "ConfigReloaded", "DaemonEvent")}
+    assert list(names.values()) == ["ha_state_change", "vip_change", "vip_restored", "vip_conflict", "split_brain",
+                                    "split_brain_resolved", "ha_problem", "ping_change", "table_drift", "real_up",
+                                    "config_reloaded", "daemon_event"]
+
+
 def test_table_changes_reloads_and_operator_actions_as_dicts() -> None:
     change = event_doc(TableChange(verb="Changed", kind="real", service=KEY, dest=Dest("10.0.0.2", 8080, "masq", 0)))
     assert (change["type"], change["proxy"], change["server"], change["weight"]) == \
