@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import HungServer, Nginx, start_nginx
+
+# The suite's daemons run as whoever runs the tests (root in CI) and their scripts write to pytest's
+# tmp dirs (root's, mode 0700): no drop, commands as root. tests/integration/test_privileges.py
+# runs daemons without these (saru.daemon.privileges).
+os.environ.setdefault("SARU_DROP_PRIVILEGES", "0")
+os.environ.setdefault("SARU_COMMAND_USER", "root")
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import pwd
 import re
 import shlex
 import tomllib
@@ -334,13 +335,16 @@ class _Reader:
 
     def director(self, data: TomlTable) -> DirectorSettings:
         s = "director"
-        self.table(data, s, ("config", "dataplane"))
+        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges"))
         config = self.get(data, s, "config", str, None, _path_problem)
         if config is not None:
             config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
         dataplane = self.get(data, s, "dataplane", str, "auto",
                              lambda v: None if v in DATAPLANES else f"must be one of {', '.join(DATAPLANES)}")
-        return DirectorSettings(config=config, dataplane=dataplane)
+        return DirectorSettings(config=config, dataplane=dataplane,
+                                user=self.get(data, s, "user", str, None, _user_problem),
+                                command_user=self.get(data, s, "command_user", str, None, _user_problem),
+                                drop_privileges=self.get(data, s, "drop_privileges", bool, True))
 
     def ha(self, data: TomlTable) -> HASettings:
         s = "ha"
@@ -545,6 +549,15 @@ def _path_problem(value: str) -> str | None:
         return f"{value!r} contains a NUL byte"
     if not value:
         return "is empty"
+    return None
+
+
+def _user_problem(value: str) -> str | None:
+    """A user name this host knows (``root`` too, when written)."""
+    try:
+        pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        return f"{value!r}: no such user on this host (getent passwd {value})"
     return None
 
 

@@ -45,6 +45,7 @@ from saru.daemon.journal import Journal
 from saru.daemon.operator import OperatorState, state_path
 from saru.daemon.options import DaemonOptions
 from saru.daemon.pidfile import remove_pidfile, write_pidfile
+from saru.daemon.privileges import pwd_name, resolve
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
@@ -55,6 +56,7 @@ from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+from saru.subproc import RunAs, set_command_user
 
 if TYPE_CHECKING:
     from saru.api.server import APIServer
@@ -141,6 +143,7 @@ class Daemon:
             print(str(warning), file=sys.stderr)
         loaded = Loaded(config_path, config, settings)
         self._configure_logging(loaded, config)
+        set_command_user(self._command_user(settings))
         try:
             dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
                 else select_dataplane(self.options.dataplane)
@@ -156,6 +159,24 @@ class Daemon:
             return await self._serve(self.parts)
         finally:
             await self._shutdown(self.parts)
+
+    def _command_user(self, settings: Settings) -> RunAs | None:
+        """The user external commands run as (``saru.daemon.privileges``); None: this process's own (a
+        daemon not started as root cannot switch: a written command_user other than itself is warned of)."""
+        name = settings.director.command_user
+        if os.geteuid() != 0:
+            if name is not None and name != pwd_name(os.geteuid()):
+                LOGGER.warning("[director] command_user %s: only a root daemon can start commands as another "
+                               "user; they run as this daemon's user", name)
+            return None
+        try:
+            resolved = resolve(name, "command_user")
+        except KeyError as exc:
+            LOGGER.warning("[director] command_user: %s; commands run as root", exc)
+            return None
+        if resolved.warning:
+            LOGGER.warning("%s", resolved.warning)
+        return resolved.run_as
 
     def _assemble(self, loaded: Loaded, dataplane: Dataplane, reason: str) -> Parts:
         """Make the parts and wire them to each other (nothing runs yet)."""

@@ -20,10 +20,16 @@ DATAPLANES = ("auto", "ipvs", "nft", "proxy")
 
 @dataclass(frozen=True)
 class DirectorSettings:
-    """``[director]``: which ldirectord.cf to run, on which data plane."""
+    """``[director]``: which ldirectord.cf to run, on which data plane, as which users."""
 
     config: str | None = None  # absolute path once loaded
     dataplane: str = "auto"
+    #: who a daemon started as root becomes (None: not written, i.e. ``saru``, else ``nobody``)
+    user: str | None = None
+    #: who external checks, callbacks, fallback commands, notify scripts and sendmail run as (same default)
+    command_user: str | None = None
+    #: False: a daemon started as root stays root (``saru run --no-drop``)
+    drop_privileges: bool = True
 
 
 @dataclass(frozen=True)
