@@ -63,7 +63,7 @@ def resolve(name: str | None, key: str) -> Resolved:
     ``KeyError`` when a written name is unknown (the reader refuses it first) or neither default exists."""
     if name is not None:
         return Resolved(RunAs.lookup(name))
-    from_env = os.environ.get(f"SARU_{key.upper()}") if key == "command_user" else None
+    from_env = os.environ.get("SARU_COMMAND_USER") if key == "command_user" else None
     if from_env:
         return Resolved(RunAs.lookup(from_env))
     try:

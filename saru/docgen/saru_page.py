@@ -46,6 +46,9 @@ ENVIRONMENT = (
                        "restarts (default /var/lib/saru for root, else $XDG_STATE_HOME/saru, else "
                        "~/.local/state/saru)"),
     ("XDG_STATE_HOME", "see SARU_STATE_DIR"),
+    ("SARU_DROP_PRIVILEGES", "0: saru run started as root stays root, as --no-drop"),
+    ("SARU_COMMAND_USER", "the user external checks and scripts run as when saru.toml's [director] "
+                          "command_user is not written (default saru, else nobody)"),
     ("SARU_API_HEARTBEAT", "seconds between the heartbeat comments of the HTTP API's idle event stream "
                            "(default 15)"),
     ("SARU_PACEMAKER_LOG", "the Pacemaker log whose recent cluster events saru status shows "

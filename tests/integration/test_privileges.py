@@ -11,12 +11,9 @@ these run without that environment.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +22,7 @@ import pytest
 from saru.control import request_sync
 from saru.daemon.privileges import KEEP, mask
 from saru.subproc import RunAs
-from tests.helpers import free_port, require, wait_for_port
+from tests.helpers import free_port, proc_status, readable_python, require, shared_workdir, system_user, wait_for_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,29 +39,14 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition"):  # ty
 
 @pytest.fixture
 def user() -> Iterator[RunAs]:
-    """A system user made for this test (removed afterwards)."""
-    require(os.geteuid() == 0, "needs root (useradd, a daemon that drops privileges)")
-    require(shutil.which("useradd") is not None, "needs useradd")
-    name = f"saru-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                    "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield RunAs.lookup(name)
-    finally:
-        subprocess.run(["userdel", name], check=False)
+    with system_user() as made:
+        yield made
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    """A directory every user can read (pytest's tmp dirs are root's, mode 0700); ``out/`` writable by all."""
-    path = Path(tempfile.mkdtemp(prefix="saru-priv-", dir="/tmp"))
-    path.chmod(0o755)
-    (path / "out").mkdir(mode=0o777)
-    (path / "out").chmod(0o1777)
-    try:
+    with shared_workdir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def script(path: Path, body: str) -> Path:
@@ -158,31 +140,6 @@ def daemons() -> Iterator[list[RootDaemon]]:
         if daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait(10)
-
-
-def readable_python() -> tuple[str, str]:
-    """A python3 and PYTHONPATH another user can read: a daemon that drops privileges imports modules
-    later. This machine's interpreter may live under /root (mode 0700): then Debian's python3 (what
-    the .deb runs) with this checkout and its venv's site-packages."""
-    import saru
-
-    checkout = str(Path(saru.__file__).parent.parent)
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    stdlib = os.path.dirname(os.__file__)
-    if all(os.stat(p).st_mode & 0o005 == 0o005 for p in Path(stdlib).parents if str(p) != "/") \
-            and os.stat(stdlib).st_mode & 0o005 == 0o005:
-        return sys.executable, os.pathsep.join((checkout, site))
-    system = shutil.which("python3", path="/usr/bin")
-    require(system is not None and subprocess.run([system, "-c", "import sys; assert sys.version_info >= (3, 11)"],
-                                                  check=False).returncode == 0,
-            "this Python is not readable by other users and /usr/bin/python3 is older than 3.11")
-    assert system is not None
-    return system, os.pathsep.join((checkout, site))
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
 
 
 # ---- 1. commands run as the configured user ------------------------------------------------------
