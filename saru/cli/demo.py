@@ -220,6 +220,8 @@ def demo(args: argparse.Namespace) -> int:
         config.write_text(demo_config(workdir, args.port, servers[:3], sorry))
         ctl = resolve_target(str(config)).control  # the socket saru status/stop -c CONFIG look for
         settings, token = api_settings(workdir, api_port)
+        # an operator's drain/disable in the demo stays with the demo, not in the machine's /var/lib/saru
+        os.environ.setdefault("SARU_STATE_DIR", str(workdir / "state"))
         text = instructions(args.port, workdir, servers[:3], sorry, config, api_port, token)
         options = DaemonOptions(config_path=str(config), dataplane="proxy", control_path=str(ctl),
                                 settings_path=str(settings),
