@@ -12,10 +12,11 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base
+	man-db groff-base chromium chromium-driver
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
-# groff-base: the generated man pages are rendered with warnings on.)
+# groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
+# dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time.)
 
 
 .PHONY: demo test lint deps venv demo-venv bench clean man completion
