@@ -56,6 +56,7 @@ bench: deps venv
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
+	$(PY) bench/dashboard_bench.py
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
 # docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.

@@ -65,9 +65,9 @@ def director_with_api(tmp_path, three_reals):
         each.director.stop()
 
 
-def ipvsadm_weights(config: Path) -> dict[str, int]:
-    """``saru ipvsadm -L -n --config``: the data plane's weight of each real, as ipvsadm lists it."""
-    out = subprocess.run([sys.executable, "-m", "saru", "ipvsadm", "-L", "-n", "--config", str(config)],
+def ipvsadm_weights(control: Path) -> dict[str, int]:
+    """``saru ipvsadm -L -n``: the data plane's weight of each real, as ipvsadm lists it."""
+    out = subprocess.run([sys.executable, "-m", "saru", "ipvsadm", "-L", "-n", "--control", str(control)],
                          check=True, capture_output=True, text=True, timeout=20).stdout
     return {m[1]: int(m[2]) for m in re.finditer(r"->\s+(\S+)\s+\S+\s+(\d+)", out)}
 
@@ -128,7 +128,7 @@ def test_drain_button_with_the_token_drains_in_the_data_plane(browser, director_
     page.click(proxy, server, "drain")
     wait_until("a refusal notice", lambda: "refused" in page.notice())
     assert "403" in page.notice() or "token" in page.notice().lower(), page.notice()
-    assert ipvsadm_weights(d.config)[server] == 1
+    assert ipvsadm_weights(d.director.control)[server] == 1
     page.forget_token()
     wait_until("no write buttons", lambda: all(r["actions"] == [] for r in page.rows()))
 
@@ -139,7 +139,7 @@ def test_drain_button_with_the_token_drains_in_the_data_plane(browser, director_
     assert d.token not in browser.execute_script("return document.cookie")
     page.click(proxy, server, "drain")
     page.wait_state(proxy, server, "DRAIN")
-    wait_until("weight 0 in the data plane", lambda: ipvsadm_weights(d.config).get(server) == 0)
+    wait_until("weight 0 in the data plane", lambda: ipvsadm_weights(d.director.control).get(server) == 0)
     assert {get(vport)[1] for _ in range(12)} == {"rs2", "rs3"}  # no new connection goes to rs1
     assert d.director.status()["virtuals"][0]["reals"][0]["weight"] == 0
 
@@ -151,7 +151,7 @@ def test_drain_button_with_the_token_drains_in_the_data_plane(browser, director_
 
     page.click(proxy, server, "enable")
     page.wait_state(proxy, server, "UP")
-    wait_until("the configured weight back", lambda: ipvsadm_weights(d.config).get(server) == 1)
+    wait_until("the configured weight back", lambda: ipvsadm_weights(d.director.control).get(server) == 1)
 
 
 def test_a_thousand_reals_render_and_filter(browser, tmp_path):
