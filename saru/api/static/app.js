@@ -371,6 +371,12 @@
       errorBox.hidden = true;
     }
     renderHa(d.ha);
+    const cluster = Array.isArray(d.cluster_events) ? d.cluster_events.map(String) : [];
+    $("ha-cluster").hidden = cluster.length === 0;
+    const list = $("ha-cluster-list");
+    if (Array.from(list.children, (li) => li.textContent).join("\n") !== cluster.join("\n")) {
+      list.replaceChildren(...cluster.map((line) => el("li", "", line)));
+    }
   }
   function renderHa(ha) {
     $("ha-none").hidden = Boolean(ha);
