@@ -17,9 +17,13 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
 # groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
 # dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time.)
+# The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
+# Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
+DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 python3-venv
+DEBIAN_PACKAGES += $(DEB_BUILD_PACKAGES) lintian mmdebstrap systemd-container
 
 
-.PHONY: demo test lint deps venv demo-venv bench clean man completion
+.PHONY: demo test lint deps venv demo-venv bench clean man completion deb
 
 venv: $(VENV)/.installed
 
@@ -66,5 +70,11 @@ man: venv
 completion: venv
 	$(PY) -m saru.docgen --only completion
 
+# The Debian package (dist/saru_<version>_<arch>.deb), built with debhelper and dh-virtualenv; see
+# docs/install.md. Then: apt install ./dist/saru_*.deb
+deb:
+	@sh tools/install-debian-packages.sh $(DEB_BUILD_PACKAGES)
+	sh packaging/build-deb.sh
+
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache build dist *.egg-info saru/data
