@@ -2,8 +2,9 @@
 
 Tiers (what a test needs to run): unit, integration, kernel, vm, ha, cluster. Support, used by more than
 one tier: ``tests/lab/`` (network namespaces), ``tests/servers/`` (protocol servers), ``tests/helpers.py``,
-``tests/director.py`` and ``tests/browser.py`` (headless Chromium). A tier imports support and its own folder, never another tier; support never
-imports a tier; only ``tests/lab`` creates network namespaces (the VM guest, a machine of its own, aside).
+``tests/director.py`` and ``tests/browser.py`` (headless Chromium). A tier imports support and its own
+folder, never another tier; support never imports a tier; only ``tests/lab`` creates network namespaces
+(the VM guest, a machine of its own, aside).
 """
 
 from __future__ import annotations
