@@ -83,7 +83,8 @@ class ConfigWatcher:
     def __init__(self, loaded: Loaded, life: Life, capabilities: Capabilities, journal: Journal, *,
                  reconciler: Reconciler, gate: HAGate, hooks: HookRunner,
                  configure: Callable[[Config], None], check_drift: Callable[[str], Awaitable[object]],
-                 settings_path: str | None = None, interval: float = 1.0) -> None:
+                 settings_path: str | None = None, interval: float = 1.0,
+                 reloading: Callable[[], None] = lambda: None, reloaded: Callable[[], None] = lambda: None) -> None:
         self._loaded = loaded
         self._life = life
         self._capabilities = capabilities
@@ -93,12 +94,20 @@ class ConfigWatcher:
         self._hooks = hooks
         self._configure = configure
         self._check_drift = check_drift
+        self._reloading, self._reloaded = reloading, reloaded  # systemd: RELOADING=1 … READY=1
         self.settings_path = settings_path
         self.interval = interval
         self.file_state: FileState = file_state(loaded.config_path)
 
     async def reload(self) -> ReloadAnswer:
         """Re-read the config file (and saru.toml); on error keep the running config and say why."""
+        self._reloading()
+        try:
+            return await self._reload()
+        finally:
+            self._reloaded()  # applied or refused, a config runs: ready again
+
+    async def _reload(self) -> ReloadAnswer:
         loaded = self._loaded
         self._journal.emit(DaemonEvent(f"Reloading configuration {loaded.config_path}"))
         await self._check_drift("reload")

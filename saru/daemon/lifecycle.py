@@ -44,6 +44,7 @@ from saru.daemon.pidfile import remove_pidfile, write_pidfile
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
+from saru.daemon.systemd import SystemdLink, stall_limit, status_line
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
@@ -84,11 +85,13 @@ class Daemon:
     """A running director. ``await Daemon(options).run()`` returns the process exit status.
 
     ``dataplane``: the plane to program (default: chosen by ``options.dataplane``); ``node_factory``:
-    how the HA node is made (default: the VRRP node)."""
+    how the HA node is made (default: the VRRP node); ``systemd``: the notify link (default: from
+    ``NOTIFY_SOCKET``, a no-op without it)."""
 
     def __init__(self, options: DaemonOptions, *, dataplane: Dataplane | None = None,
-                 node_factory: NodeFactory = vrrp_node) -> None:
+                 node_factory: NodeFactory = vrrp_node, systemd: SystemdLink | None = None) -> None:
         self.options = options
+        self.systemd = systemd if systemd is not None else SystemdLink()  # NOTIFY_SOCKET, if any
         self.config_path = os.path.abspath(options.config_path)
         self.life = Life()
         self.held = Held()
@@ -163,6 +166,7 @@ class Daemon:
 
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
                                 hooks=self.hooks, configure=configure, check_drift=drift.check,
+                                reloading=self.systemd.reloading, reloaded=self.systemd.reloaded,
                                 settings_path=options.settings_path, interval=options.watch_interval)
         service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
                                 monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
@@ -212,6 +216,7 @@ class Daemon:
         await parts.gate.sync_daemons()
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
+        parts.monitor.add_result_listener(self.systemd.progress)
         parts.alerts.start()
         parts.monitor.configure(loaded.config)
         loaded.own_config()
@@ -226,6 +231,7 @@ class Daemon:
             asyncio.create_task(self._first_pass(parts), name="first-pass"),
             asyncio.create_task(parts.drift.run(), name="drift"),
         ]
+        self.systemd.start(lambda: self._status_line(parts), lambda: stall_limit(parts.loaded.config))
         parts.reconciler.mark_dirty()
         await self.life.stopping.wait()
         return self.life.exit_status
@@ -246,8 +252,16 @@ class Daemon:
             await parts.gate.start_node()
             if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
                 return
+        self.systemd.ready(self._status_line(parts))
         if self.options.on_ready is not None:
             self.options.on_ready()
+
+    def _status_line(self, parts: Parts) -> str:
+        """systemd's STATUS= line: ``MASTER, 2 virtuals, 4/4 reals up, nft``."""
+        node = parts.gate.node
+        return status_line(node.snapshot()["state"] if node is not None else None,
+                           len(parts.loaded.config.virtuals), parts.monitor.health(),
+                           parts.dataplane.capabilities.name, self.life.ready.is_set())
 
     def _reopen_logs(self) -> None:
         """SIGUSR1: reopen the log file now (after a rotation), like nginx."""
@@ -257,6 +271,8 @@ class Daemon:
     # ------------------------------------------------------------------ stop
 
     async def _shutdown(self, parts: Parts) -> None:
+        self.systemd.stopping()
+        await self.systemd.close()
         self.life.phase = "stopping"
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "model": set(),
     "net": set(),
     "subproc": set(),
+    "sdnotify": set(),  # the systemd notify protocol, used by the daemon
+    "datafiles": set(),  # where the package's data files (units, man pages…) are installed
     "config": {"model"},
     "planner": {"model"},
     "diff": {"model"},
@@ -33,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": {"model", "config"},
     "setup": {"model", "net", "ha", "dataplane", "config"},
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
-               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net"},
+               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},
