@@ -229,14 +229,17 @@ class ApiDirector:
 
 def api_director(workdir: Path, config_text: str, token: str = "s3cret-dashboard-token") -> ApiDirector:
     """Start ``saru run --settings saru.toml`` (proxy data plane) whose saru.toml turns the API on at
-    127.0.0.1:<free port> with a token file; wait until it answers on that port."""
+    127.0.0.1:<free port> with a token file, its overrides kept under ``workdir`` (``SARU_STATE_DIR``);
+    wait until it answers on that port."""
     port = free_port()
     token_file = workdir / "api.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     settings = workdir / "saru.toml"
     settings.write_text(f'[api]\nlisten = "127.0.0.1:{port}"\ntoken_file = "{token_file}"\n')
-    director = Director(workdir, config_text, ("--settings", str(settings)))
+    # the operator's overrides (drain, disable) go to the test's directory, not /var/lib/saru
+    env = {**os.environ, "SARU_STATE_DIR": str(workdir / "state")}
+    director = Director(workdir, config_text, ("--settings", str(settings)), env=env)
     try:
         director.wait_ready(60)
         wait_for_port("127.0.0.1", port, 20)

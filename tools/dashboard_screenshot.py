@@ -1,8 +1,9 @@
 """Make docs/img/dashboard.png: the dashboard of ``saru demo`` in Debian's headless Chromium.
 
-Starts ``saru demo`` on a free port, reads the dashboard's URL from what it prints, stops real
-server 2 (so the picture shows a DOWN row and its reason beside the UP ones), waits until the page
-shows it, and saves a screenshot of the whole page at 1280 px wide. Nothing is downloaded (the
+Starts ``saru demo`` on free ports, reads the dashboard's URL and write token from what it prints,
+enters the token (so the rows have their buttons), drains real server 3 with its Drain button and
+stops real server 2 (so the picture shows UP, DRAIN and DOWN rows with their reasons), waits until
+the page shows it, and saves a screenshot of the whole page at 1280 px wide. Nothing is downloaded (the
 browser and its driver are Debian's; tests/browser.py sets Selenium up offline).
 
     .venv/bin/python tools/dashboard_screenshot.py [--out docs/img/dashboard.png] [--width 1280]
@@ -38,9 +39,10 @@ def main() -> int:
     require_browser()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="saru-shot-") as tmp:
-        demo = subprocess.Popen([sys.executable, "-m", "saru", "demo", "--port", str(port), "--dir", tmp],
+        demo = subprocess.Popen([sys.executable, "-m", "saru", "demo", "--port", str(port), "--dir", tmp,
+                                 "--api-port", str(free_port())],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env={**os.environ, "SARU_DEMO_KEEP": ""})
+                                text=True, env={**os.environ, "SARU_DEMO_KEEP": "", "SARU_STATE_DIR": tmp})
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True)
         reader.start()
@@ -53,16 +55,25 @@ def main() -> int:
                 return None
 
             url = wait_until("saru demo printing the dashboard's URL", dashboard_url, 30)
-            pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(lines))]
+            text = "".join(lines)
+            pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
+            token = re.search(r"write token[^:]*: (\w+)", text)
             with headless_chromium(args.width, 900) as driver:
                 page = Dashboard(driver, url)
                 page.open()
                 wait_until("three reals UP", lambda: [r["state"] for r in page.rows()].count("UP") == 3)
+                rows = page.rows()
+                if token:
+                    page.enter_token(token.group(1))
+                    wait_until("write buttons", lambda: page.rows()[2]["actions"])
+                    page.click(rows[2]["proxy"], rows[2]["server"], "drain")
+                    wait_until("one real DRAIN", lambda: page.state(rows[2]["proxy"], rows[2]["server"]) == "DRAIN")
                 os.kill(pids[1], signal.SIGTERM)  # real server 2 (the order saru demo prints them in)
-                wait_until("one real DOWN", lambda: [r["state"] for r in page.rows()].count("DOWN") == 1)
+                wait_until("one real DOWN", lambda: page.state(rows[1]["proxy"], rows[1]["server"]) == "DOWN")
                 time.sleep(1.5)  # let "checked … ago" and the ages tick once: a picture, not a test
                 height = driver.execute_script("return document.documentElement.scrollHeight")
-                driver.set_window_size(args.width, height)
+                driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # the whole page, one picture
+                    "width": args.width, "height": height, "deviceScaleFactor": 1, "mobile": False})
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 driver.save_screenshot(str(args.out))
         finally:
