@@ -19,11 +19,8 @@ One container per module: the root (mmdebstrap, cached) is unpacked, booted with
   the unit and the table; kill -9 is restarted (Restart=on-failure); ``systemctl stop`` releases the VIP
   and the port; ``apt-get remove`` keeps the user and the configuration.
 
-The daemon does not speak sd_notify yet (the wiring is pending, issue 13 item 1): until
-``saru/daemon`` uses ``saru.sdnotify`` the service tests run the shipped unit with a drop-in
-``Type=exec``/``WatchdogSec=0``, and the two tests that need the wiring (readiness only after the table
-is programmed, the watchdog restarting a SIGSTOPped daemon) are xfailed with that reason. Once the
-daemon is wired they run unchanged against the shipped unit.
+The service tests run the shipped unit as it is (``Type=notify``, ``WatchdogSec=``): readiness only
+once the table is programmed and the HA node started, the watchdog restarting a SIGSTOPped daemon.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ VENV_SITE = "/usr/lib/saru/venv/lib/python3.11/site-packages"
 SARU_CAPS = 0x3400  # CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13)
 MAX_EXPOSURE = 2.0
 VIP = "10.77.0.100"
-DROPIN = "/etc/systemd/system/saru.service.d/50-test-until-sd-notify.conf"
 
 LDIRECTORD_CF = """\
 checktimeout=2
@@ -112,13 +108,6 @@ while True:
         notifier.watchdog()
     time.sleep(min(0.2, ping_period(interval)))
 """
-
-
-def daemon_speaks_notify(c: Container) -> bool:
-    """Whether the installed daemon uses saru.sdnotify (the wiring of issue 13 item 1)."""
-    proc = c.run("grep", "-rlE", "--include=*.py", r"saru\.sdnotify|from saru import sdnotify",
-                 f"{VENV_SITE}/saru", check=False)
-    return any(not path.endswith(("/sdnotify.py", "/datafiles.py")) for path in proc.stdout.split())
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +240,6 @@ def service(machine: Container) -> Container:
                     "http.server", str(port), "--bind", "127.0.0.1", "--directory", f"/srv/{name}")
     for port in (8081, 8082):
         machine.wait_for(f"real server on {port}", lambda port=port: get(machine, f"http://127.0.0.1:{port}/"))
-    if not daemon_speaks_notify(machine):
-        machine.write(DROPIN, "# the daemon does not send READY=1 / WATCHDOG=1 yet (issue 13 item 1)\n"
-                              "[Service]\nType=exec\nWatchdogSec=0\n")
     machine.run("systemctl", "daemon-reload")
     return machine
 
@@ -309,13 +295,18 @@ def test_start_reaches_active_as_saru_with_exactly_its_capabilities(service: Con
 
 def test_readiness_comes_from_the_daemon(service: Container) -> None:
     """Type=notify as shipped: ``systemctl start`` returns only once the table is programmed."""
-    if not daemon_speaks_notify(service):
-        pytest.xfail("saru run does not send READY=1 yet: the daemon's sd_notify wiring is pending "
-                     "(issue 13 item 1); the service tests run with a Type=exec drop-in until then")
     service.run("systemctl", "restart", "saru.service", timeout=150)
-    # no waiting: when start returns the proxy must already balance
-    assert get(service, "http://127.0.0.1/") in ("rs1\n", "rs2\n")
+    # no waiting: when start returns, every real has its verdict, the table is applied and the HA node
+    # has started (as backup: VRRP makes it master after the master-down interval, then it serves)
+    doc = json.loads(service.run("saru", "status", "-c", "/etc/saru/saru.toml", "--json").stdout)
+    assert doc["ready"] is True and doc["apply_error"] is None
+    assert doc["ha"]["state"] in ("backup", "master")
+    assert all(r["state"] == "up" for v in doc["virtuals"] for r in v["reals"])
     assert service.show("saru.service", "StatusText")["StatusText"], "no STATUS= line"
+    service.wait_for("the VIP", lambda: VIP in service.run("ip", "-br", "addr", "show", "lbnet0").stdout)
+    assert get(service, "http://127.0.0.1/") in ("rs1\n", "rs2\n")
+    service.wait_for("STATUS= saying MASTER", lambda: service.show("saru.service", "StatusText")[
+        "StatusText"].startswith("MASTER, 2 virtuals, 3/3 reals up"))
 
 
 def test_reload_of_a_bad_file_is_refused_and_the_unit_stays(service: Container) -> None:
@@ -343,9 +334,6 @@ def test_a_killed_daemon_is_restarted(service: Container) -> None:
 
 
 def test_the_watchdog_restarts_a_wedged_daemon(service: Container) -> None:
-    if not daemon_speaks_notify(service):
-        pytest.xfail("saru run does not send WATCHDOG=1 yet: the daemon's sd_notify wiring is pending "
-                     "(issue 13 item 1)")
     service.write("/etc/systemd/system/saru.service.d/60-test-watchdog.conf",
                   "[Service]\nWatchdogSec=3s\nTimeoutAbortSec=5s\n")
     try:
