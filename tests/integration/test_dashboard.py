@@ -1,7 +1,8 @@
 """The dashboard (``GET /``) in a real headless Chromium against a real ``saru run`` with its API on,
 in front of real nginx servers: the reals are listed, a stopped real turns DOWN live (no reload),
-the Drain button with the token drains it in the data plane, no token means no write buttons, and
-1,000 reals render and filter (the time to first render goes to the test log)."""
+the Drain button with the token drains it in the data plane, no token means no write buttons, the
+page fits a phone-width screen, and 1,000 reals render and filter (the time to first render goes to
+the test log)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,17 @@ def test_reals_listed_and_a_stopped_real_turns_down_live_without_write_buttons(
     assert delay < 3.0, f"the row changed {delay:.2f}s after the daemon saw the failure"
     # the other reals stay UP
     assert {r["server"] for r in page.rows() if r["state"] == "UP"} == servers - {server}
+
+    # readable on a phone-width window: nothing wider than the screen, each cell labelled
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    layout = browser.execute_script("""
+      const td = document.querySelector('#virtuals td.state');
+      return {page: document.documentElement.scrollWidth, screen: window.innerWidth,
+              label: getComputedStyle(td, '::before').content, header: getComputedStyle(
+                document.querySelector('#virtuals thead')).display};""")
+    assert layout["screen"] == 390 and layout["page"] <= layout["screen"], layout
+    assert layout["label"] == '"State"' and layout["header"] == "none", layout
 
 
 def test_drain_button_with_the_token_drains_in_the_data_plane(browser, director_with_api, three_reals):
