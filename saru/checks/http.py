@@ -406,7 +406,7 @@ def evaluate(response: ResponseParser, receive: str, method: str) -> CheckResult
     """Verdict on the final response: 2xx and (HEAD, or no receive, or receive found in the body)."""
     status_line = f"HTTP {response.status} {response.reason}".rstrip()
     if not 200 <= response.status < 300:
-        return CheckResult(ok=False, message=status_line)
+        return CheckResult(ok=False, message=status_line, failure="status")
     if method != "HEAD" and receive and not compile_receive(receive).search(response.body):
         return CheckResult(ok=False, message=f"receive pattern '{receive}' not found ({status_line})")
     return CheckResult(ok=True, message=status_line)

@@ -3,7 +3,7 @@
 
 A reload parses the new files off-loop; a bad file is logged, the old config keeps running and the
 reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]`` and
-``[cluster]`` at once, the data plane and ``[ha]`` only at the next restart (a running VRRP node and
+``[cluster]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and
 data plane are not swapped under traffic), with a warning saying so (``settings_for_reload``). The
 services of the replaced config stay owned until the next applied table has removed them.
 
@@ -32,7 +32,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
-from saru.events import DaemonEvent
+from saru.events import ConfigReloaded, DaemonEvent, ReloadFailed
 from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
@@ -52,7 +52,7 @@ class ReloadAnswer(TypedDict):
 
 def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
     """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
-    data plane and ``[ha]`` only at the next restart (a running VRRP node and data plane are not
+    data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and data plane are not
     swapped under traffic) — with a warning saying so."""
     held: list[str] = []
     if new.director != running.director:
@@ -60,7 +60,9 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
     if new.ha != running.ha:
         held.append("saru.toml [ha] changed: it takes effect at the next restart "
                     "(restart the backup first, then `saru failover-test`, then the other director)")
-    return replace(new, director=running.director, ha=running.ha), held
+    if new.api != running.api:
+        held.append("saru.toml [api] changed: it takes effect at the next restart")
+    return replace(new, director=running.director, ha=running.ha, api=running.api), held
 
 
 def file_state(path: str) -> FileState:
@@ -122,7 +124,7 @@ class ConfigWatcher:
                 raise ConfigError(problems)
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
-            LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
+            self._journal.emit(ReloadFailed(path=loaded.config_path, errors=tuple(str(exc).splitlines())))
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -140,7 +142,9 @@ class ConfigWatcher:
         self._configure(new)
         self._reconciler.retry_now()
         self._life.phase = previous_phase
-        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings] + held}
+        warnings = [str(w) for w in new.warnings] + held
+        self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
+        return {"reloaded": True, "errors": [], "warnings": warnings}
 
     async def run(self) -> None:
         """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""

@@ -5,12 +5,13 @@ parts (``saru.daemon``'s reconciler, HA gate, config watcher, drift watcher, ser
 serves until SIGTERM/SIGINT, ``saru stop`` or a fatal start-up failure; it returns the process exit
 status (0, 1 for a failure while running, 2 for a configuration the daemon cannot run).
 
-Start-up order: the exclusive resources first — pid file, control socket, instance lock — and the
-data plane after them, so a daemon refused at start (another one's socket, pid file or lock) has
-touched nothing of the running one's: not its table, socket, sync daemons or listeners. ``Held``
-records what this daemon has acquired; the way out releases exactly that, in reverse: HA leaves
-first (priority-0 advert, VIP removed, table cleared while the plane still works), then the checks,
-the cleanstop, the plane, the socket, the pid file, the lock.
+Start-up order: the exclusive resources first — pid file, control socket, instance lock, the HTTP
+API's listening socket (saru.toml ``[api]``, ``saru.api.server``) — and the data plane after them,
+so a daemon refused at start (another one's socket, pid file, lock or API port) has touched nothing
+of the running one's: not its table, socket, sync daemons or listeners. ``Held`` records what this
+daemon has acquired; the way out releases exactly that, in reverse: HA leaves first (priority-0
+advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
+API, the plane, the socket, the pid file, the lock.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 """
@@ -25,6 +26,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saru import __version__
 from saru.config.diagnostics import ConfigError
@@ -32,6 +34,7 @@ from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
+from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
@@ -39,17 +42,22 @@ from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
+from saru.daemon.operator import OperatorState, state_path
 from saru.daemon.options import DaemonOptions
 from saru.daemon.pidfile import remove_pidfile, write_pidfile
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
 from saru.daemon.systemd import SystemdLink, stall_limit, status_line
+from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+
+if TYPE_CHECKING:
+    from saru.api.server import APIServer
 
 LOGGER = logging.getLogger("saru")
 
@@ -61,6 +69,7 @@ class Held:
 
     pidfile: bool = False  # the pid file names this process
     control: bool = False  # the control socket was bound by this process
+    api: bool = False  # the HTTP API listens (its socket bound by this process)
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
 
@@ -96,9 +105,12 @@ class Daemon:
         self.life = Life()
         self.held = Held()
         self.journal = Journal(self._alert)
+        self.bus = EventBus()  # every event the daemon logs, to the HTTP API's subscribers
+        self._bus_handler: BusLogHandler | None = None
         self.hooks = HookRunner()
         self.parts: Parts | None = None  # once assembled
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
+        self.api: APIServer | None = None  # set once it listens (held.api)
         self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self._dataplane = dataplane
         self._node_factory = node_factory
@@ -148,12 +160,19 @@ class Daemon:
     def _assemble(self, loaded: Loaded, dataplane: Dataplane, reason: str) -> Parts:
         """Make the parts and wire them to each other (nothing runs yet)."""
         options, life, journal = self.options, self.life, self.journal
+        operator = OperatorState(state_path(loaded.config_path))
+        for warning in operator.load(loaded.config):
+            LOGGER.warning("%s", warning)
+        transitions = Transitions()
+        journal.add_listener(transitions.record)
+        journal.add_listener(self.bus.publish_event)
         monitor = Monitor(emit=journal.emit, rise=options.rise)
         alerts = AlertSink(lambda: loaded.config, state=lambda: life.phase)
         monitorfile = MonitorFile(lambda: loaded.config)
         gate: HAGate | None = None
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
+                                overrides=lambda: operator.for_config(loaded.config),
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
@@ -162,6 +181,8 @@ class Daemon:
 
         def configure(config: Config) -> None:
             self._configure_logging(loaded, config)
+            for warning in operator.load(config):  # a reload reads the kept overrides again
+                LOGGER.warning("%s", warning)
             monitor.configure(config)
 
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
@@ -170,7 +191,7 @@ class Daemon:
                                 settings_path=options.settings_path, interval=options.watch_interval)
         service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
                                 monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
-                                journal=journal)
+                                journal=journal, operator=operator, bus=self.bus, transitions=transitions)
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service)
 
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:
@@ -178,6 +199,8 @@ class Daemon:
         if console is None and config.globals.supervised:
             console = sys.stdout
         configure_logging(config.globals.logfile, loaded.cfgname, console, self.options.debug)
+        if self._bus_handler is not None:  # configure_logging replaced the saru logger's handlers
+            LOGGER.addHandler(self._bus_handler)
 
     def _alert(self, change: TableChange) -> None:
         if self.parts is not None:
@@ -185,6 +208,8 @@ class Daemon:
 
     async def _serve(self, parts: Parts) -> int:
         loaded, dataplane = parts.loaded, parts.dataplane
+        self._bus_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
+        LOGGER.addHandler(self._bus_handler)
         self.journal.emit(DaemonEvent(f"Starting saru {__version__} with {loaded.config_path} "
                                       f"on the {dataplane.capabilities.name} data plane"))
         # the exclusive resources first, the data plane after: refused here, this daemon has touched
@@ -207,6 +232,8 @@ class Daemon:
             LOGGER.error("%s", exc)
             return 1
         self.instance_lock = lock
+        if not await self._start_api(parts):
+            return 1
         try:
             await dataplane.start()
         except (DataplaneError, OSError) as exc:
@@ -235,6 +262,25 @@ class Daemon:
         parts.reconciler.mark_dirty()
         await self.life.stopping.wait()
         return self.life.exit_status
+
+    async def _start_api(self, parts: Parts) -> bool:
+        """The HTTP API, when saru.toml has ``[api]`` with a listen address; False: it cannot listen."""
+        settings = parts.loaded.settings.api
+        endpoint = settings.endpoint if settings is not None else None
+        if settings is None or endpoint is None:
+            return True
+        from saru.api.server import APIServer, APIStartError  # aiohttp is loaded only by a daemon with an API
+
+        api = APIServer(parts.service, settings, endpoint, opened=lambda: self.held.dataplane)
+        try:
+            await api.start()
+        except APIStartError as exc:
+            LOGGER.error("%s", exc)
+            return False
+        self.api, self.held.api = api, True
+        self.journal.emit(DaemonEvent(f"HTTP API listening on {api.url}"
+                                      + ("" if settings.token_file else " (read-only: no token_file)")))
+        return True
 
     async def _first_pass(self, parts: Parts) -> None:
         """Ready once every real has its first verdict and the table is applied; then HA starts."""
@@ -296,6 +342,8 @@ class Daemon:
             self.journal.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
             await parts.reconciler.cleanstop()
             await parts.gate.sync_daemons(stop=True)
+        if self.held.api and self.api is not None:  # after the cleanstop (its events are streamed),
+            await self.api.close()  # before the plane closes (no request reads a closed plane)
         if self.held.dataplane:
             with contextlib.suppress(Exception):
                 await parts.dataplane.close()
@@ -311,3 +359,6 @@ class Daemon:
             self.instance_lock = None
         self.held = Held()
         self.journal.emit(DaemonEvent("saru stopped"))
+        if self._bus_handler is not None:
+            LOGGER.removeHandler(self._bus_handler)
+            self._bus_handler = None
