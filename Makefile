@@ -12,10 +12,11 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base
+	man-db groff-base chromium chromium-driver
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
-# groff-base: the generated man pages are rendered with warnings on.)
+# groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
+# dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time.)
 # The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
 # Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
 DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 python3-venv
@@ -59,6 +60,7 @@ bench: deps venv
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
+	$(PY) bench/dashboard_bench.py
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
 # docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.

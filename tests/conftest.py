@@ -18,6 +18,19 @@ os.environ.setdefault("SARU_DROP_PRIVILEGES", "0")
 os.environ.setdefault("SARU_COMMAND_USER", "root")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir_of_the_test_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every daemon the suite starts keeps its state (an operator's drain/disable) under the test run's
+    temporary directory, never in the machine's /var/lib/saru; a test may still set its own."""
+    previous = os.environ.get("SARU_STATE_DIR")
+    os.environ["SARU_STATE_DIR"] = str(tmp_path_factory.mktemp("saru-state"))
+    yield
+    if previous is None:
+        os.environ.pop("SARU_STATE_DIR", None)
+    else:
+        os.environ["SARU_STATE_DIR"] = previous
+
+
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
     """Factory: ``nginx(name="rs1", files={"/check.html": "up"})`` starts a real nginx on loopback."""

@@ -15,8 +15,8 @@ Every route calls the service layer (``saru.daemon.service``), never the daemon'
   /api/v1/ha/takeover`` — each needs ``Authorization: Bearer <token>`` (401 without, 403 wrong,
   compared in constant time; 403 too when no ``token_file`` is configured: writes are off), and
   each accepted write is logged with what it did;
-* ``GET /metrics`` (``saru.api.metrics.metrics_handler``) and ``GET /`` (the dashboard,
-  ``saru.api.dashboard``) when those modules are installed.
+* ``GET /metrics`` (``saru.api.metrics.metrics_handler``, when that module is installed);
+* ``GET /`` (``/index.html``, ``/app.js``, ``/style.css``): the dashboard (``saru.api.dashboard``).
 
 Every error is JSON, ``{"error": "…"}``, naming the problem (unknown real 404, bad JSON 400, body
 over ``MAX_BODY`` 413, wrong method 405, unknown path 404), and a refused request changes nothing.
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from saru.api.dashboard import dashboard_routes
 from saru.model import APISettings, Endpoint
 
 if TYPE_CHECKING:
@@ -272,11 +273,7 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
     metrics = _optional("saru.api.metrics", "metrics_handler")
     if metrics is not None:
         app.router.add_get("/metrics", metrics(service))
-    dashboard = _optional("saru.api.dashboard", "dashboard_routes")
-    if dashboard is not None:
-        app.add_routes(dashboard())
-    else:
-        app.router.add_get("/", placeholder_page)
+    app.add_routes(dashboard_routes())
 
 
 def _optional(module: str, name: str) -> Any:
@@ -289,12 +286,6 @@ def _optional(module: str, name: str) -> Any:
             raise
         return None
     return getattr(found, name, None)
-
-
-async def placeholder_page(_request: web.Request) -> web.Response:
-    return web.Response(text="<!doctype html><title>saru</title><p>Saru's API: <a href=\"api/v1/status\">"
-                             "api/v1/status</a>, <a href=\"api/v1/events\">api/v1/events</a></p>\n",
-                        content_type="text/html")
 
 
 def heartbeat_interval() -> float:

@@ -1,7 +1,8 @@
 """``python -m build`` makes an sdist and, from it, a wheel that carries the OCF agents, the systemd units,
-the man pages, the bash completion, the examples and the logrotate/firewalld files; ``pip install`` of
-that wheel into a fresh virtualenv gives the same commands: ``saru check-config`` of the shipped example,
-``saru demo --help``, ``saru-ldirectord --help``, and ``python -m saru.datafiles`` finds every file.
+the man pages, the bash completion, the examples, the logrotate/firewalld files and the dashboard's page;
+``pip install`` of that wheel into a fresh virtualenv gives the same commands: ``saru check-config`` of the
+shipped example, ``saru demo --help``, ``saru-ldirectord --help``, and ``python -m saru.datafiles`` finds
+every file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from saru.datafiles import SOURCES
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ("index.html", "app.js", "style.css")
 
 
 def expected_data() -> dict[str, list[str]]:
@@ -37,6 +39,8 @@ def test_the_wheel_carries_every_data_file(wheel_and_sdist: tuple[Path, Path]) -
         assert files, kind
         for name in files:
             assert f"saru/data/{kind}/{name}" in names, f"{kind}/{name} missing from {wheel.name}"
+    for name in DASHBOARD:  # the dashboard's page (GET /) is package data of saru.api
+        assert f"saru/api/static/{name}" in names, f"saru/api/static/{name} missing from {wheel.name}"
     for agent in expected_data()["ocf"]:
         assert modes[f"saru/data/ocf/{agent}"] & 0o111, f"OCF agent {agent} is not executable in the wheel"
     # the sdist holds the sources of those copies (the wheel was built from it)
@@ -45,6 +49,8 @@ def test_the_wheel_carries_every_data_file(wheel_and_sdist: tuple[Path, Path]) -
     for kind, source in SOURCES.items():
         for name in expected_data()[kind]:
             assert f"{source}/{name}" in members, f"{source}/{name} missing from {sdist.name}"
+    for name in DASHBOARD:
+        assert f"saru/api/static/{name}" in members, f"saru/api/static/{name} missing from {sdist.name}"
 
 
 def test_pip_install_into_a_fresh_venv_gives_the_commands(
@@ -73,6 +79,8 @@ def test_pip_install_into_a_fresh_venv_gives_the_commands(
         directory = Path(dirs[kind])
         assert directory.is_relative_to(venv), directory
         assert sorted(p.name for p in directory.iterdir()) == files
+    page = run(str(bin_ / "python"), "-c", "from saru.api.dashboard import load_assets; print(len(load_assets()))")
+    assert page.stdout.strip() == "4", page.stdout + page.stderr  # the dashboard's files, installed
     for agent in expected_data()["ocf"]:
         assert os.access(Path(dirs["ocf"]) / agent, os.X_OK), agent
     one = run(str(bin_ / "python"), "-m", "saru.datafiles", "systemd")
