@@ -12,13 +12,19 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base prometheus
+	man-db groff-base chromium chromium-driver prometheus
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
-# groff-base: the generated man pages are rendered with warnings on; prometheus: scrapes a running daemon.)
+# groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
+# dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time;
+# prometheus: a real Prometheus scrapes a running daemon.)
+# The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
+# Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
+DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 python3-venv
+DEBIAN_PACKAGES += $(DEB_BUILD_PACKAGES) lintian mmdebstrap systemd-container
 
 
-.PHONY: demo test lint deps venv demo-venv bench clean man completion
+.PHONY: demo test lint deps venv demo-venv bench clean man completion deb
 
 venv: $(VENV)/.installed
 
@@ -55,6 +61,7 @@ bench: deps venv
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
+	$(PY) bench/dashboard_bench.py
 	$(PY) bench/api_bench.py
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
@@ -65,5 +72,11 @@ man: venv
 completion: venv
 	$(PY) -m saru.docgen --only completion
 
+# The Debian package (dist/saru_<version>_<arch>.deb), built with debhelper and dh-virtualenv; see
+# docs/install.md. Then: apt install ./dist/saru_*.deb
+deb:
+	@sh tools/install-debian-packages.sh $(DEB_BUILD_PACKAGES)
+	sh packaging/build-deb.sh
+
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache build dist *.egg-info saru/data

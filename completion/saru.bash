@@ -3,14 +3,14 @@
 
 _saru_is_command() {
     case "${1:+$1 }$2" in
-        run|check-config|plan|status|reload|stop|ipvsadm|demo|failover-test|cluster|'cluster crm'|'cluster pcs'|'cluster log'|realserver|doctor|vipcheck) return 0 ;;
+        run|check-config|plan|status|reload|stop|drain|disable|enable|weight|ipvsadm|demo|failover-test|cluster|'cluster crm'|'cluster pcs'|'cluster log'|realserver|doctor|vipcheck) return 0 ;;
         *) return 1 ;;
     esac
 }
 
 _saru_subcommands() {
     case "$1" in
-        "") echo 'run check-config plan status reload stop ipvsadm demo failover-test cluster realserver doctor vipcheck' ;;
+        "") echo 'run check-config plan status reload stop drain disable enable weight ipvsadm demo failover-test cluster realserver doctor vipcheck' ;;
         cluster) echo 'crm pcs log' ;;
         *) : ;;
     esac
@@ -19,14 +19,18 @@ _saru_subcommands() {
 _saru_options() {
     case "$1" in
         "") echo '-h --help --version' ;;
-        run) echo '-h --help -c --config --settings --dataplane --control --pidfile --rise --start-timeout --drift-interval -q --quiet -d --debug --event-loop' ;;
+        run) echo '-h --help -c --config --settings --dataplane --control --pidfile --rise --start-timeout --drift-interval -q --quiet -d --debug --no-drop --event-loop' ;;
         check-config) echo '-h --help -c --config --settings --dataplane --json' ;;
         plan) echo '-h --help -c --config --settings --control --assume --proxy-ports --json' ;;
         status) echo '-h --help -c --config --settings --control --json' ;;
         reload) echo '-h --help -c --config --settings --control' ;;
         stop) echo '-h --help -c --config --settings --control --timeout' ;;
+        drain) echo '-h --help -c --config --settings --control --json' ;;
+        disable) echo '-h --help -c --config --settings --control --json' ;;
+        enable) echo '-h --help -c --config --settings --control --json' ;;
+        weight) echo '-h --help -c --config --settings --control --json' ;;
         ipvsadm) echo '-h --help --config --control --dataplane -A --add-service -E --edit-service -D --delete-service -C --clear -R --restore -S --save -a --add-server -e --edit-server -d --delete-server -L --list -Z --zero -t --tcp-service -u --udp-service -f --fwmark-service -6 --ipv6 -s --scheduler -p --persistent -M --netmask -b --sched-flags -o --ops -r --real-server -g --gatewaying -i --ipip -m --masquerading --tun-type -w --weight -x --u-threshold -y --l-threshold -n --numeric -c --connection --exact --stats --rate --thresholds --persistent-conn --start-daemon --stop-daemon --daemon --mcast-interface --syncid --mcast-group --mcast-port --mcast-ttl --sync-maxlen' ;;
-        demo) echo '-h --help --port --dir --duration' ;;
+        demo) echo '-h --help --port --dir --duration --api-port' ;;
         failover-test) echo '-h --help -c --config --settings --control --probe --http --back --hold --timeout --settle --json' ;;
         cluster) echo '-h --help' ;;
         'cluster crm') echo '-h --help --settings -s --config -c --binary --output -o' ;;
@@ -41,7 +45,7 @@ _saru_options() {
 
 _saru_takes_value() {
     case "${1:+$1 }$2" in
-        'run -c'|'run --config'|'run --settings'|'run --dataplane'|'run --control'|'run --pidfile'|'run --rise'|'run --start-timeout'|'run --drift-interval'|'run --event-loop'|'check-config -c'|'check-config --config'|'check-config --settings'|'check-config --dataplane'|'plan -c'|'plan --config'|'plan --settings'|'plan --control'|'plan --assume'|'status -c'|'status --config'|'status --settings'|'status --control'|'reload -c'|'reload --config'|'reload --settings'|'reload --control'|'stop -c'|'stop --config'|'stop --settings'|'stop --control'|'stop --timeout'|'ipvsadm --config'|'ipvsadm --control'|'ipvsadm --dataplane'|'ipvsadm -t'|'ipvsadm --tcp-service'|'ipvsadm -u'|'ipvsadm --udp-service'|'ipvsadm -f'|'ipvsadm --fwmark-service'|'ipvsadm -s'|'ipvsadm --scheduler'|'ipvsadm -p'|'ipvsadm --persistent'|'ipvsadm -M'|'ipvsadm --netmask'|'ipvsadm -b'|'ipvsadm --sched-flags'|'ipvsadm -r'|'ipvsadm --real-server'|'ipvsadm --tun-type'|'ipvsadm -w'|'ipvsadm --weight'|'ipvsadm -x'|'ipvsadm --u-threshold'|'ipvsadm -y'|'ipvsadm --l-threshold'|'ipvsadm --start-daemon'|'ipvsadm --stop-daemon'|'ipvsadm --mcast-interface'|'ipvsadm --syncid'|'ipvsadm --mcast-group'|'ipvsadm --mcast-port'|'ipvsadm --mcast-ttl'|'ipvsadm --sync-maxlen'|'demo --port'|'demo --dir'|'demo --duration'|'failover-test -c'|'failover-test --config'|'failover-test --settings'|'failover-test --control'|'failover-test --probe'|'failover-test --http'|'failover-test --hold'|'failover-test --timeout'|'failover-test --settle'|'cluster crm --settings'|'cluster crm -s'|'cluster crm --config'|'cluster crm -c'|'cluster crm --binary'|'cluster crm --output'|'cluster crm -o'|'cluster pcs --settings'|'cluster pcs -s'|'cluster pcs --config'|'cluster pcs -c'|'cluster pcs --binary'|'cluster pcs --output'|'cluster pcs -o'|'cluster log --lines'|'cluster log -n'|'cluster log --settings'|'cluster log -s'|'realserver --vip'|'realserver --interface'|'realserver --netconf'|'realserver --root'|'doctor -c'|'doctor --config'|'doctor --settings'|'doctor --timeout'|'vipcheck -i'|'vipcheck --interface'|'vipcheck -t'|'vipcheck --timeout') return 0 ;;
+        'run -c'|'run --config'|'run --settings'|'run --dataplane'|'run --control'|'run --pidfile'|'run --rise'|'run --start-timeout'|'run --drift-interval'|'run --event-loop'|'check-config -c'|'check-config --config'|'check-config --settings'|'check-config --dataplane'|'plan -c'|'plan --config'|'plan --settings'|'plan --control'|'plan --assume'|'status -c'|'status --config'|'status --settings'|'status --control'|'reload -c'|'reload --config'|'reload --settings'|'reload --control'|'stop -c'|'stop --config'|'stop --settings'|'stop --control'|'stop --timeout'|'drain -c'|'drain --config'|'drain --settings'|'drain --control'|'disable -c'|'disable --config'|'disable --settings'|'disable --control'|'enable -c'|'enable --config'|'enable --settings'|'enable --control'|'weight -c'|'weight --config'|'weight --settings'|'weight --control'|'ipvsadm --config'|'ipvsadm --control'|'ipvsadm --dataplane'|'ipvsadm -t'|'ipvsadm --tcp-service'|'ipvsadm -u'|'ipvsadm --udp-service'|'ipvsadm -f'|'ipvsadm --fwmark-service'|'ipvsadm -s'|'ipvsadm --scheduler'|'ipvsadm -p'|'ipvsadm --persistent'|'ipvsadm -M'|'ipvsadm --netmask'|'ipvsadm -b'|'ipvsadm --sched-flags'|'ipvsadm -r'|'ipvsadm --real-server'|'ipvsadm --tun-type'|'ipvsadm -w'|'ipvsadm --weight'|'ipvsadm -x'|'ipvsadm --u-threshold'|'ipvsadm -y'|'ipvsadm --l-threshold'|'ipvsadm --start-daemon'|'ipvsadm --stop-daemon'|'ipvsadm --mcast-interface'|'ipvsadm --syncid'|'ipvsadm --mcast-group'|'ipvsadm --mcast-port'|'ipvsadm --mcast-ttl'|'ipvsadm --sync-maxlen'|'demo --port'|'demo --dir'|'demo --duration'|'demo --api-port'|'failover-test -c'|'failover-test --config'|'failover-test --settings'|'failover-test --control'|'failover-test --probe'|'failover-test --http'|'failover-test --hold'|'failover-test --timeout'|'failover-test --settle'|'cluster crm --settings'|'cluster crm -s'|'cluster crm --config'|'cluster crm -c'|'cluster crm --binary'|'cluster crm --output'|'cluster crm -o'|'cluster pcs --settings'|'cluster pcs -s'|'cluster pcs --config'|'cluster pcs -c'|'cluster pcs --binary'|'cluster pcs --output'|'cluster pcs -o'|'cluster log --lines'|'cluster log -n'|'cluster log --settings'|'cluster log -s'|'realserver --vip'|'realserver --interface'|'realserver --netconf'|'realserver --root'|'doctor -c'|'doctor --config'|'doctor --settings'|'doctor --timeout'|'vipcheck -i'|'vipcheck --interface'|'vipcheck -t'|'vipcheck --timeout') return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -70,6 +74,18 @@ _saru_value() {
         'stop -c'|'stop --config') _saru_files ;;
         'stop --settings') _saru_files ;;
         'stop --control') _saru_files ;;
+        'drain -c'|'drain --config') _saru_files ;;
+        'drain --settings') _saru_files ;;
+        'drain --control') _saru_files ;;
+        'disable -c'|'disable --config') _saru_files ;;
+        'disable --settings') _saru_files ;;
+        'disable --control') _saru_files ;;
+        'enable -c'|'enable --config') _saru_files ;;
+        'enable --settings') _saru_files ;;
+        'enable --control') _saru_files ;;
+        'weight -c'|'weight --config') _saru_files ;;
+        'weight --settings') _saru_files ;;
+        'weight --control') _saru_files ;;
         'ipvsadm --config') _saru_files ;;
         'ipvsadm --control') _saru_files ;;
         'ipvsadm --dataplane') _saru_words 'ipvs nft' ;;
@@ -101,6 +117,15 @@ _saru_value() {
 _saru_positional() {
     case "$1:$2" in
         check-config:0) _saru_files ;;
+        drain:0) : ;;
+        drain:1) : ;;
+        disable:0) : ;;
+        disable:1) : ;;
+        enable:0) : ;;
+        enable:1) : ;;
+        weight:0) : ;;
+        weight:1) : ;;
+        weight:2) : ;;
         'cluster log:'*) _saru_files ;;
         realserver:0) _saru_words 'apply check' ;;
         vipcheck:0) : ;;

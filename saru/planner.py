@@ -6,6 +6,11 @@ Rules (ldirectord's, made declarative):
 * a real that is **down** is absent, or present with weight 0 when the virtual is ``quiescent``;
 * a real whose state is **unknown** (checktype ``off``, or not yet checked) keeps whatever the
   current table has for it — this is how a restart adopts the live table without flapping;
+* an operator's override (``saru.model.operator``) comes last: a **disabled** real is absent whatever
+  its health; a **drained** real is planned at weight 0, one with an operator **weight** at that
+  weight, wherever its health would put it at its configured weight (a quiescent down real stays
+  at 0; an adopted one takes the override's weight). A real at weight 0 by an override does not
+  count as up for the fallback;
 * when no real of a virtual is up, its ``fallback`` server is added with weight 1 (never quiescent)
   — but not while some real still awaits its first verdict (unless the fallback is already in the
   table), so a cold start never flaps the fallback in and out (ldirectord bug W4).
@@ -19,11 +24,14 @@ so it plans with the configured port.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from saru.model import (
     Config,
     Dest,
     FallbackConfig,
+    Override,
+    Overrides,
     RealConfig,
     RealRef,
     Service,
@@ -35,6 +43,7 @@ from saru.model import (
 from saru.model.schedflags import canonical as canonical_schedflags
 
 Health = Mapping[RealRef, bool | None]
+NO_OVERRIDES: Overrides = {}
 
 
 def _canonical_netmask(netmask: str | None, ipv6: bool) -> str | None:
@@ -100,18 +109,24 @@ def plan_service(
     health: Health,
     current: Service | None = None,
     kernel_ports: bool = True,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> Service:
-    """The desired service for one virtual."""
+    """The desired service for one virtual (``overrides``: the operator's, by real)."""
     current_dests = current.dests if current is not None else {}
     dests: dict[tuple[str, int], Dest] = {}
     any_up = False
     pending = False
     for real in virtual.reals:
-        state = True if virtual.checktype == "on" else health.get(real_ref(virtual, real))
-        up_dest = real_dest(virtual, real, real.weight, kernel_ports)
+        ref = real_ref(virtual, real)
+        override: Override | None = overrides.get(ref)
+        weight = real.weight if override is None else override.planned_weight(real.weight)
+        state = True if virtual.checktype == "on" else health.get(ref)
+        if weight is None:  # disabled by the operator: out of the table, whatever its health
+            continue
+        up_dest = real_dest(virtual, real, weight, kernel_ports)
         if state is True:
             dests[up_dest.key] = up_dest
-            any_up = True
+            any_up = any_up or override is None or weight > 0
         elif state is False:
             if virtual.quiescent:
                 dests[up_dest.key] = real_dest(virtual, real, 0, kernel_ports)
@@ -119,6 +134,8 @@ def plan_service(
             pending = pending or virtual.checktype != "off"
             adopted = current_dests.get(up_dest.key)
             if adopted is not None:
+                if override is not None:
+                    adopted = replace(adopted, weight=weight)
                 dests[adopted.key] = adopted
                 any_up = any_up or adopted.weight > 0
     if not any_up and virtual.fallback is not None:
@@ -133,11 +150,12 @@ def desired_table(
     health: Health,
     current: Table | None = None,
     kernel_ports: bool = True,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> Table:
-    """The whole desired table (only the services the config owns)."""
+    """The whole desired table (only the services the config owns), the operator's overrides applied."""
     services = current.services if current is not None else {}
     return Table.of(
-        plan_service(v, health, services.get(v.key), kernel_ports) for v in config.virtuals
+        plan_service(v, health, services.get(v.key), kernel_ports, overrides) for v in config.virtuals
     )
 
 

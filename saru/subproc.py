@@ -14,7 +14,15 @@ stays the timeout (the health checks). The exit is seen as soon as the process e
 while a leftover child still holds its pipes open.
 
 A program that cannot be started raises ``OSError`` (``FileNotFoundError``, ``PermissionError``…) for
-the caller to word. Users: ``checks/external.py`` (``external``, ``external-perl``), ``hooks.py``
+the caller to word.
+
+The user a command runs as: ``run_as`` (a ``RunAs``), else the process-wide one the daemon sets at start
+with ``set_command_user`` (saru.toml ``[director] command_user``, see ``saru.daemon.privileges``).
+It is applied by the exec itself (``user=``, ``group=``, ``extra_groups=``; ``HOME``, ``USER`` and
+``LOGNAME`` set to that user's) — only when this process may switch (its effective uid is 0) and the
+user is not itself already; a daemon that is that user (the shipped unit) applies nothing.
+
+Users: ``checks/external.py`` (``external``, ``external-perl``), ``hooks.py``
 (``callback``, ``fallbackcommand``), ``ha/node.py`` (notify commands) and ``alerts.py`` (sendmail).
 """
 
@@ -22,14 +30,62 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a process group
 OUTPUT_CAP = 8192  # bytes of stdout/stderr kept (the tail)
 DRAIN_AFTER_EXIT = 0.2  # seconds to collect output still in the pipes after the command exited
 MESSAGE_CAP = 200  # characters of output quoted by ``last_line``
+
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """A user commands run as: uid, primary gid, supplementary groups, home directory."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    home: str = "/"
+
+    @classmethod
+    def lookup(cls, name: str) -> RunAs:
+        """The user ``name`` from the passwd and group databases; ``KeyError`` if there is none."""
+        entry = pwd.getpwnam(name)
+        try:
+            groups = tuple(g for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != entry.pw_gid)
+        except OSError:
+            groups = ()
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir or "/")
+
+    def exec_options(self) -> dict[str, Any]:
+        """``create_subprocess_exec`` keywords that make the child this user; ``{}`` when this process
+        cannot switch users (not root) or already is this user."""
+        if os.geteuid() != 0 or (os.getuid() == self.uid and os.getgid() == self.gid):
+            return {}
+        env = dict(os.environ, HOME=self.home, USER=self.name, LOGNAME=self.name)
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups), "env": env}
+
+
+#: the user commands run as when the caller names none (``set_command_user``); None: this process's own
+_COMMAND_USER: RunAs | None = None
+
+
+def set_command_user(run_as: RunAs | None) -> None:
+    """Make ``run_as`` the user of every command started without an explicit ``run_as``."""
+    global _COMMAND_USER
+    _COMMAND_USER = run_as
+
+
+def command_user() -> RunAs | None:
+    """The user commands run as by default (None: this process's own)."""
+    return _COMMAND_USER
+
 
 #: background tasks that finish killing process groups (kept referenced until done)
 _REAPERS: set[asyncio.Task[None]] = set()
@@ -144,15 +200,18 @@ def end_group_later(process: asyncio.subprocess.Process, grace: float = KILL_GRA
 
 async def run_command(argv: Sequence[str], timeout: float, *, input: bytes | None = None,
                       grace: float = KILL_GRACE, end_leftovers: bool = False,
-                      background_kill: bool = False) -> Outcome:
-    """Exec ``argv`` (no shell) in its own session; end its process group after ``timeout`` seconds
-    (see the module docstring). ``OSError`` if it cannot be started."""
+                      background_kill: bool = False, run_as: RunAs | None = None) -> Outcome:
+    """Exec ``argv`` (no shell) in its own session, as ``run_as`` (default: ``command_user()``); end its
+    process group after ``timeout`` seconds (see the module docstring). ``OSError`` if it cannot be
+    started."""
+    user = run_as if run_as is not None else _COMMAND_USER
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # own session and process group: pgid == pid
+        **(user.exec_options() if user is not None else {}),
     )
     out, err = bytearray(), bytearray()
     pipes = [asyncio.ensure_future(_drain(process.stdout, out)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,25 @@ from typing import Any
 import pytest
 
 from tests.helpers import HungServer, Nginx, start_nginx
+
+# The suite's daemons run as whoever runs the tests (root in CI) and their scripts write to pytest's
+# tmp dirs (root's, mode 0700): no drop, commands as root. tests/integration/test_privileges.py
+# runs daemons without these (saru.daemon.privileges).
+os.environ.setdefault("SARU_DROP_PRIVILEGES", "0")
+os.environ.setdefault("SARU_COMMAND_USER", "root")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir_of_the_test_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every daemon the suite starts keeps its state (an operator's drain/disable) under the test run's
+    temporary directory, never in the machine's /var/lib/saru; a test may still set its own."""
+    previous = os.environ.get("SARU_STATE_DIR")
+    os.environ["SARU_STATE_DIR"] = str(tmp_path_factory.mktemp("saru-state"))
+    yield
+    if previous is None:
+        os.environ.pop("SARU_STATE_DIR", None)
+    else:
+        os.environ["SARU_STATE_DIR"] = previous
 
 
 @pytest.fixture

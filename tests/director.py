@@ -19,7 +19,8 @@ from saru.control import request_sync
 class Director:
     """``saru run -c <config> --dataplane proxy`` in a subprocess; stderr lines are collected."""
 
-    def __init__(self, workdir: Path, config_text: str, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, workdir: Path, config_text: str, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.config = workdir / "ldirectord.cf"
         self.config.write_text(config_text)
@@ -30,7 +31,7 @@ class Director:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "saru", "run", "-c", str(self.config), "--dataplane", "proxy",
              "--control", str(self.control), "--pidfile", str(self.pidfile), *extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -1,19 +1,26 @@
 """Shared test utilities: loud-in-CI requirements, free ports, real nginx servers on loopback, and
-whether a process is gone."""
+whether a process is gone; system users, shared directories and /proc status for the least-privilege
+tests."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from saru.subproc import RunAs
 
 IN_CI = bool(os.environ.get("SARU_REQUIRE_ALL") or os.environ.get("CI"))
 
@@ -218,3 +225,58 @@ async def wait_process_gone(pid: int, deadline: float) -> bool:
             return True
         await asyncio.sleep(0.05)
     return process_gone(pid)
+
+
+# ---- least privilege (tests/integration/test_privileges.py, tests/kernel/test_privileges_nft.py) ----
+
+
+@contextlib.contextmanager
+def system_user() -> Iterator[RunAs]:
+    """A system user made for a test (removed afterwards); needs root."""
+    require(os.geteuid() == 0, "needs root (useradd, a daemon that drops privileges)")
+    require(shutil.which("useradd") is not None, "needs useradd")
+    name = f"saru-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                    "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield RunAs.lookup(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+@contextlib.contextmanager
+def shared_workdir() -> Iterator[Path]:
+    """A directory every user can read (pytest's tmp dirs are root's, mode 0700); ``out/`` writable by all."""
+    path = Path(tempfile.mkdtemp(prefix="saru-priv-", dir="/tmp"))
+    path.chmod(0o755)
+    (path / "out").mkdir()
+    (path / "out").chmod(0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def readable_python() -> tuple[str, str]:
+    """A python3 and PYTHONPATH another user can read: a daemon that drops privileges imports modules
+    later. This machine's interpreter may live under /root (mode 0700): then Debian's python3 (what
+    the .deb runs) with this checkout and its venv's site-packages."""
+    import saru
+
+    checkout = str(Path(saru.__file__).parent.parent)
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    stdlib = os.path.dirname(os.__file__)
+    if all(os.stat(p).st_mode & 0o005 == 0o005 for p in Path(stdlib).parents if str(p) != "/") \
+            and os.stat(stdlib).st_mode & 0o005 == 0o005:
+        return sys.executable, os.pathsep.join((checkout, site))
+    system = shutil.which("python3", path="/usr/bin")
+    require(system is not None and subprocess.run([system, "-c", "import sys; assert sys.version_info >= (3, 11)"],
+                                                  check=False).returncode == 0,
+            "this Python is not readable by other users and /usr/bin/python3 is older than 3.11")
+    assert system is not None
+    return system, os.pathsep.join((checkout, site))
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}

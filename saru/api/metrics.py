@@ -39,13 +39,15 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from saru.api.names import proxy_name, server_name
-from saru.checks.result_class import CLASSES
+from saru.checks.result_class import RESULT_CLASSES
 from saru.daemon.metrics_snapshot import STATES, MetricsSnapshot, ServerMetrics
 from saru.model import ServiceKey
 
 #: the classic text format (version 0.0.4), which ``generate_latest`` writes
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+#: the check classes that have a series per real (UNK, "no check ran", has none: no series then)
+CLASSES = tuple(c for c in RESULT_CLASSES if c != "UNK")
 SERVER = ("proxy", "server")
 VRRP = ("vrid", "interface")
 #: node_exporter's IPVS backend labels, in its order

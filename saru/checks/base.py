@@ -33,7 +33,14 @@ _loaded = False
 
 
 class CheckFailed(Exception):
-    """Raised by a check with a short, human-readable reason (becomes the result's message)."""
+    """Raised by a check with a short, human-readable reason (becomes the result's message).
+
+    ``failure`` says what kind of failure it is (``CheckResult.failure``): a wrong answer
+    ("response") unless the check knows better ("timeout", "connect", "socket", "tls", "status")."""
+
+    def __init__(self, message: str, failure: str = "response") -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 def register(checktype: str, *services: str) -> Callable[[Check], Check]:
@@ -123,10 +130,42 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+#: errno values that mean "the connection could not be made" (HAProxy's L4CON)
+_CONNECT_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                             errno.EPIPE, errno.ECONNABORTED, errno.EHOSTDOWN})
+
+
+def failure_of(exc: BaseException) -> str:
+    """The ``CheckResult.failure`` kind of an exception raised by a check."""
+    if isinstance(exc, CheckFailed):
+        return exc.failure
+    if isinstance(exc, TimeoutError) or (isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT):
+        return "timeout"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "response"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS:
+        return "connect"
+    return "socket"
+
+
+def check_layer(spec: CheckSpec) -> str:
+    """``CheckResult.layer`` of a run of ``spec``: "L4" (connect, ping), "PROC" (external), else "L7"."""
+    if spec.checktype in ("connect", "ping"):
+        return "L4"
+    if spec.checktype in ("external", "external-perl"):
+        return "PROC"
+    if spec.checktype in ("on", "off") or spec.service == "none":
+        return ""
+    return "L7"
+
+
 async def run_check(spec: CheckSpec) -> CheckResult:
     """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation)."""
     check = get_check(spec)
     timeout = timeout_for(spec)
+    layer = check_layer(spec)
     start = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
@@ -134,5 +173,8 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return CheckResult(ok=False, message=describe_error(exc, timeout), latency=time.monotonic() - start)
-    return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start)
+        return CheckResult(ok=False, message=describe_error(exc, timeout), latency=time.monotonic() - start,
+                           layer=layer, failure=failure_of(exc))
+    failure = "" if result.ok else result.failure or "response"
+    return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start,
+                       layer=layer, failure=failure)

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -405,7 +406,7 @@ def evaluate(response: ResponseParser, receive: str, method: str) -> CheckResult
     """Verdict on the final response: 2xx and (HEAD, or no receive, or receive found in the body)."""
     status_line = f"HTTP {response.status} {response.reason}".rstrip()
     if not 200 <= response.status < 300:
-        return CheckResult(ok=False, message=status_line)
+        return CheckResult(ok=False, message=status_line, failure="status")
     if method != "HEAD" and receive and not compile_receive(receive).search(response.body):
         return CheckResult(ok=False, message=f"receive pattern '{receive}' not found ({status_line})")
     return CheckResult(ok=True, message=status_line)
@@ -436,18 +437,28 @@ def _plan(spec: CheckSpec) -> _Plan:
     return _Plan(method, target, build_request(method, target), same_server)
 
 
-@register("negotiate", "http", "https")
-async def check_http(spec: CheckSpec) -> CheckResult:
-    """GET/HEAD the request URL (following redirects) and match the body against ``receive``."""
-    plan = _plan(spec)
-    method, target = plan.method, plan.target
-    response = await fetch(target, method, plan.request)
+async def follow_redirects(response: ResponseParser, target: Target, method: str,
+                           next_target: Callable[[Target, str], Target]) -> ResponseParser:
+    """Follow up to MAX_REDIRECTS redirects like LWP (``next_target(current, Location)`` says where a
+    hop goes: the http check stays on the real, the http_proxy check goes through the proxy again);
+    the final response."""
     for hop in range(MAX_REDIRECTS + 1):
         location = response.headers.get("location")
         if response.status not in REDIRECT_STATUSES or not location:
             break
         if hop == MAX_REDIRECTS:
             raise CheckFailed(f"too many redirects (last: HTTP {response.status} to {location})")
-        target = redirect_target(target, location, plan.same_server)
+        target = next_target(target, location)
         response = await fetch(target, method)
+    return response
+
+
+@register("negotiate", "http", "https")
+async def check_http(spec: CheckSpec) -> CheckResult:
+    """GET/HEAD the request URL (following redirects) and match the body against ``receive``."""
+    plan = _plan(spec)
+    method, target = plan.method, plan.target
+    response = await fetch(target, method, plan.request)
+    response = await follow_redirects(
+        response, target, method, lambda current, location: redirect_target(current, location, plan.same_server))
     return evaluate(response, spec.receive, method)

@@ -22,12 +22,11 @@ from urllib.parse import urljoin, urlsplit
 
 from saru.checks.base import CheckFailed, register
 from saru.checks.http import (
-    MAX_REDIRECTS,
-    REDIRECT_STATUSES,
     Target,
     build_request,
     evaluate,
     fetch,
+    follow_redirects,
     host_port,
 )
 from saru.checks.receive import compile_receive
@@ -67,12 +66,7 @@ async def check_http_proxy(spec: CheckSpec) -> CheckResult:
         raise CheckFailed("no port to check")
     method, target, request = initial_request(spec)
     response = await fetch(target, method, request)
-    for hop in range(MAX_REDIRECTS + 1):
-        location = response.headers.get("location")
-        if response.status not in REDIRECT_STATUSES or not location:
-            break
-        if hop == MAX_REDIRECTS:
-            raise CheckFailed(f"too many redirects (last: HTTP {response.status} to {location})")
-        target = proxy_target(urljoin(target.path, location.strip()), spec.address, spec.port)
-        response = await fetch(target, method)
+    response = await follow_redirects(
+        response, target, method,
+        lambda current, location: proxy_target(urljoin(current.path, location.strip()), spec.address, spec.port))
     return evaluate(response, spec.receive, method)

@@ -257,6 +257,6 @@ async def check_ldap(spec: CheckSpec) -> CheckResult:
         raise CheckFailed(f"malformed LDAP response: {exc}") from None
     except TimeoutError:
         if alarm.expired():
-            raise CheckFailed(f"timeout after {format_seconds(spec.checktimeout)}s") from None
+            raise CheckFailed(f"timeout after {format_seconds(spec.checktimeout)}s", failure="timeout") from None
         raise
     return evaluate(entries, spec.receive)

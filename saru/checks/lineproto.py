@@ -61,9 +61,9 @@ async def open_stream(
         try:
             return await asyncio.open_connection(sock=sock, limit=limit, ssl=tls_context(), server_hostname=sni)
         except ssl.SSLError as exc:
-            raise CheckFailed(f"TLS handshake failed: {exc.reason or exc}") from None
+            raise CheckFailed(f"TLS handshake failed: {exc.reason or exc}", failure="tls") from None
         except ConnectionError:  # the peer hung up mid-handshake (e.g. not a TLS port)
-            raise CheckFailed("TLS handshake failed: connection closed by peer") from None
+            raise CheckFailed("TLS handshake failed: connection closed by peer", failure="tls") from None
     except BaseException:
         sock.close()
         raise

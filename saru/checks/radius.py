@@ -215,6 +215,6 @@ async def check_radius(spec: CheckSpec) -> CheckResult:
             reply = await radius_exchange(spec.address, spec.port, packet, secret)
     except TimeoutError:
         if alarm.expired():
-            raise CheckFailed(f"timeout after {format_seconds(spec.checktimeout)}s") from None
+            raise CheckFailed(f"timeout after {format_seconds(spec.checktimeout)}s", failure="timeout") from None
         raise
     return CheckResult(ok=reply.code == ACCESS_ACCEPT, message=reply.name)

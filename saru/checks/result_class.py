@@ -1,53 +1,54 @@
-"""The class of a check result in HAProxy's words (pure): ``L4OK``, ``L4CON``, ``L4TOUT``, ``L7OK``,
-``L7RSP``, ``L7STS``, ``L7TOUT`` or ``SOCKERR`` — what ``saru_server_check_status`` and the API show.
+"""A check result's class in HAProxy's words (``L4OK``, ``L7STS``, …), decided in one place (pure).
 
-The classes say how far a check got: layer 4 (the connection: refused/reset/unreachable is ``L4CON``,
-no answer in time ``L4TOUT``), layer 7 (the protocol: a bad status ``L7STS``, any other wrong or
-missing answer ``L7RSP``, no answer in time ``L7TOUT``), or no further than a local socket
-(``SOCKERR``: the director could not even make one). Connect and ping checks are layer 4; every
-other check (negotiate, external, combined's negotiate leg) is layer 7. A TLS failure counts as
-``L7RSP`` (HAProxy's ``L6RSP``; kept out of the set so that every real has the same eight series).
+The API's status document, the dashboard and the ``saru_server_check_status`` metric all name the
+last check's outcome with ``result_class(result)``, so an operator reads the same word everywhere
+and HAProxy dashboards map onto it:
 
-The class is read from the result's message, the one readable reason every check gives
-(``saru.checks.base.describe_error`` and the checks' own texts).
+=========  ==========================================================================
+``L4OK``   a connect or ping check succeeded
+``L4TOUT`` a connect or ping check timed out (no SYN-ACK, no echo reply)
+``L4CON``  the connection could not be made (refused, reset, unreachable), any check
+``SOCKERR`` another socket or resolver error (or a check that failed unexpectedly)
+``L6RSP``  the TLS handshake failed
+``L7OK``   a protocol check (http, smtp, dns, sql, …) got the answer it wants
+``L7TOUT`` a protocol check timed out (connected, no complete answer in time)
+``L7STS``  the server answered with an error status (HTTP/SIP not 2xx)
+``L7RSP``  a wrong or malformed answer (receive pattern not found, bad reply, login refused)
+``PROCOK`` / ``PROCERR`` / ``PROCTOUT``  an external check's command succeeded / failed / timed out
+``UNK``    no check ran (not checked yet, ``checktype=on``/``off``, ``service=none``, maintenance)
+=========  ==========================================================================
 """
 
 from __future__ import annotations
 
 from saru.model import CheckResult
 
-#: every class, in the order the metrics list them
-CLASSES = ("L4OK", "L4CON", "L4TOUT", "L7OK", "L7RSP", "L7STS", "L7TOUT", "SOCKERR")
-
-#: checktypes whose check stops at the connection (or an echo): layer 4
-LAYER4 = frozenset({"connect", "ping"})
-
-#: ``describe_error``'s texts for a connection the peer or the network refused
-_REFUSED = ("connection refused", "connection reset by peer", "no route to host", "network is unreachable",
-            "host is unreachable", "host is down")
-#: texts of a connection that got no answer
-_NO_ANSWER = ("connection timed out",)
-#: texts of a failure on the director's side: no socket to check with
-_LOCAL = ("address not available", "too many open files", "cannot assign requested address",
-          "name resolution failed", "no buffer space available", "operation not permitted")
+#: every class ``result_class`` can return (the metric's ``state`` label values)
+RESULT_CLASSES: tuple[str, ...] = (
+    "L4OK", "L4TOUT", "L4CON", "SOCKERR", "L6RSP", "L7OK", "L7TOUT", "L7STS", "L7RSP",
+    "PROCOK", "PROCERR", "PROCTOUT", "UNK",
+)
 
 
-def result_class(result: CheckResult, checktype: str = "negotiate") -> str:
-    """The HAProxy class of one check result of a check of ``checktype`` (see the module docstring)."""
-    layer4 = checktype in LAYER4
+def result_class(result: CheckResult | None) -> str:
+    """The class of one check result (``UNK`` for None or a result no check produced)."""
+    if result is None or not result.layer:
+        return "UNK"
+    layer, failure = result.layer, result.failure
+    if layer == "PROC":
+        return "PROCOK" if result.ok else "PROCTOUT" if failure == "timeout" else "PROCERR"
     if result.ok:
-        return "L4OK" if layer4 else "L7OK"
-    message = result.message.lower()
-    if message.startswith(_LOCAL):
+        return "L4OK" if layer == "L4" else "L7OK"
+    if failure == "connect":
+        return "L4CON"
+    if failure == "socket":
         return "SOCKERR"
-    if message.startswith(_NO_ANSWER):
-        return "L4TOUT"
-    if message.startswith("timeout after"):
-        return "L4TOUT" if layer4 else "L7TOUT"
-    if message.startswith(_REFUSED):
-        return "L4CON"
-    if layer4:
-        return "L4CON"
-    if message.startswith("http ") and message[5:8].isdigit():
+    if failure == "timeout":
+        return "L4TOUT" if layer == "L4" else "L7TOUT"
+    if layer == "L4":  # a connect/ping check has no answer to judge: anything else is a socket error
+        return "SOCKERR"
+    if failure == "tls":
+        return "L6RSP"
+    if failure == "status":
         return "L7STS"
     return "L7RSP"

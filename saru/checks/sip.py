@@ -158,4 +158,5 @@ async def check_sip(spec: CheckSpec) -> CheckResult:
         status, line = await _exchange_tcp(spec, ids)
     else:
         status, line = await _exchange_udp(spec, ids)
-    return CheckResult(ok=200 <= status < 300, message=line[:120])
+    ok = 200 <= status < 300
+    return CheckResult(ok=ok, message=line[:120], failure="" if ok else "status")

@@ -36,7 +36,7 @@ import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
-from saru.checks.base import CheckFailed, describe_error, register
+from saru.checks.base import CheckFailed, describe_error, failure_of, register
 from saru.checks.receive import compile_receive_text
 from saru.model import CheckResult, CheckSpec
 
@@ -137,7 +137,9 @@ def failure(exc: Exception, describe: Callable[[Exception], str], timeout: float
     A driver's own timeout reads like ``run_check``'s: "timeout after 5s".
     """
     cause = network_error(exc)
-    return CheckFailed(describe_error(cause, timeout) if cause is not None else describe(exc))
+    if cause is not None:
+        return CheckFailed(describe_error(cause, timeout), failure=failure_of(cause))
+    return CheckFailed(describe(exc))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -165,4 +165,4 @@ async def check_ping(spec: CheckSpec) -> CheckResult:
         except TimeoutError:
             continue
         return CheckResult(ok=True, message=f"echo reply in {rtt * 1000:.1f} ms")
-    raise CheckFailed(f"no echo reply ({attempts} x {format_seconds(spec.checktimeout)}s)")
+    raise CheckFailed(f"no echo reply ({attempts} x {format_seconds(spec.checktimeout)}s)", failure="timeout")

@@ -144,6 +144,16 @@ def _check_text(real: dict[str, Any]) -> str:
     return text
 
 
+def _operator_text(real: dict[str, Any]) -> str:
+    """``  [drained by operator]``, ``  [disabled by operator]``, ``  [weight 5 by operator]`` or ''."""
+    override = real.get("operator")
+    if not isinstance(override, dict):
+        return ""
+    state = override.get("state")
+    word = {"drain": "drained", "disable": "disabled"}.get(str(state), f"weight {override.get('weight')}")
+    return f"  [{word} by operator]"
+
+
 def ha_line(ha: dict[str, Any]) -> str:
     """One line: ``HA: MASTER (vrid 51 on eth0, priority 100/100) VIP 10.0.0.1/24 up — reason``."""
     state = ha["state"].upper()
@@ -247,7 +257,7 @@ def render_status(doc: dict[str, Any]) -> str:
             conns = f"{r['active_connections']}/{r['connections']}"
             missing = r["state"] == "up" and not r.get("in_table", True)
             lines.append(f"  {host:<28} {r['forward']:<5} {weight:>9} {r['state']:<11} {conns:>11}  "
-                         f"{_check_text(r)}{'  ' + out_marker if missing else ''}")
+                         f"{_check_text(r)}{'  ' + out_marker if missing else ''}{_operator_text(r)}")
     if doc.get("cluster_events"):
         lines.append("cluster events (Pacemaker):")
         lines.extend(f"  {e}" for e in doc["cluster_events"])

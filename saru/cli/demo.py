@@ -7,6 +7,10 @@ demo's config) stops everything. The config is named ``demo-PORT.cf`` and the di
 socket after it, as for ``saru run``, so ``saru status -c`` that file finds the demo's director
 (and a second demo on another port, or a real director's ``ldirectord.cf``, is another daemon).
 
+The demo turns the HTTP API and dashboard on (a ``saru.toml`` with ``[api]`` beside the config):
+on 127.0.0.1, port ``--api-port`` (default 9180, or any free port when 9180 is taken), with a write
+token made for this run; the dashboard's URL and the token are printed.
+
 The instructions are printed once the director is ready. A taken port is refused before anything
 starts or is written (exit status 1); a director that cannot program its table within 10 seconds
 stops the demo with exit status 1.
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -32,6 +37,7 @@ from saru.daemon import Daemon, DaemonOptions
 
 CHECK_PAGE = "haCheker/haCheck.html"  # the guide's spelling, kept on purpose
 START_TIMEOUT = 10.0
+API_PORT = 9180  # the API's default port; the demo takes any free one when it is taken
 
 
 @dataclass
@@ -117,10 +123,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8080, help="director port on 127.0.0.1 (default 8080)")
     p.add_argument("--dir", type=Path, help="work directory (default: a new temporary one)")
     p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    p.add_argument("--api-port", type=int, default=0, metavar="PORT",
+                   help=f"HTTP API and dashboard port on 127.0.0.1 (default {API_PORT}, or a free one when "
+                        f"{API_PORT} is taken)")
     p.set_defaults(func=demo)
 
 
-def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, config: Path) -> str:
+def api_settings(workdir: Path, api_port: int) -> tuple[Path, str]:
+    """The demo's saru.toml (``[api]`` on 127.0.0.1:``api_port`` with a new token) and the token."""
+    token = secrets.token_hex(16)
+    token_file = workdir / "api.token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n")
+    settings = workdir / "saru.toml"
+    settings.write_text(f'# the demo\'s HTTP API and dashboard\n[api]\nlisten = "127.0.0.1:{api_port}"\n'
+                        f'token_file = "{token_file.name}"\n')
+    return settings, token
+
+
+def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealServer, config: Path,
+                 api_port: int = 0, token: str = "") -> str:
     beside_python = Path(sys.executable).parent / "saru"
     saru = shutil.which("saru") or (str(beside_python) if beside_python.exists()
                                     else f"{sys.executable} -m saru")
@@ -130,7 +152,7 @@ def instructions(port: int, workdir: Path, reals: list[RealServer], sorry: RealS
 Saru demo is running — director http://127.0.0.1:{port}/ (userspace proxy data plane)
 {rows}
   sorry server (fallback) http://127.0.0.1:{sorry.port}/   pid {sorry.process.pid}
-
+{api_text(port, api_port, token, reals)}
 Try, in another terminal:
   curl -s http://127.0.0.1:{port}/                 # answers rotate over the real servers (rr)
   {saru} status -c {config}
@@ -144,6 +166,34 @@ Ctrl-C (or {saru} stop -c {config}) stops everything.
 """
 
 
+def api_text(port: int, api_port: int, token: str, reals: list[RealServer]) -> str:
+    if not api_port:
+        return ""
+    base = f"http://127.0.0.1:{api_port}"
+    return f"""
+Dashboard: {base}/    (write token for its Drain/Enable/Disable buttons: {token})
+  curl -s {base}/api/v1/status
+  curl -sN {base}/api/v1/events                    # live events (Server-Sent Events)
+  curl -s -X POST -H 'Authorization: Bearer {token}' \\
+       -d '{{"proxy": "tcp/127.0.0.1:{port}", "server": "127.0.0.1:{reals[0].port}"}}' {base}/api/v1/servers/drain
+"""
+
+
+def choose_api_port(wanted: int, director_port: int) -> tuple[int, str]:
+    """(port, problem): ``wanted`` if free (problem otherwise); 0 means API_PORT, else any free port."""
+    if wanted:
+        if not 0 < wanted < 65536:
+            return 0, f"--api-port {wanted} is not a port (1-65535)"
+        problem = port_problem(wanted) or ("it is the director's port" if wanted == director_port else "")
+        return wanted, f"127.0.0.1:{wanted} is in use ({problem}); choose another --api-port" if problem else ""
+    if API_PORT != director_port and not port_problem(API_PORT):
+        return API_PORT, ""
+    while True:
+        port = _free_port()
+        if port != director_port:
+            return port, ""
+
+
 def demo(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print(f"saru demo: --port {args.port} is not a port (1-65535)", file=sys.stderr)
@@ -153,6 +203,10 @@ def demo(args: argparse.Namespace) -> int:
         print(f"saru demo: 127.0.0.1:{args.port} is in use ({problem}); choose another port with --port",
               file=sys.stderr)
         return 1
+    api_port, problem = choose_api_port(args.api_port, args.port)
+    if problem:
+        print(f"saru demo: {problem}", file=sys.stderr)
+        return 1 if api_port else 2
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="saru-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     servers: list[RealServer] = []
@@ -165,8 +219,12 @@ def demo(args: argparse.Namespace) -> int:
         config = workdir / f"demo-{args.port}.cf"
         config.write_text(demo_config(workdir, args.port, servers[:3], sorry))
         ctl = resolve_target(str(config)).control  # the socket saru status/stop -c CONFIG look for
-        text = instructions(args.port, workdir, servers[:3], sorry, config)
+        settings, token = api_settings(workdir, api_port)
+        # an operator's drain/disable in the demo stays with the demo, not in the machine's /var/lib/saru
+        os.environ.setdefault("SARU_STATE_DIR", str(workdir / "state"))
+        text = instructions(args.port, workdir, servers[:3], sorry, config, api_port, token)
         options = DaemonOptions(config_path=str(config), dataplane="proxy", control_path=str(ctl),
+                                settings_path=str(settings),
                                 console=sys.stderr, start_timeout=START_TIMEOUT,
                                 start_timeout_hint="choose another --port if it is taken",
                                 on_ready=lambda: print(text, flush=True))

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "saru.cli.check_config",
     "saru.cli.plan",
     "saru.cli.daemon_cmds",
+    "saru.cli.operator",
     "saru.cli.ipvsadm",
     "saru.cli.demo",
     "saru.cli.failover_test",

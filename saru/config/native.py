@@ -32,6 +32,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import pwd
 import re
 import shlex
 import tomllib
@@ -42,7 +43,9 @@ from typing import Any, Literal, TypeVar
 
 from saru.config.diagnostics import ConfigError
 from saru.model import (
+    API_LISTEN,
     DATAPLANES,
+    APISettings,
     ClusterSettings,
     Diagnostic,
     DirectorSettings,
@@ -50,6 +53,7 @@ from saru.model import (
     IPVSSyncSettings,
     PingSettings,
     Settings,
+    parse_listen,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -71,6 +75,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Diagnostic(name, 0, f"cannot read settings: {exc}")]) from exc
     settings = parse_settings(text, name)
+    settings = _check_token_file(settings, name, text)
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -139,8 +144,32 @@ def _deep_line(text: str, depth: int = 64) -> int:
     return 0
 
 
+def _check_token_file(settings: Settings, name: str, text: str) -> Settings:
+    """``[api] token_file`` must hold a token (ConfigError otherwise); world-readable gets a warning."""
+    token_file = settings.api.token_file if settings.api is not None else None
+    if token_file is None:
+        return settings
+    line = next((n for n, content in enumerate(text.splitlines(), 1) if re.match(r"\s*token_file\s*=", content)), 0)
+    try:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        mode = os.stat(token_file).st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError([Diagnostic(name, line, f"[api] token_file: cannot read {token_file}: {reason}")]) from exc
+    if not token:
+        raise ConfigError([Diagnostic(name, line, f"[api] token_file: {token_file} is empty (put the write "
+                                                  "token in it, e.g. openssl rand -hex 32)")])
+    if mode & 0o004:
+        settings = _with_warning(settings, Diagnostic(name, line, f"[api] token_file: {token_file} is "
+                                                      "world-readable and holds the API's write token: chmod o-r",
+                                                      "warning"))
+    return settings
+
+
 def _has_secret(text: str) -> bool:
-    return re.search(r"^\s*(token|password|secret)\w*\s*=", text, re.MULTILINE | re.IGNORECASE) is not None
+    # ``token_file`` names a file (it gets its own warning), it is not a secret itself
+    return re.search(r"^\s*(?!token_file\b)(token|password|secret)\w*\s*=", text,
+                     re.MULTILINE | re.IGNORECASE) is not None
 
 
 def _with_warning(settings: Settings, warning: Diagnostic) -> Settings:
@@ -286,15 +315,16 @@ class _Reader:
     # -- sections ---------------------------------------------------------------------------------
 
     def settings(self, data: TomlTable) -> Settings:
-        self.table(data, "", ("director", "ha", "ipvs", "cluster"))
+        self.table(data, "", ("director", "ha", "ipvs", "cluster", "api"))
         director = self.director(self.section(data, "director"))
         ha = self.ha(self.section(data, "ha")) if "ha" in data else None
         ipvs = self.section(data, "ipvs")
         self.table(ipvs, "ipvs", ("sync",))
         sync = self.ipvs_sync(self.section(ipvs, "sync", "ipvs.sync")) if "sync" in ipvs else None
         cluster = self.cluster(self.section(data, "cluster"))
+        api = self.api(self.section(data, "api")) if "api" in data else None
         return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
-                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster)
+                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster, api=api)
 
     def section(self, data: TomlTable, key: str, name: str | None = None) -> TomlTable:
         value = data.get(key, {})
@@ -305,13 +335,16 @@ class _Reader:
 
     def director(self, data: TomlTable) -> DirectorSettings:
         s = "director"
-        self.table(data, s, ("config", "dataplane"))
+        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges"))
         config = self.get(data, s, "config", str, None, _path_problem)
         if config is not None:
             config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
         dataplane = self.get(data, s, "dataplane", str, "auto",
                              lambda v: None if v in DATAPLANES else f"must be one of {', '.join(DATAPLANES)}")
-        return DirectorSettings(config=config, dataplane=dataplane)
+        return DirectorSettings(config=config, dataplane=dataplane,
+                                user=self.get(data, s, "user", str, None, _user_problem),
+                                command_user=self.get(data, s, "command_user", str, None, _user_problem),
+                                drop_privileges=self.get(data, s, "drop_privileges", bool, True))
 
     def ha(self, data: TomlTable) -> HASettings:
         s = "ha"
@@ -403,6 +436,36 @@ class _Reader:
             maxlen=self.get(data, s, "maxlen", int, 0, _range(0, 65507)),
         )
 
+    def api(self, data: TomlTable) -> APISettings:
+        s = "api"
+        self.table(data, s, ("listen", "token_file", "tls_cert", "tls_key", "insecure"))
+
+        def listen_problem(value: str) -> str | None:
+            try:
+                parse_listen(value)
+            except ValueError as exc:
+                return str(exc)
+            return None
+
+        listen = self.get(data, s, "listen", str, API_LISTEN, listen_problem)
+        paths = {key: self.get(data, s, key, str, None, _path_problem) for key in ("token_file", "tls_cert", "tls_key")}
+        for key, value in paths.items():
+            if value is not None and not os.path.isabs(value):
+                paths[key] = str((self.base / value).resolve())
+        insecure = self.get(data, s, "insecure", bool, False)
+        settings = APISettings(listen=listen, token_file=paths["token_file"], tls_cert=paths["tls_cert"],
+                               tls_key=paths["tls_key"], insecure=insecure)
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            self.error(s, "tls_cert" if settings.tls_cert is None else "tls_key",
+                       "tls_cert and tls_key go together (the certificate and its private key)")
+        endpoint = settings.endpoint if listen_problem(listen) is None else None
+        if endpoint is not None and not endpoint.loopback and not settings.insecure \
+                and not (settings.token_file and settings.tls):
+            self.error(s, "listen", f"{listen} is reachable from other hosts: set token_file and "
+                                    "tls_cert/tls_key (writes need the token, and it must not cross the "
+                                    "network in clear), or insecure = true to accept the risk")
+        return settings
+
     def cluster(self, data: TomlTable) -> ClusterSettings:
         s = "cluster"
         default = ClusterSettings()
@@ -486,6 +549,15 @@ def _path_problem(value: str) -> str | None:
         return f"{value!r} contains a NUL byte"
     if not value:
         return "is empty"
+    return None
+
+
+def _user_problem(value: str) -> str | None:
+    """A user name this host knows (``root`` too, when written)."""
+    try:
+        pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        return f"{value!r}: no such user on this host (getent passwd {value})"
     return None
 
 

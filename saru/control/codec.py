@@ -8,7 +8,7 @@ also prints tables in this form.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, TypedDict, assert_never
 
 from saru.model import (
     AddDest,
@@ -50,14 +50,10 @@ def key_from_dict(data: Mapping[str, Any]) -> ServiceKey:
 def table_to_list(table: Table) -> list[dict[str, Any]]:
     out = []
     for service in table.services.values():
-        s = service.settings
         out.append({
             "service": key_to_dict(service.key),
-            "settings": {"scheduler": s.scheduler, "persistent": s.persistent, "netmask": s.netmask,
-                         "schedflags": s.schedflags, "ops": s.ops},
-            "dests": [{"address": d.address, "port": d.port, "forward": d.forward, "weight": d.weight,
-                       "upper_threshold": d.upper_threshold, "lower_threshold": d.lower_threshold}
-                      for d in service.dests.values()],
+            "settings": _settings_dict(service.settings),
+            "dests": [_dest_dict(d) for d in service.dests.values()],
         })
     return out
 
@@ -74,17 +70,28 @@ def table_from_list(data: list[dict[str, Any]]) -> Table:
 def op_to_dict(op: Op) -> dict[str, Any]:
     """One op as a JSON-able dict (``saru ipvsadm`` sends them over the control socket)."""
     data: dict[str, Any] = {"op": type(op).__name__, "service": key_to_dict(op.service)}
-    if isinstance(op, AddService | EditService):
-        s = op.settings
-        data["settings"] = {"scheduler": s.scheduler, "persistent": s.persistent, "netmask": s.netmask,
-                            "schedflags": s.schedflags, "ops": s.ops}
-    elif isinstance(op, AddDest | EditDest):
-        d = op.dest
-        data["dest"] = {"address": d.address, "port": d.port, "forward": d.forward, "weight": d.weight,
-                        "upper_threshold": d.upper_threshold, "lower_threshold": d.lower_threshold}
-    elif isinstance(op, DelDest):
-        data["address"], data["port"] = op.address, op.port
+    match op:
+        case AddService() | EditService():
+            data["settings"] = _settings_dict(op.settings)
+        case AddDest() | EditDest():
+            data["dest"] = _dest_dict(op.dest)
+        case DelDest():
+            data["address"], data["port"] = op.address, op.port
+        case DelService():
+            pass
+        case _:
+            assert_never(op)
     return data
+
+
+def _settings_dict(s: ServiceSettings) -> dict[str, Any]:
+    return {"scheduler": s.scheduler, "persistent": s.persistent, "netmask": s.netmask,
+            "schedflags": s.schedflags, "ops": s.ops}
+
+
+def _dest_dict(d: Dest) -> dict[str, Any]:
+    return {"address": d.address, "port": d.port, "forward": d.forward, "weight": d.weight,
+            "upper_threshold": d.upper_threshold, "lower_threshold": d.lower_threshold}
 
 
 def op_from_dict(data: dict[str, Any]) -> Op:

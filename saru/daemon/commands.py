@@ -21,6 +21,8 @@ from saru.daemon.service import DaemonService, ServiceError
 Request = dict[str, Any]
 Answer = Mapping[str, Any]
 STARTING = "the daemon is starting: its data plane is not open yet"
+#: who an operator's action came from, in the log
+ORIGIN = "the control socket (saru CLI)"
 
 
 def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda: True) -> dict[str, Handler]:
@@ -40,6 +42,29 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
             raise ServiceError(f"malformed ops: {exc}") from exc
         return await service.apply(ops)
 
+    def names(request: Request) -> tuple[str, str]:
+        proxy, server = request.get("proxy"), request.get("server")
+        if not isinstance(proxy, str) or not isinstance(server, str):
+            raise ServiceError("give the real as \"proxy\" (tcp/ADDR:PORT, udp/ADDR:PORT, fwmark/N) and "
+                               "\"server\" (ADDR:PORT)")
+        return proxy, server
+
+    async def drain(request: Request) -> Answer:
+        return await service.drain(*names(request), origin=ORIGIN)
+
+    async def disable(request: Request) -> Answer:
+        return await service.disable(*names(request), origin=ORIGIN)
+
+    async def enable(request: Request) -> Answer:
+        return await service.enable(*names(request), origin=ORIGIN)
+
+    async def weight(request: Request) -> Answer:
+        proxy, server = names(request)
+        value = request.get("weight")
+        if type(value) is not int:
+            raise ServiceError(f"weight must be a whole number, not {value!r}")
+        return await service.set_weight(proxy, server, value, origin=ORIGIN)
+
     async def ha_resign(request: Request) -> Answer:
         hold = request.get("hold", 30.0)
         number = isinstance(hold, int | float) and not isinstance(hold, bool)
@@ -57,6 +82,10 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         "ha": lambda _r: service.ha(),
         "ha-resign": ha_resign,
         "ha-takeover": lambda _r: service.ha_takeover(),
+        "drain": drain,
+        "disable": disable,
+        "enable": enable,
+        "weight": weight,
     }
     return {name: _answering(command, opened) for name, command in commands.items()}
 

@@ -3,7 +3,7 @@
 
 A reload parses the new files off-loop; a bad file is logged, the old config keeps running and the
 reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]`` and
-``[cluster]`` at once, the data plane and ``[ha]`` only at the next restart (a running VRRP node and
+``[cluster]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and
 data plane are not swapped under traffic), with a warning saying so (``settings_for_reload``). The
 services of the replaced config stay owned until the next applied table has removed them.
 
@@ -33,7 +33,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
-from saru.events import DaemonEvent
+from saru.events import ConfigReloaded, DaemonEvent, ReloadFailed
 from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
@@ -53,7 +53,7 @@ class ReloadAnswer(TypedDict):
 
 def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
     """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
-    data plane and ``[ha]`` only at the next restart (a running VRRP node and data plane are not
+    data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and data plane are not
     swapped under traffic) — with a warning saying so."""
     held: list[str] = []
     if new.director != running.director:
@@ -61,7 +61,9 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
     if new.ha != running.ha:
         held.append("saru.toml [ha] changed: it takes effect at the next restart "
                     "(restart the backup first, then `saru failover-test`, then the other director)")
-    return replace(new, director=running.director, ha=running.ha), held
+    if new.api != running.api:
+        held.append("saru.toml [api] changed: it takes effect at the next restart")
+    return replace(new, director=running.director, ha=running.ha, api=running.api), held
 
 
 def file_state(path: str) -> FileState:
@@ -84,7 +86,8 @@ class ConfigWatcher:
     def __init__(self, loaded: Loaded, life: Life, capabilities: Capabilities, journal: Journal, *,
                  reconciler: Reconciler, gate: HAGate, hooks: HookRunner,
                  configure: Callable[[Config], None], check_drift: Callable[[str], Awaitable[object]],
-                 settings_path: str | None = None, interval: float = 1.0) -> None:
+                 settings_path: str | None = None, interval: float = 1.0,
+                 reloading: Callable[[], None] = lambda: None, reloaded: Callable[[], None] = lambda: None) -> None:
         self._loaded = loaded
         self._life = life
         self._capabilities = capabilities
@@ -94,12 +97,20 @@ class ConfigWatcher:
         self._hooks = hooks
         self._configure = configure
         self._check_drift = check_drift
+        self._reloading, self._reloaded = reloading, reloaded  # systemd: RELOADING=1 … READY=1
         self.settings_path = settings_path
         self.interval = interval
         self.file_state: FileState = file_state(loaded.config_path)
 
     async def reload(self) -> ReloadAnswer:
         """Re-read the config file (and saru.toml); on error keep the running config and say why."""
+        self._reloading()
+        try:
+            return await self._reload()
+        finally:
+            self._reloaded()  # applied or refused, a config runs: ready again
+
+    async def _reload(self) -> ReloadAnswer:
         loaded = self._loaded
         self._journal.emit(DaemonEvent(f"Reloading configuration {loaded.config_path}"))
         await self._check_drift("reload")
@@ -115,7 +126,7 @@ class ConfigWatcher:
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
             loaded.reload_failures += 1
-            LOGGER.error("Error reading configuration, keeping the running one:\n%s", exc)
+            self._journal.emit(ReloadFailed(path=loaded.config_path, errors=tuple(str(exc).splitlines())))
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -134,7 +145,9 @@ class ConfigWatcher:
         self._configure(new)
         self._reconciler.retry_now()
         self._life.phase = previous_phase
-        return {"reloaded": True, "errors": [], "warnings": [str(w) for w in new.warnings] + held}
+        warnings = [str(w) for w in new.warnings] + held
+        self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
+        return {"reloaded": True, "errors": [], "warnings": warnings}
 
     async def run(self) -> None:
         """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""

@@ -1,5 +1,7 @@
-"""The daemon's journal: every event is logged, the recent ones kept for ``status``, and the table
-changes handed to the e-mail alerts."""
+"""The daemon's journal: every event is logged, the recent ones kept for ``status``, the table
+changes handed to the e-mail alerts, and every event handed to the listeners (the event bus of the
+HTTP API, the reals' transition history). Its log records carry ``saru_journal=True`` so that the
+bus's log handler (``saru.daemon.bus``) does not publish them twice."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from saru.events import Event, TableChange
 LOGGER = logging.getLogger("saru")
 #: events kept for ``status``
 KEEP = 200
+#: marks the journal's own log records (``record.saru_journal``)
+JOURNAL_EXTRA = {"saru_journal": True}
 
 
 class Journal:
@@ -21,9 +25,14 @@ class Journal:
     def __init__(self, on_table_change: Callable[[TableChange], None] | None = None, keep: int = KEEP) -> None:
         self._on_table_change = on_table_change
         self._lines: deque[str] = deque(maxlen=keep)
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, callback: Callable[[Event], None]) -> None:
+        """``callback(event)`` for every event emitted or recorded from now on (it must not block)."""
+        self._listeners.append(callback)
 
     def emit(self, event: Event) -> None:
-        LOGGER.log(event.level, self.record(event))
+        LOGGER.log(event.level, self.record(event), extra=JOURNAL_EXTRA)
         if isinstance(event, TableChange) and self._on_table_change is not None:
             self._on_table_change(event)
 
@@ -31,6 +40,11 @@ class Journal:
         """Keep the event for ``status`` without logging it; return its message."""
         message = event.message()
         self._lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(event.at))} {message}")
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                LOGGER.exception("event listener failed on %r", event)
         return message
 
     def recent(self, count: int) -> list[str]:

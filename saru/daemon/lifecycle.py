@@ -5,12 +5,13 @@ parts (``saru.daemon``'s reconciler, HA gate, config watcher, drift watcher, ser
 serves until SIGTERM/SIGINT, ``saru stop`` or a fatal start-up failure; it returns the process exit
 status (0, 1 for a failure while running, 2 for a configuration the daemon cannot run).
 
-Start-up order: the exclusive resources first — pid file, control socket, instance lock — and the
-data plane after them, so a daemon refused at start (another one's socket, pid file or lock) has
-touched nothing of the running one's: not its table, socket, sync daemons or listeners. ``Held``
-records what this daemon has acquired; the way out releases exactly that, in reverse: HA leaves
-first (priority-0 advert, VIP removed, table cleared while the plane still works), then the checks,
-the cleanstop, the plane, the socket, the pid file, the lock.
+Start-up order: the exclusive resources first — pid file, control socket, instance lock, the HTTP
+API's listening socket (saru.toml ``[api]``, ``saru.api.server``) — and the data plane after them,
+so a daemon refused at start (another one's socket, pid file, lock or API port) has touched nothing
+of the running one's: not its table, socket, sync daemons or listeners. ``Held`` records what this
+daemon has acquired; the way out releases exactly that, in reverse: HA leaves first (priority-0
+advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
+API, the plane, the socket, the pid file, the lock.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 
@@ -28,6 +29,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saru import __version__
 from saru.config.diagnostics import ConfigError
@@ -35,6 +37,7 @@ from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
+from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
@@ -43,17 +46,25 @@ from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
+from saru.daemon.operator import OperatorState, state_path
 from saru.daemon.options import DaemonOptions
 from saru.daemon.pidfile import remove_pidfile, write_pidfile
+from saru.daemon.privileges import pwd_name, resolve
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.service import DaemonService
 from saru.daemon.state import Life, Loaded
+from saru.daemon.systemd import SystemdLink, stall_limit, status_line
+from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+from saru.subproc import RunAs, set_command_user
+
+if TYPE_CHECKING:
+    from saru.api.server import APIServer
 
 LOGGER = logging.getLogger("saru")
 
@@ -65,6 +76,7 @@ class Held:
 
     pidfile: bool = False  # the pid file names this process
     control: bool = False  # the control socket was bound by this process
+    api: bool = False  # the HTTP API listens (its socket bound by this process)
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
 
@@ -90,18 +102,23 @@ class Daemon:
     """A running director. ``await Daemon(options).run()`` returns the process exit status.
 
     ``dataplane``: the plane to program (default: chosen by ``options.dataplane``); ``node_factory``:
-    how the HA node is made (default: the VRRP node)."""
+    how the HA node is made (default: the VRRP node); ``systemd``: the notify link (default: from
+    ``NOTIFY_SOCKET``, a no-op without it)."""
 
     def __init__(self, options: DaemonOptions, *, dataplane: Dataplane | None = None,
-                 node_factory: NodeFactory = vrrp_node) -> None:
+                 node_factory: NodeFactory = vrrp_node, systemd: SystemdLink | None = None) -> None:
         self.options = options
+        self.systemd = systemd if systemd is not None else SystemdLink()  # NOTIFY_SOCKET, if any
         self.config_path = os.path.abspath(options.config_path)
         self.life = Life()
         self.held = Held()
         self.journal = Journal(self._alert)
+        self.bus = EventBus()  # every event the daemon logs, to the HTTP API's subscribers
+        self._bus_handler: BusLogHandler | None = None
         self.hooks = HookRunner()
         self.parts: Parts | None = None  # once assembled
         self.control: ControlServer | None = None  # set once its socket is bound (held.control)
+        self.api: APIServer | None = None  # set once it listens (held.api)
         self.instance_lock: InstanceLock | None = None  # one daemon per config per network namespace
         self._dataplane = dataplane
         self._node_factory = node_factory
@@ -133,6 +150,7 @@ class Daemon:
             print(str(warning), file=sys.stderr)
         loaded = Loaded(config_path, config, settings)
         self._configure_logging(loaded, config)
+        set_command_user(self._command_user(settings))
         try:
             dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
                 else select_dataplane(self.options.dataplane)
@@ -149,15 +167,40 @@ class Daemon:
         finally:
             await self._shutdown(self.parts)
 
+    def _command_user(self, settings: Settings) -> RunAs | None:
+        """The user external commands run as (``saru.daemon.privileges``); None: this process's own (a
+        daemon not started as root cannot switch: a written command_user other than itself is warned of)."""
+        name = settings.director.command_user
+        if os.geteuid() != 0:
+            if name is not None and name != pwd_name(os.geteuid()):
+                LOGGER.warning("[director] command_user %s: only a root daemon can start commands as another "
+                               "user; they run as this daemon's user", name)
+            return None
+        try:
+            resolved = resolve(name, "command_user")
+        except KeyError as exc:
+            LOGGER.warning("[director] command_user: %s; commands run as root", exc)
+            return None
+        if resolved.warning:
+            LOGGER.warning("%s", resolved.warning)
+        return resolved.run_as
+
     def _assemble(self, loaded: Loaded, dataplane: Dataplane, reason: str) -> Parts:
         """Make the parts and wire them to each other (nothing runs yet)."""
         options, life, journal = self.options, self.life, self.journal
+        operator = OperatorState(state_path(loaded.config_path))
+        for warning in operator.load(loaded.config):
+            LOGGER.warning("%s", warning)
+        transitions = Transitions()
+        journal.add_listener(transitions.record)
+        journal.add_listener(self.bus.publish_event)
         monitor = Monitor(emit=journal.emit, rise=options.rise)
         alerts = AlertSink(lambda: loaded.config, state=lambda: life.phase)
         monitorfile = MonitorFile(lambda: loaded.config)
         gate: HAGate | None = None
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
+                                overrides=lambda: operator.for_config(loaded.config),
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
@@ -166,16 +209,20 @@ class Daemon:
 
         def configure(config: Config) -> None:  # a reload's
             self._configure_logging(loaded, config)
+            for warning in operator.load(config):  # a reload reads the kept overrides again
+                LOGGER.warning("%s", warning)
             monitor.configure(config)
             self._heap.settle_later()
 
         watcher = ConfigWatcher(loaded, life, dataplane.capabilities, journal, reconciler=reconciler, gate=gate,
                                 hooks=self.hooks, configure=configure, check_drift=drift.check,
+                                reloading=self.systemd.reloading, reloaded=self.systemd.reloaded,
                                 settings_path=options.settings_path, interval=options.watch_interval)
         realstats = RealStats()
         service = DaemonService(life=life, loaded=loaded, dataplane=dataplane, dataplane_reason=reason,
                                 monitor=monitor, reconciler=reconciler, gate=gate, drift=drift, watcher=watcher,
-                                journal=journal, realstats=realstats)
+                                journal=journal, operator=operator, bus=self.bus, transitions=transitions,
+                                realstats=realstats)
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
                      realstats)
 
@@ -184,6 +231,8 @@ class Daemon:
         if console is None and config.globals.supervised:
             console = sys.stdout
         configure_logging(config.globals.logfile, loaded.cfgname, console, self.options.debug)
+        if self._bus_handler is not None:  # configure_logging replaced the saru logger's handlers
+            LOGGER.addHandler(self._bus_handler)
 
     def _alert(self, change: TableChange) -> None:
         if self.parts is not None:
@@ -191,6 +240,8 @@ class Daemon:
 
     async def _serve(self, parts: Parts) -> int:
         loaded, dataplane = parts.loaded, parts.dataplane
+        self._bus_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
+        LOGGER.addHandler(self._bus_handler)
         self.journal.emit(DaemonEvent(f"Starting saru {__version__} with {loaded.config_path} "
                                       f"on the {dataplane.capabilities.name} data plane"))
         # the exclusive resources first, the data plane after: refused here, this daemon has touched
@@ -213,6 +264,8 @@ class Daemon:
             LOGGER.error("%s", exc)
             return 1
         self.instance_lock = lock
+        if not await self._start_api(parts):
+            return 1
         try:
             await dataplane.start()
         except (DataplaneError, OSError) as exc:
@@ -223,6 +276,7 @@ class Daemon:
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
         parts.monitor.add_result_listener(parts.realstats.record)
+        parts.monitor.add_result_listener(self.systemd.progress)
         parts.alerts.start()
         parts.monitor.configure(loaded.config)
         loaded.own_config()
@@ -237,9 +291,29 @@ class Daemon:
             asyncio.create_task(self._first_pass(parts), name="first-pass"),
             asyncio.create_task(parts.drift.run(), name="drift"),
         ]
+        self.systemd.start(lambda: self._status_line(parts), lambda: stall_limit(parts.loaded.config))
         parts.reconciler.mark_dirty()
         await self.life.stopping.wait()
         return self.life.exit_status
+
+    async def _start_api(self, parts: Parts) -> bool:
+        """The HTTP API, when saru.toml has ``[api]`` with a listen address; False: it cannot listen."""
+        settings = parts.loaded.settings.api
+        endpoint = settings.endpoint if settings is not None else None
+        if settings is None or endpoint is None:
+            return True
+        from saru.api.server import APIServer, APIStartError  # aiohttp is loaded only by a daemon with an API
+
+        api = APIServer(parts.service, settings, endpoint, opened=lambda: self.held.dataplane)
+        try:
+            await api.start()
+        except APIStartError as exc:
+            LOGGER.error("%s", exc)
+            return False
+        self.api, self.held.api = api, True
+        self.journal.emit(DaemonEvent(f"HTTP API listening on {api.url}"
+                                      + ("" if settings.token_file else " (read-only: no token_file)")))
+        return True
 
     async def _first_pass(self, parts: Parts) -> None:
         """Ready once every real has its first verdict and the table is applied; then HA starts."""
@@ -258,8 +332,16 @@ class Daemon:
             await parts.gate.start_node()
             if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
                 return
+        self.systemd.ready(self._status_line(parts))
         if self.options.on_ready is not None:
             self.options.on_ready()
+
+    def _status_line(self, parts: Parts) -> str:
+        """systemd's STATUS= line: ``MASTER, 2 virtuals, 4/4 reals up, nft``."""
+        node = parts.gate.node
+        return status_line(node.snapshot()["state"] if node is not None else None,
+                           len(parts.loaded.config.virtuals), parts.monitor.health(),
+                           parts.dataplane.capabilities.name, self.life.ready.is_set())
 
     def _reopen_logs(self) -> None:
         """SIGUSR1: reopen the log file now (after a rotation), like nginx."""
@@ -269,6 +351,8 @@ class Daemon:
     # ------------------------------------------------------------------ stop
 
     async def _shutdown(self, parts: Parts) -> None:
+        self.systemd.stopping()
+        await self.systemd.close()
         self.life.phase = "stopping"
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
@@ -293,6 +377,8 @@ class Daemon:
             self.journal.emit(DaemonEvent("Stopping: cleaning the table (cleanstop)"))
             await parts.reconciler.cleanstop()
             await parts.gate.sync_daemons(stop=True)
+        if self.held.api and self.api is not None:  # after the cleanstop (its events are streamed),
+            await self.api.close()  # before the plane closes (no request reads a closed plane)
         if self.held.dataplane:
             with contextlib.suppress(Exception):
                 await parts.dataplane.close()
@@ -308,3 +394,6 @@ class Daemon:
             self.instance_lock = None
         self.held = Held()
         self.journal.emit(DaemonEvent("saru stopped"))
+        if self._bus_handler is not None:
+            LOGGER.removeHandler(self._bus_handler)
+            self._bus_handler = None

@@ -1,13 +1,11 @@
 """The metrics snapshot: every number ``GET /metrics`` shows, as typed values, built from the
 daemon's state by one pure function (``build``); ``saru.api.metrics`` renders it.
 
-A real's ``state`` is one of HAProxy's (PROMEX's ``haproxy_server_status``):
-
-* ``MAINT`` — in maintenance (a ``maintenancedir`` file) or disabled by an operator;
-* ``DRAIN`` — weight 0 while in service: drained by an operator, configured with weight 0, or down
-  by its check but kept at weight 0 by a ``quiescent`` virtual (existing connections stay);
-* ``DOWN`` — its check says down (or, unchecked, it is not in the table);
-* ``UP`` — its check says up (or ``checktype=on``; unchecked, it is in the table with a weight).
+A real's ``state`` is one of HAProxy's (PROMEX's ``haproxy_server_status``), the same word the
+status document shows (``saru.daemon.status.status_word``): ``MAINT`` (a ``maintenancedir`` file, or
+disabled by an operator), ``DOWN`` (its check fails, quiescent or not), ``DRAIN`` (its check passes
+but it gets no new connections: weight 0, by an operator or the config), else ``UP``; a real with
+no verdict (``checktype=off``, not checked yet) is judged by the table.
 
 The weight is the one in the data plane (0 when the real is not in the table: down, or an HA
 backup). The verdicts, last results and check statistics come from ``saru.daemon.realstats`` (fed
@@ -25,8 +23,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from saru.daemon.histogram import HistogramSnapshot
 from saru.daemon.realstats import RealStats
+from saru.daemon.status import status_word
 from saru.dataplane.base import DestStats, ServiceStats
-from saru.model import Config, RealRef, ServiceKey, Table
+from saru.model import Config, Override, RealRef, ServiceKey, Table
 from saru.planner import dest_port
 
 if TYPE_CHECKING:
@@ -36,9 +35,6 @@ if TYPE_CHECKING:
 STATES = ("UP", "DOWN", "DRAIN", "MAINT")
 #: keepalived-exporter's numbers for the VRRP states
 VRRP_STATES = {"init": 0, "backup": 1, "master": 2, "fault": 3}
-#: operator states a real can be put in (``admin`` below): out of the table, or weight 0
-ADMIN_DISABLED = "disabled"
-ADMIN_DRAINED = "drained"
 #: checktypes that run no check (no result class, no duration)
 UNCHECKED = frozenset({"on", "off"})
 
@@ -122,28 +118,19 @@ class MetricsSnapshot:
     ipvs: IpvsView | None
 
 
-def server_state(up: bool | None, maintenance: bool, checktype: str, quiescent: bool, weight: int | None,
-                 configured_weight: int, admin: str | None = None) -> str:
-    """The PROMEX state of one real (the module docstring's rules): ``up`` is its verdict (None: none
-    yet, or unchecked), ``weight`` its weight in the table (None: not in it)."""
-    if admin == ADMIN_DISABLED or maintenance:
-        return "MAINT"
+def verdict(up: bool | None, checktype: str) -> bool | None:
+    """A real's verdict as the monitor holds it: ``checktype=on`` is up and ``off`` has none, whatever
+    results came before a reload changed the checktype (those reals report no results)."""
     if checktype == "on":
-        up = True
-    elif checktype == "off":
-        up = None
-    if up is True:
-        current = weight if weight is not None else configured_weight
-        return "DRAIN" if current == 0 or admin == ADMIN_DRAINED else "UP"
-    if up is False:
-        return "DRAIN" if quiescent else "DOWN"
-    if weight is None:
-        return "DOWN"
-    return "DRAIN" if weight == 0 or admin == ADMIN_DRAINED else "UP"
+        return True
+    if checktype == "off":
+        return None
+    return up
 
 
 def servers(config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats,
-            rewrite: bool, admin: Mapping[RealRef, str]) -> tuple[list[ServerMetrics], list[tuple[ServiceKey, int]]]:
+            rewrite: bool, overrides: Mapping[RealRef, Override],
+            ) -> tuple[list[ServerMetrics], list[tuple[ServiceKey, int]]]:
     """Every configured real of every virtual, with its state, check statistics and connections; and
     every virtual with its reals UP."""
     now = realstats.now()
@@ -164,21 +151,19 @@ def servers(config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStat
             rec = records.get((r.address, r.port))
             key = (r.address, dest_port(v, r.forward, r.port, rewrite))
             dest = dests.get(key)
-            weight = dest.weight if dest is not None else None
             conns = dest_stats.get(key, none)
-            state = server_state(rec.up if rec else None, rec.maintenance if rec else False, v.checktype,
-                                 v.quiescent, weight, r.weight,
-                                 admin.get(RealRef(vkey, r.address, r.port)) if admin else None)
+            state = status_word(verdict(rec.up if rec else None, v.checktype), rec.maintenance if rec else False,
+                                overrides.get(RealRef(vkey, r.address, r.port)) if overrides else None, dest)
             up_count += state == "UP"
             if rec is None:
-                found.append(ServerMetrics(vkey, r.address, r.port, state, weight or 0, None, None, 0, 0,
+                found.append(ServerMetrics(vkey, r.address, r.port, state, dest.weight if dest else 0, None, None, 0, 0,
                                            now - started, 0.0, conns.active_connections,
                                            conns.inactive_connections))
                 continue
             ran = checked and rec.check_class is not None
             down = rec.downtime + (now - rec.down_since if rec.down_since is not None else 0.0)
             found.append(ServerMetrics(
-                vkey, r.address, r.port, state, weight or 0, rec.check_class if ran else None,
+                vkey, r.address, r.port, state, dest.weight if dest else 0, rec.check_class if ran else None,
                 rec.check_duration if ran else None, rec.failures, rec.up_down, now - rec.last_change, down,
                 conns.active_connections, conns.inactive_connections))
         active.append((vkey, up_count))
@@ -226,9 +211,9 @@ def vrrp(ha: HASnapshot | None) -> VrrpMetrics | None:
 def build(*, version: str, dataplane: str, config: Config, table: Table,
           stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool, ha: HASnapshot | None,
           reloads_ok: int, reloads_failed: int, last_reload_success: float, apply_durations: HistogramSnapshot,
-          admin: Mapping[RealRef, str] | None = None) -> MetricsSnapshot:
-    """The snapshot (see the module docstring); ``admin``: operator states (ADMIN_*) by real."""
-    found, active = servers(config, table, stats, realstats, rewrite, admin or {})
+          overrides: Mapping[RealRef, Override] | None = None) -> MetricsSnapshot:
+    """The snapshot (see the module docstring); ``overrides``: the operator's, by real."""
+    found, active = servers(config, table, stats, realstats, rewrite, overrides or {})
     return MetricsSnapshot(
         version=version, dataplane=dataplane, servers=tuple(found), active_servers=tuple(active),
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,

@@ -24,9 +24,8 @@ from saru.checks.result_class import result_class
 from saru.model import CheckResult, CheckSpec, RealRef, ServiceKey
 from saru.monitor import MAINTENANCE_MESSAGE
 
-#: checktypes whose check is the negotiate one for the result class (combined's legs are one check)
-_LAYER7_ALIASES = {"combined": "negotiate"}
-
+#: the class of a result no check produced (``checktype=on``, a maintenance file)
+NO_CHECK = "UNK"
 
 @dataclass(slots=True)
 class RealRecord:
@@ -35,7 +34,7 @@ class RealRecord:
     last_change: float  # monotonic: the last UP<->DOWN change (the tracker's start when none yet)
     up: bool | None = None  # the verdict after the last result
     maintenance: bool = False  # the last result was a maintenance file's
-    check_class: str | None = None  # saru.checks.result_class of the last check (None: maintenance)
+    check_class: str | None = None  # saru.checks.result_class of the last check (None: no check ran)
     check_duration: float = 0.0  # seconds the last check took
     failures: int = 0
     up_down: int = 0
@@ -61,7 +60,7 @@ class RealStats:
         self.started = clock()
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
 
-    def record(self, ref: RealRef, spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
+    def record(self, ref: RealRef, _spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
         """A result listener: one result of ``ref`` and its verdict after it."""
         reals = self._records.get(ref.service)
         if reals is None:
@@ -70,10 +69,11 @@ class RealStats:
         if rec is None:
             rec = reals[(ref.address, ref.port)] = RealRecord(self.started)
         rec.maintenance = not result.ok and result.message == MAINTENANCE_MESSAGE
-        if rec.maintenance:
+        check_class = result_class(result)
+        if rec.maintenance or check_class == NO_CHECK:
             rec.check_class = None
         else:
-            rec.check_class = result_class(result, _LAYER7_ALIASES.get(spec.checktype, spec.checktype))
+            rec.check_class = check_class
             rec.check_duration = result.latency
             rec.failures += not result.ok
         if up is rec.up:

@@ -1,7 +1,8 @@
 """The reconciler: brings the data plane in line with config + health, one change at a time.
 
-Health verdicts (and reloads, drift repairs, HA transitions) mark the table dirty; one task then
-reads the plane's table, plans the desired one (``saru.planner``), diffs (``saru.diff``), applies
+Health verdicts (and reloads, drift repairs, HA transitions, operator overrides) mark the table
+dirty; one task then reads the plane's table, plans the desired one (``saru.planner``, with the
+operator's overrides), diffs (``saru.diff``), applies
 the ops in one batch and narrates them in ldirectord's words (``saru.narrate``). A failed apply is
 recorded (``apply_error``, shown by ``status``) and retried: every ``RETRY_DELAY`` until the daemon
 is first ready — a failure lasting ``start_timeout`` seconds then stops it with exit status 1 — and
@@ -28,8 +29,8 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
 from saru.events import DaemonEvent, narrate
-from saru.model import Config, DelService, Op, Table, format_hostport
-from saru.planner import Health, desired_table, fallback_active
+from saru.model import Config, DelService, Op, Overrides, Table, format_hostport
+from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0  # first retry of a failed apply; doubled at each failure once ready, up to RETRY_MAX
@@ -90,9 +91,11 @@ class Reconciler:
 
     def __init__(self, dataplane: Dataplane, health: Callable[[], Health], loaded: Loaded, life: Life,
                  journal: Journal, hooks: HookRunner, *, gated: Callable[[], bool] = lambda: False,
+                 overrides: Callable[[], Overrides] = lambda: NO_OVERRIDES,
                  start_timeout: float = 0.0, start_timeout_hint: str = "") -> None:
         self.dataplane = dataplane
         self._health = health
+        self._overrides = overrides
         self._loaded = loaded
         self._life = life
         self._journal = journal
@@ -139,7 +142,8 @@ class Reconciler:
         async with self.lock:
             config = self._loaded.config
             current = await self.dataplane.read()
-            desired = desired_table(config, self._health(), current, kernel_ports=self.rewrite)
+            desired = desired_table(config, self._health(), current, kernel_ports=self.rewrite,
+                                    overrides=self._overrides())
             if self._gated():
                 desired = Table.of([])
             ops = diff(current, desired, owned=self._loaded.owned)

@@ -1,47 +1,90 @@
 """The daemon's service layer: every operation a front door offers, as typed methods.
 
-The control socket (``saru.daemon.commands``) calls these, and so will any other front door (the
-HTTP API): ``status``, ``table``, ``stats``, ``zero``, ``connections``, ``apply``, ``reload``,
-``stop``, ``ha``, ``ha_resign`` and ``ha_takeover``; ``metrics_snapshot`` is what ``/metrics`` shows
-(``saru.daemon.metrics_snapshot``). Each returns a typed, JSON-able answer
-(``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is the answer's
-error), and a data plane failure raises ``DataplaneError`` as the plane does. The service reads the
-daemon's state objects and parts; it holds no state of its own.
+The control socket (``saru.daemon.commands``) and the HTTP API (``saru.api.server``) call these:
+``status``, ``table``, ``stats``, ``zero``, ``connections``, ``apply``, ``reload``, ``stop``,
+``ha``, ``ha_resign``, ``ha_takeover``, the operator's ``drain``, ``enable``, ``disable`` and
+``set_weight`` (reals named as the API names them: ``proxy`` ``tcp/10.0.0.1:80``, ``server``
+``10.0.0.2:80``; kept across reloads and restarts by ``saru.daemon.operator``), ``subscribe`` (the
+event bus, ``saru.daemon.bus``), ``note`` (a front door's log line) and ``metrics_snapshot`` (what
+``GET /metrics`` shows, ``saru.daemon.metrics_snapshot``). Each returns a typed,
+JSON-able answer (``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is
+the answer's error, ``status`` the HTTP status a front door answers with: 400 bad input, 404 no
+such real, 409 not possible now, 500 could not be done), and a data plane failure raises
+``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; it
+holds no state of its own.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, TypedDict
 
 from saru import __version__
+from saru.api.names import BadName, parse_proxy, parse_server, proxy_name, server_name
 from saru.control.codec import ServiceKeyDict, key_to_dict, table_to_list
+from saru.daemon.bus import EventBus, Subscription
 from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, HANodeLike
 from saru.daemon.journal import Journal
 from saru.daemon.metrics_snapshot import MetricsSnapshot
 from saru.daemon.metrics_snapshot import build as build_metrics
+from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.daemon.status import StatusDocument, cluster_events, virtuals_status
+from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import OpError
+from saru.events import DaemonEvent, OperatorAction
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import Op, RealRef, ServiceKey
+from saru.model import Op, Override, OverrideState, RealRef, ServiceKey
 from saru.monitor import Monitor
 
 #: how many recent events ``status`` shows
 STATUS_EVENTS = 20
 #: the longest ``ha_resign`` hold, seconds
 MAX_HOLD = 3600.0
+#: an operator's weight: what IPVS and ipvsadm take
+MAX_WEIGHT = 65535
 
 
 class ServiceError(Exception):
-    """A request the daemon refuses (bad input, nothing to do); ``str()`` is the reason."""
+    """A request the daemon refuses (bad input, nothing to do); ``str()`` is the reason, ``status``
+    the HTTP status a front door answers with (400 bad input, 404 unknown, 409 not now, 500 failed)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RealName(TypedDict):
+    proxy: str
+    server: str
+
+
+class OperatorAnswer(TypedDict):
+    """What an operator's drain/enable/disable/weight did."""
+
+    action: str  # drain, enable, disable, weight
+    proxy: str
+    server: str
+    #: the override now (None after enable) and the weight the real gets while its check passes
+    #: (None: out of the table)
+    override: str | None
+    weight: int | None
+    changed: bool  # false: it was already so
+    #: where the override is kept across reloads and restarts: "maintenancedir" or "state file"
+    #: ("" when nothing is kept: after enable), and the file
+    kept: str
+    path: str
+    reals: list[RealName]  # every real it applies to (a maintenancedir file: each virtual with it)
+    applied: bool  # the table was brought in line before the answer
+    apply_error: str | None
 
 
 class DriftFound(TypedDict):
@@ -120,7 +163,9 @@ class DaemonService:
 
     def __init__(self, *, life: Life, loaded: Loaded, dataplane: Dataplane, dataplane_reason: str,
                  monitor: Monitor, reconciler: Reconciler, gate: HAGate, drift: DriftWatcher,
-                 watcher: ConfigWatcher, journal: Journal, realstats: RealStats) -> None:
+                 watcher: ConfigWatcher, journal: Journal, operator: OperatorState | None = None,
+                 bus: EventBus | None = None, transitions: Transitions | None = None,
+                 realstats: RealStats | None = None) -> None:
         self._life = life
         self._loaded = loaded
         self._dataplane = dataplane
@@ -131,7 +176,10 @@ class DaemonService:
         self._drift = drift
         self._watcher = watcher
         self._journal = journal
-        self._realstats = realstats
+        self._operator = operator
+        self._bus = bus if bus is not None else EventBus()
+        self._transitions = transitions
+        self._realstats = realstats if realstats is not None else RealStats()
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -156,7 +204,7 @@ class DaemonService:
             "last_reload_error": loaded.last_reload_error,
             "drift": self._drift.snapshot(),
             "virtuals": virtuals_status(loaded.config, self._monitor.snapshot(), table, stats,
-                                        self._reconciler.rewrite),
+                                        self._reconciler.rewrite, self._overrides(), self._transitions),
             "ha": node.snapshot() if node is not None else None,
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
@@ -206,7 +254,8 @@ class DaemonService:
             table=table, stats=stats, realstats=self._realstats,
             rewrite=self._reconciler.rewrite, ha=node.snapshot() if node is not None else None,
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
-            last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot())
+            last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
+            overrides=self._operator.for_config(config) if self._operator is not None else None)
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""
@@ -242,6 +291,137 @@ class DaemonService:
         self._life.stop()
         return {"stopping": True}
 
+    # -- the operator's overrides ------------------------------------------------------------------
+
+    async def drain(self, proxy: str, server: str, *, origin: str = "") -> OperatorAnswer:
+        """Weight 0 while its check passes: existing connections stay, new ones go elsewhere."""
+        return await self._override("drain", proxy, server, None, origin)
+
+    async def disable(self, proxy: str, server: str, *, origin: str = "") -> OperatorAnswer:
+        """Out of the table whatever its check says (a maintenancedir file when one is configured)."""
+        return await self._override("disable", proxy, server, None, origin)
+
+    async def set_weight(self, proxy: str, server: str, weight: int, *, origin: str = "") -> OperatorAnswer:
+        """The operator's weight (0-65535) instead of the configured one while its check passes."""
+        if type(weight) is not int or not 0 <= weight <= MAX_WEIGHT:
+            raise ServiceError(f"weight must be a whole number 0-{MAX_WEIGHT}, not {weight!r}")
+        return await self._override("weight", proxy, server, weight, origin)
+
+    async def enable(self, proxy: str, server: str, *, origin: str = "") -> OperatorAnswer:
+        """Remove the override: back at its configured weight once its check passes."""
+        operator = self._operator_state()
+        ref = self.resolve(proxy, server)
+        before = operator.get(ref)
+        try:
+            done = operator.clear(ref)
+        except OperatorError as exc:
+            raise ServiceError(str(exc), 500) from exc
+        reals = self._sharing(ref) if any(k.where == "maintenancedir" for k in done) else [ref]
+        for each in reals:
+            self._journal.emit(OperatorAction(action="enable", real=each, origin=origin or "an operator",
+                                              kept=", ".join(k.path for k in done)))
+        self._monitor.check_now(reals)
+        answer = self._answer("enable", ref, reals, None, before is not None or bool(done), "", "")
+        return await self._applied(answer)
+
+    async def _override(self, state: OverrideState, proxy: str, server: str, weight: int | None,
+                        origin: str) -> OperatorAnswer:
+        operator = self._operator_state()
+        ref = self.resolve(proxy, server)
+        before = operator.get(ref)
+        if state != "disable" and before is not None and before.state == "disable":
+            raise ServiceError(f"{server} in {proxy} is disabled: enable it first (then {state} it)", 409)
+        override = Override(state, weight, since=time.time())
+        changed = before is None or (before.state, before.weight) != (state, weight)
+        if changed:
+            try:
+                kept = operator.set(ref, override)
+            except OperatorError as exc:
+                raise ServiceError(str(exc), 500) from exc
+        else:
+            override = before or override
+            kept = operator.keeping(state)
+        reals = self._sharing(ref) if kept.where == "maintenancedir" else [ref]
+        if changed:
+            for each in reals:
+                self._journal.emit(OperatorAction(action=state, real=each, weight=weight,
+                                                  origin=origin or "an operator", kept=kept.path))
+            if kept.where == "maintenancedir":
+                self._monitor.check_now(reals)
+        real = next(r for v in self._loaded.config.virtuals if v.key == ref.service for r in v.reals
+                    if (r.address, r.port) == (ref.address, ref.port))
+        answer = self._answer(state, ref, reals, override.planned_weight(real.weight), changed, kept.where,
+                              kept.path)
+        answer["override"] = state
+        return await self._applied(answer)
+
+    def _answer(self, action: str, ref: RealRef, reals: list[RealRef], weight: int | None, changed: bool,
+                kept: str, path: str) -> OperatorAnswer:
+        if action == "enable":
+            weight = next((r.weight for v in self._loaded.config.virtuals if v.key == ref.service
+                           for r in v.reals if (r.address, r.port) == (ref.address, ref.port)), None)
+        return {"action": action, "proxy": proxy_name(ref.service), "server": server_name(ref.address, ref.port),
+                "override": None, "weight": weight, "changed": changed, "kept": kept, "path": path,
+                "reals": [{"proxy": proxy_name(r.service), "server": server_name(r.address, r.port)}
+                          for r in reals],
+                "applied": False, "apply_error": None}
+
+    async def _applied(self, answer: OperatorAnswer) -> OperatorAnswer:
+        """Bring the table in line now, so the answer comes with the change made (or why not)."""
+        try:
+            await self._reconciler.reconcile_or_retry()
+        except DataplaneError as exc:
+            answer["apply_error"] = str(exc)
+        else:
+            answer["applied"] = True
+        return answer
+
+    def resolve(self, proxy: str, server: str) -> RealRef:
+        """The configured real named ``server`` in the virtual named ``proxy``; ServiceError 400 for a
+        name that does not parse, 404 for one the config does not have."""
+        try:
+            wanted = parse_proxy(proxy)
+            address, port = parse_server(server)
+        except BadName as exc:
+            raise ServiceError(str(exc)) from exc
+        virtuals = [v for v in self._loaded.config.virtuals if wanted.matches(v.key)]
+        if not virtuals:
+            known = ", ".join(proxy_name(v.key) for v in self._loaded.config.virtuals[:10])
+            raise ServiceError(f"no virtual service {proxy} in {self._loaded.config_path}"
+                               f" (configured: {known or 'none'})", 404)
+        name = server_name(address, port)
+        for v in virtuals:
+            for r in v.reals:
+                if server_name(r.address, r.port) == name:
+                    return RealRef(v.key, r.address, r.port)
+        known = ", ".join(server_name(r.address, r.port) for v in virtuals for r in v.reals[:10])
+        raise ServiceError(f"no real server {server} in {proxy} (its reals: {known or 'none'})", 404)
+
+    def _sharing(self, ref: RealRef) -> list[RealRef]:
+        """Every configured real with the same address and port (a maintenancedir file names them all)."""
+        return [RealRef(v.key, r.address, r.port) for v in self._loaded.config.virtuals for r in v.reals
+                if (r.address, r.port) == (ref.address, ref.port)]
+
+    def _operator_state(self) -> OperatorState:
+        if self._operator is None:
+            raise ServiceError("this daemon keeps no operator overrides", 409)
+        return self._operator
+
+    def _overrides(self) -> dict[RealRef, Override]:
+        return self._operator.for_config(self._loaded.config) if self._operator is not None else {}
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def subscribe(self) -> Subscription:
+        """Every event the daemon logs from now on, as JSON-able dicts (``saru.daemon.bus``): an async
+        iterator with a bounded queue (a slow reader loses the oldest, with an ``events_lost`` marker);
+        ``close()`` it when done."""
+        return self._bus.subscribe()
+
+    def note(self, text: str) -> None:
+        """A front door's log line (what an accepted write did): logged, kept, published."""
+        self._journal.emit(DaemonEvent(text))
+
     # -- high availability ------------------------------------------------------------------------
 
     async def ha(self) -> HAAnswer:
@@ -255,7 +435,7 @@ class DaemonService:
         try:
             node.resign(hold)
         except HACommandError as exc:
-            raise ServiceError(str(exc)) from exc
+            raise ServiceError(str(exc), 409) from exc
         return {"resigned": True, "hold": hold}
 
     async def ha_takeover(self) -> TakeoverAnswer:
@@ -263,7 +443,7 @@ class DaemonService:
         try:
             self._node().takeover()
         except HACommandError as exc:
-            raise ServiceError(str(exc)) from exc
+            raise ServiceError(str(exc), 409) from exc
         return {"takeover": True}
 
     def _node(self) -> HANodeLike:
@@ -271,6 +451,6 @@ class DaemonService:
         if node is not None:
             return node
         if self._gate.ha_settings is not None:
-            raise ServiceError("HA is configured but not started yet (first health pass running)")
+            raise ServiceError("HA is configured but not started yet (first health pass running)", 409)
         raise ServiceError("HA is not configured for this daemon (saru.toml [ha] mode = \"vrrp\", passed "
-                           "with --settings)")
+                           "with --settings)", 409)

@@ -1,5 +1,10 @@
 """The ``status`` document's types, and its virtual-service section as a pure function of the
-config, the reals' health, the table and its counters.
+config, the reals' health, the table and its counters, the operator's overrides and the reals'
+recent transitions.
+
+Each real says its ``status`` in HAProxy's words (``server_status``: ``UP``, ``DOWN``, ``DRAIN``,
+``MAINT``), its last check's ``class`` (``saru.checks.result_class``), its operator override and
+its last transitions; the API (``GET /api/v1/status``), the dashboard and the metrics read them here.
 
 The document is what ``saru status --json`` prints and ``saru status`` renders
 (``saru.cli.daemon_cmds.render_status``); the service layer (``saru.daemon.service``) fills in the
@@ -12,11 +17,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypedDict
 
+from saru.api.names import proxy_name, server_name
+from saru.checks.result_class import result_class
 from saru.control.codec import ServiceKeyDict, key_to_dict
 from saru.daemon.driftwatch import DriftSnapshot
 from saru.daemon.reconciler import ApplyErrorDoc
+from saru.daemon.transitions import TransitionDoc, Transitions
 from saru.dataplane.base import ServiceStats
-from saru.model import Config, RealRef, ServiceKey, Settings, Table, format_hostport
+from saru.model import Config, Dest, Override, Overrides, RealRef, ServiceKey, Settings, Table, format_hostport
 from saru.monitor import RealHealth
 from saru.planner import dest_port, fallback_active, real_ref
 
@@ -26,12 +34,23 @@ if TYPE_CHECKING:  # the HA stack is imported only by a daemon that runs it
 
 class LastCheck(TypedDict):
     ok: bool
-    message: str
+    #: HAProxy's class of the result (L4OK, L4CON, L7STS, …; ``saru.checks.result_class``)
+    result_class: str
+    message: str  # the reason, in words
     latency: float
     at: float | None
 
 
+class OperatorDoc(TypedDict):
+    """An operator's override of the real (``None`` when there is none)."""
+
+    state: str  # drain, disable, weight
+    weight: int | None
+    since: float
+
+
 class RealStatus(TypedDict):
+    server: str  # the API's name: ADDR:PORT, [ADDR]:PORT
     address: str
     port: int
     forward: str
@@ -39,13 +58,18 @@ class RealStatus(TypedDict):
     weight: int | None
     in_table: bool
     state: str  # up, down, maintenance, unknown
+    status: str  # UP, DOWN, DRAIN, MAINT (server_status)
     failures: int
     active_connections: int
+    inactive_connections: int
     connections: int
     last_check: LastCheck | None
+    operator: OperatorDoc | None
+    transitions: list[TransitionDoc]
 
 
 class VirtualStatus(TypedDict):
+    proxy: str  # the API's name: tcp/ADDR:PORT, udp/ADDR:PORT, fwmark/N
     service: ServiceKeyDict
     name: str
     protocol: str
@@ -92,9 +116,39 @@ def real_state(health: RealHealth | None) -> str:
     return "up" if health.up else "down"
 
 
+#: the values of ``RealStatus.status``
+SERVER_STATUSES = ("UP", "DOWN", "DRAIN", "MAINT")
+
+
+def server_status(health: RealHealth | None, override: Override | None, dest: Dest | None) -> str:
+    """A real in HAProxy's words: ``MAINT`` (disabled by an operator, or a maintenancedir file),
+    ``DOWN`` (its check fails; quiescent or not), ``DRAIN`` (its check passes but it gets no new
+    connections: weight 0, by an operator or the config), else ``UP``. A real not checked yet (or
+    ``checktype=off``) is judged by the table: UP or DRAIN when it is in, DOWN when not."""
+    return status_word(health.up if health is not None else None,
+                       health is not None and health.maintenance, override, dest)
+
+
+def status_word(up: bool | None, maintenance: bool, override: Override | None, dest: Dest | None) -> str:
+    """``server_status`` from the verdict (None: none yet) and whether a maintenance file forced it
+    (the metrics' snapshot reads them from its own records)."""
+    if (override is not None and override.state == "disable") or maintenance:
+        return "MAINT"
+    if up is False or (up is None and dest is None):
+        return "DOWN"
+    if dest is not None and dest.weight == 0:
+        return "DRAIN"
+    if override is not None and override.planned_weight(1) == 0:
+        return "DRAIN"
+    return "UP"
+
+
 def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], table: Table,
-                    stats: Mapping[ServiceKey, ServiceStats], rewrite: bool) -> list[VirtualStatus]:
-    """Every configured virtual: in the table or not, its fallback, its reals' health and counters."""
+                    stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
+                    overrides: Overrides | None = None, transitions: Transitions | None = None,
+                    ) -> list[VirtualStatus]:
+    """Every configured virtual: in the table or not, its fallback, its reals' health, counters,
+    overrides and transitions."""
     fallbacks = fallback_active(config, table, rewrite)
     virtuals: list[VirtualStatus] = []
     for v in config.virtuals:
@@ -102,26 +156,35 @@ def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], tabl
         service_stats = stats.get(v.key, ServiceStats())
         reals: list[RealStatus] = []
         for r in v.reals:
-            health = snapshot.get(real_ref(v, r))
+            ref = real_ref(v, r)
+            health = snapshot.get(ref)
             port = dest_port(v, r.forward, r.port, rewrite)
             dest = service.dests.get((r.address, port)) if service else None
             dstats = service_stats.dests.get((r.address, port))
             last = health.last_result if health else None
+            override = overrides.get(ref) if overrides else None
             reals.append({
+                "server": server_name(r.address, r.port),
                 "address": r.address, "port": r.port, "forward": r.forward,
                 "configured_weight": r.weight,
                 "weight": dest.weight if dest else None,
                 "in_table": dest is not None,
                 "state": real_state(health),
+                "status": server_status(health, override, dest),
                 "failures": health.failures if health else 0,
                 "active_connections": dstats.active_connections if dstats else 0,
+                "inactive_connections": dstats.inactive_connections if dstats else 0,
                 "connections": dstats.connections if dstats else 0,
                 "last_check": None if last is None else {
-                    "ok": last.ok, "message": last.message, "latency": last.latency,
-                    "at": health.last_checked if health else None,
+                    "ok": last.ok, "result_class": result_class(last), "message": last.message,
+                    "latency": last.latency, "at": health.last_checked if health else None,
                 },
+                "operator": None if override is None else {
+                    "state": override.state, "weight": override.weight, "since": override.since},
+                "transitions": transitions.of(ref) if transitions is not None else [],
             })
         virtuals.append({
+            "proxy": proxy_name(v.key),
             "service": key_to_dict(v.key), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
             "checktype": v.checktype, "service_type": v.service,
             "in_table": service is not None,

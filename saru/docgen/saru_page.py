@@ -42,6 +42,15 @@ ENVIRONMENT = (
     ("SARU_RUNTIME_DIR", "directory of the control sockets (default /run/saru for root, else "
                          "$XDG_RUNTIME_DIR/saru, else /tmp/saru-UID)"),
     ("XDG_RUNTIME_DIR", "see SARU_RUNTIME_DIR"),
+    ("SARU_STATE_DIR", "directory of the operator's overrides (saru drain, disable, weight) kept across "
+                       "restarts (default /var/lib/saru for root, else $XDG_STATE_HOME/saru, else "
+                       "~/.local/state/saru)"),
+    ("XDG_STATE_HOME", "see SARU_STATE_DIR"),
+    ("SARU_DROP_PRIVILEGES", "0: saru run started as root stays root, as --no-drop"),
+    ("SARU_COMMAND_USER", "the user external checks and scripts run as when saru.toml's [director] "
+                          "command_user is not written (default saru, else nobody)"),
+    ("SARU_API_HEARTBEAT", "seconds between the heartbeat comments of the HTTP API's idle event stream "
+                           "(default 15)"),
     ("SARU_PACEMAKER_LOG", "the Pacemaker log whose recent cluster events saru status shows "
                            "(default /var/log/pacemaker/pacemaker.log)"),
     ("SARU_DEMO_KEEP", "when set, saru demo keeps its temporary work directory"),

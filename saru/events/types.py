@@ -106,6 +106,54 @@ class DaemonEvent(Event):
 
 
 @dataclass(frozen=True)
+class ConfigReloaded(Event):
+    """A reload read the config (and saru.toml) and put it in force."""
+
+    path: str
+    reloads: int
+    warnings: tuple[str, ...] = ()
+
+    def message(self) -> str:
+        text = f"Configuration reloaded from {self.path} (reload {self.reloads})"
+        return text + (f": {len(self.warnings)} warning(s)" if self.warnings else "")
+
+
+@dataclass(frozen=True)
+class ReloadFailed(Event):
+    """A reload found errors (``FILE:LINE: …`` each): the running config is kept."""
+
+    level = logging.ERROR
+    path: str
+    errors: tuple[str, ...]
+
+    def message(self) -> str:
+        return "Error reading configuration, keeping the running one:\n" + "\n".join(self.errors)
+
+
+@dataclass(frozen=True)
+class OperatorAction(Event):
+    """An operator drained, disabled, enabled or re-weighted a real (``origin``: which front door,
+    ``kept``: where the override is kept across reloads and restarts)."""
+
+    level = logging.WARNING
+    action: str  # drain, disable, enable, weight
+    real: RealRef
+    weight: int | None = None
+    origin: str = ""
+    kept: str = ""
+
+    def message(self) -> str:
+        what = {"drain": "drained (weight 0, existing connections stay)",
+                "disable": "disabled (out of the table)",
+                "enable": "enabled (back at its configured weight once its check passes)",
+                "weight": f"weight set to {self.weight}"}.get(self.action, self.action)
+        text = f"Operator: real server {self.real} {what}"
+        if self.origin:
+            text += f" by {self.origin}"
+        return text + (f"; kept in {self.kept}" if self.kept else "")
+
+
+@dataclass(frozen=True)
 class TableDrift(Event):
     """The kernel's table was not what the data plane applied: changed behind Saru's back
     (``found_by``: the periodic check, status, plan or reload), and re-applied."""

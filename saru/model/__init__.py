@@ -6,10 +6,11 @@
   ``CheckResult``, ``RealRef``) and ``Diagnostic``;
 * ``settings``: what saru.toml says (``Settings``, ``DirectorSettings``, ``HASettings``,
   ``PingSettings``, ``IPVSSyncSettings``, ``ClusterSettings``), read by ``saru.config.native``;
+* ``operator``: an operator's overrides of a real (``Override``: drain, disable, weight);
 * ``schedflags``: the one parser and formatter of IPVS scheduler flags (import it as a module:
   ``from saru.model.schedflags import parse_schedflags``).
 
-``from saru.model import X`` gives every type of ``core`` and ``settings``.
+``from saru.model import X`` gives every type of ``core``, ``operator`` and ``settings``.
 """
 
 from saru.model.core import (
@@ -41,20 +42,28 @@ from saru.model.core import (
     address_family,
     format_hostport,
 )
+from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
+    API_LISTEN,
     DATAPLANES,
+    APISettings,
     ClusterSettings,
     DirectorSettings,
+    Endpoint,
     HASettings,
     IPVSSyncSettings,
     PingSettings,
     Settings,
+    parse_listen,
 )
 
 __all__ = [
+    "API_LISTEN",
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
+    "OVERRIDE_STATES",
+    "APISettings",
     "AddDest",
     "AddService",
     "CheckResult",
@@ -68,12 +77,16 @@ __all__ = [
     "DirectorSettings",
     "EditDest",
     "EditService",
+    "Endpoint",
     "FallbackConfig",
     "Forward",
     "GlobalConfig",
     "HASettings",
     "IPVSSyncSettings",
     "Op",
+    "Override",
+    "OverrideState",
+    "Overrides",
     "PingSettings",
     "Protocol",
     "RealConfig",
@@ -86,4 +99,5 @@ __all__ = [
     "VirtualConfig",
     "address_family",
     "format_hostport",
+    "parse_listen",
 ]

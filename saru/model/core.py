@@ -369,3 +369,10 @@ class CheckResult:
     ok: bool
     message: str = ""
     latency: float = 0.0  # seconds
+    #: which layer the check looked at ("L4": connect/ping, "L7": a protocol exchange, "PROC": an
+    #: external command; "" when no check ran), set by ``run_check`` (``saru.checks.result_class``)
+    layer: str = ""
+    #: why a failed run failed: "timeout", "connect" (refused/unreachable), "socket" (any other
+    #: socket/resolver error), "tls", "status" (the server answered with an error status) or
+    #: "response" (a wrong or malformed answer); "" for a success
+    failure: str = ""

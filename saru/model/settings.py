@@ -1,4 +1,4 @@
-"""What saru.toml says, as frozen dataclasses: the director's data plane, HA, IPVS sync, cluster.
+"""What saru.toml says, as frozen dataclasses: the director's data plane, HA, IPVS sync, cluster, API.
 
 ``Settings`` is the whole file (``Settings()`` is the empty one); ``saru.config.native`` reads and
 validates the TOML into these types, and everything else (the daemon, ``saru.ha``, the IPVS sync
@@ -20,10 +20,16 @@ DATAPLANES = ("auto", "ipvs", "nft", "proxy")
 
 @dataclass(frozen=True)
 class DirectorSettings:
-    """``[director]``: which ldirectord.cf to run, on which data plane."""
+    """``[director]``: which ldirectord.cf to run, on which data plane, as which users."""
 
     config: str | None = None  # absolute path once loaded
     dataplane: str = "auto"
+    #: who a daemon started as root becomes (None: not written, i.e. ``saru``, else ``nobody``)
+    user: str | None = None
+    #: who external checks, callbacks, fallback commands, notify scripts and sendmail run as (same default)
+    command_user: str | None = None
+    #: False: a daemon started as root stays root (``saru run --no-drop``)
+    drop_privileges: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,93 @@ class ClusterSettings:
     ping_interval: int = 10
 
 
+#: ``[api] listen``'s default
+API_LISTEN = "127.0.0.1:9180"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the HTTP API listens: a TCP ``host``/``port`` or a unix socket ``path``."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def unix(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def loopback(self) -> bool:
+        """A unix socket, or a TCP address only this host can reach (127.0.0.0/8, ::1, localhost)."""
+        if self.unix:
+            return True
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        if self.unix:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> Endpoint | None:
+    """``[api] listen``: ``""`` (off: None), ``unix:/PATH``, ``HOST:PORT`` or ``[V6]:PORT`` (HOST an IP
+    address or ``localhost``); ValueError saying what is wrong."""
+    if text == "":
+        return None
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path.startswith("/") or "\0" in path:
+            raise ValueError(f"{text!r}: a unix socket needs an absolute path (unix:/run/saru/api.sock)")
+        return Endpoint(path=path)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected [IPV6]:PORT")
+        port_text = rest[1:]
+        version = 6
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r}: expected HOST:PORT, [IPV6]:PORT or unix:/PATH")
+        version = 4
+    if host != "localhost" or version == 6:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host!r} is not an IP address (or localhost)") from None
+        if address.version != version:
+            raise ValueError(f"{text!r}: an IPv6 address goes in brackets, [{host}]:PORT")
+        host = str(address)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number 1-65535")
+    return Endpoint(host=host, port=int(port_text))
+
+
+@dataclass(frozen=True)
+class APISettings:
+    """``[api]``: the HTTP API, metrics and dashboard (``saru.api``). ``endpoint`` is None when off."""
+
+    listen: str = API_LISTEN
+    token_file: str | None = None  # absolute path once loaded
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        return parse_listen(self.listen)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything saru.toml says; ``Settings()`` is the empty file."""
@@ -109,4 +202,6 @@ class Settings:
     ha: HASettings | None = None
     ipvs_sync: IPVSSyncSettings | None = None
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    #: ``[api]``; None without the section (no HTTP API)
+    api: APISettings | None = None
     warnings: tuple[Diagnostic, ...] = ()

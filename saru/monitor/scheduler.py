@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from saru.checks.base import run_check
@@ -203,6 +203,18 @@ class Monitor:
         if group.first_done is not None and not keep_first:
             group.first_done.set()  # nobody waits for a group that is gone
             group.first_done = None
+
+    def check_now(self, refs: Iterable[RealRef]) -> None:
+        """Run the checks of these reals at once (the next run of their groups is now), e.g. after an
+        operator enabled one: it need not wait a whole ``checkinterval`` for its verdict."""
+        loop = asyncio.get_running_loop()
+        for ref in refs:
+            real = self._reals.get(ref)
+            group = self._groups.get(real.spec) if real is not None else None
+            if group is None or group.task is None or group.checking:
+                continue
+            self._stop_group(group, keep_first=True)
+            self._start_group(group, loop.time(), keep_first=True)
 
     # ---- checking ------------------------------------------------------------------------------
 

@@ -138,10 +138,12 @@ class HABed(Topology):
         return self
 
     def director(self, role: str, *, mode: str = "dr", scheduler: str = "rr", extra_vips: tuple[str, ...] = (),
-                 start: bool = True, with_ha: bool = True, **ha: Any) -> Director:
+                 start: bool = True, with_ha: bool = True, api_token: str | None = None, **ha: Any) -> Director:
         """Start ``saru run -c saru.toml`` (nft data plane) in ``role``; ``ha`` overrides ``[ha]`` keys.
 
-        ``start``: wait until VRRP runs; ``with_ha=False``: a saru.toml without ``[ha]`` (table always on).
+        ``start``: wait until VRRP runs; ``with_ha=False``: a saru.toml without ``[ha]`` (table always on);
+        ``api_token``: an ``[api]`` on the unix socket ``<workdir>/api.sock`` (reachable from the test's
+        namespace: it is a file) with that write token.
         """
         d = self.workdir / f"{role}-{time.monotonic_ns()}"
         d.mkdir(parents=True)
@@ -159,6 +161,10 @@ class HABed(Topology):
             lines += ["[ha]"] + [f"{key} = {_toml(value)}" for key, value in values.items()]
         if ping and with_ha:
             lines += ["", "[ha.ping]"] + [f"{key} = {_toml(value)}" for key, value in ping.items()]
+        if api_token is not None:
+            (d / "api.token").write_text(api_token + "\n")
+            (d / "api.token").chmod(0o600)
+            lines += ["", "[api]", f'listen = "unix:{d / "api.sock"}"', 'token_file = "api.token"']
         (d / "saru.toml").write_text("\n".join(lines) + "\n")
         log = d / "saru.out"
         handle = log.open("w")

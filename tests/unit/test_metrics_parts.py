@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from saru.checks.base import describe_error
-from saru.checks.result_class import CLASSES, result_class
 from saru.daemon.heap import Settler, settle
 from saru.daemon.histogram import Histogram
 from saru.daemon.realstats import RealCounts, RealStats
@@ -19,31 +17,6 @@ from saru.model import CheckResult, CheckSpec, RealRef, ServiceKey
 from saru.monitor import MAINTENANCE_MESSAGE
 from tests.unit.doubles import until
 from tests.unit.test_daemon_service import Daemonless
-
-
-@pytest.mark.parametrize(("message", "checktype", "expected"), [
-    ("HTTP 200 OK", "negotiate", "L7OK"),
-    ("connected", "connect", "L4OK"),
-    ("echo reply", "ping", "L4OK"),
-    (describe_error(ConnectionRefusedError(111, "x")), "negotiate", "L4CON"),
-    (describe_error(ConnectionRefusedError(111, "x")), "connect", "L4CON"),
-    ("no route to host", "connect", "L4CON"),
-    (describe_error(TimeoutError(), 5.0), "connect", "L4TOUT"),
-    (describe_error(TimeoutError(), 5.0), "negotiate", "L7TOUT"),
-    ("connection timed out", "negotiate", "L4TOUT"),
-    ("HTTP 503 Service Unavailable", "negotiate", "L7STS"),
-    ("receive pattern 'ok' not found (HTTP 200 OK)", "negotiate", "L7RSP"),
-    ("connection closed by peer", "negotiate", "L7RSP"),
-    ("EHLO refused: 554 no", "negotiate", "L7RSP"),
-    ("TLS error: CERTIFICATE_VERIFY_FAILED", "negotiate", "L7RSP"),
-    ("address not available", "connect", "SOCKERR"),
-    ("name resolution failed: Name or service not known", "negotiate", "SOCKERR"),
-    ("too many open files", "negotiate", "SOCKERR"),
-])
-def test_result_classes(message: str, checktype: str, expected: str) -> None:
-    ok = expected.endswith("OK")
-    assert result_class(CheckResult(ok=ok, message=message), checktype) == expected
-    assert expected in CLASSES
 
 
 class Clock:
@@ -56,7 +29,8 @@ class Clock:
 
 REF = RealRef(ServiceKey("tcp", "10.0.0.1", 80), "10.0.0.2", 80)
 SPEC = CheckSpec("connect", "none", "tcp", "10.0.0.2", 80)
-OK, FAIL = CheckResult(ok=True), CheckResult(ok=False, message="connection refused")
+OK = CheckResult(ok=True, layer="L4")
+FAIL = CheckResult(ok=False, message="connection refused", layer="L4", failure="connect")
 
 
 def test_real_statistics_count_failures_transitions_and_downtime() -> None:

@@ -12,22 +12,14 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from saru.api.metrics import CONTENT_TYPE, Exporter, gc_paused, metrics_handler, render
-from saru.checks.result_class import CLASSES
+from saru.api.metrics import CLASSES, CONTENT_TYPE, Exporter, gc_paused, metrics_handler, render
 from saru.config.ldirectord import parse_text
 from saru.daemon.histogram import Histogram
-from saru.daemon.metrics_snapshot import (
-    ADMIN_DISABLED,
-    ADMIN_DRAINED,
-    MetricsSnapshot,
-    ServerMetrics,
-    build,
-    server_state,
-)
+from saru.daemon.metrics_snapshot import MetricsSnapshot, ServerMetrics, build, verdict
 from saru.daemon.realstats import RealStats
 from saru.dataplane.base import DestStats, ServiceStats
 from saru.ha.node import HASnapshot
-from saru.model import CheckResult, CheckSpec, RealRef
+from saru.model import CheckResult, CheckSpec, Override, RealRef
 from saru.monitor import MAINTENANCE_MESSAGE
 from saru.planner import desired_table, real_ref
 
@@ -86,7 +78,7 @@ HA: HASnapshot = {  # type: ignore[typeddict-item]  # the fields the metrics rea
 
 
 def snapshot(dataplane: str = "nft", ha: HASnapshot | None = HA,
-             admin: dict[RealRef, str] | None = None) -> tuple[MetricsSnapshot, Clock]:
+             overrides: dict[RealRef, Override] | None = None) -> tuple[MetricsSnapshot, Clock]:
     config = parse_text(CONFIG, "test.cf")
     v4 = config.virtuals[0]
     refs = {f"{r.address}:{r.port}": real_ref(v, r) for v in config.virtuals for r in v.reals}
@@ -94,15 +86,16 @@ def snapshot(dataplane: str = "nft", ha: HASnapshot | None = HA,
     realstats = RealStats(clock)
     http = CheckSpec("negotiate", "http", "tcp", "10.0.0.3", 80)
     connect = CheckSpec("connect", "none", "tcp", "2001:db8::2", 443)
-    ok = CheckResult(ok=True, message="HTTP 200 OK", latency=0.012)
-    fail = CheckResult(ok=False, message="HTTP 503 Service Unavailable", latency=0.5)
+    ok = CheckResult(ok=True, message="HTTP 200 OK", latency=0.012, layer="L7")
+    fail = CheckResult(ok=False, message="HTTP 503 Service Unavailable", latency=0.5, layer="L7", failure="status")
     realstats.record(refs["10.0.0.2:80"], http, ok, True)
     realstats.record(refs["10.0.0.4:80"], http, ok, True)  # configured weight 0: DRAIN
     realstats.record(refs["2001:db8::2:443"], connect, CheckResult(ok=False, message="connection refused",
-                                                                    latency=0.001), False)  # quiescent: DRAIN
+                                                                    latency=0.001, layer="L4", failure="connect"),
+                     False)  # down (kept at weight 0: quiescent)
     realstats.record(refs["2001:db8::3:443"], connect, CheckResult(ok=False, message=MAINTENANCE_MESSAGE), False)
     # 10.0.0.9 (checktype off): no result
-    realstats.record(refs["10.0.0.3:80"], http, CheckResult(ok=True), True)
+    realstats.record(refs["10.0.0.3:80"], http, ok, True)
     clock.now += 10
     realstats.record(refs["10.0.0.3:80"], http, fail, False)  # down at 1010
     clock.now += 5
@@ -119,7 +112,8 @@ def snapshot(dataplane: str = "nft", ha: HASnapshot | None = HA,
         durations.observe(seconds)
     snap = build(version="9.9.9", dataplane=dataplane, config=config, table=table, stats=stats,
                  realstats=realstats, rewrite=True, ha=ha, reloads_ok=2, reloads_failed=1,
-                 last_reload_success=1_700_000_000.5, apply_durations=durations.snapshot(), admin=admin)
+                 last_reload_success=1_700_000_000.5, apply_durations=durations.snapshot(),
+                 overrides=overrides)
     return snap, clock
 
 
@@ -163,7 +157,7 @@ def test_status_is_one_zero_or_one_series_per_state_with_promex_meanings() -> No
         ("tcp/10.0.0.1:80", "10.0.0.2:80"): "UP",
         ("tcp/10.0.0.1:80", "10.0.0.3:80"): "DOWN",
         ("tcp/10.0.0.1:80", "10.0.0.4:80"): "DRAIN",  # weight 0 in the config
-        ("tcp/[2001:db8::1]:443", "[2001:db8::2]:443"): "DRAIN",  # quiescent: kept at weight 0
+        ("tcp/[2001:db8::1]:443", "[2001:db8::2]:443"): "DOWN",  # quiescent (weight 0) but down
         ("tcp/[2001:db8::1]:443", "[2001:db8::3]:443"): "MAINT",  # maintenancedir
         ("fwmark/7", "10.0.0.9:0"): "DOWN",  # unchecked and not in the table
     }
@@ -183,25 +177,17 @@ def test_status_is_one_zero_or_one_series_per_state_with_promex_meanings() -> No
 def test_operator_drain_and_disable_show_as_drain_and_maint() -> None:
     config = parse_text(CONFIG, "test.cf")
     v4 = config.virtuals[0]
-    admin = {real_ref(v4, v4.reals[0]): ADMIN_DRAINED, real_ref(v4, v4.reals[1]): ADMIN_DISABLED}
-    found = samples(render(snapshot(admin=admin)[0]))
+    overrides = {real_ref(v4, v4.reals[0]): Override("drain"), real_ref(v4, v4.reals[1]): Override("disable")}
+    found = samples(render(snapshot(overrides=overrides)[0]))
     assert value(found, "saru_server_status", proxy="tcp/10.0.0.1:80", server="10.0.0.2:80", state="DRAIN") == 1
     assert value(found, "saru_server_status", proxy="tcp/10.0.0.1:80", server="10.0.0.3:80", state="MAINT") == 1
 
 
-def test_server_state_rules() -> None:
-    assert server_state(True, False, "negotiate", False, 1, 1) == "UP"
-    assert server_state(True, False, "negotiate", False, None, 1) == "UP"  # an HA backup: not in the table
-    assert server_state(True, False, "negotiate", False, 0, 1) == "DRAIN"
-    assert server_state(True, False, "negotiate", False, 1, 1, ADMIN_DRAINED) == "DRAIN"
-    assert server_state(False, False, "negotiate", False, None, 1) == "DOWN"
-    assert server_state(False, False, "negotiate", True, 0, 1) == "DRAIN"
-    assert server_state(False, False, "negotiate", False, None, 1, ADMIN_DISABLED) == "MAINT"
-    assert server_state(False, True, "negotiate", True, 0, 1) == "MAINT"  # maintenancedir
-    assert server_state(None, False, "on", False, 1, 1) == "UP"
-    assert server_state(True, False, "off", False, None, 2) == "DOWN"  # a verdict from before a reload to off
-    assert server_state(None, False, "off", False, 2, 2) == "UP"
-    assert server_state(None, False, "off", False, 0, 2) == "DRAIN"
+def test_verdicts_of_unchecked_reals() -> None:
+    """checktype=on is up and off has no verdict, whatever results came before a reload changed it."""
+    assert verdict(False, "on") is True
+    assert verdict(True, "off") is None
+    assert verdict(False, "negotiate") is False and verdict(None, "connect") is None
 
 
 def test_check_series() -> None:

@@ -59,6 +59,7 @@ from saru.dataplane.base import (
 )
 from saru.dataplane.ipvs import codec
 from saru.dataplane.ipvs.netlink import GenlSocket, NetlinkError, run_in_netns
+from saru.dataplane.privilege import has_net_admin
 from saru.diff import OpError, apply_ops
 from saru.model import AddService, EditService, Op, Service, ServiceKey, Table
 
@@ -77,8 +78,6 @@ PROC_IP_VS = Path("/proc/net/ip_vs")
 PROC_IP_VS_CONN = Path("/proc/net/ip_vs_conn")
 #: Batches with more requests than this are sent from a worker thread.
 THREADED_BATCH = 256
-CAP_NET_ADMIN = 12
-
 ERRNO_REASONS = {
     errno.EEXIST: "already exists",
     errno.ENOENT: "not found (or no such scheduler in this kernel)",
@@ -88,16 +87,6 @@ ERRNO_REASONS = {
     errno.EBUSY: "busy",
     errno.ENOMEM: "out of memory",
 }
-
-
-def _has_net_admin() -> bool:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.geteuid() == 0
 
 
 def module_installed(name: str) -> bool:
@@ -159,7 +148,7 @@ class IpvsDataplane(Dataplane):
             _try_modprobe("ip_vs")
         if not PROC_IP_VS.exists() and not (dry_run and loadable):
             return False, "no IPVS in this kernel (no /proc/net/ip_vs; ip_vs module not loaded)"
-        if not _has_net_admin():
+        if not has_net_admin():
             return False, "IPVS needs CAP_NET_ADMIN (run as root)"
         if not PROC_IP_VS.exists():
             return True, "IPVS is available (the ip_vs module would be loaded)"

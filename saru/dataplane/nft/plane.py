@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,7 @@ from saru.dataplane.nft.render import Memo, build
 from saru.dataplane.nft.routes import Routes, discover
 from saru.dataplane.nft.slots import SUPPORTED_SCHEDULERS
 from saru.dataplane.nft.transaction import UNKNOWN, Objects, transaction, unknown_script
+from saru.dataplane.privilege import has_net_admin
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
 
@@ -122,8 +122,8 @@ class NftDataplane(Dataplane):
     def available(cls, dry_run: bool = False) -> tuple[bool, str]:
         """Whether nftables can be programmed here (``list tables`` changes nothing, so ``dry_run``
         probes the same way)."""
-        if os.geteuid() != 0:
-            return False, "programming nftables needs root"
+        if not has_net_admin():
+            return False, "programming nftables needs CAP_NET_ADMIN (run as root or grant the capability)"
         which = backend()
         if which is None:
             return False, "neither libnftables.so.1 (Debian libnftables1) nor the nft command is installed"
