@@ -133,7 +133,8 @@ class Daemon:
         self.log = (workdir / "saru.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "saru", "run", "-c", str(workdir / "ldirectord.cf"), "--settings",
-             str(workdir / "saru.toml"), "--dataplane", "proxy", "--control", str(workdir / "control.sock")],
+             str(workdir / "saru.toml"), "--dataplane", "proxy", "--control", str(workdir / "control.sock"),
+             "--no-drop"],  # root stays root, like the bench's nginx (the code may live under /root)
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.base = f"http://127.0.0.1:{api_port}"
 
