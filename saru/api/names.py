@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from saru.model import ServiceKey, format_hostport
+from saru.model import ServiceKey, format_hostport, split_hostport
 
 
 class BadName(ValueError):
@@ -47,15 +47,11 @@ def server_name(address: str, port: int) -> str:
 
 
 def _hostport(text: str, what: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise BadName(f"{what} {text!r}: expected [IPv6]:PORT")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            raise BadName(f"{what} {text!r}: expected ADDRESS:PORT (IPv6 in brackets)")
+    parts = split_hostport(text)
+    if parts is None:
+        expected = "[IPv6]:PORT" if text.startswith("[") else "ADDRESS:PORT (IPv6 in brackets)"
+        raise BadName(f"{what} {text!r}: expected {expected}")
+    host, port_text, _ = parts
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -41,6 +41,7 @@ from saru.model.core import (
     VirtualConfig,
     address_family,
     format_hostport,
+    split_hostport,
 )
 from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
@@ -100,4 +101,5 @@ __all__ = [
     "address_family",
     "format_hostport",
     "parse_listen",
+    "split_hostport",
 ]

@@ -34,6 +34,21 @@ def format_hostport(address: str, port: int) -> str:
     return f"{address}:{port}"
 
 
+def split_hostport(text: str) -> tuple[str, str, bool] | None:
+    """``HOST:PORT`` or ``[HOST]:PORT`` → (host, port text, bracketed), unvalidated; None when the
+    text has neither shape (an unbracketed host may not contain ``:``). Callers check the host and
+    port and word their own errors."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            return None
+        return host, rest[1:], True
+    host, sep, port_text = text.rpartition(":")
+    if not sep or ":" in host:
+        return None
+    return host, port_text, False
+
+
 def address_family(address: str) -> int:
     """4 or 6 for a literal IP address."""
     return ipaddress.ip_address(address).version

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from saru.model.core import Diagnostic
+from saru.model.core import Diagnostic, split_hostport
 
 #: the values of ``[director] dataplane`` (and of ``SARU_DATAPLANE``)
 DATAPLANES = ("auto", "ipvs", "nft", "proxy")
@@ -150,17 +150,12 @@ def parse_listen(text: str) -> Endpoint | None:
         if not path.startswith("/") or "\0" in path:
             raise ValueError(f"{text!r}: a unix socket needs an absolute path (unix:/run/saru/api.sock)")
         return Endpoint(path=path)
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"{text!r}: expected [IPV6]:PORT")
-        port_text = rest[1:]
-        version = 6
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"{text!r}: expected HOST:PORT, [IPV6]:PORT or unix:/PATH")
-        version = 4
+    parts = split_hostport(text)
+    if parts is None:
+        expected = "[IPV6]:PORT" if text.startswith("[") else "HOST:PORT, [IPV6]:PORT or unix:/PATH"
+        raise ValueError(f"{text!r}: expected {expected}")
+    host, port_text, bracketed = parts
+    version = 6 if bracketed else 4
     if host != "localhost" or version == 6:
         try:
             address = ipaddress.ip_address(host)
