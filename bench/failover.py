@@ -12,7 +12,8 @@ The dead director is then brought back (it rejoins as backup, so the roles alter
 Pairs, in the same run: Saru with its defaults (advert 0.1 s), Saru tuned (advert 0.03 s, VIPcheck
 timeout 0.05 s, 2 gratuitous ARPs), Saru fast (advert 0.02 s, VIPcheck timeout 0.03 s, 2 gratuitous
 ARPs, ``warm_standby``: the backup's table is already programmed; VIPcheck stays on), and
-keepalived 2.2 with its defaults (VRRPv2, advert_int 1; the table is programmed by a Saru without ``[ha]`` on both directors). Then a planned switchover
+keepalived 2.2 with its defaults (VRRPv2, advert_int 1; the table is programmed by a Saru without
+``[ha]`` on both directors). Then a planned switchover
 (resign → peer master → take back) in DR mode under 20 established downloads: how many were lost.
 
 Prints a table and writes ``bench/results/failover.json``. Goals (median): <= 0.5 s with Saru's
