@@ -8,6 +8,10 @@ and "delete the service", each timed by wall clock and by the process's user and
 timed on the host and in the guest; their ratio is the TCG slowdown, and ``host estimate`` is the
 guest wall time divided by it (the kernel part is assumed to slow down like user code: an
 estimate, labelled so). Prints a table; ``--json FILE`` writes the numbers.
+
+``--baseline DIR`` (a checkout of older code, e.g. ``git archive main | tar -x -C DIR``) measures
+that code and this one alternately in the SAME guest boot, ``--rounds`` times each, and prints both
+(the guest's speed varies with the host's load, so only a side-by-side run compares them).
 """
 
 from __future__ import annotations
@@ -66,6 +70,36 @@ async def guest(sizes: list[int], repeats: int, scheduler: str) -> dict[str, Any
     return out
 
 
+def guest_compare(baseline: Path, rounds: int, rest: list[str]) -> dict[str, Any]:
+    """(inside the guest) this script's ``--guest`` run of ``baseline`` and of this tree, alternately."""
+    import subprocess
+
+    out: dict[str, Any] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for label, tree in (("before", baseline), ("after", ROOT)):
+            done = subprocess.run([sys.executable, "bench/ipvs_update.py", "--guest", *rest], cwd=tree,
+                                  env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+                                  check=False, timeout=900)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode != 0 or not lines:
+                raise SystemExit(f"{label} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            out[label].append(json.loads(lines[-1][len("RESULT "):]))
+            print(f"{label}: done", flush=True)
+    return out
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several guest runs per size and phase, and the fastest CPU probe."""
+    merged: dict[str, Any] = {"cpu_probe": min(r["cpu_probe"] for r in runs), "sizes": {}}
+    for run in runs:
+        for n, phases in run["sizes"].items():
+            for phase, v in phases.items():
+                old = merged["sizes"].setdefault(n, {}).get(phase)
+                if old is None or v["wall"] < old["wall"]:
+                    merged["sizes"][n][phase] = v
+    return merged
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--guest", action="store_true", help="(inside the guest) run the measurement")
@@ -73,35 +107,47 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--scheduler", default="wrr", help="the service's scheduler (default wrr)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline", type=Path, help="older code to measure side by side (see above)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: alternations (default 2)")
     args = parser.parse_args()
+    rest = ["--sizes", *map(str, args.sizes), "--repeats", str(args.repeats), "--scheduler", args.scheduler]
+    if args.guest and args.baseline:
+        print("RESULT " + json.dumps(guest_compare(args.baseline.resolve(), args.rounds, rest)), flush=True)
+        return 0
     if args.guest:
         print("RESULT " + json.dumps(asyncio.run(guest(args.sizes, args.repeats, args.scheduler))), flush=True)
         return 0
     from tests.vm.harness import run_in_vm
 
     host_probe = w.cpu_probe()
-    vm = run_in_vm([sys.executable, "bench/ipvs_update.py", "--guest", "--sizes", *map(str, args.sizes),
-                    "--repeats", str(args.repeats), "--scheduler", args.scheduler], cwd=str(ROOT),
+    compare = ["--baseline", str(args.baseline.resolve()), "--rounds", str(args.rounds)] if args.baseline else []
+    vm = run_in_vm([sys.executable, "bench/ipvs_update.py", "--guest", *rest, *compare], cwd=str(ROOT),
                    modules=["ip_vs", f"ip_vs_{args.scheduler}"],
-                   env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}, timeout=900)
+                   env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+                   timeout=900 * (2 * args.rounds if args.baseline else 1))
     host_probe = min(host_probe, w.cpu_probe())
     lines = [line for line in vm.output.splitlines() if line.startswith("RESULT ")]
     if vm.returncode != 0 or not lines:
         print(vm.output[-4000:], vm.console[-2000:], sep="\n", file=sys.stderr)
         return 1
     result = json.loads(lines[-1][len("RESULT "):])
-    factor = result["cpu_probe"] / host_probe
+    labelled = {k: best(v) for k, v in result.items()} if args.baseline else {"": result}
+    probe = min(r["cpu_probe"] for r in labelled.values())
+    factor = probe / host_probe
     print(f"scheduler {args.scheduler}; TCG slowdown (pure-Python probe, guest / host): {factor:.1f}x; "
-          f"accel {vm.accel}")
-    print("| N | change | guest wall ms | guest user ms | guest kernel ms | host estimate ms |")
-    print("|---|---|---|---|---|---|")
-    for n, phases in result["sizes"].items():
-        for phase, v in phases.items():
-            print(f"| {int(n):,} | {phase} | {v['wall'] * 1000:,.1f} | {v['user'] * 1000:,.0f} | "
-                  f"{v['system'] * 1000:,.0f} | {v['wall'] * 1000 / factor:,.1f} |")
+          f"accel {vm.accel}; host load {Path('/proc/loadavg').read_text().split()[0]}")
+    print("| code | N | change | guest wall ms | guest user ms | guest kernel ms | host estimate ms |")
+    print("|---|---|---|---|---|---|---|")
+    for label, one in labelled.items():
+        for n, phases in one["sizes"].items():
+            for phase, v in phases.items():
+                print(f"| {label or 'this'} | {int(n):,} | {phase} | {v['wall'] * 1000:,.1f} | "
+                      f"{v['user'] * 1000:,.0f} | {v['system'] * 1000:,.0f} | {v['wall'] * 1000 / factor:,.1f} |")
     if args.json:
-        summary = {"scheduler": args.scheduler, "factor": factor, "accel": vm.accel, "host_probe": host_probe}
-        args.json.write_text(json.dumps({**summary, **result}, indent=2) + "\n")
+        summary = {"scheduler": args.scheduler, "factor": factor, "accel": vm.accel, "host_probe": host_probe,
+                   "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+        body = {"runs": result, "best": labelled} if args.baseline else result
+        args.json.write_text(json.dumps({**summary, **body}, indent=2) + "\n")
     return 0
 
 

@@ -87,8 +87,22 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
             working[key] = dict(services[key].dests)
         return working[key]
 
+    # fast path: a run of destination ops of one service (the bulk of a big apply) looks the
+    # service up once, not once per op (hashing a ServiceKey is the cost)
+    last: ServiceKey | None = None
+    current: dict[tuple[str, int], Dest] = {}
     for op in ops:
         key = op.service
+        if key is last and isinstance(op, (AddDest, EditDest)):
+            dest = op.dest
+            exists = dest.key in current
+            if exists and isinstance(op, AddDest):
+                raise OpError(f"destination {dest.hostport} already exists in {key}")
+            if not exists and isinstance(op, EditDest):
+                raise OpError(f"no destination {dest.hostport} in {key}")
+            current[dest.key] = dest
+            continue
+        last = None
         if key not in services and not isinstance(op, AddService):
             raise OpError(f"no such service {key}")
         match op:
@@ -103,13 +117,17 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> Table:
                 del services[key]
                 working.pop(key, None)
             case AddDest(dest=dest):
-                if dest.key in dests(key):
+                current = dests(key)
+                if dest.key in current:
                     raise OpError(f"destination {dest.hostport} already exists in {key}")
-                dests(key)[dest.key] = dest
+                current[dest.key] = dest
+                last = key
             case EditDest(dest=dest):
-                if dest.key not in dests(key):
+                current = dests(key)
+                if dest.key not in current:
                     raise OpError(f"no destination {dest.hostport} in {key}")
-                dests(key)[dest.key] = dest
+                current[dest.key] = dest
+                last = key
             case DelDest(address=address, port=port):
                 if (address, port) not in dests(key):
                     raise OpError(f"no destination {address}:{port} in {key}")

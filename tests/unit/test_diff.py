@@ -126,3 +126,18 @@ def test_apply_ops_is_linear_enough_for_ten_thousand_dests():
     edited = apply_ops(table, [EditDest(K1, Dest(f"10.1.{i // 256}.{i % 256}", 80, weight=0)) for i in range(10000)])
     assert {d.weight for d in edited.services[K1].dests.values()} == {0}
     assert {d.weight for d in table.services[K1].dests.values()} == {1}  # the input is untouched
+
+
+def test_apply_ops_runs_of_destination_ops_check_each_op() -> None:
+    """Runs of destination ops of one service take a fast path; it must refuse what the slow one does."""
+    key = ServiceKey("tcp", "10.0.0.1", 80)
+    a, b = Dest("10.0.0.2", 80, "masq"), Dest("10.0.0.3", 80, "masq")
+    start = apply_ops(Table({}), [AddService(key, ServiceSettings("rr"))])
+    with pytest.raises(OpError, match="already exists"):
+        apply_ops(start, [AddDest(key, a), AddDest(key, b), AddDest(key, a)])
+    with pytest.raises(OpError, match="no destination"):
+        apply_ops(start, [AddDest(key, a), EditDest(key, b)])
+    ops = [AddDest(key, a), DelService(key), AddService(key, ServiceSettings("wrr")), AddDest(key, b),
+           EditDest(key, Dest("10.0.0.3", 80, "masq", 5))]
+    assert apply_ops(start, ops).services[key].dests == {b.key: Dest("10.0.0.3", 80, "masq", 5)}
+    assert start.services[key].dests == {}  # untouched

@@ -227,6 +227,8 @@ def test_fast_wire_encoding_is_the_generic_encoding():
     ]
     for op in ops:
         assert codec.wire(op) == codec.request(op).wire, op
+    runs = [*ops, ops[0], ops[1], AddDest(TCP, Dest("10.0.0.9", 80, "masq")), ops[3], ops[0]]
+    assert codec.wire_all(runs) == [codec.request(op).wire for op in runs]  # the batch form
 
 
 def test_rollback_plan_of_a_big_batch_is_linear_and_right():

@@ -57,7 +57,7 @@ CHUNK_BYTES = 48 << 10
 REPLY_TRUESIZE = 1024
 
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
-_GENL = struct.Struct("=BBH")  # struct genlmsghdr
+_HEADER_GENL = struct.Struct("=IHHIIBBH")  # struct nlmsghdr + struct genlmsghdr, packed at once
 
 
 class NetlinkError(OSError):
@@ -145,8 +145,7 @@ class GenlSocket:
 
     def _message(self, family_id: int, cmd: int, payload: bytes, flags: int) -> tuple[int, bytes]:
         self.seq = (self.seq + 1) & 0xFFFFFFFF or 1
-        body = _GENL.pack(cmd, 1, 0) + payload
-        return self.seq, _HEADER.pack(16 + len(body), family_id, flags, self.seq, 0) + body
+        return self.seq, _HEADER_GENL.pack(20 + len(payload), family_id, flags, self.seq, 0, cmd, 1, 0) + payload
 
     def _replies(self) -> list[tuple[int, int, bytes]]:
         """(type, seq, message bytes) of what one recv returned."""

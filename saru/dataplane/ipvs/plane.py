@@ -346,7 +346,7 @@ class IpvsDataplane(Dataplane):
             nl = self._netlink()
             known = {key: service.settings for key, service in (self._known or {}).items()}
             ops = codec.with_cheap_scheduler(ops, known)
-            requests = [codec.wire(op) for op in ops]
+            requests = codec.wire_all(ops)
             before = self._before(ops)
             try:
                 if len(requests) > THREADED_BATCH:  # keep the event loop serving meanwhile
@@ -358,9 +358,7 @@ class IpvsDataplane(Dataplane):
                 raise DataplaneError(f"talking to IPVS failed after {nl.sent} of {len(requests)} "
                                      f"request(s) were sent: {describe_error(exc)}") from exc
             if not failures:
-                read = self._known
                 self._remember(ops)
-                self._expect(read, ops)
                 return
             failed = {index for index, _ in failures}
             succeeded = [ops[i] for i in range(nl.sent) if i not in failed]
@@ -370,10 +368,12 @@ class IpvsDataplane(Dataplane):
             op = ops[index]
             raise DataplaneError(f"{describe_op(op)}: {describe_error(error, op)}{note}") from error
 
-    def _expect(self, read: dict[ServiceKey, Service] | None, ops: list[Op]) -> None:
+    def _remember(self, ops: list[Op]) -> None:
         """After a successful apply: the table the kernel now holds as far as Saru knows (the one
-        the ops were computed against, plus the ops). A kernel that had changed since Saru last
+        the ops were computed against, plus the ops), worked out once for both uses: ``_known``
+        (rollback snapshots) and ``_expected`` (drift). A kernel that had changed since Saru last
         wrote it is noted for ``verify``; the ops (diffed from a fresh read) have repaired it."""
+        read = self._known
         if read is None:
             self._expected = None  # unknown: the next read adopts the kernel's table
             return
@@ -381,17 +381,13 @@ class IpvsDataplane(Dataplane):
         if self._expected is not None and before != self._expected:
             self._mismatches = [*self._mismatches[-7:], (self._expected, before)]
         try:
-            self._expected = apply_ops(before, ops)
-        except OpError:
-            self._expected = None
-
-    def _remember(self, ops: list[Op]) -> None:
-        if self._known is None:
-            return
-        try:
-            self._known = dict(apply_ops(Table(self._known), ops).services)
+            after = apply_ops(before, ops)
         except OpError:  # the kernel had changed behind our back: forget, re-read when needed
             self._known = None
+            self._expected = None
+            return
+        self._known = dict(after.services)
+        self._expected = after
 
     def _rollback(self, done: Sequence[Op], before: dict[ServiceKey, Service]) -> str:
         """Undo ``done`` (best effort: an undo op that fails does not stop the others)."""

@@ -41,6 +41,7 @@ from saru.dataplane.ipvs.codec.packing import (
     service_attrs,
     service_key_attrs,
     wire,
+    wire_all,
 )
 from saru.dataplane.ipvs.codec.procfs import parse_conn_line, parse_conn_table
 from saru.dataplane.ipvs.codec.rollback import inverses, needs_snapshot, rollback_plan
@@ -75,5 +76,5 @@ __all__ = [
     "decode_service_key", "decode_settings", "dest_attrs", "dest_connections", "dest_key_attrs", "dumped", "inverses",
     "needs_snapshot", "netmask_attr", "netmask_text", "netmask_value", "pack_attrs", "parse_conn_line",
     "parse_conn_table", "parse_schedflags", "request", "rollback_plan", "service_attrs", "service_key_attrs", "stats64",
-    "validate", "wire", "with_cheap_scheduler",
+    "validate", "wire", "wire_all", "with_cheap_scheduler",
 ]

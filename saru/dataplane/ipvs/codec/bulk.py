@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import assert_never
 
-from saru.model import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op, ServiceKey, ServiceSettings
+from saru.model import AddDest, AddService, DelDest, EditDest, EditService, Op, ServiceKey, ServiceSettings
 
 __all__ = ["BULK_DEST_OPS", "COSTLY_SCHEDULERS", "with_cheap_scheduler"]
 
@@ -22,14 +21,7 @@ def _cheap(settings: ServiceSettings) -> ServiceSettings:
     return replace(settings, scheduler="rr", schedflags=None)
 
 
-def _is_dest_op(op: Op) -> bool:
-    match op:
-        case AddDest() | EditDest() | DelDest():
-            return True
-        case AddService() | EditService() | DelService():
-            return False
-        case _:
-            assert_never(op)
+_DEST_OPS = (AddDest, EditDest, DelDest)
 
 
 def with_cheap_scheduler(ops: Sequence[Op], current: Mapping[ServiceKey, ServiceSettings]) -> list[Op]:
@@ -44,15 +36,25 @@ def with_cheap_scheduler(ops: Sequence[Op], current: Mapping[ServiceKey, Service
     same. ``current`` gives the settings of existing services (a service not in it is left alone).
     """
     positions: dict[ServiceKey, list[int]] = {}
+    last: ServiceKey | None = None
+    run: list[int] = []
     for index, op in enumerate(ops):
-        positions.setdefault(op.service, []).append(index)
+        key = op.service
+        if key is not last:  # ops of one service come in runs: hash its key once per run
+            run = positions.setdefault(key, [])
+            last = key
+        run.append(index)
     before: dict[int, Op] = {}
     after: dict[int, Op] = {}
     replaced: dict[int, Op] = {}
     for key, indices in positions.items():
-        dest_ops = [i for i in indices if _is_dest_op(ops[i])]
-        service_ops = [i for i in indices if not _is_dest_op(ops[i])]
-        if len(dest_ops) < BULK_DEST_OPS or len(service_ops) > 1:
+        if len(indices) < BULK_DEST_OPS:
+            continue
+        service_ops = [i for i in indices if not isinstance(ops[i], _DEST_OPS)]
+        if len(service_ops) > 1:
+            continue
+        dest_ops = [i for i in indices if isinstance(ops[i], _DEST_OPS)] if service_ops else indices
+        if len(dest_ops) < BULK_DEST_OPS:
             continue
         if service_ops:
             first = ops[service_ops[0]]
@@ -71,11 +73,12 @@ def with_cheap_scheduler(ops: Sequence[Op], current: Mapping[ServiceKey, Service
         after[dest_ops[-1]] = EditService(key, settings)
     if not (before or after):
         return list(ops)
-    out: list[Op] = []
-    for index, op in enumerate(ops):
-        if index in before:
-            out.append(before[index])
-        out.append(replaced.get(index, op))
+    out: list[Op] = list(ops)
+    for index in sorted(before.keys() | after.keys() | replaced.keys(), reverse=True):  # a few
         if index in after:
-            out.append(after[index])
+            out.insert(index + 1, after[index])
+        if index in replaced:
+            out[index] = replaced[index]
+        if index in before:
+            out.insert(index, before[index])
     return out

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, assert_never
 
@@ -47,7 +48,7 @@ from saru.net import nla
 
 __all__ = [
     "AttrValue", "Attrs", "CmdAttrs", "Flags", "Nested", "Request", "dest_attrs", "dest_key_attrs", "netmask_attr",
-    "pack_attrs", "request", "service_attrs", "service_key_attrs", "wire",
+    "pack_attrs", "request", "service_attrs", "service_key_attrs", "wire", "wire_all",
 ]
 
 
@@ -243,6 +244,26 @@ def _dest_bytes(d: Dest) -> bytes:
     return _DEST_FULL.pack(72, 2, 6, 11, family, 20, 1, raw, 6, 2, socket.htons(d.port),
                            8, 3, FORWARD_CODES[d.forward], 8, 4, d.weight, 8, 5, d.upper_threshold,
                            8, 6, d.lower_threshold)
+
+
+def wire_all(ops: Sequence[Op]) -> list[tuple[int, bytes, bool]]:
+    """``[wire(op) for op in ops]``, faster: a run of destination ops of one service (the bulk of a
+    big apply) packs the service's attributes once, dispatching on the op's exact type."""
+    out: list[tuple[int, bytes, bool]] = []
+    append = out.append
+    last: ServiceKey | None = None
+    service = b""
+    for op in ops:
+        kind = type(op)
+        if kind is EditDest or kind is AddDest:
+            if op.service is not last:
+                last = op.service
+                service = _service_key_bytes(last)
+            append((CMD_SET_DEST if kind is EditDest else CMD_NEW_DEST,
+                    service + _dest_bytes(op.dest), kind is AddDest))  # type: ignore[union-attr]
+        else:
+            append(wire(op))
+    return out
 
 
 def wire(op: Op) -> tuple[int, bytes, bool]:
