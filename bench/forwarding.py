@@ -7,6 +7,9 @@ them), ``wrk`` in the client namespace measures requests/s of four paths to the 
 
 * ``direct``: the client straight to the direct-routing real (through the router only);
 * ``nat``: the VIP, Saru's nftables LVS-NAT (conntrack + DNAT in the director) to the NAT real;
+* ``nat-stateless``: the same virtual with ``[nft] nat = "stateless"`` (payload rewriting both
+  ways, ``notrack``: no conntrack; the director's controller is restarted in that mode before the
+  run and back after it);
 * ``dr``: the VIP, Saru's nftables LVS-DR (netdev ingress ``fwd``; replies bypass the director);
 * ``haproxy``: the VIP, haproxy ``mode tcp`` (2 threads) in the director, to the NAT real.
 
@@ -43,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.dataplane import noise  # noqa: E402
 from bench.dataplane.fwtopo import (  # noqa: E402
     EXPECTED_SERVER,
+    NAT_MODE,
     URLS,
     NftCtl,
     configure_reals,
@@ -52,9 +56,9 @@ from bench.dataplane.fwtopo import (  # noqa: E402
 )
 from tests.lab.guide import Topology  # noqa: E402
 
-VARIANTS = ("direct", "nat", "dr", "haproxy")
+VARIANTS = ("direct", "nat", "nat-stateless", "dr", "haproxy")
 MODES = ("keepalive", "close")
-GOALS = (("nat", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
+GOALS = (("nat", "keepalive"), ("nat-stateless", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
 GOAL_RATIO = 0.95
 NOISY = 0.25  # load from others above which the report warns
 TICK = os.sysconf("SC_CLK_TCK")
@@ -133,9 +137,32 @@ def print_report(summary: dict[str, Any], rounds: list[dict[str, Any]], foreign:
         print(f"  {name}: {v['ratio']:.2f} -> {'MET' if v['met'] else 'NOT MET'}")
 
 
-def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int) -> list[dict[str, Any]]:
+class Director:
+    """The director's controller, restarted in the NAT mode a variant needs."""
+
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+        self.ctl = NftCtl(topo)
+        self.ctl.apply(saru_table())
+
+    def mode(self, variant: str) -> None:
+        wanted = NAT_MODE.get(variant)
+        if wanted is None or wanted == self.ctl.nat:
+            return
+        self.ctl.close()
+        self.ctl = NftCtl(self.topo, wanted)
+        self.ctl.apply(saru_table())  # nothing changed but the mode: the NAT virtual is rewritten
+        deadline = time.monotonic() + 10
+        while (got := served_by(self.topo, URLS[variant])) != EXPECTED_SERVER[variant]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant} answered by {got!r} after the switch to {wanted}")
+            time.sleep(0.1)
+
+
+def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int, director: Director) -> list[dict[str, Any]]:
     rounds = []
     for variant in VARIANTS:  # warm-up (ARP/neighbour entries, nginx, haproxy)
+        director.mode(variant)
         run_wrk(topo, URLS[variant], "keepalive", 1, 10, None)
     for r in range(args.repeats):
         for mode in MODES:
@@ -143,6 +170,7 @@ def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int) -> list[
             order = VARIANTS[shift:] + VARIANTS[:shift]
             runs = {}
             for variant in order:
+                director.mode(variant)
                 pid = haproxy_pid if variant == "haproxy" else None
                 runs[variant] = run_wrk(topo, URLS[variant], mode, args.duration, args.connections, pid)
             rounds.append({"round": r + 1, "mode": mode, "order": list(order), "runs": runs})
@@ -177,17 +205,17 @@ def main() -> int:
             configure_reals(topo)
             topo.nginx("fe1")
             topo.nginx("fe2")
-            ctl = NftCtl(topo)
-            ctl.apply(saru_table())
+            director = Director(topo)
             haproxy_pid = start_haproxy(topo, Path(tmp))
             deadline = time.monotonic() + 10
             for variant, url in URLS.items():  # every path answers, from the expected real
+                director.mode(variant)
                 while (got := served_by(topo, url)) != EXPECTED_SERVER[variant]:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{variant} ({url}) answered by {got!r}, "
                                            f"expected {EXPECTED_SERVER[variant]}")
                     time.sleep(0.1)
-            rounds = measure(topo, args, haproxy_pid)
+            rounds = measure(topo, args, haproxy_pid, director)
         finally:
             topo.down()
     foreign["after"] = noise.foreign_load()

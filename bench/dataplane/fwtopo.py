@@ -3,8 +3,9 @@
 ``fe1`` is an LVS-NAT real (10.77.7.11, default route through the director), ``fe2`` an LVS-DR real
 (10.77.6.12 on the LAN, the VIP on ``lo``, ARP for it suppressed, default route through the router).
 The director ``ld1`` runs Saru's ``NftDataplane`` (driven through ``tests.kernel.nftctl``) with a NAT
-virtual ``VIP:80 → fe1:80`` and a DR virtual ``VIP:8080 → fe2:8080``, and haproxy (``mode tcp``) on
-``VIP:81 → fe1:80``. IPv4 only; every address is inside the namespaces.
+virtual ``VIP:80 → fe1:80`` (stateful, or stateless for the ``nat-stateless`` variant: the bench
+restarts the controller in the other ``[nft] nat`` mode), a DR virtual ``VIP:8080 → fe2:8080``,
+and haproxy (``mode tcp``) on ``VIP:81 → fe1:80``. IPv4 only; every address is inside the namespaces.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ HAPROXY_PORT = 81
 URLS = {
     "direct": f"http://{DR_REAL}/",
     "nat": f"http://{VIP}/",
+    "nat-stateless": f"http://{VIP}/",
     "dr": f"http://{VIP}:8080/",
     "haproxy": f"http://{VIP}:{HAPROXY_PORT}/",
 }
-EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "dr": "fe2", "haproxy": "fe1"}
+EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "nat-stateless": "fe1", "dr": "fe2", "haproxy": "fe1"}
+#: the NAT mode each variant needs (``[nft] nat``); the others run in whatever mode is set
+NAT_MODE = {"nat": "stateful", "nat-stateless": "stateless"}
 
 HAPROXY_CONF = """\
 global
@@ -69,10 +73,16 @@ def saru_table() -> Table:
 class NftCtl:
     """``tests.kernel.nftctl`` running in the director namespace (one JSON line per request)."""
 
-    def __init__(self, topo: Topology) -> None:
-        self.proc = topo.python("ld1", "tests.kernel.nftctl", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+    def __init__(self, topo: Topology, nat: str = "stateful") -> None:
+        self.nat = nat
+        self.proc = topo.python("ld1", "tests.kernel.nftctl", "--nat", nat, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._line()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
     def _line(self) -> dict[str, Any]:
         assert self.proc.stdout is not None and self.proc.stderr is not None

@@ -2,8 +2,8 @@
 
 ldirectord.cf stays the description of the virtual services; saru.toml adds the director's data
 plane, high availability (built-in VRRPv3, or a Pacemaker cluster that runs Saru as a resource), IPVS
-connection synchronisation and the Pacemaker configuration ``saru cluster`` generates. Every section
-is optional; an empty file means "ldirectord.cf and nothing else".
+connection synchronisation, the nftables plane's NAT mode and the Pacemaker configuration
+``saru cluster`` generates. Every section is optional; an empty file means "ldirectord.cf and nothing else".
 
 ```toml
 [director]
@@ -45,12 +45,14 @@ from saru.config.diagnostics import ConfigError
 from saru.model import (
     API_LISTEN,
     DATAPLANES,
+    NFT_NAT_MODES,
     APISettings,
     ClusterSettings,
     Diagnostic,
     DirectorSettings,
     HASettings,
     IPVSSyncSettings,
+    NftSettings,
     PingSettings,
     Settings,
     parse_listen,
@@ -315,16 +317,17 @@ class _Reader:
     # -- sections ---------------------------------------------------------------------------------
 
     def settings(self, data: TomlTable) -> Settings:
-        self.table(data, "", ("director", "ha", "ipvs", "cluster", "api"))
+        self.table(data, "", ("director", "ha", "ipvs", "nft", "cluster", "api"))
         director = self.director(self.section(data, "director"))
         ha = self.ha(self.section(data, "ha")) if "ha" in data else None
         ipvs = self.section(data, "ipvs")
         self.table(ipvs, "ipvs", ("sync",))
         sync = self.ipvs_sync(self.section(ipvs, "sync", "ipvs.sync")) if "sync" in ipvs else None
+        nft = self.nft(self.section(data, "nft"))
         cluster = self.cluster(self.section(data, "cluster"))
         api = self.api(self.section(data, "api")) if "api" in data else None
         return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
-                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster, api=api)
+                        director=director, ha=ha, ipvs_sync=sync, nft=nft, cluster=cluster, api=api)
 
     def section(self, data: TomlTable, key: str, name: str | None = None) -> TomlTable:
         value = data.get(key, {})
@@ -435,6 +438,12 @@ class _Reader:
             ttl=self.get(data, s, "ttl", int, 1, _range(1, 255)),
             maxlen=self.get(data, s, "maxlen", int, 0, _range(0, 65507)),
         )
+
+    def nft(self, data: TomlTable) -> NftSettings:
+        s = "nft"
+        self.table(data, s, ("nat",))
+        return NftSettings(nat=self.choice(data, s, "nat", NFT_NAT_MODES, "stateful",
+                                           'must be "stateful" or "stateless"'))
 
     def api(self, data: TomlTable) -> APISettings:
         s = "api"

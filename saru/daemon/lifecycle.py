@@ -153,7 +153,7 @@ class Daemon:
         set_command_user(self._command_user(settings))
         try:
             dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
-                else select_dataplane(self.options.dataplane)
+                else select_dataplane(self.options.dataplane, settings.nft)
         except DataplaneError as exc:
             print(f"saru: {exc}", file=sys.stderr)
             return 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError
-from saru.model import Config, Diagnostic
+from saru.model import Config, Diagnostic, NftSettings
 
 #: name → "package:Class" (what the plane's package offers), in ``auto``'s order of preference.
 PLANES: dict[str, str] = {
@@ -80,11 +80,14 @@ def capabilities(name: str) -> Capabilities:
     return cls.capabilities
 
 
-def select_dataplane(name: str) -> tuple[Dataplane, str]:
-    """Build the named data plane; raise DataplaneError when it cannot run here."""
+def select_dataplane(name: str, nft: NftSettings | None = None) -> tuple[Dataplane, str]:
+    """Build the named data plane; raise DataplaneError when it cannot run here. ``nft``: the
+    ``[nft]`` settings, given to the nftables plane."""
     chosen, why = choose(name)
     cls = _plane_class(chosen)
     assert cls is not None
+    if chosen == "nft" and nft is not None and nft.nat != "stateful":
+        return cls(nat=nft.nat), f"{why}; NAT {nft.nat}"  # type: ignore[call-arg]
     return cls(), why
 
 

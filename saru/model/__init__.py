@@ -5,7 +5,7 @@
   operations (``Op`` subclasses) between tables, the health vocabulary (``CheckSpec``,
   ``CheckResult``, ``RealRef``) and ``Diagnostic``;
 * ``settings``: what saru.toml says (``Settings``, ``DirectorSettings``, ``HASettings``,
-  ``PingSettings``, ``IPVSSyncSettings``, ``ClusterSettings``), read by ``saru.config.native``;
+  ``PingSettings``, ``IPVSSyncSettings``, ``NftSettings``, ``ClusterSettings``), read by ``saru.config.native``;
 * ``operator``: an operator's overrides of a real (``Override``: drain, disable, weight);
 * ``schedflags``: the one parser and formatter of IPVS scheduler flags (import it as a module:
   ``from saru.model.schedflags import parse_schedflags``).
@@ -47,12 +47,14 @@ from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideSt
 from saru.model.settings import (
     API_LISTEN,
     DATAPLANES,
+    NFT_NAT_MODES,
     APISettings,
     ClusterSettings,
     DirectorSettings,
     Endpoint,
     HASettings,
     IPVSSyncSettings,
+    NftSettings,
     PingSettings,
     Settings,
     parse_listen,
@@ -63,6 +65,7 @@ __all__ = [
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
+    "NFT_NAT_MODES",
     "OVERRIDE_STATES",
     "APISettings",
     "AddDest",
@@ -84,6 +87,7 @@ __all__ = [
     "GlobalConfig",
     "HASettings",
     "IPVSSyncSettings",
+    "NftSettings",
     "Op",
     "Override",
     "OverrideState",

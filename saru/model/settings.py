@@ -74,6 +74,17 @@ class HASettings:
         return tuple(str(v.ip) for v in self.vips)
 
 
+#: ``[nft] nat``: how the nftables data plane forwards NAT virtuals (``saru.dataplane.nft.stateless``)
+NFT_NAT_MODES = ("stateful", "stateless")
+
+
+@dataclass(frozen=True)
+class NftSettings:
+    """``[nft]``: the nftables data plane. ``nat``: ``stateful`` (conntrack + dnat) or ``stateless``."""
+
+    nat: str = "stateful"
+
+
 @dataclass(frozen=True)
 class IPVSSyncSettings:
     """``[ipvs.sync]``: the kernel's connection synchronisation daemon (ipvsadm --start-daemon)."""
@@ -196,6 +207,7 @@ class Settings:
     director: DirectorSettings = field(default_factory=DirectorSettings)
     ha: HASettings | None = None
     ipvs_sync: IPVSSyncSettings | None = None
+    nft: NftSettings = field(default_factory=NftSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     #: ``[api]``; None without the section (no HTTP API)
     api: APISettings | None = None

@@ -5,7 +5,8 @@ Requests: ``{"op": "apply", "table": [...]}`` (diff from the live table, apply; 
 ``{"op": "restart"}`` (a fresh NftDataplane instance, as
 after a daemon restart), ``{"op": "nft", "script": "...", "json": false}`` (raw libnftables).
 Each answer is one JSON line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
-``--closing-timeout N`` shortens the life of closed direct-routed flows (for drain tests).
+``--closing-timeout N`` shortens the life of closed direct-routed flows (for drain tests);
+``--nat stateless`` forwards NAT virtuals without conntrack (``[nft] nat``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from saru.dataplane.nft import Nft, NftDataplane
 from saru.diff import diff
 
 CLOSING = int(sys.argv[sys.argv.index("--closing-timeout") + 1]) if "--closing-timeout" in sys.argv else None
+NAT = sys.argv[sys.argv.index("--nat") + 1] if "--nat" in sys.argv else "stateful"
 
 
 async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +49,7 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
                                 for c in await dp.connections()]}
     if op == "restart":
         await dp.close()
-        state["dp"] = NftDataplane(closing_timeout=CLOSING)
+        state["dp"] = NftDataplane(closing_timeout=CLOSING, nat=NAT)
         await state["dp"].start()
         return {}
     if op == "nft":
@@ -57,7 +59,7 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
 
 
 async def main() -> None:
-    state = {"dp": NftDataplane(closing_timeout=CLOSING)}
+    state = {"dp": NftDataplane(closing_timeout=CLOSING, nat=NAT)}
     await state["dp"].start()
     print(json.dumps({"ok": True, "ready": True}), flush=True)
     for line in sys.stdin:

@@ -109,3 +109,12 @@ def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(tmp_path / "missing.toml")
     assert "cannot read settings" in str(caught.value)
+
+
+def test_nft_nat_mode() -> None:
+    assert parse_settings("").nft.nat == "stateful"
+    assert parse_settings('[nft]\nnat = "stateless"\n').nft.nat == "stateless"
+    with pytest.raises(ConfigError, match=r'<string>:2: \[nft\] nat: must be "stateful" or "stateless"'):
+        parse_settings('[nft]\nnat = "conntrack"\n')
+    with pytest.raises(ConfigError, match=r"\[nft\]"):
+        parse_settings("[nft]\nflowtable = true\n")

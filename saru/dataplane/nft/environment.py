@@ -28,7 +28,8 @@ class Environment:
     ``local``: addresses of the director itself (gate destinations there are served locally);
     ``ingress``: NICs whose ingress carries direct-routing virtuals;
     ``flow_timeouts`` / ``closing_timeout``: idle seconds of a DR flow by protocol, and of a TCP flow
-    after its FIN or RST (they apply to flow sets created from then on).
+    after its FIN or RST (they apply to flow sets created from then on);
+    ``nat``: ``stateful`` (conntrack and ``dnat``) or ``stateless`` (``stateless``: no conntrack).
     """
 
     devices: Mapping[str, str] = field(default_factory=dict)
@@ -36,6 +37,8 @@ class Environment:
     ingress: tuple[str, ...] = ()
     flow_timeouts: Mapping[str, int] = field(default_factory=lambda: dict(FLOW_TIMEOUT))
     closing_timeout: int = CLOSING_TIMEOUT
+    #: how NAT virtuals are forwarded: "stateful" (conntrack + dnat) or "stateless" (``stateless``)
+    nat: str = "stateful"
 
 
 @functools.lru_cache(maxsize=1 << 16)

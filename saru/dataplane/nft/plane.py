@@ -51,12 +51,15 @@ from saru.dataplane.nft.parse import Listing, parse
 from saru.dataplane.nft.render import Memo, build
 from saru.dataplane.nft.routes import Routes, discover
 from saru.dataplane.nft.slots import SUPPORTED_SCHEDULERS
+from saru.dataplane.nft.stateless import PRE_CHAIN
 from saru.dataplane.nft.transaction import UNKNOWN, Objects, transaction, unknown_script
 from saru.dataplane.privilege import has_net_admin
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
 
 FAMILIES = (NAT_FAMILY, DR_FAMILY)
+#: how NAT virtuals are forwarded (``[nft] nat``; see ``stateless``)
+NAT_MODES = ("stateful", "stateless")
 Draining = dict[ServiceKey, dict[tuple[str, int], Dest]]
 
 #: Why the schedulers and forwarding methods nftables lacks are missing, for diagnostics.
@@ -101,12 +104,17 @@ class NftDataplane(Dataplane):
     capabilities = CAPABILITIES
 
     def __init__(
-        self, flow_timeouts: Mapping[str, int] | None = None, closing_timeout: int | None = None
+        self, flow_timeouts: Mapping[str, int] | None = None, closing_timeout: int | None = None,
+        nat: str = "stateful",
     ) -> None:
+        if nat not in NAT_MODES:
+            raise DataplaneError(f"unknown NAT mode {nat!r} (choose from {', '.join(NAT_MODES)})")
         self._nft: Nft | None = None
         self._lock = asyncio.Lock()
         self._base = Environment(flow_timeouts={**FLOW_TIMEOUT, **(flow_timeouts or {})},
-                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT)
+                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat)
+        #: the kernel's NAT virtuals were written in the other NAT mode: the next apply rewrites them
+        self._other_mode = False
         self._state: State | None = None
         self._routes = Routes()
         self._memo = Memo()
@@ -193,6 +201,8 @@ class NftDataplane(Dataplane):
         """Read Saru's tables from the kernel (once; again only after a refused transaction)."""
         gen = self._generation.read()
         listing = self._list()
+        chains = listing.existing.chains.get(NAT_FAMILY, frozenset())
+        self._other_mode = (PRE_CHAIN if self._base.nat == "stateful" else "nat_pre") in chains
         self._verified_gen = gen  # what was just read is what the kernel held at ``gen`` (or later)
         self._state = State(
             table=listing.table,
@@ -291,7 +301,7 @@ class NftDataplane(Dataplane):
 
     async def apply(self, ops: Sequence[Op]) -> None:
         """Apply ``ops``; with none, only drained gate reals are dropped (nothing else is written)."""
-        if not ops and (self._state is None or not self._state.draining):
+        if not ops and not self._other_mode and (self._state is None or not self._state.draining):
             return
         async with self._lock:
             await asyncio.to_thread(self._apply, list(ops))
@@ -339,6 +349,7 @@ class NftDataplane(Dataplane):
             self._commit("\n".join(commands) + "\n")
         self._state = State(table, draining, built.scripts,
                             {f: not built.scripts[f].empty for f in FAMILIES}, built.slot_owners)
+        self._other_mode = False
 
     def _draining(self, state: State, table: Table) -> Draining:
         """Gate reals removed now or earlier whose connections may still run (kept until empty)."""

@@ -70,6 +70,7 @@ from saru.dataplane.nft.names import (
     service_id,
 )
 from saru.dataplane.nft.slots import PARK, park_key, slots, stable_slots
+from saru.dataplane.nft.stateless import render_stateless, start_stateless
 from saru.dataplane.nft.transaction import Existing, Objects, transaction, unknown_script
 from saru.dataplane.nft.validation import check_service, classify, device_name
 from saru.model import Dest, Service, ServiceKey, Table
@@ -317,6 +318,13 @@ def build(
         for key in list(memo.seen):
             if key not in table.services:
                 del memo.seen[key]
+    if env.nat == "stateless" and nat_services:
+        start_stateless(nat)
+        for service in nat_services:
+            if memo is not None:
+                memo.seen.pop(service.key, None)
+            render_stateless(nat, service)
+        nat_services = []
     if nat_services:
         nat.chain("nat_pre", "type nat hook prerouting priority dstnat; policy accept;")
         for service in nat_services:

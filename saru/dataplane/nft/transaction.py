@@ -89,7 +89,7 @@ def transaction(old: Objects, new: Objects, existed: bool | None = None) -> list
     """The nft commands turning ``old`` into ``new``, touching only what differs.
 
     Order inside the one transaction: flush changed chains, delete stale elements, delete chains
-    and sets that go, add sets and chains that come, add elements, add the changed chains' rules.
+    and sets, then chains, that go, add sets and chains that come, add elements, add the changed chains' rules.
     ``existed``: whether the table exists in the kernel (default: ``old`` has objects).
     """
     fam = f"{new.family} {TABLE}"
@@ -121,8 +121,10 @@ def transaction(old: Objects, new: Objects, existed: bool | None = None) -> list
     for name, before in sorted(old.elements.items()):  # maps that stay but lose every element
         if name in new.sets and name not in gone_sets and name not in new.elements and before:
             out.append(f"flush {'map' if _is_map(new.sets[name]) else 'set'} {fam} {name}")
-    out += [f"delete chain {fam} {c}" for c in sorted(gone_chains)]
+    # sets before chains: the rules using them are flushed already, and a verdict map's elements
+    # still hold references to the chains they jump to
     out += [f"delete {'map' if _is_map(old.sets[n]) else 'set'} {fam} {n}" for n in sorted(gone_sets)]
+    out += [f"delete chain {fam} {c}" for c in sorted(gone_chains)]
     out += [f"add set {fam} {n} {{ {spec} }}" if not _is_map(spec) else f"add map {fam} {n} {{ {spec} }}"
             for n, spec in sorted(new.sets.items()) if n not in old.sets or n in gone_sets]
     out += [f"add chain {fam} {c}" + (f" {{ {spec} }}" if spec else "")
