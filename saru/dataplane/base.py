@@ -41,6 +41,9 @@ class Capabilities:
     rewrites_gate_ports: bool = True
     #: what the plane cannot do and what to use instead (appended to refusal messages)
     notes: str = ""
+    #: NAT (masq) virtuals forwarded without connection tracking (nft ``[nft] nat = "stateless"``):
+    #: no persistence, no firewall marks, no local reals, a real in one such virtual only
+    stateless_nat: bool = False
 
 
 @dataclass(frozen=True)

@@ -115,4 +115,30 @@ def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
             if r.forward not in caps.forwards:
                 problem(r.line, f"real {r.hostport}: forwarding method {r.forward!r} is not "
                                 f"supported by the {caps.name} data plane{hint}")
+    if caps.stateless_nat:
+        problems += _stateless_problems(config)
+    return problems
+
+
+def _stateless_problems(config: Config) -> list[Diagnostic]:
+    """What stateless NAT cannot serve (``saru.dataplane.nft.stateless``): checked for the virtuals
+    whose reals are all masq, the ones it forwards."""
+    problems: list[Diagnostic] = []
+    owner: dict[tuple[str, str, int], str] = {}
+    why = ' with [nft] nat = "stateless"'
+    for v in config.virtuals:
+        if not v.reals or any(r.forward != "masq" for r in v.reals):
+            continue
+        if v.fwmark is not None:
+            problems.append(Diagnostic(config.path, v.line, f"virtual {v.name}: firewall-mark virtuals "
+                                                            f"cannot be NATed{why}"))
+        if v.persistent is not None:
+            problems.append(Diagnostic(config.path, v.line, f"virtual {v.name}: no persistence{why} "
+                                                            "(use scheduler sh, or nat = \"stateful\")"))
+        for r in v.reals:
+            seen = owner.setdefault((v.protocol, r.address, r.port), v.name)
+            if seen != v.name:
+                problems.append(Diagnostic(config.path, r.line, f"real {r.hostport}: also a real of "
+                                                                f"virtual {seen}; a real may serve one "
+                                                                f"virtual{why}"))
     return problems

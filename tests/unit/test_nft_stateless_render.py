@@ -3,13 +3,18 @@ that the table reads back from them (pure; the kernel test is tests/kernel/test_
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from saru.dataplane.nft.environment import Environment
 from saru.dataplane.nft.names import RenderError
+from saru.dataplane.nft.plane import CAPABILITIES
 from saru.dataplane.nft.render import build, render
 from saru.dataplane.nft.slots import MAGLEV_SIZE
+from saru.dataplane.select import unsupported
 from saru.model import Dest, Table
+from tests.unit.doubles import config as parse
 from tests.unit.test_nft_render import golden, svc
 
 STATELESS = Environment(nat="stateless")
@@ -60,3 +65,15 @@ def test_stateful_is_the_default_and_unchanged() -> None:
     table = web(Dest("192.168.7.11", 80, "masq"))
     assert render(table) == render(table, Environment(nat="stateful"))
     assert "notrack" not in render(table)
+
+
+def test_config_validation_refuses_what_stateless_nat_cannot_serve() -> None:
+    config = parse(
+        "virtual=192.168.6.240:80\n\treal=192.168.7.11:80 masq\n\tpersistent=60\n\tscheduler=rr\n"
+        "virtual=192.168.6.240:81\n\treal=192.168.7.11:80 masq\n\tscheduler=rr\n"
+        "virtual=192.168.6.240:82\n\treal=192.168.6.11:82 gate\n\tpersistent=60\n\tscheduler=rr\n")
+    assert unsupported(config, CAPABILITIES) == []  # stateful NAT serves all of it
+    problems = [p.message for p in unsupported(config, replace(CAPABILITIES, stateless_nat=True))]
+    assert len(problems) == 2, problems  # the gate virtual's persistence is fine
+    assert "virtual 192.168.6.240:80: no persistence" in problems[0]
+    assert "also a real of virtual 192.168.6.240:80" in problems[1]

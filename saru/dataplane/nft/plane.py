@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from saru.dataplane.base import (
@@ -115,6 +115,8 @@ class NftDataplane(Dataplane):
                                  closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat)
         #: the kernel's NAT virtuals were written in the other NAT mode: the next apply rewrites them
         self._other_mode = False
+        if nat == "stateless":  # what config validation must refuse up front
+            self.capabilities = replace(CAPABILITIES, stateless_nat=True)
         self._state: State | None = None
         self._routes = Routes()
         self._memo = Memo()
