@@ -19,6 +19,12 @@ every variant's req/s is divided by direct's of the same round (paired ratios). 
 shared by wrk, the director, nginx and other workloads on the machine: the busy share of the
 machine during each run is recorded as a noise indicator.
 
+Next to req/s, each run records the CPU it cost per request: wrk's and the reals' nginx processes'
+CPU time, haproxy's, and all CPUs' softirq time (where forwarding is charged when no task of ours
+carries it; the other users of the machine do little networking). direct's CPU per request divided
+by a variant's is what the req/s ratio would be if the path were CPU-bound on a machine of its own,
+and depends much less than req/s on how busy others keep the machine.
+
 Goals (issue "kernel data planes"): NAT >= 0.95x direct with keep-alive; DR >= 0.95x direct with
 keep-alive and with connection-per-request (judged on the median paired ratio). Results go to
 ``bench/results/forwarding.json``.
@@ -81,6 +87,33 @@ def parse_wrk(out: str) -> dict[str, Any]:
             "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
+def namespace_pids(topo: Topology, roles: tuple[str, ...]) -> list[int]:
+    """The processes living in the network namespaces of ``roles`` (the reals' nginx)."""
+    wanted = {f"net:[{os.stat(f'/run/netns/{topo[role].netns}').st_ino}]" for role in roles}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") in wanted:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def our_cpu(pids: list[int]) -> float:
+    """CPU seconds of ``pids`` (those still alive), plus every CPU's softirq time so far: where
+    the kernel's forwarding work in the namespaces is charged when no task of ours carries it."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    softirq = sum(int(line.split()[7]) for line in Path("/proc/stat").read_text().splitlines()[:1])
+    return total + softirq / TICK
+
+
 def run_wrk(topo: Topology, url: str, mode: str, duration: float, connections: int,
             haproxy_pid: int | None) -> dict[str, Any]:
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s"]
@@ -88,9 +121,19 @@ def run_wrk(topo: Topology, url: str, mode: str, duration: float, connections: i
         argv += ["-H", "Connection: close"]
     before = noise.jiffies()
     cpu0 = cpu_seconds(haproxy_pid) if haproxy_pid else 0.0
+    servers = namespace_pids(topo, ("fe1", "fe2"))
+    ours0, children0 = our_cpu(servers), os.times()
     done = topo.run("cl", *argv, url, timeout=duration + 30)
+    children1 = os.times()
     result = parse_wrk(done.stdout)
     result["machine_busy"] = noise.busy_share(before, noise.jiffies())
+    # wrk (a child: ``ip netns exec`` execs it) + nginx + softirq: the CPU the path costs, which
+    # unlike req/s hardly depends on how much of the machine others leave us
+    ours = our_cpu(servers) - ours0 + (children1.children_user - children0.children_user) \
+        + (children1.children_system - children0.children_system)
+    if haproxy_pid:
+        ours += cpu_seconds(haproxy_pid) - cpu0
+    result["cpu_us_per_request"] = ours / max(result["requests"], 1) * 1e6
     if haproxy_pid:
         cpu = cpu_seconds(haproxy_pid) - cpu0
         result["director_cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
@@ -104,8 +147,13 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         for variant in VARIANTS:
             rps = [r["runs"][variant]["rps"] for r in rounds if r["mode"] == mode]
             ratios = [r["runs"][variant]["rps"] / r["runs"]["direct"]["rps"] for r in rounds if r["mode"] == mode]
+            cpu = [r["runs"][variant]["cpu_us_per_request"] for r in rounds if r["mode"] == mode]
+            cpu_ratios = [r["runs"]["direct"]["cpu_us_per_request"] / r["runs"][variant]["cpu_us_per_request"]
+                          for r in rounds if r["mode"] == mode]
             per_mode[variant] = {"rps_median": statistics.median(rps), "rps": rps,
-                                 "ratio_median": statistics.median(ratios), "ratios": ratios}
+                                 "ratio_median": statistics.median(ratios), "ratios": ratios,
+                                 "cpu_us_median": statistics.median(cpu), "cpu_us": cpu,
+                                 "cpu_ratio_median": statistics.median(cpu_ratios), "cpu_ratios": cpu_ratios}
         summary[mode] = per_mode
     verdicts = {f"{v} {m}": {"ratio": summary[m][v]["ratio_median"],
                              "met": summary[m][v]["ratio_median"] >= GOAL_RATIO} for v, m in GOALS}
@@ -122,6 +170,17 @@ def print_report(summary: dict[str, Any], rounds: list[dict[str, Any]], foreign:
             s = summary["by_mode"][mode][variant]
             cells.append(f"{s['rps_median']:,.0f}")
             cells.append(f"{s['ratio_median']:.2f} [{min(s['ratios']):.2f}-{max(s['ratios']):.2f}]")
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+    print("\nCPU per request (wrk + nginx + haproxy + all softirq, µs; median) and direct's / the variant's "
+          "(the req/s ratio a CPU-bound director would see; median [min-max])")
+    print("| variant | keep-alive µs | keep-alive ratio | conn/request µs | conn/request ratio |")
+    print("|---|---|---|---|---|")
+    for variant in VARIANTS:
+        cells = []
+        for mode in MODES:
+            s = summary["by_mode"][mode][variant]
+            cells.append(f"{s['cpu_us_median']:,.1f}")
+            cells.append(f"{s['cpu_ratio_median']:.2f} [{min(s['cpu_ratios']):.2f}-{max(s['cpu_ratios']):.2f}]")
         print(f"| {variant} | " + " | ".join(cells) + " |")
     busy = [run["machine_busy"] for r in rounds for run in r["runs"].values()]
     errors = sum(run["socket_errors"] + run["non_2xx"] for r in rounds for run in r["runs"].values())
