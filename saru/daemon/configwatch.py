@@ -34,6 +34,7 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
 from saru.events import ConfigReloaded, DaemonEvent, ReloadFailed
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
@@ -101,6 +102,7 @@ class ConfigWatcher:
         self.settings_path = settings_path
         self.interval = interval
         self.file_state: FileState = file_state(loaded.config_path)
+        self._failures = Throttle(default_interval())  # a reload that keeps failing, by config path
 
     async def reload(self) -> ReloadAnswer:
         """Re-read the config file (and saru.toml); on error keep the running config and say why."""
@@ -126,7 +128,7 @@ class ConfigWatcher:
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
             loaded.reload_failures += 1
-            self._journal.emit(ReloadFailed(path=loaded.config_path, errors=tuple(str(exc).splitlines())))
+            self._reload_failed(loaded.config_path, tuple(str(exc).splitlines()))
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -142,12 +144,30 @@ class ConfigWatcher:
         loaded.reloads += 1
         loaded.loaded_at = time.time()
         loaded.last_reload_error = None
+        now = time.monotonic()
+        if (cleared := self._failures.clear(loaded.config_path, now)) is not None:
+            self._journal.emit(DaemonEvent(f"Configuration reads again after {cleared.count} failed reloads "
+                                           f"over {lasting(now - cleared.since)}"))
         self._configure(new)
         self._reconciler.retry_now()
         self._life.phase = previous_phase
         warnings = [str(w) for w in new.warnings] + held
         self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
         return {"reloaded": True, "errors": [], "warnings": warnings}
+
+    def _reload_failed(self, path: str, errors: tuple[str, ...]) -> None:
+        """Log a failed reload when the errors are new or changed, else a reminder at most once a
+        minute with the count (autoreload retrying a broken file must not flood the log); every
+        failure is kept for ``status`` and the event stream all the same."""
+        now = time.monotonic()
+        decision = self._failures.observe(path, "\n".join(errors), now)
+        if decision is None:
+            self._journal.record(ReloadFailed(path=path, errors=errors))
+        elif decision.kind is Kind.REMINDER:
+            self._journal.emit(ReloadFailed(path=path, errors=errors, repeated=decision.count,
+                                            lasting=lasting(now - decision.since)))
+        else:
+            self._journal.emit(ReloadFailed(path=path, errors=errors))
 
     async def run(self) -> None:
         """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""

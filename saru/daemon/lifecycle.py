@@ -201,6 +201,7 @@ class Daemon:
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
                                 overrides=lambda: operator.for_config(loaded.config),
+                                failed=monitor.failed_since,
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
