@@ -500,3 +500,18 @@ def test_exactly_one_master_after_any_history(p0: int, p1: int, pre0: bool, pre1
     assert states.count(State.MASTER) == 1, states
     if pre0 and pre1 and ms[0].priority != ms[1].priority:
         assert ms[0 if ms[0].priority > ms[1].priority else 1].state is State.MASTER
+
+
+def test_a_vetoed_retry_asks_with_the_same_reason() -> None:
+    """Regression (#14 §5): each veto appended "(after a veto)", the reason grew every 0.36 s."""
+    m = machine(100)
+    when = deadline(m.start(0.0))
+    assert when is not None
+    reasons = []
+    for _ in range(5):
+        asks = [a for a in m.timer(when) if isinstance(a, WantMaster)]
+        assert len(asks) == 1
+        reasons.append(asks[0].reason)
+        when = deadline(m.veto_master(when))
+        assert when is not None
+    assert len(set(reasons)) == 1 and "veto" not in reasons[0]
