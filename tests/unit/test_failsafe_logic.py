@@ -146,7 +146,8 @@ def test_local_errnos_are_local_and_the_reals_errors_are_not():
 
 
 def test_unreachable_is_local_only_without_a_route():
-    routed = CheckSpec(checktype="connect", service="none", protocol="tcp", address="127.0.0.1", port=80)  # loopback: always routed
+    routed = CheckSpec(checktype="connect", service="none", protocol="tcp", address="127.0.0.1",
+                       port=80)  # loopback: always routed
     assert local_fault(OSError(errno.EHOSTUNREACH, "x"), routed) == ""
 
 
