@@ -40,7 +40,8 @@ def ns() -> Iterator[str]:
         etc.mkdir(parents=True, exist_ok=True)
         # a resolver inside the namespace that nobody answers for (the address is ours, port 53 closed)
         (etc / "resolv.conf").write_text("nameserver 10.77.0.1\noptions timeout:1 attempts:1\n")
-        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
                     ["ip", "addr", "add", "10.77.0.1/24", "dev", "d0"], ["ip", "link", "set", "d0", "up"]):
             subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
         yield name
