@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -164,6 +165,12 @@ class _Worker:
 
 
 _worker = _Worker()
+
+
+async def receive_matches(pattern: re.Pattern[str], values: Iterable[str]) -> set[str]:
+    """The values ``pattern`` is found in, each matched like ``receive_found`` (DNS answers, LDAP
+    DNs, SQL values: the evaluators take the set instead of searching in place)."""
+    return {value for value in values if await receive_found(pattern, value)}
 
 
 async def receive_found(pattern: re.Pattern[Any], data: str | bytes) -> bool:

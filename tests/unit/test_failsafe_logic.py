@@ -1,14 +1,18 @@
 """Fail-safe checking, the pure parts: the panic rule (planner), the log throttle, the local-fault
 classification, the route reply parser and the backtracking-risk heuristic."""
 
+import asyncio
 import errno
 import socket
 import struct
 
-from saru.checks.base import local_fault
+import pytest
+
+from saru.checks.base import CheckFailed, local_fault
+from saru.checks.receive import compile_receive_text, receive_found, receive_matches
 from saru.config.regex_risk import backtracking_risk
 from saru.events.throttle import Kind, Throttle, lasting
-from saru.model import CheckSpec, FallbackConfig, RealConfig, RealRef, Table, VirtualConfig
+from saru.model import CheckSpec, Config, FallbackConfig, GlobalConfig, RealConfig, RealRef, Table, VirtualConfig
 from saru.model.operator import Override
 from saru.net.route import parse_route_reply, route_request
 from saru.planner import desired_table, panic_held, panic_start, panic_window, plan_service
@@ -97,8 +101,6 @@ def test_failures_older_than_the_panic_stay_believed():
 
 
 def desired_table_for(v, health):
-    from saru.model import Config, GlobalConfig
-
     return desired_table(Config("x.cf", GlobalConfig(), (v,)), health, Table.of([]))
 
 
@@ -189,3 +191,12 @@ def test_backtracking_risk():
     assert backtracking_risk(r"(?<w>\w)\k<w>\z") == "backreference"  # Perl spellings parse
     for safe in ("OK", r"^HTTP/1\.[01] 200", "Welcome.*server", "(foo|bar)", "[0-9]+ OK", "(?:abc)+", "(["):
         assert backtracking_risk(safe) is None, safe
+
+
+def test_risky_patterns_are_matched_in_the_worker_under_the_limit():
+    risky = compile_receive_text("(a+)+$")
+    assert asyncio.run(receive_found(risky, "aaaa"))  # the worker answers
+    assert asyncio.run(receive_matches(risky, ["aaa", "b!", "a"])) == {"aaa", "a"}
+    with pytest.raises(CheckFailed, match="took longer than 1s"):
+        asyncio.run(receive_found(risky, "a" * 26 + "!"))
+    assert asyncio.run(receive_found(risky, "aa"))  # a fresh worker after the overrun
