@@ -5,6 +5,8 @@ real nginx servers on loopback.
   virtual's checks: its healthy real stays up and its VIP serves the whole time;
 * file descriptors exhausted (RLIMIT_NOFILE lowered on the running daemon): the reals keep their
   state, the local-fault alarm is raised (log, status, metric) and cleared;
+* ``panic_threshold``: three of four reals failing together keep their place in the table (the
+  alarm says so) until they recover; with ``panic_threshold = 0`` they leave it, as in ldirectord;
 * a real that stays down and a reload that keeps failing are logged at start, then as reminders
   with a count (the reminder interval shortened through ``SARU_LOG_REMINDER_INTERVAL``).
 """
@@ -28,8 +30,12 @@ CHECK = "/check.html"
 def director(tmp_path):
     started: list[Director] = []
 
-    def start(text: str, env: dict[str, str] | None = None) -> Director:
-        d = Director(tmp_path, text, env={**os.environ, **(env or {})})
+    def start(text: str, env: dict[str, str] | None = None, settings: str | None = None) -> Director:
+        args: tuple[str, ...] = ()
+        if settings is not None:
+            (tmp_path / "saru.toml").write_text(settings)
+            args = ("--settings", str(tmp_path / "saru.toml"))
+        d = Director(tmp_path, text, args, env={**os.environ, **(env or {})})
         started.append(d)
         return d
 
@@ -134,3 +140,49 @@ def test_persistent_conditions_are_reminded_not_repeated(director, nginx, tmp_pa
     still = [line for at, line in d.lines if "Real server still down" in line]
     elapsed = time.monotonic() - started + 2
     assert 1 <= len(still) <= elapsed / 1 + 2, still  # at most one a second, not one per check (10/s)
+
+
+def panic_config(vip: int, servers) -> str:
+    reals = "".join(f"\treal=127.0.0.1:{rs.port} masq\n" for rs in servers)
+    return f"""\
+checktimeout=1
+virtual=127.0.0.1:{vip}
+{reals}\tservice=http
+\tchecktype=negotiate
+\tcheckinterval=0.3
+\trequest="check.html"
+\treceive="OK"
+"""
+
+
+@pytest.mark.parametrize("threshold", [50, 0])
+def test_reals_failing_together_keep_the_table_in_panic_mode(director, nginx, threshold: int):
+    servers = [nginx(name=f"rs{i}", files={CHECK: "OK\n"}) for i in range(4)]
+    vip = free_port()
+    d = director(panic_config(vip, servers), settings=f"[director]\npanic_threshold = {threshold}\n")
+    d.wait_ready(30)
+    started = time.monotonic()
+    for rs in servers[:3]:  # the check page goes away on three reals at once: 75 % fail together
+        rs.remove(CHECK)
+    for rs in servers[:3]:
+        d.wait_for(rf"Real server down: 127.0.0.1:{rs.port} ", timeout=10, after=started)
+    if threshold:
+        d.wait_for(r"ALARM: panic mode for tcp 127.0.0.1:\d+: 3 of 4 reals failed together", timeout=10,
+                   after=started)
+    states = d.real_states()
+    in_table = {key: weight for key, (_, weight) in states.items()}
+    for rs in servers[:3]:
+        assert states[f"127.0.0.1:{rs.port}"][0] == "down"
+        assert in_table[f"127.0.0.1:{rs.port}"] == (1 if threshold else None), states
+    doc = d.status()
+    assert doc["alarms"]["active"] is bool(threshold)
+    assert len(doc["alarms"]["panic"]) == (1 if threshold else 0)
+    recovered = time.monotonic()
+    for rs in servers[:3]:
+        rs.write(CHECK, "OK\n")
+    for rs in servers[:3]:
+        d.wait_for(rf"Real server up: 127.0.0.1:{rs.port} ", timeout=10, after=recovered)
+    if threshold:
+        d.wait_for(r"Panic mode over for tcp 127.0.0.1:\d+", timeout=10, after=recovered)
+    assert d.status()["alarms"]["active"] is False
+    assert all(weight == 1 for _, weight in d.real_states().values())
