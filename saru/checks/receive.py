@@ -88,6 +88,8 @@ def compile_receive_text(receive: str) -> re.Pattern[str]:
 # --------------------------------------------------------------------------------------------------
 
 MATCH_LIMIT = RECEIVE_MATCH_LIMIT
+#: seconds a new worker may take to start (import, say it is ready): not counted in ``MATCH_LIMIT``
+START_LIMIT = 30.0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -99,6 +101,7 @@ def _risky(pattern: str | bytes) -> bool:
 def serve(fd: int) -> None:  # pragma: no cover - runs in the worker process
     """The worker: ``(pattern, data)`` in on socket ``fd``, whether it is found out, until it closes."""
     conn = Connection(fd)
+    conn.send("ready")  # started and imported: from now on only matching counts against the limit
     compiled: dict[str | bytes, re.Pattern[Any]] = {}
     while True:
         try:
@@ -132,6 +135,9 @@ class _Worker:
                     [sys.executable, "-c", f"from saru.checks.receive import serve; serve({fd})"],
                     pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
                 self._conn = Connection(os.dup(ours.fileno()))
+            if not self._conn.poll(START_LIMIT) or self._conn.recv() != "ready":
+                self.kill()
+                raise OSError(f"it did not start within {START_LIMIT:g}s")
         return self._conn
 
     def kill(self) -> None:
