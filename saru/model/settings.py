@@ -31,7 +31,7 @@ class DirectorSettings:
     #: False: a daemon started as root stays root (``saru run --no-drop``)
     drop_privileges: bool = True
     #: percent of a virtual's reals failing together that puts it in panic mode (its table is kept;
-    #: ``saru.planner.panicking``); 0: off
+    #: ``saru.planner.panic_start``); 0: off
     panic_threshold: int = 50
 
 

@@ -411,7 +411,7 @@ class Monitor:
 
     def failed_since(self) -> dict[RealRef, float]:
         """The reals down because their checks failed (not maintenance), with the monotonic time they
-        went down (the panic rule's input, ``saru.planner.panicking``)."""
+        went down (the panic rule's input, ``saru.planner.panic_start``)."""
         return {ref: real.failed_since for ref, real in self._reals.items()
                 if real.failed_since is not None and real.state.up is False and not real.maintenance}
 
