@@ -227,7 +227,7 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     except Exception as exc:
         message, fault = describe_error(exc, timeout), local_fault(exc, spec)
         if fault:
-            message = f"{message} (local fault: the director cannot check)"
+            message = f"{message} (local fault)"
         return CheckResult(ok=False, message=message, latency=time.monotonic() - start,
                            layer=layer, failure=failure_of(exc), local_fault=fault)
     failure = "" if result.ok else result.failure or "response"
