@@ -180,8 +180,8 @@ def local_fault(exc: BaseException, spec: CheckSpec) -> str:
       could not even be tried;
     * ``ENETUNREACH`` and ``EHOSTUNREACH`` are local ("no_route") only when this host's routing
       table has no usable route to the real (``ip route get`` answers unreachable, blackhole or
-      prohibit); with a route they came from the network (an ICMP unreachable from a router, a
-      neighbour that does not answer ARP) and are the real's;
+      prohibit, or the route's link is down); with a usable route they came from the network (an
+      ICMP unreachable from a router, a neighbour that does not answer ARP) and are the real's;
     * a resolver that cannot answer (``EAI_AGAIN``, ``EAI_FAIL``, ``EAI_SYSTEM``) for a check
       addressed by name is local ("resolver"); "no such name" is the real's;
     * everything else — refused, reset, timeouts, wrong answers — is the real's.

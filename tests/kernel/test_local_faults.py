@@ -5,8 +5,9 @@ a veth pair:
 
 * ``run_check`` in a Python process inside ``d`` (``ip netns exec``, which also bind-mounts the
   namespace's resolv.conf from /etc/netns/<name>/): a removed route, an unreachable route and a dead
-  resolver are local faults, a route that leads to nobody is the real's failure, a local nftables
-  drop makes a ping check's send fail with ``EPERM`` (local);
+  resolver are local faults, and so is the director's own link without carrier; a route that leads
+  to nobody is the real's failure; a local nftables drop makes a ping check's send fail with
+  ``EPERM`` (local);
 * a real ``saru run`` in ``d`` checking a real HTTP server in ``r``: its route removed — the real
   stays up, the alarm is raised and cleared; the server stopped — the real goes down, as it should.
 """
@@ -75,14 +76,19 @@ def probe(lab: TwoHosts, address: str, timeout: float = 0.5, checktype: str = "c
 
 
 def test_removed_route_is_a_local_fault_but_a_routed_silence_is_not(lab: TwoHosts) -> None:
-    lab.run("r", "ip", "link", "set", "eth0", "down")  # the real's side is dark: nobody answers
-    routed = probe(lab, REAL)
+    routed = probe(lab, "10.77.1.9")  # on the link, a route, but no host answers ARP for it
     assert not routed["ok"] and routed["local_fault"] == "", routed
     gone = probe(lab, "10.88.0.2")  # no route at all
     assert not gone["ok"] and gone["local_fault"] == "no_route", gone
     lab.ip("d", "route", "add", "unreachable", "10.88.0.0/16")
     unreachable = probe(lab, "10.88.0.2")  # an unreachable route: still the director's
     assert unreachable["local_fault"] == "no_route", unreachable
+
+
+def test_the_directors_own_link_down_is_a_local_fault(lab: TwoHosts) -> None:
+    lab.run("r", "ip", "link", "set", "eth0", "down")  # the cable's other end: no carrier here
+    result = probe(lab, REAL, timeout=5)  # ARP fails: "no route to host", through a dead link
+    assert not result["ok"] and result["local_fault"] == "no_route", result
 
 
 def test_a_local_firewall_is_a_local_fault_for_a_ping_check(lab: TwoHosts) -> None:

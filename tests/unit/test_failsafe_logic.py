@@ -14,7 +14,8 @@ from saru.config.regex_risk import backtracking_risk
 from saru.events.throttle import Kind, Throttle, lasting
 from saru.model import CheckSpec, Config, FallbackConfig, GlobalConfig, RealConfig, RealRef, Table, VirtualConfig
 from saru.model.operator import Override
-from saru.net.route import parse_route_reply, route_request
+from saru.net.netlink import nla
+from saru.net.route import link_request, parse_link_reply, parse_route_reply, route_request
 from saru.planner import desired_table, panic_held, panic_start, panic_window, plan_service
 
 REALS = tuple(RealConfig(f"10.0.0.{i}", 80, "masq", weight=1) for i in range(1, 5))
@@ -168,16 +169,24 @@ def test_a_wrapped_local_error_is_found_down_the_cause_chain():
         assert local_fault(outer, SPEC) == "emfile"
 
 
-def test_route_reply_parser():
+def test_route_and_link_reply_parsers():
     request = route_request("10.1.2.3")
     assert struct.unpack_from("=H", request, 4)[0] == 26  # RTM_GETROUTE
     error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -errno.ENETUNREACH) + bytes(16)
-    assert parse_route_reply(error) is False
-    route = struct.pack("=IHHII", 28, 24, 0, 1, 0) + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 1, 0)
-    assert parse_route_reply(route) is True
+    assert parse_route_reply(error) == (False, 0)
+    oif = nla(4, struct.pack("=i", 7))  # RTA_OIF
+    route = struct.pack("=IHHII", 36, 24, 0, 1, 0) + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 1, 0) + oif
+    assert parse_route_reply(route) == (True, 7)
     blackhole = route[:16] + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 6, 0)
-    assert parse_route_reply(blackhole) is False
-    assert parse_route_reply(b"") is None
+    assert parse_route_reply(blackhole) == (False, 0)
+    linkdown = route[:16] + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 1, 16) + oif
+    assert parse_route_reply(linkdown)[0] is False
+    assert parse_route_reply(b"") == (None, 0)
+    assert struct.unpack_from("=H", link_request(7), 4)[0] == 18  # RTM_GETLINK
+    link = struct.pack("=IHHII", 32, 16, 0, 2, 0) + struct.pack("=BxHiII", 0, 1, 7, 0x10043, 0)
+    assert parse_link_reply(link) is True  # UP, RUNNING, LOWER_UP
+    assert parse_link_reply(link[:16] + struct.pack("=BxHiII", 0, 1, 7, 0x1003, 0)) is False  # no carrier
+    assert parse_link_reply(error) is None
 
 
 # ---- backtracking risk --------------------------------------------------------------------------
