@@ -153,6 +153,7 @@ def test_vipcheck_conflict_keeps_both_backup_and_names_the_mac(bed: HABed, direc
     monkeypatch.setenv("SARU_LOG_REMINDER_INTERVAL", "1")  # the once-a-minute reminder, shortened
     bed.ip("rt", "addr", "add", f"{VIP}/24", "dev", "eth0")  # a third host holds the VIP
     rt_mac = bed.mac("rt")
+    started = time.monotonic()
     ld1 = bed.director("ld1")
     directors.append(ld1)
     ld2 = bed.director("ld2")
@@ -167,10 +168,11 @@ def test_vipcheck_conflict_keeps_both_backup_and_names_the_mac(bed: HABed, direc
     assert not bed.vip_on("ld1") and not bed.vip_on("ld2")
     # the persistent veto is logged once, then reminded with a count — not every 0.36 s, and its
     # reason does not grow "(after a veto) (after a veto) …" (issue #14 §5)
+    seconds = time.monotonic() - started
     for d in (ld1, ld2):
         log = d.logtext()
         assert log.count("mastership vetoed (") == 1, log
-        assert 1 <= log.count("mastership still vetoed (") <= 4, log
+        assert 1 <= log.count("mastership still vetoed (") <= seconds + 1, log  # at most one a second
         assert "after a veto" not in log and "vetoes since the last message" in log
     bed.ip("rt", "addr", "del", f"{VIP}/24", "dev", "eth0")
     wait_for(lambda: "master" in (ld1.state(), ld2.state()), 5, "a master once the VIP is free")
