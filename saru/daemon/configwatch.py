@@ -8,7 +8,9 @@ data plane are not swapped under traffic), with a warning saying so (``settings_
 services of the replaced config stay owned until the next applied table has removed them.
 
 The file is ``stat()``ed every ``interval`` seconds; only a change of its content (a digest, not
-just the mtime) counts.
+just the mtime) counts. Autoreload skips an empty file (an editor truncates, then writes: caught in
+between, it would purge every virtual) until the file changes again; SIGHUP and ``saru reload``
+still apply it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
     if new.api != running.api:
         held.append("saru.toml [api] changed: it takes effect at the next restart")
     return replace(new, director=running.director, ha=running.ha, api=running.api), held
+
+
+#: the digest of an empty file (autoreload does not apply one)
+_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 def file_state(path: str) -> FileState:
@@ -188,7 +194,11 @@ class ConfigWatcher:
             LOGGER.info("Configuration file '%s' has changed on disk", path)
             config = self._loaded.config
             callback = config.globals.callback
-            if config.globals.autoreload:
+            if config.globals.autoreload and state[2] == _EMPTY_DIGEST:
+                # an editor truncates, then writes: an empty file caught in between would purge every
+                # virtual. An explicit reload (SIGHUP, saru reload) still applies an empty file.
+                LOGGER.warning(" - the file is empty (being written?): not reloaded until it changes again")
+            elif config.globals.autoreload:
                 LOGGER.info(" - reread new configuration")
                 await self.reload()
             else:

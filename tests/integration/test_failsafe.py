@@ -182,3 +182,21 @@ def test_reals_failing_together_keep_the_table_in_panic_mode(director, nginx, th
         d.wait_for(r"Panic mode over for tcp 127.0.0.1:\d+", timeout=10, after=recovered)
     assert d.status()["alarms"]["active"] is False
     assert all(weight == 1 for _, weight in d.real_states().values())
+
+
+def test_autoreload_never_applies_a_file_caught_empty(director, nginx):
+    """Found while writing these tests: an autoreload that read the file between an editor's truncate
+    and write purged every virtual. An empty file is now skipped until it changes again."""
+    rs = nginx(name="rs", files={CHECK: "OK\n"})
+    vip = free_port()
+    config = "checktimeout=1\nautoreload=yes\n" + virtual_block(vip, rs.port, "OK")
+    d = director(config)
+    d.wait_ready(30)
+    at = time.monotonic()
+    write_atomically(d.config, "")  # what a truncating editor leaves for an instant
+    d.wait_for(r"the file is empty \(being written\?\): not reloaded", timeout=10, after=at)
+    assert d.real_states() == {f"127.0.0.1:{rs.port}": ("up", 1)}
+    assert "Purged virtual server" not in d.log_text()
+    write_atomically(d.config, config + "# edited\n")
+    d.wait_for(r"Configuration reloaded from", timeout=10, after=at)
+    assert d.real_states() == {f"127.0.0.1:{rs.port}": ("up", 1)}
