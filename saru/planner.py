@@ -208,6 +208,9 @@ def panic_start(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], t
     * **Stay** while more than ``threshold`` % of the counted reals are down, whenever they went down.
     * **Leave** when the share of down reals is back at or under the threshold: planning from the
       checks resumes.
+    * **Never** while *every* counted real is down and the virtual has a ``fallback`` server: the
+      operator said what a virtual with no real up should serve (ldirectord's sorry server), and
+      that explicit answer wins over the heuristic; panic holds the reals only while some are up.
 
     Meanwhile ``panic_held`` says which reals keep their place. Checktype ``on``/``off`` virtuals
     never panic (nothing is checked). Reals that die one by one (more than ``panic_window`` apart)
@@ -215,7 +218,7 @@ def panic_start(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], t
     if threshold <= 0 or virtual.checktype in ("on", "off"):
         return None
     counted, times = panic_counts(virtual, failed_since, overrides)
-    if counted == 0 or not times:
+    if counted == 0 or not times or (virtual.fallback is not None and len(times) == counted):
         return None
     if started is not None:
         return started if len(times) * 100 > threshold * counted else None

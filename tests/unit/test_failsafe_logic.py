@@ -77,9 +77,9 @@ def test_operator_disabled_reals_do_not_count():
 
 
 def test_held_reals_are_planned_as_before_the_collapse():
-    v = virtual(quiescent=True, fallback=FallbackConfig("10.0.0.9", 80, "masq"))
+    v = virtual(quiescent=True)
     a, b, c, d = refs(v)
-    before = desired_table_for(v, {r: True for r in refs(v)})
+    before = desired_table_for(v, dict.fromkeys(refs(v), True))
     failed = {a: 10.0, b: 10.2, c: 10.4, d: 10.6}
     health = dict.fromkeys(refs(v), False)
     started = panic_start(v, failed, 50, None, known=True)
@@ -87,9 +87,26 @@ def test_held_reals_are_planned_as_before_the_collapse():
     held = frozenset(panic_held(v, failed, started))
     assert held == set(refs(v))
     kept = plan_service(v, health, before.services[v.key], held=held)
-    assert kept == before.services[v.key]  # same reals, same weights, no fallback
+    assert kept == before.services[v.key]  # same reals, same weights (not quiesced to 0)
     dropped = plan_service(v, health, before.services[v.key])
-    assert {d.address for d in dropped.dests.values() if d.weight} == {"10.0.0.9"}  # not in panic: fallback
+    assert {dest.weight for dest in dropped.dests.values()} == {0}  # not in panic: quiesced
+
+
+def test_with_a_fallback_panic_holds_the_reals_only_while_some_are_up():
+    v = virtual(fallback=FallbackConfig("10.0.0.9", 80, "masq"))
+    a, b, c, d = refs(v)
+    before = desired_table_for(v, dict.fromkeys(refs(v), True))
+    three = {a: 10.0, b: 10.2, c: 10.4}
+    started = panic_start(v, three, 50, None, known=True)
+    assert started == 10.0
+    health = {a: False, b: False, c: False, d: True}
+    kept = plan_service(v, health, before.services[v.key], held=frozenset(panic_held(v, three, started)))
+    assert kept == before.services[v.key]  # no fallback: a real is up
+    every = {**three, d: 10.6}
+    assert panic_start(v, every, 50, None, known=True) is None  # all down: the sorry server, as asked
+    assert panic_start(v, every, 50, started, known=True) is None  # also ends a panic
+    sorry = plan_service(v, dict.fromkeys(refs(v), False), before.services[v.key])
+    assert [dest.address for dest in sorry.dests.values()] == ["10.0.0.9"]
 
 
 def test_failures_older_than_the_panic_stay_believed():
