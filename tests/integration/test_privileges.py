@@ -11,6 +11,7 @@ these run without that environment.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,9 +73,10 @@ class RootDaemon:
     """``saru run`` as root, without the test suite's no-drop environment."""
 
     def __init__(self, workdir: Path, settings: str, port: int, extra: str = "",
-                 args: tuple[str, ...] = (), drops: bool = False) -> None:
+                 args: tuple[str, ...] = (), drops: bool = False, prefix: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
-        self.check = script(workdir / "check.sh", f'id -u > {workdir}/out/check.uid; exit 0')
+        self.check = script(workdir / "check.sh", f'grep ^Cap /proc/$$/status > {workdir}/out/check.caps; '
+                                                  f'id -u > {workdir}/out/check.uid; exit 0')
         self.callback = script(workdir / "callback.sh", f'id -u > {workdir}/out/callback.uid')
         self.config = workdir / "ldirectord.cf"
         self.extra = extra
@@ -87,9 +89,9 @@ class RootDaemon:
         self.control = self.run / "ldirectord.cf.sock"
         self.log = (workdir / "daemon.log").open("w")
         python = sys.executable
-        if drops:  # the dropped daemon reads its Python (see ``readable_python``)
+        if drops or prefix:  # the dropped daemon reads its Python (see ``readable_python``)
             python, env["PYTHONPATH"] = readable_python()
-        self.process = subprocess.Popen([python, "-m", "saru", "run", "-c", str(self.settings), *args],
+        self.process = subprocess.Popen([*prefix, python, "-m", "saru", "run", "-c", str(self.settings), *args],
                                         env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
 
     def write(self, port: int, extra_virtual: str = "") -> None:
@@ -101,6 +103,11 @@ class RootDaemon:
         path = self.workdir / "out" / name
         text = path.read_text().strip() if path.exists() else ""
         return text or None
+
+    def check_caps(self) -> dict[str, str]:
+        """CapInh/CapPrm/CapEff/CapBnd/CapAmb of the external check, once it has run."""
+        text = wait_until(lambda: self.out("check.caps"), what="the check's capabilities")
+        return dict(line.split(":\t") for line in text.splitlines())
 
     def status(self) -> dict[str, object]:
         return request_sync(self.control, "status", timeout=5)
@@ -189,9 +196,12 @@ def test_root_daemon_drops_to_the_user_with_exactly_three_capabilities(user, wor
     status = proc_status(d.process.pid)
     assert status["Uid"].split() == [str(user.uid)] * 4, status["Uid"]
     assert status["Gid"].split() == [str(user.gid)] * 4, status["Gid"]
-    three = f"{mask(KEEP):016x}"
-    assert (status["CapEff"], status["CapPrm"], status["CapAmb"], status["CapBnd"]) == (three,) * 4
+    three, none = f"{mask(KEEP):016x}", "0" * 16
+    assert (status["CapEff"], status["CapPrm"], status["CapBnd"]) == (three,) * 3
+    assert (status["CapInh"], status["CapAmb"]) == (none, none)  # nothing for the programs it starts
     assert d.out("check.uid") == str(user.uid) or wait_until(lambda: d.out("check.uid")) == str(user.uid)
+    caps = d.check_caps()
+    assert (caps["CapInh"], caps["CapPrm"], caps["CapEff"], caps["CapAmb"]) == (none,) * 4, caps
     wait_for_port("127.0.0.1", port)
     # a reload adding a virtual on a privileged port: CAP_NET_BIND_SERVICE after the drop
     low = next(p for p in range(880, 1000) if _free(p))
@@ -203,6 +213,27 @@ def test_root_daemon_drops_to_the_user_with_exactly_three_capabilities(user, wor
     assert d.stop() == 0
     assert not pidfile.exists()  # removed by the dropped daemon (the runtime dir was handed over)
     assert "Dropped privileges" in d.log_text()
+
+
+def test_daemon_given_ambient_caps_keeps_them_for_itself(user, workdir, daemons) -> None:
+    """As systemd starts it (User=, AmbientCapabilities= the three): the daemon keeps them effective and
+    permitted, the external check it runs gets none (before: it inherited all three as ambient)."""
+    require(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
+    caps = ",".join(f"+{name}" for name in ("net_admin", "net_raw", "net_bind_service"))
+    systemd_like = ("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", f"--inh-caps={caps}",
+                    f"--ambient-caps={caps}", f"--bounding-set=-all,{caps}")
+    (workdir / "run").mkdir(mode=0o700)
+    os.chown(workdir / "run", user.uid, user.gid)
+    d = RootDaemon(workdir, "[director]\n", free_port(), prefix=systemd_like)
+    daemons.append(d)
+    d.wait_ready()
+    status = proc_status(d.process.pid)
+    three, none = f"{mask(KEEP):016x}", "0" * 16
+    assert status["Uid"].split()[0] == str(user.uid)
+    assert (status["CapEff"], status["CapPrm"], status["CapInh"], status["CapAmb"]) == (three, three, none, none)
+    check = d.check_caps()
+    assert (check["CapInh"], check["CapPrm"], check["CapEff"], check["CapAmb"]) == (none,) * 4, check
+    assert d.stop() == 0
 
 
 def test_no_drop_keeps_root(user, workdir, daemons) -> None:
