@@ -35,4 +35,7 @@ def remove_pidfile(path: str) -> None:
     """Remove ``path`` if it names this process (never another daemon's)."""
     with contextlib.suppress(OSError, ValueError, IndexError):  # unreadable, garbage or empty: not ours
         if int(Path(path).read_text().split()[0]) == os.getpid():
-            Path(path).unlink()
+            try:
+                Path(path).unlink()
+            except PermissionError:  # a dropped daemon's pid file in root's directory: empty it instead
+                Path(path).write_text("")

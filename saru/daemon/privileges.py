@@ -170,11 +170,12 @@ def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: D
         hand_over(paths.runtime, user, directory=True)
         hand_over(paths.state, user, directory=True)
         hand_over(paths.state / "operator", user, directory=True)
-        if paths.logfile is not None:
-            log = Path(paths.logfile)
-            if not log.exists() and log.parent.is_dir():
-                log.touch(mode=0o640)
-            hand_over(log, user, directory=False)
+        for name, mode in ((paths.logfile, 0o640), (paths.pidfile, 0o644)):
+            if name is not None:
+                path = Path(name)
+                if not path.exists() and path.parent.is_dir():
+                    path.touch(mode=mode)
+                hand_over(path, user, directory=False)
     except OSError as exc:
         raise PrivilegeError(f"cannot prepare {exc.filename} for user {user.name}: {exc.strerror}") from None
     unreadable = unreadable_by(user, code_paths())
@@ -188,14 +189,19 @@ def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: D
 
 @dataclass(frozen=True)
 class DaemonPaths:
-    """What the daemon writes after the drop: runtime dir, state dir, the log file (None: syslog/none)."""
+    """What the daemon writes after the drop: runtime dir, state dir, the log file (None: syslog/none),
+    a pid file outside the runtime dir (``saru-ldirectord``'s ``/var/run/ldirectord.NAME.pid``: made
+    the user's, empty, so the daemon can write it; on its way out it empties it, the directory being
+    root's)."""
 
     runtime: Path
     state: Path
     logfile: str | None
+    pidfile: str | None = None
 
 
-def prepare_daemon(config_path: str, settings_path: str | None, *, drop: bool = True) -> list[str]:
+def prepare_daemon(config_path: str, settings_path: str | None, *, drop: bool = True,
+                   pidfile: str | None = None) -> list[str]:
     """What every daemon command (``saru run``, ``saru-ldirectord start``) does before its event loop
     and any thread: started as root with ``drop`` (and neither ``[director] drop_privileges = false`` nor
     ``SARU_DROP_PRIVILEGES=0``), become the daemon's user (``drop_for_daemon``); not root but holding
@@ -225,5 +231,6 @@ def prepare_daemon(config_path: str, settings_path: str | None, *, drop: bool = 
     director = settings.director
     if not director.drop_privileges:
         return []
-    paths = DaemonPaths(runtime_dir(), state_dir(), logfile if logfile and logfile.startswith("/") else None)
+    paths = DaemonPaths(runtime_dir(), state_dir(), logfile if logfile and logfile.startswith("/") else None,
+                        os.path.abspath(pidfile) if pidfile else None)
     return drop_for_daemon(director.user, director.command_user, paths)

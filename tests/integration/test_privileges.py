@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from saru.cli.ldirectord import is_director
 from saru.control import request_sync
 from saru.daemon.privileges import KEEP, mask
 from saru.subproc import RunAs
@@ -254,3 +255,51 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+# ---- 3. saru-ldirectord start: the same drop ----------------------------------------------------
+
+
+def test_saru_ldirectord_start_drops_like_saru_run(user, workdir) -> None:
+    """``saru-ldirectord start`` as root: the detached daemon becomes [director] user with the three
+    capabilities (before: it stayed root), writes ldirectord's pid file in root's directory, and status,
+    stop and status again keep ldirectord's contract."""
+    check = script(workdir / "check.sh", f'grep ^Cap /proc/$$/status > {workdir}/out/check.caps; exit 0')
+    config = workdir / "ld.cf"
+    config.write_text(f"checkinterval=1\nvirtual=127.0.0.1:{free_port()}\n"
+                      f"\treal=127.0.0.1:{free_port()} masq\n\tchecktype=external\n\tcheckcommand=\"{check}\"\n")
+    config.chmod(0o644)
+    settings = workdir / "saru.toml"
+    settings.write_text(f'[director]\nuser = "{user.name}"\ncommand_user = "{user.name}"\n')
+    piddir = workdir / "piddir"  # root's, like /var/run
+    piddir.mkdir(mode=0o755)
+    python, pythonpath = readable_python()
+    env = {k: v for k, v in os.environ.items() if k not in ("SARU_DROP_PRIVILEGES", "SARU_COMMAND_USER")}
+    env.update(PYTHONPATH=pythonpath, SARU_RUNTIME_DIR=str(workdir / "run"), SARU_STATE_DIR=str(workdir / "state"),
+               SARU_SETTINGS=str(settings), SARU_DATAPLANE="proxy", SARU_LDIRECTORD_PIDDIR=str(piddir))
+
+    def ld(verb: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-m", "saru.cli.ldirectord", str(config), verb], env=env, text=True,
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    pidfile = piddir / "ldirectord.ld.cf.pid"
+    started = ld("start")
+    pid = int(pidfile.read_text()) if pidfile.exists() and pidfile.read_text().strip() else 0
+    try:
+        assert started.returncode == 0, started.stderr
+        status = proc_status(pid)
+        three, none = f"{mask(KEEP):016x}", "0" * 16
+        assert status["Uid"].split() == [str(user.uid)] * 4, status["Uid"]
+        assert (status["CapEff"], status["CapPrm"], status["CapInh"], status["CapAmb"]) == (three, three, none, none)
+        caps = dict(line.split(":\t") for line in
+                    wait_until(lambda: (workdir / "out" / "check.caps").exists()
+                               and (workdir / "out" / "check.caps").read_text().strip(),
+                               what="the check's capabilities").splitlines())
+        assert (caps["CapInh"], caps["CapPrm"], caps["CapEff"], caps["CapAmb"]) == (none,) * 4, caps
+        assert ld("status").returncode == 0
+        assert ld("stop").returncode == 0
+        assert not is_director(pid)  # gone (or a zombie waiting for its reaper)
+        assert ld("status").returncode == 3  # stopped, not a stale pid file
+    finally:
+        if pid and is_director(pid):
+            os.kill(pid, 9)
