@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "ha": {"model", "events", "net", "subproc"},
     "control": {"model"},
     "cluster": {"model", "config"},
-    "setup": {"model", "net", "ha", "dataplane", "config"},
+    "setup": {"model", "net", "ha", "dataplane", "config", "subproc"},  # subproc: saru doctor asks firewalld
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
                "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
