@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from saru.files import UnsafeFile, write_file
+
 LOGGER = logging.getLogger("saru")
 
 
@@ -24,7 +26,10 @@ def write_pidfile(path: str) -> bool:
         pass
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(f"{os.getpid()}\n")
+        write_file(path, f"{os.getpid()}\n")  # never through a symbolic link planted at the name
+    except UnsafeFile as exc:
+        LOGGER.error("cannot write pid file %s", exc)
+        return False
     except OSError as exc:
         LOGGER.error("cannot write pid file %s: %s", path, exc.strerror)
         return False
@@ -38,4 +43,4 @@ def remove_pidfile(path: str) -> None:
             try:
                 Path(path).unlink()
             except PermissionError:  # a dropped daemon's pid file in root's directory: empty it instead
-                Path(path).write_text("")
+                write_file(path, "")

@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "net": set(),
     "subproc": set(),
     "caps": set(),  # capabilities of this process and of the programs it starts
+    "files": set(),  # files written where others may write: no symbolic link followed
     "sdnotify": set(),  # the systemd notify protocol, used by the daemon
     "datafiles": set(),  # where the package's data files (units, man pages…) are installed
     "config": {"model"},
@@ -29,14 +30,14 @@ ALLOWED: dict[str, set[str]] = {
     "checks": {"model", "config", "net", "subproc"},
     "compat": {"model", "dataplane"},  # dataplane.base's types; the IPVS plane words errors with compat
     "dataplane": {"model", "net", "diff", "compat", "caps"},
-    "events": {"model", "checks", "net", "subproc"},
+    "events": {"model", "checks", "net", "subproc", "files"},
     "monitor": {"model", "checks", "events"},
     "ha": {"model", "events", "net", "subproc"},
-    "control": {"model"},
+    "control": {"model", "files"},
     "cluster": {"model", "config"},
     "setup": {"model", "net", "ha", "dataplane", "config", "subproc"},  # subproc: saru doctor asks firewalld
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
-               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps"},
+               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps", "files"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},
