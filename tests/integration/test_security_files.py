@@ -25,6 +25,7 @@ from saru.control import request_sync
 from saru.subproc import RunAs
 from tests.director import Director
 from tests.helpers import free_port, readable_python, require, shared_workdir, system_user
+from tests.lab import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -178,3 +179,34 @@ def test_sticky_and_own_directories_are_fine(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stderr
     finally:
         assert d.stop() == 0
+
+
+def test_only_the_daemons_user_can_use_its_control_socket(two_users: tuple[RunAs, RunAs]) -> None:
+    """The runtime directory the daemon makes is 0700 and the socket 0600: another local user can neither
+    ask the status nor send reload/stop (the socket is the access control of the write commands)."""
+    other, _ = two_users
+    with shared_workdir() as work:
+        run = work / "run"
+        env = {**os.environ, "SARU_RUNTIME_DIR": str(run)}
+        config = work / "ldirectord.cf"
+        config.write_text(f"virtual=127.0.0.1:{free_port()}\n\treal=127.0.0.1:{free_port()} masq\n\tchecktype=on\n")
+        config.chmod(0o644)
+        daemon = subprocess.Popen([sys.executable, "-m", "saru", "run", "-c", str(config), "--dataplane", "proxy"],
+                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        sock = run / "ldirectord.cf.sock"
+        try:
+            wait_for(sock.exists, timeout=20, what="the control socket")
+            assert (run.stat().st_mode & 0o777, sock.stat().st_mode & 0o777) == (0o700, 0o600)
+            python, pythonpath = readable_python()
+            for command in ("status", "stop"):
+                asked = subprocess.run(["setpriv", f"--reuid={other.uid}", f"--regid={other.gid}", "--clear-groups",
+                                        python, "-m", "saru", command, "-c", str(config), "--control", str(sock)],
+                                       capture_output=True, text=True, timeout=30,
+                                       env={**env, "PYTHONPATH": pythonpath})
+                assert asked.returncode != 0 and "ermission denied" in asked.stderr, asked.stderr
+            assert daemon.poll() is None  # the stop was refused
+            assert request_sync(sock, "status", timeout=5)["ok"] is True  # the daemon's own user may
+        finally:
+            daemon.terminate()
+            daemon.wait(20)
