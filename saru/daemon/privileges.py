@@ -38,6 +38,7 @@ from saru.caps import (
     mask,
     prctl,
 )
+from saru.files import UnsafeFile, open_append
 from saru.subproc import RunAs
 
 DEFAULT_USER = "saru"
@@ -142,14 +143,24 @@ def unreadable_by(user: RunAs, paths: list[str]) -> list[str]:
     return unreadable
 
 
-def hand_over(path: Path, user: RunAs, *, directory: bool) -> None:
-    """Make ``path`` (created when a missing directory) the user's, before the drop, so the daemon can
-    still write it afterwards: the runtime dir (control socket, pid file, locks), the state dir, the
-    log file."""
+def hand_over(path: Path, user: RunAs, *, directory: bool, mode: int = 0o640) -> None:
+    """Make ``path`` the user's, before the drop, so the daemon can still write it afterwards: the
+    runtime dir (control socket, pid file, locks), the state dir (created when missing, 0755), the log
+    file and saru-ldirectord's pid file (created when missing, ``mode``). Never through a symbolic link
+    planted at the name (``saru.files``): root would hand whatever it points at to the user."""
     if directory:
         path.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if path.exists():
-        os.chown(path, user.uid, user.gid)
+        if path.is_symlink() or not path.is_dir():
+            raise UnsafeFile(path, "is a symbolic link or not a directory; refused")
+        os.chown(path, user.uid, user.gid, follow_symlinks=False)
+        return
+    if not path.parent.is_dir():
+        return  # the daemon reports a log file it cannot open
+    fd = open_append(path, mode)
+    try:
+        os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)
 
 
 def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: DaemonPaths) -> list[str]:
@@ -172,10 +183,9 @@ def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: D
         hand_over(paths.state / "operator", user, directory=True)
         for name, mode in ((paths.logfile, 0o640), (paths.pidfile, 0o644)):
             if name is not None:
-                path = Path(name)
-                if not path.exists() and path.parent.is_dir():
-                    path.touch(mode=mode)
-                hand_over(path, user, directory=False)
+                hand_over(Path(name), user, directory=False, mode=mode)
+    except UnsafeFile as exc:
+        raise PrivilegeError(f"cannot prepare {exc} for user {user.name}") from None
     except OSError as exc:
         raise PrivilegeError(f"cannot prepare {exc.filename} for user {user.name}: {exc.strerror}") from None
     unreadable = unreadable_by(user, code_paths())

@@ -210,3 +210,35 @@ def test_only_the_daemons_user_can_use_its_control_socket(two_users: tuple[RunAs
         finally:
             daemon.terminate()
             daemon.wait(20)
+
+
+def test_the_drop_does_not_give_a_planted_log_file_link_to_the_user() -> None:
+    """``saru run`` as root hands the log file over to the daemon's user before it drops: a link planted
+    at the log file's name must not make root chown (or create) what it points at — before, the victim
+    file became the daemon user's."""
+    with system_user() as user, shared_workdir() as work:
+        public, victim = work / "public", work / "victim"
+        public.mkdir()
+        public.chmod(0o777)
+        victim.write_text(PRECIOUS)
+        (public / "saru.log").symlink_to(victim)
+        config = work / "ldirectord.cf"
+        config.write_text(f'logfile="{public / "saru.log"}"\nvirtual=127.0.0.1:{free_port()}\n'
+                          f"\treal=127.0.0.1:{free_port()} masq\n\tchecktype=on\n")
+        config.chmod(0o644)
+        settings = work / "saru.toml"
+        settings.write_text(f'[director]\nconfig = "{config}"\ndataplane = "proxy"\nuser = "{user.name}"\n'
+                            f'command_user = "{user.name}"\n')
+        python, pythonpath = readable_python()
+        env = {k: v for k, v in os.environ.items() if k not in ("SARU_DROP_PRIVILEGES", "SARU_COMMAND_USER")}
+        env.update(PYTHONPATH=pythonpath, SARU_RUNTIME_DIR=str(work / "run"), SARU_STATE_DIR=str(work / "state"))
+        daemon = subprocess.Popen([python, "-m", "saru", "run", "-c", str(settings)], env=env, text=True,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = daemon.communicate(timeout=20)  # refused at once (before: it started and ran)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            out, _ = daemon.communicate(timeout=10)
+        assert (victim.stat().st_uid, victim.read_text()) == (0, PRECIOUS), out
+        assert daemon.returncode == 1, out
+        assert "saru.log: is a symbolic link" in out, out
