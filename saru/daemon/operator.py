@@ -207,7 +207,7 @@ class OperatorState:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, indent=1) + "\n")
+            write_file(tmp, json.dumps(doc, indent=1) + "\n", 0o600)  # never through a planted link
             os.replace(tmp, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
