@@ -89,17 +89,19 @@ def test_passwords_and_secrets_are_never_shown(tmp_path: Path) -> None:
         cf = str(d.config)
         d.wait_for(r"Real server down: 127\.0\.0\.1:\d+ \(127\.0\.0\.1:\d+\).*", timeout=10)
 
-        def everything() -> dict[str, str]:
-            return {
+        def everything(full: bool = True) -> dict[str, str]:
+            seen = {
                 "log file": log.read_text(), "stderr": d.log_text(),
-                "status": saru("status", "-c", cf, "--control", str(d.control)),
                 "status --json": saru("status", "-c", cf, "--control", str(d.control), "--json"),
-                "plan": saru("plan", "-c", cf, "--control", str(d.control), "--json"),
                 "control status": str(request_sync(d.control, "status", timeout=5)),
-                "API status": http(api, "/api/v1/status"), "metrics": http(api, "/metrics"),
-                "dashboard": http(api, "/"),
-                "check-config": saru("check-config", cf), "check-config --json": saru("check-config", "--json", cf),
+                "API status": http(api, "/api/v1/status"), "check-config": saru("check-config", cf),
             }
+            if full:  # the places a reload error does not reach: once
+                seen |= {"status": saru("status", "-c", cf, "--control", str(d.control)),
+                         "plan": saru("plan", "-c", cf, "--control", str(d.control), "--json"),
+                         "metrics": http(api, "/metrics"), "dashboard": http(api, "/"),
+                         "check-config --json": saru("check-config", "--json", cf)}
+            return seen
 
         def leaks(seen: dict[str, str]) -> list[tuple[str, str]]:
             return [(where, secret) for where, out in seen.items() for secret in SECRETS if secret in out]
@@ -113,7 +115,7 @@ def test_passwords_and_secrets_are_never_shown(tmp_path: Path) -> None:
         while "passwd must be in double quotes" not in request_sync(d.control, "status", timeout=5).get(
                 "last_reload_error", "") and time.monotonic() < deadline:
             time.sleep(0.1)
-        seen = everything()
+        seen = everything(full=False)
         seen["reload"] = reload
         assert "passwd must be in double quotes" in seen["API status"]
         assert leaks(seen) == []
