@@ -56,6 +56,9 @@ test: deps venv
 	$(VENV)/bin/mypy saru
 	$(PY) -m pytest -q -ra --durations=15
 
+# The benches' daemons run as root like the suite's (tests/conftest.py): no privilege drop.
+bench: export SARU_DROP_PRIVILEGES = 0
+bench: export SARU_COMMAND_USER = root
 bench: deps venv
 	$(PY) bench/checks_bench.py
 	$(PY) bench/checks_protocols.py
