@@ -65,6 +65,7 @@ bench: deps venv
 	$(PY) bench/proxy_bench.py
 	$(PY) bench/ldirectord_compare.py
 	$(PY) bench/dataplane_update.py
+	$(PY) bench/ipvs_update.py --user-only --sizes 10000
 	$(PY) bench/forwarding.py
 	$(PY) bench/failover.py
 	$(PY) bench/dashboard_bench.py

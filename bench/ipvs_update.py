@@ -100,6 +100,44 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def user_only(sizes: list[int], repeats: int, scheduler: str) -> dict[str, Any]:
+    """(on the host, no kernel) CPU time of the user-space part of one apply: validation, the
+    cheap-scheduler plan, the requests' bytes, their netlink framing and the table kept for rollback
+    and drift (one ``apply_ops``, twice in older code); the min of ``repeats``."""
+    from saru.dataplane.ipvs import codec
+    from saru.dataplane.ipvs.netlink import NLM_F_REQUEST, GenlSocket
+    from saru.diff import apply_ops
+    from saru.model import Table
+
+    twice = not hasattr(codec, "wire_all")  # the code before this change computed it twice
+    framing = GenlSocket.__new__(GenlSocket)
+    framing.seq = 0
+
+    def user_path(ops: list[Any], known: dict[Any, Any]) -> None:
+        for op in ops:
+            codec.validate(op)
+        ops = codec.with_cheap_scheduler(ops, {k: s.settings for k, s in known.items()})
+        requests = codec.wire_all(ops) if not twice else [codec.wire(op) for op in ops]
+        b"".join(framing._message(30, cmd, payload, NLM_F_REQUEST)[1] for cmd, payload, _ in requests)
+        for _ in range(2 if twice else 1):
+            apply_ops(Table(known), ops)
+
+    out: dict[str, Any] = {}
+    for n in sizes:
+        add = w.add_ops(KEY, n)
+        add[0] = AddService(KEY, ServiceSettings(scheduler))
+        full = dict(apply_ops(Table({}), add).services)
+        out[str(n)] = {}
+        for phase, ops, known in (("add", add, {}), ("weight0", w.weight0_ops(KEY, n), full)):
+            times = []
+            for _ in range(repeats):
+                t0 = time.process_time()
+                user_path(ops, known)
+                times.append(time.process_time() - t0)
+            out[str(n)][phase] = min(times)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--guest", action="store_true", help="(inside the guest) run the measurement")
@@ -109,7 +147,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--baseline", type=Path, help="older code to measure side by side (see above)")
     parser.add_argument("--rounds", type=int, default=2, help="with --baseline: alternations (default 2)")
+    parser.add_argument("--user-only", action="store_true",
+                        help="on the host: CPU time of the user-space part only (with --baseline: both trees)")
     args = parser.parse_args()
+    if args.user_only:
+        return main_user_only(args)
     rest = ["--sizes", *map(str, args.sizes), "--repeats", str(args.repeats), "--scheduler", args.scheduler]
     if args.guest and args.baseline:
         print("RESULT " + json.dumps(guest_compare(args.baseline.resolve(), args.rounds, rest)), flush=True)
@@ -148,6 +190,33 @@ def main() -> int:
                    "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
         body = {"runs": result, "best": labelled} if args.baseline else result
         args.json.write_text(json.dumps({**summary, **body}, indent=2) + "\n")
+    return 0
+
+
+def main_user_only(args: argparse.Namespace) -> int:
+    import subprocess
+
+    trees = [("before", args.baseline.resolve())] if args.baseline else []
+    trees.append(("this", ROOT))
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
+    for _ in range(args.rounds):  # alternately, so that both see the same share of a busy machine
+        for label, tree in trees:
+            code = (f"import json, sys; sys.path.insert(0, {str(tree)!r}); "  # that tree's saru, loaded first
+                    "import saru.diff, saru.model, saru.dataplane.ipvs.codec, saru.dataplane.ipvs.netlink; "
+                    f"sys.path.insert(0, {str(ROOT)!r}); import bench.ipvs_update as b; "
+                    f"print(json.dumps(b.user_only({args.sizes!r}, {max(args.repeats, 5)}, {args.scheduler!r})))")
+            done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True,
+                                  check=True, timeout=600)
+            results[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"user-space CPU ms per apply (host, min over runs; load {Path('/proc/loadavg').read_text().split()[0]})")
+    print("| code | N | change | CPU ms |")
+    print("|---|---|---|---|")
+    for label, runs in results.items():
+        for n in runs[0]:
+            for phase in runs[0][n]:
+                print(f"| {label} | {int(n):,} | {phase} | {min(r[n][phase] for r in runs) * 1000:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
