@@ -160,28 +160,26 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {"by_mode": summary, "goals": verdicts}
 
 
+def print_table(summary: dict[str, Any], title: str, unit: str, value: str, fmt: str, ratio: str) -> None:
+    """One table: per variant and mode, the median ``value`` and the ``ratio`` median [min-max]."""
+    print(f"\n{title}")
+    print(f"| variant | keep-alive {unit} | keep-alive ratio | conn/request {unit} | conn/request ratio |")
+    print("|---|---|---|---|---|")
+    for variant in VARIANTS:
+        cells = []
+        for mode in MODES:
+            s = summary["by_mode"][mode][variant]
+            cells.append(format(s[value], fmt))
+            cells.append(f"{s[f'{ratio}_median']:.2f} [{min(s[f'{ratio}s']):.2f}-{max(s[f'{ratio}s']):.2f}]")
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
 def print_report(summary: dict[str, Any], rounds: list[dict[str, Any]], foreign: dict[str, float]) -> None:
-    print("\nrequests/s (median of rounds) and paired ratio to direct (median [min-max])")
-    print("| variant | keep-alive req/s | keep-alive ratio | conn/request req/s | conn/request ratio |")
-    print("|---|---|---|---|---|")
-    for variant in VARIANTS:
-        cells = []
-        for mode in MODES:
-            s = summary["by_mode"][mode][variant]
-            cells.append(f"{s['rps_median']:,.0f}")
-            cells.append(f"{s['ratio_median']:.2f} [{min(s['ratios']):.2f}-{max(s['ratios']):.2f}]")
-        print(f"| {variant} | " + " | ".join(cells) + " |")
-    print("\nCPU per request (wrk + nginx + haproxy + all softirq, µs; median) and direct's / the variant's "
-          "(the req/s ratio a CPU-bound director would see; median [min-max])")
-    print("| variant | keep-alive µs | keep-alive ratio | conn/request µs | conn/request ratio |")
-    print("|---|---|---|---|---|")
-    for variant in VARIANTS:
-        cells = []
-        for mode in MODES:
-            s = summary["by_mode"][mode][variant]
-            cells.append(f"{s['cpu_us_median']:,.1f}")
-            cells.append(f"{s['cpu_ratio_median']:.2f} [{min(s['cpu_ratios']):.2f}-{max(s['cpu_ratios']):.2f}]")
-        print(f"| {variant} | " + " | ".join(cells) + " |")
+    print_table(summary, "requests/s (median of rounds) and paired ratio to direct (median [min-max])",
+                "req/s", "rps_median", ",.0f", "ratio")
+    print_table(summary, "CPU per request (wrk + nginx + haproxy + all softirq, µs; median) and direct's / "
+                "the variant's (the req/s ratio a CPU-bound director would see; median [min-max])",
+                "µs", "cpu_us_median", ",.1f", "cpu_ratio")
     busy = [run["machine_busy"] for r in rounds for run in r["runs"].values()]
     errors = sum(run["socket_errors"] + run["non_2xx"] for r in rounds for run in r["runs"].values())
     print(f"machine busy during runs: {min(busy):.0%}-{max(busy):.0%} of 2 cores; "

@@ -10,26 +10,15 @@ the removal of another real, and a restart in the other NAT mode rewrites the vi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from saru.control.codec import table_to_list
 from saru.model import Table
-from tests.helpers import require
 from tests.kernel.test_nft_dataplane import Ctl, ask, burst, keepalive_clients, nat, service
+from tests.kernel.test_nft_dataplane import topo as topo  # the fixture: namespaces built and torn down
 from tests.lab.guide import REALS, VIP, Topology
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def topo(tmp_path: Path) -> Iterator[Topology]:
-    ok, why = Topology.available()
-    require(ok, why)
-    with Topology(tmp_path) as t:
-        yield t
 
 
 def tracked(topo: Topology, address: str) -> list[str]:
