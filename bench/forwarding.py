@@ -10,6 +10,9 @@ them), ``wrk`` in the client namespace measures requests/s of four paths to the 
 * ``nat-stateless``: the same virtual with ``[nft] nat = "stateless"`` (payload rewriting both
   ways, ``notrack``: no conntrack; the director's controller is restarted in that mode before the
   run and back after it);
+* ``routed``: the NAT real's own address (port 8080), forwarded by the director without NAT or conntrack:
+  the same path as NAT (through the director both ways) with nothing of Saru's on it, so the floor
+  of any NAT on this topology;
 * ``dr``: the VIP, Saru's nftables LVS-DR (netdev ingress ``fwd``; replies bypass the director);
 * ``haproxy``: the VIP, haproxy ``mode tcp`` (2 threads) in the director, to the NAT real.
 
@@ -62,7 +65,7 @@ from bench.dataplane.fwtopo import (  # noqa: E402
 )
 from tests.lab.guide import Topology  # noqa: E402
 
-VARIANTS = ("direct", "nat", "nat-stateless", "dr", "haproxy")
+VARIANTS = ("direct", "nat", "nat-stateless", "routed", "dr", "haproxy")
 MODES = ("keepalive", "close")
 GOALS = (("nat", "keepalive"), ("nat-stateless", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
 GOAL_RATIO = 0.95

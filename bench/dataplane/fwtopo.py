@@ -26,12 +26,16 @@ URLS = {
     "direct": f"http://{DR_REAL}/",
     "nat": f"http://{VIP}/",
     "nat-stateless": f"http://{VIP}/",
+    "routed": f"http://{NAT_REAL}:8080/",  # not the stateless real fe1:80, whose packets are rewritten
     "dr": f"http://{VIP}:8080/",
     "haproxy": f"http://{VIP}:{HAPROXY_PORT}/",
 }
-EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "nat-stateless": "fe1", "dr": "fe2", "haproxy": "fe1"}
-#: the NAT mode each variant needs (``[nft] nat``); the others run in whatever mode is set
-NAT_MODE = {"nat": "stateful", "nat-stateless": "stateless"}
+EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "nat-stateless": "fe1", "routed": "fe1", "dr": "fe2",
+                   "haproxy": "fe1"}
+#: the NAT mode each variant needs (``[nft] nat``); the others run in whatever mode is set. ``routed``
+#: (the NAT real's own address, forwarded by the director without NAT) runs with no conntrack hook in
+#: the director: the floor of any NAT through it
+NAT_MODE = {"nat": "stateful", "nat-stateless": "stateless", "routed": "stateless"}
 
 HAPROXY_CONF = """\
 global
@@ -55,6 +59,7 @@ def configure_reals(topo: Topology) -> None:
     """fe1 as a NAT real, fe2 as a direct-routing real (what ``Topology.mode`` does, one role each)."""
     topo.add_address("fe1", f"{NAT_REAL}/24")
     topo.ip("fe1", "route", "add", "default", "via", "10.77.7.1")
+    topo.ip("rt", "route", "add", "10.77.7.0/24", "via", "10.77.6.2")  # the "routed" variant's path
     topo.add_address("fe2", f"{DR_REAL}/24")
     topo.ip("fe2", "addr", "add", f"{VIP}/32", "dev", "lo")
     for key in ("all", "eth0"):

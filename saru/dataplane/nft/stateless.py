@@ -25,7 +25,9 @@ refused (``check_stateless``); quiescing (weight 0) or removing a real moves its
 draining: they are reset) and Maglev moves a few flows of other reals on each change of the set of
 reals with a weight (changes of weights > 0 move a share of flows too); what conntrack helpers do
 (FTP and other ALGs), the translation of ICMP errors (PMTU discovery through the director) and IP
-fragments without their L4 header are not handled. Established flows survive any change that leaves
+fragments without their L4 header are not handled; whatever a stateless real sends from its service
+port through the director is rewritten as a reply of its virtual (a client reaching the real's own
+address and port through the director fails). Established flows survive any change that leaves
 the Maglev table of their virtual as it is (other virtuals, thresholds, a new real of weight 0).
 """
 
