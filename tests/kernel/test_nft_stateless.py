@@ -5,13 +5,21 @@ The UltraMonkey topology in ``saru-…`` namespaces (``tests.lab.guide``); the d
 design promises (``saru.dataplane.nft.stateless``): connections are served and the replies come from
 the VIP (else the client's TCP handshake could not complete), conntrack holds no entry for them,
 established connections survive table changes that leave their virtual's Maglev table alone and
-the removal of another real, and a restart in the other NAT mode rewrites the virtuals.
+the removal of another real, and a restart in the other NAT mode rewrites the virtuals; and the
+daemon (``saru run --settings`` with ``[nft] nat = "stateless"``) refuses what stateless NAT cannot
+serve before touching nftables, and otherwise serves and follows health checks that way.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from saru.control import request_sync
 from saru.control.codec import table_to_list
 from saru.model import Table
 from tests.kernel.test_nft_dataplane import Ctl, ask, burst, keepalive_clients, nat, service
@@ -84,3 +92,65 @@ def test_stateless_nat_serves_from_the_vip_without_conntrack_and_keeps_flows(top
     assert "dnat" in rules and "notrack" not in rules, rules
     assert burst(topo, f"http://{VIP}/", 10)["servers"] == {"fe1": 10}
     assert tracked(topo, VIP)
+
+
+STATELESS_CF = """\
+checktimeout=1
+checkinterval=1
+autoreload=no
+logfile="{log}"
+quiescent=no
+
+virtual={vip}:80
+\treal={fe1}:80 masq
+\treal={fe2}:80 masq
+\tservice=http
+\trequest="haCheker/haCheck.html"
+\treceive="up and running"
+\tscheduler=wrr
+\tprotocol=tcp
+\tchecktype=negotiate
+{extra}"""
+
+
+def test_daemon_with_stateless_nat_setting(topo: Topology, tmp_path: Path) -> None:
+    topo.mode("nat")
+    roots = {role: topo.nginx(role) for role in ("fe1", "fe2")}
+    toml = tmp_path / "saru.toml"
+    toml.write_text('[nft]\nnat = "stateless"\n')
+    cf = tmp_path / "ldirectord.cf"
+    fields = {"log": tmp_path / "saru.log", "vip": VIP, "fe1": REALS["fe1"][0], "fe2": REALS["fe2"][0]}
+    cf.write_text(STATELESS_CF.format(**fields, extra="\tpersistent=60\n"))
+    refused = topo.run("ld1", sys.executable, "-m", "saru", "run", "-c", str(cf), "--settings", str(toml),
+                       "--dataplane", "nft", "--pidfile", str(tmp_path / "refused.pid"), check=False, timeout=30)
+    assert refused.returncode == 2 and 'no persistence with [nft] nat = "stateless"' in refused.stderr, refused
+    assert "saru" not in topo.run("ld1", "nft", "list", "tables").stdout  # refused before touching anything
+
+    cf.write_text(STATELESS_CF.format(**fields, extra=""))
+    control = tmp_path / "control.sock"
+    daemon = topo.python("ld1", "saru", "run", "-c", str(cf), "--settings", str(toml), "--dataplane", "nft",
+                         "--control", str(control), "--pidfile", str(tmp_path / "saru.pid"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # both reals healthy and in the table
+            try:
+                answer = request_sync(control, "table", timeout=2)
+                if len([d for s in answer.get("table", []) for d in s["dests"]]) == 2:
+                    break
+            except OSError:
+                pass
+            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+            assert time.monotonic() < deadline, "the daemon never applied both reals"
+            time.sleep(0.1)
+        assert "notrack" in topo.run("ld1", "nft", "list", "table", "inet", "saru").stdout
+        got = burst(topo, f"http://{VIP}/", 20)
+        assert got["errors"] == [] and set(got["servers"]) == {"fe1", "fe2"}, got
+        assert tracked(topo, VIP) == []
+        (roots["fe2"] / "haCheker" / "haCheck.html").unlink()  # health still drives the table
+        deadline = time.monotonic() + 15
+        while burst(topo, f"http://{VIP}/", 10)["servers"] != {"fe1": 10}:
+            assert time.monotonic() < deadline, "fe2 still served after failing its check"
+    finally:
+        daemon.terminate()
+        assert daemon.wait(15) == 0
