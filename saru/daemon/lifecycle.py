@@ -37,6 +37,7 @@ from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
+from saru.daemon.announcer import Announcer, bird_factory
 from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
@@ -79,6 +80,7 @@ class Held:
     api: bool = False  # the HTTP API listens (its socket bound by this process)
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
+    bgp: bool = False  # the routing daemon was started (or configured) by this process: [bgp]
 
 
 @dataclass(eq=False)
@@ -273,6 +275,8 @@ class Daemon:
             return 1
         self.held.dataplane = self.held.table = True
         await parts.gate.sync_daemons()
+        if loaded.settings.bgp is not None and not await self._start_bgp(parts, control_path):
+            return 1
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
         parts.monitor.add_result_listener(parts.realstats.record)
@@ -285,7 +289,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.life.stop)
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(parts.reconciler.run(), name="reconcile"),
             asyncio.create_task(parts.watcher.run(), name="watch-config"),
             asyncio.create_task(self._first_pass(parts), name="first-pass"),
@@ -314,6 +318,28 @@ class Daemon:
         self.journal.emit(DaemonEvent(f"HTTP API listening on {api.url}"
                                       + ("" if settings.token_file else " (read-only: no token_file)")))
         return True
+
+    async def _start_bgp(self, parts: Parts, control_path: Path) -> bool:
+        """``[bgp]``: the routing daemon, every VIP withdrawn until the first table is applied."""
+        from saru.bgp import RoutingDaemonError
+
+        settings = parts.loaded.settings.bgp
+        assert settings is not None
+        announcer = Announcer(settings, parts.loaded, parts.dataplane, parts.reconciler, self.life,
+                              self.journal, bird_factory(control_path))
+        try:
+            await announcer.start()
+        except (RoutingDaemonError, OSError) as exc:
+            LOGGER.error("cannot start BGP: %s", exc)
+            await announcer.close()
+            return False
+        parts.service.announcer, self.held.bgp = announcer, True
+        self._tasks.append(asyncio.create_task(self._announce_ready(announcer), name="bgp-ready"))
+        return True
+
+    async def _announce_ready(self, announcer: Announcer) -> None:
+        await self.life.ready.wait()
+        announcer.poke()
 
     async def _first_pass(self, parts: Parts) -> None:
         """Ready once every real has its first verdict and the table is applied; then HA starts."""
@@ -363,6 +389,10 @@ class Daemon:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        announcer = parts.service.announcer
+        if self.held.bgp and announcer is not None:  # withdrawn first, while the table still forwards
+            parts.service.announcer = None
+            await announcer.close()
         await parts.gate.stop_node()  # priority-0 advert, VIP removed, table cleared: while the plane works
         for task in self._tasks:
             task.cancel()
