@@ -77,7 +77,7 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         return float(value)
 
     async def drain_director(request: Request) -> Answer:
-        return await service.drain_director(seconds(request, "timeout", 300.0), seconds(request, "quiet", 2.0))
+        return await service.drain_director(seconds(request, "within", 300.0), seconds(request, "quiet", 2.0))
 
     commands: dict[str, Callable[[Request], Awaitable[Answer]]] = {
         "status": lambda _r: service.status(),

@@ -31,7 +31,7 @@ ROUTER = "10.88.0.1"
 DIRECTORS = {"ld1": "10.88.0.2", "ld2": "10.88.0.3", "ld3": "10.88.0.4", "ld4": "10.88.0.5"}
 REALS = {"fe1": "10.88.0.11", "fe2": "10.88.0.12", "fe3": "10.88.0.13", "fe4": "10.88.0.14"}
 CLIENTS = {"cl1": "172.18.0.10", "cl2": "172.18.0.11"}
-BIG = 4 * 1024 * 1024  # bytes of /slow/big: a download of BIG / RATE seconds
+BIG = 2560 * 1024  # bytes of /slow/big: a download of BIG / RATE seconds
 RATE = "400k"
 
 #: a veth passes frames for another MAC that the bridge floods; a NIC would not (tests/ha/bed.py)
@@ -278,7 +278,8 @@ class Downloads:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("ready "):
-            raise RuntimeError(f"downloads in {role} did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"downloads in {role} did not start: {line!r} {err}")
         self.started: list[dict[str, Any]] = json.loads(line[6:])
 
     def keys(self) -> set[tuple[str, int]]:
