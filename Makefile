@@ -12,12 +12,14 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base chromium chromium-driver prometheus
+	man-db groff-base chromium chromium-driver prometheus bird2
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
 # groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
 # dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time;
-# prometheus: a real Prometheus scrapes a running daemon.)
+# prometheus: a real Prometheus scrapes a running daemon; bird2: the routing daemon [bgp] drives, and the
+# BGP bed's ECMP router (tests/bgp); tools/install-debian-packages.sh keeps its package from starting a
+# host-wide bird (a policy-rc.d for the install), and the tests run their own in namespaces.)
 # The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
 # Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
 DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 python3-venv
@@ -63,6 +65,7 @@ bench: deps venv
 	$(PY) bench/failover.py
 	$(PY) bench/dashboard_bench.py
 	$(PY) bench/api_bench.py
+	$(PY) bench/scaleout.py
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
 # docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.

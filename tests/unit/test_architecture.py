@@ -31,11 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"model", "checks", "net", "subproc"},
     "monitor": {"model", "checks", "events"},
     "ha": {"model", "events", "net", "subproc"},
+    "bgp": {"model", "subproc"},  # announce decisions (pure) and the routing daemons' drivers
     "control": {"model"},
     "cluster": {"model", "config"},
     "setup": {"model", "net", "ha", "dataplane", "config"},
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
-               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify"},
+               "dataplane", "ha", "bgp", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},
