@@ -489,6 +489,8 @@ class _Reader:
             except ValueError:
                 self.error(s, "vips", f"{text!r} is not an IP address (a VIP, without a /prefix)")
         raw = data.get("neighbors", [])
+        if isinstance(raw, dict):  # one neighbour written as [bgp.neighbors]
+            raw = [raw]
         if not isinstance(raw, list) or not all(isinstance(n, dict) for n in raw):
             self.error(s, "neighbors", "expected [[bgp.neighbors]] tables")
             raw = []
