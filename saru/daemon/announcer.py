@@ -95,11 +95,33 @@ class Announcer:
 
     async def start(self) -> None:
         """Start the routing daemon (``RoutingDaemonError`` if it cannot) and the announcing task."""
+        await self._prepare_plane()
         await self.driver.start()
         names = ", ".join(f"{n.address} AS{n.asn}{' (BFD)' if n.bfd else ''}" for n in self.settings.neighbors)
         self._journal.emit(DaemonEvent(f"BGP: {self.driver.name} speaks for AS{self.settings.asn} to {names}; "
                                        f"VIPs {', '.join(self.vips) or '(none)'} withdrawn until the table is applied"))
         self._task = asyncio.create_task(self._run(), name="bgp-announce")
+
+    async def _prepare_plane(self) -> None:
+        """What active-active needs of the plane: NAT cannot work (replies must come back through the
+        director that forwarded, and there are several); IPVS must schedule a flow whose first packet
+        here is not a SYN (ECMP moved it from another director): ``sloppy_tcp``/``sloppy_sctp``."""
+        masq = sorted({v.name for v in self._loaded.config.virtuals for r in v.reals if r.forward == "masq"})
+        if masq:
+            LOGGER.warning("BGP: %s use NAT (masq): with several active directors the replies of a real "
+                           "go to its one gateway, not to the director that forwarded; use direct routing "
+                           "(gate) or ipip (docs/scale-out.md)", ", ".join(masq))
+        if self._dataplane.capabilities.name != "ipvs":
+            return
+        for name in ("sloppy_tcp", "sloppy_sctp"):
+            path = Path("/proc/sys/net/ipv4/vs") / name
+            try:
+                if (await asyncio.to_thread(path.read_text)).strip() != "1":
+                    await asyncio.to_thread(path.write_text, "1\n")
+                    LOGGER.info("BGP: set net.ipv4.vs.%s = 1 (IPVS schedules flows that ECMP moved here)", name)
+            except OSError as exc:
+                LOGGER.warning("BGP: cannot set net.ipv4.vs.%s = 1 (%s): flows that ECMP moves to this "
+                               "director from another will be reset", name, exc)
 
     async def _run(self) -> None:
         while True:

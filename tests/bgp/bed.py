@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from saru.control import request_sync
 from tests.helpers import NGINX_CONF
 from tests.lab import Lab, can_build, stop_process, wait_for
+from tests.lab.daemon import NIC_FILTER, NsDaemon
 from tests.lab.probe import can_build as _can_build
 
 VIP = "10.88.100.1"
@@ -33,13 +33,6 @@ REALS = {"fe1": "10.88.0.11", "fe2": "10.88.0.12", "fe3": "10.88.0.13", "fe4": "
 CLIENTS = {"cl1": "172.18.0.10", "cl2": "172.18.0.11"}
 BIG = 2560 * 1024  # bytes of /slow/big: a download of BIG / RATE seconds
 RATE = "400k"
-
-#: a veth passes frames for another MAC that the bridge floods; a NIC would not (tests/ha/bed.py)
-NIC_FILTER = """\
-add table netdev nicfilter
-add chain netdev nicfilter in { type filter hook ingress device "eth0" priority -500; policy accept; }
-add rule netdev nicfilter in meta pkttype other drop
-"""
 
 LDIRECTORD_CF = """\
 checktimeout=1
@@ -52,8 +45,7 @@ virtual={vip}:80
 {reals}
 \tservice=http
 \tscheduler={scheduler}
-\tschedflags={flags}
-\tprotocol=tcp
+{flags}\tprotocol=tcp
 \tchecktype=negotiate
 \tcheckport=80
 \trequest="check.html"
@@ -81,26 +73,16 @@ template bgp directors {{
 """
 
 
-class Director:
+class Director(NsDaemon):
     """One ``saru run`` with ``[bgp]`` in a director namespace."""
 
     def __init__(self, bed: BGPBed, role: str, workdir: Path, proc: subprocess.Popen[str]) -> None:
-        self.bed, self.role, self.workdir, self.proc = bed, role, workdir, proc
-        self.control = workdir / "saru.sock"
-
-    def ask(self, command: str, **params: Any) -> dict[str, Any]:
-        answer = request_sync(self.control, command, timeout=5, **params)
-        if not answer.get("ok"):
-            raise RuntimeError(f"{self.role} {command}: {answer.get('error')}")
-        return answer
+        super().__init__(role, workdir, proc)
+        self.bed = bed
 
     def bgp(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.ask("status")["bgp"]
         return doc
-
-    def logtext(self) -> str:
-        log = self.workdir / "saru.out"
-        return log.read_text(errors="replace") if log.exists() else ""
 
     def flows(self) -> set[tuple[str, int]]:
         """(client address, port) of every flow this director's DR plane has pinned to a real."""
@@ -206,19 +188,23 @@ class BGPBed(Lab):
 
     def director(self, role: str, *, scheduler: str = "mh", flags: str = "mh-port", bfd: bool | None = None,
                  weights: dict[str, int] | None = None, reals: tuple[str, ...] = tuple(REALS),
-                 down: str = "withdraw", wait: bool = True) -> Director:
-        """Start Saru in ``role`` (nft DR plane, ``[bgp]`` to the router); ``wait``: until it announces."""
+                 down: str = "withdraw", wait: bool = True, bgp: bool = True) -> Director:
+        """Start Saru in ``role`` (nft DR plane, ``[bgp]`` to the router unless ``bgp`` is False);
+        ``wait``: until it announces."""
         d = self.workdir / f"{role}-{time.monotonic_ns()}"
         d.mkdir(parents=True)
         weights = weights or {}
         lines = "\n".join(f"\treal={REALS[r]}:80 gate {weights.get(r, 1)}" for r in reals)
         (d / "ldirectord.cf").write_text(LDIRECTORD_CF.format(log=d / "ldirectord.log", vip=VIP, reals=lines,
-                                                              scheduler=scheduler, flags=flags))
+                                                              scheduler=scheduler,
+                                                              flags=f"\tschedflags={flags}\n" if flags else ""))
         use_bfd = self.bfd if bfd is None else bfd
-        (d / "saru.toml").write_text(
-            '[director]\nconfig = "ldirectord.cf"\ndataplane = "nft"\n\n'
-            f'[bgp]\nasn = 65001\nrouter_id = "{DIRECTORS[role]}"\nhold_time = {self.hold}\ndown = "{down}"\n\n'
-            f'[[bgp.neighbors]]\naddress = "{ROUTER}"\nasn = 65000\nbfd = {"true" if use_bfd else "false"}\n')
+        toml = '[director]\nconfig = "ldirectord.cf"\ndataplane = "nft"\n\n'
+        if bgp:
+            toml += (f'[bgp]\nasn = 65001\nrouter_id = "{DIRECTORS[role]}"\nhold_time = {self.hold}\n'
+                     f'down = "{down}"\n\n[[bgp.neighbors]]\naddress = "{ROUTER}"\nasn = 65000\n'
+                     f'bfd = {"true" if use_bfd else "false"}\n')
+        (d / "saru.toml").write_text(toml)
         with (d / "saru.out").open("w") as out:
             proc = self.python(role, "saru", "run", "-c", str(d / "saru.toml"), "--control", str(d / "saru.sock"),
                                stdout=out, stderr=subprocess.STDOUT)

@@ -8,6 +8,7 @@ running and announcing. Test 7 (``[bgp]`` is opt-in, the HA modes unchanged) is 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -174,3 +175,15 @@ def fe4_out(d: Director) -> bool:
     table = d.ask("table")["table"]
     return not any(dest["address"] == REALS["fe4"] for s in table for dest in s.get("dests", []))
 
+
+
+def test_bgp_is_opt_in(bed: BGPBed) -> None:
+    # 7: a director without [bgp] runs as before: no routing daemon, no route, nothing in its status
+    d = bed.director("ld4", bgp=False, wait=False)
+    wait_for(lambda: "table in line with health" in d.logtext(), 20, "ld4 ready")
+    assert d.ask("status")["bgp"] is None
+    pids = bed.run("br", "ip", "netns", "pids", bed["ld4"].netns).stdout.split()
+    names = {open(f"/proc/{pid}/comm").read().strip() for pid in pids if os.path.exists(f"/proc/{pid}/comm")}
+    assert "bird" not in names, names
+    assert DIRECTORS["ld4"] not in bed.paths()
+    assert "BGP" not in d.logtext()

@@ -126,3 +126,16 @@ def test_bird_replies_parsed() -> None:
                            (1002, "saru_peer1 BGP        ---        start  03:20:00.123  Active        Socket: x")])
     assert rows == {"saru_peer0": ("up", "Established"), "saru_peer1": ("start", "Active Socket: x")}
     assert _bfd_lines([(1020, "10.0.0.1   eth0   Up   03:20:00.123   0.100   0.300")]) == {"10.0.0.1": "Up"}
+
+
+def test_reload_applies_a_changed_bgp_and_holds_an_added_or_removed_one() -> None:
+    from saru.daemon.configwatch import settings_for_reload
+
+    running = parse_settings(BGP)
+    changed = parse_settings(BGP.replace("hold_time = 9", "hold_time = 30"))
+    taken, held = settings_for_reload(running, changed)
+    assert taken.bgp is not None and taken.bgp.hold_time == 30 and held == []
+    taken, held = settings_for_reload(running, parse_settings(""))
+    assert taken.bgp == running.bgp and held == ["saru.toml [bgp] removed: it takes effect at the next restart"]
+    taken, held = settings_for_reload(parse_settings(""), running)
+    assert taken.bgp is None and held == ["saru.toml [bgp] added: it takes effect at the next restart"]
