@@ -8,10 +8,11 @@ in network namespaces. Three measurements, side by side in the same run:
    in flight: a director killed (link down + SIGKILL, BFD), a director added, a director drained
    (``saru drain``), a real failed (its own downloads do not count: they cannot survive), and a real
    added followed by a director added (the flows ECMP moves meet the new table). Saru's ``mh`` (Maglev:
-   every director computes the same table from config and health alone) against ``rr`` (the nftables
-   DR plane's mod-N hash over a slot sequence that each director keeps stable across its own history of
-   changes, as IPVS's per-director rr state is: directors that saw different real flaps disagree).
-   Both runs see the same history: a real flaps while only ld1 and ld2 run, then ld3 starts.
+   every director computes the same table from config and health alone) against two baselines:
+   ``rr`` — the nftables DR plane's mod-N hash (the same on every director, but a change of the real
+   set remaps most flows) — and a per-director scheduler (``wrr`` with each director weighing a
+   different real double: its slot sequence is its own, as independent schedulers' choices are). All
+   runs see the same history: a real flaps while only ld1 and ld2 run, then ld3 starts.
 2. **Recovery after a director's death**: two clients each open a new connection every 5 ms (100 ms
    timeout); the time from the death (link down, then SIGKILL) until every later connection succeeds,
    with BFD (100 ms x 3) and with the BGP hold timer alone (3 s, BIRD's minimum).
@@ -137,18 +138,30 @@ def in_tables(bed: BGPBed, real: str, present: bool) -> None:
     wait_for(check, 15, f"{real} {'in' if present else 'out of'} every table", interval=0.02)
 
 
-def events(workdir: Path, scheduler: str, flags: str) -> dict[str, Any]:
+class Start:
+    """Starts directors with one scheduler; ``local``: each director weighs a different real double, so
+    each one's slot sequence differs (what directors scheduling on their own amount to)."""
+
+    def __init__(self, bed: BGPBed, scheduler: str, flags: str, local: bool) -> None:
+        self.bed, self.scheduler, self.flags, self.local = bed, scheduler, flags, local
+
+    def __call__(self, role: str) -> None:
+        weights = {list(REALS)[list(DIRECTORS).index(role)]: 2} if self.local else None
+        self.bed.director(role, scheduler=self.scheduler, flags=self.flags, weights=weights)
+
+
+def events(workdir: Path, name: str, scheduler: str, flags: str, local: bool = False) -> dict[str, Any]:
     """The five events on one bed whose directors all run ``scheduler``."""
-    out: dict[str, Any] = {"scheduler": scheduler}
-    kw = {"scheduler": scheduler, "flags": flags}
+    out: dict[str, Any] = {"name": name, "scheduler": scheduler}
     with BGPBed(workdir) as bed:
-        bed.director("ld1", **kw)
-        bed.director("ld2", **kw)
+        start = Start(bed, scheduler, flags, local)
+        start("ld1")
+        start("ld2")
         stop_nginx(bed, "fe2")  # a flap only ld1 and ld2 see
         in_tables(bed, "fe2", False)
         bed.nginx("fe2")
         in_tables(bed, "fe2", True)
-        bed.director("ld3", **kw)
+        start("ld3")
         # director killed
         loads = load(bed)
         moved = flows_on(bed, loads)["ld3"]
@@ -158,10 +171,10 @@ def events(workdir: Path, scheduler: str, flags: str) -> dict[str, Any]:
         res["through_killed"] = len(moved)
         out["director killed"] = res
         bed.revive("ld3")
-        bed.director("ld3", **kw)
+        start("ld3")
         # director added
         loads = load(bed)
-        bed.director("ld4", **kw)
+        start("ld4")
         out["director added"] = outcome(loads)
         bed.directors.pop("ld4").stop()
         bed.wait_paths(lambda p: DIRECTORS["ld4"] not in p, "ld4 gone")
@@ -172,7 +185,7 @@ def events(workdir: Path, scheduler: str, flags: str) -> dict[str, Any]:
                 "--timeout", "30", timeout=60)
         d.proc.wait(10)
         out["director drained"] = outcome(loads)
-        bed.director("ld2", **kw)
+        start("ld2")
         # real failed (its own downloads excluded)
         loads = load(bed)
         stop_nginx(bed, "fe4")
@@ -182,7 +195,7 @@ def events(workdir: Path, scheduler: str, flags: str) -> dict[str, Any]:
         loads = load(bed)
         bed.nginx("fe4")
         in_tables(bed, "fe4", True)
-        bed.director("ld4", **kw)
+        start("ld4")
         out["real added + director added"] = outcome(loads)
     return out
 
@@ -258,19 +271,20 @@ def main() -> int:
     results: dict[str, Any] = {"loadavg_before": Path("/proc/loadavg").read_text().split()[:3]}
     with tempfile.TemporaryDirectory(prefix="saru-scaleout-") as tmp:
         base = Path(tmp)
-        results["events"] = [events(base / "mh", "mh", "mh-port"), events(base / "rr", "rr", "")]
+        results["events"] = [events(base / "mh", "Saru mh", "mh", "mh-port"),
+                             events(base / "rr", "rr (mod-N)", "rr", ""),
+                             events(base / "local", "per-director", "wrr", "", local=True)]
         results["recovery"] = [recovery(base / "bfd", True, args.runs), recovery(base / "hold", False, args.runs)]
         results["latency"] = latency(base / "lat", args.runs)
     results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
-    names = [k for k in results["events"][0] if k != "scheduler"]
+    names = [k for k in results["events"][0] if k not in ("name", "scheduler")]
     print()
-    print(f"{'event (24 downloads in flight)':<34} {'Saru mh broken':>15} {'rr (mod-N) broken':>18}")
+    print(f"{'broken / downloads in flight':<30}" + "".join(f"{r['name']:>16}" for r in results["events"]))
     for name in names:
-        a, b = (r[name] for r in results["events"])
-        print(f"{name:<34} {a['broken']:>9}/{a['connections']:<5} {b['broken']:>12}/{b['connections']:<5}")
-    for name in ("director killed",):
-        a, b = (r[name] for r in results["events"])
-        print(f"  (through the killed director: {a['through_killed']} with mh, {b['through_killed']} with rr)")
+        print(f"{name:<30}" + "".join(f"{str(r[name]['broken']) + '/' + str(r[name]['connections']):>16}"
+                                      for r in results["events"]))
+    print(f"{'  (through the killed one)':<30}" + "".join(f"{r['director killed']['through_killed']:>16}"
+                                                         for r in results["events"]))
     print()
     print(f"{'recovery after a director dies':<34} {'runs':>4} {'lost':>4} {'min':>7} {'median':>7} {'max':>7}")
     for r in results["recovery"]:

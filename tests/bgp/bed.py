@@ -53,12 +53,13 @@ virtual={vip}:80
 """
 
 
-def router_conf(bfd: bool, hold: int) -> str:
+def router_conf(bfd: bool, hold: int, log: Path) -> str:
     bfd_protocol = 'protocol bfd { interface "*" { interval 100 ms; multiplier 3; }; }' if bfd else ""
     peers = "\n".join(f"protocol bgp {role} from directors {{ neighbor {addr} as 65001; }}"
                       for role, addr in DIRECTORS.items())
     return f"""\
 router id {ROUTER};
+log "{log}" {{ info, remote, warning, error, auth, fatal, bug }};
 protocol device {{ scan time 1; }}
 protocol direct {{ disabled; }}
 protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}
@@ -179,7 +180,7 @@ class BGPBed(Lab):
     def start_router(self) -> None:
         d = self.workdir / "router"
         d.mkdir(exist_ok=True)
-        (d / "bird.conf").write_text(router_conf(self.bfd, self.hold))
+        (d / "bird.conf").write_text(router_conf(self.bfd, self.hold, d / "bird.log"))
         self.router_socket = d / "bird.ctl"
         self.popen("rt", "bird", "-f", "-c", str(d / "bird.conf"), "-s", str(self.router_socket),
                    "-P", str(d / "bird.pid"), stdout=(d / "bird.out").open("w"), stderr=subprocess.STDOUT)

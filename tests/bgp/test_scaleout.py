@@ -78,8 +78,10 @@ def test_routes_follow_the_table_and_every_director_carries_traffic(bed: BGPBed)
         applied = log.find("table in line with health")
         announced = log.find(f"BGP: {VIP} announced")
         assert 0 <= applied < announced, log
-        doc = bed.directors[role].bgp()
-        assert doc["neighbors"][0]["state"] == "Established" and doc["neighbors"][0]["bfd"] == "Up", doc
+        # BIRD brings BFD up a moment after the BGP session
+        doc = wait_for(lambda r=role: (d := bed.directors[r].bgp())["neighbors"][0]["bfd"] == "Up" and d, 5,
+                       f"{role}'s BFD session up")
+        assert doc["neighbors"][0]["state"] == "Established", doc
         assert doc["routes"] == [{"vip": VIP, "state": "up", "med": 0, "since": doc["routes"][0]["since"]}]
     assert bed.paths() == {DIRECTORS[r] for r in THREE}
     loads = start_load(bed)
