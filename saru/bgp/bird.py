@@ -240,7 +240,7 @@ class BirdDriver:
             except BirdError as exc:
                 self.routes.pop(vip, None)
                 raise RoutingDaemonError(str(exc)) from exc
-            if self.routes.get(vip) != route:
+            if self.routes.get(vip, "withdrawn") != route:  # a VIP starts withdrawn: not a change
                 changed.append(vip)
                 self.changed_at[vip] = time.time()
             self.routes[vip] = route
