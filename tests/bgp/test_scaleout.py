@@ -188,3 +188,7 @@ def test_bgp_is_opt_in(bed: BGPBed) -> None:
     assert "bird" not in names, names
     assert DIRECTORS["ld4"] not in bed.paths()
     assert "BGP" not in d.logtext()
+    # saru drain without a real has nothing to withdraw there: refused, the director keeps running
+    got = bed.run("ld4", sys.executable, "-m", "saru", "drain", "--control", str(d.control), check=False)
+    assert got.returncode == 1 and "no [bgp] in saru.toml" in got.stderr, got
+    assert d.proc.poll() is None
