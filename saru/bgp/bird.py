@@ -103,6 +103,15 @@ def render(settings: BGPSettings, vips: Sequence[str], *, managed: bool, log_pat
     return "\n".join(lines)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by this user only (mode 0600, whatever the umask)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def _session_lines(reply_lines: Sequence[tuple[int, str]]) -> dict[str, tuple[str, str]]:
     """``show protocols``'s rows (code 1002): protocol name → (state, info)."""
     rows: dict[str, tuple[str, str]] = {}
@@ -154,7 +163,7 @@ class BirdDriver:
     async def _write_config(self) -> None:
         text = render(self.settings, self.vips, managed=self.managed, log_path=str(self.log_path))
         tmp = self.config_path.with_suffix(".tmp")
-        await asyncio.to_thread(tmp.write_text, text)
+        await asyncio.to_thread(_write_private, tmp, text)  # it may hold the neighbours' passwords
         if self.managed:
             binary = shutil.which(self.binary) or shutil.which(self.binary, path="/usr/sbin:/sbin")
             if binary is None:

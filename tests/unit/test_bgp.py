@@ -3,6 +3,8 @@ real thing runs in tests/bgp). Test 7 of the issue: ``[bgp]`` is opt-in and excl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from saru.bgp import announced_vips, decide, serving
@@ -139,3 +141,23 @@ def test_reload_applies_a_changed_bgp_and_holds_an_added_or_removed_one() -> Non
     assert taken.bgp == running.bgp and held == ["saru.toml [bgp] removed: it takes effect at the next restart"]
     taken, held = settings_for_reload(parse_settings(""), running)
     assert taken.bgp is None and held == ["saru.toml [bgp] added: it takes effect at the next restart"]
+
+
+def test_bird_configuration_is_private(tmp_path: Path) -> None:
+    from saru.bgp.bird import _write_private
+
+    target = tmp_path / "saru-bird.conf"
+    target.write_text("old")
+    target.chmod(0o644)
+    _write_private(target, 'password "s3cret";\n')
+    assert target.read_text() == 'password "s3cret";\n' and target.stat().st_mode & 0o777 == 0o600
+
+
+def test_status_lines() -> None:
+    from saru.cli.daemon_cmds import bgp_lines
+
+    doc = {"daemon": "bird", "running": True, "asn": 65001, "router_id": "10.0.0.2", "draining": True,
+           "error": None, "neighbors": [{"address": "10.0.0.1", "asn": 65000, "state": "Established", "bfd": "Up"}],
+           "routes": [{"vip": "10.9.0.1", "state": "withdrawn", "med": None}]}
+    assert bgp_lines(doc) == ["BGP: AS65001 router id 10.0.0.2 via bird (running), draining",
+                              "  neighbour 10.0.0.1 AS65000: Established, BFD Up", "  10.9.0.1: withdrawn"]
