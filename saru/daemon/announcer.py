@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -106,7 +107,16 @@ class Announcer:
         """What active-active needs of the plane: NAT cannot work (replies must come back through the
         director that forwarded, and there are several); IPVS must schedule a flow whose first packet
         here is not a SYN (ECMP moved it from another director): ``sloppy_tcp``/``sloppy_sctp``."""
-        masq = sorted({v.name for v in self._loaded.config.virtuals for r in v.reals if r.forward == "masq"})
+        config = self._loaded.config
+        addresses = {v.key.address for v in config.virtuals}
+        families = {ipaddress.ip_address(n.address).version for n in self.settings.neighbors}
+        for vip in self.vips:
+            if vip not in addresses:
+                LOGGER.warning("BGP: [bgp] vips: %s is no virtual's address: it is never announced", vip)
+            elif ipaddress.ip_address(vip).version not in families:
+                LOGGER.warning("BGP: %s has no IPv%d neighbour to be announced to",
+                               vip, ipaddress.ip_address(vip).version)
+        masq = sorted({v.name for v in config.virtuals for r in v.reals if r.forward == "masq"})
         if masq:
             LOGGER.warning("BGP: %s use NAT (masq): with several active directors the replies of a real "
                            "go to its one gateway, not to the director that forwarded; use direct routing "
