@@ -37,6 +37,7 @@ from pathlib import Path
 from saru.bgp.base import RoutingDaemonError, SessionDoc
 from saru.bgp.birdctl import BirdControl, BirdError
 from saru.bgp.decide import Route
+from saru.files import write_file
 from saru.model import BGPSettings
 from saru.subproc import run_command
 
@@ -104,12 +105,9 @@ def render(settings: BGPSettings, vips: Sequence[str], *, managed: bool, log_pat
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by this user only (mode 0600, whatever the umask)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+    """Write ``text`` to ``path``, readable by this user only (a new file of mode 0600, whatever was there)."""
+    path.unlink(missing_ok=True)
+    write_file(path, text, 0o600)
 
 
 def _session_lines(reply_lines: Sequence[tuple[int, str]]) -> dict[str, tuple[str, str]]:
