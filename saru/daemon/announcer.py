@@ -19,7 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypedDict
 
@@ -29,7 +29,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.events import DaemonEvent
-from saru.model import BGPSettings
+from saru.model import BGPSettings, RealRef
 
 __all__ = ["Announcer", "BGPDoc", "DrainAnswer", "RouteDoc"]
 
@@ -78,8 +78,10 @@ def bird_factory(control_path: Path) -> DriverFactory:
 
 class Announcer:
     def __init__(self, settings: BGPSettings, loaded: Loaded, dataplane: Dataplane, reconciler: Reconciler,
-                 life: Life, journal: Journal, factory: DriverFactory) -> None:
+                 life: Life, journal: Journal, factory: DriverFactory,
+                 health: Callable[[], Mapping[RealRef, bool | None]] = dict) -> None:
         self.settings = settings
+        self._health = health
         self._loaded, self._dataplane, self._reconciler = loaded, dataplane, reconciler
         self._life, self._journal = life, journal
         self.vips = announced_vips(settings, loaded.config)
@@ -156,7 +158,7 @@ class Announcer:
         ready = self._life.ready.is_set() and self._reconciler.apply_error is None \
             and not self._life.stopping.is_set()
         table = await self._dataplane.read()
-        up = serving(self._loaded.config, table, self.vips)
+        up = serving(self._loaded.config, table, self.vips, self._health())
         routes = decide(self.vips, up, ready=ready, draining=self.draining, down=self.settings.down)
         for vip in await self.driver.announce(routes):
             self._journal.emit(DaemonEvent(f"BGP: {vip} {self._words(routes[vip], up.get(vip, False))}"))

@@ -328,7 +328,7 @@ class Daemon:
         settings = parts.loaded.settings.bgp
         assert settings is not None
         announcer = Announcer(settings, parts.loaded, parts.dataplane, parts.reconciler, self.life,
-                              self.journal, bird_factory(control_path))
+                              self.journal, bird_factory(control_path), health=parts.monitor.health)
         try:
             await announcer.start()
         except (RoutingDaemonError, OSError) as exc:

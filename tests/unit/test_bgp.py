@@ -161,3 +161,14 @@ def test_status_lines() -> None:
            "routes": [{"vip": "10.9.0.1", "state": "withdrawn", "med": None}]}
     assert bgp_lines(doc) == ["BGP: AS65001 router id 10.0.0.2 via bird (running), draining",
                               "  neighbour 10.0.0.1 AS65000: Established, BFD Up", "  10.9.0.1: withdrawn"]
+
+
+def test_a_real_panic_mode_keeps_does_not_count() -> None:
+    from saru.model import RealRef
+
+    config = parse_text(CF)
+    vips = ("10.9.0.1", "10.9.0.2")
+    t = table(("10.9.0.1", 80, "10.0.0.11", 1), ("10.9.0.2", 80, "10.0.0.13", 1))
+    key80, key2 = config.virtuals[0].key, config.virtuals[2].key
+    health = {RealRef(key80, "10.0.0.11", 80): False, RealRef(key2, "10.0.0.13", 80): None}
+    assert serving(config, t, vips, health) == {"10.9.0.1": False, "10.9.0.2": True}
