@@ -1,9 +1,9 @@
-"""Issue 15's tests 1-6 on the BGP bed: a real BIRD router doing L4 ECMP to Saru directors (nftables DR,
+"""Issue 15's tests 1-7 on the BGP bed: a real BIRD router doing L4 ECMP to Saru directors (nftables DR,
 Maglev ``mh``), each announcing the VIP through the BIRD it runs; real nginx reals, long downloads.
 
 One bed for the module (building it and peering take most of the time); each test leaves ld1-ld3
-running and announcing. Test 7 (``[bgp]`` is opt-in, the HA modes unchanged) is in tests/unit
-(test_bgp.py) and the HA/cluster tiers, which run without ``[bgp]``.
+running and announcing. Test 7's other half (the HA modes unchanged) is the HA and cluster tiers, which
+run without ``[bgp]``; tests/unit/test_bgp.py checks that ``[bgp]`` and ``[ha]`` exclude each other.
 """
 
 from __future__ import annotations
