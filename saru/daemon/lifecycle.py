@@ -157,6 +157,8 @@ class Daemon:
         except DataplaneError as exc:
             print(f"saru: {exc}", file=sys.stderr)
             return 2
+        if settings.director.expire_nodest_conn is not None:
+            dataplane.expire_nodest_conn = settings.director.expire_nodest_conn
         problems = unsupported(config, dataplane.capabilities)
         if problems:
             print("\n".join(map(str, problems)), file=sys.stderr)

@@ -98,9 +98,16 @@ class Verification:
 
 
 class Dataplane(abc.ABC):
-    """A forwarding table that Saru programs."""
+    """A forwarding table that Saru programs.
+
+    ``expire_nodest_conn`` (saru.toml ``[director]``, set before ``start``): True ends the
+    connections of a real the moment it leaves the table (removed, or the whole service deleted) —
+    IPVS's ``net.ipv4.vs.expire_nodest_conn=1``; False lets them run to their end; None (not written)
+    is False, except that the IPVS plane leaves the kernel's sysctl as it is. A real kept at weight 0
+    (drained, or down with ``quiescent=yes``) keeps its connections either way."""
 
     capabilities: Capabilities
+    expire_nodest_conn: bool | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -164,6 +164,39 @@ async def test_del_dest_drains(plane: ProxyDataplane, two: Two) -> None:
     assert list((await plane.read()).services[key].dests) == [(two[1].host, two[1].port)]
 
 
+async def test_expire_nodest_conn_resets_a_removed_real_s_connections_not_a_drained_one(
+    plane: ProxyDataplane, two: Two
+) -> None:
+    plane.expire_nodest_conn = True
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, list(two)))
+    first, second = await Http.open("127.0.0.1", key.port), await Http.open("127.0.0.1", key.port)
+    assert [(await c.get())[1]["x-real-server"] for c in (first, second)] == ["rs1", "rs2"]
+    await plane.apply([EditDest(key, Dest(two[0].host, two[0].port, "masq", 0))])  # drain: kept
+    assert (await first.get())[1]["x-real-server"] == "rs1"
+    await plane.apply([DelDest(key, two[0].host, two[0].port), DelDest(key, two[1].host, two[1].port),
+                       AddDest(key, Dest(two[1].host, two[1].port, "masq", 1))])  # rs2 re-added: kept
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await first.get()
+    assert (await second.get())[1]["x-real-server"] == "rs2"
+    assert plane._poller is not None and len(plane._poller.live) == 1
+    await asyncio.gather(first.close(), second.close())
+
+
+async def test_expire_nodest_conn_ends_a_removed_real_s_udp_flows(plane: ProxyDataplane, echoes: list[int]) -> None:
+    plane.expire_nodest_conn = True
+    key = ServiceKey("udp", "127.0.0.1", free_port("127.0.0.1", socket.SOCK_DGRAM))
+    await plane.apply(service_ops(key, [("127.0.0.1", p) for p in echoes[:1]]))
+    transport, client = await udp_client(key.port)
+    transport.sendto(b"a")
+    assert await asyncio.wait_for(client.replies.get(), 5) == b"e1:a"
+    await plane.apply([AddDest(key, Dest("127.0.0.1", echoes[1], "masq", 1)),
+                       DelDest(key, "127.0.0.1", echoes[0])])
+    transport.sendto(b"b")  # the flow to e1 ended with it: the client is scheduled anew
+    assert await asyncio.wait_for(client.replies.get(), 5) == b"e2:b"
+    transport.close()
+
+
 async def test_del_service_closes_listener_and_drains(plane: ProxyDataplane, two: Two) -> None:
     key = tcp(free_port())
     await plane.apply(service_ops(key, list(two)))

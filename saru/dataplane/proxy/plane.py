@@ -10,7 +10,10 @@ Firewall-mark services cannot be proxied and are refused.
 e.g. a port in use, raises ``DataplaneError`` and changes nothing), then mutates the in-memory state
 without awaiting, so a client never sees half a batch. Removals drain: a deleted or weight-0
 destination gets no new connections while established ones run to their end; deleting a service
-closes its listener (its established TCP connections still drain).
+closes its listener (its established TCP connections still drain). With ``expire_nodest_conn`` on
+(saru.toml ``[director]``), a destination deleted from the table (down with quiescent=no, removed
+from the config, its service deleted) has its TCP connections reset and its UDP flows ended at once,
+like IPVS with ``net.ipv4.vs.expire_nodest_conn=1``; weight 0 (drain, quiescent down) still drains.
 
 The proxy forwards through its own epoll poller (``poll``). By default it runs on the caller's
 asyncio loop (stock asyncio, or uvloop only if the caller installed it). With ``threaded=True`` it
@@ -31,7 +34,7 @@ from typing import assert_never
 from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
 from saru.dataplane.proxy.balancer import Balancer, check_settings
 from saru.dataplane.proxy.poll import READ, Poller
-from saru.dataplane.proxy.schedulers import SCHEDULERS
+from saru.dataplane.proxy.schedulers import SCHEDULERS, DestState
 from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
 from saru.dataplane.proxy.udp import UdpListener
 from saru.diff import OpError, apply_ops
@@ -318,6 +321,8 @@ class ProxyDataplane(Dataplane):
                 entry = touched[id(running)] = (running, dict(running.model.dests))
             return entry[1]
 
+        gone: list[DestState] = []  # destinations removed by this batch (expire_nodest_conn)
+
         for op in ops:
             key = op.service
             match op:
@@ -329,12 +334,16 @@ class ProxyDataplane(Dataplane):
                     running.model = replace(running.model, settings=settings)
                 case DelService():
                     removed[key] = services.pop(key)
+                    gone += removed[key].balancer.dests.values()
                 case AddDest(dest=dest) | EditDest(dest=dest):
                     running = services[key]
                     running.balancer.set_dest(dest, refresh=False)
                     dests_of(running)[dest.key] = dest
                 case DelDest(address=address, port=port):
                     running = services[key]
+                    state = running.balancer.dests.get((address, port))
+                    if state is not None:
+                        gone.append(state)
                     running.balancer.remove_dest((address, port), refresh=False)
                     dests_of(running).pop((address, port), None)
                 case _:
@@ -344,6 +353,28 @@ class ProxyDataplane(Dataplane):
             running.model = replace(running.model, dests=dests)
         for running in removed.values():
             running.listener.close()
+        if self.expire_nodest_conn and gone:
+            self._expire(gone, poller)
+
+    def _expire(self, gone: list[DestState], poller: Poller) -> None:
+        """expire_nodest_conn: end the TCP relays and UDP flows of destinations that left the table.
+        A destination back in its service by the end of the batch (deleted and re-added, or its
+        service re-added) has not left: its connections stay."""
+        staying = {(running.balancer.service, dkey, key.protocol)
+                   for key, running in self._services.items() for dkey in running.balancer.dests}
+        expired = {id(d) for d in gone}
+
+        def ends(dest: DestState, balancer: Balancer, protocol: str) -> bool:
+            return id(dest) in expired and (balancer.service, dest.key, protocol) not in staying
+
+        for relay in list(poller.live):
+            if isinstance(relay, TcpRelay) and ends(relay.dest, relay.listener.balancer, "tcp"):
+                relay.abort()
+        for running in self._services.values():
+            listener = running.listener
+            if isinstance(listener, UdpListener):
+                for flow in [f for f in listener.flows.values() if ends(f.dest, listener.balancer, "udp")]:
+                    flow.close()
 
     def _start(self, key: ServiceKey, settings: ServiceSettings, old: _Running | None,
                bound: dict[ServiceKey, socket.socket], poller: Poller) -> _Running:

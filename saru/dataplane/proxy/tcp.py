@@ -15,7 +15,8 @@ When accepting fails for lack of descriptors (EMFILE, ENFILE, ENOBUFS), the list
 the next tick instead of spinning on a backlog it cannot accept.
 
 Closing a listener stops new connections only: established relays keep running to their end, which
-is how removals drain.
+is how removals drain — unless the plane's ``expire_nodest_conn`` is on: then the relays of a real
+that left the table are aborted (``abort``: a reset to both ends).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import _socket
 import errno
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from saru.dataplane.proxy.schedulers import DestState
 _BUFFER_SIZE = 256 * 1024
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _ACCEPT_BATCH = 64
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 #: Linux copies TCP_NODELAY from a listening socket to the sockets it accepts: one syscall less each
 _NODELAY_INHERITED = sys.platform.startswith("linux")
 _NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -365,6 +368,19 @@ class TcpRelay:
         if bmask != self.bmask:
             self.bmask = bmask
             self.poller.modify(self.bfd, bmask)
+
+    def abort(self) -> None:
+        """End the connection with a reset on both sides (expire_nodest_conn): a client must not take
+        a response cut short for a complete one, as it could from a FIN after a close-delimited body."""
+        if self.done:
+            return
+        for sock in (self.csock, self.bsock):
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                except OSError:
+                    pass
+        self.close()
 
     def close(self) -> None:
         if self.done:
