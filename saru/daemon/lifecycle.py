@@ -13,6 +13,9 @@ daemon has acquired; the way out releases exactly that, in reverse: HA leaves fi
 advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
 API, the plane, the socket, the pid file, the lock.
 
+Under systemd the proxy's listening sockets go to its file descriptor store (``saru.daemon.fdstore``):
+a daemon restarted by ``Restart=`` takes them back (``LISTEN_FDS``) and refuses no connection.
+
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 
 Once ready, and a little after each reload, the heap is settled (``saru.daemon.heap``): the garbage
@@ -41,6 +44,7 @@ from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
+from saru.daemon.fdstore import FdStore
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
 from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
@@ -61,6 +65,7 @@ from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+from saru.sdnotify import listen_fds
 from saru.subproc import RunAs, set_command_user
 
 if TYPE_CHECKING:
@@ -109,6 +114,8 @@ class Daemon:
                  node_factory: NodeFactory = vrrp_node, systemd: SystemdLink | None = None) -> None:
         self.options = options
         self.systemd = systemd if systemd is not None else SystemdLink()  # NOTIFY_SOCKET, if any
+        # the proxy's listening sockets systemd kept across a restart (LISTEN_FDS), and its store
+        self.fdstore = FdStore(self.systemd.notifier, listen_fds())
         self.config_path = os.path.abspath(options.config_path)
         self.life = Life()
         self.held = Held()
@@ -159,6 +166,8 @@ class Daemon:
             return 2
         if settings.director.expire_nodest_conn is not None:
             dataplane.expire_nodest_conn = settings.director.expire_nodest_conn
+        if dataplane.listen_sockets is None:
+            dataplane.listen_sockets = self.fdstore
         problems = unsupported(config, dataplane.capabilities)
         if problems:
             print("\n".join(map(str, problems)), file=sys.stderr)
@@ -211,6 +220,7 @@ class Daemon:
 
         def configure(config: Config) -> None:  # a reload's
             self._configure_logging(loaded, config)
+            self._prune_kept_sockets(config)
             for warning in operator.load(config):  # a reload reads the kept overrides again
                 LOGGER.warning("%s", warning)
             monitor.configure(config)
@@ -227,6 +237,11 @@ class Daemon:
                                 realstats=realstats)
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
                      realstats)
+
+    def _prune_kept_sockets(self, config: Config) -> None:
+        """Close the listening sockets systemd handed back for virtuals the config no longer has."""
+        for name in self.fdstore.prune(v.key for v in config.virtuals):
+            LOGGER.info("Closed the kept listening socket %s: no such virtual in the configuration", name)
 
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:
         console = self.options.console
@@ -274,6 +289,7 @@ class Daemon:
             LOGGER.error("cannot start the %s data plane: %s", dataplane.capabilities.name, exc)
             return 1
         self.held.dataplane = self.held.table = True
+        self._prune_kept_sockets(loaded.config)
         await parts.gate.sync_daemons()
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
@@ -386,6 +402,7 @@ class Daemon:
                 await parts.dataplane.close()
         if self.held.control and self.control is not None:
             await self.control.close()
+        self.fdstore.close()
         await parts.alerts.close()
         await parts.monitorfile.close()
         await self.hooks.wait()

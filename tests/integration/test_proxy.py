@@ -337,6 +337,44 @@ async def test_server_speaks_first_and_big_upload(plane: ProxyDataplane) -> None
     await server.wait_closed()
 
 
+async def test_bulk_transfers_are_spliced_both_ways(plane: ProxyDataplane) -> None:
+    """16 MiB streamed up and echoed back at once: both directions switch to splice (their pipes end
+    in the pool), every byte arrives in order, and the counters count them."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1 << 20):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [("127.0.0.1", server.sockets[0].getsockname()[1])]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", key.port)
+    payload = hashlib.sha256(b"seed").digest() * (1 << 19)  # 16 MiB, not a repeating byte pattern
+
+    async def send() -> None:
+        for i in range(0, len(payload), 1 << 20):
+            writer.write(payload[i:i + (1 << 20)])
+            await writer.drain()
+        writer.write_eof()
+
+    got, _ = await asyncio.wait_for(asyncio.gather(reader.read(), send()), 30)
+    assert len(got) == len(payload) and got == payload
+    writer.close()
+    assert plane._poller is not None
+    poller = plane._poller
+
+    async def pooled() -> bool:
+        return len(poller.pipes) == 2  # one pipe per direction, back in the pool once the relay ended
+
+    await wait_until(pooled)
+    stats = (await plane.stats())[key]
+    assert stats.bytes_in == stats.bytes_out == len(payload)
+    server.close()
+    await server.wait_closed()
+
+
 async def test_slow_reader_gets_everything(plane: ProxyDataplane, nginx: NginxFactory) -> None:
     """A client with a tiny receive buffer: the relay must hold back and resume, losing nothing."""
     big = "".join(f"{i:07d}\n" for i in range(400_000))  # 3.2 MB

@@ -20,22 +20,36 @@ asyncio loop (stock asyncio, or uvloop only if the caller installed it). With ``
 runs in a thread of its own, which keeps forwarding while the daemon's loop is busy; ``apply``,
 ``read`` and ``stats`` then hand their work to that thread, where it runs between two event batches.
 The two modes measured the same within noise (``bench/proxy_bench.py --thread``).
+
+Restarts: with ``listen_sockets`` set (the daemon under systemd sets its file descriptor store), a new
+service's socket is taken from the store when it holds one for that virtual, and every socket bound
+is handed to it; a deleted service's is dropped from it. A daemon killed and restarted by systemd so
+refuses no connection: clients wait in the kept socket's backlog until the new daemon accepts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import (
+    Capabilities,
+    ConnEntry,
+    Dataplane,
+    DataplaneError,
+    DestStats,
+    ServiceStats,
+    listener_name,
+)
 from saru.dataplane.proxy.balancer import Balancer, check_settings
 from saru.dataplane.proxy.poll import READ, Poller
 from saru.dataplane.proxy.schedulers import SCHEDULERS, DestState
-from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
+from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, listens_on, relay_state
 from saru.dataplane.proxy.udp import UdpListener
 from saru.diff import OpError, apply_ops
 from saru.model import (
@@ -52,6 +66,8 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     name="proxy",
@@ -101,6 +117,7 @@ class ProxyDataplane(Dataplane):
     ``connect_timeout``: seconds for a TCP connect to a real before it counts as failed (and is retried
     once on another real).
     ``threaded``: forward in a dedicated thread rather than on the running asyncio loop.
+    ``splice``: False copies bulk transfers through Python instead of splicing them (for comparison).
     """
 
     capabilities = CAPABILITIES
@@ -111,7 +128,9 @@ class ProxyDataplane(Dataplane):
         template_sweep: float = 5.0,
         connect_timeout: float = 5.0,
         threaded: bool = False,
+        splice: bool = True,
     ) -> None:
+        self.splice = splice
         self.udp_timeout = udp_timeout
         self.connect_timeout = connect_timeout
         self.template_sweep = template_sweep
@@ -129,7 +148,7 @@ class ProxyDataplane(Dataplane):
     def _ensure_started(self) -> Poller:
         if self._poller is None:
             tick = min(1.0, self.udp_timeout / 4, self.connect_timeout / 4, self.template_sweep)
-            self._poller = Poller(asyncio.get_running_loop(), threaded=self.threaded, tick=tick)
+            self._poller = Poller(asyncio.get_running_loop(), threaded=self.threaded, tick=tick, splice=self.splice)
             self._poller.tickers.append(self._sweep)
         return self._poller
 
@@ -240,14 +259,19 @@ class ProxyDataplane(Dataplane):
     async def apply(self, ops: Sequence[Op]) -> None:
         poller = self._ensure_started()
         async with self._lock:  # models change only under the lock, so validation sees a still table
-            self._validate(ops)
+            after = self._validate(ops)
             bound = self._bind_new(ops)
+            gone = [key for key in self._services if key not in after]
             try:
                 await poller.call(lambda: self._mutate(ops, bound, poller))
             except BaseException:  # pragma: no cover - _validate makes this unreachable
                 for sock in bound.values():
                     sock.close()
                 raise
+            store = self.listen_sockets
+            if store is not None:
+                for key in gone:
+                    store.drop(listener_name(key))
 
     def _validate(self, ops: Sequence[Op]) -> dict[ServiceKey, Service]:
         """Check what a proxy can do, then replay the ops on a copy of the table (``apply_ops``):
@@ -293,11 +317,17 @@ class ProxyDataplane(Dataplane):
                 match op:
                     case AddService() if key not in self._services and key not in bound:
                         kind = socket.SOCK_STREAM if key.protocol == "tcp" else socket.SOCK_DGRAM
+                        kept = self._kept_socket(key, kind)
+                        if kept is not None:
+                            bound[key] = kept
+                            continue
                         try:
                             bound[key] = bind_socket(key.address, key.port, kind)
                         except OSError as exc:
                             reason = exc.strerror or str(exc)
                             raise DataplaneError(f"{key}: cannot listen on {key.hostport}: {reason}") from None
+                        if self.listen_sockets is not None:
+                            self.listen_sockets.keep(listener_name(key), bound[key])
                     case AddService() | EditService() | DelService() | AddDest() | EditDest() | DelDest():
                         pass  # binds nothing (a re-added service keeps the socket of the one it replaces)
                     case _:
@@ -307,6 +337,21 @@ class ProxyDataplane(Dataplane):
                 sock.close()
             raise
         return bound
+
+    def _kept_socket(self, key: ServiceKey, kind: int) -> socket.socket | None:
+        """The virtual's socket from ``listen_sockets`` (a restart under systemd: clients waited in
+        its backlog meanwhile), if it is what it should be; else None (a misfit is closed)."""
+        store = self.listen_sockets
+        sock = store.take(listener_name(key)) if store is not None else None
+        if sock is None:
+            return None
+        if not listens_on(sock, key.address, key.port, kind):
+            log.warning("proxy: the kept socket of %s is not listening on %s: closed, binding anew",
+                        key, key.hostport)
+            sock.close()
+            return None
+        sock.setblocking(False)
+        return sock
 
     def _mutate(self, ops: Sequence[Op], bound: dict[ServiceKey, socket.socket], poller: Poller) -> None:
         """Apply validated ops to the live state (no awaits: atomic for clients)."""
