@@ -11,7 +11,8 @@ new one to systemd), ``drop`` (a deleted virtual: systemd closes its copy). ``pr
 inherited sockets whose virtual is no longer in the config (a reload or a changed file between the
 crash and the restart), and removes them from the store; the daemon calls it once it holds its
 resources (a daemon refused at start changes nothing of the store) and after every reload.
-Without ``NOTIFY_SOCKET`` (not under systemd) nothing is kept and nothing is inherited.
+Without ``NOTIFY_SOCKET`` (not under systemd) nothing is kept and nothing is inherited — except the
+sockets ``saru run --handover`` took from the daemon it replaces (``add``, ``saru.daemon.handover``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ class FdStore:
     def __init__(self, notifier: Notifier, inherited: Iterable[tuple[str, int]] = ()) -> None:
         self.notifier = notifier
         self.held: dict[str, int] = {}
-        for name, fd in inherited:
-            if name in self.held:  # two under one name: keep the first, close the other
+        self.add(inherited)  # two under one name: the first is kept, the other closed
+
+    def add(self, sockets: Iterable[tuple[str, int]]) -> None:
+        """More sockets to take (``saru run --handover``'s, from the daemon it replaced)."""
+        for name, fd in sockets:
+            if name in self.held:
                 os.close(fd)
-                continue
-            self.held[name] = fd
+            else:
+                self.held[name] = fd
 
     def take(self, name: str) -> socket.socket | None:
         fd = self.held.pop(fd_name(name), None)

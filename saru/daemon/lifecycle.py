@@ -14,7 +14,8 @@ advert, VIP removed, table cleared while the plane still works), then the checks
 API, the plane, the socket, the pid file, the lock.
 
 Under systemd the proxy's listening sockets go to its file descriptor store (``saru.daemon.fdstore``):
-a daemon restarted by ``Restart=`` takes them back (``LISTEN_FDS``) and refuses no connection.
+a daemon restarted by ``Restart=`` takes them back (``LISTEN_FDS``) and refuses no connection; outside
+systemd ``saru run --handover`` takes them from the running daemon before stopping it.
 
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 
@@ -46,6 +47,7 @@ from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.fdstore import FdStore
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
+from saru.daemon.handover import HandoverError, take_over
 from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
@@ -168,6 +170,12 @@ class Daemon:
             dataplane.expire_nodest_conn = settings.director.expire_nodest_conn
         if dataplane.listen_sockets is None:
             dataplane.listen_sockets = self.fdstore
+        if self.options.handover:
+            try:
+                self.fdstore.add(await asyncio.to_thread(take_over, self._control_path(loaded)))
+            except HandoverError as exc:
+                print(f"saru: --handover: {exc}", file=sys.stderr)
+                return 1
         problems = unsupported(config, dataplane.capabilities)
         if problems:
             print("\n".join(map(str, problems)), file=sys.stderr)
@@ -238,6 +246,9 @@ class Daemon:
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
                      realstats)
 
+    def _control_path(self, loaded: Loaded) -> Path:
+        return Path(self.options.control_path or default_socket_path(loaded.config_path))
+
     def _prune_kept_sockets(self, config: Config) -> None:
         """Close the listening sockets systemd handed back for virtuals the config no longer has."""
         for name in self.fdstore.prune(v.key for v in config.virtuals):
@@ -266,7 +277,7 @@ class Daemon:
         if self.options.pidfile and not write_pidfile(self.options.pidfile):
             return 1
         self.held.pidfile = True
-        control_path = Path(self.options.control_path or default_socket_path(loaded.config_path))
+        control_path = self._control_path(loaded)
         control = ControlServer(control_path, control_handlers(parts.service, lambda: self.held.dataplane))
         try:
             await control.start()

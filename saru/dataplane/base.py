@@ -170,6 +170,11 @@ class Dataplane(abc.ABC):
         """Reset the counters of one service, or of all (``ipvsadm -Z``)."""
         raise DataplaneError(f"the {self.capabilities.name} data plane cannot zero its counters")
 
+    async def listening_sockets(self) -> dict[str, int]:
+        """The descriptors of the sockets this plane listens on, by ``listener_name`` (a graceful
+        hand-over passes them to the next daemon); empty for a plane that does not listen itself."""
+        return {}
+
     async def connections(self) -> list[ConnEntry]:
         """The connection entries (``ipvsadm -L -c``); empty when the plane keeps none."""
         raise DataplaneError(f"the {self.capabilities.name} data plane does not list connections")

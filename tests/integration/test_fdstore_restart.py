@@ -1,9 +1,13 @@
-"""``saru run`` on the proxy plane hands its listening sockets to the supervisor's file descriptor store
-and takes them back after a kill -9, as it does under systemd (tests/packaging/test_fdstore.py runs the
-shipped unit under a real systemd): this test is the supervisor — a notify socket that receives the
-``FDSTORE=1`` descriptors, then a new ``saru run`` started with them as ``LISTEN_FDS``. A client
-hammering new connections across the kill sees none refused; a kept socket whose virtual left the
-file is closed by the new daemon.
+"""``saru run`` on the proxy plane keeps its listening sockets across a restart, refusing no connection.
+
+* The file descriptor store, as under systemd (tests/packaging/test_fdstore.py runs the shipped unit
+  under a real systemd): this test is the supervisor — a notify socket that receives the ``FDSTORE=1``
+  descriptors, then a new ``saru run`` started with them as ``LISTEN_FDS`` after a kill -9. A kept
+  socket whose virtual left the file is closed by the new daemon.
+* ``saru run --handover`` outside systemd: the new daemon takes the sockets from the running one over
+  its control socket, stops it and serves on them.
+
+Each time a client hammers new connections across the restart: none is refused.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Nginx, free_port, start_nginx
+from tests.helpers import Nginx, free_port, start_nginx, wait_for_port
 
 pytestmark = [pytest.mark.needs_nginx, pytest.mark.timeout(60)]
 
@@ -72,9 +76,13 @@ virtual=127.0.0.1:{port}
 """
 
 
-def start(tmp_path: Path, store: Store, fds: dict[str, int] | None = None) -> subprocess.Popen[bytes]:
-    """``saru run`` with NOTIFY_SOCKET; ``fds``: handed down as systemd does (fd 3… + LISTEN_*)."""
-    env = dict(os.environ, NOTIFY_SOCKET=str(store.path))
+def start(tmp_path: Path, store: Store | None, fds: dict[str, int] | None = None,
+          extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """``saru run`` with NOTIFY_SOCKET (``store``); ``fds``: handed down as systemd does (fd 3… + LISTEN_*)."""
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    if store is not None:
+        env["NOTIFY_SOCKET"] = str(store.path)
     names, sources = list(fds or {}), list((fds or {}).values())
 
     def hand_down() -> None:  # in the child: the descriptors at 3, 4, …
@@ -86,12 +94,67 @@ def start(tmp_path: Path, store: Store, fds: dict[str, int] | None = None) -> su
     if sources:
         env.update(LISTEN_FDS=str(len(sources)), LISTEN_FDNAMES=":".join(names))
     argv = [sys.executable, "-m", "saru", "run", "-c", str(tmp_path / "ldirectord.cf"), "--dataplane", "proxy",
-            "--control", str(tmp_path / "control.sock"), "--pidfile", str(tmp_path / "saru.pid")]
+            "--control", str(tmp_path / "control.sock"), "--pidfile", str(tmp_path / "saru.pid"), *extra]
     if sources:  # LISTEN_PID is the daemon's own pid: the shell's, which exec keeps
         argv = ["sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *argv]
     return subprocess.Popen(
         argv, env=env, preexec_fn=hand_down, pass_fds=tuple(range(3, 3 + len(sources))),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class Hammer:
+    """New connections to one port, one after the other, until stopped; counts what happened."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.counts = {"ok": 0, "refused": 0, "broken": 0}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=20) as s:
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    data = b""
+                    while chunk := s.recv(4096):
+                        data += chunk
+                self.counts["ok" if data.startswith(b"HTTP/1.1 200") else "broken"] += 1
+            except ConnectionRefusedError:
+                self.counts["refused"] += 1
+                time.sleep(0.01)
+            except OSError:
+                self.counts["broken"] += 1
+
+    def wait_ok(self, count: int, alive: Callable[[], None], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.counts["ok"] < count:
+            alive()
+            assert time.monotonic() < deadline, self.counts
+            time.sleep(0.05)
+
+    def stop(self) -> dict[str, int]:
+        self.stopped.set()
+        self.thread.join(25)
+        return self.counts
+
+
+def running(proc: subprocess.Popen[bytes], what: str) -> Callable[[], None]:
+    def check() -> None:
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise AssertionError(f"{what} exited {proc.returncode}: {proc.stderr.read().decode()}")
+    return check
+
+
+def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
 
 
 @pytest.fixture
@@ -108,46 +171,18 @@ def test_a_killed_daemon_takes_its_sockets_back(real: Nginx, tmp_path: Path) -> 
     names = {f"tcp-127.0.0.1-{p}" for p in ports}
     store = Store(tmp_path / "notify")
     first = second = None
-    counts = {"ok": 0, "refused": 0, "broken": 0}
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                with socket.create_connection(("127.0.0.1", ports[0]), timeout=20) as s:
-                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                    data = b""
-                    while chunk := s.recv(4096):
-                        data += chunk
-                counts["ok" if data.startswith(b"HTTP/1.1 200") else "broken"] += 1
-            except ConnectionRefusedError:
-                counts["refused"] += 1
-                time.sleep(0.01)
-            except OSError:
-                counts["broken"] += 1
-
+    hammer: Hammer | None = None
     try:
         first = start(tmp_path, store)
         store.wait_for(names)  # one socket per virtual, named by it
-        client = threading.Thread(target=hammer)
-        client.start()
-        deadline = time.monotonic() + 15
-        while counts["ok"] < 10:
-            assert time.monotonic() < deadline and first.poll() is None, counts
-            time.sleep(0.05)
+        hammer = Hammer(ports[0])
+        hammer.wait_ok(10, running(first, "the first daemon"))
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        served = counts["ok"]
         cf.write_text(CONFIG.format(log=tmp_path / "saru.log", port=ports[0], real=real.port))  # one left
         second = start(tmp_path, store, dict(store.fds))
-        while counts["ok"] < served + 10:
-            if second.poll() is not None:
-                assert second.stderr is not None
-                raise AssertionError(f"the second daemon exited: {second.stderr.read().decode()}")
-            assert time.monotonic() < deadline + 20, counts
-            time.sleep(0.05)
-        stop.set()
-        client.join(25)
+        hammer.wait_ok(hammer.counts["ok"] + 10, running(second, "the second daemon"))
+        counts = hammer.stop()
         assert counts["refused"] == 0 and counts["broken"] <= 1, counts  # at most the one in flight at the kill
         store.wait_for({f"tcp-127.0.0.1-{ports[0]}"})  # the gone virtual's socket: removed from the store
         with pytest.raises(ConnectionRefusedError):  # and closed by the new daemon
@@ -155,11 +190,45 @@ def test_a_killed_daemon_takes_its_sockets_back(real: Nginx, tmp_path: Path) -> 
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0
     finally:
-        stop.set()
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc is not None and proc.stderr is not None:
-                proc.stderr.close()
+        if hammer is not None:
+            hammer.stop()
+        stop_all(first, second)
         store.close()
+
+
+def test_handover_refuses_no_connection(real: Nginx, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "ldirectord.cf").write_text(CONFIG.format(log=tmp_path / "saru.log", port=port, real=real.port))
+    old = new = None
+    hammer: Hammer | None = None
+    try:
+        old = start(tmp_path, None)
+        wait_for_port("127.0.0.1", port, timeout=20)
+        hammer = Hammer(port)
+        hammer.wait_ok(10, running(old, "the old daemon"))
+        new = start(tmp_path, None, extra=("--handover",))
+        assert old.wait(30) == 0  # told to stop by the new one, after it took the sockets
+        hammer.wait_ok(hammer.counts["ok"] + 20, running(new, "the new daemon"))
+        counts = hammer.stop()
+        assert counts["refused"] == 0 and counts["broken"] <= 1, counts  # at most one relayed by the old at its stop
+        new.send_signal(signal.SIGTERM)
+        assert new.wait(15) == 0
+        alone = start(tmp_path, None, extra=("--handover",))  # nothing running: starts as usual
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                running(alone, "a --handover daemon with none to replace")()
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=3).close()
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            alone.send_signal(signal.SIGTERM)
+            assert alone.wait(15) == 0
+        finally:
+            stop_all(alone)
+    finally:
+        if hammer is not None:
+            hammer.stop()
+        stop_all(old, new)

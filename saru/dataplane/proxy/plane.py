@@ -229,6 +229,12 @@ class ProxyDataplane(Dataplane):
             for d in running.balancer.dests.values():
                 d.connections = d.bytes_in = d.bytes_out = 0
 
+    async def listening_sockets(self) -> dict[str, int]:
+        if self._poller is None:
+            return {}
+        return await self._poller.call(
+            lambda: {listener_name(k): r.listener.fd for k, r in self._services.items() if not r.listener.closed})
+
     async def connections(self) -> list[ConnEntry]:
         """The relayed TCP connections and UDP flows (``ipvsadm -L -c``). The proxy has no idle
         timeout on TCP connections, so they show 0 s to expiry; UDP flows show the time left of

@@ -200,12 +200,13 @@ class Poller:
                 for key, mask in self.selector.select(timeout)
             ]
         self.running = True
+        get, errors, both = handlers.get, ERRORS, READ | WRITE
         for fd, ev in ready:
-            handler = handlers.get(fd)
+            handler = get(fd)
             if handler is None or fd in fresh:
                 continue
             try:
-                handler(ev | READ | WRITE if ev & ERRORS else ev)
+                handler(ev | both if ev & errors else ev)
             except Exception:  # a bug in one connection must not stop the others
                 log.exception("proxy: error handling descriptor %d", fd)
         self.running = False
