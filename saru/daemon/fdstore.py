@@ -40,10 +40,14 @@ class FdStore:
     def add(self, sockets: Iterable[tuple[str, int]]) -> None:
         """More sockets to take (``saru run --handover``'s, from the daemon it replaced)."""
         for name, fd in sockets:
-            if name in self.held:
+            try:
+                key = fd_name(name)  # systemd's names are already; a hand-over's IPv6 ones are not
+            except ValueError:
+                key = ""
+            if not key or key in self.held:
                 os.close(fd)
             else:
-                self.held[name] = fd
+                self.held[key] = fd
 
     def take(self, name: str) -> socket.socket | None:
         fd = self.held.pop(fd_name(name), None)

@@ -406,8 +406,10 @@ class TcpRelay:
             return
         except OSError:
             return self.close()
-        if not n:
-            self._backend_ended() if to_client else self._client_ended()
+        if not n and to_client:
+            self._backend_ended()
+        elif not n:
+            self._client_ended()
         else:
             if to_client:
                 self.dest.bytes_out += n
