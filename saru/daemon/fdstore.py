@@ -10,7 +10,8 @@ a new one, and the clients that connected in between waited in its backlog inste
 new one to systemd), ``drop`` (a deleted virtual: systemd closes its copy). ``prune`` closes the
 inherited sockets whose virtual is no longer in the config (a reload or a changed file between the
 crash and the restart), and removes them from the store; the daemon calls it once it holds its
-resources (a daemon refused at start changes nothing of the store) and after every reload.
+resources (a daemon refused at start changes nothing of the store) and after every reload; once the
+first table is in, ``release_untaken`` lets go of the rest (an HA backup serves nothing).
 Without ``NOTIFY_SOCKET`` (not under systemd) nothing is kept and nothing is inherited — except the
 sockets ``saru run --handover`` took from the daemon it replaces (``add``, ``saru.daemon.handover``).
 """
@@ -81,6 +82,17 @@ class FdStore:
             if self.notifier.enabled:
                 self.notifier.remove_fd(name)
         return stale
+
+    def release_untaken(self) -> list[str]:
+        """Once the first table is in: close (and remove from the store) what the plane did not take
+        — an HA backup's, whose table is empty — so the store holds exactly what the plane serves and
+        a backup refuses connections as before rather than queueing them; returns their names."""
+        names = sorted(self.held)
+        for name in names:
+            os.close(self.held.pop(name))
+            if self.notifier.enabled:
+                self.notifier.remove_fd(name)
+        return names
 
     def close(self) -> None:
         """Close the inherited sockets nobody took (the store keeps its own copies)."""

@@ -362,6 +362,8 @@ class Daemon:
             if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
                 return
         self.systemd.ready(self._status_line(parts))
+        for name in self.fdstore.release_untaken():  # an HA backup's: it serves none of them
+            LOGGER.info("Closed the kept listening socket %s: not served by this director now", name)
         if self.options.on_ready is not None:
             self.options.on_ready()
 

@@ -47,5 +47,8 @@ def test_sockets_are_taken_by_virtual_once_and_stale_ones_closed(tmp_path: Path)
         assert kept is not None
         with kept:
             assert kept.getsockname() == v4.getsockname()
-        store.close()
+        store.add([(listener_name(stale_key), os.dup(stale.fileno()))])
+        assert store.release_untaken() == [listener_name(stale_key)]  # ready: what the plane did not take
+        assert manager.recv(4096) == f"FDSTOREREMOVE=1\nFDNAME={listener_name(stale_key)}".encode()
         assert store.held == {}
+        store.close()
