@@ -15,12 +15,23 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from saru.files import UnsafeFile, dir_problem
+
 #: the most descriptors one answer may carry (the proxy's listening sockets: one per virtual)
 MAX_FDS = 4096
 
 
+def _safe_dir(path: Path) -> None:
+    """``UnsafeFile`` (an OSError) when the socket's directory is one another user controls."""
+    problem = dir_problem(path.parent)
+    if problem:
+        raise UnsafeFile(path.parent, f"{problem}; not asking a socket there (another user may serve it)")
+
+
 async def request(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-    """Send one command to a running daemon and return its answer (of any size: read until EOF)."""
+    """Send one command to a running daemon and return its answer (of any size: read until EOF).
+    ``UnsafeFile`` (an OSError) when the socket's directory is one another user controls."""
+    _safe_dir(path)
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     try:
         writer.write(json.dumps({"command": command, **params}).encode() + b"\n")
@@ -47,6 +58,7 @@ def _parse(path: Path, data: bytes) -> dict[str, Any]:
 def request_fds(path: Path, command: str, timeout: float = 30.0) -> tuple[dict[str, Any], list[int]]:
     """A command whose answer carries descriptors (``listeners``): the answer and the descriptors,
     which the caller now owns (close-on-exec). Blocking; OSError/ConnectionError as ``request``."""
+    _safe_dir(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))

@@ -9,7 +9,9 @@ one NUL byte, then the JSON answer (``saru.control.client.request_fds`` reads bo
 ``listeners`` command hands the proxy's listening sockets to the daemon that replaces this one. A request that is too
 large, not JSON, nested too deeply or not an object gets an error answer, never silence. The socket is
 created mode 0600 inside a 0700 directory, so only the daemon's user (root for a real director) can
-use it; that is the access control for the write commands (``reload``, ``stop``). The client is
+use it; that is the access control for the write commands (``reload``, ``stop``). A directory that
+another user owns or can write is refused (``saru.files.private_dir``): that user could replace the
+socket. The client is
 ``saru.control.client``; what each command does is the daemon's (``saru.daemon.commands``).
 """
 
@@ -24,6 +26,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from saru.files import private_dir
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 #: the answer key under which a handler returns descriptors to pass (not sent as JSON)
@@ -100,7 +104,7 @@ class ControlServer:
 
     async def start(self) -> None:
         """Bind the socket; ``OSError`` when a live daemon serves it (which is then left untouched)."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # not a directory another user made or can write (saru.files)
         if self.path.exists() or self.path.is_symlink():
             if await _alive(self.path):
                 raise OSError(f"control socket {self.path} is in use by a running daemon")
