@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base chromium chromium-driver prometheus firewalld bird2
+	man-db groff-base chromium chromium-driver prometheus firewalld strace bird2
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
 # groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
@@ -20,9 +20,10 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 # prometheus: a real Prometheus scrapes a running daemon; firewalld: saru doctor asks a real firewalld, run
 # by the test with a D-Bus bus of its own in a namespace. Debian's firewalld ships only a systemd unit:
 # in a container without systemd installing it starts nothing; on a host booted with systemd, apt would
-# start it on the host — `systemctl mask firewalld` before `make deps` there; bird2: the routing daemon
-# [bgp] drives, and the BGP bed's ECMP router (tests/bgp); tools/install-debian-packages.sh keeps its
-# package from starting a host-wide bird (a policy-rc.d for the install), the tests run their own in
+# start it on the host — `systemctl mask firewalld` before `make deps` there; strace:
+# bench/proxy_syscalls.py counts the proxy's and haproxy's system calls per request; bird2: the routing
+# daemon [bgp] drives, and the BGP bed's ECMP router (tests/bgp); tools/install-debian-packages.sh keeps
+# its package from starting a host-wide bird (a policy-rc.d for the install), the tests run their own in
 # namespaces.)
 # The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
 # Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
@@ -66,6 +67,7 @@ bench: deps venv
 	$(PY) bench/checks_bench.py
 	$(PY) bench/checks_protocols.py
 	$(PY) bench/proxy_bench.py
+	$(PY) bench/proxy_syscalls.py
 	$(PY) bench/ldirectord_compare.py
 	$(PY) bench/dataplane_update.py
 	$(PY) bench/forwarding.py

@@ -146,6 +146,11 @@ class StopAnswer(TypedDict):
     stopping: bool
 
 
+class ListenersAnswer(TypedDict):
+    names: list[str]
+    _fds: list[int]  # passed as SCM_RIGHTS, not as JSON (saru.control.server.FDS)
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -304,6 +309,12 @@ class DaemonService:
             raise ServiceError("this director announces nothing (no [bgp] in saru.toml): drain a real "
                                "with saru drain PROXY SERVER, or stop the director")
         return await self.announcer.drain(timeout, quiet)
+
+    async def listeners(self) -> ListenersAnswer:
+        """The data plane's listening sockets (names, and the descriptors to pass): ``saru run
+        --handover`` takes them before it stops this daemon."""
+        sockets = await self._dataplane.listening_sockets()
+        return {"names": list(sockets), "_fds": list(sockets.values())}
 
     # -- the operator's overrides ------------------------------------------------------------------
 
