@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import importlib
 import os
 import pkgutil
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import cast
 
 from saru.model import CheckResult, CheckSpec
 
-Check = Callable[[CheckSpec], Awaitable[CheckResult]]
+Check = Callable[[CheckSpec], Coroutine[object, object, CheckResult]]
 
 #: (checktype, service) → check; service "*" is the wildcard.
 _REGISTRY: dict[tuple[str, str], Check] = {}
 
 #: modules of this package that register no check (every other module is imported, lazily, and
 #: registers its checks with ``@register`` — adding a protocol is adding a module).
-_NOT_CHECK_MODULES = frozenset({"base", "spec", "result_class"})
+_NOT_CHECK_MODULES = frozenset({"base", "spec", "result_class", "tlsclient"})
 _loaded = False
 
 
@@ -49,6 +51,7 @@ def register(checktype: str, *services: str) -> Callable[[Check], Check]:
     def decorate(check: Check) -> Check:
         for service in services or ("*",):
             _REGISTRY[(checktype, service)] = check
+        _plan.cache_clear()
         return check
 
     return decorate
@@ -161,15 +164,65 @@ def check_layer(spec: CheckSpec) -> str:
     return "L7"
 
 
+class _Resumed:
+    """Awaitable that carries on a check coroutine whose first step already ran and is waiting on
+    ``waiting`` (what it yielded): every later step runs inside the awaiting task, so a cancellation
+    (the hard timeout) is thrown into the check and its ``finally`` blocks close what it opened."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[object, object, CheckResult], waiting: object) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[object, object, CheckResult]:
+        coro, value = self.coro, self.waiting
+        self.waiting = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: thrown into the check
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as finished:
+                    return cast(CheckResult, finished.value)
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as finished:
+                    return cast(CheckResult, finished.value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _plan(spec: CheckSpec) -> tuple[Check, float, str]:
+    """(check, hard timeout, layer) of ``spec`` — fixed per spec, so computed once."""
+    return get_check(spec), timeout_for(spec), check_layer(spec)
+
+
 async def run_check(spec: CheckSpec) -> CheckResult:
-    """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation)."""
-    check = get_check(spec)
-    timeout = timeout_for(spec)
-    layer = check_layer(spec)
+    """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation).
+
+    The check's first step (up to its first wait for I/O) runs at once; only if it then waits is the
+    rest run under a timer, with the deadline counted from the start. The first step cannot overrun
+    (checks do non-blocking I/O; a timer could not interrupt it anyway), and a check that completes
+    without waiting — a connect to a local or refused port — costs no timer at all.
+    """
+    check, timeout, layer = _plan(spec)
+    loop = asyncio.get_running_loop()
     start = time.monotonic()
+    deadline = loop.time() + timeout
+    coro = check(spec)
     try:
-        async with asyncio.timeout(timeout):
-            result = await check(spec)
+        try:
+            waiting = coro.send(None)
+        except StopIteration as finished:
+            result = cast(CheckResult, finished.value)
+        else:
+            async with asyncio.timeout_at(deadline):
+                result = await _Resumed(coro, waiting)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -73,19 +73,27 @@ Listener = Callable[[], None]
 ResultListener = Callable[[RealRef, CheckSpec, CheckResult, bool | None], None]
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _Wakeups:
+    """One timer per distinct wake-up time: the groups due at the same loop time (all those started
+    together with the same interval) are woken by one timer, not one each."""
 
+    def __init__(self) -> None:
+        self._due: dict[float, list[asyncio.Future[None]]] = {}
 
-async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
-    """Sleep until loop time ``when``: equal deadlines fire in the same loop iteration."""
-    future: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at(when, _wake, future)
-    try:
+    async def sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Sleep until loop time ``when`` (cancelling the sleeper leaves the others asleep)."""
+        waiters = self._due.get(when)
+        if waiters is None:
+            waiters = self._due[when] = []
+            loop.call_at(when, self._fire, when)
+        future: asyncio.Future[None] = loop.create_future()
+        waiters.append(future)
         await future
-    finally:
-        handle.cancel()
+
+    def _fire(self, when: float) -> None:
+        for future in self._due.pop(when, ()):
+            if not future.done():
+                future.set_result(None)
 
 
 class Monitor:
@@ -104,6 +112,7 @@ class Monitor:
         self._result_listeners: list[ResultListener] = []
         self._dying: set[asyncio.Task[None]] = set()
         self._names = NameCache()
+        self._wakeups = _Wakeups()
         self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
 
     # ---- configuration -------------------------------------------------------------------------
@@ -222,7 +231,7 @@ class Monitor:
         loop = asyncio.get_running_loop()
         while True:
             if group.due > loop.time():
-                await _sleep_until(loop, group.due)
+                await self._wakeups.sleep_until(loop, group.due)
             group.checking = True
             try:
                 await self._tick(group)

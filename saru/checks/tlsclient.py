@@ -1,0 +1,122 @@
+"""TLS for the checks: the client context, a session per server for resumption, the handshake.
+
+* **Context**: no certificate verification (ldirectord's ``verify_hostname => 0``), SNI when the
+  check has a host name.
+* **Sessions**: the session of a server's last full handshake is kept (per address, port and SNI)
+  and offered on the next check, so that checks resume (TLS 1.3 tickets / TLS 1.2 session ids) and
+  the server skips the certificate and key exchange work. A full handshake happens only when there
+  is no session or the server refuses the one offered; its session then replaces the old one. A
+  failed check forgets the server's session. ``configure(resume=False)`` (saru.toml ``[checks]
+  tls_session_resumption = false``) forces a full handshake every time.
+* **Handshake**: on the check's own non-blocking socket (``ssl.SSLSocket``), waiting on the event
+  loop only when OpenSSL wants to read or write — no transport or protocol objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import ssl
+
+#: sessions kept at most (one per checked TLS server); the oldest is dropped beyond it
+MAX_SESSIONS = 65536
+
+SessionKey = tuple[str, int, str]  # (address, port, SNI)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """Client TLS context without certificate verification (ldirectord's behaviour)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Sessions:
+    """The TLS session of each checked server's last full handshake (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.resume = True
+        self._sessions: dict[SessionKey, ssl.SSLSession] = {}
+
+    def offer(self, key: SessionKey) -> ssl.SSLSession | None:
+        """The session to offer ``key`` (None: a full handshake)."""
+        return self._sessions.get(key) if self.resume else None
+
+    def handshake_done(self, key: SessionKey, tls: ssl.SSLSocket) -> None:
+        """After a completed exchange: keep the session of a full handshake (a refused or absent one)."""
+        if self.resume and not tls.session_reused:
+            session = tls.session
+            if session is not None:
+                self._sessions.pop(key, None)
+                self._sessions[key] = session
+                if len(self._sessions) > MAX_SESSIONS:
+                    del self._sessions[next(iter(self._sessions))]
+
+    def forget(self, key: SessionKey) -> None:
+        """A check of ``key`` failed: its next handshake starts afresh."""
+        self._sessions.pop(key, None)
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+SESSIONS = Sessions()
+
+
+def configure(resume: bool) -> None:
+    """Turn session resumption on (the default) or off (every check does a full handshake)."""
+    SESSIONS.resume = resume
+    if not resume:
+        SESSIONS.clear()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def wait_fd(loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> None:
+    """Wait until ``fd`` is readable (or writable)."""
+    future: asyncio.Future[None] = loop.create_future()
+    if writable:
+        loop.add_writer(fd, _wake, future)
+    else:
+        loop.add_reader(fd, _wake, future)
+    try:
+        await future
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def handshake(sock: socket.socket, sni: str, session: ssl.SSLSession | None) -> ssl.SSLSocket:
+    """TLS client handshake on the connected non-blocking ``sock`` (which the result now owns; on
+    failure it is closed). ``session``: the one to offer for resumption."""
+    loop = asyncio.get_running_loop()
+    try:
+        tls = tls_context().wrap_socket(sock, server_hostname=sni or None, session=session,
+                                        do_handshake_on_connect=False)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        fd = tls.fileno()
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                await wait_fd(loop, fd, writable=False)
+            except ssl.SSLWantWriteError:
+                await wait_fd(loop, fd, writable=True)
+    except BaseException:
+        tls.close()
+        raise
