@@ -332,20 +332,16 @@ async def _exchange_tls(target: Target, request: bytes, parser: ResponseParser) 
     """HTTPS on the same bare socket with TLS on top (SNI = ``target.sni``, no certificate
     verification), resuming the server's TLS session when it has one (``saru.checks.tlsclient``)."""
     key = (target.connect_host, target.port, target.sni)
-    sock = await open_tcp(target.connect_host, target.port)
     try:
-        tls = await handshake(sock, target.sni, SESSIONS.offer(key))
+        tls = await handshake(await open_tcp(target.connect_host, target.port), target.sni, SESSIONS.offer(key))
+        try:
+            await _exchange(tls, request, parser)
+            SESSIONS.handshake_done(key, tls)
+        finally:
+            tls.close()
     except BaseException:
-        SESSIONS.forget(key)
+        SESSIONS.forget(key)  # the next check starts afresh
         raise
-    try:
-        await _exchange(tls, request, parser)
-        SESSIONS.handshake_done(key, tls)
-    except BaseException:
-        SESSIONS.forget(key)
-        raise
-    finally:
-        tls.close()
 
 
 async def fetch(target: Target, method: str = "GET", request: bytes | None = None) -> ResponseParser:

@@ -6,8 +6,9 @@
   and offered on the next check, so that checks resume (TLS 1.3 tickets / TLS 1.2 session ids) and
   the server skips the certificate and key exchange work. A full handshake happens only when there
   is no session or the server refuses the one offered; its session then replaces the old one. A
-  failed check forgets the server's session. ``configure(resume=False)`` (saru.toml ``[checks]
-  tls_session_resumption = false``) forces a full handshake every time.
+  check whose connection, handshake or exchange failed forgets the server's session.
+  ``configure(resume=False)`` (saru.toml ``[checks] tls_session_resumption = false``) forces a full
+  handshake every time.
 * **Handshake**: on the check's own non-blocking socket (``ssl.SSLSocket``), waiting on the event
   loop only when OpenSSL wants to read or write — no transport or protocol objects.
 """
@@ -40,6 +41,8 @@ class Sessions:
     def __init__(self) -> None:
         self.resume = True
         self._sessions: dict[SessionKey, ssl.SSLSession] = {}
+        self.full = 0  # completed exchanges after a full handshake
+        self.resumed = 0  # … after a resumed one
 
     def offer(self, key: SessionKey) -> ssl.SSLSession | None:
         """The session to offer ``key`` (None: a full handshake)."""
@@ -47,7 +50,11 @@ class Sessions:
 
     def handshake_done(self, key: SessionKey, tls: ssl.SSLSocket) -> None:
         """After a completed exchange: keep the session of a full handshake (a refused or absent one)."""
-        if self.resume and not tls.session_reused:
+        if tls.session_reused:
+            self.resumed += 1
+            return
+        self.full += 1
+        if self.resume:
             session = tls.session
             if session is not None:
                 self._sessions.pop(key, None)
@@ -56,7 +63,7 @@ class Sessions:
                     del self._sessions[next(iter(self._sessions))]
 
     def forget(self, key: SessionKey) -> None:
-        """A check of ``key`` failed: its next handshake starts afresh."""
+        """A connection to ``key`` failed: its next handshake starts afresh."""
         self._sessions.pop(key, None)
 
     def clear(self) -> None:
