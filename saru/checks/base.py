@@ -211,9 +211,7 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     without waiting — a connect to a local or refused port — costs no timer at all.
     """
     check, timeout, layer = _plan(spec)
-    loop = asyncio.get_running_loop()
     start = time.monotonic()
-    deadline = loop.time() + timeout
     coro = check(spec)
     try:
         try:
@@ -221,7 +219,8 @@ async def run_check(spec: CheckSpec) -> CheckResult:
         except StopIteration as finished:
             result = cast(CheckResult, finished.value)
         else:
-            async with asyncio.timeout_at(deadline):
+            remaining = timeout - (time.monotonic() - start)
+            async with asyncio.timeout(remaining):
                 result = await _Resumed(coro, waiting)
     except asyncio.CancelledError:
         raise

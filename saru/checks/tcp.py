@@ -109,13 +109,16 @@ async def tcp_connect(address: str, port: int) -> None:
     (await open_tcp(address, port)).close()
 
 
+_CONNECTED = CheckResult(ok=True, message="connected")
+
+
 @register("connect")
 async def check_connect(spec: CheckSpec) -> CheckResult:
     """TCP connect within checktimeout; ICMP ping for UDP virtuals (as ldirectord does)."""
     if spec.protocol == "udp":
         return await check_ping(spec)
     (await open_tcp(spec.address, spec.port)).close()
-    return CheckResult(ok=True, message="connected")
+    return _CONNECTED
 
 
 # --------------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class _Group:
     spec: CheckSpec
     interval: float
     members: set[RealRef]
+    #: (ref, its state) of every member, refreshed by ``configure`` (the hot path does no hashing)
+    reals: tuple[tuple[RealRef, _Real], ...] = ()
     task: asyncio.Task[None] | None = None
     first_done: asyncio.Event | None = None
     checking: bool = False
@@ -142,6 +144,7 @@ class Monitor:
             group = self._update_group(spec, max(interval, 0.01), members, now)
             for ref in members:  # one spec object per group: identity checks in the hot path
                 self._reals[ref].spec = group.spec
+            group.reals = tuple((ref, self._reals[ref]) for ref in members)
         if changed:
             self._notify()
 
@@ -229,8 +232,9 @@ class Monitor:
 
     async def _run_group(self, group: _Group) -> None:
         loop = asyncio.get_running_loop()
+        now = loop.time()
         while True:
-            if group.due > loop.time():
+            if group.due > now:
                 await self._wakeups.sleep_until(loop, group.due)
             group.checking = True
             try:
@@ -244,7 +248,9 @@ class Monitor:
             if group.first_done is not None:
                 group.first_done.set()
             group.due += group.interval
-            group.due = max(group.due, loop.time())  # a check longer than the interval: next one now
+            now = loop.time()
+            if group.due < now:  # a check longer than the interval: the next one now
+                group.due = now
 
     def _next_run(self, group: _Group) -> tuple[CheckSpec, bool]:
         """The spec to run now and whether it is the negotiate leg of a combined check."""
@@ -259,25 +265,26 @@ class Monitor:
         directory = self._maintenance_dir
         maintenance: dict[RealRef, bool] = {}
         if directory:
-            for ref in list(group.members):
+            for ref, _ in group.reals:
                 maintenance[ref] = await in_maintenance(directory, ref.address, ref.port, self._names)
         result: CheckResult | None = None
         if not maintenance or not all(maintenance.values()):
-            spec, negotiate = self._next_run(group)
-            result = await run_check(spec)
-            self.checks_run += 1
-            if group.spec.checktype == "combined":
+            if group.spec.checktype != "combined":
+                result = await run_check(group.spec)
+            else:
+                spec, negotiate = self._next_run(group)
+                result = await run_check(spec)
                 if negotiate:
                     group.connects = 0 if result.ok else group.connects
                 else:
                     group.connects = group.connects + 1 if result.ok else 1 << 30
+            self.checks_run += 1
         now = time.time()
         changed = False
-        for ref in list(group.members):
-            real = self._reals.get(ref)
-            if real is None or real.spec is not group.spec:
+        for ref, real in group.reals:
+            if real.spec is not group.spec:
                 continue
-            if maintenance.get(ref):
+            if maintenance and maintenance[ref]:
                 changed |= self._apply_maintenance(ref, real, now)
             elif result is not None:
                 changed |= self._apply(ref, real, result, now)
