@@ -13,6 +13,7 @@ import asyncio
 import errno
 import functools
 import importlib
+import math
 import os
 import pkgutil
 import socket
@@ -202,13 +203,56 @@ def _plan(spec: CheckSpec) -> tuple[Check, float, str]:
     return get_check(spec), timeout_for(spec), check_layer(spec)
 
 
+#: hard timeouts are grouped in slots of this many seconds (one loop timer per slot)
+TIMEOUT_GRAIN = 0.01
+
+
+class _Slot:
+    """The checks (their tasks) whose hard timeout falls in one ``TIMEOUT_GRAIN`` of loop time."""
+
+    __slots__ = ("fired", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[object]] = set()
+        self.fired = False
+
+
+#: per event loop: slot number → its checks (a loop's entry goes with its last slot)
+_SLOTS: dict[asyncio.AbstractEventLoop, dict[int, _Slot]] = {}
+
+
+def _expire(loop: asyncio.AbstractEventLoop, number: int) -> None:
+    slots = _SLOTS[loop]
+    slot = slots.pop(number)
+    if not slots:
+        del _SLOTS[loop]
+    slot.fired = True
+    for task in slot.tasks:
+        task.cancel()
+
+
+def _slot_for(loop: asyncio.AbstractEventLoop, deadline: float) -> _Slot:
+    """The slot of a check due to time out at loop time ``deadline`` (rounded up to the grain)."""
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = {}
+    number = math.ceil(deadline / TIMEOUT_GRAIN)
+    slot = slots.get(number)
+    if slot is None:
+        slot = slots[number] = _Slot()
+        loop.call_at(number * TIMEOUT_GRAIN, _expire, loop, number)
+    return slot
+
+
 async def run_check(spec: CheckSpec) -> CheckResult:
     """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation).
 
     The check's first step (up to its first wait for I/O) runs at once; only if it then waits is the
-    rest run under a timer, with the deadline counted from the start. The first step cannot overrun
-    (checks do non-blocking I/O; a timer could not interrupt it anyway), and a check that completes
-    without waiting — a connect to a local or refused port — costs no timer at all.
+    rest run under the timeout, counted from the start. The first step cannot overrun (checks do
+    non-blocking I/O; a timer could not interrupt it anyway), and a check that completes without
+    waiting — a connect to a local or refused port — costs no timer at all. Timeouts are kept in
+    10 ms slots, one loop timer per slot (the checks started together share it), so a check times
+    out at most 10 ms after its deadline.
     """
     check, timeout, layer = _plan(spec)
     start = time.monotonic()
@@ -219,9 +263,7 @@ async def run_check(spec: CheckSpec) -> CheckResult:
         except StopIteration as finished:
             result = cast(CheckResult, finished.value)
         else:
-            remaining = timeout - (time.monotonic() - start)
-            async with asyncio.timeout(remaining):
-                result = await _Resumed(coro, waiting)
+            result = await _waited(coro, waiting, timeout - (time.monotonic() - start))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -230,3 +272,23 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     failure = "" if result.ok else result.failure or "response"
     return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start,
                        layer=layer, failure=failure)
+
+
+async def _waited(coro: Coroutine[object, object, CheckResult], waiting: object, remaining: float) -> CheckResult:
+    """The rest of a check that waits, cancelled ``remaining`` seconds from now: TimeoutError then
+    (a cancellation from elsewhere stays a cancellation, as with ``asyncio.timeout``)."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("run_check must run inside a task")
+    loop = asyncio.get_running_loop()
+    slot = _slot_for(loop, loop.time() + remaining)
+    cancelling = task.cancelling()
+    slot.tasks.add(task)
+    try:
+        return await _Resumed(coro, waiting)
+    except asyncio.CancelledError as exc:
+        if slot.fired and task.uncancel() <= cancelling:
+            raise TimeoutError from exc
+        raise
+    finally:
+        slot.tasks.discard(task)
