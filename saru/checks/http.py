@@ -35,8 +35,8 @@ from saru import __version__
 from saru.checks.base import CheckFailed, register
 from saru.checks.receive import compile_receive
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
-from saru.checks.tcp import open_tcp
-from saru.checks.tlsclient import SESSIONS, handshake, wait_fd
+from saru.checks.tcp import open_tcp, wait_fd
+from saru.checks.tlsclient import SESSIONS, handshake
 from saru.checks.tlsclient import tls_context as tls_context  # this module's name for it before tlsclient.py
 from saru.model import CheckResult, CheckSpec
 

@@ -66,6 +66,22 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+async def wait_fd(loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> None:
+    """Wait until ``fd`` is readable (or writable): the checks' one way of waiting on a bare socket."""
+    future: asyncio.Future[None] = loop.create_future()
+    if writable:
+        loop.add_writer(fd, _wake, future)
+    else:
+        loop.add_reader(fd, _wake, future)
+    try:
+        await future
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
 async def open_tcp(address: str, port: int) -> socket.socket:
     """A connected non-blocking TCP socket; the caller closes it. Raises OSError on failure.
 
@@ -87,14 +103,7 @@ async def open_tcp(address: str, port: int) -> socket.socket:
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             err = _settled(sock)
         if err in (errno.EINPROGRESS, errno.EAGAIN):
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            fd = sock.fileno()
-            loop.add_writer(fd, _wake, future)
-            try:
-                await future
-            finally:
-                loop.remove_writer(fd)
+            await wait_fd(asyncio.get_running_loop(), sock.fileno(), writable=True)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, os.strerror(err))

@@ -20,6 +20,8 @@ import functools
 import socket
 import ssl
 
+from saru.checks.tcp import wait_fd
+
 #: sessions kept at most (one per checked TLS server); the oldest is dropped beyond it
 MAX_SESSIONS = 65536
 
@@ -81,27 +83,6 @@ def configure(resume: bool) -> None:
     SESSIONS.resume = resume
     if not resume:
         SESSIONS.clear()
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def wait_fd(loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> None:
-    """Wait until ``fd`` is readable (or writable)."""
-    future: asyncio.Future[None] = loop.create_future()
-    if writable:
-        loop.add_writer(fd, _wake, future)
-    else:
-        loop.add_reader(fd, _wake, future)
-    try:
-        await future
-    finally:
-        if writable:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
 
 
 async def handshake(sock: socket.socket, sni: str, session: ssl.SSLSession | None) -> ssl.SSLSocket:
