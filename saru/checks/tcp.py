@@ -8,12 +8,15 @@ otherwise the kernel's unprivileged ``SOCK_DGRAM`` ICMP socket (allowed by
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import functools
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
+from typing import TypeVar
 
 from saru.checks.base import CheckFailed, format_seconds, register
 from saru.model import CheckResult, CheckSpec
@@ -48,7 +51,7 @@ _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | _NONBLOCK
 
 
-def _settled(sock: socket.socket) -> int:
+def _settled(sock: _socket.socket) -> int:
     """0 if already connected, the error if already failed, EINPROGRESS if still connecting.
 
     On loopback and fast local networks the handshake completes inside ``connect()``, so this
@@ -88,6 +91,15 @@ async def open_tcp(address: str, port: int) -> socket.socket:
     Hand-rolled rather than ``loop.sock_connect`` / ``open_connection``: it skips a resolver
     round for IP literals and the transport machinery, which halves the CPU cost of a check.
     """
+    return await _connected(address, port, socket.socket)
+
+
+_Socket = TypeVar("_Socket", bound=_socket.socket)
+
+
+async def _connected(address: str, port: int, kind: Callable[[int, int], _Socket]) -> _Socket:
+    """``open_tcp`` with a socket of type ``kind``: ``socket.socket`` for sockets handed on, the bare
+    ``_socket.socket`` (no Python-level wrapper to build and close) for a connect-and-close."""
     if port <= 0:
         raise CheckFailed("no port to check")
     family = literal_family(address)
@@ -95,7 +107,7 @@ async def open_tcp(address: str, port: int) -> socket.socket:
         sockaddr = (address.strip("[]"), port)
     else:
         family, sockaddr = await resolve(address, port, socket.SOCK_STREAM)
-    sock = socket.socket(family, _STREAM_NONBLOCK)
+    sock = kind(family, _STREAM_NONBLOCK)
     try:
         if not _NONBLOCK:
             sock.setblocking(False)
@@ -115,7 +127,7 @@ async def open_tcp(address: str, port: int) -> socket.socket:
 
 async def tcp_connect(address: str, port: int) -> None:
     """Open a TCP connection to address:port and close it again (raises OSError on failure)."""
-    (await open_tcp(address, port)).close()
+    (await _connected(address, port, _socket.socket)).close()
 
 
 _CONNECTED = CheckResult(ok=True, message="connected")
@@ -126,7 +138,7 @@ async def check_connect(spec: CheckSpec) -> CheckResult:
     """TCP connect within checktimeout; ICMP ping for UDP virtuals (as ldirectord does)."""
     if spec.protocol == "udp":
         return await check_ping(spec)
-    (await open_tcp(spec.address, spec.port)).close()
+    await tcp_connect(spec.address, spec.port)
     return _CONNECTED
 
 
