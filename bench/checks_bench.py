@@ -437,7 +437,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     summary = measured["summary"]
     assert isinstance(summary, dict)
     results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": "asyncio",
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": args.loop,
                     "openssl": ssl.OPENSSL_VERSION, "load_before": load_before, "load_after": loadavg()},
         "goals": {"quiet_floor": QUIET_FLOOR, **{k: round(v, 3) for k, v in GOALS.items()}},
         "rates": measured,
@@ -485,4 +485,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement window per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the rates")
     parser.add_argument("--no-10k", action="store_true", help="skip the 10,000-real part")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="event loop (saru run --event-loop; uvloop: pip install 'saru[uvloop]')")
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))
