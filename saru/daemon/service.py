@@ -145,6 +145,11 @@ class StopAnswer(TypedDict):
     stopping: bool
 
 
+class ListenersAnswer(TypedDict):
+    names: list[str]
+    _fds: list[int]  # passed as SCM_RIGHTS, not as JSON (saru.control.server.FDS)
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -293,6 +298,12 @@ class DaemonService:
         """Stop the daemon (cleanstop, as on SIGTERM); the answer comes before it has stopped."""
         self._life.stop()
         return {"stopping": True}
+
+    async def listeners(self) -> ListenersAnswer:
+        """The data plane's listening sockets (names, and the descriptors to pass): ``saru run
+        --handover`` takes them before it stops this daemon."""
+        sockets = await self._dataplane.listening_sockets()
+        return {"names": list(sockets), "_fds": list(sockets.values())}
 
     # -- the operator's overrides ------------------------------------------------------------------
 
