@@ -15,9 +15,9 @@ What goes on the wire (compare ldirectord's LWP check, research §2.2)::
   or to the virtual host name stays on the real, with ``Host: <name>[:port]`` from the new URL.
 * Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB.
 
-The response parser is incremental and pure. Plain HTTP runs on a bare non-blocking socket, HTTPS on
-an asyncio TLS transport with a small ``Protocol`` (both cheaper than streams: the benchmark runs
-thousands of checks per CPU-second).
+The response parser is incremental and pure. HTTP and HTTPS run on a bare non-blocking socket (TLS
+on it with ``ssl.SSLSocket``, resuming the server's session: ``saru.checks.tlsclient``) — no streams
+or transports; the benchmark (bench/checks_bench.py) runs thousands of checks per CPU-second.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ from saru import __version__
 from saru.checks.base import CheckFailed, register
 from saru.checks.receive import compile_receive, receive_found
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
-from saru.checks.tcp import open_tcp
+from saru.checks.tcp import open_tcp, wait_fd
+from saru.checks.tlsclient import SESSIONS, handshake
+from saru.checks.tlsclient import tls_context as tls_context  # this module's name for it before tlsclient.py
 from saru.model import CheckResult, CheckSpec
 
 USER_AGENT = f"saru/{__version__}"
@@ -279,111 +282,66 @@ class ResponseParser:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Exchange(asyncio.Protocol):
-    """Write one request, feed the response to a parser, resolve ``done`` when it is complete."""
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-    def __init__(self, request: bytes, parser: ResponseParser, done: asyncio.Future[None]) -> None:
-        self.request = request
-        self.parser = parser
-        self.done = done
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.request)
+def _drain(sock: socket.socket, parser: ResponseParser) -> bool:
+    """Feed the parser what has arrived on ``sock`` (plain or TLS); True once the response is complete."""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                parser.finish()
+                return True
+            if parser.feed(data):
+                return True
+    except _WOULD_BLOCK:
+        return False
 
-    def data_received(self, data: bytes) -> None:
-        if self.done.done():
-            return
+
+async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser) -> None:
+    """Send ``request`` on the connected non-blocking ``sock`` (plain or TLS) and read the response.
+
+    After sending, the check lets the loop go round once before it reads: the checks due together
+    send their requests in one go, and by the time each reads, a nearby server has usually answered
+    — no poller registration then. Only a check still without its answer waits for readability.
+    """
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    view = memoryview(request)
+    while view:
         try:
-            complete = self.parser.feed(data)
-        except CheckFailed as exc:
-            self.done.set_exception(exc)
-            return
-        if complete:
-            self.done.set_result(None)
-
-    def eof_received(self) -> bool | None:
-        if not self.done.done():
-            try:
-                self.parser.finish()
-            except CheckFailed as exc:
-                self.done.set_exception(exc)
-            else:
-                self.done.set_result(None)
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc or CheckFailed("connection closed by peer"))
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """Client TLS context without certificate verification (ldirectord's behaviour)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+            view = view[sock.send(view):]
+        except _WOULD_BLOCK:
+            await wait_fd(loop, fd, writable=True)
+    await asyncio.sleep(0)
+    while not _drain(sock, parser):
+        await wait_fd(loop, fd, writable=False)
 
 
 async def _exchange_plain(target: Target, request: bytes, parser: ResponseParser) -> None:
     """HTTP over a bare non-blocking socket: no transport objects, the cheapest path asyncio has."""
-    loop = asyncio.get_running_loop()
     sock = await open_tcp(target.connect_host, target.port)
     try:
-        try:
-            sent = sock.send(request)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(request):
-            await loop.sock_sendall(sock, request[sent:])
-        done: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            try:
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        parser.finish()
-                        break
-                    if parser.feed(data):
-                        break
-            except BlockingIOError:
-                return
-            except Exception as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                return
-            if not done.done():
-                done.set_result(None)
-
-        fd = sock.fileno()
-        loop.add_reader(fd, readable)
-        try:
-            await done
-        finally:
-            loop.remove_reader(fd)
+        await _exchange(sock, request, parser)
     finally:
         sock.close()
 
 
 async def _exchange_tls(target: Target, request: bytes, parser: ResponseParser) -> None:
-    """HTTPS through an asyncio TLS transport (SNI = ``target.sni``, no certificate verification)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    transport, _ = await loop.create_connection(
-        lambda: _Exchange(request, parser, done),
-        target.connect_host.strip("[]"),
-        target.port,
-        ssl=tls_context(),
-        server_hostname=target.sni,
-    )
+    """HTTPS on the same bare socket with TLS on top (SNI = ``target.sni``, no certificate
+    verification), resuming the server's TLS session when it has one (``saru.checks.tlsclient``)."""
+    key = (target.connect_host, target.port, target.sni)
     try:
-        await done
+        tls = await handshake(await open_tcp(target.connect_host, target.port), target.sni, SESSIONS.offer(key))
+        try:
+            await _exchange(tls, request, parser)
+            SESSIONS.handshake_done(key, tls)
+        finally:
+            tls.close()
     except BaseException:
-        transport.abort()
+        SESSIONS.forget(key)  # the next check starts afresh
         raise
-    transport.close()
 
 
 async def fetch(target: Target, method: str = "GET", request: bytes | None = None) -> ResponseParser:

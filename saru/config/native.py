@@ -49,6 +49,7 @@ from saru.model import (
     APISettings,
     BGPNeighbor,
     BGPSettings,
+    CheckSettings,
     ClusterSettings,
     Diagnostic,
     DirectorSettings,
@@ -318,20 +319,21 @@ class _Reader:
     # -- sections ---------------------------------------------------------------------------------
 
     def settings(self, data: TomlTable) -> Settings:
-        self.table(data, "", ("director", "ha", "ipvs", "cluster", "api", "bgp"))
+        self.table(data, "", ("director", "ha", "ipvs", "cluster", "checks", "api", "bgp"))
         director = self.director(self.section(data, "director"))
         ha = self.ha(self.section(data, "ha")) if "ha" in data else None
         ipvs = self.section(data, "ipvs")
         self.table(ipvs, "ipvs", ("sync",))
         sync = self.ipvs_sync(self.section(ipvs, "sync", "ipvs.sync")) if "sync" in ipvs else None
         cluster = self.cluster(self.section(data, "cluster"))
+        checks = self.checks(self.section(data, "checks"))
         api = self.api(self.section(data, "api")) if "api" in data else None
         bgp = self.bgp(self.section(data, "bgp")) if "bgp" in data else None
         if bgp is not None and ha is not None:
             self.error("bgp", None, "[bgp] and [ha] are alternatives: active-active directors announce their "
                                     "VIPs over BGP and need no floating IP (docs/scale-out.md)")
         return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
-                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster, api=api, bgp=bgp)
+                        director=director, ha=ha, ipvs_sync=sync, cluster=cluster, checks=checks, api=api, bgp=bgp)
 
     def section(self, data: TomlTable, key: str, name: str | None = None) -> TomlTable:
         value = data.get(key, {})
@@ -445,6 +447,11 @@ class _Reader:
             ttl=self.get(data, s, "ttl", int, 1, _range(1, 255)),
             maxlen=self.get(data, s, "maxlen", int, 0, _range(0, 65507)),
         )
+
+    def checks(self, data: TomlTable) -> CheckSettings:
+        s = "checks"
+        self.table(data, s, ("tls_session_resumption",))
+        return CheckSettings(tls_session_resumption=self.get(data, s, "tls_session_resumption", bool, True))
 
     def api(self, data: TomlTable) -> APISettings:
         s = "api"

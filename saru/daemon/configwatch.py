@@ -2,10 +2,11 @@
 ``autoreload``/``callback`` on a file that changed on disk.
 
 A reload parses the new files off-loop; a bad file is logged, the old config keeps running and the
-reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]`` and
-``[cluster]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and
-data plane are not swapped under traffic), with a warning saying so (``settings_for_reload``). The
-services of the replaced config stay owned until the next applied table has removed them.
+reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]``,
+``[cluster]`` and ``[checks]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next
+restart (a running VRRP node and data plane are not swapped under traffic), with a warning saying
+so (``settings_for_reload``). The services of the replaced config stay owned until the next
+applied table has removed them.
 
 The file is ``stat()``ed every ``interval`` seconds; only a change of its content (a digest, not
 just the mtime) counts. Autoreload skips an empty file (an editor truncates, then writes: caught in
@@ -25,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from saru.checks import tlsclient
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
@@ -55,7 +57,7 @@ class ReloadAnswer(TypedDict):
 
 
 def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
-    """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
+    """What a reload takes from a re-read saru.toml: ``[ipvs.sync]``, ``[cluster]`` and ``[checks]`` at once; the
     data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and data plane are not
     swapped under traffic) — with a warning saying so. A changed ``[bgp]`` at once, an added or removed
     one at the next restart."""
@@ -148,6 +150,7 @@ class ConfigWatcher:
             LOGGER.warning("%s", warning)
         sync_changed = settings.ipvs_sync != loaded.settings.ipvs_sync
         loaded.settings = settings
+        tlsclient.configure(resume=settings.checks.tls_session_resumption)
         if sync_changed:
             await self._gate.sync_daemons()
         loaded.owned |= {v.key for v in loaded.config.virtuals}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saru import __version__
+from saru.checks import tlsclient
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
@@ -162,6 +163,7 @@ class Daemon:
         loaded = Loaded(config_path, config, settings)
         self._configure_logging(loaded, config)
         set_command_user(self._command_user(settings))
+        tlsclient.configure(resume=settings.checks.tls_session_resumption)
         try:
             dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
                 else select_dataplane(self.options.dataplane)

@@ -113,6 +113,14 @@ class ClusterSettings:
     ping_interval: int = 10
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """``[checks]``: how the health checks behave beyond what ldirectord.cf says."""
+
+    #: offer each TLS server the session of its last full handshake (false: a full handshake every check)
+    tls_session_resumption: bool = True
+
+
 #: ``[api] listen``'s default
 API_LISTEN = "127.0.0.1:9180"
 
@@ -239,6 +247,7 @@ class Settings:
     ha: HASettings | None = None
     ipvs_sync: IPVSSyncSettings | None = None
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    checks: CheckSettings = field(default_factory=CheckSettings)
     #: ``[api]``; None without the section (no HTTP API)
     api: APISettings | None = None
     #: ``[bgp]``; None without the section (no route announcements)
