@@ -3,7 +3,7 @@
 ``ci`` (the default, what ``make test`` runs): each test's own small ``examples`` count, a generous
 per-example deadline (the machine is shared; a hang is caught by the deadline and by pytest-timeout),
 ``derandomize`` so that the same examples run every time and a failure reproduces, no example database.
-``long`` (``make fuzz``): ``examples × SARU_FUZZ_SCALE`` (default 200), random, with the database kept
+``long`` (``make fuzz``): ``examples * SARU_FUZZ_SCALE`` (default 200), random, with the database kept
 under ``.hypothesis/`` so that a failure found once is replayed first next time; copy it into the test
 as an ``@example`` when fixing the bug.
 
@@ -26,7 +26,7 @@ LONG = PROFILE == "long"
 
 
 def fuzz(examples: int, deadline: float = 5.0) -> settings:
-    """The settings of one property: ``examples`` in CI, ``examples × SCALE`` under ``make fuzz``."""
+    """The settings of one property: ``examples`` in CI, ``examples * SCALE`` under ``make fuzz``."""
     return settings(
         max_examples=examples * SCALE,
         deadline=timedelta(seconds=deadline),

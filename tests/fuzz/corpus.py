@@ -1,9 +1,10 @@
 """The real configuration files in the tree, the seeds the mutation fuzzers start from.
 
 ldirectord.cf: every ``*.cf`` under packaging/ and tests/ (the shipped example, the guide's LD1
-``packaging/examples/guide.cf``, the differential test's scenarios) and every fenced block of docs/*.md
-holding a ``virtual=`` line, and the multi-line strings of the test suite that are configs; saru.toml: every ``*.toml`` under packaging/ and every fenced block of
-docs/*.md that starts with a ``[section]`` of saru.toml.
+``packaging/examples/guide.cf``, the differential test's scenarios), every fenced block of docs/*.md
+holding a ``virtual=`` line and the test suite's multi-line strings that are configs; saru.toml: every
+``*.toml`` under packaging/, the fenced blocks of docs/*.md and the test suite's strings that start
+with a ``[section]`` of saru.toml.
 """
 
 from __future__ import annotations

@@ -142,7 +142,8 @@ def test_netlink_attributes_round_trip(items: list[tuple[int, bytes]]) -> None:
 
 def ipvs_service_dump() -> bytes:
     key = ServiceKey("tcp", "192.0.2.1", 80)
-    service = codec.pack_attrs([("IPVS_CMD_ATTR_SERVICE", {"attrs": codec.service_attrs(key, ServiceSettings("wlc", 300))})])
+    attrs = codec.service_attrs(key, ServiceSettings("wlc", 300))
+    service = codec.pack_attrs([("IPVS_CMD_ATTR_SERVICE", {"attrs": attrs})])
     return b"\0" * codec.uapi.GENL_HEADER + service  # nlmsghdr + genlmsghdr, then the attributes
 
 
