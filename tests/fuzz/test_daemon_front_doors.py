@@ -325,7 +325,8 @@ WRITES = ["/api/v1/servers/drain", "/api/v1/servers/disable", "/api/v1/servers/w
 @fuzz(60)
 @given(st.sampled_from(WRITES), st.one_of(st.binary(max_size=64), JSON.map(lambda v: json.dumps(v).encode())),
        st.sampled_from([None, "wrong", "right"]))
-@example("/api/v1/servers/weight", b'{"proxy": "tcp/127.0.0.1:1", "server": "127.0.0.2:8080", "weight": 1e999}', "right")
+@example("/api/v1/servers/weight", b'{"proxy": "tcp/127.0.0.1:1", "server": "127.0.0.2:8080", "weight": 1e999}',
+         "right")
 @example("/api/v1/servers/drain", b'{"proxy": "tcp/127.0.0.1:1", "server": "127.0.0.2:8080"}' * 400, "right")
 def test_http_writes_with_hostile_bodies(daemon: Daemon, path: str, body: bytes, token: str | None) -> None:
     """Bad bodies with no, a wrong or the right token: a JSON error, nothing changed."""
@@ -334,7 +335,7 @@ def test_http_writes_with_hostile_bodies(daemon: Daemon, path: str, body: bytes,
         key = None if token == "right" else key  # these would act on a good body: only refusals here
     response = http_raw(daemon, post(path, body, key))
     code = status_of(response)
-    head, _, payload = response.partition(b"\r\n\r\n")
+    _head, _, payload = response.partition(b"\r\n\r\n")
     if code != 200:
         assert 400 <= code < 500, response[:300]
         assert "error" in json.loads(payload), response[:300]
