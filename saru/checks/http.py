@@ -37,6 +37,7 @@ from saru.checks.receive import compile_receive
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
 from saru.checks.tcp import open_tcp
 from saru.model import CheckResult, CheckSpec
+from saru.net import is_number
 
 USER_AGENT = f"saru/{__version__}"
 MAX_BODY = 1 << 20
@@ -261,7 +262,8 @@ class ResponseParser:
     def _parse_head(self, head: bytes) -> None:
         status_line, _, rest = head.decode("latin-1").partition("\r\n")
         parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not is_number(parts[1]) \
+                or len(parts[1]) != 3:
             raise CheckFailed("invalid HTTP response")
         status = int(parts[1])
         if 100 <= status < 200:  # interim response (100 Continue …): the real one follows
@@ -284,10 +286,10 @@ class ResponseParser:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._state = "chunk_size"
         elif "content-length" in headers:
-            try:
-                self._remaining = int(headers["content-length"].split(",")[0])
-            except ValueError:
-                raise CheckFailed("invalid Content-Length") from None
+            length = headers["content-length"].split(",")[0].strip()
+            if not is_number(length) or len(length) > 18:  # int() takes "-5", "+5", "5_0"; 4,300 digits at most
+                raise CheckFailed("invalid Content-Length")
+            self._remaining = int(length)
             self._state = "length" if self._remaining > 0 else "done"
         else:
             self._state = "close"

@@ -3,7 +3,7 @@
 ``ci`` (the default, what ``make test`` runs): each test's own small ``examples`` count, a generous
 per-example deadline (the machine is shared; a hang is caught by the deadline and by pytest-timeout),
 ``derandomize`` so that the same examples run every time and a failure reproduces, no example database.
-``long`` (``make fuzz``): ``examples * SARU_FUZZ_SCALE`` (default 200), random, with the database kept
+``long`` (``make fuzz``): ``examples * SARU_FUZZ_SCALE`` (default 20: about 10 minutes), random, with the database kept
 under ``.hypothesis/`` so that a failure found once is replayed first next time; copy it into the test
 as an ``@example`` when fixing the bug.
 
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 PROFILE = os.environ.get("SARU_FUZZ_PROFILE", "ci")
 if PROFILE not in ("ci", "long"):
     raise RuntimeError(f"SARU_FUZZ_PROFILE={PROFILE!r}: use ci or long")
-SCALE = int(os.environ.get("SARU_FUZZ_SCALE", "200")) if PROFILE == "long" else 1
+SCALE = int(os.environ.get("SARU_FUZZ_SCALE", "20")) if PROFILE == "long" else 1
 LONG = PROFILE == "long"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from saru.checks import ber, ldap
+from saru.checks import ber, ldap, sip
 from saru.checks.base import CheckFailed
 from saru.checks.http import MAX_CHUNKS, ResponseParser
 from saru.net.smtp import SMTPError, parse_reply_line
@@ -75,6 +75,8 @@ def feed_all(data: bytes, cuts: list[int]) -> None:
 @example(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n", [])
 @example(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n", [])
 @example(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", [])
+@example(b"HTTP/1.1 \xb200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n", [])  # "²00": ValueError
+@example(b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n" + b"a" * 10, [])
 def test_mutated_http_responses(data: bytes, cuts: list[int]) -> None:
     feed_all(data, cuts)
 
@@ -95,6 +97,19 @@ def test_one_byte_chunks_are_cut_like_a_long_body() -> None:
     parser = ResponseParser()
     done = parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * (MAX_CHUNKS + 10))
     assert done and parser.truncated and len(parser.body) == MAX_CHUNKS
+
+
+@fuzz(100)
+@given(st.sampled_from(["SIP/2.0 200 OK", "SIP/2.0 \u00b200 OK", "SIP/2.0 200 OK\r\nContent-Length: \u00b2"]).flatmap(
+    lambda s: mutated_bytes(s.encode() + b"\r\n\r\n")))
+@example("SIP/2.0 \u00b200 OK\r\n\r\n".encode())
+@example("SIP/2.0 200 OK\r\nl: -1_0\r\n\r\n".encode())
+def test_sip_responses(data: bytes) -> None:
+    try:
+        _status, _line, headers = sip.parse_response(data)
+        sip.content_length(headers)
+    except CheckFailed as exc:
+        assert str(exc)
 
 
 LDAP_BIND_OK = bytes.fromhex("300c02010161070a010004000400")
