@@ -49,6 +49,8 @@ ENVIRONMENT = (
     ("SARU_DROP_PRIVILEGES", "0: saru run started as root stays root, as --no-drop"),
     ("SARU_COMMAND_USER", "the user external checks and scripts run as when saru.toml's [director] "
                           "command_user is not written (default saru, else nobody)"),
+    ("SARU_NFT_LIBRARY", "the libnftables the nftables plane loads (default libnftables.so.1); empty: run "
+                         "the nft command instead"),
     ("SARU_API_HEARTBEAT", "seconds between the heartbeat comments of the HTTP API's idle event stream "
                            "(default 15)"),
     ("SARU_PACEMAKER_LOG", "the Pacemaker log whose recent cluster events saru status shows "

@@ -40,6 +40,7 @@ from saru.ha.vrrp import (
     VRRPError,
     WantMaster,
     decode_advert,
+    early_veto_lead,
     encode_advert,
 )
 
@@ -92,6 +93,10 @@ class VRRPInstance:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._asking: asyncio.Task[None] | None = None
+        # the veto asked ahead of the Master_Down_Timer (vrrp.early_veto_lead) and its start timer
+        self._early: asyncio.Task[bool | None] | None = None
+        self._early_timer: asyncio.TimerHandle | None = None
+        self._veto_time = settings.vipcheck_timeout if settings.vipcheck else 0.0
         self._events: asyncio.Queue[Transition] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._warned: dict[str, float] = {}
@@ -367,7 +372,8 @@ class VRRPInstance:
                     self._events.put_nowait(action)
                 case WantMaster():
                     if self._asking is None or self._asking.done():
-                        self._asking = asyncio.create_task(self._ask(action.reason))
+                        early, self._early = self._early, None
+                        self._asking = asyncio.create_task(self._ask(action.reason, early))
                 case SetTimer():
                     self._arm(action.deadline)
                 case _:
@@ -380,12 +386,35 @@ class VRRPInstance:
         if deadline is not None and self._loop is not None:
             self._timer_at = deadline
             self._timer = self._loop.call_at(deadline, self._fire, deadline)
+            self._arm_early(deadline)
+
+    def _arm_early(self, deadline: float) -> None:
+        """A backup's Master_Down_Timer: start the veto ``early_veto_lead`` before it runs out."""
+        machine, loop = self._machine, self._loop
+        if self._before_master is None or machine is None or loop is None or machine.state is not State.BACKUP:
+            return
+        lead = early_veto_lead(machine.master_down, machine.master_adver_interval, self._veto_time)
+        if lead > 0:
+            self._early_timer = loop.call_at(deadline - lead, self._start_early)
+
+    def _start_early(self) -> None:
+        self._early_timer = None
+        if self._before_master is not None:
+            self._early = asyncio.ensure_future(self._before_master())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = None
         self._timer_at = None
+        if self._early_timer is not None:
+            self._early_timer.cancel()
+            self._early_timer = None
+        if self._early is not None:  # an advert came (or we stop): the early answer is for nothing
+            if self._early.done() and not self._early.cancelled():
+                self._early.exception()  # retrieved: a failed early veto that nobody needs is not an error
+            self._early.cancel()
+            self._early = None
 
     def _fire(self, deadline: float) -> None:
         self._timer = None
@@ -393,11 +422,16 @@ class VRRPInstance:
         if self._machine is not None and self._loop is not None:
             self._apply(self._machine.timer(max(self._loop.time(), deadline)))
 
-    async def _ask(self, reason: str) -> None:
+    async def _ask(self, reason: str, early: asyncio.Future[bool | None] | None = None) -> None:
+        """Ask the veto (or take the answer of the one asked early), then confirm or refuse mastership.
+
+        An early refusal is asked again now: the veto that keeps us backup is always a fresh one."""
         allowed: bool | None = True
         if self._before_master is not None:
             try:
-                allowed = await self._before_master()
+                allowed = await early if early is not None else None
+                if early is None or allowed is False:
+                    allowed = await self._before_master()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken veto must not keep the VIP down forever
