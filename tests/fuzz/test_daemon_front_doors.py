@@ -22,6 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.browser import ApiDirector, api_director
+from tests.director import control_bytes
 from tests.fuzz.budget import fuzz
 from tests.helpers import free_port
 
@@ -52,15 +53,7 @@ class Daemon:
 
     def raw(self, payload: bytes, half_close: bool = True) -> dict[str, Any]:
         """Send ``payload`` as it is; the answer, read to EOF, must be one JSON object with "ok"."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect(str(self.control))
-            s.sendall(payload)
-            if half_close:
-                s.shutdown(socket.SHUT_WR)
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
+        data = control_bytes(self.control, payload, half_close)
         assert data.endswith(b"\n") and data.count(b"\n") == 1, data[:200]
         answer: dict[str, Any] = json.loads(data)
         assert isinstance(answer.get("ok"), bool), answer
