@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_text
+from saru.config.ldirectord.directives import ALL_DIRECTIVES
 from saru.model import Config
 from tests.fuzz.budget import fuzz
 from tests.fuzz.corpus import ldirectord_configs
@@ -150,3 +151,93 @@ def test_a_long_file_is_linear_not_a_hang(size: int) -> None:
     text = "".join(f"virtual=192.0.2.1:{i + 1}\n\treal=10.0.0.1:80 gate\n\tchecktype=on\n" for i in range(size // 3))
     assert parse_or_clean_error(text) is not None
     parse_or_clean_error("virtual=192.0.2.1:80\n\treal=10.0.0.1:80 gate " + "x " * 200_000 + "\n")
+
+# -- moved from tests/unit/test_config_ldirectord_fuzz.py: a reference config, its alphabet, directive lines
+
+VALID = """\
+# sample
+checktimeout=3
+negotiatetimeout=10
+checkinterval=5
+fallback=127.0.0.1:80 masq
+fallback6=[::1]:80
+emailalert="ops@example.com"
+emailalertstatus=starting,running
+quiescent=no
+virtual=192.0.2.1:80
+\treal=10.0.0.1->10.0.0.3:80 masq 2 "/alt" "ok" l:1 u:9
+\treal=localhost:http gate
+\tfallback=127.0.0.1:8080 gate
+\tservice=http
+\tscheduler=rr
+\tpersistent=300
+\tnetmask=255.255.255.0
+\trequest="index.html"
+\treceive="Test Page"
+\tvirtualhost=www.example.com
+
+virtual6=[2001:db8::5]:443
+        real6=[2001:db8::1]:443 masq
+        checktype=connect
+virtual=7
+\treal=10.0.0.7 gate
+\tchecktype=3
+\tcheckport=80
+virtual=localhost:53
+\treal=10.0.0.9:53 ipip
+\tprotocol=udp
+\tops=yes
+"""
+
+NAMES = sorted(ALL_DIRECTIVES | {"connecttimeout", "timeout", "bogus"})
+VALUES = [
+    "", "yes", "no", "0", "1", "3", "2.5", "-1", "abc", '"x"', '""', '"/a#b"', "all", "none", "running,none",
+    "192.0.2.1:80", "192.0.2.1", "[::1]:80", "::1", "7", "localhost:http", "web1->web2:80 gate",
+    "10.0.0.1:80 gate 5 \"a\" \"b\" l:1 u:2", "10.0.0.[2-5]:80 masq", "10.0.0.9->10.0.0.1 gate",
+    "10.0.0.1 route", "http", "ftp", "sip", "tcp", "udp", "fwm", "255.255.255.0", "64", "rr",
+    '"/tmp/x.log"', '"local0"', "/nonexistent/x", "\x00", "9" * 40, "4294967296", "65536",
+]  # fmt: skip
+
+
+
+
+def test_valid_base_config_parses() -> None:
+    config = parse_or_clean_error(VALID)
+    assert config is not None and len(config.virtuals) == 4
+
+
+@fuzz(150)
+@given(st.text())
+def test_arbitrary_text(text: str) -> None:
+    parse_or_clean_error(text)
+
+
+@fuzz(150)
+@given(st.text(alphabet=ALPHABET, max_size=300))
+def test_text_from_the_config_alphabet(text: str) -> None:
+    parse_or_clean_error(text)
+
+
+@fuzz(150)
+@given(mutated_text([VALID], ALPHABET))
+def test_mutations_of_the_reference_config(text: str) -> None:
+    parse_or_clean_error(text)
+
+
+@st.composite
+def directive_lines(draw: st.DrawFn) -> str:
+    out = []
+    for _ in range(draw(st.integers(1, 12))):
+        indent = draw(st.sampled_from(["", "", "\t", "    ", " "]))
+        name = draw(st.sampled_from(NAMES))
+        sep = draw(st.sampled_from(["=", " = ", "", "=="]))
+        value = draw(st.sampled_from(VALUES) | st.text(alphabet=ALPHABET, max_size=12))
+        comment = draw(st.sampled_from(["", " # c", "#c"]))
+        out.append(f"{indent}{name}{sep}{value}{comment}")
+    return "\n".join(out) + draw(st.sampled_from(["", "\n", "\r\n"]))
+
+
+@fuzz(100)
+@given(directive_lines())
+def test_random_directive_lines(text: str) -> None:
+    parse_or_clean_error(text)
