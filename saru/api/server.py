@@ -350,7 +350,6 @@ class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
         self.logger.error(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
 
 
-
 def make_app(service: DaemonService, token: str | None,
              opened: Callable[[], bool] = lambda: True) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
