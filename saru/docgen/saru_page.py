@@ -56,6 +56,9 @@ ENVIRONMENT = (
     ("SARU_PACEMAKER_LOG", "the Pacemaker log whose recent cluster events saru status shows "
                            "(default /var/log/pacemaker/pacemaker.log)"),
     ("SARU_DEMO_KEEP", "when set, saru demo keeps its temporary work directory"),
+    ("SARU_LOG_REMINDER_INTERVAL", "seconds between the log reminders of a persistent condition (a vetoed "
+                                   "mastership, a real that stays down, a failing reload, a local fault; "
+                                   "default 60), for tests and debugging"),
     ("HOSTNAME", "the local host name in ldirectord.cf's checks and alerts, as for ldirectord "
                  "(default: uname's node name)"),
 )

@@ -317,11 +317,12 @@ class Machine:
         return self._done(self._become_master(now, self._down_reason, Cause.MASTER_DOWN))
 
     def veto_master(self, now: float) -> list[Action]:
-        """The veto refused mastership: stay backup, ask again after one master-down interval."""
+        """The veto refused mastership: stay backup, ask again after one master-down interval (for
+        the same reason: a retry does not grow the reason)."""
         if self.state is not State.BACKUP or not self._asking:
             return self._done([])
         self._asking = False
-        self._arm_down(now, self.master_down, f"{self._down_reason} (after a veto)")
+        self._arm_down(now, self.master_down, self._down_reason)
         return self._done([])
 
     def set_priority(self, priority: int, now: float) -> list[Action]:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, assert_never
 
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.ha.vrrp import (
     GROUP_V4,
     GROUP_V6,
@@ -99,7 +100,9 @@ class VRRPInstance:
         self._veto_time = settings.vipcheck_timeout if settings.vipcheck else 0.0
         self._events: asyncio.Queue[Transition] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._warned: dict[str, float] = {}
+        interval = default_interval()
+        self._warned = Throttle(interval)  # problems by kind (malformed adverts, send errors …)
+        self._vetoes = Throttle(interval)  # the vetoed mastership
         self._pending_priority: int | None = None
         self._cache: dict[tuple[int, int], list[_Packet]] = {}  # (priority, interval) -> what to send
 
@@ -345,7 +348,8 @@ class VRRPInstance:
             advert = decode_advert(payload, src, dst or self._group)
         except VRRPError as exc:
             self._counters[exc.kind if exc.kind in self._counters else "malformed"] += 1
-            self._warn(exc.kind, "VRRP on %s: dropped a packet from %s: %s", self.interface, src, exc.reason)
+            self._warn(exc.kind, "VRRP on %s: dropped a packet from %s: %s", self.interface, src, exc.reason,
+                       detail=src)  # the same peer's garbage, whatever the bytes: one condition
             return
         if advert.vrid != machine.vrid:
             self._counters["other_vrid"] += 1
@@ -440,11 +444,22 @@ class VRRPInstance:
         machine, loop = self._machine, self._loop
         if machine is None or loop is None:
             return
+        now = time.monotonic()
         if allowed is False:
-            LOGGER.warning("VRRP %d on %s: mastership vetoed (%s); staying backup", machine.vrid,
-                           self.interface, reason)
+            decision = self._vetoes.observe("veto", reason, now)
+            if decision is not None and decision.kind is Kind.REMINDER:
+                LOGGER.warning("VRRP %d on %s: mastership still vetoed (%s): %d vetoes since the last message, "
+                               "for %s; staying backup", machine.vrid, self.interface, reason, decision.count,
+                               lasting(now - decision.since))
+            elif decision is not None:
+                LOGGER.warning("VRRP %d on %s: mastership vetoed (%s); staying backup, asking again every "
+                               "%.3f s", machine.vrid, self.interface, reason, machine.master_down)
             self._apply(machine.veto_master(loop.time()))
         else:
+            decision = self._vetoes.clear("veto", now)
+            if decision is not None:
+                LOGGER.warning("VRRP %d on %s: mastership no longer vetoed after %d vetoes (%s)", machine.vrid,
+                               self.interface, decision.count, lasting(now - decision.since))
             self._apply(machine.confirm_master(loop.time()))
 
     async def _deliver(self) -> None:
@@ -458,14 +473,21 @@ class VRRPInstance:
             finally:
                 self._events.task_done()
 
-    def _warn(self, kind: str, message: str, *args: object) -> None:
-        """Log a problem once a minute per kind (a bad peer at 10 adverts/s must not flood the log)."""
+    def _warn(self, kind: str, message: str, *args: object, detail: str | None = None) -> None:
+        """Log a persistent problem when it starts, when it changes (another source, another fault)
+        and as a reminder with a count at most once a minute (``saru.events.throttle``): a bad peer
+        at 10 adverts/s must not flood the log, nor go unnoticed. ``detail`` says what a change is
+        (default: the whole message)."""
         now = time.monotonic()
-        if now - self._warned.get(kind, -1e9) >= 60:
-            self._warned[kind] = now
-            LOGGER.warning(message, *args)
+        text = message % args
+        decision = self._warned.observe(kind, text if detail is None else detail, now)
+        if decision is None:
+            LOGGER.debug("%s", text)
+        elif decision.kind is Kind.REMINDER:
+            LOGGER.warning("%s (%d times since the last message, for %s)", text, decision.count,
+                           lasting(now - decision.since))
         else:
-            LOGGER.debug(message, *args)
+            LOGGER.warning("%s", text)
 
 
 # --------------------------------------------------------------------------------------------------

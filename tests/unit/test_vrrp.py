@@ -523,3 +523,18 @@ def test_early_veto_lead_never_precedes_two_missed_adverts(priority: int, interv
     lead = early_veto_lead(down, interval, veto)
     assert 0.0 <= lead <= veto
     assert down - lead >= 2 * interval - 1e-9
+
+
+def test_a_vetoed_retry_asks_with_the_same_reason() -> None:
+    """Regression (#14 §5): each veto appended "(after a veto)", the reason grew every 0.36 s."""
+    m = machine(100)
+    when = deadline(m.start(0.0))
+    assert when is not None
+    reasons = []
+    for _ in range(5):
+        asks = [a for a in m.timer(when) if isinstance(a, WantMaster)]
+        assert len(asks) == 1
+        reasons.append(asks[0].reason)
+        when = deadline(m.veto_master(when))
+        assert when is not None
+    assert len(set(reasons)) == 1 and "veto" not in reasons[0]
