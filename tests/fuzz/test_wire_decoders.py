@@ -23,7 +23,18 @@ from saru.dataplane.nft.parse import parse as parse_nft
 from saru.ha import packets
 from saru.ha.vrrp import GROUP_V4, IPPROTO_VRRP, Advert, VRRPError, decode_advert, encode_advert
 from saru.ha.vrrp_socket import COUNTERS, _parse_ipv4, _parse_ipv6
-from saru.model import Dest, Service, ServiceKey, ServiceSettings
+from saru.model import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    Service,
+    ServiceKey,
+    ServiceSettings,
+)
 from saru.net import nla, parse_attrs, parse_icmpv6_echo, parse_ipv4_icmp_echo
 from tests.fuzz.budget import fuzz
 from tests.fuzz.mutate import mutated_bytes
@@ -175,6 +186,40 @@ def test_ipvs_dumps(raw: bytes) -> None:
             codec.stats64(attrs, codec.SVC_STATS64)
         except ValueError:
             pass  # the plane reports it as "reading the IPVS table failed: …"
+
+
+ADDRESSES = st.sampled_from(["10.0.0.1", "2001:db8::1", "", "1.2.3.4\x00", "999.1.1.1", "::ffff:1.2.3.4",
+                             "fe80::1%eth0",
+                             "not-an-ip", "1.2.3"])
+NUMBERS = st.sampled_from([0, 1, 80, 65535, 65536, -1, 2**31, 2**32, 2**64])
+
+
+@fuzz(300)
+@given(st.sampled_from(["tcp", "udp", "fwm", "sctp"]), ADDRESSES, NUMBERS, st.sampled_from([None, 0, 1, 2**32]),
+       st.sampled_from([4, 6]), st.sampled_from(["AddService", "EditService", "DelService", "AddDest", "EditDest",
+                                                  "DelDest"]),
+       ADDRESSES, NUMBERS, st.sampled_from(["gate", "masq", "ipip", "bogus"]), NUMBERS, NUMBERS,
+       st.sampled_from(["wrr", "rr", "", "x y", "mh"]), st.sampled_from([None, 0, 300, -1, 2**33]),
+       st.sampled_from([None, "255.255.255.0", "64", "garbage", "129"]))
+@example("tcp", "10.0.0.1", 80, None, 4, "AddDest", "fe80::1%eth0", 80, "masq", 1, 0, "wrr", None, None)  # OSError
+@example("tcp", "10.0.0.1", 80, None, 4, "AddDest", "1.2.3.4\x00", 80, "masq", 1, 0, "wrr", None, None)  # ValueError
+def test_ipvs_ops_that_validate_can_be_packed(protocol: str, address: str, port: int, fwmark: int | None,
+                                              family: int, kind: str, daddress: str, dport: int, forward: str,
+                                              weight: int, upper: int, scheduler: str, persistent: int | None,
+                                              netmask: str | None) -> None:
+    """``validate`` refuses with ``InvalidOp`` what ``wire`` could not pack (the plane checks every op of a
+    batch before sending the first): an op that passes never makes ``wire`` raise."""
+    key = ServiceKey(protocol, address, port, fwmark, family)  # type: ignore[arg-type]
+    settings = ServiceSettings(scheduler, persistent, netmask)
+    dest = Dest(daddress, dport, forward, weight, upper, 0)  # type: ignore[arg-type]
+    op = {"AddService": lambda: AddService(key, settings), "EditService": lambda: EditService(key, settings),
+          "DelService": lambda: DelService(key), "AddDest": lambda: AddDest(key, dest),
+          "EditDest": lambda: EditDest(key, dest), "DelDest": lambda: DelDest(key, daddress, dport)}[kind]()
+    try:
+        codec.validate(op)
+    except codec.InvalidOp:
+        return
+    codec.wire(op)
 
 
 # -- the nftables listing --------------------------------------------------------------------------
