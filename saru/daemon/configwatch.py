@@ -57,7 +57,8 @@ class ReloadAnswer(TypedDict):
 def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
     """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
     data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and data plane are not
-    swapped under traffic) — with a warning saying so."""
+    swapped under traffic) — with a warning saying so. A changed ``[bgp]`` at once, an added or removed
+    one at the next restart."""
     held: list[str] = []
     if new.director != running.director:
         held.append("saru.toml [director] changed: it takes effect at the next restart")
@@ -66,7 +67,12 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
                     "(restart the backup first, then `saru failover-test`, then the other director)")
     if new.api != running.api:
         held.append("saru.toml [api] changed: it takes effect at the next restart")
-    return replace(new, director=running.director, ha=running.ha, api=running.api), held
+    bgp = new.bgp
+    if (new.bgp is None) != (running.bgp is None):  # a changed [bgp] is applied at once (saru.daemon.announcer)
+        held.append(f"saru.toml [bgp] {'added' if running.bgp is None else 'removed'}: it takes effect at "
+                    "the next restart")
+        bgp = running.bgp
+    return replace(new, director=running.director, ha=running.ha, api=running.api, bgp=bgp), held
 
 
 #: the digest of an empty file (autoreload does not apply one)

@@ -46,8 +46,11 @@ from saru.model.core import (
 from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
     API_LISTEN,
+    BGP_DOWN,
     DATAPLANES,
     APISettings,
+    BGPNeighbor,
+    BGPSettings,
     ClusterSettings,
     DirectorSettings,
     Endpoint,
@@ -60,6 +63,7 @@ from saru.model.settings import (
 
 __all__ = [
     "API_LISTEN",
+    "BGP_DOWN",
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
@@ -67,6 +71,8 @@ __all__ = [
     "APISettings",
     "AddDest",
     "AddService",
+    "BGPNeighbor",
+    "BGPSettings",
     "CheckResult",
     "CheckSpec",
     "ClusterSettings",
