@@ -31,7 +31,7 @@ DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 p
 DEBIAN_PACKAGES += $(DEB_BUILD_PACKAGES) lintian mmdebstrap systemd-container
 
 
-.PHONY: demo test lint deps venv demo-venv bench clean man completion deb
+.PHONY: demo test fuzz lint deps venv demo-venv bench clean man completion deb
 
 venv: $(VENV)/.installed
 
@@ -59,6 +59,12 @@ test: deps venv
 	$(VENV)/bin/ruff check saru tests bench
 	$(VENV)/bin/mypy saru
 	$(PY) -m pytest -q -ra --durations=15
+
+# The fuzz tier (tests/fuzz) runs in `make test` with a small fixed set of examples (the "ci" Hypothesis
+# profile, derandomized: a failure reproduces); `make fuzz` runs it with the "long" profile, random and 20
+# times the examples (about 10 minutes; SARU_FUZZ_SCALE=N for more), keeping what it finds in .hypothesis/.
+fuzz: deps venv
+	SARU_FUZZ_PROFILE=long $(PY) -m pytest -q -ra --durations=15 --timeout=3600 tests/fuzz
 
 # The benches' daemons run as root like the suite's (tests/conftest.py): no privilege drop.
 bench: export SARU_DROP_PRIVILEGES = 0

@@ -13,7 +13,8 @@ What goes on the wire (compare ldirectord's LWP check, research §2.2)::
   expression searched anywhere in the raw body, translated to Python ``re``); HEAD checks status only.
 * Redirects are followed like LWP (up to 7, GET/HEAD kept). A redirect to the real's own address
   or to the virtual host name stays on the real, with ``Host: <name>[:port]`` from the new URL.
-* Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB.
+* Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB (and
+  4,096 chunks); at most 16 interim (1xx) responses; a socket is read at most 16 times per event-loop turn.
 
 The response parser is incremental and pure. HTTP and HTTPS run on a bare non-blocking socket (TLS
 on it with ``ssl.SSLSocket``, resuming the server's session: ``saru.checks.tlsclient``) — no streams
@@ -39,10 +40,19 @@ from saru.checks.tcp import open_tcp, wait_fd
 from saru.checks.tlsclient import SESSIONS, handshake
 from saru.checks.tlsclient import tls_context as tls_context  # this module's name for it before tlsclient.py
 from saru.model import CheckResult, CheckSpec
+from saru.net import is_number
 
 USER_AGENT = f"saru/{__version__}"
 MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
+#: a body in more chunks than this is cut there, like one longer than MAX_BODY (each chunk costs
+#: Python work: a server sending one-byte chunks must not cost more than a normal body)
+MAX_CHUNKS = 4096
+#: interim (1xx) responses accepted before the real one
+MAX_INTERIM = 16
+#: reads of one readable socket per event-loop turn: a server that always has more to send must not
+#: hold the loop (every other check, the VRRP timers and the API share it)
+READS_PER_WAKEUP = 16
 MAX_REDIRECTS = 7  # LWP's default max_redirect
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -161,6 +171,8 @@ class ResponseParser:
         self._buf = bytearray()
         self._state = "head"
         self._remaining = 0
+        self._chunks = 0
+        self._interim = 0
 
     @property
     def complete(self) -> bool:
@@ -184,67 +196,83 @@ class ResponseParser:
             raise CheckFailed("connection closed before the end of the HTTP body")
 
     def _advance(self) -> None:
+        """Parse what the buffer holds. It is read from an offset and compacted once at the end: deleting
+        each small piece from the front of the buffer made a stream of tiny chunks quadratic (a server
+        sending ``1\r\na\r\n`` for ever held the event loop for tens of seconds)."""
         buf = self._buf
-        while True:
-            state = self._state
-            if state == "head":
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD:
-                        raise CheckFailed("HTTP response header too large")
+        pos = 0
+        try:
+            while True:
+                state = self._state
+                if state == "head":
+                    end = buf.find(b"\r\n\r\n", pos)
+                    if end < 0:
+                        if len(buf) - pos > MAX_HEAD:
+                            raise CheckFailed("HTTP response header too large")
+                        return
+                    head = bytes(buf[pos:end])
+                    pos = end + 4
+                    self._parse_head(head)
+                elif state in ("length", "chunk_data"):
+                    take = min(len(buf) - pos, self._remaining)
+                    if take:
+                        self._append(buf[pos:pos + take])
+                        pos += take
+                        self._remaining -= take
+                    if self._state == "done":
+                        return
+                    if self._remaining:
+                        return
+                    self._state = "done" if state == "length" else "chunk_crlf"
+                elif state == "close":
+                    if len(buf) > pos:
+                        self._append(buf[pos:])
+                        pos = len(buf)
                     return
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                self._parse_head(head)
-            elif state in ("length", "chunk_data"):
-                take = min(len(buf), self._remaining)
-                if take:
-                    self._append(buf[:take])
-                    del buf[:take]
-                    self._remaining -= take
-                if self._state == "done":
-                    return
-                if self._remaining:
-                    return
-                self._state = "done" if state == "length" else "chunk_crlf"
-            elif state == "close":
-                if buf:
-                    self._append(buf)
-                    buf.clear()
-                return
-            elif state == "chunk_crlf":
-                if len(buf) < 2:
-                    return
-                del buf[:2]
-                self._state = "chunk_size"
-            elif state in ("chunk_size", "trailer"):
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    if len(buf) > 4096:
+                elif state == "chunk_crlf":
+                    if len(buf) - pos < 2:
+                        return
+                    pos += 2
+                    self._state = "chunk_size"
+                elif state in ("chunk_size", "trailer"):
+                    eol = buf.find(b"\r\n", pos)
+                    if eol < 0:
+                        if len(buf) - pos > 4096:
+                            raise CheckFailed("invalid chunked encoding")
+                        return
+                    line = bytes(buf[pos:eol])
+                    pos = eol + 2
+                    if state == "trailer":
+                        if not line:
+                            self._state = "done"
+                        continue
+                    size_text = line.split(b";", 1)[0].strip()
+                    if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):  # int() takes "-1", "1_0"
                         raise CheckFailed("invalid chunked encoding")
-                    return
-                line = bytes(buf[:eol])
-                del buf[: eol + 2]
-                if state == "trailer":
-                    if not line:
+                    size = int(size_text, 16)
+                    self._chunks += 1
+                    if size and self._chunks > MAX_CHUNKS:  # cut here, like a body over MAX_BODY
+                        self.truncated = True
                         self._state = "done"
-                    continue
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise CheckFailed("invalid chunked encoding") from None
-                self._remaining = size
-                self._state = "chunk_data" if size else "trailer"
-            else:  # done
-                return
+                        return
+                    self._remaining = size
+                    self._state = "chunk_data" if size else "trailer"
+                else:  # done
+                    return
+        finally:
+            del buf[:pos]
 
     def _parse_head(self, head: bytes) -> None:
         status_line, _, rest = head.decode("latin-1").partition("\r\n")
         parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not is_number(parts[1]) \
+                or len(parts[1]) != 3:
             raise CheckFailed("invalid HTTP response")
         status = int(parts[1])
         if 100 <= status < 200:  # interim response (100 Continue …): the real one follows
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise CheckFailed(f"more than {MAX_INTERIM} interim (1xx) HTTP responses")
             self._state = "head"
             return
         self.status = status
@@ -261,10 +289,10 @@ class ResponseParser:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._state = "chunk_size"
         elif "content-length" in headers:
-            try:
-                self._remaining = int(headers["content-length"].split(",")[0])
-            except ValueError:
-                raise CheckFailed("invalid Content-Length") from None
+            length = headers["content-length"].split(",")[0].strip()
+            if not is_number(length) or len(length) > 18:  # int() takes "-5", "+5", "5_0"; 4,300 digits at most
+                raise CheckFailed("invalid Content-Length")
+            self._remaining = int(length)
             self._state = "length" if self._remaining > 0 else "done"
         else:
             self._state = "close"
@@ -285,10 +313,12 @@ class ResponseParser:
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
-def _drain(sock: socket.socket, parser: ResponseParser) -> bool:
-    """Feed the parser what has arrived on ``sock`` (plain or TLS); True once the response is complete."""
+def _drain(sock: socket.socket, parser: ResponseParser) -> bool | None:
+    """Feed the parser what has arrived on ``sock`` (plain or TLS), at most READS_PER_WAKEUP reads:
+    True once the response is complete, False when the socket has nothing more now, None when the
+    bound was reached with more to read (the caller lets every other task have its turn first)."""
     try:
-        while True:
+        for _ in range(READS_PER_WAKEUP):
             data = sock.recv(65536)
             if not data:
                 parser.finish()
@@ -297,6 +327,7 @@ def _drain(sock: socket.socket, parser: ResponseParser) -> bool:
                 return True
     except _WOULD_BLOCK:
         return False
+    return None
 
 
 async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser) -> None:
@@ -315,8 +346,11 @@ async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser)
         except _WOULD_BLOCK:
             await wait_fd(loop, fd, writable=True)
     await asyncio.sleep(0)
-    while not _drain(sock, parser):
-        await wait_fd(loop, fd, writable=False)
+    while (state := _drain(sock, parser)) is not True:
+        if state is None:  # a fast sender: read on after one turn of the loop (TLS may hold it decrypted)
+            await asyncio.sleep(0)
+        else:
+            await wait_fd(loop, fd, writable=False)
 
 
 async def _exchange_plain(target: Target, request: bytes, parser: ResponseParser) -> None:

@@ -96,7 +96,7 @@ def parse_settings(text: str, path: str = "<string>") -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = _decode_error_line(str(exc))
+        line = _decode_error_line(str(exc), text)
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([Diagnostic(path, line, f"not valid TOML: {message}")]) from exc
     except RecursionError:  # tomllib recurses once per level of nested arrays/inline tables
@@ -109,9 +109,10 @@ def parse_settings(text: str, path: str = "<string>") -> Settings:
     return settings
 
 
-def _decode_error_line(message: str) -> int:
+def _decode_error_line(message: str, text: str) -> int:
+    """The line tomllib names; "at end of document" is the file's last line (never line 0)."""
     match = re.search(r"at line (\d+)", message)
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else max(1, len(text.split("\n")))
 
 
 def _deep_line(text: str, depth: int = 64) -> int:

@@ -36,8 +36,11 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         return await service.zero(key)
 
     async def apply(request: Request) -> Answer:
+        items = request.get("ops", [])
+        if not isinstance(items, list):
+            raise ServiceError(f"malformed ops: expected a list of ops, got {type(items).__name__}")
         try:
-            ops = [op_from_dict(item) for item in request.get("ops", [])]
+            ops = [op_from_dict(item, f"ops[{i}]") for i, item in enumerate(items)]
         except (KeyError, TypeError, ValueError) as exc:
             raise ServiceError(f"malformed ops: {exc}") from exc
         return await service.apply(ops)

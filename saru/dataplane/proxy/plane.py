@@ -98,7 +98,7 @@ class _Running:
 def _check_address(address: str, what: str) -> None:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         raise DataplaneError(f"{what}: {address!r} is not an IP address") from None
 
 
