@@ -30,6 +30,7 @@ from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, HANodeLike
 from saru.daemon.journal import Journal
+from saru.daemon.metrics_live import LiveServers
 from saru.daemon.metrics_snapshot import MetricsSnapshot
 from saru.daemon.metrics_snapshot import build as build_metrics
 from saru.daemon.operator import OperatorError, OperatorState
@@ -38,7 +39,7 @@ from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
 from saru.daemon.status import StatusDocument, cluster_events, virtuals_status
 from saru.daemon.transitions import Transitions
-from saru.dataplane.base import Dataplane, DataplaneError
+from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.diff import OpError
 from saru.events import DaemonEvent, OperatorAction
 from saru.ha.node import HACommandError, HASnapshot
@@ -51,6 +52,8 @@ STATUS_EVENTS = 20
 MAX_HOLD = 3600.0
 #: an operator's weight: what IPVS and ipvsadm take
 MAX_WEIGHT = 65535
+#: the oldest reading of the plane's counters ``/metrics`` shows, seconds (docs/metrics.md)
+COUNTERS_MAX_AGE = 2.0
 
 
 class ServiceError(Exception):
@@ -180,6 +183,8 @@ class DaemonService:
         self._bus = bus if bus is not None else EventBus()
         self._transitions = transitions
         self._realstats = realstats if realstats is not None else RealStats()
+        self._metrics_rows = LiveServers(self._realstats)
+        self._counters: tuple[float, dict[ServiceKey, ServiceStats]] | None = None  # (when, the plane's)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -242,9 +247,12 @@ class DaemonService:
 
     async def metrics_snapshot(self) -> MetricsSnapshot:
         """Every number ``/metrics`` shows: the reals' states and check statistics, the plane's
-        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds)."""
+        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds). The
+        rows are kept from one scrape to the next and redone where something changed
+        (``saru.daemon.metrics_live``); the plane's counters are read again when the last reading is
+        ``COUNTERS_MAX_AGE`` seconds old."""
         table = await self._dataplane.read()
-        stats = await self._dataplane.stats()
+        stats = await self._metrics_counters()
         loaded, node = self._loaded, self._gate.node
         config = loaded.config
         if len(self._realstats) > sum(len(v.reals) for v in config.virtuals):  # reals left by a reload
@@ -255,7 +263,14 @@ class DaemonService:
             rewrite=self._reconciler.rewrite, ha=node.snapshot() if node is not None else None,
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
-            overrides=self._operator.for_config(config) if self._operator is not None else None)
+            overrides=self._operator.for_config(config) if self._operator is not None else None,
+            kept=self._metrics_rows)
+
+    async def _metrics_counters(self) -> dict[ServiceKey, ServiceStats]:
+        now = time.monotonic()
+        if self._counters is None or not 0 <= now - self._counters[0] < COUNTERS_MAX_AGE:
+            self._counters = (now, await self._dataplane.stats())
+        return self._counters[1]
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""

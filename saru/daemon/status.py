@@ -26,7 +26,7 @@ from saru.daemon.transitions import TransitionDoc, Transitions
 from saru.dataplane.base import ServiceStats
 from saru.model import Config, Dest, Override, Overrides, RealRef, ServiceKey, Settings, Table, format_hostport
 from saru.monitor import RealHealth
-from saru.planner import dest_port, fallback_active, real_ref
+from saru.planner import dest_port, fallback_active
 
 if TYPE_CHECKING:  # the HA stack is imported only by a daemon that runs it
     from saru.ha.node import HASnapshot
@@ -152,11 +152,12 @@ def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], tabl
     fallbacks = fallback_active(config, table, rewrite)
     virtuals: list[VirtualStatus] = []
     for v in config.virtuals:
-        service = table.services.get(v.key)
-        service_stats = stats.get(v.key, ServiceStats())
+        vkey = v.key  # (a property that makes a new key each time)
+        service = table.services.get(vkey)
+        service_stats = stats.get(vkey, ServiceStats())
         reals: list[RealStatus] = []
         for r in v.reals:
-            ref = real_ref(v, r)
+            ref = RealRef(vkey, r.address, r.port)  # planner.real_ref, the key made once
             health = snapshot.get(ref)
             port = dest_port(v, r.forward, r.port, rewrite)
             dest = service.dests.get((r.address, port)) if service else None
@@ -184,12 +185,12 @@ def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], tabl
                 "transitions": transitions.of(ref) if transitions is not None else [],
             })
         virtuals.append({
-            "proxy": proxy_name(v.key),
-            "service": key_to_dict(v.key), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
+            "proxy": proxy_name(vkey),
+            "service": key_to_dict(vkey), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
             "checktype": v.checktype, "service_type": v.service,
             "in_table": service is not None,
             "fallback": None if v.fallback is None else format_hostport(v.fallback.address, v.fallback.port),
-            "fallback_active": fallbacks.get(v.key, False),
+            "fallback_active": fallbacks.get(vkey, False),
             "connections": service_stats.connections,
             "reals": reals,
         })
