@@ -4,7 +4,7 @@
 though from one scrape to the next a few hundred of them changed. ``LiveServers`` keeps the rows and
 redoes only those whose inputs changed since the last ``update``:
 
-* a real a check result touched (``RealStats.take_changed``: the records results updated);
+* a real a check result touched (``RealStats.changes``: the records results updated);
 * every real of a virtual whose service in the data plane's table changed (a plane that hands back
   the same ``Service`` object while it is unchanged, as the proxy does, costs one identity test per
   virtual; otherwise the services are compared);
@@ -79,6 +79,7 @@ class LiveServers:
 
     def __init__(self, realstats: RealStats) -> None:
         self._realstats = realstats
+        self._changed = realstats.changes()
         self._config: Config | None = None
         self._rewrite = False
         self._generation = -1
@@ -106,10 +107,11 @@ class LiveServers:
         """Bring the rows to ``build``'s for these inputs."""
         realstats = self._realstats
         if config is not self._config or rewrite != self._rewrite or realstats.generation != self._generation:
-            realstats.take_changed()
+            self._changed.clear()
             self._start(config, table, stats, rewrite, overrides)
             return
-        changed = realstats.take_changed()
+        changed = list(self._changed)
+        self._changed.clear()
         redo_virtuals: set[int] = set()
         redo_rows: dict[int, RealRecord | None] = {}  # (its record when a result touched it)
         fresh = stats is not self._stats

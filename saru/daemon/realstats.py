@@ -63,7 +63,7 @@ class RealStats:
         self._clock = clock
         self.started = clock()
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
-        self._changed: set[RealRecord] = set()
+        self._changes: list[set[RealRecord]] = []
         self.generation = 0  # retain() calls
 
     def record(self, ref: RealRef, _spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
@@ -74,7 +74,8 @@ class RealStats:
         rec = reals.get((ref.address, ref.port))
         if rec is None:
             rec = reals[(ref.address, ref.port)] = RealRecord(ref, self.started)
-        self._changed.add(rec)
+        for changed in self._changes:
+            changed.add(rec)
         rec.maintenance = not result.ok and result.message == MAINTENANCE_MESSAGE
         check_class = result_class(result)
         if rec.maintenance or check_class == NO_CHECK:
@@ -97,9 +98,10 @@ class RealStats:
             rec.down_since = None
         rec.up = up
 
-    def take_changed(self) -> set[RealRecord]:
-        """The records results touched since the last call (and forget them)."""
-        changed, self._changed = self._changed, set()
+    def changes(self) -> set[RealRecord]:
+        """A set that gets every record a result touches from now on (the reader empties it)."""
+        changed: set[RealRecord] = set()
+        self._changes.append(changed)
         return changed
 
     def for_service(self, key: ServiceKey) -> Mapping[tuple[str, int], RealRecord]:
@@ -127,7 +129,8 @@ class RealStats:
             if rec is not None:
                 kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
         self._records = kept
-        self._changed = set()
+        for changed in self._changes:
+            changed.clear()
         self.generation += 1
 
     def __len__(self) -> int:

@@ -10,8 +10,11 @@ event bus, ``saru.daemon.bus``), ``note`` (a front door's log line) and ``metric
 JSON-able answer (``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is
 the answer's error, ``status`` the HTTP status a front door answers with: 400 bad input, 404 no
 such real, 409 not possible now, 500 could not be done), and a data plane failure raises
-``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; it
-holds no state of its own.
+``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; what
+it holds of its own is kept to answer faster and never changes an answer: ``/metrics``' rows and
+the status document's reals kept between requests (``metrics_live``, ``status_live``; they need
+``realstats`` fed by the monitor's results, as the daemon wires it), and the plane's counters for
+``/metrics`` (at most ``COUNTERS_MAX_AGE`` old).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.daemon.status import StatusDocument, cluster_events, virtuals_status
+from saru.daemon.status import StatusDocument, VirtualStatus, cluster_events, virtuals_status
+from saru.daemon.status_live import LiveVirtuals
 from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.diff import OpError
 from saru.events import DaemonEvent, OperatorAction
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import Op, Override, OverrideState, RealRef, ServiceKey
+from saru.model import Op, Override, OverrideState, RealRef, ServiceKey, Table
 from saru.monitor import Monitor
 
 #: how many recent events ``status`` shows
@@ -184,6 +188,8 @@ class DaemonService:
         self._transitions = transitions
         self._realstats = realstats if realstats is not None else RealStats()
         self._metrics_rows = LiveServers(self._realstats)
+        # the status document's reals kept between requests: it needs the statistics the monitor feeds
+        self._status_virtuals = LiveVirtuals(realstats, transitions) if realstats is not None else None
         self._counters: tuple[float, dict[ServiceKey, ServiceStats]] | None = None  # (when, the plane's)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -208,13 +214,20 @@ class DaemonService:
             "reloads": loaded.reloads,
             "last_reload_error": loaded.last_reload_error,
             "drift": self._drift.snapshot(),
-            "virtuals": virtuals_status(loaded.config, self._monitor.snapshot(), table, stats,
-                                        self._reconciler.rewrite, self._overrides(), self._transitions),
+            "virtuals": self._virtuals_status(table, stats),
             "ha": node.snapshot() if node is not None else None,
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
             "cluster_events": cluster_events(loaded.settings),
         }
+
+    def _virtuals_status(self, table: Table, stats: dict[ServiceKey, ServiceStats]) -> list[VirtualStatus]:
+        """``status.virtuals_status``, kept between requests where the monitor feeds ``realstats``
+        (``saru.daemon.status_live``)."""
+        config, snapshot, rewrite = self._loaded.config, self._monitor.snapshot(), self._reconciler.rewrite
+        if self._status_virtuals is None:
+            return virtuals_status(config, snapshot, table, stats, rewrite, self._overrides(), self._transitions)
+        return self._status_virtuals.update(config, snapshot, table, stats, rewrite, self._overrides())
 
     async def table(self) -> TableAnswer:
         """The live table with the reals' health and the owned services (``saru plan``'s input)."""
