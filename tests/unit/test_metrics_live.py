@@ -22,28 +22,12 @@ from saru.dataplane.base import DestStats, ServiceStats
 from saru.model import CheckResult, CheckSpec, Config, Override, RealRef, Table
 from saru.monitor import MAINTENANCE_MESSAGE
 from saru.planner import desired_table, real_ref
+from tests.unit.test_metrics_render import CONFIG as RENDER_CONFIG
 
-CONFIG = """\
-quiescent=no
-virtual=10.0.0.1:80
-\treal=10.0.0.2:80 masq 3
-\treal=10.0.0.3:80 masq 1
-\treal=10.0.0.4:80 masq 0
-\tchecktype=negotiate
-\tservice=http
-\trequest="/check"
-\treceive="ok"
-virtual6=[2001:db8::1]:443
-\treal6=[2001:db8::2]:443 masq 1
-\treal6=[2001:db8::3]:443 masq 1
-\tchecktype=connect
-\tquiescent=yes
-virtual=7
-\treal=10.0.0.9:0 gate 2
-\treal=10.0.0.2:80 gate 1
-\tchecktype={checktype}
-\tprotocol=fwm
-"""
+#: test_metrics_render's config, with a real in two virtuals and the firewall mark's checktype to change
+CONFIG = RENDER_CONFIG.replace("\treal=10.0.0.9:0 gate 2\n\tchecktype=off\n",
+                               "\treal=10.0.0.9:0 gate 2\n\treal=10.0.0.2:80 gate 1\n\tchecktype={checktype}\n")
+assert CONFIG != RENDER_CONFIG
 #: a reload: a real gone, one new, another checktype for the firewall mark
 RELOADED = CONFIG.replace("\treal=10.0.0.3:80 masq 1\n", "\treal=10.0.0.5:8080 masq 2\n")
 
