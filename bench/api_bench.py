@@ -127,7 +127,7 @@ def cpu_seconds(pid: int) -> float:
 def get(url: str) -> tuple[int, int]:
     """(status, size) of one GET."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as answer:
+        with urllib.request.urlopen(url, timeout=300) as answer:
             return answer.status, len(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, 0

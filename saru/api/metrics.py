@@ -328,8 +328,9 @@ _UNSET = object()
 #: label sets prometheus-client writes in one step of ``Exporter.slices`` (~4 ms for 64 reals' 14
 #: check classes)
 SLICE = 64
-#: seconds of slices a scrape does before it lets the event loop's other work in
-TURN = 0.02
+#: seconds of slices a scrape does before it lets the event loop's other work in (a loop that is behind
+#: gets one turn per yield: few long turns, not many short ones)
+TURN = 0.1
 _ONE, _ZERO = _value(1.0), _value(0.0)
 
 
