@@ -331,6 +331,8 @@ SLICE = 64
 #: seconds of slices a scrape does before it lets the event loop's other work in (a loop that is behind
 #: gets one turn per yield: few long turns, not many short ones)
 TURN = 0.1
+#: fewer new label sets than this are written at once, without slices
+SLICES_ABOVE = 2000
 _ONE, _ZERO = _value(1.0), _value(0.0)
 
 
@@ -378,7 +380,8 @@ class _Kept(Generic[Row]):
         missing = self.missing(labels)
         if missing or not self.header:
             self.learn(missing)
-        self._prefixes = {label: self._prefixes[label] for label in labels}  # only those in use
+        if len(self._prefixes) > 2 * len(labels):  # those in use (reals that left the table and come back
+            self._prefixes = {label: self._prefixes[label] for label in labels}  # keep theirs until then)
         self._rows = [self._prefixes[label] for label in labels]
         self.shown = [_UNSET] * len(labels)
         self.parts = [b""] * len(labels)
@@ -449,10 +452,12 @@ class _RowFamilies(Generic[Row]):
         if not self._changed(rows)[1]:
             return
         labels = self._labels(rows)
-        for kept in self._kept:
-            missing = kept.missing(labels)
-            for start in range(0, len(missing), SLICE):
-                kept.learn(missing[start:start + SLICE])
+        missing = [kept.missing(labels) for kept in self._kept]
+        if sum(map(len, missing)) < SLICES_ABOVE:
+            return  # a few: texts() writes them at once
+        for kept, new in zip(self._kept, missing, strict=True):
+            for start in range(0, len(new), SLICE):
+                kept.learn(new[start:start + SLICE])
                 yield
 
     def texts(self, rows: Sequence[Row], now: float) -> list[bytes]:
