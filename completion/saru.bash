@@ -19,7 +19,7 @@ _saru_subcommands() {
 _saru_options() {
     case "$1" in
         "") echo '-h --help --version' ;;
-        run) echo '-h --help -c --config --settings --dataplane --control --pidfile --rise --start-timeout --drift-interval -q --quiet -d --debug --no-drop --event-loop' ;;
+        run) echo '-h --help -c --config --settings --dataplane --control --pidfile --rise --start-timeout --drift-interval -q --quiet -d --debug --no-drop --handover --event-loop' ;;
         check-config) echo '-h --help -c --config --settings --dataplane --json' ;;
         plan) echo '-h --help -c --config --settings --control --assume --proxy-ports --json' ;;
         status) echo '-h --help -c --config --settings --control --json' ;;

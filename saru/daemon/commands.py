@@ -75,6 +75,7 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         "reload": lambda _r: service.reload(),
         "table": lambda _r: service.table(),
         "stop": lambda _r: service.stop(),
+        "listeners": lambda _r: service.listeners(),
         "stats": lambda _r: service.stats(),
         "apply": apply,
         "zero": zero,

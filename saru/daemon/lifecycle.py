@@ -13,6 +13,10 @@ daemon has acquired; the way out releases exactly that, in reverse: HA leaves fi
 advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
 API, the plane, the socket, the pid file, the lock.
 
+Under systemd the proxy's listening sockets go to its file descriptor store (``saru.daemon.fdstore``):
+a daemon restarted by ``Restart=`` takes them back (``LISTEN_FDS``) and refuses no connection; outside
+systemd ``saru run --handover`` takes them from the running daemon before stopping it.
+
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 
 Once ready, and a little after each reload, the heap is settled (``saru.daemon.heap``): the garbage
@@ -41,7 +45,9 @@ from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
+from saru.daemon.fdstore import FdStore
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
+from saru.daemon.handover import HandoverError, take_over
 from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
@@ -58,9 +64,10 @@ from saru.daemon.systemd import SystemdLink, stall_limit, status_line
 from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
-from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
+from saru.events import AlertSink, DaemonEvent, Event, MonitorFile, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+from saru.sdnotify import listen_fds
 from saru.subproc import RunAs, set_command_user
 
 if TYPE_CHECKING:
@@ -109,6 +116,8 @@ class Daemon:
                  node_factory: NodeFactory = vrrp_node, systemd: SystemdLink | None = None) -> None:
         self.options = options
         self.systemd = systemd if systemd is not None else SystemdLink()  # NOTIFY_SOCKET, if any
+        # the proxy's listening sockets systemd kept across a restart (LISTEN_FDS), and its store
+        self.fdstore = FdStore(self.systemd.notifier, listen_fds())
         self.config_path = os.path.abspath(options.config_path)
         self.life = Life()
         self.held = Held()
@@ -157,6 +166,16 @@ class Daemon:
         except DataplaneError as exc:
             print(f"saru: {exc}", file=sys.stderr)
             return 2
+        if settings.director.expire_nodest_conn is not None:
+            dataplane.expire_nodest_conn = settings.director.expire_nodest_conn
+        if dataplane.listen_sockets is None:
+            dataplane.listen_sockets = self.fdstore
+        if self.options.handover:
+            try:
+                self.fdstore.add(await asyncio.to_thread(take_over, self._control_path(loaded)))
+            except HandoverError as exc:
+                print(f"saru: --handover: {exc}", file=sys.stderr)
+                return 1
         problems = unsupported(config, dataplane.capabilities)
         if problems:
             print("\n".join(map(str, problems)), file=sys.stderr)
@@ -201,6 +220,7 @@ class Daemon:
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
                                 overrides=lambda: operator.for_config(loaded.config),
+                                failed=monitor.failed_since,
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
@@ -209,6 +229,7 @@ class Daemon:
 
         def configure(config: Config) -> None:  # a reload's
             self._configure_logging(loaded, config)
+            self._prune_kept_sockets(config)
             for warning in operator.load(config):  # a reload reads the kept overrides again
                 LOGGER.warning("%s", warning)
             monitor.configure(config)
@@ -226,6 +247,14 @@ class Daemon:
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
                      realstats)
 
+    def _control_path(self, loaded: Loaded) -> Path:
+        return Path(self.options.control_path or default_socket_path(loaded.config_path))
+
+    def _prune_kept_sockets(self, config: Config) -> None:
+        """Close the listening sockets systemd handed back for virtuals the config no longer has."""
+        for name in self.fdstore.prune(v.key for v in config.virtuals):
+            LOGGER.info("Closed the kept listening socket %s: no such virtual in the configuration", name)
+
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:
         console = self.options.console
         if console is None and config.globals.supervised:
@@ -234,7 +263,8 @@ class Daemon:
         if self._bus_handler is not None:  # configure_logging replaced the saru logger's handlers
             LOGGER.addHandler(self._bus_handler)
 
-    def _alert(self, change: TableChange) -> None:
+    def _alert(self, change: Event) -> None:
+        """Table changes and panic mode to the e-mail alerts."""
         if self.parts is not None:
             self.parts.alerts.handle(change, self.life.phase)
 
@@ -249,7 +279,7 @@ class Daemon:
         if self.options.pidfile and not write_pidfile(self.options.pidfile):
             return 1
         self.held.pidfile = True
-        control_path = Path(self.options.control_path or default_socket_path(loaded.config_path))
+        control_path = self._control_path(loaded)
         control = ControlServer(control_path, control_handlers(parts.service, lambda: self.held.dataplane))
         try:
             await control.start()
@@ -272,6 +302,7 @@ class Daemon:
             LOGGER.error("cannot start the %s data plane: %s", dataplane.capabilities.name, exc)
             return 1
         self.held.dataplane = self.held.table = True
+        self._prune_kept_sockets(loaded.config)
         await parts.gate.sync_daemons()
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
@@ -333,6 +364,8 @@ class Daemon:
             if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
                 return
         self.systemd.ready(self._status_line(parts))
+        for name in self.fdstore.release_untaken():  # an HA backup's: it serves none of them
+            LOGGER.info("Closed the kept listening socket %s: not served by this director now", name)
         if self.options.on_ready is not None:
             self.options.on_ready()
 
@@ -384,6 +417,7 @@ class Daemon:
                 await parts.dataplane.close()
         if self.held.control and self.control is not None:
             await self.control.close()
+        self.fdstore.close()
         await parts.alerts.close()
         await parts.monitorfile.close()
         await self.hooks.wait()

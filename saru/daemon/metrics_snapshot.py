@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from saru.checks.base import LOCAL_FAULT_REASONS
 from saru.daemon.histogram import HistogramSnapshot
 from saru.daemon.realstats import RealRecord, RealStats
 from saru.daemon.status import status_word
@@ -132,6 +133,10 @@ class MetricsSnapshot:
     last_reload_success: float  # wall clock
     apply_durations: HistogramSnapshot
     ipvs: IpvsView | None
+    #: checks that could not run for a local reason since start, by reason (``LOCAL_FAULT_REASONS``)
+    local_faults: tuple[tuple[str, int], ...] = ()
+    #: the alarms (``local_fault``, ``panic``) and whether each is raised
+    alarms: tuple[tuple[str, bool], ...] = ()
 
 
 def verdict(up: bool | None, checktype: str) -> bool | None:
@@ -257,7 +262,8 @@ class KeptRows(Protocol):
 def build(*, version: str, dataplane: str, config: Config, table: Table,
           stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool, ha: HASnapshot | None,
           reloads_ok: int, reloads_failed: int, last_reload_success: float, apply_durations: HistogramSnapshot,
-          overrides: Mapping[RealRef, Override] | None = None, kept: KeptRows | None = None) -> MetricsSnapshot:
+          overrides: Mapping[RealRef, Override] | None = None, local_faults: Mapping[str, int] | None = None,
+          alarms: Mapping[str, bool] | None = None, kept: KeptRows | None = None) -> MetricsSnapshot:
     """The snapshot (see the module docstring); ``overrides``: the operator's, by real; ``kept``: the
     rows kept since the last snapshot, brought up to date (the same rows as made anew)."""
     if kept is None:
@@ -271,4 +277,6 @@ def build(*, version: str, dataplane: str, config: Config, table: Table,
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,
         last_reload_success=last_reload_success, apply_durations=apply_durations,
         ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats) if kept is None else kept.ipvs(),
+        local_faults=tuple((reason, (local_faults or {}).get(reason, 0)) for reason in LOCAL_FAULT_REASONS),
+        alarms=tuple(sorted((alarms or {}).items())),
     )

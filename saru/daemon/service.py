@@ -40,7 +40,7 @@ from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.daemon.status import StatusDocument, VirtualStatus, cluster_events, virtuals_status
+from saru.daemon.status import StatusDocument, VirtualStatus, alarms_doc, cluster_events, virtuals_status
 from saru.daemon.status_live import LiveVirtuals
 from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
@@ -152,6 +152,11 @@ class StopAnswer(TypedDict):
     stopping: bool
 
 
+class ListenersAnswer(TypedDict):
+    names: list[str]
+    _fds: list[int]  # passed as SCM_RIGHTS, not as JSON (saru.control.server.FDS)
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -219,6 +224,7 @@ class DaemonService:
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
             "cluster_events": cluster_events(loaded.settings),
+            "alarms": alarms_doc(self._monitor.local_faults(), self._reconciler.panic),
         }
 
     def _virtuals_status(self, table: Table, stats: dict[ServiceKey, ServiceStats]) -> list[VirtualStatus]:
@@ -277,6 +283,8 @@ class DaemonService:
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
             overrides=self._operator.for_config(config) if self._operator is not None else None,
+            local_faults=self._monitor.local_fault_counts,
+            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)},
             kept=self._metrics_rows)
 
     async def _metrics_counters(self) -> dict[ServiceKey, ServiceStats]:
@@ -318,6 +326,12 @@ class DaemonService:
         """Stop the daemon (cleanstop, as on SIGTERM); the answer comes before it has stopped."""
         self._life.stop()
         return {"stopping": True}
+
+    async def listeners(self) -> ListenersAnswer:
+        """The data plane's listening sockets (names, and the descriptors to pass): ``saru run
+        --handover`` takes them before it stops this daemon."""
+        sockets = await self._dataplane.listening_sockets()
+        return {"names": list(sockets), "_fds": list(sockets.values())}
 
     # -- the operator's overrides ------------------------------------------------------------------
 

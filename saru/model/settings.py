@@ -30,6 +30,13 @@ class DirectorSettings:
     command_user: str | None = None
     #: False: a daemon started as root stays root (``saru run --no-drop``)
     drop_privileges: bool = True
+    #: percent of a virtual's reals failing together that puts it in panic mode (its table is kept;
+    #: ``saru.planner.panic_start``); 0: off
+    panic_threshold: int = 50
+    #: True: connections to a real that left the table (down, removed) are ended at once, like IPVS's
+    #: ``net.ipv4.vs.expire_nodest_conn=1``; False: they run on until their ends close them. None (not
+    #: written): off on the proxy and nftables planes, and the IPVS sysctl is left as the kernel has it
+    expire_nodest_conn: bool | None = None
 
 
 @dataclass(frozen=True)
