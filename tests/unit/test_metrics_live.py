@@ -115,7 +115,7 @@ class World:
 STEPS = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0, 30)), min_size=1, max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEPS, min_size=1, max_size=6))
 def test_live_rows_and_the_exporter_equal_a_full_rebuild_after_every_change(scrapes: list) -> None:
     world = World()

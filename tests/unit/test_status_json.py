@@ -32,7 +32,7 @@ def document(virtuals: int = 3, reals: int = 4) -> dict[str, Any]:
 CHANGES = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 9), st.integers(0, 9)), max_size=12)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(CHANGES, min_size=1, max_size=5))
 def test_the_text_is_json_dumps_of_the_document_request_after_request(requests: list) -> None:
     encoder = StatusEncoder()

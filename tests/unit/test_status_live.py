@@ -48,7 +48,7 @@ class StatusWorld(World):
 STEPS = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 20), st.integers(0, 30)), min_size=1, max_size=30)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEPS, min_size=1, max_size=6))
 def test_kept_virtuals_equal_virtuals_status_after_every_change(requests: list) -> None:
     world = StatusWorld()
