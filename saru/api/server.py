@@ -7,7 +7,8 @@ Every route calls the service layer (``saru.daemon.service``), never the daemon'
 ``add_routes(app, service)`` is the one place routes are registered:
 
 * ``GET /api/v1/status`` — ``saru status --json``'s document (with each real's check class, reason,
-  latency, time, transitions and operator override);
+  latency, time, transitions and operator override), its text written by ``saru.api.status_json``
+  (the parts that did not change since the last request are not encoded again);
 * ``GET /api/v1/events`` — Server-Sent Events, one JSON object per event the daemon logs, a
   heartbeat comment every ``HEARTBEAT`` seconds;
 * ``POST /api/v1/servers/drain|enable|disable|weight`` (``{"proxy", "server"[, "weight"]}``),
@@ -44,6 +45,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from saru.api.dashboard import dashboard_routes
+from saru.api.status_json import StatusEncoder, dumps
 from saru.model import APISettings, Endpoint
 
 if TYPE_CHECKING:
@@ -81,8 +83,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, allow_nan=False, default=str)
+_dumps = dumps
 
 
 def answer(doc: object, status: int = 200) -> web.Response:
@@ -198,8 +199,11 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
     """Every route of the API (the one place they are registered; see the module docstring)."""
     from saru.daemon.service import ServiceError
 
+    encoder = StatusEncoder()  # keeps the text of the reals that did not change (saru.api.status_json)
+
     async def status(_request: web.Request) -> web.Response:
-        return answer(await service.status())  # a data plane failure: the middleware's JSON 500
+        doc = await service.status()  # a data plane failure: the middleware's JSON 500
+        return web.json_response(text=encoder.encode(doc))
 
     def server_write(action: str) -> Handler:
         fields: dict[str, type | tuple[type, ...]] = {"proxy": str, "server": str}

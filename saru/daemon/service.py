@@ -10,8 +10,11 @@ event bus, ``saru.daemon.bus``), ``note`` (a front door's log line) and ``metric
 JSON-able answer (``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is
 the answer's error, ``status`` the HTTP status a front door answers with: 400 bad input, 404 no
 such real, 409 not possible now, 500 could not be done), and a data plane failure raises
-``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; it
-holds no state of its own.
+``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; what
+it holds of its own is kept to answer faster and never changes an answer: ``/metrics``' rows and
+the status document's reals kept between requests (``metrics_live``, ``status_live``; they need
+``realstats`` fed by the monitor's results, as the daemon wires it), and the plane's counters for
+``/metrics`` (at most ``COUNTERS_MAX_AGE`` old).
 """
 
 from __future__ import annotations
@@ -31,19 +34,21 @@ from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, HANodeLike
 from saru.daemon.journal import Journal
+from saru.daemon.metrics_live import LiveServers
 from saru.daemon.metrics_snapshot import MetricsSnapshot
 from saru.daemon.metrics_snapshot import build as build_metrics
 from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.daemon.status import StatusDocument, alarms_doc, cluster_events, virtuals_status
+from saru.daemon.status import StatusDocument, VirtualStatus, alarms_doc, cluster_events, virtuals_status
+from saru.daemon.status_live import LiveVirtuals
 from saru.daemon.transitions import Transitions
-from saru.dataplane.base import Dataplane, DataplaneError
+from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.diff import OpError
 from saru.events import DaemonEvent, OperatorAction
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import Op, Override, OverrideState, RealRef, ServiceKey
+from saru.model import Op, Override, OverrideState, RealRef, ServiceKey, Table
 from saru.monitor import Monitor
 
 #: how many recent events ``status`` shows
@@ -52,6 +57,8 @@ STATUS_EVENTS = 20
 MAX_HOLD = 3600.0
 #: an operator's weight: what IPVS and ipvsadm take
 MAX_WEIGHT = 65535
+#: the oldest reading of the plane's counters ``/metrics`` shows, seconds (docs/metrics.md)
+COUNTERS_MAX_AGE = 2.0
 
 
 class ServiceError(Exception):
@@ -187,6 +194,10 @@ class DaemonService:
         self._transitions = transitions
         self._realstats = realstats if realstats is not None else RealStats()
         self.announcer: Announcer | None = None  # saru.toml [bgp], set by the lifecycle once started
+        self._metrics_rows = LiveServers(self._realstats)
+        # the status document's reals kept between requests: it needs the statistics the monitor feeds
+        self._status_virtuals = LiveVirtuals(realstats, transitions) if realstats is not None else None
+        self._counters: tuple[float, dict[ServiceKey, ServiceStats]] | None = None  # (when, the plane's)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -210,8 +221,7 @@ class DaemonService:
             "reloads": loaded.reloads,
             "last_reload_error": loaded.last_reload_error,
             "drift": self._drift.snapshot(),
-            "virtuals": virtuals_status(loaded.config, self._monitor.snapshot(), table, stats,
-                                        self._reconciler.rewrite, self._overrides(), self._transitions),
+            "virtuals": self._virtuals_status(table, stats),
             "ha": node.snapshot() if node is not None else None,
             "bgp": await self.announcer.snapshot() if self.announcer is not None else None,
             "settings": loaded.settings.path,
@@ -219,6 +229,14 @@ class DaemonService:
             "cluster_events": cluster_events(loaded.settings),
             "alarms": alarms_doc(self._monitor.local_faults(), self._reconciler.panic),
         }
+
+    def _virtuals_status(self, table: Table, stats: dict[ServiceKey, ServiceStats]) -> list[VirtualStatus]:
+        """``status.virtuals_status``, kept between requests where the monitor feeds ``realstats``
+        (``saru.daemon.status_live``)."""
+        config, snapshot, rewrite = self._loaded.config, self._monitor.snapshot(), self._reconciler.rewrite
+        if self._status_virtuals is None:
+            return virtuals_status(config, snapshot, table, stats, rewrite, self._overrides(), self._transitions)
+        return self._status_virtuals.update(config, snapshot, table, stats, rewrite, self._overrides())
 
     async def table(self) -> TableAnswer:
         """The live table with the reals' health and the owned services (``saru plan``'s input)."""
@@ -251,9 +269,12 @@ class DaemonService:
 
     async def metrics_snapshot(self) -> MetricsSnapshot:
         """Every number ``/metrics`` shows: the reals' states and check statistics, the plane's
-        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds)."""
+        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds). The
+        rows are kept from one scrape to the next and redone where something changed
+        (``saru.daemon.metrics_live``); the plane's counters are read again when the last reading is
+        ``COUNTERS_MAX_AGE`` seconds old."""
         table = await self._dataplane.read()
-        stats = await self._dataplane.stats()
+        stats = await self._metrics_counters()
         loaded, node = self._loaded, self._gate.node
         config = loaded.config
         if len(self._realstats) > sum(len(v.reals) for v in config.virtuals):  # reals left by a reload
@@ -266,7 +287,14 @@ class DaemonService:
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
             overrides=self._operator.for_config(config) if self._operator is not None else None,
             local_faults=self._monitor.local_fault_counts,
-            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)})
+            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)},
+            kept=self._metrics_rows)
+
+    async def _metrics_counters(self) -> dict[ServiceKey, ServiceStats]:
+        now = time.monotonic()
+        if self._counters is None or not 0 <= now - self._counters[0] < COUNTERS_MAX_AGE:
+            self._counters = (now, await self._dataplane.stats())
+        return self._counters[1]
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""
