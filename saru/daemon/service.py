@@ -16,6 +16,7 @@ holds no state of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -145,6 +146,23 @@ class StopAnswer(TypedDict):
     stopping: bool
 
 
+class RuntimeAnswer(TypedDict):
+    """``runtime``: the process's own resources and the sizes of what it keeps (the soak watches them),
+    and how many data-plane writes it made since it started (the disruption bench counts them)."""
+
+    pid: int
+    rss_bytes: int
+    open_fds: int
+    tasks: int
+    journal_events: int
+    transition_reals: int
+    transitions: int
+    realstats: int
+    bus_subscribers: int
+    applies: int
+    ops_applied: int
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -256,6 +274,15 @@ class DaemonService:
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
             overrides=self._operator.for_config(config) if self._operator is not None else None)
+
+    async def runtime(self) -> RuntimeAnswer:
+        """Resident memory, open descriptors, asyncio tasks, history sizes and the apply counters."""
+        reals, transitions = self._transitions.sizes() if self._transitions is not None else (0, 0)
+        return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "open_fds": len(os.listdir("/proc/self/fd")),
+                "tasks": len(asyncio.all_tasks()), "journal_events": len(self._journal),
+                "transition_reals": reals, "transitions": transitions, "realstats": len(self._realstats),
+                "bus_subscribers": self._bus.subscribers, "applies": self._reconciler.apply_times.snapshot().count,
+                "ops_applied": self._reconciler.ops_applied}
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""
@@ -454,3 +481,15 @@ class DaemonService:
             raise ServiceError("HA is configured but not started yet (first health pass running)", 409)
         raise ServiceError("HA is not configured for this daemon (saru.toml [ha] mode = \"vrrp\", passed "
                            "with --settings)", 409)
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (``VmRSS`` of /proc/self/status; 0 where there is none)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
