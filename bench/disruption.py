@@ -2,7 +2,7 @@
 
 A bounded client load (``tests.lab.loadgen``: 6 new-connection workers, 3 keep-alive workers, 2 long
 downloads at 2 MB/s each) runs through each data plane while one thing happens at a time (the
-scenarios of ``tests.disruption.beds``): the userspace proxy on loopback; nftables NAT and direct
+scenarios of ``tests.ha.disruption``): the userspace proxy on loopback; nftables NAT and direct
 routing in the guide's network in namespaces ``saru-…`` — one director for the table scenarios, a
 Saru VRRP pair for the switchovers — and, side by side on the same load and network, keepalived
 (its defaults: VRRPv2, advert 1 s) moving the VIP over table-only Saru daemons. keepalived's and
@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.disruption.beds import (
+from tests.ha.disruption import (
     KEEPALIVED_SCENARIOS,
     PAIR_SCENARIOS,
     PROXY_SCENARIOS,

@@ -7,7 +7,8 @@ write (counted by the daemon and, on nftables, by the kernel's ``nft monitor``) 
 nothing changed, a reload of a broken file and a ``kill -9`` + restart that adopts the table; no
 failed request while reals are added, removed or flap; and a bounded outage where physics forbids
 none (a hung real until its check fails; the proxy plane's restart, whose listening sockets die with
-the process). Takes about two minutes.
+the process); a planned direct-routing switchover with warm standby moves the VIP and nothing
+else. Takes about two minutes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.disruption.beds import NftBed, Outcome, ProxyBed, measure, nft_bed, proxy_bed
+from tests.ha.disruption import NftBed, Outcome, ProxyBed, measure, nft_bed, proxy_bed
 from tests.ha.bed import HABed
 from tests.helpers import free_port, require
 
@@ -114,3 +115,15 @@ def test_nft_nat_flapping_check_loses_nothing(nat: NftBed) -> None:
 def test_nft_nat_hung_real_costs_at_most_its_detection_time(nat: NftBed) -> None:
     outcome = run(nat, "hung", nat.hung)
     assert outcome.load["longest_gap"] < HUNG_BOUND, outcome.row()
+
+
+def test_nft_dr_planned_switchover_with_warm_standby_loses_nothing_and_writes_nothing(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Resign, the peer takes over, the first director takes the VIP back: with both tables programmed
+    (``warm_standby``) only the VIP moves — no request fails, no connection breaks, no table write."""
+    ok, why = HABed.available()
+    require(ok, why)
+    with nft_bed(Path(tmp_path_factory.mktemp("dr")), "dr") as bed:
+        bed.pair(warm_standby=True)
+        outcome = run(bed, "planned", bed.planned)
+        assert_untouched(outcome)
