@@ -16,6 +16,7 @@ transactions in both director namespaces), and the longest time a client worker 
 Prints the table and writes ``bench/results/disruption.json`` (with ``/proc/loadavg``).
 
     sudo .venv/bin/python bench/disruption.py [--planes proxy,nat,dr] [--only SUBSTRING,...]
+    .venv/bin/python bench/disruption.py --markdown bench/results/disruption.json   # the docs' table
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.ha.bed import HABed
 from tests.ha.disruption import (
     KEEPALIVED_SCENARIOS,
     PAIR_SCENARIOS,
@@ -43,7 +45,6 @@ from tests.ha.disruption import (
     nft_bed,
     proxy_bed,
 )
-from tests.ha.bed import HABed
 from tests.helpers import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "disruption.json"
@@ -79,11 +80,27 @@ def print_row(r: dict[str, Any]) -> None:
           f"  {r['note'][:70]}", flush=True)
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown (docs/reliability.md), from the rows of a run."""
+    out = ["| plane | scenario | failed (refused) | broken | idle closed | writes (kernel) | longest gap s | req/s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kernel = "" if r["kernel_transactions"] is None else f" ({r['kernel_transactions']})"
+        out.append(f"| {r['plane']} | {r['scenario']} | {cell(r['failed'])} ({cell(r['refused'])}) | "
+                   f"{cell(r['broken'])} | {cell(r['keepalive_closed'])} | {cell(r['writes'])}{kernel} | "
+                   f"{cell(r['longest_gap'], '{:.2f}')} | {cell(r['rate'], '{:.0f}')} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--planes", default="proxy,nat,dr")
     parser.add_argument("--only", default="", help="comma-separated substrings of scenario names")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print a saved run as Markdown and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())["rows"]))
+        return 0
     planes = args.planes.split(",")
     only = [o for o in args.only.split(",") if o]
     rows: list[Outcome] = []

@@ -25,10 +25,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from saru.control import request_sync
 from tests.director import Director as ProxyDirector
@@ -161,6 +161,22 @@ class Bed:
     def monitors(self) -> list[NftMonitor]:
         return []
 
+    def up(self) -> Self:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.up()
+        except BaseException:
+            self.down()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
 
 def measure(bed: Bed, scenario: str, action: Callable[[], str | None], *, lead: float = LEAD, tail: float = TAIL,
             load_args: tuple[str, ...] = LOAD_ARGS) -> Outcome:
@@ -275,7 +291,7 @@ class ProxyBed(Bed):
         self.reals: list[Nginx] = []
         self.director: ProxyDirector | None = None
 
-    def up(self) -> ProxyBed:
+    def up(self) -> Self:
         for name in ("rs1", "rs2", "rs3"):
             server = start_nginx(self.workdir / name, name, files={"index.html": PAGE,
                                                                   CHECK_PAGE: "up and running\n"})
@@ -370,13 +386,9 @@ class ProxyBed(Bed):
         return "saru run SIGTERMed, started again"
 
 
-@contextlib.contextmanager
-def proxy_bed(workdir: Path, vport: int) -> Iterator[ProxyBed]:
-    bed = ProxyBed(workdir, vport)
-    try:
-        yield bed.up()
-    finally:
-        bed.down()
+def proxy_bed(workdir: Path, vport: int) -> ProxyBed:
+    """``with proxy_bed(…) as bed:`` — up on entry, down on exit (and when ``up`` fails)."""
+    return ProxyBed(workdir, vport)
 
 
 PROXY_SCENARIOS: dict[str, Callable[[ProxyBed], str]] = {
@@ -390,16 +402,6 @@ PROXY_SCENARIOS: dict[str, Callable[[ProxyBed], str]] = {
     "kill -9 and restart (adoption)": ProxyBed.kill9_restart,
     "graceful restart": ProxyBed.graceful_restart,
 }
-
-
-@dataclass
-class Plan:
-    """Which scenarios of a bed to run (all by default)."""
-
-    only: set[str] = field(default_factory=set)
-
-    def wanted(self, name: str) -> bool:
-        return not self.only or name in self.only
 
 
 # ---- the nftables plane in the guide's network ---------------------------------------------------
@@ -445,7 +447,7 @@ class NftBed(Bed):
 
         return (f"{VIP}/24", f"{NAT_GW}/24") if self.mode == "nat" else (f"{VIP}/24",)
 
-    def up(self) -> NftBed:
+    def up(self) -> Self:
         self.lab.up()
         self.lab.mode(self.mode)
         for role in ("fe1", "fe2"):
@@ -622,6 +624,15 @@ class NftBed(Bed):
         self._wait_table(self._director("ld1", with_ha=False, start=False))
         return "saru run SIGTERMed, started again"
 
+    def graceful_restart_keeping_table(self) -> str:
+        """``cleanstop=no`` (reloaded in: no write), SIGTERM, started again: the table outlives the daemon."""
+        cf = self._cf()
+        cf.write_text("cleanstop=no\n" + cf.read_text())
+        answer = self._reload()
+        self.solo_director.stop()
+        self._wait_table(self._director("ld1", with_ha=False, start=False))
+        return f"cleanstop=no reloaded ({answer.get('reloaded')}), SIGTERMed, started again"
+
     # -- actions of a pair (Saru's VRRP or keepalived's) ----------------------------------------------
 
     def master(self) -> str:
@@ -713,6 +724,7 @@ SOLO_SCENARIOS: dict[str, Callable[[NftBed], str]] = {
     "a real answering slowly": NftBed.slow,
     "kill -9 and restart (adoption)": NftBed.kill9_restart,
     "graceful restart": NftBed.graceful_restart,
+    "graceful restart, cleanstop=no": NftBed.graceful_restart_keeping_table,
 }
 PAIR_SCENARIOS: dict[str, Callable[[NftBed], str]] = {
     "planned switchover": NftBed.planned,
@@ -728,10 +740,6 @@ KEEPALIVED_SCENARIOS: dict[str, Callable[[NftBed], str]] = {
 }
 
 
-@contextlib.contextmanager
-def nft_bed(workdir: Path, mode: str) -> Iterator[NftBed]:
-    bed = NftBed(workdir, mode)
-    try:
-        yield bed.up()
-    finally:
-        bed.down()
+def nft_bed(workdir: Path, mode: str) -> NftBed:
+    """``with nft_bed(…) as bed:`` — up on entry, down on exit (and when ``up`` fails)."""
+    return NftBed(workdir, mode)

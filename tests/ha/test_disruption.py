@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.disruption import NftBed, Outcome, ProxyBed, measure, nft_bed, proxy_bed
 from tests.ha.bed import HABed
+from tests.ha.disruption import NftBed, Outcome, ProxyBed, measure, nft_bed, proxy_bed
 from tests.helpers import free_port, require
 
 SHORT = ("--conns", "4", "--keepalive", "2", "--downloads", "1", "--download-rate", "2000000")
