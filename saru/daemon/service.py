@@ -158,6 +158,7 @@ class RuntimeAnswer(TypedDict):
     transition_reals: int
     transitions: int
     realstats: int
+    check_results: int
     bus_subscribers: int
     applies: int
     ops_applied: int
@@ -281,6 +282,7 @@ class DaemonService:
         return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "open_fds": len(os.listdir("/proc/self/fd")),
                 "tasks": len(asyncio.all_tasks()), "journal_events": len(self._journal),
                 "transition_reals": reals, "transitions": transitions, "realstats": len(self._realstats),
+                "check_results": self._realstats.results,
                 "bus_subscribers": self._bus.subscribers, "applies": self._reconciler.apply_times.snapshot().count,
                 "ops_applied": self._reconciler.ops_applied}
 

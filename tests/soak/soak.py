@@ -76,7 +76,8 @@ class Sample:
         d = self.doc
         return (f"t={self.at:6.0f}s rss={d['rss_bytes'] / 1048576:7.1f}MiB fds={d['open_fds']:5d} "
                 f"tasks={d['tasks']:5d} journal={d['journal_events']:4d} transitions={d['transitions']:6d} "
-                f"({d['transition_reals']} reals) realstats={d['realstats']:6d} applies={d['applies']}")
+                f"({d['transition_reals']} reals) realstats={d['realstats']:6d} applies={d['applies']} "
+                f"checks={d['check_results']}")
 
 
 class SoakLab(Lab):
@@ -110,7 +111,7 @@ def soak_bed(workdir: Path) -> Iterator[tuple[SoakLab, Path]]:
 
 
 def ask(control: Path, command: str) -> dict[str, Any]:
-    answer = request_sync(control, command, timeout=90)
+    answer = request_sync(control, command, timeout=120)
     if not answer.get("ok"):
         raise RuntimeError(f"{command}: {answer.get('error')}")
     return answer
@@ -162,6 +163,9 @@ def run(minutes: float, sample: float = 60.0, workdir: Path | None = None, out: 
                   "table_reals": table_reals(final), "drift": final.get("drift"),
                   "drift_status": status.get("drift"), "apply_error": status.get("apply_error"),
                   "loadavg": Path("/proc/loadavg").read_text().strip()}
+        span = samples[-1].at - samples[0].at
+        result["check_rate"] = round((samples[-1].doc["check_results"] - samples[0].doc["check_results"]) / span
+                                     if span > 0 else 0.0, 1)
         result["problems"] = check(samples, sample)
         return result
 
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"checks: {result['check_rate']}/s achieved (configured: one per real per second)")
     print(f"table: {result['table_reals']} reals at the end; drift: {result['drift']}; "
           f"problems: {result['problems'] or 'none'}")
     return 1 if result["problems"] or result["drift"] else 0

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from tests.helpers import require
 from tests.lab import can_build
 from tests.soak import soak
+
+pytestmark = pytest.mark.timeout(900)
 
 
 def test_three_minutes_of_flapping_reals_stay_flat_and_leave_no_drift() -> None:

@@ -99,6 +99,7 @@ async def test_runtime_counts_resources_histories_and_applies(world: Daemonless)
     doc = await world.service.runtime()
     assert doc["pid"] == os.getpid() and doc["rss_bytes"] > 0 and doc["open_fds"] > 0 and doc["tasks"] >= 1
     assert doc["journal_events"] == len(world.journal) > 0  # the start's "Added virtual server" lines
+    assert doc["check_results"] == world.realstats.results
     first = (doc["applies"], doc["ops_applied"])
     assert first[0] >= 1 and first[1] >= 2  # the start programmed the table: services and reals
     await world.service.apply([DelService(OFF)])
