@@ -12,12 +12,15 @@ DEBIAN_PACKAGES := nginx haproxy wrk curl openssl iputils-ping perl socat \
 	nftables libnftables1 iproute2 \
 	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm kmod \
 	ldirectord keepalived pacemaker corosync crmsh resource-agents pacemaker-cli-utils libxml2-utils tcpdump \
-	man-db groff-base chromium chromium-driver prometheus
+	man-db groff-base chromium chromium-driver prometheus firewalld
 # (ldirectord: the original, run by the differential test and the benchmarks; keepalived: the VRRP peer of
 # the HA tests; pacemaker…: the real cluster of the Pacemaker tests; tcpdump: wire checks; man-db,
 # groff-base: the generated man pages are rendered with warnings on; chromium, chromium-driver: the
 # dashboard's test drives a real headless browser through Selenium, nothing downloaded at run time;
-# prometheus: a real Prometheus scrapes a running daemon.)
+# prometheus: a real Prometheus scrapes a running daemon; firewalld: saru doctor asks a real firewalld, run
+# by the test with a D-Bus bus of its own in a namespace. Debian's firewalld ships only a systemd unit:
+# in a container without systemd installing it starts nothing; on a host booted with systemd, apt would
+# start it on the host — `systemctl mask firewalld` before `make deps` there.)
 # The Debian package's build (`make deb`) and the packaging tests (tests/packaging: lintian, a fresh
 # Debian root made by mmdebstrap, booted with systemd as PID 1 by systemd-nspawn).
 DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 python3-venv
@@ -53,6 +56,9 @@ test: deps venv
 	$(VENV)/bin/mypy saru
 	$(PY) -m pytest -q -ra --durations=15
 
+# The benches' daemons run as root like the suite's (tests/conftest.py): no privilege drop.
+bench: export SARU_DROP_PRIVILEGES = 0
+bench: export SARU_COMMAND_USER = root
 bench: deps venv
 	$(PY) bench/checks_bench.py
 	$(PY) bench/checks_protocols.py

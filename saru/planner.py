@@ -13,7 +13,11 @@ Rules (ldirectord's, made declarative):
   count as up for the fallback;
 * when no real of a virtual is up, its ``fallback`` server is added with weight 1 (never quiescent)
   — but not while some real still awaits its first verdict (unless the fallback is already in the
-  table), so a cold start never flaps the fallback in and out (ldirectord bug W4).
+  table), so a cold start never flaps the fallback in and out (ldirectord bug W4);
+* a virtual in **panic** (``panic_start``: too many of its reals failed together,
+  ``panic_threshold``) keeps its last known set: the reals whose checks failed since the panic's
+  start (``held``, ``panic_held``) are planned as up, at their weight, as they were before the
+  collapse — a quiescent virtual does not zero them, and they count as up for the fallback.
 
 For direct routing and tunnelling the kernel cannot change the destination port, so IPVS (and
 ipvsadm) force it to the virtual's port; ``kernel_ports=True`` reproduces that (ldirectord bug W5 is
@@ -44,6 +48,7 @@ from saru.model.schedflags import canonical as canonical_schedflags
 
 Health = Mapping[RealRef, bool | None]
 NO_OVERRIDES: Overrides = {}
+NO_HELD: frozenset[RealRef] = frozenset()
 
 
 def _canonical_netmask(netmask: str | None, ipv6: bool) -> str | None:
@@ -110,8 +115,10 @@ def plan_service(
     current: Service | None = None,
     kernel_ports: bool = True,
     overrides: Overrides = NO_OVERRIDES,
+    held: frozenset[RealRef] = NO_HELD,
 ) -> Service:
-    """The desired service for one virtual (``overrides``: the operator's, by real)."""
+    """The desired service for one virtual (``overrides``: the operator's, by real; ``held``: reals
+    whose failure a panic ignores, see ``panic_start``)."""
     current_dests = current.dests if current is not None else {}
     dests: dict[tuple[str, int], Dest] = {}
     any_up = False
@@ -121,6 +128,8 @@ def plan_service(
         override: Override | None = overrides.get(ref)
         weight = real.weight if override is None else override.planned_weight(real.weight)
         state = True if virtual.checktype == "on" else health.get(ref)
+        if state is False and ref in held:
+            state = True  # panic: planned as before the collapse
         if weight is None:  # disabled by the operator: out of the table, whatever its health
             continue
         up_dest = real_dest(virtual, real, weight, kernel_ports)
@@ -151,12 +160,81 @@ def desired_table(
     current: Table | None = None,
     kernel_ports: bool = True,
     overrides: Overrides = NO_OVERRIDES,
+    held: frozenset[RealRef] = NO_HELD,
 ) -> Table:
-    """The whole desired table (only the services the config owns), the operator's overrides applied."""
+    """The whole desired table (only the services the config owns), the operator's overrides applied;
+    the reals in ``held`` (a panic's, ``panic_held``) planned as up."""
     services = current.services if current is not None else {}
     return Table.of(
-        plan_service(v, health, services.get(v.key), kernel_ports, overrides) for v in config.virtuals
+        plan_service(v, health, services.get(v.key), kernel_ports, overrides, held) for v in config.virtuals
     )
+
+
+def panic_window(virtual: VirtualConfig) -> float:
+    """How close together (seconds) the reals of ``virtual`` must have gone down to have "failed
+    together": two check rounds, ``2 * (checkinterval + the check timeout)``. A fault of the
+    director brings every real down within one round of each other (each real's next checks fail),
+    so two rounds hold them all with a margin; reals that died minutes apart did not fail together."""
+    timeout = virtual.negotiatetimeout if virtual.checktype in ("negotiate", "combined") else virtual.checktimeout
+    return 2.0 * (virtual.checkinterval + timeout)
+
+
+def panic_counts(virtual: VirtualConfig, failed_since: Mapping[RealRef, float],
+                 overrides: Overrides = NO_OVERRIDES) -> tuple[int, list[float]]:
+    """``(counted, times)`` for the panic rule: how many of the virtual's reals count (those not
+    disabled by the operator) and, for those down because their checks failed (``failed_since``;
+    maintenance is not a failure), when each went down."""
+    counted, times = 0, []
+    for real in virtual.reals:
+        ref = real_ref(virtual, real)
+        override = overrides.get(ref)
+        if override is not None and override.planned_weight(real.weight) is None:
+            continue
+        counted += 1
+        if ref in failed_since:
+            times.append(failed_since[ref])
+    return counted, times
+
+
+def panic_start(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], threshold: int,
+                started: float | None, known: bool, overrides: Overrides = NO_OVERRIDES) -> float | None:
+    """When ``virtual``'s panic started (None: not in panic) — Envoy's panic threshold, made a
+    table-keeping rule. ``threshold`` is a percentage (0: never); ``started`` the previous answer.
+
+    * **Enter**: more than ``threshold`` % of the counted reals (``panic_counts``) failed together —
+      went down within ``panic_window`` of the latest failure — at least two of them, and a last
+      known set exists (``known``: the live table has the virtual; at start, with nothing to keep,
+      the checks are believed). The panic starts at the earliest of those failures.
+    * **Stay** while more than ``threshold`` % of the counted reals are down, whenever they went down.
+    * **Leave** when the share of down reals is back at or under the threshold: planning from the
+      checks resumes.
+    * **Never** while *every* counted real is down and the virtual has a ``fallback`` server: the
+      operator said what a virtual with no real up should serve (ldirectord's sorry server), and
+      that explicit answer wins over the heuristic; panic holds the reals only while some are up.
+
+    Meanwhile ``panic_held`` says which reals keep their place. Checktype ``on``/``off`` virtuals
+    never panic (nothing is checked). Reals that die one by one (more than ``panic_window`` apart)
+    are believed, so a virtual whose reals really died one after the other ends on its fallback."""
+    if threshold <= 0 or virtual.checktype in ("on", "off"):
+        return None
+    counted, times = panic_counts(virtual, failed_since, overrides)
+    if counted == 0 or not times or (virtual.fallback is not None and len(times) == counted):
+        return None
+    if started is not None:
+        return started if len(times) * 100 > threshold * counted else None
+    latest = max(times)
+    together = [t for t in times if t >= latest - panic_window(virtual)]
+    if known and len(together) >= 2 and len(together) * 100 > threshold * counted:
+        return min(together)
+    return None
+
+
+def panic_held(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], started: float) -> set[RealRef]:
+    """The reals of a virtual in panic since ``started`` whose failure is ignored: those that went
+    down at or after the start (the collapse, and any failure during the panic); older failures
+    stay believed."""
+    refs = (real_ref(virtual, real) for real in virtual.reals)
+    return {ref for ref in refs if ref in failed_since and failed_since[ref] >= started}
 
 
 def fallback_active(config: Config, table: Table, kernel_ports: bool = True) -> dict[ServiceKey, bool]:

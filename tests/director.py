@@ -20,7 +20,8 @@ class Director:
     """``saru run -c <config> --dataplane proxy`` in a subprocess; stderr lines are collected."""
 
     def __init__(self, workdir: Path, config_text: str, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
+        """``prefix``: run it under a wrapper, e.g. ``("ip", "netns", "exec", NAME)``."""
         self.workdir = workdir
         self.config = workdir / "ldirectord.cf"
         self.config.write_text(config_text)
@@ -29,7 +30,7 @@ class Director:
         self.lines: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "saru", "run", "-c", str(self.config), "--dataplane", "proxy",
+            [*prefix, sys.executable, "-m", "saru", "run", "-c", str(self.config), "--dataplane", "proxy",
              "--control", str(self.control), "--pidfile", str(self.pidfile), *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )

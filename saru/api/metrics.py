@@ -199,6 +199,12 @@ def daemon_series(snapshot: MetricsSnapshot) -> Iterator[Series]:
     yield Series("gauge", "saru_config_last_reload_success_timestamp_seconds", "When the configuration in "
                  "force was loaded (the start, or the last successful reload)", (), [()],
                  [snapshot.last_reload_success])
+    yield Series("counter", "saru_check_local_faults_total", "Checks that could not run for a reason local to "
+                 "the director (the real kept its state), by reason", ("reason",),
+                 [(reason,) for reason, _ in snapshot.local_faults], [n for _, n in snapshot.local_faults])
+    yield Series("gauge", "saru_alarm", "1 while an alarm is raised: local_fault (checks cannot run), panic "
+                 "(a virtual keeps its last known set)", ("alarm",), [(name,) for name, _ in snapshot.alarms],
+                 [1 if on else 0 for _, on in snapshot.alarms])
     yield Series("gauge", "saru_build_info", "Saru's version and the data plane it runs, always 1",
                  ("version", "dataplane"), [(snapshot.version, snapshot.dataplane)], [1])
 

@@ -4,7 +4,8 @@ A check is a coroutine ``check(spec) -> CheckResult`` registered under a (checkt
 pair; ``"*"`` as the service matches any service. Checks may raise: ``run_check`` is the one place
 that applies the hard timeout, measures the latency and turns every exception into a down result
 with a short readable reason ("connection refused", "timeout after 5s", "HTTP 503" …), so a
-check can never hang or crash the monitor.
+check can never hang or crash the monitor. It also tells a local fault (the director cannot check:
+no file descriptor, no route, no resolver …) from the real's failure: ``local_fault``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from saru.model import CheckResult, CheckSpec
+from saru.net.route import has_route
 
 Check = Callable[[CheckSpec], Awaitable[CheckResult]]
 
@@ -150,6 +152,56 @@ def failure_of(exc: BaseException) -> str:
     return "socket"
 
 
+#: errno values that say the director itself could not run the check, whatever the real does
+#: (``local_fault``): the check's socket, buffer, port or process could not be had here
+_LOCAL_ERRNOS: dict[int, str] = {
+    errno.EMFILE: "emfile",  # this process is out of file descriptors
+    errno.ENFILE: "enfile",  # the system is out of file descriptors
+    errno.ENOBUFS: "enobufs",  # no socket buffer memory
+    errno.ENOMEM: "enomem",
+    errno.EADDRNOTAVAIL: "eaddrnotavail",  # no local port left, or the source address is gone
+    errno.EPERM: "eperm",  # a local firewall (netfilter OUTPUT) refused the packet
+}
+#: errno values that are local only when this host has no route to the real (``has_route``)
+_ROUTE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH})
+#: resolver failures that say the resolver could not answer (not "no such name")
+_RESOLVER_DOWN = frozenset({socket.EAI_AGAIN, socket.EAI_FAIL, socket.EAI_SYSTEM})
+#: every reason ``local_fault`` can give (the metric's ``reason`` label values)
+LOCAL_FAULT_REASONS: tuple[str, ...] = (*_LOCAL_ERRNOS.values(), "no_route", "resolver")
+#: the chain of causes followed looking for the errno (a check may wrap an OSError)
+_CHAIN_LIMIT = 8
+
+
+def local_fault(exc: BaseException, spec: CheckSpec) -> str:
+    """Why a check's failure is the director's own fault ("" when it is the real's). The rule:
+
+    * ``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``, ``EADDRNOTAVAIL``, ``EPERM`` (raised by the
+      socket, connect or spawn of the check, or anywhere down its cause chain) are local: the check
+      could not even be tried;
+    * ``ENETUNREACH`` and ``EHOSTUNREACH`` are local ("no_route") only when this host's routing
+      table has no usable route to the real (``ip route get`` answers unreachable, blackhole or
+      prohibit, or the route's link is down); with a usable route they came from the network (an
+      ICMP unreachable from a router, a neighbour that does not answer ARP) and are the real's;
+    * a resolver that cannot answer (``EAI_AGAIN``, ``EAI_FAIL``, ``EAI_SYSTEM``) for a check
+      addressed by name is local ("resolver"); "no such name" is the real's;
+    * everything else — refused, reset, timeouts, wrong answers — is the real's.
+    """
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < _CHAIN_LIMIT:
+        if isinstance(cause, socket.gaierror):
+            return "resolver" if cause.errno in _RESOLVER_DOWN else ""
+        if isinstance(cause, OSError) and cause.errno is not None:
+            reason = _LOCAL_ERRNOS.get(cause.errno)
+            if reason:
+                return reason
+            if cause.errno in _ROUTE_ERRNOS:
+                return "no_route" if has_route(spec.address) is False else ""
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return ""
+
+
 def check_layer(spec: CheckSpec) -> str:
     """``CheckResult.layer`` of a run of ``spec``: "L4" (connect, ping), "PROC" (external), else "L7"."""
     if spec.checktype in ("connect", "ping"):
@@ -173,8 +225,11 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return CheckResult(ok=False, message=describe_error(exc, timeout), latency=time.monotonic() - start,
-                           layer=layer, failure=failure_of(exc))
+        message, fault = describe_error(exc, timeout), local_fault(exc, spec)
+        if fault:
+            message = f"{message} (local fault)"
+        return CheckResult(ok=False, message=message, latency=time.monotonic() - start,
+                           layer=layer, failure=failure_of(exc), local_fault=fault)
     failure = "" if result.ok else result.failure or "response"
     return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start,
                        layer=layer, failure=failure)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Container
 
 import dns.asyncquery
 import dns.exception
@@ -30,7 +31,7 @@ import dns.rdatatype
 import dns.reversename
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.receive import compile_receive_text
+from saru.checks.receive import compile_receive_text, receive_matches
 from saru.checks.tcp import resolve
 from saru.model import CheckResult, CheckSpec
 
@@ -65,8 +66,9 @@ def answers(response: dns.message.Message) -> list[str]:
     return found
 
 
-def evaluate(response: dns.message.Message, receive: str) -> CheckResult:
-    """Up when an A address or PTR name of the answer matches ``receive``."""
+def evaluate(response: dns.message.Message, receive: str, matching: Container[str] | None = None) -> CheckResult:
+    """Up when an A address or PTR name of the answer matches ``receive`` (``matching``: the answers
+    it was found in, under a time limit, ``receive_matches``; else it is searched here)."""
     rcode = response.rcode()
     if rcode != dns.rcode.NOERROR:
         return CheckResult(ok=False, message=f"answer {dns.rcode.to_text(rcode)}")
@@ -75,7 +77,7 @@ def evaluate(response: dns.message.Message, receive: str) -> CheckResult:
         return CheckResult(ok=False, message="no A or PTR record in the answer")
     pattern = compile_receive_text(receive)
     for value in found:
-        if pattern.search(value):
+        if value in matching if matching is not None else pattern.search(value):
             return CheckResult(ok=True, message=f"answer {value}")
     listed = ", ".join(found)
     return CheckResult(ok=False, message=f"receive pattern '{receive}' matches no answer ({listed})")
@@ -133,4 +135,5 @@ async def check_dns(spec: CheckSpec) -> CheckResult:
     name, rdtype = query_for(spec.request)
     query = dns.message.make_query(name, rdtype)
     response = await dns_query(spec.address, spec.port, query, spec.protocol == "tcp")
-    return evaluate(response, spec.receive)
+    matching = await receive_matches(compile_receive_text(spec.receive), answers(response))
+    return evaluate(response, spec.receive, matching)

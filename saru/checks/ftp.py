@@ -28,7 +28,7 @@ import socket
 from contextlib import suppress
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.receive import compile_receive
+from saru.checks.receive import compile_receive, receive_found
 from saru.checks.tcp import literal_family, open_tcp
 from saru.model import CheckResult, CheckSpec
 
@@ -196,6 +196,6 @@ async def check_ftp(spec: CheckSpec) -> CheckResult:
     finally:
         writer.close()
     size = f"{len(content)}{'+' if truncated else ''} bytes{note}"
-    if pattern is not None and not pattern.search(content):
+    if pattern is not None and not await receive_found(pattern, content):
         raise CheckFailed(f"receive pattern '{spec.receive}' not found in {path} ({size})")
     return CheckResult(ok=True, message=f"retrieved {path} ({size})")

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 from saru import __version__
 from saru.checks.base import CheckFailed, register
-from saru.checks.receive import compile_receive
+from saru.checks.receive import compile_receive, receive_found
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
 from saru.checks.tcp import open_tcp
 from saru.model import CheckResult, CheckSpec
@@ -402,12 +402,23 @@ async def fetch(target: Target, method: str = "GET", request: bytes | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-def evaluate(response: ResponseParser, receive: str, method: str) -> CheckResult:
-    """Verdict on the final response: 2xx and (HEAD, or no receive, or receive found in the body)."""
+async def body_found(response: ResponseParser, receive: str, method: str) -> bool | None:
+    """Whether ``receive`` is in the body, matched under a time limit (``receive_found``); None when
+    it is not asked (not 2xx, HEAD, no receive)."""
+    if not 200 <= response.status < 300 or method == "HEAD" or not receive:
+        return None
+    return await receive_found(compile_receive(receive), bytes(response.body))
+
+
+def evaluate(response: ResponseParser, receive: str, method: str, found: bool | None = None) -> CheckResult:
+    """Verdict on the final response: 2xx and (HEAD, or no receive, or receive found in the body;
+    ``found``: the answer of ``body_found``, else it is searched here)."""
     status_line = f"HTTP {response.status} {response.reason}".rstrip()
     if not 200 <= response.status < 300:
         return CheckResult(ok=False, message=status_line, failure="status")
-    if method != "HEAD" and receive and not compile_receive(receive).search(response.body):
+    if found is None and method != "HEAD" and receive:
+        found = compile_receive(receive).search(response.body) is not None
+    if method != "HEAD" and receive and not found:
         return CheckResult(ok=False, message=f"receive pattern '{receive}' not found ({status_line})")
     return CheckResult(ok=True, message=status_line)
 
@@ -461,4 +472,4 @@ async def check_http(spec: CheckSpec) -> CheckResult:
     response = await fetch(target, method, plan.request)
     response = await follow_redirects(
         response, target, method, lambda current, location: redirect_target(current, location, plan.same_server))
-    return evaluate(response, spec.receive, method)
+    return evaluate(response, spec.receive, method, await body_found(response, spec.receive, method))

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from saru.checks.base import CheckFailed, register
 from saru.checks.http import (
     Target,
+    body_found,
     build_request,
     evaluate,
     fetch,
@@ -69,4 +70,4 @@ async def check_http_proxy(spec: CheckSpec) -> CheckResult:
     response = await follow_redirects(
         response, target, method,
         lambda current, location: proxy_target(urljoin(current.path, location.strip()), spec.address, spec.port))
-    return evaluate(response, spec.receive, method)
+    return evaluate(response, spec.receive, method, await body_found(response, spec.receive, method))

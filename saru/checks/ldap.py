@@ -23,12 +23,13 @@ is separate from the I/O (``ldap_probe``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
 from dataclasses import dataclass
 
 from saru.checks import ber
 from saru.checks.base import CheckFailed, format_seconds, register
 from saru.checks.lineproto import open_stream
-from saru.checks.receive import compile_receive_text
+from saru.checks.receive import compile_receive_text, receive_matches
 from saru.model import CheckResult, CheckSpec
 
 # protocolOp tags ([APPLICATION n], constructed unless noted)
@@ -162,12 +163,13 @@ def search_base(request: str) -> str:
     return request[1:] if request.startswith("/") else request
 
 
-def evaluate(entries: list[str], receive: str) -> CheckResult:
-    """Up when exactly one entry came back and ``receive`` is empty or found in its DN."""
+def evaluate(entries: list[str], receive: str, matching: Container[str] | None = None) -> CheckResult:
+    """Up when exactly one entry came back and ``receive`` is empty or found in its DN (``matching``:
+    the DNs it was found in, under a time limit, ``receive_matches``; else it is searched here)."""
     if len(entries) != 1:
         return CheckResult(ok=False, message=f"search returned {len(entries)} entries, expected 1")
     dn = entries[0]
-    if receive and not compile_receive_text(receive).search(dn):
+    if receive and not (dn in matching if matching is not None else compile_receive_text(receive).search(dn)):
         return CheckResult(ok=False, message=f"receive pattern '{receive}' does not match DN '{dn}'")
     return CheckResult(ok=True, message=f"found {dn}" if dn else "found the root DSE")
 
@@ -259,4 +261,5 @@ async def check_ldap(spec: CheckSpec) -> CheckResult:
         if alarm.expired():
             raise CheckFailed(f"timeout after {format_seconds(spec.checktimeout)}s", failure="timeout") from None
         raise
-    return evaluate(entries, spec.receive)
+    matching = await receive_matches(compile_receive_text(spec.receive), entries) if spec.receive else None
+    return evaluate(entries, spec.receive, matching)

@@ -16,7 +16,7 @@ import asyncio
 import socket
 
 from saru.checks.base import CheckFailed, register
-from saru.checks.receive import compile_receive
+from saru.checks.receive import compile_receive, receive_found
 from saru.checks.tcp import open_tcp, resolve
 from saru.model import CheckResult, CheckSpec
 
@@ -46,8 +46,8 @@ class LineMatcher:
         self.total = 0
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> bool:
-        """Add received bytes; True once a line matched."""
+    async def feed(self, data: bytes) -> bool:
+        """Add received bytes; True once a line matched (matched under a time limit, ``receive_found``)."""
         self.total += len(data)
         self._buf += data
         while self.matched is None:
@@ -56,21 +56,21 @@ class LineMatcher:
                 break
             line = bytes(self._buf[: end + 1])
             del self._buf[: end + 1]
-            self._check(line)
+            await self._check(line)
         if self.matched is None and self.total > MAX_READ:
             raise CheckFailed(f"receive pattern '{self.receive}' not found in the first {MAX_READ} bytes")
         return self.matched is not None
 
-    def finish(self) -> bool:
+    async def finish(self) -> bool:
         """End of input: the unterminated last line counts too."""
         if self.matched is None and self._buf:
-            self._check(bytes(self._buf))
+            await self._check(bytes(self._buf))
             self._buf.clear()
         return self.matched is not None
 
-    def _check(self, line: bytes) -> None:
+    async def _check(self, line: bytes) -> None:
         self.last = line
-        if self.pattern.search(line):
+        if await receive_found(self.pattern, line):
             self.matched = line
 
     def failure(self) -> CheckFailed:
@@ -89,10 +89,10 @@ async def exchange_tcp(address: str, port: int, request: bytes, matcher: LineMat
         while True:
             data = await loop.sock_recv(sock, 65536)
             if not data:
-                if matcher.finish():
+                if await matcher.finish():
                     return
                 raise matcher.failure()
-            if matcher.feed(data):
+            if await matcher.feed(data):
                 return
 
 
@@ -108,7 +108,7 @@ async def exchange_udp(address: str, port: int, request: bytes, matcher: LineMat
         sock.send(request)
         while True:
             data = await loop.sock_recv(sock, 65535)
-            if matcher.feed(data) or matcher.finish():
+            if await matcher.feed(data) or await matcher.finish():
                 return
 
 

@@ -33,11 +33,11 @@ import gc
 import importlib
 import sys
 import types
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterator, Sequence
 from typing import Any
 
 from saru.checks.base import CheckFailed, describe_error, failure_of, register
-from saru.checks.receive import compile_receive_text
+from saru.checks.receive import compile_receive_text, receive_matches
 from saru.model import CheckResult, CheckSpec
 
 #: rows looked at for the verdict (all of them still travel: the drivers buffer whole results)
@@ -79,8 +79,9 @@ def _count(rows: Sequence[Row]) -> str:
     return "1 row" if len(rows) == 1 else f"{len(rows)} rows"
 
 
-def evaluate(rows: Sequence[Row], receive: str) -> CheckResult:
-    """Up when there is a row and (no ``receive``, or some non-NULL value matches it)."""
+def evaluate(rows: Sequence[Row], receive: str, matching: Container[str] | None = None) -> CheckResult:
+    """Up when there is a row and (no ``receive``, or some non-NULL value matches it; ``matching``:
+    the values it was found in, under a time limit, ``receive_matches``; else it is searched here)."""
     if not rows:
         return CheckResult(ok=False, message="query returned no rows")
     if not receive:
@@ -89,7 +90,7 @@ def evaluate(rows: Sequence[Row], receive: str) -> CheckResult:
     for row in rows[:MAX_ROWS]:
         for value in row:
             text = text_of(value) if value is not None else None
-            if text is not None and pattern.search(text):
+            if text is not None and (text in matching if matching is not None else pattern.search(text)):
                 message = f"query returned {_count(rows)}, {_clip(text)!r} matches receive"
                 return CheckResult(ok=True, message=message)
     return CheckResult(ok=False, message=f"receive pattern '{receive}' matches no value of {_count(rows)}")
@@ -346,4 +347,8 @@ async def check_sql(spec: CheckSpec) -> CheckResult:
     if spec.receive:
         compile_receive_text(spec.receive)  # a bad pattern fails before any I/O
     rows = await _ROWS[spec.service](spec, query)
-    return evaluate(rows, spec.receive)
+    matching = None
+    if spec.receive:
+        texts = (text_of(value) for row in rows[:MAX_ROWS] for value in row if value is not None)
+        matching = await receive_matches(compile_receive_text(spec.receive), texts)
+    return evaluate(rows, spec.receive, matching)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from saru.cli.common import EXIT_BAD_TARGET, add_target_arguments, ask, target_of
+from saru.control.codec import key_from_dict
 
 STOP_TIMEOUT = 30.0  # seconds: a daemon's cleanstop (removing its virtual services) fits well within
 STOP_POLL = 0.05
@@ -222,6 +223,22 @@ def drift_line(drift: dict[str, Any]) -> str:
     return text
 
 
+def alarm_lines(alarms: dict[str, Any] | None) -> list[str]:
+    """``ALARM: …`` lines for the status's raised alarms (local faults, panic mode)."""
+    if not alarms or not alarms.get("active"):
+        return []
+    lines = []
+    faults = alarms.get("local_faults") or []
+    if faults:
+        reasons = sorted({f["reason"] for f in faults})
+        lines.append(f"ALARM: local fault ({', '.join(reasons)}): {len(faults)} real(s) cannot be checked; "
+                     "they keep their state")
+    for key in alarms.get("panic") or []:
+        lines.append(f"ALARM: panic mode for {key_from_dict(key)}: too many reals failed together; "
+                     "its last known set is kept")
+    return lines
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """The human table of ``saru status``."""
     lines = [
@@ -229,6 +246,7 @@ def render_status(doc: dict[str, Any]) -> str:
         f"data plane: {doc['dataplane']['name']} — {doc['dataplane']['reason']}",
     ]
     lines.extend(table_lines(doc))
+    lines.extend(alarm_lines(doc.get("alarms")))
     if doc.get("ha"):
         lines.append(ha_line(doc["ha"]))
     if doc.get("last_reload_error"):

@@ -23,7 +23,9 @@ cannot be programmed — a port in use, a rule the kernel refuses — gives up a
 reports the new file's errors (exit 2, the running configuration stays); ``status`` also asks the
 daemon over its control socket, so a hung daemon reads as an error rather than "running"; ``status``
 and ``stop`` work even when the config file is missing or broken. ``-d`` runs in the foreground,
-debug log on stderr, no pid file (as the original).
+debug log on stderr, no pid file (as the original). Started as root, the daemon drops to its user
+keeping three capabilities, exactly as ``saru run`` does (``saru.daemon.privileges.prepare_daemon``);
+``SARU_DROP_PRIVILEGES=0`` keeps root.
 
 Environment: ``SARU_DATAPLANE`` (auto|ipvs|nft|proxy; default: ``[director] dataplane`` of
 ``SARU_SETTINGS`` if set, else auto), ``SARU_SETTINGS`` (a saru.toml, given to the daemon), ``SARU_LDIRECTORD_PIDDIR``
@@ -73,6 +75,9 @@ ENVIRONMENT = (
     ("SARU_DATAPLANE", "auto | ipvs | nft | proxy (default: SARU_SETTINGS' [director] dataplane, else auto)"),
     ("SARU_SETTINGS", "a saru.toml with [director] settings, given to the daemon"),
     ("SARU_LDIRECTORD_PIDDIR", "directory of ldirectord.<name>.pid (default /var/run)"),
+    ("SARU_DROP_PRIVILEGES", "0: started as root, the daemon stays root (default: it becomes SARU_SETTINGS' "
+                             "[director] user, else saru, else nobody, keeping CAP_NET_ADMIN, CAP_NET_RAW, "
+                             "CAP_NET_BIND_SERVICE, as saru run does)"),
     ("SARU_LDIRECTORD_START_TIMEOUT", "seconds start waits for the table (default 120)"),
     ("SARU_LDIRECTORD_TABLE_TIMEOUT", "seconds a starting daemon retries a table it cannot program (port in "
                                       "use…) before start fails (default 30; 0: retry until the start timeout)"),
@@ -399,8 +404,17 @@ def _start_detached(inst: Instance, dataplane: str) -> int:
 def _run_daemon(inst: Instance, dataplane: str, pidfile: str | None, console: TextIO | None, debug: bool,
                 on_ready: Callable[[], None] | None) -> int:
     from saru.daemon import Daemon, DaemonOptions
+    from saru.daemon.privileges import PrivilegeError, prepare_daemon
 
     settings = os.environ.get("SARU_SETTINGS", "").strip() or None
+    try:  # the same drop as saru run's (started as root: become [director] user, keep three capabilities)
+        notes = prepare_daemon(inst.config_abs, os.path.abspath(settings) if settings else None, pidfile=pidfile)
+    except (PrivilegeError, KeyError) as exc:
+        err(f"saru-ldirectord: cannot drop privileges: {exc} (SARU_DROP_PRIVILEGES=0 or [director] "
+            "drop_privileges = false in SARU_SETTINGS keeps root)")
+        return EXIT_ERROR
+    for note in notes:
+        err(f"saru: {note}")
     options = DaemonOptions(config_path=inst.config_abs, dataplane=dataplane, pidfile=pidfile,
                             console=console, debug=debug, on_ready=on_ready,
                             settings_path=os.path.abspath(settings) if settings else None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 from saru.cli.common import target_of
@@ -76,10 +75,9 @@ def run(args: argparse.Namespace) -> int:
         start_timeout=args.start_timeout,
         drift_interval=args.drift_interval,
     )
-    if os.geteuid() == 0 and not args.no_drop:
-        status = _drop_privileges(target.config, target.settings_path)
-        if status:
-            return status
+    status = _drop_privileges(target.config, target.settings_path, drop=not args.no_drop)
+    if status:
+        return status
     if args.event_loop == "uvloop":
         try:
             import uvloop
@@ -90,28 +88,13 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(Daemon(options).run())
 
 
-def _drop_privileges(config_path: str, settings_path: str | None) -> int:
-    """Root without --no-drop: become the daemon's user before the event loop (and any thread)
-    starts (``saru.daemon.privileges``); 0, or 1 when it cannot (nothing was started)."""
-    from saru.config.diagnostics import ConfigError
-    from saru.config.ldirectord import parse_file
-    from saru.config.native import load_settings
-    from saru.control.paths import runtime_dir
-    from saru.daemon.operator import state_dir
-    from saru.daemon.privileges import DaemonPaths, PrivilegeError, drop_for_daemon
-    from saru.model import Settings
+def _drop_privileges(config_path: str, settings_path: str | None, drop: bool) -> int:
+    """Before the event loop (and any thread): ``saru.daemon.privileges.prepare_daemon``; 0, or 1 when
+    the drop cannot be done (nothing was started)."""
+    from saru.daemon.privileges import PrivilegeError, prepare_daemon
 
     try:
-        settings = load_settings(settings_path) if settings_path else Settings()
-        logfile = parse_file(config_path).globals.logfile
-    except ConfigError:
-        return 0  # the daemon reports the file's errors itself (exit status 2)
-    director = settings.director
-    if not director.drop_privileges or os.environ.get("SARU_DROP_PRIVILEGES") == "0":
-        return 0
-    paths = DaemonPaths(runtime_dir(), state_dir(), logfile if logfile and logfile.startswith("/") else None)
-    try:
-        notes = drop_for_daemon(director.user, director.command_user, paths)
+        notes = prepare_daemon(config_path, settings_path, drop=drop)
     except (PrivilegeError, KeyError) as exc:
         print(f"saru run: cannot drop privileges: {exc} (--no-drop or [director] drop_privileges = false "
               "keeps root)", file=sys.stderr)

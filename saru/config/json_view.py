@@ -10,6 +10,9 @@ Every default is already resolved in the model, so the view is a plain projectio
                    "checkport", "l", "u", "line"}], ... every other VirtualConfig field ...}],
      "warnings": ["FILE:LINE: warning: ..."]}
 
+``passwd`` and ``secret`` are shown as ``HIDDEN`` when set (``""`` when not): the view is printed,
+piped and pasted into tickets, and a password has no business there (docs/security.md).
+
 ``checkport`` of a virtual is the effective port: the ``checkport=`` value if set, else the port its
 first real server is checked on (the real's port, or the service's default port when the real's port is
 0), else the virtual's port.  Each real also carries its own effective ``checkport``.  A real's
@@ -76,10 +79,18 @@ def real_to_dict(v: VirtualConfig, r: RealConfig) -> dict[str, Any]:
     }
 
 
+#: how a set password or RADIUS secret is shown
+HIDDEN = "********"
+#: the fields that hold one
+SECRET_FIELDS = frozenset({"passwd", "secret"})
+
+
 def virtual_to_dict(v: VirtualConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         f.name: _plain(getattr(v, f.name)) for f in fields(v) if f.name not in ("reals", "fallback")
     }
+    for name in SECRET_FIELDS & out.keys():
+        out[name] = HIDDEN if out[name] else ""
     out["checkport"] = virtual_checkport(v)
     out["fallback"] = fallback_to_dict(v.fallback)
     out["reals"] = [real_to_dict(v, r) for r in v.reals]

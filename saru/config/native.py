@@ -335,7 +335,7 @@ class _Reader:
 
     def director(self, data: TomlTable) -> DirectorSettings:
         s = "director"
-        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges"))
+        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges", "panic_threshold"))
         config = self.get(data, s, "config", str, None, _path_problem)
         if config is not None:
             config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
@@ -344,7 +344,8 @@ class _Reader:
         return DirectorSettings(config=config, dataplane=dataplane,
                                 user=self.get(data, s, "user", str, None, _user_problem),
                                 command_user=self.get(data, s, "command_user", str, None, _user_problem),
-                                drop_privileges=self.get(data, s, "drop_privileges", bool, True))
+                                drop_privileges=self.get(data, s, "drop_privileges", bool, True),
+                                panic_threshold=self.get(data, s, "panic_threshold", int, 50, _range(0, 100)))
 
     def ha(self, data: TomlTable) -> HASettings:
         s = "ha"

@@ -13,9 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from saru.files import UnsafeFile, dir_problem
+
 
 async def request(path: Path, command: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-    """Send one command to a running daemon and return its answer (of any size: read until EOF)."""
+    """Send one command to a running daemon and return its answer (of any size: read until EOF).
+    ``UnsafeFile`` (an OSError) when the socket's directory is one another user controls."""
+    problem = dir_problem(path.parent)
+    if problem:
+        raise UnsafeFile(path.parent, f"{problem}; not asking a socket there (another user may serve it)")
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     try:
         writer.write(json.dumps({"command": command, **params}).encode() + b"\n")

@@ -6,7 +6,9 @@ Request: ``{"command": "status"}`` followed by a newline (or the end of the clie
 client reads until end of file, so no answer is ever too long to receive. A request that is too
 large, not JSON, nested too deeply or not an object gets an error answer, never silence. The socket is
 created mode 0600 inside a 0700 directory, so only the daemon's user (root for a real director) can
-use it; that is the access control for the write commands (``reload``, ``stop``). The client is
+use it; that is the access control for the write commands (``reload``, ``stop``). A directory that
+another user owns or can write is refused (``saru.files.private_dir``): that user could replace the
+socket. The client is
 ``saru.control.client``; what each command does is the daemon's (``saru.daemon.commands``).
 """
 
@@ -20,6 +22,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from saru.files import private_dir
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 #: the largest request line accepted (``saru ipvsadm -R`` of a big table sends every rule at once)
@@ -94,7 +98,7 @@ class ControlServer:
 
     async def start(self) -> None:
         """Bind the socket; ``OSError`` when a live daemon serves it (which is then left untouched)."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # not a directory another user made or can write (saru.files)
         if self.path.exists() or self.path.is_symlink():
             if await _alive(self.path):
                 raise OSError(f"control socket {self.path} is in use by a running daemon")

@@ -8,7 +8,9 @@ data plane are not swapped under traffic), with a warning saying so (``settings_
 services of the replaced config stay owned until the next applied table has removed them.
 
 The file is ``stat()``ed every ``interval`` seconds; only a change of its content (a digest, not
-just the mtime) counts.
+just the mtime) counts. Autoreload skips an empty file (an editor truncates, then writes: caught in
+between, it would purge every virtual) until the file changes again; SIGHUP and ``saru reload``
+still apply it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Capabilities
 from saru.dataplane.select import unsupported
 from saru.events import ConfigReloaded, DaemonEvent, ReloadFailed
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.model import Config, Settings
 
 LOGGER = logging.getLogger("saru")
@@ -64,6 +67,10 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
     if new.api != running.api:
         held.append("saru.toml [api] changed: it takes effect at the next restart")
     return replace(new, director=running.director, ha=running.ha, api=running.api), held
+
+
+#: the digest of an empty file (autoreload does not apply one)
+_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 def file_state(path: str) -> FileState:
@@ -101,6 +108,7 @@ class ConfigWatcher:
         self.settings_path = settings_path
         self.interval = interval
         self.file_state: FileState = file_state(loaded.config_path)
+        self._failures = Throttle(default_interval())  # a reload that keeps failing, by config path
 
     async def reload(self) -> ReloadAnswer:
         """Re-read the config file (and saru.toml); on error keep the running config and say why."""
@@ -126,7 +134,7 @@ class ConfigWatcher:
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
             loaded.reload_failures += 1
-            self._journal.emit(ReloadFailed(path=loaded.config_path, errors=tuple(str(exc).splitlines())))
+            self._reload_failed(loaded.config_path, tuple(str(exc).splitlines()))
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -142,12 +150,30 @@ class ConfigWatcher:
         loaded.reloads += 1
         loaded.loaded_at = time.time()
         loaded.last_reload_error = None
+        now = time.monotonic()
+        if (cleared := self._failures.clear(loaded.config_path, now)) is not None:
+            self._journal.emit(DaemonEvent(f"Configuration reads again after {cleared.count} failed reloads "
+                                           f"over {lasting(now - cleared.since)}"))
         self._configure(new)
         self._reconciler.retry_now()
         self._life.phase = previous_phase
         warnings = [str(w) for w in new.warnings] + held
         self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
         return {"reloaded": True, "errors": [], "warnings": warnings}
+
+    def _reload_failed(self, path: str, errors: tuple[str, ...]) -> None:
+        """Log a failed reload when the errors are new or changed, else a reminder at most once a
+        minute with the count (autoreload retrying a broken file must not flood the log); every
+        failure is kept for ``status`` and the event stream all the same."""
+        now = time.monotonic()
+        decision = self._failures.observe(path, "\n".join(errors), now)
+        if decision is None:
+            self._journal.record(ReloadFailed(path=path, errors=errors))
+        elif decision.kind is Kind.REMINDER:
+            self._journal.emit(ReloadFailed(path=path, errors=errors, repeated=decision.count,
+                                            lasting=lasting(now - decision.since)))
+        else:
+            self._journal.emit(ReloadFailed(path=path, errors=errors))
 
     async def run(self) -> None:
         """ldirectord's autoreload/callback: act when the file's content (not just mtime) changes."""
@@ -168,7 +194,11 @@ class ConfigWatcher:
             LOGGER.info("Configuration file '%s' has changed on disk", path)
             config = self._loaded.config
             callback = config.globals.callback
-            if config.globals.autoreload:
+            if config.globals.autoreload and state[2] == _EMPTY_DIGEST:
+                # an editor truncates, then writes: an empty file caught in between would purge every
+                # virtual. An explicit reload (SIGHUP, saru reload) still applies an empty file.
+                LOGGER.warning(" - the file is empty (being written?): not reloaded until it changes again")
+            elif config.globals.autoreload:
                 LOGGER.info(" - reread new configuration")
                 await self.reload()
             else:

@@ -21,6 +21,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from saru.files import private_dir
+
 
 class InstanceLocked(Exception):
     """Another live daemon holds the lock; ``str()`` says which and where."""
@@ -48,8 +50,9 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        private_dir(self.path.parent.parent)  # the runtime directory (saru.files), then its locks/
+        private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,6 +1,6 @@
 """The daemon's journal: every event is logged, the recent ones kept for ``status``, the table
-changes handed to the e-mail alerts, and every event handed to the listeners (the event bus of the
-HTTP API, the reals' transition history). Its log records carry ``saru_journal=True`` so that the
+changes and panic-mode changes handed to the e-mail alerts, and every event handed to the listeners
+(the event bus of the HTTP API, the reals' transition history). Its log records carry ``saru_journal=True`` so that the
 bus's log handler (``saru.daemon.bus``) does not publish them twice."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from saru.events import Event, TableChange
+from saru.events import Event, PanicMode, TableChange
 
 LOGGER = logging.getLogger("saru")
 #: events kept for ``status``
@@ -22,8 +22,8 @@ JOURNAL_EXTRA = {"saru_journal": True}
 class Journal:
     """``emit(event)``: log it, keep it, alert on it; ``recent(n)``: the last ``n`` as log lines."""
 
-    def __init__(self, on_table_change: Callable[[TableChange], None] | None = None, keep: int = KEEP) -> None:
-        self._on_table_change = on_table_change
+    def __init__(self, on_alert: Callable[[Event], None] | None = None, keep: int = KEEP) -> None:
+        self._on_alert = on_alert  # the e-mail alerts: table changes and panic mode
         self._lines: deque[str] = deque(maxlen=keep)
         self._listeners: list[Callable[[Event], None]] = []
 
@@ -33,8 +33,8 @@ class Journal:
 
     def emit(self, event: Event) -> None:
         LOGGER.log(event.level, self.record(event), extra=JOURNAL_EXTRA)
-        if isinstance(event, TableChange) and self._on_table_change is not None:
-            self._on_table_change(event)
+        if isinstance(event, TableChange | PanicMode) and self._on_alert is not None:
+            self._on_alert(event)
 
     def record(self, event: Event) -> str:
         """Keep the event for ``status`` without logging it; return its message."""

@@ -58,7 +58,7 @@ from saru.daemon.systemd import SystemdLink, stall_limit, status_line
 from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.dataplane.select import select_dataplane, unsupported
-from saru.events import AlertSink, DaemonEvent, MonitorFile, TableChange, configure_logging, reopen_log_files
+from saru.events import AlertSink, DaemonEvent, Event, MonitorFile, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
 from saru.subproc import RunAs, set_command_user
@@ -201,6 +201,7 @@ class Daemon:
         reconciler = Reconciler(dataplane, monitor.health, loaded, life, journal, self.hooks,
                                 gated=lambda: gate is not None and gate.gated(),
                                 overrides=lambda: operator.for_config(loaded.config),
+                                failed=monitor.failed_since,
                                 start_timeout=options.start_timeout, start_timeout_hint=options.start_timeout_hint)
         gate = HAGate(dataplane, loaded, life, journal.emit, reconcile=reconciler.reconcile_or_retry,
                       node_factory=self._node_factory, vip_check_interval=options.drift_interval)
@@ -234,7 +235,8 @@ class Daemon:
         if self._bus_handler is not None:  # configure_logging replaced the saru logger's handlers
             LOGGER.addHandler(self._bus_handler)
 
-    def _alert(self, change: TableChange) -> None:
+    def _alert(self, change: Event) -> None:
+        """Table changes and panic mode to the e-mail alerts."""
         if self.parts is not None:
             self.parts.alerts.handle(change, self.life.phase)
 

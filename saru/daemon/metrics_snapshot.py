@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from saru.checks.base import LOCAL_FAULT_REASONS
 from saru.daemon.histogram import HistogramSnapshot
 from saru.daemon.realstats import RealStats
 from saru.daemon.status import status_word
@@ -116,6 +117,10 @@ class MetricsSnapshot:
     last_reload_success: float  # wall clock
     apply_durations: HistogramSnapshot
     ipvs: IpvsView | None
+    #: checks that could not run for a local reason since start, by reason (``LOCAL_FAULT_REASONS``)
+    local_faults: tuple[tuple[str, int], ...] = ()
+    #: the alarms (``local_fault``, ``panic``) and whether each is raised
+    alarms: tuple[tuple[str, bool], ...] = ()
 
 
 def verdict(up: bool | None, checktype: str) -> bool | None:
@@ -211,7 +216,8 @@ def vrrp(ha: HASnapshot | None) -> VrrpMetrics | None:
 def build(*, version: str, dataplane: str, config: Config, table: Table,
           stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool, ha: HASnapshot | None,
           reloads_ok: int, reloads_failed: int, last_reload_success: float, apply_durations: HistogramSnapshot,
-          overrides: Mapping[RealRef, Override] | None = None) -> MetricsSnapshot:
+          overrides: Mapping[RealRef, Override] | None = None, local_faults: Mapping[str, int] | None = None,
+          alarms: Mapping[str, bool] | None = None) -> MetricsSnapshot:
     """The snapshot (see the module docstring); ``overrides``: the operator's, by real."""
     found, active = servers(config, table, stats, realstats, rewrite, overrides or {})
     return MetricsSnapshot(
@@ -219,4 +225,6 @@ def build(*, version: str, dataplane: str, config: Config, table: Table,
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,
         last_reload_success=last_reload_success, apply_durations=apply_durations,
         ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats),
+        local_faults=tuple((reason, (local_faults or {}).get(reason, 0)) for reason in LOCAL_FAULT_REASONS),
+        alarms=tuple(sorted((alarms or {}).items())),
     )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from saru.api.names import proxy_name, server_name
+from saru.files import UnsafeFile, write_file
 from saru.model import OVERRIDE_STATES, Config, Override, RealRef
 from saru.monitor.maintenance import maintenance_names
 
@@ -165,7 +166,9 @@ class OperatorState:
         if kept.where == "maintenancedir":
             path = maintenance_file(kept.path, ref.address, ref.port)
             try:
-                path.write_text(f"disabled by saru at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                write_file(path, f"disabled by saru at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            except UnsafeFile as exc:
+                raise OperatorError(f"cannot write the maintenance file {exc}") from exc
             except OSError as exc:
                 raise OperatorError(f"cannot write the maintenance file {path}: {exc.strerror}") from exc
             self._maint[name[1]] = override.since
@@ -204,7 +207,7 @@ class OperatorState:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, indent=1) + "\n")
+            write_file(tmp, json.dumps(doc, indent=1) + "\n", 0o600)  # never through a planted link
             os.replace(tmp, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from saru.files import UnsafeFile, write_file
+
 LOGGER = logging.getLogger("saru")
 
 
@@ -24,7 +26,10 @@ def write_pidfile(path: str) -> bool:
         pass
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(f"{os.getpid()}\n")
+        write_file(path, f"{os.getpid()}\n")  # never through a symbolic link planted at the name
+    except UnsafeFile as exc:
+        LOGGER.error("cannot write pid file %s", exc)
+        return False
     except OSError as exc:
         LOGGER.error("cannot write pid file %s: %s", path, exc.strerror)
         return False
@@ -35,4 +40,7 @@ def remove_pidfile(path: str) -> None:
     """Remove ``path`` if it names this process (never another daemon's)."""
     with contextlib.suppress(OSError, ValueError, IndexError):  # unreadable, garbage or empty: not ours
         if int(Path(path).read_text().split()[0]) == os.getpid():
-            Path(path).unlink()
+            try:
+                Path(path).unlink()
+            except PermissionError:  # a dropped daemon's pid file in root's directory: empty it instead
+                write_file(path, "")

@@ -9,41 +9,45 @@ Two users, both from saru.toml ``[director]``:
   only when written as ``"root"``. A written name the host does not know is refused by the reader.
 * ``SARU_DROP_PRIVILEGES=0`` in the environment is ``saru run --no-drop``.
 
-``drop_to(user)`` (``saru run`` as root, before the event loop and any thread start: capabilities
-are per thread and a new thread inherits its creator's) keeps exactly ``KEEP``: PR_SET_KEEPCAPS, the
-bounding set cut to ``KEEP``, setgroups/setgid/setuid, then ``capset`` (effective, permitted and
-inheritable = ``KEEP``) and ``KEEP`` raised as ambient so the programs the daemon runs itself (``nft``,
-``ip``, ``ipvsadm``) have them too. Commands run as another user lose them at the exec (a change of
-uid away from 0 clears the ambient set).
+``drop_to(user)`` (``saru run`` and ``saru-ldirectord start`` as root, before the event loop and any
+thread start: capabilities are per thread and a new thread inherits its creator's) keeps exactly
+``KEEP``: PR_SET_KEEPCAPS, the bounding set cut to ``KEEP``, setgroups/setgid/setuid, then ``capset``
+(effective and permitted = ``KEEP``, inheritable and ambient empty). The programs the daemon starts get
+no capability (``saru.caps``: the same state ``keep_for_self_only`` gives a daemon started by systemd
+with ``AmbientCapabilities=``); the one that needs one, the ``nft`` command, gets CAP_NET_ADMIN for its
+own exec (``saru.caps.raised_for_exec``). ``prepare_daemon`` is the one entry point both commands call.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from saru.caps import (
+    CAP_NET_ADMIN,
+    CAP_NET_BIND_SERVICE,
+    CAP_NET_RAW,
+    PR_CAPBSET_DROP,
+    PR_SET_KEEPCAPS,
+    CapError,
+    CapSets,
+    capset,
+    keep_for_self_only,
+    mask,
+    prctl,
+)
+from saru.files import UnsafeFile, open_append
 from saru.subproc import RunAs
 
 DEFAULT_USER = "saru"
 FALLBACK_USER = "nobody"
 
-# capability bit numbers (linux/capability.h)
-CAP_NET_BIND_SERVICE = 10  # the proxy listening on a port below 1024
-CAP_NET_ADMIN = 12  # IPVS, nftables, the VIP, routes, conntrack
-CAP_NET_RAW = 13  # VRRP, ARP/NA, ICMP (ping, VIPcheck)
 #: what the daemon keeps after the drop
 KEEP = (CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE)
-
-# prctl(2) options
-PR_CAPBSET_DROP = 24
-PR_SET_KEEPCAPS = 8
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+__all__ = ["KEEP", "DaemonPaths", "PrivilegeError", "Resolved", "drop_for_daemon", "drop_to", "mask",
+           "prepare_daemon", "pwd_name", "resolve"]
 
 
 class PrivilegeError(Exception):
@@ -82,42 +86,6 @@ def pwd_name(uid: int) -> str:
         return str(uid)
 
 
-def mask(caps: tuple[int, ...]) -> int:
-    """The capability set with these bits."""
-    value = 0
-    for cap in caps:
-        value |= 1 << cap
-    return value
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _prctl(libc: ctypes.CDLL, *args: int) -> None:
-    if libc.prctl(*(ctypes.c_ulong(a) for a in args), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
-        errno = ctypes.get_errno()
-        raise PrivilegeError(f"prctl{args}: {os.strerror(errno)}")
-
-
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def _capset(libc: ctypes.CDLL, caps: int) -> None:
-    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_Data * 2)()
-    for index in range(2):
-        word = (caps >> (32 * index)) & 0xFFFFFFFF
-        data[index].effective = data[index].permitted = data[index].inheritable = word
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise PrivilegeError(f"capset: {os.strerror(ctypes.get_errno())}")
-
-
 def last_cap() -> int:
     try:
         return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
@@ -126,23 +94,26 @@ def last_cap() -> int:
 
 
 def drop_to(user: RunAs, keep: tuple[int, ...] = KEEP) -> None:
-    """Become ``user`` keeping only ``keep`` (effective, permitted, inheritable, bounding, ambient).
+    """Become ``user`` keeping only ``keep`` (effective, permitted, bounding; nothing inheritable/ambient).
     Call as root, before any thread starts. ``PrivilegeError`` if a step fails."""
-    libc = _libc()
-    for cap in range(last_cap() + 1):
-        if cap not in keep:
-            _prctl(libc, PR_CAPBSET_DROP, cap)
-    _prctl(libc, PR_SET_KEEPCAPS, 1)
+    try:
+        for cap in range(last_cap() + 1):
+            if cap not in keep:
+                prctl(PR_CAPBSET_DROP, cap)
+        prctl(PR_SET_KEEPCAPS, 1)
+    except CapError as exc:
+        raise PrivilegeError(str(exc)) from None
     try:
         os.setgroups(list(user.groups))
         os.setresgid(user.gid, user.gid, user.gid)
         os.setresuid(user.uid, user.uid, user.uid)
     except OSError as exc:
         raise PrivilegeError(f"cannot become {user.name}: {exc.strerror}") from None
-    _prctl(libc, PR_SET_KEEPCAPS, 0)
-    _capset(libc, mask(keep))
-    for cap in keep:
-        _prctl(libc, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+    try:
+        prctl(PR_SET_KEEPCAPS, 0)
+        capset(CapSets(mask(keep), mask(keep), 0))  # inheritable (and so ambient) empty: see the docstring
+    except CapError as exc:
+        raise PrivilegeError(str(exc)) from None
     os.environ.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
 
 
@@ -172,14 +143,24 @@ def unreadable_by(user: RunAs, paths: list[str]) -> list[str]:
     return unreadable
 
 
-def hand_over(path: Path, user: RunAs, *, directory: bool) -> None:
-    """Make ``path`` (created when a missing directory) the user's, before the drop, so the daemon can
-    still write it afterwards: the runtime dir (control socket, pid file, locks), the state dir, the
-    log file."""
+def hand_over(path: Path, user: RunAs, *, directory: bool, mode: int = 0o640) -> None:
+    """Make ``path`` the user's, before the drop, so the daemon can still write it afterwards: the
+    runtime dir (control socket, pid file, locks), the state dir (created when missing, 0755), the log
+    file and saru-ldirectord's pid file (created when missing, ``mode``). Never through a symbolic link
+    planted at the name (``saru.files``): root would hand whatever it points at to the user."""
     if directory:
         path.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if path.exists():
-        os.chown(path, user.uid, user.gid)
+        if path.is_symlink() or not path.is_dir():
+            raise UnsafeFile(path, "is a symbolic link or not a directory; refused")
+        os.chown(path, user.uid, user.gid, follow_symlinks=False)
+        return
+    if not path.parent.is_dir():
+        return  # the daemon reports a log file it cannot open
+    fd = open_append(path, mode)
+    try:
+        os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)
 
 
 def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: DaemonPaths) -> list[str]:
@@ -200,11 +181,11 @@ def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: D
         hand_over(paths.runtime, user, directory=True)
         hand_over(paths.state, user, directory=True)
         hand_over(paths.state / "operator", user, directory=True)
-        if paths.logfile is not None:
-            log = Path(paths.logfile)
-            if not log.exists() and log.parent.is_dir():
-                log.touch(mode=0o640)
-            hand_over(log, user, directory=False)
+        for name, mode in ((paths.logfile, 0o640), (paths.pidfile, 0o644)):
+            if name is not None:
+                hand_over(Path(name), user, directory=False, mode=mode)
+    except UnsafeFile as exc:
+        raise PrivilegeError(f"cannot prepare {exc} for user {user.name}") from None
     except OSError as exc:
         raise PrivilegeError(f"cannot prepare {exc.filename} for user {user.name}: {exc.strerror}") from None
     unreadable = unreadable_by(user, code_paths())
@@ -218,8 +199,48 @@ def drop_for_daemon(user_setting: str | None, command_user: str | None, paths: D
 
 @dataclass(frozen=True)
 class DaemonPaths:
-    """What the daemon writes after the drop: runtime dir, state dir, the log file (None: syslog/none)."""
+    """What the daemon writes after the drop: runtime dir, state dir, the log file (None: syslog/none),
+    a pid file outside the runtime dir (``saru-ldirectord``'s ``/var/run/ldirectord.NAME.pid``: made
+    the user's, empty, so the daemon can write it; on its way out it empties it, the directory being
+    root's)."""
 
     runtime: Path
     state: Path
     logfile: str | None
+    pidfile: str | None = None
+
+
+def prepare_daemon(config_path: str, settings_path: str | None, *, drop: bool = True,
+                   pidfile: str | None = None) -> list[str]:
+    """What every daemon command (``saru run``, ``saru-ldirectord start``) does before its event loop
+    and any thread: started as root with ``drop`` (and neither ``[director] drop_privileges = false`` nor
+    ``SARU_DROP_PRIVILEGES=0``), become the daemon's user (``drop_for_daemon``); not root but holding
+    capabilities (systemd's ``AmbientCapabilities=``), keep them for this process only
+    (``saru.caps.keep_for_self_only``). Returns lines to log; ``PrivilegeError`` / ``KeyError`` when the
+    drop cannot be done (nothing was started). A file with errors is left to the daemon to report."""
+    from saru.config.diagnostics import ConfigError
+    from saru.config.ldirectord import parse_file
+    from saru.config.native import load_settings
+    from saru.control.paths import runtime_dir
+    from saru.daemon.operator import state_dir
+    from saru.model import Settings
+
+    if os.geteuid() != 0:
+        try:
+            warning = keep_for_self_only()
+        except CapError as exc:
+            return [f"cannot empty the inheritable capabilities: {exc}"]
+        return [warning] if warning else []
+    if not drop or os.environ.get("SARU_DROP_PRIVILEGES") == "0":
+        return []
+    try:
+        settings = load_settings(settings_path) if settings_path else Settings()
+        logfile = parse_file(config_path).globals.logfile
+    except ConfigError:
+        return []  # the daemon reports the file's errors itself (exit status 2)
+    director = settings.director
+    if not director.drop_privileges:
+        return []
+    paths = DaemonPaths(runtime_dir(), state_dir(), logfile if logfile and logfile.startswith("/") else None,
+                        os.path.abspath(pidfile) if pidfile else None)
+    return drop_for_daemon(director.user, director.command_user, paths)

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -28,9 +28,9 @@ from saru.daemon.journal import Journal
 from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
-from saru.events import DaemonEvent, narrate
-from saru.model import Config, DelService, Op, Overrides, Table, format_hostport
-from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active
+from saru.events import DaemonEvent, PanicMode, narrate
+from saru.model import Config, DelService, Op, Overrides, RealRef, ServiceKey, Table, format_hostport
+from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active, panic_counts, panic_held, panic_start
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0  # first retry of a failed apply; doubled at each failure once ready, up to RETRY_MAX
@@ -92,10 +92,14 @@ class Reconciler:
     def __init__(self, dataplane: Dataplane, health: Callable[[], Health], loaded: Loaded, life: Life,
                  journal: Journal, hooks: HookRunner, *, gated: Callable[[], bool] = lambda: False,
                  overrides: Callable[[], Overrides] = lambda: NO_OVERRIDES,
+                 failed: Callable[[], Mapping[RealRef, float]] = dict,
                  start_timeout: float = 0.0, start_timeout_hint: str = "") -> None:
         self.dataplane = dataplane
         self._health = health
         self._overrides = overrides
+        self._failed = failed
+        #: the virtuals in panic mode (``panic_threshold``) and when it started (monotonic)
+        self.panic: dict[ServiceKey, float] = {}
         self._loaded = loaded
         self._life = life
         self._journal = journal
@@ -143,8 +147,10 @@ class Reconciler:
         async with self.lock:
             config = self._loaded.config
             current = await self.dataplane.read()
+            overrides = self._overrides()
+            held = self._update_panic(config, current, overrides)
             desired = desired_table(config, self._health(), current, kernel_ports=self.rewrite,
-                                    overrides=self._overrides())
+                                    overrides=overrides, held=held)
             if self._gated():
                 desired = Table.of([])
             ops = diff(current, desired, owned=self._loaded.owned)
@@ -157,6 +163,26 @@ class Reconciler:
             for change in narrate(ops, current, config):
                 self._journal.emit(change)
             self._fallback_commands(config, current, desired)
+
+    def _update_panic(self, config: Config, current: Table, overrides: Overrides) -> frozenset[RealRef]:
+        """Enter or leave panic mode per virtual (``saru.planner.panic_start``), saying so; the reals
+        whose failure the panics ignore."""
+        threshold = self._loaded.settings.director.panic_threshold
+        failed = self._failed()
+        panic: dict[ServiceKey, float] = {}
+        held: set[RealRef] = set()
+        for virtual in config.virtuals:
+            started = self.panic.get(virtual.key)
+            now = panic_start(virtual, failed, threshold, started, virtual.key in current.services, overrides)
+            if now is not None:
+                panic[virtual.key] = now
+                held |= panic_held(virtual, failed, now)
+            if (now is None) != (started is None):
+                counted, times = panic_counts(virtual, failed, overrides)
+                self._journal.emit(PanicMode(virtual=virtual.key, entered=now is not None, down=len(times),
+                                             counted=counted, threshold=threshold))
+        self.panic = panic
+        return frozenset(held)
 
     async def reconcile_or_retry(self) -> None:
         """``reconcile()``; on failure record it, leave the retry to the reconciler task, and raise."""

@@ -37,7 +37,7 @@ from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.daemon.status import StatusDocument, cluster_events, virtuals_status
+from saru.daemon.status import StatusDocument, alarms_doc, cluster_events, virtuals_status
 from saru.daemon.transitions import Transitions
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import OpError
@@ -228,6 +228,7 @@ class DaemonService:
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
             "cluster_events": cluster_events(loaded.settings),
+            "alarms": alarms_doc(self._monitor.local_faults(), self._reconciler.panic),
         }
 
     async def table(self) -> TableAnswer:
@@ -274,7 +275,9 @@ class DaemonService:
             rewrite=self._reconciler.rewrite, ha=node.snapshot() if node is not None else None,
             reloads_ok=loaded.reloads, reloads_failed=loaded.reload_failures,
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
-            overrides=self._operator.for_config(config) if self._operator is not None else None)
+            overrides=self._operator.for_config(config) if self._operator is not None else None,
+            local_faults=self._monitor.local_fault_counts,
+            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)})
 
     async def runtime(self) -> RuntimeAnswer:
         """Resident memory, open descriptors, asyncio tasks, history sizes and the apply counters."""

@@ -14,7 +14,7 @@ daemon's part from its state objects.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypedDict
 
 from saru.api.names import proxy_name, server_name
@@ -88,6 +88,32 @@ class DataplaneInfo(TypedDict):
     reason: str
 
 
+class LocalFaultDoc(TypedDict):
+    """A real whose last check could not run for a local reason (its verdict is kept)."""
+
+    service: ServiceKeyDict
+    address: str
+    port: int
+    reason: str  # emfile, enfile, enobufs, enomem, eaddrnotavail, eperm, no_route, resolver
+
+
+class AlarmsDoc(TypedDict):
+    """What keeps the director from trusting its checks: ``active`` is true when any list is not empty."""
+
+    active: bool
+    local_faults: list[LocalFaultDoc]
+    panic: list[ServiceKeyDict]  # the virtuals whose last known set is kept (``panic_threshold``)
+
+
+def alarms_doc(local_faults: Mapping[RealRef, str], panic: Iterable[ServiceKey]) -> AlarmsDoc:
+    """The ``alarms`` section of the status document (pure)."""
+    faults: list[LocalFaultDoc] = [
+        {"service": key_to_dict(ref.service), "address": ref.address, "port": ref.port, "reason": reason}
+        for ref, reason in local_faults.items()]
+    panicking = [key_to_dict(key) for key in panic]
+    return {"active": bool(faults or panicking), "local_faults": faults, "panic": panicking}
+
+
 class StatusDocument(TypedDict):
     """The answer to ``status``: the daemon, then every virtual with its reals."""
 
@@ -106,6 +132,7 @@ class StatusDocument(TypedDict):
     settings: str | None
     events: list[str]
     cluster_events: list[str]
+    alarms: AlarmsDoc
 
 
 def real_state(health: RealHealth | None) -> str:

@@ -49,11 +49,16 @@ ENVIRONMENT = (
     ("SARU_DROP_PRIVILEGES", "0: saru run started as root stays root, as --no-drop"),
     ("SARU_COMMAND_USER", "the user external checks and scripts run as when saru.toml's [director] "
                           "command_user is not written (default saru, else nobody)"),
+    ("SARU_NFT_LIBRARY", "the libnftables the nftables plane loads (default libnftables.so.1); empty: run "
+                         "the nft command instead"),
     ("SARU_API_HEARTBEAT", "seconds between the heartbeat comments of the HTTP API's idle event stream "
                            "(default 15)"),
     ("SARU_PACEMAKER_LOG", "the Pacemaker log whose recent cluster events saru status shows "
                            "(default /var/log/pacemaker/pacemaker.log)"),
     ("SARU_DEMO_KEEP", "when set, saru demo keeps its temporary work directory"),
+    ("SARU_LOG_REMINDER_INTERVAL", "seconds between the log reminders of a persistent condition (a vetoed "
+                                   "mastership, a real that stays down, a failing reload, a local fault; "
+                                   "default 60), for tests and debugging"),
     ("HOSTNAME", "the local host name in ldirectord.cf's checks and alerts, as for ldirectord "
                  "(default: uname's node name)"),
 )

@@ -6,7 +6,9 @@
 * ``logsink``: the ``saru`` logger's handlers in ldirectord's formats (``configure_logging``,
   ``reopen_log_files``);
 * ``alerts``: ``emailalert`` mails for table changes, sent in the background (``AlertSink``);
-* ``monitorfile``: ``monitorfile=``, one line per check result (``MonitorFile``).
+* ``monitorfile``: ``monitorfile=``, one line per check result (``MonitorFile``);
+* ``throttle``: persistent conditions logged at start, on change and as a reminder at most once a
+  minute with a count (``Throttle``, pure), for the monitor, the HA node and the config watcher.
 
 The monitor, the daemon and the HA node emit events; only the sinks here do I/O with them.
 """
@@ -24,9 +26,13 @@ from saru.events.types import (
     HAEvent,
     HAProblem,
     HAStateChange,
+    LocalFault,
+    LocalFaultCleared,
     OperatorAction,
+    PanicMode,
     PingChange,
     RealDown,
+    RealStillDown,
     RealUp,
     ReloadFailed,
     SoftFailure,
@@ -49,10 +55,14 @@ __all__ = [
     "HAEvent",
     "HAProblem",
     "HAStateChange",
+    "LocalFault",
+    "LocalFaultCleared",
     "MonitorFile",
     "OperatorAction",
+    "PanicMode",
     "PingChange",
     "RealDown",
+    "RealStillDown",
     "RealUp",
     "ReloadFailed",
     "SoftFailure",

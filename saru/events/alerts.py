@@ -1,10 +1,11 @@
 """E-mail alerts (``emailalert``…): ldirectord's mails for table changes, sent in the background.
 
-``AlertSink.handle(event, daemon_state)`` receives the daemon's ``TableChange`` events; changes of
-real and fallback servers become mails when the virtual's ``emailalert`` is set and its
-``emailalertstatus`` contains the daemon's state. ``handle`` only queues (bounded queue): one
-background task delivers, with a timeout, so a slow or dead mail server never delays checks or
-table changes; failures are logged.
+``AlertSink.handle(event, daemon_state)`` receives the daemon's ``TableChange`` and ``PanicMode``
+events; changes of real and fallback servers, and a virtual entering or leaving panic mode
+(``panic_threshold``: its table is kept although most reals fail), become mails when the virtual's
+``emailalert`` is set and its ``emailalertstatus`` contains the daemon's state. ``handle`` only
+queues (bounded queue): one background task delivers, with a timeout, so a slow or dead mail server
+never delays checks or table changes; failures are logged.
 
 What a mail looks like follows ldirectord (``ld_emailalert_send``): subject ``[<servicename>] <log
 message>`` (no brackets without a servicename), body ``ldirectord host:`` / ``Log-Message:`` /
@@ -36,7 +37,7 @@ from email.header import Header
 from email.utils import formatdate, make_msgid
 
 from saru.checks.base import describe_error
-from saru.events.types import Event, TableChange
+from saru.events.types import Event, PanicMode, TableChange
 from saru.model import Config, ServiceKey, VirtualConfig
 from saru.net.smtp import SMTPClient, SMTPError, stream_lines
 from saru.net.smtp import dot_stuff as dot_stuff  # this module's name before saru.net.smtp
@@ -266,7 +267,11 @@ class AlertSink:
     # ---- API for the daemon --------------------------------------------------------------------
 
     def handle(self, event: Event, daemon_state: str | None = None) -> None:
-        """Queue the alert for ``event`` if it is a real/fallback change that should be mailed."""
+        """Queue the alert for ``event`` if it is a real/fallback change or a panic that should be mailed."""
+        if isinstance(event, PanicMode):
+            self._queue_alert(event.message(), AlertSettings.of(self._config(), event.virtual),
+                              daemon_state or self._state())
+            return
         if not isinstance(event, TableChange) or event.kind not in ("real", "fallback") or event.dest is None:
             return
         settings = AlertSettings.of(self._config(), event.service)

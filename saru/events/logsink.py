@@ -13,12 +13,15 @@ All of Saru logs through the ``saru`` logger; this module only attaches handlers
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
 import sys
 import time
 from typing import TextIO
+
+from saru.files import open_append
 
 LOGGER = logging.getLogger("saru")
 
@@ -53,6 +56,10 @@ class LogFileHandler(logging.handlers.WatchedFileHandler):
     def __init__(self, path: str) -> None:
         super().__init__(path, delay=False)
         self._failing = False
+
+    def _open(self) -> io.TextIOWrapper:
+        """The file, opened without following a symbolic link planted at its name (``saru.files``)."""
+        return open(open_append(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from saru.checks.spec import parse_checktype
+from saru.files import open_append
 from saru.model import CheckResult, CheckSpec, Config, RealConfig, RealRef, ServiceKey, VirtualConfig
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ class _Index:
 
 
 def _append(path: str, text: str) -> None:
-    with open(path, "a", encoding="utf-8", errors="replace") as handle:
+    # never through a symbolic link planted at the name (saru.files): UnsafeFile, logged by the writer
+    with open(open_append(path), "a", encoding="utf-8", errors="replace") as handle:
         handle.write(text)
 
 

@@ -75,6 +75,78 @@ TABLE_VERBS = ("Added", "Restored", "Quiescent", "Deleted", "Changed", "Purged")
 
 
 @dataclass(frozen=True)
+class RealStillDown(Event):
+    """A real stays down: its failure changed (``changed``) or a reminder (at most one a minute,
+    ``saru.events.throttle``) with the ``count`` of failed checks since the last line."""
+
+    real: RealRef
+    detail: str
+    count: int
+    lasting: str
+    changed: bool = False
+
+    def message(self) -> str:
+        if self.changed:
+            return f"Real server still down: {self.real}: now {self.detail} (down for {self.lasting})"
+        return (f"Real server still down: {self.real}: {self.detail} ({self.count} failed checks since the "
+                f"last message, down for {self.lasting})")
+
+
+@dataclass(frozen=True)
+class LocalFault(Event):
+    """Checks fail for a reason local to the director (``saru.checks.base.local_fault``): the reals
+    keep their state. ``phase``: "start", "change" (another reason or real) or "reminder"."""
+
+    level = logging.ERROR
+    reason: str
+    real: RealRef
+    detail: str
+    phase: str = "start"
+    count: int = 1
+    lasting: str = ""
+
+    def message(self) -> str:
+        if self.phase == "reminder":
+            return (f"ALARM: local fault ({self.reason}) persists for {self.lasting}: {self.count} checks could "
+                    f"not run since the last message (last: {self.real}: {self.detail}); reals keep their state")
+        return (f"ALARM: local fault ({self.reason}): the director cannot check {self.real}: {self.detail}; "
+                "the reals keep their state until checks run again")
+
+
+@dataclass(frozen=True)
+class LocalFaultCleared(Event):
+    """The checks that failed locally (``reason``) run again."""
+
+    reason: str
+    count: int
+    lasting: str
+
+    def message(self) -> str:
+        return (f"Local fault ({self.reason}) cleared after {self.lasting}: checks run again "
+                f"({self.count} checks could not run)")
+
+
+@dataclass(frozen=True)
+class PanicMode(Event):
+    """``panic_threshold``: too many of a virtual's reals failed together; its table is kept as it
+    was (``entered``), or the virtual's reals are healthy enough again and planning resumes."""
+
+    level = logging.WARNING
+    virtual: ServiceKey
+    entered: bool
+    down: int
+    counted: int
+    threshold: int
+
+    def message(self) -> str:
+        if self.entered:
+            return (f"ALARM: panic mode for {self.virtual}: {self.down} of {self.counted} reals failed together "
+                    f"(panic_threshold {self.threshold}%); keeping the last known table for it")
+        return (f"Panic mode over for {self.virtual}: {self.down} of {self.counted} reals down; "
+                "planning its table from the checks again")
+
+
+@dataclass(frozen=True)
 class TableChange(Event):
     """A change the daemon applied to the data plane, in ldirectord's words.
 
@@ -125,8 +197,15 @@ class ReloadFailed(Event):
     level = logging.ERROR
     path: str
     errors: tuple[str, ...]
+    #: a reminder (``saru.events.throttle``): the same errors this many times since the last message
+    repeated: int = 0
+    lasting: str = ""
 
     def message(self) -> str:
+        if self.repeated:
+            return (f"Error reading configuration, still the same errors ({self.repeated} failed reloads since "
+                    f"the last message, failing for {self.lasting}), keeping the running one:\n"
+                    + "\n".join(self.errors))
         return "Error reading configuration, keeping the running one:\n" + "\n".join(self.errors)
 
 

@@ -56,6 +56,7 @@ from saru.events import (
     VIPConflict,
     VIPRestored,
 )
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.ha.drivers import Drivers, VIPDriver, VRRPDriver
 from saru.ha.vrrp import Cause, State, Transition
 from saru.model import HASettings
@@ -170,6 +171,7 @@ class HANode:
         self._retired: dict[str, int] = {}  # VRRP counters of the instances this node ran before
         self.vip_up = False
         self.conflict: dict[str, str] | None = None
+        self._probe_failures = Throttle(default_interval())  # VIPcheck probes that fail, retried every 0.36 s
         self.peer_macs: dict[str, str] = {}  # VRRP peer address -> MAC (ignored by VIPcheck)
         self.last_master: str | None = None
         self.resign_until = 0.0
@@ -366,8 +368,16 @@ class HANode:
                                          for addr in self.settings.vip_addresses), return_exceptions=True)
         for addr, answer in zip(self.settings.vip_addresses, answers, strict=True):
             if isinstance(answer, BaseException):
-                self.emit(HAProblem(text=f"VIPcheck of {addr} failed ({answer}); not taking the VIP"))
+                now = time.monotonic()
+                decision = self._probe_failures.observe(addr, str(answer), now)
+                if decision is not None and decision.kind is Kind.REMINDER:
+                    self.emit(HAProblem(text=f"VIPcheck of {addr} still failing ({answer}): {decision.count} times "
+                                             f"since the last message, for {lasting(now - decision.since)}; "
+                                             "not taking the VIP"))
+                elif decision is not None:
+                    self.emit(HAProblem(text=f"VIPcheck of {addr} failed ({answer}); not taking the VIP"))
                 return False
+            self._probe_failures.clear(addr, time.monotonic())
             if answer is not None and await self._is_peer_mac(answer.mac):
                 continue  # the VRRP peer (a killed daemon leaves its VIP; a preempted master still has it)
             if answer is not None:

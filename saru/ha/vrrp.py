@@ -205,6 +205,18 @@ def master_down_interval(priority: int, interval: float) -> float:
     return 3 * interval + skew_time(priority, interval)
 
 
+def early_veto_lead(master_down: float, interval: float, veto_time: float) -> float:
+    """How long before the Master_Down_Timer runs out a backup starts asking its veto (VIPcheck).
+
+    The veto takes ``veto_time`` (nobody answering is the common case, and the whole wait); asked
+    that long before the timer runs out, its answer is ready when the timer fires, and the failover
+    does not wait for it. It is never asked before two advertisements in a row were missed
+    (``master_down - 2 x interval``): one late advert on a busy host must not start a probe. An
+    advert that arrives meanwhile cancels it. 0: ask when the timer fires.
+    """
+    return max(0.0, min(veto_time, master_down - 2 * interval))
+
+
 class Machine:
     """One virtual router (RFC 5798 section 6), pure: the driver passes ``now`` and executes the actions."""
 
@@ -305,11 +317,12 @@ class Machine:
         return self._done(self._become_master(now, self._down_reason, Cause.MASTER_DOWN))
 
     def veto_master(self, now: float) -> list[Action]:
-        """The veto refused mastership: stay backup, ask again after one master-down interval."""
+        """The veto refused mastership: stay backup, ask again after one master-down interval (for
+        the same reason: a retry does not grow the reason)."""
         if self.state is not State.BACKUP or not self._asking:
             return self._done([])
         self._asking = False
-        self._arm_down(now, self.master_down, f"{self._down_reason} (after a veto)")
+        self._arm_down(now, self.master_down, self._down_reason)
         return self._done([])
 
     def set_priority(self, priority: int, now: float) -> list[Action]:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, assert_never
 
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.ha.vrrp import (
     GROUP_V4,
     GROUP_V6,
@@ -40,6 +41,7 @@ from saru.ha.vrrp import (
     VRRPError,
     WantMaster,
     decode_advert,
+    early_veto_lead,
     encode_advert,
 )
 
@@ -92,9 +94,15 @@ class VRRPInstance:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._asking: asyncio.Task[None] | None = None
+        # the veto asked ahead of the Master_Down_Timer (vrrp.early_veto_lead) and its start timer
+        self._early: asyncio.Task[bool | None] | None = None
+        self._early_timer: asyncio.TimerHandle | None = None
+        self._veto_time = settings.vipcheck_timeout if settings.vipcheck else 0.0
         self._events: asyncio.Queue[Transition] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._warned: dict[str, float] = {}
+        interval = default_interval()
+        self._warned = Throttle(interval)  # problems by kind (malformed adverts, send errors …)
+        self._vetoes = Throttle(interval)  # the vetoed mastership
         self._pending_priority: int | None = None
         self._cache: dict[tuple[int, int], list[_Packet]] = {}  # (priority, interval) -> what to send
 
@@ -340,7 +348,8 @@ class VRRPInstance:
             advert = decode_advert(payload, src, dst or self._group)
         except VRRPError as exc:
             self._counters[exc.kind if exc.kind in self._counters else "malformed"] += 1
-            self._warn(exc.kind, "VRRP on %s: dropped a packet from %s: %s", self.interface, src, exc.reason)
+            self._warn(exc.kind, "VRRP on %s: dropped a packet from %s: %s", self.interface, src, exc.reason,
+                       detail=src)  # the same peer's garbage, whatever the bytes: one condition
             return
         if advert.vrid != machine.vrid:
             self._counters["other_vrid"] += 1
@@ -367,7 +376,8 @@ class VRRPInstance:
                     self._events.put_nowait(action)
                 case WantMaster():
                     if self._asking is None or self._asking.done():
-                        self._asking = asyncio.create_task(self._ask(action.reason))
+                        early, self._early = self._early, None
+                        self._asking = asyncio.create_task(self._ask(action.reason, early))
                 case SetTimer():
                     self._arm(action.deadline)
                 case _:
@@ -380,12 +390,35 @@ class VRRPInstance:
         if deadline is not None and self._loop is not None:
             self._timer_at = deadline
             self._timer = self._loop.call_at(deadline, self._fire, deadline)
+            self._arm_early(deadline)
+
+    def _arm_early(self, deadline: float) -> None:
+        """A backup's Master_Down_Timer: start the veto ``early_veto_lead`` before it runs out."""
+        machine, loop = self._machine, self._loop
+        if self._before_master is None or machine is None or loop is None or machine.state is not State.BACKUP:
+            return
+        lead = early_veto_lead(machine.master_down, machine.master_adver_interval, self._veto_time)
+        if lead > 0:
+            self._early_timer = loop.call_at(deadline - lead, self._start_early)
+
+    def _start_early(self) -> None:
+        self._early_timer = None
+        if self._before_master is not None:
+            self._early = asyncio.ensure_future(self._before_master())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = None
         self._timer_at = None
+        if self._early_timer is not None:
+            self._early_timer.cancel()
+            self._early_timer = None
+        if self._early is not None:  # an advert came (or we stop): the early answer is for nothing
+            if self._early.done() and not self._early.cancelled():
+                self._early.exception()  # retrieved: a failed early veto that nobody needs is not an error
+            self._early.cancel()
+            self._early = None
 
     def _fire(self, deadline: float) -> None:
         self._timer = None
@@ -393,11 +426,16 @@ class VRRPInstance:
         if self._machine is not None and self._loop is not None:
             self._apply(self._machine.timer(max(self._loop.time(), deadline)))
 
-    async def _ask(self, reason: str) -> None:
+    async def _ask(self, reason: str, early: asyncio.Future[bool | None] | None = None) -> None:
+        """Ask the veto (or take the answer of the one asked early), then confirm or refuse mastership.
+
+        An early refusal is asked again now: the veto that keeps us backup is always a fresh one."""
         allowed: bool | None = True
         if self._before_master is not None:
             try:
-                allowed = await self._before_master()
+                allowed = await early if early is not None else None
+                if early is None or allowed is False:
+                    allowed = await self._before_master()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken veto must not keep the VIP down forever
@@ -406,11 +444,22 @@ class VRRPInstance:
         machine, loop = self._machine, self._loop
         if machine is None or loop is None:
             return
+        now = time.monotonic()
         if allowed is False:
-            LOGGER.warning("VRRP %d on %s: mastership vetoed (%s); staying backup", machine.vrid,
-                           self.interface, reason)
+            decision = self._vetoes.observe("veto", reason, now)
+            if decision is not None and decision.kind is Kind.REMINDER:
+                LOGGER.warning("VRRP %d on %s: mastership still vetoed (%s): %d vetoes since the last message, "
+                               "for %s; staying backup", machine.vrid, self.interface, reason, decision.count,
+                               lasting(now - decision.since))
+            elif decision is not None:
+                LOGGER.warning("VRRP %d on %s: mastership vetoed (%s); staying backup, asking again every "
+                               "%.3f s", machine.vrid, self.interface, reason, machine.master_down)
             self._apply(machine.veto_master(loop.time()))
         else:
+            decision = self._vetoes.clear("veto", now)
+            if decision is not None:
+                LOGGER.warning("VRRP %d on %s: mastership no longer vetoed after %d vetoes (%s)", machine.vrid,
+                               self.interface, decision.count, lasting(now - decision.since))
             self._apply(machine.confirm_master(loop.time()))
 
     async def _deliver(self) -> None:
@@ -424,14 +473,21 @@ class VRRPInstance:
             finally:
                 self._events.task_done()
 
-    def _warn(self, kind: str, message: str, *args: object) -> None:
-        """Log a problem once a minute per kind (a bad peer at 10 adverts/s must not flood the log)."""
+    def _warn(self, kind: str, message: str, *args: object, detail: str | None = None) -> None:
+        """Log a persistent problem when it starts, when it changes (another source, another fault)
+        and as a reminder with a count at most once a minute (``saru.events.throttle``): a bad peer
+        at 10 adverts/s must not flood the log, nor go unnoticed. ``detail`` says what a change is
+        (default: the whole message)."""
         now = time.monotonic()
-        if now - self._warned.get(kind, -1e9) >= 60:
-            self._warned[kind] = now
-            LOGGER.warning(message, *args)
+        text = message % args
+        decision = self._warned.observe(kind, text if detail is None else detail, now)
+        if decision is None:
+            LOGGER.debug("%s", text)
+        elif decision.kind is Kind.REMINDER:
+            LOGGER.warning("%s (%d times since the last message, for %s)", text, decision.count,
+                           lasting(now - decision.since))
         else:
-            LOGGER.debug(message, *args)
+            LOGGER.warning("%s", text)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -391,3 +391,7 @@ class CheckResult:
     #: socket/resolver error), "tls", "status" (the server answered with an error status) or
     #: "response" (a wrong or malformed answer); "" for a success
     failure: str = ""
+    #: non-empty when the run failed for a reason local to the director (file descriptors
+    #: exhausted, no route, resolver down …: ``saru.checks.base.local_fault``): the verdict of the
+    #: real is kept and an alarm raised instead; the value is the reason ("emfile", "no_route" …)
+    local_fault: str = ""

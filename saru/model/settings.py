@@ -30,6 +30,9 @@ class DirectorSettings:
     command_user: str | None = None
     #: False: a daemon started as root stays root (``saru run --no-drop``)
     drop_privileges: bool = True
+    #: percent of a virtual's reals failing together that puts it in panic mode (its table is kept;
+    #: ``saru.planner.panic_start``); 0: off
+    panic_threshold: int = 50
 
 
 @dataclass(frozen=True)

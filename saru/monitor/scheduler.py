@@ -10,6 +10,12 @@
 * **Reload**: ``configure`` keeps the state of every real whose check did not change.
 * **Listeners**: ``add_listener`` (any verdict changed) and ``add_result_listener`` (every result of
   every real, e.g. for ``monitorfile``).
+* **Local faults**: a result with ``local_fault`` set (the director could not check: no file
+  descriptor, no route, no resolver …, ``saru.checks.base.local_fault``) does not touch the real's
+  verdict or hysteresis; it raises the local-fault alarm (``LocalFault``, once and then as a
+  reminder, ``LocalFaultCleared`` when every check runs again) and counts in ``local_fault_counts``.
+* **Persistent failures**: a real that stays down is reminded of (``RealStillDown``) when its
+  failure changes and at most once a minute (``saru.events.throttle``), not once per check.
 """
 
 from __future__ import annotations
@@ -22,7 +28,17 @@ from dataclasses import dataclass, field, replace
 
 from saru.checks.base import run_check
 from saru.checks.spec import check_spec_for
-from saru.events import Event, FailuresReset, RealDown, RealUp, SoftFailure
+from saru.events import (
+    Event,
+    FailuresReset,
+    LocalFault,
+    LocalFaultCleared,
+    RealDown,
+    RealStillDown,
+    RealUp,
+    SoftFailure,
+)
+from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.model import CheckResult, CheckSpec, Config, RealRef
 from saru.monitor.health import Change, HealthState, force_down, step
 from saru.monitor.maintenance import MAINTENANCE_MESSAGE, NameCache, address_in_maintenance, in_maintenance
@@ -41,6 +57,8 @@ class RealHealth:
     successes: int  # consecutive successes while down
     maintenance: bool
     checktype: str
+    local_fault: str = ""  # the reason its last check could not run, "" if it ran
+    failed_since: float | None = None  # monotonic time its checks brought it down (None: not down by checks)
 
 
 @dataclass
@@ -52,6 +70,8 @@ class _Real:
     last_checked: float | None = None
     maintenance: bool = False
     fresh: bool = False  # next result is taken as is (its check changed on reload)
+    local_fault: str = ""  # reason the last check could not run (the verdict was kept)
+    failed_since: float | None = None  # monotonic time the checks brought it down
 
 
 @dataclass
@@ -105,6 +125,11 @@ class Monitor:
         self._dying: set[asyncio.Task[None]] = set()
         self._names = NameCache()
         self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
+        interval = default_interval()
+        self._still_down = Throttle(interval)  # by real
+        self._local = Throttle(interval)  # by reason
+        #: checks that could not run for a local reason since start, by reason (the metric)
+        self.local_fault_counts: dict[str, int] = {}
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -125,6 +150,7 @@ class Monitor:
                 wanted[spec] = (min(interval, virtual.checkinterval), members)
 
         changed = self._update_reals(reals)
+        self._still_down.forget(set(self._reals))
         for spec in list(self._groups):
             if spec not in wanted:
                 self._stop_group(self._groups.pop(spec))
@@ -277,6 +303,12 @@ class Monitor:
 
     def _apply(self, ref: RealRef, real: _Real, result: CheckResult, now: float) -> bool:
         real.last_result, real.last_checked, real.maintenance = result, now, False
+        if result.local_fault:
+            self._local_fault(ref, real, result)
+            self._report(ref, real, result)
+            return False
+        if real.local_fault:
+            self._local_fault_over(ref, real)
         if real.fresh:
             state, change = step(HealthState(), result.ok)
             if state.up == real.state.up:
@@ -286,9 +318,15 @@ class Monitor:
             state, change = step(real.state, result.ok, real.failurecount, self.rise)
         real.state = state
         if change is Change.UP:
+            real.failed_since = None
+            self._still_down.clear(ref, 0.0)
             self._send(RealUp(real=ref, detail=result.message))
         elif change is Change.DOWN:
+            real.failed_since = time.monotonic()
+            self._still_down.observe(ref, result.message, real.failed_since)
             self._send(RealDown(real=ref, detail=result.message))
+        elif state.up is False and not result.ok:
+            self._remind_down(ref, result.message)
         elif change is Change.SOFT_FAILURE:
             self._send(SoftFailure(real=ref, count=state.failures, limit=real.failurecount,
                                    detail=result.message))
@@ -297,9 +335,42 @@ class Monitor:
         self._report(ref, real, result)
         return change in (Change.UP, Change.DOWN)
 
+    def _remind_down(self, ref: RealRef, detail: str) -> None:
+        now = time.monotonic()
+        decision = self._still_down.observe(ref, detail, now)
+        if decision is not None and decision.kind in (Kind.CHANGE, Kind.REMINDER):
+            self._send(RealStillDown(real=ref, detail=detail, count=decision.count,
+                                     lasting=lasting(now - decision.since), changed=decision.kind is Kind.CHANGE))
+
+    def _local_fault(self, ref: RealRef, real: _Real, result: CheckResult) -> None:
+        reason = result.local_fault
+        self.local_fault_counts[reason] = self.local_fault_counts.get(reason, 0) + 1
+        if real.local_fault and real.local_fault != reason:
+            self._local_fault_over(ref, real)
+        real.local_fault = reason
+        now = time.monotonic()
+        decision = self._local.observe(reason, reason, now)
+        if decision is not None:
+            phase = "reminder" if decision.kind is Kind.REMINDER else "start"
+            self._send(LocalFault(reason=reason, real=ref, detail=result.message, phase=phase,
+                                  count=decision.count, lasting=lasting(now - decision.since)))
+
+    def _local_fault_over(self, ref: RealRef, real: _Real) -> None:
+        reason, real.local_fault = real.local_fault, ""
+        if any(r.local_fault == reason for r in self._reals.values()):
+            return  # other reals still cannot be checked for that reason
+        now = time.monotonic()
+        decision = self._local.clear(reason, now)
+        if decision is not None:
+            self._send(LocalFaultCleared(reason=reason, count=decision.count, lasting=lasting(now - decision.since)))
+
     def _apply_maintenance(self, ref: RealRef, real: _Real, now: float) -> bool:
         real.last_result = CheckResult(ok=False, message=MAINTENANCE_MESSAGE)
         real.last_checked, real.maintenance, real.fresh = now, True, False
+        real.failed_since = None
+        self._still_down.clear(ref, 0.0)
+        if real.local_fault:
+            self._local_fault_over(ref, real)
         real.state, change = force_down(real.state)
         self._report(ref, real, real.last_result)
         if change is Change.DOWN:
@@ -334,6 +405,16 @@ class Monitor:
         events = [g.first_done for g in self._groups.values() if g.task is not None and g.first_done]
         await asyncio.gather(*(e.wait() for e in events))
 
+    def local_faults(self) -> dict[RealRef, str]:
+        """The reals whose last check could not run for a local reason (the alarm), with the reason."""
+        return {ref: real.local_fault for ref, real in self._reals.items() if real.local_fault}
+
+    def failed_since(self) -> dict[RealRef, float]:
+        """The reals down because their checks failed (not maintenance), with the monotonic time they
+        went down (the panic rule's input, ``saru.planner.panic_start``)."""
+        return {ref: real.failed_since for ref, real in self._reals.items()
+                if real.failed_since is not None and real.state.up is False and not real.maintenance}
+
     def health(self) -> dict[RealRef, bool | None]:
         """Every configured real's verdict (None: not checked yet, or checktype off)."""
         return {ref: real.state.up for ref, real in self._reals.items()}
@@ -349,6 +430,8 @@ class Monitor:
                 successes=real.state.successes,
                 maintenance=real.maintenance,
                 checktype=real.spec.checktype,
+                local_fault=real.local_fault,
+                failed_since=real.failed_since if real.state.up is False else None,
             )
             for ref, real in self._reals.items()
         }

@@ -8,6 +8,8 @@ What it offers (import from ``saru.net``):
   ``parse_ipv4_icmp_echo`` / ``parse_icmpv6_echo`` (an ``Echo``), ``echo_header`` and ``is_echo_reply``;
 * ``mac`` — Ethernet addresses: ``mac_bytes`` (text to 6 bytes), ``mac_str`` (and back), ``normal_mac``;
 * ``netlink`` — netlink attributes: ``nla`` (pack one), ``parse_attrs`` (a chain by type);
+* ``route`` — ``ip route get`` over rtnetlink: ``has_route`` (one request to the kernel, imported as
+  ``saru.net.route``), so the checks tell a local routing error from a router's ICMP unreachable;
 * ``smtp`` — the SMTP client of the mail checks and the e-mail alerts (``SMTPClient``, the EHLO → HELO
   fallback rule, ``dot_stuff``), imported as ``saru.net.smtp`` (it needs asyncio; the rest does not);
 * ``text`` — ``printable``: server text made safe for a log line.

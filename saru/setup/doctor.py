@@ -4,7 +4,8 @@ What the guide asks of a director, and what LVS needs beyond it: IP forwarding (
 routing does not strictly, but the guide turns it on on both directors), no ICMP redirects on a
 one-armed director, a reverse-path filter that does not drop clients, a kernel data plane (IPVS, or
 nftables), connection tracking for NAT, the VIP on this host (or, with HA, legitimately on the peer),
-and active probes of the real servers:
+whether a running firewalld lets in what the directors exchange (``saru.setup.firewalld``), and active
+probes of the real servers:
 
 * **DR**: each real must be on a directly attached network, must accept packets for the VIP (a TCP
   SYN to VIP:port in a frame for the real's MAC gets a SYN-ACK or RST back), and must *not* answer ARP
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 from saru.model import Config, Settings, format_hostport
 from saru.setup import sysctl
+from saru.setup.firewalld import Opening, openings
 from saru.setup.item import Item, Status
 from saru.setup.netinfo import Route
 
@@ -60,6 +62,8 @@ class Plan:
     ha_vips: frozenset[str] = frozenset()
     ha_interface: str | None = None
     dataplane: str = "auto"
+    #: what saru.toml needs let in by the host firewall (``saru.setup.firewalld``)
+    firewall: tuple[Opening, ...] = ()
 
     def reals_by(self, forward: str) -> list[RealRef]:
         return [r for r in self.reals if r.forward == forward]
@@ -93,7 +97,7 @@ def make_plan(config: Config | None, settings: Settings | None) -> Plan:
         if vip not in vips:
             vips.append(vip)
     return Plan(tuple(vips), tuple(reals), ha_vips, ha.interface if ha else None,
-                settings.director.dataplane if settings else "auto")
+                settings.director.dataplane if settings else "auto", openings(settings))
 
 
 @dataclass

@@ -2,18 +2,21 @@
 
 ``gather`` reads sysctls, addresses, routes and data-plane availability through ``netinfo``/``sysctl``;
 ``run`` applies the pure checks of ``saru.setup.doctor`` in the guide's order, then probes the VIPs
-(who answers ARP / neighbour solicitations for them), the DR reals (do they accept packets for the VIP)
+(who answers ARP / neighbour solicitations for them), asks a running firewalld what it lets in
+(``firewall-cmd``, exec'd without a shell), the DR reals (do they accept packets for the VIP)
 and the NAT reals (do their replies to clients come back through here), through ``saru.setup.probe``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from saru.dataplane.ipvs import module_installed
-from saru.setup import sysctl
+from saru.setup import firewalld, sysctl
 from saru.setup.doctor import (
     PROBE_SOURCES,
     PROBE_SOURCES6,
@@ -39,6 +42,10 @@ from saru.setup.doctor import (
     vip_interface,
 )
 from saru.setup.item import Item
+from saru.subproc import last_line, run_command
+
+#: seconds one firewall-cmd call may take (it is a D-Bus client; firewalld answers in milliseconds)
+FIREWALL_CMD_TIMEOUT = 10.0
 
 
 def _ipvs() -> tuple[bool, str]:
@@ -67,6 +74,49 @@ def _conntrack() -> tuple[bool, str]:
     if module_installed("nf_conntrack"):
         return True, "the nf_conntrack module is installed (loaded on demand)"
     return False, "no nf_conntrack in this kernel"
+
+
+async def _firewall_cmd(*args: str) -> tuple[int | None, str]:
+    """``firewall-cmd ARGS`` (exec'd without a shell): exit status (None: timed out) and its output."""
+    outcome = await run_command(["firewall-cmd", *args], FIREWALL_CMD_TIMEOUT)
+    return outcome.returncode, (outcome.stdout + outcome.stderr).decode("utf-8", "replace")
+
+
+async def _ask_firewalld(plan: Plan, facts: Facts) -> list[Item]:
+    code, out = await _firewall_cmd("--state")
+    if code != 0 or out.strip() != "running":
+        return [Item("firewalld", "ok", f"not running ({last_line(out.encode()) or 'no answer'}): nothing to check")]
+    (code, default), (code2, listing) = await asyncio.gather(_firewall_cmd("--get-default-zone"),
+                                                             _firewall_cmd("--list-all-zones"))
+    if code != 0 or code2 != 0:
+        why = last_line((default + listing).encode())
+        return [Item("firewalld", "warn", f"running, but cannot read its zones: {why}")]
+    zones = firewalld.parse_zones(listing)
+    # every service of the zones in question at once (firewall-cmd answers one per call); includes later
+    names = sorted({firewalld.SERVICE, *(name for opening in plan.firewall
+                                         if (zone := firewalld.zone_of(opening, zones, default.strip(), facts.local))
+                                         for name in zone.services)})
+    answers = await asyncio.gather(*(_firewall_cmd(f"--info-service={name}") for name in names))
+    services = {name: firewalld.parse_service(text) if code == 0 else None
+                for name, (code, text) in zip(names, answers, strict=True)}
+    for _ in range(3):  # services that include others (rare): one more round per level
+        wanted = sorted({i for info in services.values() if info for i in info.includes} - set(services))
+        if not wanted:
+            break
+        answers = await asyncio.gather(*(_firewall_cmd(f"--info-service={name}") for name in wanted))
+        services.update({name: firewalld.parse_service(text) if code == 0 else None
+                         for name, (code, text) in zip(wanted, answers, strict=True)})
+    return firewalld.judge(plan.firewall, zones, default.strip(), facts.local, services.get)
+
+
+def check_firewalld(plan: Plan, facts: Facts) -> list[Item]:
+    """The firewalld items: none when saru.toml needs nothing let in; "not installed" / "not running"
+    (ok: nothing filters); else one per opening (``saru.setup.firewalld.judge``)."""
+    if not plan.firewall:
+        return []
+    if shutil.which("firewall-cmd") is None:
+        return [Item("firewalld", "ok", "not installed (no firewall-cmd): nothing to check")]
+    return asyncio.run(_ask_firewalld(plan, facts))
 
 
 def gather(plan: Plan) -> Facts:
@@ -200,6 +250,7 @@ def run(plan: Plan, probes: bool = True, timeout: float = 0.5,
     add(*check_rp_filter(plan, facts))
     add(check_dataplane(plan, facts))
     add(*check_conntrack(plan, facts))
+    add(*check_firewalld(plan, facts))
     prober = _Prober(plan, facts, timeout)
     for vip in plan.vips:
         add(*(prober.vip(vip) if probes else [check_vip(plan, facts, vip, None)]))

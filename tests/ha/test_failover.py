@@ -148,24 +148,65 @@ def test_upstream_loss_lowers_priority_and_hands_over(bed: HABed, directors: lis
     assert ld2.state() == "master"  # back to equal priority: no fail-back
 
 
-def test_vipcheck_conflict_keeps_both_backup_and_names_the_mac(bed: HABed, directors: list[Director]) -> None:
+def test_vipcheck_conflict_keeps_both_backup_and_names_the_mac(bed: HABed, directors: list[Director],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SARU_LOG_REMINDER_INTERVAL", "1")  # the once-a-minute reminder, shortened
     bed.ip("rt", "addr", "add", f"{VIP}/24", "dev", "eth0")  # a third host holds the VIP
     rt_mac = bed.mac("rt")
+    started = time.monotonic()
     ld1 = bed.director("ld1")
     directors.append(ld1)
     ld2 = bed.director("ld2")
     directors.append(ld2)
     wait_for(lambda: ld1.ha()["conflict"] and ld2.ha()["conflict"], 5, "both directors seeing the conflict")
-    deadline = time.monotonic() + 1.5  # several master-down intervals: nobody takes the VIP
+    deadline = time.monotonic() + 2.5  # several master-down intervals: nobody takes the VIP
     while time.monotonic() < deadline:
         assert ld1.state() == "backup" and ld2.state() == "backup"
         time.sleep(0.05)
     assert ld1.ha()["conflict"]["mac"] == rt_mac
     assert any("already answers" in e and rt_mac in e for e in ld1.events())
     assert not bed.vip_on("ld1") and not bed.vip_on("ld2")
+    # the persistent veto is logged once, then reminded with a count — not every 0.36 s, and its
+    # reason does not grow "(after a veto) (after a veto) …" (issue #14 §5)
+    seconds = time.monotonic() - started
+    for d in (ld1, ld2):
+        log = d.logtext()
+        assert log.count("mastership vetoed (") == 1, log
+        assert 1 <= log.count("mastership still vetoed (") <= seconds + 1, log  # at most one a second
+        assert "after a veto" not in log and "vetoes since the last message" in log
     bed.ip("rt", "addr", "del", f"{VIP}/24", "dev", "eth0")
     wait_for(lambda: "master" in (ld1.state(), ld2.state()), 5, "a master once the VIP is free")
+    master = ld1 if ld1.state() == "master" else ld2
+    assert "mastership no longer vetoed after" in master.logtext()
     assert bed.served(timeout=5) < 5
+
+
+#: one VRRPv3 advert for VRID 51 whose checksum is wrong (it covers nothing: 0)
+BAD_ADVERT = bytes([0x31, 51, 100, 1, 0x00, 0x0A, 0x00, 0x00]) + bytes([10, 77, 6, 240])
+SEND_BAD = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    s.sendto(bytes.fromhex(sys.argv[2]), ("224.0.0.18", 0))
+    time.sleep(0.05)
+"""
+
+
+def test_a_peer_sending_malformed_adverts_is_reminded_of_not_repeated(
+        bed: HABed, directors: list[Director], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SARU_LOG_REMINDER_INTERVAL", "1")
+    ld1, _ld2 = pair(bed, directors)
+    bed.run("rt", sys.executable, "-c", SEND_BAD, UPSTREAM, BAD_ADVERT.hex(), "2.5", timeout=20)  # ~50 adverts
+    log = ld1.logtext()
+    first = [line for line in log.splitlines() if f"dropped a packet from {UPSTREAM}" in line]
+    assert first and "times since the last message" not in first[0], log
+    reminders = [line for line in first if "times since the last message" in line]
+    assert len(first) - len(reminders) == 1, first  # one full line, the rest are reminders with a count
+    assert 1 <= len(reminders) <= 3, first
+    assert ld1.state() == "master"
 
 
 def test_split_brain_both_masters_then_one_per_rfc(bed: HABed, directors: list[Director]) -> None:

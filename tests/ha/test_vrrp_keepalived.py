@@ -28,6 +28,7 @@ from saru.ha.vrrp import (
     Advert,
     State,
     Transition,
+    early_veto_lead,
     encode_advert,
     master_down_interval,
     skew_time,
@@ -405,9 +406,45 @@ async def test_before_master_veto_on_the_wire(world: World) -> None:
 
     saru = await world.saru(100, before_master=veto_once)  # alone on the segment
     await world.wait_saru(saru, State.MASTER, 3)
-    limit = master_down_interval(100, INTERVAL)
-    assert len(asked) == 2 and limit - 0.02 < asked[1] - asked[0] < limit + SLACK
+    # asked early (ahead of the Master_Down_Timer), refused; asked afresh when the timer ran out
+    lead = early_veto_lead(master_down_interval(100, INTERVAL), INTERVAL, HASettings().vipcheck_timeout)
+    assert lead > 0
+    assert len(asked) == 2 and lead - 0.02 < asked[1] - asked[0] < lead + SLACK
     assert saru.counters["adverts_sent"] >= 1
+
+
+async def test_the_veto_is_asked_ahead_of_the_master_down_timer(world: World) -> None:
+    """The VIPcheck runs while the Master_Down_Timer is still counting: taking over does not wait
+    for it. Steady adverts start none; the one asked when keepalived went quiet was under way before
+    the timer ran out, and mastership followed the timer, not the timer plus the veto's time."""
+    veto_time = 0.15
+    asked: list[tuple[float, float | None]] = []  # (when asked, the down timer's deadline then)
+    saru: VRRPInstance | None = None
+
+    async def probe_like() -> bool:
+        loop = asyncio.get_running_loop()
+        assert saru is not None
+        asked.append((loop.time(), saru._timer_at))
+        await asyncio.sleep(veto_time)  # a VIPcheck that nobody answers takes its whole timeout
+        return True
+
+    k = world.keepalived(150)
+    await k.wait_state("MASTER", 5)
+    saru = await world.saru(100, before_master=probe_like)
+    await _observe(1.0)
+    assert saru.state is State.BACKUP and asked == [], "adverts every 0.1 s must not start a veto"
+
+    limit = master_down_interval(100, INTERVAL)
+    lead = early_veto_lead(limit, INTERVAL, veto_time)
+    assert lead == veto_time
+    k.kill_vrrp()
+    took = await _timed(world.wait_saru(saru, State.MASTER, 3))
+    measured("saru_takeover_with_early_veto_s", round(took, 3))
+    assert len(asked) == 1, asked
+    when, deadline = asked[0]
+    assert deadline is not None and when < deadline, "the veto was asked only after the timer ran out"
+    k.stop()
+    drop_vips(world.lan["k1"])
 
 
 async def test_bad_packets_are_counted_not_obeyed(world: World) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from saru.events import TableChange
+from saru.events import PanicMode, TableChange
 from saru.events.alerts import AlertSink
 from saru.model import Config, Dest, GlobalConfig, RealConfig, VirtualConfig
 from tests.helpers import HungServer, free_port
@@ -256,3 +256,18 @@ async def test_a_purged_virtual_falls_back_to_the_global_settings(smtpd):
         await sink.close()
     assert message["Delivered-To"] == "admin@example.test"
     assert "Daemon-Status: reloading" in message.get_content()
+
+
+async def test_panic_mode_is_mailed_to_the_virtuals_recipients(smtpd):
+    v = virtual(servicename="web shop")
+    cfg = config(v)
+    sink = AlertSink(lambda: cfg, HOST, smtp_port=smtpd.port, username="saru")
+    try:
+        sink.handle(PanicMode(virtual=v.key, entered=True, down=3, counted=4, threshold=50), "running")
+        sink.handle(PanicMode(virtual=v.key, entered=False, down=0, counted=4, threshold=50), "running")
+        messages = await wait_messages(smtpd, 2)
+    finally:
+        await sink.close()
+    subjects = sorted(m["Subject"] for m in messages)
+    assert subjects[0].startswith("[web shop] ALARM: panic mode for tcp 127.0.0.10:80: 3 of 4 reals")
+    assert subjects[1].startswith("[web shop] Panic mode over for tcp 127.0.0.10:80")

@@ -164,3 +164,15 @@ async def test_exit_is_seen_while_a_leftover_child_holds_the_pipes(tmp_path: Pat
 async def test_a_program_that_cannot_start_is_an_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await run_command([str(tmp_path / "missing")], 1)
+
+
+async def test_a_hook_string_never_reaches_a_shell(tmp_path: Path) -> None:
+    """callback= / fallbackcommand= are split shell-style and exec'd: metacharacters stay arguments."""
+    out, marker = tmp_path / "args", tmp_path / "pwned"
+    script = tmp_path / "hook"
+    script.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done > {out}\n')
+    script.chmod(0o755)
+    assert await run_hook(f"{script} 'a; touch {marker}' '$HOME' `id` $(id) >{marker}", "extra arg") == 0
+    assert out.read_text().splitlines() == [f"a; touch {marker}", "$HOME", "`id`", "$(id)", f">{marker}",
+                                            "extra arg"]
+    assert not marker.exists()

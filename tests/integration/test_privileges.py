@@ -11,6 +11,7 @@ these run without that environment.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from saru.cli.ldirectord import is_director
 from saru.control import request_sync
 from saru.daemon.privileges import KEEP, mask
 from saru.subproc import RunAs
@@ -72,9 +74,10 @@ class RootDaemon:
     """``saru run`` as root, without the test suite's no-drop environment."""
 
     def __init__(self, workdir: Path, settings: str, port: int, extra: str = "",
-                 args: tuple[str, ...] = (), drops: bool = False) -> None:
+                 args: tuple[str, ...] = (), drops: bool = False, prefix: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
-        self.check = script(workdir / "check.sh", f'id -u > {workdir}/out/check.uid; exit 0')
+        self.check = script(workdir / "check.sh", f'grep ^Cap /proc/$$/status > {workdir}/out/check.caps; '
+                                                  f'id -u > {workdir}/out/check.uid; exit 0')
         self.callback = script(workdir / "callback.sh", f'id -u > {workdir}/out/callback.uid')
         self.config = workdir / "ldirectord.cf"
         self.extra = extra
@@ -87,9 +90,9 @@ class RootDaemon:
         self.control = self.run / "ldirectord.cf.sock"
         self.log = (workdir / "daemon.log").open("w")
         python = sys.executable
-        if drops:  # the dropped daemon reads its Python (see ``readable_python``)
+        if drops or prefix:  # the dropped daemon reads its Python (see ``readable_python``)
             python, env["PYTHONPATH"] = readable_python()
-        self.process = subprocess.Popen([python, "-m", "saru", "run", "-c", str(self.settings), *args],
+        self.process = subprocess.Popen([*prefix, python, "-m", "saru", "run", "-c", str(self.settings), *args],
                                         env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
 
     def write(self, port: int, extra_virtual: str = "") -> None:
@@ -101,6 +104,11 @@ class RootDaemon:
         path = self.workdir / "out" / name
         text = path.read_text().strip() if path.exists() else ""
         return text or None
+
+    def check_caps(self) -> dict[str, str]:
+        """CapInh/CapPrm/CapEff/CapBnd/CapAmb of the external check, once it has run."""
+        text = wait_until(lambda: self.out("check.caps"), what="the check's capabilities")
+        return dict(line.split(":\t") for line in text.splitlines())
 
     def status(self) -> dict[str, object]:
         return request_sync(self.control, "status", timeout=5)
@@ -189,9 +197,12 @@ def test_root_daemon_drops_to_the_user_with_exactly_three_capabilities(user, wor
     status = proc_status(d.process.pid)
     assert status["Uid"].split() == [str(user.uid)] * 4, status["Uid"]
     assert status["Gid"].split() == [str(user.gid)] * 4, status["Gid"]
-    three = f"{mask(KEEP):016x}"
-    assert (status["CapEff"], status["CapPrm"], status["CapAmb"], status["CapBnd"]) == (three,) * 4
+    three, none = f"{mask(KEEP):016x}", "0" * 16
+    assert (status["CapEff"], status["CapPrm"], status["CapBnd"]) == (three,) * 3
+    assert (status["CapInh"], status["CapAmb"]) == (none, none)  # nothing for the programs it starts
     assert d.out("check.uid") == str(user.uid) or wait_until(lambda: d.out("check.uid")) == str(user.uid)
+    caps = d.check_caps()
+    assert (caps["CapInh"], caps["CapPrm"], caps["CapEff"], caps["CapAmb"]) == (none,) * 4, caps
     wait_for_port("127.0.0.1", port)
     # a reload adding a virtual on a privileged port: CAP_NET_BIND_SERVICE after the drop
     low = next(p for p in range(880, 1000) if _free(p))
@@ -203,6 +214,27 @@ def test_root_daemon_drops_to_the_user_with_exactly_three_capabilities(user, wor
     assert d.stop() == 0
     assert not pidfile.exists()  # removed by the dropped daemon (the runtime dir was handed over)
     assert "Dropped privileges" in d.log_text()
+
+
+def test_daemon_given_ambient_caps_keeps_them_for_itself(user, workdir, daemons) -> None:
+    """As systemd starts it (User=, AmbientCapabilities= the three): the daemon keeps them effective and
+    permitted, the external check it runs gets none (before: it inherited all three as ambient)."""
+    require(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
+    caps = ",".join(f"+{name}" for name in ("net_admin", "net_raw", "net_bind_service"))
+    systemd_like = ("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", f"--inh-caps={caps}",
+                    f"--ambient-caps={caps}", f"--bounding-set=-all,{caps}")
+    (workdir / "run").mkdir(mode=0o700)
+    os.chown(workdir / "run", user.uid, user.gid)
+    d = RootDaemon(workdir, "[director]\n", free_port(), prefix=systemd_like)
+    daemons.append(d)
+    d.wait_ready()
+    status = proc_status(d.process.pid)
+    three, none = f"{mask(KEEP):016x}", "0" * 16
+    assert status["Uid"].split()[0] == str(user.uid)
+    assert (status["CapEff"], status["CapPrm"], status["CapInh"], status["CapAmb"]) == (three, three, none, none)
+    check = d.check_caps()
+    assert (check["CapInh"], check["CapPrm"], check["CapEff"], check["CapAmb"]) == (none,) * 4, check
+    assert d.stop() == 0
 
 
 def test_no_drop_keeps_root(user, workdir, daemons) -> None:
@@ -223,3 +255,51 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+# ---- 3. saru-ldirectord start: the same drop ----------------------------------------------------
+
+
+def test_saru_ldirectord_start_drops_like_saru_run(user, workdir) -> None:
+    """``saru-ldirectord start`` as root: the detached daemon becomes [director] user with the three
+    capabilities (before: it stayed root), writes ldirectord's pid file in root's directory, and status,
+    stop and status again keep ldirectord's contract."""
+    check = script(workdir / "check.sh", f'grep ^Cap /proc/$$/status > {workdir}/out/check.caps; exit 0')
+    config = workdir / "ld.cf"
+    config.write_text(f"checkinterval=1\nvirtual=127.0.0.1:{free_port()}\n"
+                      f"\treal=127.0.0.1:{free_port()} masq\n\tchecktype=external\n\tcheckcommand=\"{check}\"\n")
+    config.chmod(0o644)
+    settings = workdir / "saru.toml"
+    settings.write_text(f'[director]\nuser = "{user.name}"\ncommand_user = "{user.name}"\n')
+    piddir = workdir / "piddir"  # root's, like /var/run
+    piddir.mkdir(mode=0o755)
+    python, pythonpath = readable_python()
+    env = {k: v for k, v in os.environ.items() if k not in ("SARU_DROP_PRIVILEGES", "SARU_COMMAND_USER")}
+    env.update(PYTHONPATH=pythonpath, SARU_RUNTIME_DIR=str(workdir / "run"), SARU_STATE_DIR=str(workdir / "state"),
+               SARU_SETTINGS=str(settings), SARU_DATAPLANE="proxy", SARU_LDIRECTORD_PIDDIR=str(piddir))
+
+    def ld(verb: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-m", "saru.cli.ldirectord", str(config), verb], env=env, text=True,
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    pidfile = piddir / "ldirectord.ld.cf.pid"
+    started = ld("start")
+    pid = int(pidfile.read_text()) if pidfile.exists() and pidfile.read_text().strip() else 0
+    try:
+        assert started.returncode == 0, started.stderr
+        status = proc_status(pid)
+        three, none = f"{mask(KEEP):016x}", "0" * 16
+        assert status["Uid"].split() == [str(user.uid)] * 4, status["Uid"]
+        assert (status["CapEff"], status["CapPrm"], status["CapInh"], status["CapAmb"]) == (three, three, none, none)
+        caps = dict(line.split(":\t") for line in
+                    wait_until(lambda: (workdir / "out" / "check.caps").exists()
+                               and (workdir / "out" / "check.caps").read_text().strip(),
+                               what="the check's capabilities").splitlines())
+        assert (caps["CapInh"], caps["CapPrm"], caps["CapEff"], caps["CapAmb"]) == (none,) * 4, caps
+        assert ld("status").returncode == 0
+        assert ld("stop").returncode == 0
+        assert not is_director(pid)  # gone (or a zombie waiting for its reaper)
+        assert ld("status").returncode == 3  # stopped, not a stale pid file
+    finally:
+        if pid and is_director(pid):
+            os.kill(pid, 9)

@@ -1,6 +1,7 @@
-"""A root ``saru run`` that drops privileges still programs nftables (CAP_NET_ADMIN kept, ambient for
-the ``nft``/``ip`` it runs): the table after the drop, and a reload that adds a virtual, in ``saru-…``
-namespaces (``tests.lab.guide``)."""
+"""A root ``saru run`` that drops privileges still programs nftables (CAP_NET_ADMIN kept; nothing
+inheritable or ambient, except for the ``nft`` command's own exec when libnftables is not used): the
+table after the drop, and a reload that adds a virtual, in ``saru-…`` namespaces (``tests.lab.guide``),
+through libnftables and through the ``nft`` command (``SARU_NFT_LIBRARY=""``)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def topo(workdir: Path) -> Iterator[Topology]:
         yield t
 
 
-def test_dropped_daemon_programs_nftables_and_reloads(topo: Topology, user, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("library", ["libnftables", "nft command"])
+def test_dropped_daemon_programs_nftables_and_reloads(topo: Topology, user, workdir: Path,  # type: ignore[no-untyped-def]
+                                                      library: str) -> None:
     topo.mode("dr")
     fe1, fe2 = REALS["fe1"][2], REALS["fe2"][2]
     cf = workdir / "ldirectord.cf"
@@ -66,6 +69,8 @@ def test_dropped_daemon_programs_nftables_and_reloads(topo: Topology, user, work
     python, pythonpath = readable_python()
     env = {k: v for k, v in topo.environ().items() if k not in ("SARU_DROP_PRIVILEGES", "SARU_COMMAND_USER")}
     env.update(PYTHONPATH=pythonpath, SARU_RUNTIME_DIR=str(run), SARU_STATE_DIR=str(workdir / "state"))
+    if library == "nft command":
+        env["SARU_NFT_LIBRARY"] = ""
     log = (workdir / "daemon.log").open("w")
     daemon = topo.popen("ld1", python, "-m", "saru", "run", "-c", str(settings), env=env, stdout=log, stderr=log)
     control = run / "ldirectord.cf.sock"
@@ -82,7 +87,8 @@ def test_dropped_daemon_programs_nftables_and_reloads(topo: Topology, user, work
         deadline = time.monotonic() + 20
         while (got := services()) != expected:
             assert daemon.poll() is None, (workdir / "daemon.log").read_text()
-            assert time.monotonic() < deadline, f"table {got}, expected {expected}"
+            log_text = (workdir / "daemon.log").read_text()
+            assert time.monotonic() < deadline, f"table {got}, expected {expected}\n{log_text}"
             time.sleep(0.1)
 
     try:
@@ -92,6 +98,7 @@ def test_dropped_daemon_programs_nftables_and_reloads(topo: Topology, user, work
             raise AssertionError(f"the daemon is still root: {status['Uid']}")
         assert status["Uid"].split() == [str(user.uid)] * 4
         assert status["CapEff"] == f"{mask(KEEP):016x}"
+        assert (status["CapInh"], status["CapAmb"]) == ("0" * 16, "0" * 16)
         ruleset = topo.run("ld1", "nft", "list", "ruleset").stdout
         assert VIP in ruleset
         cf.write_text(CF.format(extra=f"virtual={VIP}:8080\n\treal={fe1}:8080 gate\n\tchecktype=on\n",

@@ -14,8 +14,10 @@ One container per module: the root (mmdebstrap, cached) is unpacked, booted with
 * ``systemctl start saru`` on a loopback config (userspace proxy on port 80 — needs
   CAP_NET_BIND_SERVICE — in front of two real HTTP servers, an external check, and VRRP with a floating
   IP on a veth of the container): active, the daemon runs as ``saru`` with exactly CAP_NET_ADMIN,
-  CAP_NET_RAW and CAP_NET_BIND_SERVICE (CapInh/Prm/Eff/Bnd/Amb), no new privileges, a seccomp filter;
-  the external check ran as ``saru``; traffic flows; ``systemctl reload`` with a bad file fails and keeps
+  CAP_NET_RAW and CAP_NET_BIND_SERVICE (CapPrm/Eff/Bnd; nothing inheritable or ambient in any of its
+  threads), no new privileges, a seccomp filter; the external check ran as ``saru`` with no capability
+  (CapInh/Prm/Eff/Amb 0); the nft plane through libnftables and through the ``nft`` command; traffic
+  flows; ``systemctl reload`` with a bad file fails and keeps
   the unit and the table; kill -9 is restarted (Restart=on-failure); ``systemctl stop`` releases the VIP
   and the port; ``apt-get remove`` keeps the user and the configuration.
 
@@ -76,7 +78,8 @@ virtual_router_id = 77
 """
 CHECK_USER = """\
 #!/bin/sh
-# an external check: records who runs it
+# an external check: records who runs it, and with which capabilities
+grep ^Cap /proc/$$/status > /var/lib/saru/check-caps
 id -un > /var/lib/saru/check-user
 exit 0
 """
@@ -272,8 +275,12 @@ def test_start_reaches_active_as_saru_with_exactly_its_capabilities(service: Con
     st = proc_status(service, pid)
     uid = service.run("id", "-u", "saru").stdout.strip()
     assert st["Uid"].split() == [uid] * 4 and st["Gid"].split()[0] == service.run("id", "-g", "saru").stdout.strip()
-    for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+    for field in ("CapPrm", "CapEff", "CapBnd"):
         assert int(st[field], 16) == SARU_CAPS, f"{field}: {st[field]} (expected {SARU_CAPS:016x})"
+    # kept for itself: nothing inheritable or ambient, in every thread (capabilities are per thread)
+    for task in service.run("ls", f"/proc/{pid}/task").stdout.split():
+        threads = proc_status(service, int(task))
+        assert (int(threads["CapInh"], 16), int(threads["CapAmb"], 16)) == (0, 0), (task, threads)
     assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
     assert service.run("ps", "-o", "user=", "-p", str(pid)).stdout.strip() == "saru"
 
@@ -285,6 +292,10 @@ def test_start_reaches_active_as_saru_with_exactly_its_capabilities(service: Con
     # the external check ran as the unit's user
     service.wait_for("the external check", lambda: service.run("cat", "/var/lib/saru/check-user",
                                                                check=False).stdout.strip() == "saru")
+    # ... with no capability at all (it inherited the unit's three as ambient before)
+    check_caps = dict(line.split(":\t") for line in service.run("cat", "/var/lib/saru/check-caps").stdout.splitlines())
+    for field in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(check_caps[field], 16) == 0, f"the external check's {field}: {check_caps[field]}"
     # VRRP (raw IP), the VIP (netlink) and gratuitous ARP (packet socket) work with these capabilities
     service.wait_for("the VIP on lbnet0", lambda: VIP in service.run("ip", "-br", "addr", "show", "lbnet0").stdout)
     # root's saru status finds the daemon's socket in /run/saru
@@ -360,8 +371,14 @@ def test_stop_releases_the_vip_and_the_port(service: Container) -> None:
     assert "Stopping: cleaning the table" in service.journal("saru.service", 100)
 
 
-def test_the_nft_plane_runs_under_the_unit(service: Container) -> None:
-    """nftables through libnftables as saru with CAP_NET_ADMIN, under the unit's seccomp filter."""
+@pytest.mark.parametrize("library", ["libnftables", "nft command"])
+def test_the_nft_plane_runs_under_the_unit(service: Container, library: str) -> None:
+    """nftables through libnftables as saru with CAP_NET_ADMIN, under the unit's seccomp filter; and
+    through the ``nft`` command, which gets CAP_NET_ADMIN for its own exec (capset under the filter)."""
+    dropin = "/etc/systemd/system/saru.service.d/60-test-nft-command.conf"
+    if library == "nft command":
+        service.write(dropin, "[Service]\nEnvironment=SARU_NFT_LIBRARY=\n")
+        service.run("systemctl", "daemon-reload")
     service.write("/etc/saru/saru.toml", "[director]\nconfig = \"nft.cf\"\ndataplane = \"nft\"\n")
     service.write("/etc/saru/nft.cf", f"checkinterval=1\nlogfile=\"/var/log/saru/nft.log\"\n"
                                       f"virtual={VIP}:80\n\treal=10.77.0.2:80 masq\n\tprotocol=tcp\n\tchecktype=on\n")
@@ -375,6 +392,9 @@ def test_the_nft_plane_runs_under_the_unit(service: Container) -> None:
     finally:
         service.run("systemctl", "stop", "saru.service", check=False, timeout=60)
         service.write("/etc/saru/saru.toml", SARU_TOML)
+        if library == "nft command":
+            service.run("rm", "-f", dropin)
+            service.run("systemctl", "daemon-reload")
 
 
 def test_remove_keeps_the_user_and_the_configuration(service: Container) -> None:

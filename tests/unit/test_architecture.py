@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "model": set(),
     "net": set(),
     "subproc": set(),
+    "caps": set(),  # capabilities of this process and of the programs it starts
+    "files": set(),  # files written where others may write: no symbolic link followed
     "sdnotify": set(),  # the systemd notify protocol, used by the daemon
     "datafiles": set(),  # where the package's data files (units, man pages…) are installed
     "config": {"model"},
@@ -27,15 +29,15 @@ ALLOWED: dict[str, set[str]] = {
     "drift": {"model", "diff"},
     "checks": {"model", "config", "net", "subproc"},
     "compat": {"model", "dataplane"},  # dataplane.base's types; the IPVS plane words errors with compat
-    "dataplane": {"model", "net", "diff", "compat"},
-    "events": {"model", "checks", "net", "subproc"},
+    "dataplane": {"model", "net", "diff", "compat", "caps"},
+    "events": {"model", "checks", "net", "subproc", "files"},
     "monitor": {"model", "checks", "events"},
     "ha": {"model", "events", "net", "subproc"},
-    "control": {"model"},
+    "control": {"model", "files"},
     "cluster": {"model", "config"},
-    "setup": {"model", "net", "ha", "dataplane", "config"},
+    "setup": {"model", "net", "ha", "dataplane", "config", "subproc"},  # subproc: saru doctor asks firewalld
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
-               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify"},
+               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps", "files"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},

@@ -95,8 +95,8 @@ def test_proxy_target_uses_the_absolute_url():
 
 def test_line_matcher_reads_lines_like_perl():
     matcher = LineMatcher("OK$")
-    assert not matcher.feed(b"first\nsecond OK")  # an unterminated line waits for more input
-    assert matcher.finish()  # ... or for the end of input
+    assert not asyncio.run(matcher.feed(b"first\nsecond OK"))  # an unterminated line waits for more input
+    assert asyncio.run(matcher.finish())  # ... or for the end of input
     assert matcher.matched == b"second OK"
     newline = LineMatcher("^OK$")
-    assert newline.feed(b"OK\n")  # "$" matches before the line's newline, as in Perl
+    assert asyncio.run(newline.feed(b"OK\n"))  # "$" matches before the line's newline, as in Perl

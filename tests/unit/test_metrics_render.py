@@ -335,3 +335,15 @@ def test_the_exporter_writes_what_render_writes_scrape_after_scrape() -> None:
     assert exporter.render(fewer) == render(fewer)
     back = dataclasses.replace(first, servers=tuple(ServerMetrics(*s) for s in first.servers))
     assert exporter.render(back) == render(first)
+
+
+def test_local_fault_counter_and_alarm_gauges() -> None:
+    base, _ = snapshot()
+    quiet = samples(render(base))
+    assert value(quiet, "saru_check_local_faults_total", reason="emfile") == 0  # every reason, from the start
+    snap = dataclasses.replace(base, local_faults=(("emfile", 3), ("no_route", 0)),
+                               alarms=(("local_fault", True), ("panic", False)))
+    found = samples(render(snap))
+    assert value(found, "saru_check_local_faults_total", reason="emfile") == 3
+    assert value(found, "saru_alarm", alarm="local_fault") == 1
+    assert value(found, "saru_alarm", alarm="panic") == 0

@@ -82,3 +82,14 @@ def test_a_huge_failed_reload_is_cut_to_a_screenful_with_a_count() -> None:
     assert "/etc/ha.d/x.cf:20: unknown" in text and "/etc/ha.d/x.cf:21: unknown" not in text
     assert "… and 19980 more (saru status --json shows them all)" in text
     assert len(text.splitlines()) < 60
+
+
+def test_alarms_are_said_first_thing() -> None:
+    key = {"protocol": "tcp", "address": "10.0.0.1", "port": 80, "fwmark": None, "family": 4}
+    alarms = {"active": True, "panic": [key],
+              "local_faults": [{"service": key, "address": "10.0.0.2", "port": 80, "reason": "emfile"}]}
+    text = render_status({**doc(), "alarms": alarms})
+    assert lines_with(text, "ALARM: local fault (emfile): 1 real(s) cannot be checked")
+    assert lines_with(text, "ALARM: panic mode for tcp 10.0.0.1:80")
+    quiet = render_status({**doc(), "alarms": {"active": False, "panic": [], "local_faults": []}})
+    assert "ALARM" not in quiet

@@ -23,6 +23,7 @@ from saru.ha.vrrp import (
     WantMaster,
     checksum,
     decode_advert,
+    early_veto_lead,
     encode_advert,
     master_down_interval,
     skew_time,
@@ -500,3 +501,40 @@ def test_exactly_one_master_after_any_history(p0: int, p1: int, pre0: bool, pre1
     assert states.count(State.MASTER) == 1, states
     if pre0 and pre1 and ms[0].priority != ms[1].priority:
         assert ms[0 if ms[0].priority > ms[1].priority else 1].state is State.MASTER
+
+
+# --------------------------------------------------------------------------------------------------
+# the veto asked ahead of the Master_Down_Timer
+# --------------------------------------------------------------------------------------------------
+
+
+def test_early_veto_lead_with_the_defaults_and_tuned() -> None:
+    down = master_down_interval(100, 0.1)  # 0.361 s
+    assert early_veto_lead(down, 0.1, 0.2) == pytest.approx(down - 0.2)  # capped: two adverts missed first
+    assert early_veto_lead(down, 0.1, 0.05) == 0.05  # all of a short VIPcheck fits ahead
+    assert early_veto_lead(down, 0.1, 0.0) == 0.0  # no VIPcheck: nothing to ask ahead
+    fast = master_down_interval(100, 0.02)
+    assert early_veto_lead(fast, 0.02, 0.03) == pytest.approx(0.03)
+
+
+@given(st.integers(1, 254), st.floats(0.01, 40.95), st.floats(0.0, 60.0))
+def test_early_veto_lead_never_precedes_two_missed_adverts(priority: int, interval: float, veto: float) -> None:
+    down = master_down_interval(priority, interval)
+    lead = early_veto_lead(down, interval, veto)
+    assert 0.0 <= lead <= veto
+    assert down - lead >= 2 * interval - 1e-9
+
+
+def test_a_vetoed_retry_asks_with_the_same_reason() -> None:
+    """Regression (#14 §5): each veto appended "(after a veto)", the reason grew every 0.36 s."""
+    m = machine(100)
+    when = deadline(m.start(0.0))
+    assert when is not None
+    reasons = []
+    for _ in range(5):
+        asks = [a for a in m.timer(when) if isinstance(a, WantMaster)]
+        assert len(asks) == 1
+        reasons.append(asks[0].reason)
+        when = deadline(m.veto_master(when))
+        assert when is not None
+    assert len(set(reasons)) == 1 and "veto" not in reasons[0]

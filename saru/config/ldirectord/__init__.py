@@ -20,6 +20,7 @@ them line by line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import gc
 import os
@@ -71,7 +72,23 @@ def parse_file(path: str | os.PathLike[str], *, resolver: Resolver | None = None
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    return parse_text(text, name, resolver=resolver)
+    return _warn_readable_secrets(parse_text(text, name, resolver=resolver), name)
+
+
+def _warn_readable_secrets(config: Config, name: str) -> Config:
+    """A file every local user can read that holds ``passwd=``/``secret=`` gets a warning (as saru.toml
+    with a token does): those are the check accounts' passwords."""
+    try:
+        readable = os.stat(name).st_mode & 0o004
+    except OSError:
+        return config
+    # (service=ftp's default passwd, ldirectord@HOST, is anonymous FTP's e-mail address, no secret)
+    if not readable or not any(v.secret or (v.passwd and not v.passwd.startswith("ldirectord@"))
+                               for v in config.virtuals):
+        return config
+    warning = Diagnostic(name, 0, "file is world-readable and holds check passwords (passwd=/secret=): chmod o-r "
+                                  "(and make it readable by the daemon's user, e.g. chgrp saru)", "warning")
+    return dataclasses.replace(config, warnings=(*config.warnings, warning))
 
 
 def parse_text(text: str, path: str = "<string>", *, resolver: Resolver | None = None) -> Config:

@@ -14,6 +14,7 @@ from saru.config.ldirectord import values as val
 from saru.config.ldirectord.directives import BlockState, GlobalState
 from saru.config.ldirectord.lex import Problem, clip
 from saru.config.ldirectord.resolve import Resolver
+from saru.config.regex_risk import RECEIVE_MATCH_LIMIT, backtracking_risk
 from saru.config.services import default_port, service_for_port
 from saru.model import (
     Config,
@@ -267,6 +268,13 @@ class Builder:
 
     def _warn_virtual(self, v: VirtualConfig, b: BlockState, g: GlobalConfig) -> None:
         vals, name = b.values, v.name
+        patterns = [(b.lines.get("receive", b.line), v.receive)] + [(r.line, r.receive) for r in v.reals if r.receive]
+        for line, pattern in patterns:
+            risk = backtracking_risk(pattern) if pattern else None
+            if risk:
+                self.warn(line, f"receive pattern '{clip(pattern)}' can backtrack catastrophically ({risk}): "
+                          f"Saru matches it in a worker process under a {RECEIVE_MATCH_LIMIT:g} s limit, "
+                          "a check that overruns fails; prefer a pattern without nested repetition")
         if v.checktype == "negotiate" and v.service == "none":
             why = (
                 "firewall-mark virtuals default to service none"

@@ -80,15 +80,27 @@ def split_directive(body: str) -> tuple[str, str | None]:
     m = _DIRECTIVE.fullmatch(body)
     if not m:
         word = re.match(r"[^\s=]*", body)
-        shown = word.group(0) if word and word.group(0) else body
-        raise Problem(f'syntax error at "{clip(body)}": expected directive=value (near "{clip(shown)}")')
+        near = word.group(0) if word and word.group(0) else body
+        if re.match(r"(passw|secret)", body, re.IGNORECASE):  # ``passwd "x"``: the line holds a secret
+            raise Problem(f'syntax error in a {near.rstrip(":")} line: expected directive=value (the line is not '
+                          "shown: it may hold a secret)")
+        raise Problem(f'syntax error at "{clip(body)}": expected directive=value (near "{clip(near)}")')
     return m.group(1), (m.group(2).strip(_BLANKS) if m.group(2) is not None else None)
+
+
+#: directives whose value is a password: error messages never quote it (docs/security.md)
+SECRET_DIRECTIVES = frozenset({"passwd", "secret"})
+
+
+def shown(value: str, name: str) -> str:
+    """``value`` for an error message about directive ``name``: clipped, or hidden for a secret."""
+    return "(the value is not shown: a secret)" if name in SECRET_DIRECTIVES else clip(value)
 
 
 def quoted(value: str, name: str, example: str) -> str:
     """The text between the double quotes of a value that must be quoted (``request="..."``)."""
     if not value.startswith('"'):
-        raise Problem(f'{name} must be in double quotes, e.g. {name}="{example}" (got {clip(value)})')
+        raise Problem(f'{name} must be in double quotes, e.g. {name}="{example}" (got {shown(value, name)})')
     return _between_quotes(value, name)
 
 
@@ -102,11 +114,11 @@ def optionally_quoted(value: str, name: str) -> str:
 def _between_quotes(value: str, name: str) -> str:
     end = value.rfind('"')
     if end == 0:
-        raise Problem(f"{name}: missing closing double quote in {clip(value)}")
+        raise Problem(f"{name}: missing closing double quote in {shown(value, name)}")
     if end != len(value) - 1:
-        raise Problem(
-            f'{name}: unexpected text "{clip(value[end + 1 :].strip())}" after the closing double quote'
-        )
+        after = shown(value[end + 1 :].strip(), name)
+        raise Problem(f'{name}: unexpected text "{after}" after the closing double quote'
+                      if name not in SECRET_DIRECTIVES else f"{name}: unexpected text after the closing double quote")
     return value[1:end]
 
 
