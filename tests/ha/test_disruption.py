@@ -13,7 +13,7 @@ else. Takes about two minutes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,8 @@ SHORT = ("--conns", "4", "--keepalive", "2", "--downloads", "1", "--download-rat
 HUNG_BOUND = 6.0
 
 
-def run(bed: ProxyBed | NftBed, name: str, action: object) -> Outcome:
-    outcome = measure(bed, name, action, lead=0.5, tail=0.5, load_args=SHORT)  # type: ignore[arg-type]
+def run(bed: ProxyBed | NftBed, name: str, action: Callable[[], str]) -> Outcome:
+    outcome = measure(bed, name, action, lead=0.5, tail=0.5, load_args=SHORT)
     print(outcome.row())
     assert outcome.load["ok"] > 0, outcome.row()
     return outcome
