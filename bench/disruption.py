@@ -96,6 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--planes", default="proxy,nat,dr")
     parser.add_argument("--only", default="", help="comma-separated substrings of scenario names")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print a saved run as Markdown and exit")
     args = parser.parse_args()
     if args.markdown:
@@ -137,9 +138,9 @@ def main() -> int:
     print(f"\nload average before/after: {doc['loadavg_before']} / {doc['loadavg_after']}; {doc['seconds']} s")
     print("promised 0 failed / 0 writes (nftables: reload unchanged, broken reload, kill -9 + adoption): "
           + ("kept" if not missed else f"MISSED in {len(missed)} rows"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -478,7 +478,7 @@ class NftBed(Bed):
             self.lab.run("br", "ip", "link", "set", f"p-{role}", "up", check=False)
             for cidr in self.vips:
                 self.lab.run(role, "ip", "addr", "del", cidr, "dev", "eth0", check=False)
-            if self.kind == "keepalived" and self.mode == "nat":
+            if self.kind in ("pair", "keepalived") and self.mode == "nat":
                 self.lab.run(role, "ip", "route", "del", "10.77.7.0/24", "dev", "eth0", check=False)
             for table in ("netdev saru", "ip saru", "ip6 saru", "inet saru"):
                 self.lab.run(role, "nft", "delete", "table", *table.split(), check=False)
@@ -516,6 +516,14 @@ class NftBed(Bed):
         seconds to minutes under thousands of new NAT connections a second — see docs/reliability.md)."""
         return {f"{h['address']}:{h['port']}": bool(h["up"]) for h in d.ask("table")["health"]}
 
+    def _on_link_reals(self) -> None:
+        """NAT: both directors reach the reals' network on their own link, as directors cabled to it do
+        (only the gateway address floats); without it the backup would send the reals' packets back to
+        the router, which sends them back — a loop."""
+        if self.mode == "nat":
+            for role in ("ld1", "ld2"):
+                self.lab.ip(role, "route", "replace", "10.77.7.0/24", "dev", "eth0")
+
     # -- the three set-ups --------------------------------------------------------------------------
 
     def solo(self) -> None:
@@ -531,6 +539,7 @@ class NftBed(Bed):
         """Two Saru directors with VRRP (Saru's defaults: advert 0.1 s; ``warm_standby`` as given); LD1 master."""
         self.stop_all()
         self.kind = "pair"
+        self._on_link_reals()
         self.ha_options = {"extra_vips": self.vips[1:], "warm_standby": warm_standby}
         self._director("ld1", **self.ha_options).wait_state("master")
         self._director("ld2", **self.ha_options).wait_state("backup")
@@ -543,9 +552,7 @@ class NftBed(Bed):
 
         self.stop_all()
         self.kind = "keepalived"
-        if self.mode == "nat":  # the reals' network is on-link for both (the gateway address floats)
-            for role in ("ld1", "ld2"):
-                self.lab.ip(role, "route", "replace", "10.77.7.0/24", "dev", "eth0")
+        self._on_link_reals()
         conf = keepalived_conf(state="BACKUP", priority=100, interval=1, nopreempt=False, vips=self.vips)
         conf = self.keepalived_conf = conf.replace("    vrrp_version 3\n", "")  # its default: VRRPv2
         self.keepalived["ld1"] = start_keepalived(self.lab, "ld1", conf)
