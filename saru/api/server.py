@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from saru.api.dashboard import dashboard_routes
 from saru.model import APISettings, Endpoint
@@ -333,6 +334,22 @@ async def event_stream(request: web.Request, service: DaemonService) -> web.Stre
 # --------------------------------------------------------------------------------------------------
 
 
+class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log: a request that is not valid HTTP (a bad request line or header, a line too
+    long, a Content-Length that is not a number …) is one line saying who sent what, not a traceback
+    (aiohttp logs those with ``exception``: anyone who can connect could fill the log with them). A
+    failure of Saru's own code still gets its traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = " ".join(str(exc_info.message).split())[:200]
+            peer = args[0] if args else "?"
+            self.logger.warning("API: refused a malformed HTTP request from %s (%d): %s", peer, exc_info.code,
+                                reason)
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+
 def make_app(service: DaemonService, token: str | None,
              opened: Callable[[], bool] = lambda: True) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
@@ -408,7 +425,8 @@ class APIServer:
         context = tls_context(self.settings)
         self.tls = context is not None
         app = self._app = make_app(self.service, token, self._opened)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False,
+                               logger=ProtocolLog(LOGGER))
         await runner.setup()
         self._runner = runner
         endpoint = self.endpoint

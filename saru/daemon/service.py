@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 from saru import __version__
 from saru.api.names import BadName, parse_proxy, parse_server, proxy_name, server_name
 from saru.control.codec import ServiceKeyDict, key_to_dict, table_to_list
+from saru.daemon.announcer import Announcer, DrainAnswer
 from saru.daemon.bus import EventBus, Subscription
 from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
@@ -164,6 +165,11 @@ class RuntimeAnswer(TypedDict):
     ops_applied: int
 
 
+class ListenersAnswer(TypedDict):
+    names: list[str]
+    _fds: list[int]  # passed as SCM_RIGHTS, not as JSON (saru.control.server.FDS)
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -199,6 +205,7 @@ class DaemonService:
         self._bus = bus if bus is not None else EventBus()
         self._transitions = transitions
         self._realstats = realstats if realstats is not None else RealStats()
+        self.announcer: Announcer | None = None  # saru.toml [bgp], set by the lifecycle once started
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -225,6 +232,7 @@ class DaemonService:
             "virtuals": virtuals_status(loaded.config, self._monitor.snapshot(), table, stats,
                                         self._reconciler.rewrite, self._overrides(), self._transitions),
             "ha": node.snapshot() if node is not None else None,
+            "bgp": await self.announcer.snapshot() if self.announcer is not None else None,
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
             "cluster_events": cluster_events(loaded.settings),
@@ -322,6 +330,20 @@ class DaemonService:
         """Stop the daemon (cleanstop, as on SIGTERM); the answer comes before it has stopped."""
         self._life.stop()
         return {"stopping": True}
+
+    async def drain_director(self, timeout: float, quiet: float) -> DrainAnswer:
+        """``[bgp]``: withdraw every VIP, then stop once no traffic came for ``quiet`` s (at most
+        ``timeout`` s); the answer comes at the withdrawal. ServiceError without ``[bgp]``."""
+        if self.announcer is None:
+            raise ServiceError("this director announces nothing (no [bgp] in saru.toml): drain a real "
+                               "with saru drain PROXY SERVER, or stop the director")
+        return await self.announcer.drain(timeout, quiet)
+
+    async def listeners(self) -> ListenersAnswer:
+        """The data plane's listening sockets (names, and the descriptors to pass): ``saru run
+        --handover`` takes them before it stops this daemon."""
+        sockets = await self._dataplane.listening_sockets()
+        return {"names": list(sockets), "_fds": list(sockets.values())}
 
     # -- the operator's overrides ------------------------------------------------------------------
 

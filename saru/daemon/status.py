@@ -28,7 +28,8 @@ from saru.model import Config, Dest, Override, Overrides, RealRef, ServiceKey, S
 from saru.monitor import RealHealth
 from saru.planner import dest_port, fallback_active, real_ref
 
-if TYPE_CHECKING:  # the HA stack is imported only by a daemon that runs it
+if TYPE_CHECKING:  # the HA and BGP stacks are imported only by a daemon that runs them
+    from saru.daemon.announcer import BGPDoc
     from saru.ha.node import HASnapshot
 
 
@@ -129,6 +130,7 @@ class StatusDocument(TypedDict):
     drift: DriftSnapshot | None
     virtuals: list[VirtualStatus]
     ha: HASnapshot | None
+    bgp: BGPDoc | None  # saru.toml [bgp]: neighbours' sessions, each VIP's route
     settings: str | None
     events: list[str]
     cluster_events: list[str]

@@ -46,8 +46,12 @@ from saru.model.core import (
 from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
     API_LISTEN,
+    BGP_DOWN,
     DATAPLANES,
     APISettings,
+    BGPNeighbor,
+    BGPSettings,
+    CheckSettings,
     ClusterSettings,
     DirectorSettings,
     Endpoint,
@@ -60,6 +64,7 @@ from saru.model.settings import (
 
 __all__ = [
     "API_LISTEN",
+    "BGP_DOWN",
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
@@ -67,7 +72,10 @@ __all__ = [
     "APISettings",
     "AddDest",
     "AddService",
+    "BGPNeighbor",
+    "BGPSettings",
     "CheckResult",
+    "CheckSettings",
     "CheckSpec",
     "ClusterSettings",
     "Config",

@@ -119,7 +119,7 @@ def _known_keys(section: str) -> set[str] | None:
 
 def test_the_probe_finds_what_the_reader_accepts() -> None:
     keys = accepted_keys()
-    assert keys[""] == {"director", "ha", "ipvs", "cluster", "api"}
+    assert keys[""] == {"director", "ha", "ipvs", "cluster", "checks", "api", "bgp"}
     assert keys["ipvs"] == {"sync"}
     assert "hosts" in keys["ha.ping"] and "ping" in keys["ha"] and "config" in keys["director"]
 
@@ -137,7 +137,8 @@ def test_settings_reference_lists_exactly_the_accepted_keys() -> None:
 
 DATACLASSES: dict[str, Any] = {
     "director": model.DirectorSettings, "ha": model.HASettings, "ha.ping": model.PingSettings,
-    "ipvs.sync": model.IPVSSyncSettings, "cluster": model.ClusterSettings, "api": model.APISettings,
+    "ipvs.sync": model.IPVSSyncSettings, "cluster": model.ClusterSettings, "checks": model.CheckSettings,
+    "api": model.APISettings, "bgp": model.BGPSettings, "bgp.neighbors": model.BGPNeighbor,
 }
 
 
