@@ -306,8 +306,8 @@ class ProxyBed(Bed):
         text = PROXY_CF.format(vport=self.vport, reals=lines, check=CHECK_PAGE)
         return text + ("\tthis is not a directive\n" if broken else "")
 
-    def start(self) -> None:
-        d = ProxyDirector(self.workdir, self.config())
+    def start(self, *args: str) -> None:
+        d = ProxyDirector(self.workdir, self.config(), extra_args=args)
         self.director = d
         d.wait_ready()
         wait_for(lambda: all(s == "up" for s, _ in d.real_states().values()), 15, "both reals up")
@@ -385,6 +385,16 @@ class ProxyBed(Bed):
         self.start()
         return "saru run SIGTERMed, started again"
 
+    def handover_restart(self) -> str:
+        """``saru run --handover``: the new daemon takes the running one's listening sockets, then it stops."""
+        assert self.director is not None
+        old = self.director
+        # the old daemon is our child: reap it as soon as it exits (a zombie still looks alive to the new one)
+        threading.Thread(target=old.process.wait, daemon=True).start()
+        self.start("--handover")
+        old.process.wait(15)
+        return f"saru run --handover (old daemon exited {old.process.returncode})"
+
 
 def proxy_bed(workdir: Path, vport: int) -> ProxyBed:
     """``with proxy_bed(…) as bed:`` — up on entry, down on exit (and when ``up`` fails)."""
@@ -401,6 +411,7 @@ PROXY_SCENARIOS: dict[str, Callable[[ProxyBed], str]] = {
     "a real answering slowly": ProxyBed.slow,
     "kill -9 and restart (adoption)": ProxyBed.kill9_restart,
     "graceful restart": ProxyBed.graceful_restart,
+    "graceful restart, --handover": ProxyBed.handover_restart,
 }
 
 
