@@ -31,7 +31,7 @@ DEB_BUILD_PACKAGES := build-essential dpkg-dev debhelper dh-virtualenv python3 p
 DEBIAN_PACKAGES += $(DEB_BUILD_PACKAGES) lintian mmdebstrap systemd-container
 
 
-.PHONY: demo test fuzz lint deps venv demo-venv bench clean man completion deb
+.PHONY: demo test fuzz lint deps venv demo-venv bench clean man completion deb soak
 
 venv: $(VENV)/.installed
 
@@ -81,6 +81,12 @@ bench: deps venv
 	$(PY) bench/dashboard_bench.py
 	$(PY) bench/api_bench.py
 	$(PY) bench/scaleout.py
+	$(PY) bench/disruption.py
+
+# The soak (docs/reliability.md): 10,000 reals, 1 % flapping, checks every second, 15 minutes; resources
+# printed every minute must stay flat and the table must end without drift. `make test` runs 3 minutes.
+soak: deps venv
+	$(PY) -m tests.soak.soak --minutes 15 --json bench/results/soak.json
 
 # The man pages (man/) and the bash completion (completion/) are generated from the argument parser and
 # docs/settings.md; tests/unit/test_docgen.py fails when the committed files are out of date.

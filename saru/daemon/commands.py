@@ -92,6 +92,7 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         "apply": apply,
         "zero": zero,
         "connections": lambda _r: service.connections(),
+        "runtime": lambda _r: service.runtime(),
         "ha": lambda _r: service.ha(),
         "ha-resign": ha_resign,
         "ha-takeover": lambda _r: service.ha_takeover(),

@@ -65,9 +65,11 @@ class RealStats:
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
         self._changes: list[set[RealRecord]] = []
         self.generation = 0  # retain() calls
+        self.results = 0  # check results recorded since the start (the soak's achieved check rate)
 
     def record(self, ref: RealRef, _spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
         """A result listener: one result of ``ref`` and its verdict after it."""
+        self.results += 1
         reals = self._records.get(ref.service)
         if reals is None:
             reals = self._records[ref.service] = {}

@@ -109,6 +109,7 @@ class Reconciler:
         self.start_timeout_hint = start_timeout_hint
         self.apply_error: ApplyError | None = None
         self.apply_times = Histogram()  # seconds per data-plane apply
+        self.ops_applied = 0  # table operations handed to the plane (successful batches), for ``runtime``
         self.dirty = asyncio.Event()
         self.applied = asyncio.Event()  # set by every successful reconciliation
         self.listeners: list[Callable[[], None]] = []  # called after every reconciliation, failed or not
@@ -246,6 +247,7 @@ class Reconciler:
         start = time.perf_counter()
         try:
             await self.dataplane.apply(ops)
+            self.ops_applied += len(ops)
         finally:
             self.apply_times.observe(time.perf_counter() - start)
 

@@ -19,6 +19,7 @@ the status document's reals kept between requests (``metrics_live``, ``status_li
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -151,6 +152,24 @@ class ApplyAnswer(TypedDict):
 
 class StopAnswer(TypedDict):
     stopping: bool
+
+
+class RuntimeAnswer(TypedDict):
+    """``runtime``: the process's own resources and the sizes of what it keeps (the soak watches them),
+    and how many data-plane writes it made since it started (the disruption bench counts them)."""
+
+    pid: int
+    rss_bytes: int
+    open_fds: int
+    tasks: int
+    journal_events: int
+    transition_reals: int
+    transitions: int
+    realstats: int
+    check_results: int
+    bus_subscribers: int
+    applies: int
+    ops_applied: int
 
 
 class ListenersAnswer(TypedDict):
@@ -295,6 +314,16 @@ class DaemonService:
         if self._counters is None or not 0 <= now - self._counters[0] < COUNTERS_MAX_AGE:
             self._counters = (now, await self._dataplane.stats())
         return self._counters[1]
+
+    async def runtime(self) -> RuntimeAnswer:
+        """Resident memory, open descriptors, asyncio tasks, history sizes and the apply counters."""
+        reals, transitions = self._transitions.sizes() if self._transitions is not None else (0, 0)
+        return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "open_fds": len(os.listdir("/proc/self/fd")),
+                "tasks": len(asyncio.all_tasks()), "journal_events": len(self._journal),
+                "transition_reals": reals, "transitions": transitions, "realstats": len(self._realstats),
+                "check_results": self._realstats.results,
+                "bus_subscribers": self._bus.subscribers, "applies": self._reconciler.apply_times.snapshot().count,
+                "ops_applied": self._reconciler.ops_applied}
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""
@@ -507,3 +536,15 @@ class DaemonService:
             raise ServiceError("HA is configured but not started yet (first health pass running)", 409)
         raise ServiceError("HA is not configured for this daemon (saru.toml [ha] mode = \"vrrp\", passed "
                            "with --settings)", 409)
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (``VmRSS`` of /proc/self/status; 0 where there is none)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -43,6 +43,10 @@ class Transitions:
         kept.append({"time": event.at, "to": to, "reason": reason})
         self.changed.add(ref)
 
+    def sizes(self) -> tuple[int, int]:
+        """``(reals with a history, transitions kept in all)``: what the soak watches stay bounded."""
+        return len(self._by_real), sum(len(kept) for kept in self._by_real.values())
+
     def of(self, ref: RealRef) -> list[TransitionDoc]:
         kept = self._by_real.get(ref)
         return list(kept) if kept else []
