@@ -6,7 +6,7 @@ nginx processes, each listening on 500 loopback addresses (127.0.0.0/8 is all lo
 HTTP negotiate checks; its HTTP side listens on 127.0.0.1 (``saru.toml`` ``[api] listen``).
 Measured, on the daemon's process only (utime + stime from ``/proc/PID/stat``, all its threads):
 
-1. CPU per request: with ``checkinterval=30``, after the first pass of the checks and before the
+1. CPU per request: with ``checkinterval=60``, after the first pass of the checks and before the
    second (a daemon checks the reals it started with together), ``N`` requests one after the other,
    minus what the daemon spent meanwhile without them (its CPU rate over a quiet second just
    before); also the answer's size and wall time. Goal for ``/metrics``: < 100 ms.
@@ -14,6 +14,9 @@ Measured, on the daemon's process only (utime + stime from ``/proc/PID/stat``, a
    second, scraped once before), over a window of whole passes without a request and over one with a
    ``/metrics`` scrape every second; the checks are counted on the backends (one nginx access-log line per check), so
    counting them costs the daemon nothing. Goal: <= 5 % lower with the scrapes.
+
+With ``--peer DIR`` a second source tree (the code before a change) is measured the same way in the
+same run, against the same backends, and the table shows both side by side.
 
 Prints a table and writes ``bench/results/api.json``. Takes a few minutes (the first check pass of
 10,000 reals, then the windows). Everything started is stopped at the end, even on error.
@@ -46,7 +49,7 @@ RESULTS = ROOT / "bench" / "results" / "api.json"
 TICK = os.sysconf("SC_CLK_TCK")
 GOAL_SCRAPE_MS = 100.0
 GOAL_CHECKS_DROP = 0.05
-REQUESTS_INTERVAL = 30.0  # checkinterval while the requests are measured (quiet between passes)
+REQUESTS_INTERVAL = 60.0  # checkinterval while the requests are measured (quiet between passes)
 
 NGINX_CONF = """\
 {user}
@@ -92,9 +95,14 @@ class Backends:
         return path.stat().st_size // 2 if path.exists() else 0  # "1\n" per request
 
     def stop(self) -> None:
+        """nginx's fast shutdown (its master ends its workers; a killed master would leave them)."""
         if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
             self.process = None
 
 
@@ -119,14 +127,14 @@ def cpu_seconds(pid: int) -> float:
 def get(url: str) -> tuple[int, int]:
     """(status, size) of one GET."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as answer:
+        with urllib.request.urlopen(url, timeout=300) as answer:
             return answer.status, len(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, 0
 
 
 class Daemon:
-    def __init__(self, workdir: Path, config: str, api_port: int) -> None:
+    def __init__(self, workdir: Path, config: str, api_port: int, code: Path = ROOT) -> None:
         self.workdir = workdir
         (workdir / "ldirectord.cf").write_text(config)
         (workdir / "saru.toml").write_text(f'[api]\nlisten = "127.0.0.1:{api_port}"\n')
@@ -135,7 +143,7 @@ class Daemon:
             [sys.executable, "-m", "saru", "run", "-c", str(workdir / "ldirectord.cf"), "--settings",
              str(workdir / "saru.toml"), "--dataplane", "proxy", "--control", str(workdir / "control.sock"),
              "--no-drop"],  # root stays root, like the bench's nginx (the code may live under /root)
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=code)  # -m: cwd's saru first
         self.base = f"http://127.0.0.1:{api_port}"
 
     def wait_ready(self, timeout: float) -> None:
@@ -247,9 +255,9 @@ def per_request(daemon: Daemon, path: str, count: int) -> dict[str, Any]:
             "wall_ms_max": round(1000 * max(walls), 1)}
 
 
-def start_daemon(workdir: Path, reals: list[tuple[str, int]], interval: float) -> Daemon:
+def start_daemon(workdir: Path, reals: list[tuple[str, int]], interval: float, code: Path = ROOT) -> Daemon:
     workdir.mkdir()
-    daemon = Daemon(workdir, config_text(20000, reals, 100, interval), free_port())
+    daemon = Daemon(workdir, config_text(20000, reals, 100, interval), free_port(), code)
     started = time.monotonic()
     daemon.wait_ready(600)
     print(f"{len(reals)} reals ready in {time.monotonic() - started:.1f}s "
@@ -257,30 +265,19 @@ def start_daemon(workdir: Path, reals: list[tuple[str, int]], interval: float) -
     return daemon
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if shutil.which("nginx") is None:
-        raise SystemExit("nginx is not installed (make deps)")
-    base = Path(tempfile.mkdtemp(prefix="saru-api-bench-"))
-    groups: list[Backends] = []
+def measure(base: Path, groups: list[Backends], args: argparse.Namespace, code: Path) -> dict[str, Any]:
+    """Every measure of one saru source tree (``code``: this one, or a peer to compare with)."""
+    reals = [ep for g in groups for ep in g.addresses]
     daemon: Daemon | None = None
-    backend_port = free_port()
     try:
-        per_group = 500
-        for i in range(args.reals // per_group):
-            groups.append(Backends(base / f"nginx-{i}", addresses(100 + i, per_group, backend_port)))
-        for group in groups:
-            group.start()
-        reals = [ep for g in groups for ep in g.addresses]
-        daemon = start_daemon(base / "director-requests", reals, REQUESTS_INTERVAL)
-        time.sleep(1.0)  # the first pass is over; the next one comes 30 s after the start
+        daemon = start_daemon(base / "director-requests", reals, REQUESTS_INTERVAL, code)
+        time.sleep(1.0)  # the first pass is over; the next one comes a minute after the start
         metrics = per_request(daemon, "/metrics", args.scrapes)
         print(f"  /metrics: {metrics}")
         status = per_request(daemon, "/api/v1/status", max(3, args.scrapes // 4))
         print(f"  /api/v1/status: {status}")
         daemon.stop()
-        daemon = start_daemon(base / "director-checks", reals, args.interval)
+        daemon = start_daemon(base / "director-checks", reals, args.interval, code)
         get(daemon.base + "/metrics")  # as if Prometheus had been scraping: the first answer writes all
         seconds = args.interval * max(1, round(args.seconds / args.interval))  # whole passes
         between_passes(groups, args.interval)
@@ -294,36 +291,74 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if daemon is not None:
             daemon.stop()
+    drop = 1 - scraped["checks_per_cpu_second"] / quiet["checks_per_cpu_second"]
+    # a scrape's CPU next to the checks: the scraped window's CPU beyond the quiet window's rate
+    under_checks = (scraped["cpu_seconds"] - quiet["cpu_rate"] * scraped["seconds"]) / max(1, scraped["scrapes"])
+    return {"code": str(code), "metrics": {**metrics, "goal_cpu_ms": GOAL_SCRAPE_MS}, "status": status,
+            "checks_quiet": quiet, "checks_scraped_every_second": scraped,
+            "checks_per_cpu_second_drop": round(drop, 3), "goal_drop": GOAL_CHECKS_DROP,
+            "scrape_cpu_ms_under_checks": round(under_checks * 1000, 1), "up_down_transitions": flaps}
+
+
+def table(runs: list[dict[str, Any]], reals: int) -> None:
+    names = ["this tree", "peer"][:len(runs)]
+    print()
+    print(f"{'measure (' + str(reals) + ' reals)':<46}" + "".join(f"{n:>14}" for n in names) + f"{'goal':>12}")
+    print("-" * (58 + 14 * len(runs)))
+
+    def row(label: str, values: list[str], goal: str = "") -> None:
+        print(f"{label:<46}" + "".join(f"{v:>14}" for v in values) + f"{goal:>12}")
+
+    def status_ms(r: dict[str, Any]) -> str:
+        return r["status"].get("error") or f"{r['status']['cpu_ms']:.1f} ms"
+
+    row("/metrics: daemon CPU per scrape", [f"{r['metrics']['cpu_ms']:.1f} ms" for r in runs], "< 100 ms")
+    row("/metrics: answer size", [f"{r['metrics']['bytes'] / 1e6:.1f} MB" for r in runs])
+    row("/metrics: wall time per scrape (mean)", [f"{r['metrics']['wall_ms_mean']:.1f} ms" for r in runs])
+    row("/metrics: the first scrape (writes every line)", [f"{r['metrics']['first_cpu_ms']:.0f} ms" for r in runs])
+    row("/api/v1/status: daemon CPU per request", [status_ms(r) for r in runs], "< 100 ms")
+    row("/api/v1/status: answer size", [f"{r['status'].get('bytes', 0) / 1e6:.1f} MB" for r in runs])
+    row("checks per CPU-second, no scrape", [f"{r['checks_quiet']['checks_per_cpu_second']:,}" for r in runs])
+    row("checks per CPU-second, a scrape every second",
+        [f"{r['checks_scraped_every_second']['checks_per_cpu_second']:,}" for r in runs])
+    row("  lower by", [f"{100 * r['checks_per_cpu_second_drop']:.1f} %" for r in runs], "<= 5 %")
+    row("  a scrape next to the checks: daemon CPU", [f"{r['scrape_cpu_ms_under_checks']:.1f} ms" for r in runs])
+    row("UP -> DOWN transitions during the windows", [str(r["up_down_transitions"]) for r in runs], "(0)")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if shutil.which("nginx") is None:
+        raise SystemExit("nginx is not installed (make deps)")
+    base = Path(tempfile.mkdtemp(prefix="saru-api-bench-"))
+    groups: list[Backends] = []
+    backend_port = free_port()
+    runs: list[dict[str, Any]] = []
+    try:
+        per_group = 500
+        for i in range(args.reals // per_group):
+            groups.append(Backends(base / f"nginx-{i}", addresses(100 + i, per_group, backend_port)))
+        for group in groups:
+            group.start()
+        for n, code in enumerate([ROOT, *([Path(args.peer).resolve()] if args.peer else [])]):
+            print(f"{code}:")
+            (base / str(n)).mkdir()
+            runs.append(measure(base / str(n), groups, args, code))
+    finally:
         for group in groups:
             group.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-    drop = 1 - scraped["checks_per_cpu_second"] / quiet["checks_per_cpu_second"]
+    reals = args.reals // per_group * per_group
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "reals": len(reals), "checkinterval": args.interval, "checkinterval_requests": REQUESTS_INTERVAL,
-        "metrics": {**metrics, "goal_cpu_ms": GOAL_SCRAPE_MS},
-        "status": status,
-        "checks_quiet": quiet, "checks_scraped_every_second": scraped,
-        "checks_per_cpu_second_drop": round(drop, 3), "goal_drop": GOAL_CHECKS_DROP,
-        "up_down_transitions": flaps,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]},
+        "reals": reals, "checkinterval": args.interval, "checkinterval_requests": REQUESTS_INTERVAL,
+        **runs[0], "peer": runs[1] if len(runs) > 1 else None,
     }
-    print()
-    print(f"{'measure (' + str(len(reals)) + ' reals)':<48}{'result':>14}{'goal':>12}")
-    print("-" * 74)
-    print(f"{'/metrics: daemon CPU per scrape':<48}{metrics['cpu_ms']:>11.1f} ms{'< 100 ms':>12}")
-    print(f"{'/metrics: answer size':<48}{metrics['bytes'] / 1e6:>11.1f} MB{'':>12}")
-    print(f"{'/metrics: wall time per scrape (mean)':<48}{metrics['wall_ms_mean']:>11.1f} ms{'':>12}")
-    print(f"{'/metrics: the first scrape (writes every line)':<48}{metrics['first_cpu_ms']:>11.1f} ms{'':>12}")
-    if "error" in status:
-        print(f"{'/api/v1/status':<48}{status['error']:>14}{'':>12}")
-    else:
-        print(f"{'/api/v1/status: daemon CPU per request':<48}{status['cpu_ms']:>11.1f} ms{'(< 100 ms)':>12}")
-        print(f"{'/api/v1/status: answer size':<48}{status['bytes'] / 1e6:>11.1f} MB{'':>12}")
-    print(f"{'checks per CPU-second, no scrape':<48}{quiet['checks_per_cpu_second']:>14,}{'':>12}")
-    print(f"{'checks per CPU-second, a scrape every second':<48}{scraped['checks_per_cpu_second']:>14,}"
-          f"{'':>12}")
-    print(f"{'  lower by':<48}{100 * drop:>12.1f} %{'<= 5 %':>12}")
+    table(runs, reals)
+    print(f"load average before / after: {' '.join(load_before)} / {' '.join(results['machine']['loadavg_after'])}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {RESULTS}")
@@ -337,4 +372,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="length of each check window (rounded to whole check intervals)")
     parser.add_argument("--scrapes", type=int, default=20, help="scrapes for the CPU per scrape")
+    parser.add_argument("--peer", help="another saru source tree measured the same way in the same run, after "
+                        "this one (e.g. `git archive main | tar -x -C /tmp/peer`)")
     main(parser.parse_args())

@@ -21,7 +21,9 @@ server cannot sustain that many), passes back to back for a window after a warm-
 the checking process's ``time.process_time()`` (the servers are other processes: their CPU is excluded);
 every failed check is counted per pass.
 
-Prints a table and writes ``bench/results/checks_protocols.json`` (not with ``--only``).
+Prints a table with the kernel's floor measured on the same reals in the same run (a blocking
+connect+close loop, as in ``checks_bench.py``) and each nginx-backed protocol's rate as a multiple of
+it, the load average, and writes ``bench/results/checks_protocols.json`` (not with ``--only``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from checks_bench import NginxGroup, raise_fd_limit  # noqa: E402
+from checks_bench import NginxGroup, connect_floor, loadavg, raise_fd_limit  # noqa: E402
 from checks_protocol_servers import SERVER_PROTOCOLS, STARTERS, Running, ServerProtocol, virtual_fields  # noqa: E402
 
 from saru.checks import base  # noqa: E402
@@ -285,6 +287,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                          NO_SERVER.get((checktype, service), "no server to measure it against"))
 
     port = 19000 + random.Random().randrange(1000)
+    floor: float | None = None
+    load_before = loadavg()
     work = Path(tempfile.mkdtemp(prefix="saru-checks-protocols-"))
     os.chmod(work, 0o755)  # servers that drop privileges read their files under it
     (work / "ok.pl").write_text("exit 0;\n")
@@ -310,6 +314,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         for p in wanted:
             results[p.name] = await measure(p, serve[p.name](), args.seconds, work)
             print(f"  {p.name}: {results[p.name]}", flush=True)
+        if "plain" in groups:  # the kernel's floor on the same reals, for the ratios
+            floor = connect_floor([ep for g in groups["plain"] for ep in g.addresses])["per_cpu_second"]
         for kind in groups.values():  # done with nginx before the servers' own measurements
             for group in kind:
                 group.stop()
@@ -329,8 +335,16 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
 
     print_table(results, skipped)
+    if floor:
+        ratios = ", ".join(f"{name} {r['checks_per_cpu_second'] / floor:.3f}" for name, r in results.items()
+                           if isinstance(r["checks_per_cpu_second"], int) and "concurrency" not in r)
+        print(f"kernel floor (blocking connect+close loop on the same reals): {floor:,.0f}/CPU-s; "
+              f"x floor: {ratios}")
+    print(f"load average before {load_before}, after {loadavg()}")
     document: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": "asyncio"},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": "asyncio",
+                    "load_before": load_before, "load_after": loadavg()},
+        "kernel_floor_connects_per_cpu_second": floor,
         "reals": REALS, "interval": 0.5, "window_seconds": args.seconds,
         "server_window_seconds": args.server_seconds, "server_check_timeout": SERVER_TIMEOUT,
         "protocols": results, "skipped": skipped,

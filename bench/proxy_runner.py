@@ -1,6 +1,7 @@
 """Run a Saru ProxyDataplane in its own process, for the proxy benchmark.
 
-Usage: ``proxy_runner.py LISTEN_HOST:PORT REAL_HOST:PORT [REAL_HOST:PORT …] [--scheduler rr] [--thread]``.
+Usage: ``proxy_runner.py LISTEN_HOST:PORT REAL_HOST:PORT [REAL_HOST:PORT …] [--scheduler rr] [--thread]
+[--no-splice]``.
 Prints ``ready`` on stdout once the service is programmed, and runs until SIGTERM or SIGINT.
 """
 
@@ -20,9 +21,10 @@ def hostport(text: str) -> tuple[str, int]:
 
 
 async def serve(
-    listen: tuple[str, int], reals: list[tuple[str, int]], scheduler: str, udp: bool, threaded: bool
+    listen: tuple[str, int], reals: list[tuple[str, int]], scheduler: str, udp: bool, threaded: bool,
+    splice: bool = True,
 ) -> None:
-    plane = ProxyDataplane(threaded=threaded)
+    plane = ProxyDataplane(threaded=threaded, splice=splice)
     await plane.start()
     family = 6 if ":" in listen[0] else 4
     key = ServiceKey("udp" if udp else "tcp", listen[0], listen[1], family=family)
@@ -45,9 +47,10 @@ def main() -> None:
     parser.add_argument("--scheduler", default="rr")
     parser.add_argument("--udp", action="store_true")
     parser.add_argument("--thread", action="store_true", help="forward in a thread, not on the asyncio loop")
+    parser.add_argument("--no-splice", action="store_true", help="copy bulk transfers through Python")
     args = parser.parse_args()
     reals = [hostport(r) for r in args.reals]
-    asyncio.run(serve(hostport(args.listen), reals, args.scheduler, args.udp, args.thread))
+    asyncio.run(serve(hostport(args.listen), reals, args.scheduler, args.udp, args.thread, not args.no_splice))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def saru(*args: str, netns: str | None = None, timeout: float = 600) -> tuple[float, subprocess.CompletedProcess[str]]:
     argv = [sys.executable, "-m", "saru", *args]
     if netns:
@@ -152,15 +161,23 @@ def daemon(workdir: Path, reals: int, plane: str) -> dict[str, Any]:
             time.sleep(0.2)
         result["ready_s"] = time.perf_counter() - start
         result["rss_mb"] = rss_mb(proc.pid)
+        cpu = cpu_seconds(proc.pid)
         wall, done = saru("status", "--json", "--control", str(control), netns=netns)
+        result["status_cpu_s"] = cpu_seconds(proc.pid) - cpu
+        if done.returncode != 0:
+            raise RuntimeError(f"saru status failed: {done.stderr}")
         status = json.loads(done.stdout)
         result["status_s"], result["status_bytes"] = wall, len(done.stdout)
         result["status_reals"] = sum(len(v.get("reals", [])) for v in status.get("virtuals", []))
+        cpu = cpu_seconds(proc.pid)
         wall, done = saru("ipvsadm", "-L", "-n", "--control", str(control), netns=netns)
+        result["ipvsadm_cpu_s"] = cpu_seconds(proc.pid) - cpu
         result["ipvsadm_s"], result["ipvsadm_lines"] = wall, done.stdout.count("\n")
         before = _applies(api)
         cf.write_text(text.replace(":8080 masq 1\n", ":8080 masq 2\n", 1))
+        cpu = cpu_seconds(proc.pid)
         wall, done = saru("reload", "--control", str(control), netns=netns)
+        result["reload_cpu_s"] = cpu_seconds(proc.pid) - cpu
         if done.returncode != 0:
             raise RuntimeError(f"reload failed: {done.stderr}")
         result["reload_s"] = wall
@@ -225,12 +242,14 @@ def main() -> int:
         print(f"{title:<34}" + "".join(f"{r[key]:>14.3f}" if isinstance(r[key], float) else f"{r[key]:>14,}"
                                        for r in results["pure"]))
     print()
-    print(f"{'daemon':<16}{'reals':>9}{'ready s':>9}{'RSS MB':>9}{'status s':>10}{'ipvsadm s':>11}"
-          f"{'reload s':>10}{'apply s':>9}")
+    print("daemon (wall s / the daemon's CPU s)")
+    print(f"{'plane':<8}{'reals':>9}{'ready':>8}{'RSS MB':>8}{'status':>14}{'ipvsadm -L -n':>15}"
+          f"{'reload':>14}{'apply':>8}")
     for r in results["daemon"]:
         apply_s = r["reload_apply_s"]
-        print(f"{r['plane']:<16}{r['reals']:>9,}{r['ready_s']:>9.2f}{r['rss_mb']:>9.0f}{r['status_s']:>10.2f}"
-              f"{r['ipvsadm_s']:>11.2f}{r['reload_s']:>10.2f}{'' if apply_s is None else f'{apply_s:.3f}':>9}")
+        print(f"{r['plane']:<8}{r['reals']:>9,}{r['ready_s']:>8.1f}{r['rss_mb']:>8.0f}"
+              f"{r['status_s']:>8.2f}/{r['status_cpu_s']:<5.2f}{r['ipvsadm_s']:>9.2f}/{r['ipvsadm_cpu_s']:<5.2f}"
+              f"{r['reload_s']:>8.2f}/{r['reload_cpu_s']:<5.2f}{'' if apply_s is None else f'{apply_s:.3f}':>8}")
     print(f"load average: {results['loadavg_start']:.1f} at start, {results['loadavg_end']:.1f} at the end")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

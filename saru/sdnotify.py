@@ -22,6 +22,14 @@ Every method returns ``True`` when the datagram was handed to the socket, ``Fals
 socket or sending failed (``last_error`` says why); none raises. Sending never blocks the event
 loop: the socket is non-blocking, a full queue is a failed send.
 
+The file descriptor store (``FileDescriptorStoreMax=`` in the unit): ``store_fd(name, sock)`` hands
+systemd a duplicate of a descriptor (``FDSTORE=1`` + ``FDNAME=`` with the descriptor attached as
+``SCM_RIGHTS``), ``remove_fd(name)`` makes it close its copy (``FDSTOREREMOVE=1``). systemd keeps
+them while the service restarts (``Restart=``) and passes them to the next start as ``LISTEN_FDS`` /
+``LISTEN_FDNAMES`` (descriptors 3, 4, …), which ``listen_fds`` reads (only when ``LISTEN_PID`` names
+this process, as sd_listen_fds(3) does). ``fd_name`` makes a valid ``FDNAME`` (no ``:``, no control
+characters, at most 255 characters).
+
 ``watchdog_interval`` reads ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``: the interval is only ours when
 that names this process or is absent), as sd_watchdog_enabled(3) does. ``format_message`` is the
 pure part: fields to bytes, refusing what would corrupt the line protocol (a newline in a value, a
@@ -30,6 +38,7 @@ malformed key); a ``STATUS=`` text is flattened to one line.
 
 from __future__ import annotations
 
+import array
 import os
 import re
 import socket
@@ -39,6 +48,12 @@ from collections.abc import Mapping, MutableMapping
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
 WATCHDOG_USEC = "WATCHDOG_USEC"
 WATCHDOG_PID = "WATCHDOG_PID"
+LISTEN_FDS = "LISTEN_FDS"
+LISTEN_FDNAMES = "LISTEN_FDNAMES"
+LISTEN_PID = "LISTEN_PID"
+#: the first descriptor systemd passes (SD_LISTEN_FDS_START)
+LISTEN_FDS_START = 3
+FDNAME_MAX = 255
 
 _KEY = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 #: longest STATUS= text sent (systemd shows one line; a runaway string is cut, not refused)
@@ -92,6 +107,40 @@ def watchdog_interval(environ: Mapping[str, str] | None = None, pid: int | None 
     return int(usec) / 1_000_000
 
 
+def fd_name(text: str) -> str:
+    """``text`` as a valid ``FDNAME``: ``:`` (the separator of ``LISTEN_FDNAMES``) becomes ``_``;
+    ValueError for control or non-ASCII characters, or more than 255 characters."""
+    name = text.replace(":", "_")
+    if not name or len(name) > FDNAME_MAX or any(not " " <= c <= "~" for c in name):
+        raise ValueError(f"not a valid file descriptor name: {text!r}")
+    return name
+
+
+def listen_fds(environ: MutableMapping[str, str] | None = None, pid: int | None = None,
+               unset: bool = True) -> list[tuple[str, int]]:
+    """The descriptors the supervisor passed (``LISTEN_FDS``), as (name, fd) from fd 3 on, each made
+    close-on-exec; empty when there are none or ``LISTEN_PID`` names another process. A descriptor
+    without a name in ``LISTEN_FDNAMES`` is named ``unknown`` (systemd's word). ``unset``: remove the
+    three variables, so that children do not take the descriptors for theirs."""
+    env = os.environ if environ is None else environ
+    count, owner, names = env.get(LISTEN_FDS, ""), env.get(LISTEN_PID, ""), env.get(LISTEN_FDNAMES, "")
+    if unset:
+        for key in (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES):
+            env.pop(key, None)
+    if not count.isdigit() or not owner.isdigit() or int(owner) != (os.getpid() if pid is None else pid):
+        return []
+    labels = names.split(":") if names else []
+    out = []
+    for i in range(int(count)):
+        fd = LISTEN_FDS_START + i
+        try:
+            os.set_inheritable(fd, False)
+        except OSError:  # not open after all
+            continue
+        out.append((labels[i] if i < len(labels) and labels[i] else "unknown", fd))
+    return out
+
+
 def ping_period(interval: float) -> float:
     """How often to send ``WATCHDOG=1`` for a watchdog interval: half of it, as systemd advises."""
     return interval / 2
@@ -130,8 +179,9 @@ class Notifier:
         """Whether there is a socket to notify."""
         return self.address is not None
 
-    def send(self, fields: Mapping[str, str]) -> bool:
-        """Send ``fields`` as one datagram; see the module docstring for the return value."""
+    def send(self, fields: Mapping[str, str], fds: tuple[int, ...] = ()) -> bool:
+        """Send ``fields`` as one datagram (``fds`` attached as ``SCM_RIGHTS``); see the module
+        docstring for the return value."""
         message = format_message(fields)
         if self.address is None:
             return False
@@ -139,7 +189,11 @@ class Notifier:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 self._sock.setblocking(False)
-            self._sock.sendto(message, self.address)
+            if fds:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+                self._sock.sendmsg([message], rights, 0, self.address)
+            else:
+                self._sock.sendto(message, self.address)
         except OSError as exc:
             self.last_error = f"sd_notify to {self.address.replace(chr(0), '@')}: {exc}"
             self.close()
@@ -171,6 +225,15 @@ class Notifier:
     def extend_timeout(self, seconds: float) -> bool:
         """``EXTEND_TIMEOUT_USEC``: give the current start, reload or stop ``seconds`` more."""
         return self.send({"EXTEND_TIMEOUT_USEC": str(max(0, int(seconds * 1_000_000)))})
+
+    def store_fd(self, name: str, fd: int) -> bool:
+        """``FDSTORE=1``: systemd keeps a duplicate of ``fd`` under ``name`` (an ``fd_name``) across
+        restarts of the service; needs ``FileDescriptorStoreMax=`` in the unit."""
+        return self.send({"FDSTORE": "1", "FDNAME": name}, (fd,))
+
+    def remove_fd(self, name: str) -> bool:
+        """``FDSTOREREMOVE=1``: systemd closes the descriptors it keeps under ``name``."""
+        return self.send({"FDSTOREREMOVE": "1", "FDNAME": name})
 
     def close(self) -> None:
         """Close the socket (the next send opens a new one)."""

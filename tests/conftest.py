@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import HungServer, Nginx, start_nginx
 
@@ -16,6 +17,12 @@ from tests.helpers import HungServer, Nginx, start_nginx
 # runs daemons without these (saru.daemon.privileges).
 os.environ.setdefault("SARU_DROP_PRIVILEGES", "0")
 os.environ.setdefault("SARU_COMMAND_USER", "root")
+
+# Property tests outside tests/fuzz (which sets its own budget) keep Hypothesis's example counts but
+# not its 200 ms per-example deadline: on a loaded 2-core CI machine a pure example can take longer,
+# and a deadline is a timed assertion, which the suite does not make.
+settings.register_profile("saru", deadline=None, derandomize=True, database=None)
+settings.load_profile("saru")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,6 +6,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -94,6 +95,21 @@ class Director:
         """``{"127.0.0.1:18080": (state, weight in table)}`` for the first virtual."""
         doc = self.status()
         return {f"{r['address']}:{r['port']}": (r["state"], r["weight"]) for r in doc["virtuals"][0]["reals"]}
+
+
+def control_bytes(path: Path, payload: bytes, half_close: bool = False) -> bytes:
+    """Send ``payload`` to a control socket as it is (any bytes, any framing) and read the answer up to EOF
+    (what any client of the socket sees); ``half_close``: shut the writing side after the payload."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall(payload)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
 
 
 def get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[int, str, str]:

@@ -25,12 +25,14 @@ the daemon's heap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import chain
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -40,7 +42,7 @@ from prometheus_client.utils import floatToGoString
 
 from saru.api.names import proxy_name, server_name
 from saru.checks.result_class import RESULT_CLASSES
-from saru.daemon.metrics_snapshot import STATES, MetricsSnapshot, ServerMetrics
+from saru.daemon.metrics_snapshot import STATES, BackendMetrics, MetricsSnapshot, ServerMetrics
 from saru.model import ServiceKey
 
 #: the classic text format (version 0.0.4), which ``generate_latest`` writes
@@ -82,41 +84,61 @@ class Series(NamedTuple):
         return family
 
 
-Keys = tuple[list[tuple[str, int]], list[tuple[ServiceKey, int]]]
+Row = TypeVar("Row", ServerMetrics, BackendMetrics)
+Shown = float | str | None
 
 
-@dataclass
-class Names:
-    """The label values of the reals: (proxy, server) each, and the per-state and per-class sets."""
+class RowFamily(NamedTuple, Generic[Row]):
+    """A family with a series per row (a real, a backend), or one per row and ``one_hot`` name (its
+    0/1 series: 1 for the row's value); ``value`` is what a row shows at a time (None: no series),
+    ``timed`` whether it changes with the time alone (ages), not only with its row."""
 
-    keys: Keys
-    servers: list[Labels]
-    states: list[Labels] = field(init=False)
-    classes: list[Labels] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.states = [(*n, state) for n in self.servers for state in STATES]
-        self.classes = [(*n, name) for n in self.servers for name in CLASSES]
-
-
-def server_keys(servers: Sequence[ServerMetrics]) -> Keys:
-    """What the reals' names are made of, cheap to compare from one scrape to the next: (address, port)
-    of each (the config's own objects) and each virtual with its number of reals, in order."""
-    services: list[tuple[ServiceKey, int]] = []
-    previous: ServiceKey | None = None
-    count = 0
-    for s in servers:
-        if s.service is not previous:  # one key object per virtual in a snapshot
-            if previous is not None:
-                services.append((previous, count))
-            previous, count = s.service, 0
-        count += 1
-    if previous is not None:
-        services.append((previous, count))
-    return [(s.address, s.port) for s in servers], services
+    kind: str
+    name: str
+    documentation: str
+    labelnames: Labels
+    value: Callable[[Row, float], Shown]
+    one_hot: tuple[str, ...] | None = None
+    timed: Callable[[Row], bool] | None = None
 
 
-def names_of(servers: Sequence[ServerMetrics], keys: Keys | None = None) -> Names:
+SERVER_FAMILIES: tuple[RowFamily[ServerMetrics], ...] = (
+    RowFamily("gauge", "saru_server_status", "The real's state: 1 for the state it is in (UP, DOWN, DRAIN: "
+              "weight 0 in service, MAINT: maintenance or disabled), 0 for the others", (*SERVER, "state"),
+              lambda s, _now: s.state, STATES),
+    RowFamily("gauge", "saru_server_weight", "The real's weight in the data plane (0 when it is not in the table)",
+              SERVER, lambda s, _now: s.weight),
+    RowFamily("gauge", "saru_server_check_status", "The class of the real's last check result: 1 for its class, "
+              "0 for the others", (*SERVER, "state"), lambda s, _now: s.check_class, CLASSES),
+    RowFamily("gauge", "saru_server_check_duration_seconds", "How long the real's last check took", SERVER,
+              lambda s, _now: s.check_duration),
+    RowFamily("counter", "saru_server_check_failures_total", "Failed checks of the real", SERVER,
+              lambda s, _now: s.failures),
+    RowFamily("counter", "saru_server_check_up_down_total", "The real's transitions from UP to DOWN", SERVER,
+              lambda s, _now: s.up_down),
+    RowFamily("gauge", "saru_server_check_last_change_seconds", "Seconds since the real last went UP or DOWN "
+              "(since the daemon started when it has not)", SERVER, lambda s, now: round(s.last_change_age(now)),
+              timed=lambda _s: True),
+    RowFamily("counter", "saru_server_downtime_seconds_total", "Seconds the real has been DOWN", SERVER,
+              lambda s, now: round(s.downtime_at(now)), timed=lambda s: s.down_since is not None),
+    RowFamily("gauge", "saru_server_connections_active", "The real's active connections", SERVER,
+              lambda s, _now: s.active),
+    RowFamily("gauge", "saru_server_connections_inactive", "The real's inactive connections", SERVER,
+              lambda s, _now: s.inactive),
+)
+
+BACKEND_FAMILIES: tuple[RowFamily[BackendMetrics], ...] = (
+    RowFamily("gauge", "node_ipvs_backend_connections_active", "The current active connections by local and "
+              "remote address.", IPVS_BACKEND, lambda b, _now: b.active),
+    RowFamily("gauge", "node_ipvs_backend_connections_inactive", "The current inactive connections by local and "
+              "remote address.", IPVS_BACKEND, lambda b, _now: b.inactive),
+    RowFamily("gauge", "node_ipvs_backend_weight", "The current backend weight by local and remote address.",
+              IPVS_BACKEND, lambda b, _now: b.weight),
+)
+
+
+def server_labels(servers: Sequence[ServerMetrics]) -> list[Labels]:
+    """(proxy, server) of each real."""
     proxies: dict[ServiceKey, str] = {}
     named: list[Labels] = []
     for s in servers:
@@ -124,55 +146,57 @@ def names_of(servers: Sequence[ServerMetrics], keys: Keys | None = None) -> Name
         if proxy is None:
             proxy = proxies[s.service] = proxy_name(s.service)
         named.append((proxy, server_name(s.address, s.port)))
-    return Names(keys if keys is not None else server_keys(servers), named)
+    return named
 
 
-def _one_hot(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """Each name's 0/1 values over ``names`` (1 for itself)."""
-    return {name: tuple(float(name == other) for other in names) for name in names}
+def backend_labels(backends: Sequence[BackendMetrics]) -> list[Labels]:
+    """node_exporter's labels of each backend."""
+    return [(b.local_address, str(b.local_port), b.remote_address, str(b.remote_port), b.proto, b.local_mark)
+            for b in backends]
 
 
-STATE_VALUES = _one_hot(STATES)
-CLASS_VALUES = _one_hot(CLASSES)
+def same_server(a: ServerMetrics, b: ServerMetrics) -> bool:
+    return a.address == b.address and a.port == b.port and (a.service is b.service or a.service == b.service)
 
 
-def server_series(snapshot: MetricsSnapshot, names: Names) -> Iterator[Series]:
-    """``saru_server_*`` (one series per real, and per state/class) and ``saru_backend_active_servers``."""
-    servers = snapshot.servers
-    yield Series("gauge", "saru_server_status", "The real's state: 1 for the state it is in (UP, DOWN, DRAIN: "
-                 "weight 0 in service, MAINT: maintenance or disabled), 0 for the others", (*SERVER, "state"),
-                 names.states, list(chain.from_iterable(STATE_VALUES[s.state] for s in servers)))
-    yield Series("gauge", "saru_server_weight", "The real's weight in the data plane (0 when it is not in the "
-                 "table)", SERVER, names.servers, [s.weight for s in servers])
-    checked = [i for i, s in enumerate(servers) if s.check_class is not None]
-    n = len(CLASSES)
-    yield Series("gauge", "saru_server_check_status", "The class of the real's last check result: 1 for its "
-                 "class, 0 for the others", (*SERVER, "state"),
-                 names.classes if len(checked) == len(servers) else
-                 [names.classes[i * n + k] for i in checked for k in range(n)],
-                 list(chain.from_iterable(CLASS_VALUES[servers[i].check_class or ""] for i in checked)))
-    timed = [i for i, s in enumerate(servers) if s.check_duration is not None]
-    yield Series("gauge", "saru_server_check_duration_seconds", "How long the real's last check took", SERVER,
-                 [names.servers[i] for i in timed], [servers[i].check_duration or 0.0 for i in timed])
-    yield Series("counter", "saru_server_check_failures_total", "Failed checks of the real", SERVER,
-                 names.servers, [s.failures for s in servers])
-    yield Series("counter", "saru_server_check_up_down_total", "The real's transitions from UP to DOWN", SERVER,
-                 names.servers, [s.up_down for s in servers])
-    yield Series("gauge", "saru_server_check_last_change_seconds", "Seconds since the real last went UP or DOWN "
-                 "(since the daemon started when it has not)", SERVER, names.servers,
-                 [round(s.last_change_age) for s in servers])
-    yield Series("counter", "saru_server_downtime_seconds_total", "Seconds the real has been DOWN", SERVER,
-                 names.servers, [round(s.downtime) for s in servers])
-    yield Series("gauge", "saru_server_connections_active", "The real's active connections", SERVER,
-                 names.servers, [s.active for s in servers])
-    yield Series("gauge", "saru_server_connections_inactive", "The real's inactive connections", SERVER,
-                 names.servers, [s.inactive for s in servers])
+def same_backend(a: BackendMetrics, b: BackendMetrics) -> bool:
+    return a[:6] == b[:6]
+
+
+def row_series(families: Sequence[RowFamily[Row]], rows: Sequence[Row], labels: Sequence[Labels],
+               now: float) -> Iterator[Series]:
+    """Each family of ``families`` over ``rows`` (named ``labels``) at ``now``."""
+    for f in families:
+        rows_labels: list[Labels] = []
+        values: list[float] = []
+        row_labels: Labels
+        for row, row_labels in zip(rows, labels, strict=True):
+            v = f.value(row, now)
+            if v is None:
+                continue
+            if f.one_hot is None:
+                rows_labels.append(row_labels)
+                values.append(float(v))
+            else:
+                for name in f.one_hot:
+                    rows_labels.append((*row_labels, name))
+                    values.append(float(v == name))
+        yield Series(f.kind, f.name, f.documentation, f.labelnames, rows_labels, values)
+
+
+def server_series(snapshot: MetricsSnapshot, labels: Sequence[Labels]) -> Iterator[Series]:
+    """``saru_server_*`` (one series per real, and per state/class)."""
+    yield from row_series(SERVER_FAMILIES, snapshot.servers, labels, snapshot.now)
+
+
+def active_servers_series(snapshot: MetricsSnapshot) -> Series:
+    """``saru_backend_active_servers``."""
     per_proxy: dict[str, int] = {}
     for key, count in snapshot.active_servers:  # both families of a firewall mark share one name
         name = proxy_name(key)
         per_proxy[name] = per_proxy.get(name, 0) + count
-    yield Series("gauge", "saru_backend_active_servers", "Reals UP in the virtual service", ("proxy",),
-                 [(name,) for name in per_proxy], list(per_proxy.values()))
+    return Series("gauge", "saru_backend_active_servers", "Reals UP in the virtual service", ("proxy",),
+                  [(name,) for name in per_proxy], list(per_proxy.values()))
 
 
 def vrrp_series(snapshot: MetricsSnapshot) -> Iterator[Series]:
@@ -217,8 +241,8 @@ def apply_histogram(snapshot: MetricsSnapshot) -> Metric:
                                  sum_value=histogram.sum)
 
 
-def ipvs_series(snapshot: MetricsSnapshot) -> Iterator[Series]:
-    """node_exporter's IPVS collector's series (nftables and proxy planes only)."""
+def ipvs_totals_series(snapshot: MetricsSnapshot) -> Iterator[Series]:
+    """node_exporter's IPVS collector's totals (nftables and proxy planes only)."""
     view = snapshot.ipvs
     if view is None:
         return
@@ -231,26 +255,20 @@ def ipvs_series(snapshot: MetricsSnapshot) -> Iterator[Series]:
         ("node_ipvs_outgoing_bytes_total", "The total amount of outgoing data.", t.bytes_out),
     ):
         yield Series("counter", name, documentation, (), [()], [value])
-    backends = view.backends
-    labels = [(b.local_address, str(b.local_port), b.remote_address, str(b.remote_port), b.proto, b.local_mark)
-              for b in backends]
-    for name, documentation, values in (
-        ("node_ipvs_backend_connections_active", "The current active connections by local and remote address.",
-         [b.active for b in backends]),
-        ("node_ipvs_backend_connections_inactive", "The current inactive connections by local and remote "
-         "address.", [b.inactive for b in backends]),
-        ("node_ipvs_backend_weight", "The current backend weight by local and remote address.",
-         [b.weight for b in backends]),
-    ):
-        yield Series("gauge", name, documentation, IPVS_BACKEND, labels, values)
 
 
-def series(snapshot: MetricsSnapshot, names: Names | None = None) -> list[Series | Metric]:
+def small_series(snapshot: MetricsSnapshot) -> list[Series | Metric]:
+    """The families between the reals' and the backends' (the histogram as a family)."""
+    return [active_servers_series(snapshot), *vrrp_series(snapshot), *daemon_series(snapshot),
+            apply_histogram(snapshot), *ipvs_totals_series(snapshot)]
+
+
+def series(snapshot: MetricsSnapshot) -> list[Series | Metric]:
     """Every family of one snapshot, in the order they are written (the histogram as a family)."""
-    found: list[Series | Metric] = [*server_series(snapshot, names or names_of(snapshot.servers)),
-                                    *vrrp_series(snapshot), *daemon_series(snapshot), apply_histogram(snapshot),
-                                    *ipvs_series(snapshot)]
-    return found
+    backends = snapshot.ipvs.backends if snapshot.ipvs is not None else None
+    return [*server_series(snapshot, server_labels(snapshot.servers)), *small_series(snapshot),
+            *(row_series(BACKEND_FAMILIES, backends, backend_labels(backends), snapshot.now)
+              if backends is not None else ())]
 
 
 class SnapshotCollector:
@@ -295,27 +313,208 @@ class _Written:
     text: bytes  # the lines, encoded
 
 
+def _prefix(line: str) -> bytes:
+    """A sample line as prometheus-client wrote it, up to its value."""
+    return line[:line.rindex(" ") + 1].encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole(value: int) -> bytes:
+    return f"{floatToGoString(value)}\n".encode()
+
+
+def _value(value: float) -> bytes:
+    """prometheus-client's text of a sample's value, and the line's end."""
+    if isinstance(value, int):
+        return _whole(value)
+    return f"{floatToGoString(value)}\n".encode()
+
+
+_UNSET = object()
+#: label sets prometheus-client writes in one step of ``Exporter.slices`` (~4 ms for 64 reals' 14
+#: check classes)
+SLICE = 64
+#: seconds of slices a scrape does before it lets the event loop's other work in (a loop that is behind
+#: gets one turn per yield: few long turns, not many short ones)
+TURN = 0.1
+#: fewer new label sets than this are written at once, without slices
+SLICES_ABOVE = 2000
+_ONE, _ZERO = _value(1.0), _value(0.0)
+
+
+class _Kept(Generic[Row]):
+    """One row family as prometheus-client wrote it: its HELP and TYPE lines, each label set's line
+    prefix (or prefixes: one per ``one_hot`` name), and each row's text with the value it shows."""
+
+    def __init__(self, family: RowFamily[Row]) -> None:
+        self.family: RowFamily[Row] = family
+        self.header = b""
+        self._prefixes: dict[Labels, tuple[bytes, ...]] = {}  # one prefix, or one per one_hot name
+        self._rows: list[tuple[bytes, ...]] = []
+        self._index = {name: k for k, name in enumerate(family.one_hot or ())}
+        self.shown: list[object] = []
+        self.parts: list[bytes] = []
+        self.timed: set[int] = set()  # rows whose value changes with the time
+        self.body: bytes | None = None
+
+    def missing(self, labels: Sequence[Labels]) -> list[Labels]:
+        """The label sets of ``labels`` prometheus-client has not written for this family."""
+        return list(dict.fromkeys(label for label in labels if label not in self._prefixes))
+
+    def learn(self, missing: Sequence[Labels]) -> None:
+        """prometheus-client writes these label sets' lines (and the family's HELP and TYPE lines)."""
+        f = self.family
+        maker = GaugeMetricFamily if f.kind == "gauge" else CounterMetricFamily
+        family = maker(f.name, f.documentation, labels=f.labelnames)
+        names = f.one_hot or ()
+        new: Labels
+        for new in missing:
+            if not names:
+                family.add_metric(new, 0)
+            for name in names:
+                family.add_metric([*new, name], 0)
+        lines = _write(family)
+        per = max(1, len(names))
+        if len(lines) != len(missing) * per + 2:
+            raise AssertionError(f"{f.name}: {len(lines) - 2} lines written for {len(missing)} rows")
+        self.header = "".join(lines[:2]).encode()
+        for k, label in enumerate(missing):
+            self._prefixes[label] = tuple(map(_prefix, lines[2 + k * per:2 + (k + 1) * per]))
+
+    def relabel(self, labels: Sequence[Labels]) -> None:
+        """The rows are now these label sets (those not written yet are, now)."""
+        missing = self.missing(labels)
+        if missing or not self.header:
+            self.learn(missing)
+        if len(self._prefixes) > 2 * len(labels):  # those in use (reals that left the table and come back
+            self._prefixes = {label: self._prefixes[label] for label in labels}  # keep theirs until then)
+        self._rows = [self._prefixes[label] for label in labels]
+        self.shown = [_UNSET] * len(labels)
+        self.parts = [b""] * len(labels)
+        self.timed = set()
+        self.body = None
+
+    def show(self, i: int, value: Shown) -> None:
+        """Row ``i`` shows ``value`` (None: no line)."""
+        if value == self.shown[i]:
+            return
+        self.shown[i] = value
+        self.body = None
+        if value is None:
+            self.parts[i] = b""
+        elif self.family.one_hot is None:
+            self.parts[i] = self._rows[i][0] + _value(value)  # type: ignore[arg-type]  # a number
+        else:
+            k = self._index[value]  # type: ignore[index]  # one of the names
+            self.parts[i] = b"".join(p + (_ONE if j == k else _ZERO) for j, p in enumerate(self._rows[i]))
+
+    def show_timed(self, rows: Sequence[Row], now: float) -> None:
+        """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
+        an age per real, that is every real on every scrape)."""
+        value, shown, parts, prefixes = self.family.value, self.shown, self.parts, self._rows
+        for i in self.timed:
+            v = value(rows[i], now)
+            if v != shown[i]:
+                shown[i] = v
+                parts[i] = prefixes[i][0] + _value(v)  # type: ignore[arg-type]  # a number
+                self.body = None
+
+    def text(self) -> bytes:
+        if self.body is None:
+            self.body = self.header + b"".join(self.parts)
+        return self.body
+
+
+class _RowFamilies(Generic[Row]):
+    """The row families of one kind of row (reals, backends), kept from scrape to scrape: a row that
+    is the same object as last time shows the same values (but the timed ones); new label sets are
+    written by prometheus-client, values by its ``floatToGoString``."""
+
+    def __init__(self, families: Sequence[RowFamily[Row]], labels_of: Callable[[Sequence[Row]], list[Labels]],
+                 same: Callable[[Row, Row], bool]) -> None:
+        self._kept: list[_Kept[Row]] = [_Kept(f) for f in families]
+        self._labels_of: Callable[[Sequence[Row]], list[Labels]] = labels_of
+        self._same: Callable[[Row, Row], bool] = same
+        self._rows: Sequence[Row] = ()
+        self._started = False
+        self._named: tuple[Sequence[Row], list[Labels]] | None = None  # rows and their label sets
+
+    def _changed(self, rows: Sequence[Row]) -> tuple[list[int], bool]:
+        """The rows that are not the objects they were last time, and whether a label set changed."""
+        old = self._rows
+        if len(rows) != len(old) or not self._started:
+            return list(range(len(rows))), True
+        changed = [i for i, (new, was) in enumerate(zip(rows, old, strict=True)) if new is not was]
+        return changed, any(not self._same(rows[i], old[i]) for i in changed)
+
+    def _labels(self, rows: Sequence[Row]) -> list[Labels]:
+        if self._named is None or self._named[0] is not rows:
+            self._named = (rows, self._labels_of(rows))
+        return self._named[1]
+
+    def slices(self, rows: Sequence[Row]) -> Iterator[None]:
+        """Have prometheus-client write the lines of new label sets ``SLICE`` rows at a time, one step of
+        the iterator per slice (``texts`` then finds them written)."""
+        if not self._changed(rows)[1]:
+            return
+        labels = self._labels(rows)
+        missing = [kept.missing(labels) for kept in self._kept]
+        if sum(map(len, missing)) < SLICES_ABOVE:
+            return  # a few: texts() writes them at once
+        for kept, new in zip(self._kept, missing, strict=True):
+            for start in range(0, len(new), SLICE):
+                kept.learn(new[start:start + SLICE])
+                yield
+
+    def texts(self, rows: Sequence[Row], now: float) -> list[bytes]:
+        changed, relabel = self._changed(rows)
+        if relabel:
+            labels = self._labels(rows)
+            for kept in self._kept:
+                kept.relabel(labels)
+            changed = list(range(len(rows)))
+            self._started = True
+        self._named = None
+        self._rows = rows
+        for kept in self._kept:
+            value, timed = kept.family.value, kept.family.timed
+            for i in changed:
+                row = rows[i]
+                kept.show(i, value(row, now))
+                if timed is not None:
+                    if timed(row):
+                        kept.timed.add(i)
+                    else:
+                        kept.timed.discard(i)
+            kept.show_timed(rows, now)
+        return [kept.text() for kept in self._kept]
+
+
 class Exporter:
-    """Renders scrape after scrape, having prometheus-client write only what changed (module docstring)."""
+    """Renders scrape after scrape, having prometheus-client write only what is new (module docstring)."""
 
     def __init__(self) -> None:
-        self._names: Names | None = None
+        self._servers = _RowFamilies(SERVER_FAMILIES, server_labels, same_server)
+        self._backends = _RowFamilies(BACKEND_FAMILIES, backend_labels, same_backend)
         self._written: dict[str, _Written] = {}
 
+    def slices(self, snapshot: MetricsSnapshot) -> Iterator[None]:
+        """The costly part of the next ``render`` (prometheus-client writing the lines of label sets it
+        has not written: every line on the first scrape), done in steps a caller can pause between."""
+        yield from self._servers.slices(snapshot.servers)
+        if snapshot.ipvs is not None:
+            yield from self._backends.slices(snapshot.ipvs.backends)
+
     def render(self, snapshot: MetricsSnapshot) -> bytes:
-        keys = server_keys(snapshot.servers)
-        if self._names is None or self._names.keys != keys:
-            self._names = names_of(snapshot.servers, keys)
-            self._written.clear()
-        out: list[bytes] = []
-        for each in series(snapshot, self._names):
-            if isinstance(each, Series):
-                out.append(self._text(each))
-            else:
-                out.append(generate_latest(_One(each)))
+        out = self._servers.texts(snapshot.servers, snapshot.now)
+        for each in small_series(snapshot):
+            out.append(self._text(each) if isinstance(each, Series) else generate_latest(_One(each)))
+        if snapshot.ipvs is not None:
+            out.extend(self._backends.texts(snapshot.ipvs.backends, snapshot.now))
         return b"".join(out)
 
     def _text(self, s: Series) -> bytes:
+        """A small family: written again where its values changed."""
         values = list(s.values)
         known = self._written.get(s.name)
         if known is not None and known.values == values and known.labels == s.labels:
@@ -330,7 +529,7 @@ class Exporter:
                 if old != new:
                     lines[i + 2] = f"{lines[i + 2].rpartition(' ')[0]} {floatToGoString(new)}\n"
         text = "".join(lines).encode()
-        self._written[s.name] = _Written(s.labels, values, lines, text)
+        self._written[s.name] = _Written(list(s.labels), values, lines, text)
         return text
 
 
@@ -356,12 +555,24 @@ def gc_paused() -> Iterator[None]:
 
 
 def metrics_handler(service: MetricsSource) -> Handler:
-    """The aiohttp handler of ``GET /metrics`` over the service layer."""
+    """The aiohttp handler of ``GET /metrics`` over the service layer. One scrape at a time uses the
+    exporter; the lines of new label sets (every line on the first scrape, or after a reload) are
+    written in slices, the event loop's other work let in every ``TURN`` seconds (``Exporter.slices``),
+    so that a scrape does not hold the loop for seconds (the checks go on). A worker thread was
+    measured worse: it takes the GIL from the loop's short I/O steps (docs/metrics.md)."""
     exporter = Exporter()
+    one_at_a_time = asyncio.Lock()
 
     async def handle(_request: web.Request) -> web.StreamResponse:
-        with gc_paused():
-            body = exporter.render(await service.metrics_snapshot())
+        async with one_at_a_time:
+            with gc_paused():
+                snapshot = await service.metrics_snapshot()
+                turn_ends = time.monotonic() + TURN
+                for _ in exporter.slices(snapshot):
+                    if time.monotonic() >= turn_ends:
+                        await asyncio.sleep(0)
+                        turn_ends = time.monotonic() + TURN
+                body = exporter.render(snapshot)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return handle

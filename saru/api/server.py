@@ -7,7 +7,8 @@ Every route calls the service layer (``saru.daemon.service``), never the daemon'
 ``add_routes(app, service)`` is the one place routes are registered:
 
 * ``GET /api/v1/status`` — ``saru status --json``'s document (with each real's check class, reason,
-  latency, time, transitions and operator override);
+  latency, time, transitions and operator override), its text written by ``saru.api.status_json``
+  (the parts that did not change since the last request are not encoded again);
 * ``GET /api/v1/events`` — Server-Sent Events, one JSON object per event the daemon logs, a
   heartbeat comment every ``HEARTBEAT`` seconds;
 * ``POST /api/v1/servers/drain|enable|disable|weight`` (``{"proxy", "server"[, "weight"]}``),
@@ -41,8 +42,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from saru.api.dashboard import dashboard_routes
+from saru.api.status_json import StatusEncoder, dumps
 from saru.model import APISettings, Endpoint
 
 if TYPE_CHECKING:
@@ -80,8 +83,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, allow_nan=False, default=str)
+_dumps = dumps
 
 
 def answer(doc: object, status: int = 200) -> web.Response:
@@ -197,8 +199,11 @@ def add_routes(app: web.Application, service: DaemonService) -> None:
     """Every route of the API (the one place they are registered; see the module docstring)."""
     from saru.daemon.service import ServiceError
 
+    encoder = StatusEncoder()  # keeps the text of the reals that did not change (saru.api.status_json)
+
     async def status(_request: web.Request) -> web.Response:
-        return answer(await service.status())  # a data plane failure: the middleware's JSON 500
+        doc = await service.status()  # a data plane failure: the middleware's JSON 500
+        return web.json_response(text=encoder.encode(doc))
 
     def server_write(action: str) -> Handler:
         fields: dict[str, type | tuple[type, ...]] = {"proxy": str, "server": str}
@@ -333,6 +338,22 @@ async def event_stream(request: web.Request, service: DaemonService) -> web.Stre
 # --------------------------------------------------------------------------------------------------
 
 
+class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log: a request that is not valid HTTP (a bad request line or header, a line too
+    long, a Content-Length that is not a number …) is one line saying who sent what, not a traceback
+    (aiohttp logs those with ``exception``: anyone who can connect could fill the log with them). A
+    failure of Saru's own code still gets its traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = " ".join(str(exc_info.message).split())[:200]
+            peer = args[0] if args else "?"
+            self.logger.warning("API: refused a malformed HTTP request from %s (%d): %s", peer, exc_info.code,
+                                reason)
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+
 def make_app(service: DaemonService, token: str | None,
              opened: Callable[[], bool] = lambda: True) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
@@ -408,7 +429,8 @@ class APIServer:
         context = tls_context(self.settings)
         self.tls = context is not None
         app = self._app = make_app(self.service, token, self._opened)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False,
+                               logger=ProtocolLog(LOGGER))
         await runner.setup()
         self._runner = runner
         endpoint = self.endpoint

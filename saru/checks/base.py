@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import importlib
+import math
 import os
 import pkgutil
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import cast
 
 from saru.model import CheckResult, CheckSpec
 from saru.net.route import has_route
 
-Check = Callable[[CheckSpec], Awaitable[CheckResult]]
+Check = Callable[[CheckSpec], Coroutine[object, object, CheckResult]]
 
 #: (checktype, service) → check; service "*" is the wildcard.
 _REGISTRY: dict[tuple[str, str], Check] = {}
 
 #: modules of this package that register no check (every other module is imported, lazily, and
 #: registers its checks with ``@register`` — adding a protocol is adding a module).
-_NOT_CHECK_MODULES = frozenset({"base", "spec", "result_class"})
+_NOT_CHECK_MODULES = frozenset({"base", "spec", "result_class", "tlsclient"})
 _loaded = False
 
 
@@ -51,6 +54,7 @@ def register(checktype: str, *services: str) -> Callable[[Check], Check]:
     def decorate(check: Check) -> Check:
         for service in services or ("*",):
             _REGISTRY[(checktype, service)] = check
+        _plan.cache_clear()
         return check
 
     return decorate
@@ -213,15 +217,105 @@ def check_layer(spec: CheckSpec) -> str:
     return "L7"
 
 
+class _Resumed:
+    """Awaitable that carries on a check coroutine whose first step already ran and is waiting on
+    ``waiting`` (what it yielded): every later step runs inside the awaiting task, so a cancellation
+    (the hard timeout) is thrown into the check and its ``finally`` blocks close what it opened."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[object, object, CheckResult], waiting: object) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[object, object, CheckResult]:
+        coro, value = self.coro, self.waiting
+        self.waiting = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: thrown into the check
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as finished:
+                    return cast(CheckResult, finished.value)
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as finished:
+                    return cast(CheckResult, finished.value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _plan(spec: CheckSpec) -> tuple[Check, float, str]:
+    """(check, hard timeout, layer) of ``spec`` — fixed per spec, so computed once."""
+    return get_check(spec), timeout_for(spec), check_layer(spec)
+
+
+#: hard timeouts are grouped in slots of this many seconds (one loop timer per slot)
+TIMEOUT_GRAIN = 0.01
+
+
+class _Slot:
+    """The checks (their tasks) whose hard timeout falls in one ``TIMEOUT_GRAIN`` of loop time."""
+
+    __slots__ = ("fired", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[object]] = set()
+        self.fired = False
+
+
+#: per event loop: slot number → its checks (a loop's entry goes with its last slot)
+_SLOTS: dict[asyncio.AbstractEventLoop, dict[int, _Slot]] = {}
+
+
+def _expire(loop: asyncio.AbstractEventLoop, number: int) -> None:
+    slots = _SLOTS[loop]
+    slot = slots.pop(number)
+    if not slots:
+        del _SLOTS[loop]
+    slot.fired = True
+    for task in slot.tasks:
+        task.cancel()
+
+
+def _slot_for(loop: asyncio.AbstractEventLoop, deadline: float) -> _Slot:
+    """The slot of a check due to time out at loop time ``deadline`` (rounded up to the grain)."""
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = {}
+    number = math.ceil(deadline / TIMEOUT_GRAIN)
+    slot = slots.get(number)
+    if slot is None:
+        slot = slots[number] = _Slot()
+        loop.call_at(number * TIMEOUT_GRAIN, _expire, loop, number)
+    return slot
+
+
 async def run_check(spec: CheckSpec) -> CheckResult:
-    """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation)."""
-    check = get_check(spec)
-    timeout = timeout_for(spec)
-    layer = check_layer(spec)
+    """Run the check for ``spec`` under its hard timeout; never raises (except on cancellation).
+
+    The check's first step (up to its first wait for I/O) runs at once; only if it then waits is the
+    rest run under the timeout, counted from the start. The first step cannot overrun (checks do
+    non-blocking I/O; a timer could not interrupt it anyway), and a check that completes without
+    waiting — a connect to a local or refused port — costs no timer at all. Timeouts are kept in
+    10 ms slots, one loop timer per slot (the checks started together share it), so a check times
+    out at most 10 ms after its deadline.
+    """
+    check, timeout, layer = _plan(spec)
     start = time.monotonic()
+    coro = check(spec)
     try:
-        async with asyncio.timeout(timeout):
-            result = await check(spec)
+        try:
+            waiting = coro.send(None)
+        except StopIteration as finished:
+            result = cast(CheckResult, finished.value)
+        else:
+            result = await _waited(coro, waiting, timeout - (time.monotonic() - start))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -233,3 +327,23 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     failure = "" if result.ok else result.failure or "response"
     return CheckResult(ok=result.ok, message=result.message, latency=time.monotonic() - start,
                        layer=layer, failure=failure)
+
+
+async def _waited(coro: Coroutine[object, object, CheckResult], waiting: object, remaining: float) -> CheckResult:
+    """The rest of a check that waits, cancelled ``remaining`` seconds from now: TimeoutError then
+    (a cancellation from elsewhere stays a cancellation, as with ``asyncio.timeout``)."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("run_check must run inside a task")
+    loop = asyncio.get_running_loop()
+    slot = _slot_for(loop, loop.time() + remaining)
+    cancelling = task.cancelling()
+    slot.tasks.add(task)
+    try:
+        return await _Resumed(coro, waiting)
+    except asyncio.CancelledError as exc:
+        if slot.fired and task.uncancel() <= cancelling:
+            raise TimeoutError from exc
+        raise
+    finally:
+        slot.tasks.discard(task)

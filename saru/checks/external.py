@@ -88,7 +88,8 @@ async def run_command(argv: list[str], timeout: float) -> Outcome:
 async def _run(argv: list[str], spec: CheckSpec) -> CheckResult:
     outcome = await run_command(argv + check_arguments(spec), spec.checktimeout)
     ok, message = describe_outcome(outcome, spec.checktimeout)
-    return CheckResult(ok=ok, message=message)
+    # the command's own timeout is a timeout, like run_check's (whichever of the two fires first)
+    return CheckResult(ok=ok, message=message, failure="timeout" if outcome.returncode is None else "")
 
 
 @register("external")

@@ -31,6 +31,7 @@ from saru.checks.base import CheckFailed, register
 from saru.checks.receive import compile_receive, receive_found
 from saru.checks.tcp import literal_family, open_tcp
 from saru.model import CheckResult, CheckSpec
+from saru.net import is_number
 
 MAX_CONTENT = 1 << 20
 MAX_REPLY_LINES = 200
@@ -74,7 +75,7 @@ class Control:
     async def reply(self) -> tuple[int, str]:
         """(code, text of the last line) of the next reply."""
         first = await self._line()
-        if len(first) < 3 or not first[:3].isdigit():
+        if len(first) < 3 or not is_number(first[:3]):
             raise CheckFailed(f"invalid FTP reply '{first[:80]}'")
         code, last = first[:3], first
         if first[3:4] == "-":

@@ -13,11 +13,12 @@ What goes on the wire (compare ldirectord's LWP check, research §2.2)::
   expression searched anywhere in the raw body, translated to Python ``re``); HEAD checks status only.
 * Redirects are followed like LWP (up to 7, GET/HEAD kept). A redirect to the real's own address
   or to the virtual host name stays on the real, with ``Host: <name>[:port]`` from the new URL.
-* Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB.
+* Bodies are read by Content-Length, chunked transfer-encoding, or until close, capped at 1 MiB (and
+  4,096 chunks); at most 16 interim (1xx) responses; a socket is read at most 16 times per event-loop turn.
 
-The response parser is incremental and pure. Plain HTTP runs on a bare non-blocking socket, HTTPS on
-an asyncio TLS transport with a small ``Protocol`` (both cheaper than streams: the benchmark runs
-thousands of checks per CPU-second).
+The response parser is incremental and pure. HTTP and HTTPS run on a bare non-blocking socket (TLS
+on it with ``ssl.SSLSocket``, resuming the server's session: ``saru.checks.tlsclient``) — no streams
+or transports; the benchmark (bench/checks_bench.py) runs thousands of checks per CPU-second.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,12 +36,23 @@ from saru import __version__
 from saru.checks.base import CheckFailed, register
 from saru.checks.receive import compile_receive, receive_found
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
-from saru.checks.tcp import open_tcp
+from saru.checks.tcp import open_tcp, wait_fd
+from saru.checks.tlsclient import SESSIONS, handshake
+from saru.checks.tlsclient import tls_context as tls_context  # this module's name for it before tlsclient.py
 from saru.model import CheckResult, CheckSpec
+from saru.net import is_number
 
 USER_AGENT = f"saru/{__version__}"
 MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
+#: a body in more chunks than this is cut there, like one longer than MAX_BODY (each chunk costs
+#: Python work: a server sending one-byte chunks must not cost more than a normal body)
+MAX_CHUNKS = 4096
+#: interim (1xx) responses accepted before the real one
+MAX_INTERIM = 16
+#: reads of one readable socket per event-loop turn: a server that always has more to send must not
+#: hold the loop (every other check, the VRRP timers and the API share it)
+READS_PER_WAKEUP = 16
 MAX_REDIRECTS = 7  # LWP's default max_redirect
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -158,6 +171,8 @@ class ResponseParser:
         self._buf = bytearray()
         self._state = "head"
         self._remaining = 0
+        self._chunks = 0
+        self._interim = 0
 
     @property
     def complete(self) -> bool:
@@ -181,67 +196,83 @@ class ResponseParser:
             raise CheckFailed("connection closed before the end of the HTTP body")
 
     def _advance(self) -> None:
+        """Parse what the buffer holds. It is read from an offset and compacted once at the end: deleting
+        each small piece from the front of the buffer made a stream of tiny chunks quadratic (a server
+        sending ``1\r\na\r\n`` for ever held the event loop for tens of seconds)."""
         buf = self._buf
-        while True:
-            state = self._state
-            if state == "head":
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD:
-                        raise CheckFailed("HTTP response header too large")
+        pos = 0
+        try:
+            while True:
+                state = self._state
+                if state == "head":
+                    end = buf.find(b"\r\n\r\n", pos)
+                    if end < 0:
+                        if len(buf) - pos > MAX_HEAD:
+                            raise CheckFailed("HTTP response header too large")
+                        return
+                    head = bytes(buf[pos:end])
+                    pos = end + 4
+                    self._parse_head(head)
+                elif state in ("length", "chunk_data"):
+                    take = min(len(buf) - pos, self._remaining)
+                    if take:
+                        self._append(buf[pos:pos + take])
+                        pos += take
+                        self._remaining -= take
+                    if self._state == "done":
+                        return
+                    if self._remaining:
+                        return
+                    self._state = "done" if state == "length" else "chunk_crlf"
+                elif state == "close":
+                    if len(buf) > pos:
+                        self._append(buf[pos:])
+                        pos = len(buf)
                     return
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                self._parse_head(head)
-            elif state in ("length", "chunk_data"):
-                take = min(len(buf), self._remaining)
-                if take:
-                    self._append(buf[:take])
-                    del buf[:take]
-                    self._remaining -= take
-                if self._state == "done":
-                    return
-                if self._remaining:
-                    return
-                self._state = "done" if state == "length" else "chunk_crlf"
-            elif state == "close":
-                if buf:
-                    self._append(buf)
-                    buf.clear()
-                return
-            elif state == "chunk_crlf":
-                if len(buf) < 2:
-                    return
-                del buf[:2]
-                self._state = "chunk_size"
-            elif state in ("chunk_size", "trailer"):
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    if len(buf) > 4096:
+                elif state == "chunk_crlf":
+                    if len(buf) - pos < 2:
+                        return
+                    pos += 2
+                    self._state = "chunk_size"
+                elif state in ("chunk_size", "trailer"):
+                    eol = buf.find(b"\r\n", pos)
+                    if eol < 0:
+                        if len(buf) - pos > 4096:
+                            raise CheckFailed("invalid chunked encoding")
+                        return
+                    line = bytes(buf[pos:eol])
+                    pos = eol + 2
+                    if state == "trailer":
+                        if not line:
+                            self._state = "done"
+                        continue
+                    size_text = line.split(b";", 1)[0].strip()
+                    if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):  # int() takes "-1", "1_0"
                         raise CheckFailed("invalid chunked encoding")
-                    return
-                line = bytes(buf[:eol])
-                del buf[: eol + 2]
-                if state == "trailer":
-                    if not line:
+                    size = int(size_text, 16)
+                    self._chunks += 1
+                    if size and self._chunks > MAX_CHUNKS:  # cut here, like a body over MAX_BODY
+                        self.truncated = True
                         self._state = "done"
-                    continue
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise CheckFailed("invalid chunked encoding") from None
-                self._remaining = size
-                self._state = "chunk_data" if size else "trailer"
-            else:  # done
-                return
+                        return
+                    self._remaining = size
+                    self._state = "chunk_data" if size else "trailer"
+                else:  # done
+                    return
+        finally:
+            del buf[:pos]
 
     def _parse_head(self, head: bytes) -> None:
         status_line, _, rest = head.decode("latin-1").partition("\r\n")
         parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not is_number(parts[1]) \
+                or len(parts[1]) != 3:
             raise CheckFailed("invalid HTTP response")
         status = int(parts[1])
         if 100 <= status < 200:  # interim response (100 Continue …): the real one follows
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise CheckFailed(f"more than {MAX_INTERIM} interim (1xx) HTTP responses")
             self._state = "head"
             return
         self.status = status
@@ -258,10 +289,10 @@ class ResponseParser:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._state = "chunk_size"
         elif "content-length" in headers:
-            try:
-                self._remaining = int(headers["content-length"].split(",")[0])
-            except ValueError:
-                raise CheckFailed("invalid Content-Length") from None
+            length = headers["content-length"].split(",")[0].strip()
+            if not is_number(length) or len(length) > 18:  # int() takes "-5", "+5", "5_0"; 4,300 digits at most
+                raise CheckFailed("invalid Content-Length")
+            self._remaining = int(length)
             self._state = "length" if self._remaining > 0 else "done"
         else:
             self._state = "close"
@@ -279,111 +310,72 @@ class ResponseParser:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Exchange(asyncio.Protocol):
-    """Write one request, feed the response to a parser, resolve ``done`` when it is complete."""
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-    def __init__(self, request: bytes, parser: ResponseParser, done: asyncio.Future[None]) -> None:
-        self.request = request
-        self.parser = parser
-        self.done = done
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.request)
+def _drain(sock: socket.socket, parser: ResponseParser) -> bool | None:
+    """Feed the parser what has arrived on ``sock`` (plain or TLS), at most READS_PER_WAKEUP reads:
+    True once the response is complete, False when the socket has nothing more now, None when the
+    bound was reached with more to read (the caller lets every other task have its turn first)."""
+    try:
+        for _ in range(READS_PER_WAKEUP):
+            data = sock.recv(65536)
+            if not data:
+                parser.finish()
+                return True
+            if parser.feed(data):
+                return True
+    except _WOULD_BLOCK:
+        return False
+    return None
 
-    def data_received(self, data: bytes) -> None:
-        if self.done.done():
-            return
+
+async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser) -> None:
+    """Send ``request`` on the connected non-blocking ``sock`` (plain or TLS) and read the response.
+
+    After sending, the check lets the loop go round once before it reads: the checks due together
+    send their requests in one go, and by the time each reads, a nearby server has usually answered
+    — no poller registration then. Only a check still without its answer waits for readability.
+    """
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    view = memoryview(request)
+    while view:
         try:
-            complete = self.parser.feed(data)
-        except CheckFailed as exc:
-            self.done.set_exception(exc)
-            return
-        if complete:
-            self.done.set_result(None)
-
-    def eof_received(self) -> bool | None:
-        if not self.done.done():
-            try:
-                self.parser.finish()
-            except CheckFailed as exc:
-                self.done.set_exception(exc)
-            else:
-                self.done.set_result(None)
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc or CheckFailed("connection closed by peer"))
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """Client TLS context without certificate verification (ldirectord's behaviour)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+            view = view[sock.send(view):]
+        except _WOULD_BLOCK:
+            await wait_fd(loop, fd, writable=True)
+    await asyncio.sleep(0)
+    while (state := _drain(sock, parser)) is not True:
+        if state is None:  # a fast sender: read on after one turn of the loop (TLS may hold it decrypted)
+            await asyncio.sleep(0)
+        else:
+            await wait_fd(loop, fd, writable=False)
 
 
 async def _exchange_plain(target: Target, request: bytes, parser: ResponseParser) -> None:
     """HTTP over a bare non-blocking socket: no transport objects, the cheapest path asyncio has."""
-    loop = asyncio.get_running_loop()
     sock = await open_tcp(target.connect_host, target.port)
     try:
-        try:
-            sent = sock.send(request)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(request):
-            await loop.sock_sendall(sock, request[sent:])
-        done: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            try:
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        parser.finish()
-                        break
-                    if parser.feed(data):
-                        break
-            except BlockingIOError:
-                return
-            except Exception as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                return
-            if not done.done():
-                done.set_result(None)
-
-        fd = sock.fileno()
-        loop.add_reader(fd, readable)
-        try:
-            await done
-        finally:
-            loop.remove_reader(fd)
+        await _exchange(sock, request, parser)
     finally:
         sock.close()
 
 
 async def _exchange_tls(target: Target, request: bytes, parser: ResponseParser) -> None:
-    """HTTPS through an asyncio TLS transport (SNI = ``target.sni``, no certificate verification)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    transport, _ = await loop.create_connection(
-        lambda: _Exchange(request, parser, done),
-        target.connect_host.strip("[]"),
-        target.port,
-        ssl=tls_context(),
-        server_hostname=target.sni,
-    )
+    """HTTPS on the same bare socket with TLS on top (SNI = ``target.sni``, no certificate
+    verification), resuming the server's TLS session when it has one (``saru.checks.tlsclient``)."""
+    key = (target.connect_host, target.port, target.sni)
     try:
-        await done
+        tls = await handshake(await open_tcp(target.connect_host, target.port), target.sni, SESSIONS.offer(key))
+        try:
+            await _exchange(tls, request, parser)
+            SESSIONS.handshake_done(key, tls)
+        finally:
+            tls.close()
     except BaseException:
-        transport.abort()
+        SESSIONS.forget(key)  # the next check starts afresh
         raise
-    transport.close()
 
 
 async def fetch(target: Target, method: str = "GET", request: bytes | None = None) -> ResponseParser:

@@ -194,11 +194,17 @@ async def read_message(reader: asyncio.StreamReader) -> Message:
     return message
 
 
+#: messages of other operations skipped while waiting for an answer (a server answers at once; one
+#: sending messages without end held the event loop: they all came from the buffer without a pause)
+MAX_OTHER_MESSAGES = 64
+
+
 async def _response(reader: asyncio.StreamReader, message_id: int) -> Message:
-    while True:
+    for _ in range(MAX_OTHER_MESSAGES + 1):
         message = await read_message(reader)
         if message.message_id == message_id:
             return message
+    raise CheckFailed(f"no answer to LDAP request {message_id} among {MAX_OTHER_MESSAGES + 1} messages")
 
 
 #: asyncio's default stream buffer limit (LDAP messages are read by length, not by line)

@@ -17,8 +17,8 @@ import ssl
 from collections.abc import Callable
 
 from saru.checks.base import CheckFailed, timeout_for
-from saru.checks.http import tls_context
 from saru.checks.tcp import literal_family, open_tcp
+from saru.checks.tlsclient import tls_context
 from saru.model import CheckSpec
 from saru.net.text import printable as printable  # the checks quote server text through this
 

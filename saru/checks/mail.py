@@ -181,10 +181,14 @@ async def read_response(stream: LineStream) -> bytes:
     return line
 
 
+#: untagged responses skipped while waiting for the tagged one (a LOGIN gets a few: CAPABILITY…)
+MAX_UNTAGGED = 256
+
+
 async def read_tagged(stream: LineStream, tag: bytes, continuation: bool = False) -> bytes | None:
     """Skip untagged responses until the tagged one (returned), or a ``+`` continuation (None) if
-    ``continuation``; CheckFailed on ``* BYE``."""
-    while True:
+    ``continuation``; CheckFailed on ``* BYE`` or after ``MAX_UNTAGGED`` untagged responses."""
+    for _ in range(MAX_UNTAGGED + 1):
         response = await read_response(stream)
         if imap_status(response, b"*") == b"BYE":
             raise CheckFailed(f"server closing: {printable(response)}")
@@ -192,6 +196,7 @@ async def read_tagged(stream: LineStream, tag: bytes, continuation: bool = False
             return None
         if response.startswith(tag + b" "):
             return response
+    raise CheckFailed(f"no tagged {tag.decode()} response after {MAX_UNTAGGED} untagged ones")
 
 
 async def imap_login(stream: LineStream, login: str, passwd: str) -> None:

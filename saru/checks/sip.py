@@ -30,6 +30,7 @@ from saru import __version__
 from saru.checks.base import CheckFailed, register
 from saru.checks.tcp import open_tcp, resolve
 from saru.model import CheckResult, CheckSpec
+from saru.net import is_number
 
 MAX_MESSAGE = 64 << 10
 FIRST_RETRANSMIT = 0.5  # RFC 3261 T1
@@ -71,7 +72,7 @@ def parse_response(message: bytes) -> tuple[int, str, dict[str, str]]:
     lines = head.replace("\r\n", "\n").split("\n")
     status_line = lines[0].strip()
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit():
+    if len(parts) < 2 or parts[0] != "SIP/2.0" or not is_number(parts[1]) or len(parts[1]) != 3:
         raise CheckFailed(f"not a SIP response: '{status_line[:80]}'")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -86,10 +87,10 @@ _COMPACT = {"i": "call-id", "v": "via", "f": "from", "t": "to", "l": "content-le
 
 
 def content_length(headers: dict[str, str]) -> int:
-    try:
-        return max(0, int(headers.get("content-length", "0") or 0))
-    except ValueError:
-        raise CheckFailed("invalid Content-Length in SIP response") from None
+    length = headers.get("content-length", "0").strip() or "0"
+    if not is_number(length) or len(length) > 18:
+        raise CheckFailed("invalid Content-Length in SIP response")
+    return int(length)
 
 
 def _local(sock: socket.socket) -> str:

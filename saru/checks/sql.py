@@ -117,13 +117,20 @@ def describe_mysql(exc: Exception) -> str:
     """``MySQL error 1045: Access denied …`` (pymysql errors carry (code, message))."""
     if len(exc.args) == 2 and isinstance(exc.args[0], int):
         return f"MySQL error {exc.args[0]}: {exc.args[1]}"
-    return describe_error(exc)
+    return _protocol_error("MySQL", exc)
+
+
+def _protocol_error(database: str, exc: Exception) -> str:
+    """A driver's complaint about what the server sent (``Packet sequence number wrong …``, ``rejected SSL
+    upgrade``) as a sentence naming the protocol, not as the driver's exception class."""
+    text = " ".join(str(exc).split())[:200]
+    return f"{database} protocol error: {text}" if text else describe_error(exc)
 
 
 def describe_pgsql(exc: Exception) -> str:
     """``PostgreSQL error 28P01: password authentication failed for user "saru"``."""
     sqlstate = getattr(exc, "sqlstate", None)
-    return f"PostgreSQL error {sqlstate}: {exc}" if sqlstate else describe_error(exc)
+    return f"PostgreSQL error {sqlstate}: {exc}" if sqlstate else _protocol_error("PostgreSQL", exc)
 
 
 def describe_oracle(exc: Exception) -> str:

@@ -8,12 +8,15 @@ otherwise the kernel's unprivileged ``SOCK_DGRAM`` ICMP socket (allowed by
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import functools
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
+from typing import TypeVar
 
 from saru.checks.base import CheckFailed, format_seconds, register
 from saru.model import CheckResult, CheckSpec
@@ -48,7 +51,7 @@ _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | _NONBLOCK
 
 
-def _settled(sock: socket.socket) -> int:
+def _settled(sock: _socket.socket) -> int:
     """0 if already connected, the error if already failed, EINPROGRESS if still connecting.
 
     On loopback and fast local networks the handshake completes inside ``connect()``, so this
@@ -66,12 +69,37 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+async def wait_fd(loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> None:
+    """Wait until ``fd`` is readable (or writable): the checks' one way of waiting on a bare socket."""
+    future: asyncio.Future[None] = loop.create_future()
+    if writable:
+        loop.add_writer(fd, _wake, future)
+    else:
+        loop.add_reader(fd, _wake, future)
+    try:
+        await future
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
 async def open_tcp(address: str, port: int) -> socket.socket:
     """A connected non-blocking TCP socket; the caller closes it. Raises OSError on failure.
 
     Hand-rolled rather than ``loop.sock_connect`` / ``open_connection``: it skips a resolver
     round for IP literals and the transport machinery, which halves the CPU cost of a check.
     """
+    return await _connected(address, port, socket.socket)
+
+
+_Socket = TypeVar("_Socket", bound=_socket.socket)
+
+
+async def _connected(address: str, port: int, kind: Callable[[int, int], _Socket]) -> _Socket:
+    """``open_tcp`` with a socket of type ``kind``: ``socket.socket`` for sockets handed on, the bare
+    ``_socket.socket`` (no Python-level wrapper to build and close) for a connect-and-close."""
     if port <= 0:
         raise CheckFailed("no port to check")
     family = literal_family(address)
@@ -79,7 +107,7 @@ async def open_tcp(address: str, port: int) -> socket.socket:
         sockaddr = (address.strip("[]"), port)
     else:
         family, sockaddr = await resolve(address, port, socket.SOCK_STREAM)
-    sock = socket.socket(family, _STREAM_NONBLOCK)
+    sock = kind(family, _STREAM_NONBLOCK)
     try:
         if not _NONBLOCK:
             sock.setblocking(False)
@@ -87,14 +115,7 @@ async def open_tcp(address: str, port: int) -> socket.socket:
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             err = _settled(sock)
         if err in (errno.EINPROGRESS, errno.EAGAIN):
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            fd = sock.fileno()
-            loop.add_writer(fd, _wake, future)
-            try:
-                await future
-            finally:
-                loop.remove_writer(fd)
+            await wait_fd(asyncio.get_running_loop(), sock.fileno(), writable=True)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, os.strerror(err))
@@ -106,7 +127,10 @@ async def open_tcp(address: str, port: int) -> socket.socket:
 
 async def tcp_connect(address: str, port: int) -> None:
     """Open a TCP connection to address:port and close it again (raises OSError on failure)."""
-    (await open_tcp(address, port)).close()
+    (await _connected(address, port, _socket.socket)).close()
+
+
+_CONNECTED = CheckResult(ok=True, message="connected")
 
 
 @register("connect")
@@ -114,8 +138,8 @@ async def check_connect(spec: CheckSpec) -> CheckResult:
     """TCP connect within checktimeout; ICMP ping for UDP virtuals (as ldirectord does)."""
     if spec.protocol == "udp":
         return await check_ping(spec)
-    (await open_tcp(spec.address, spec.port)).close()
-    return CheckResult(ok=True, message="connected")
+    await tcp_connect(spec.address, spec.port)
+    return _CONNECTED
 
 
 # --------------------------------------------------------------------------------------------------

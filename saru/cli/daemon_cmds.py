@@ -155,6 +155,24 @@ def _operator_text(real: dict[str, Any]) -> str:
     return f"  [{word} by operator]"
 
 
+def bgp_lines(bgp: dict[str, Any]) -> list[str]:
+    """``BGP: AS65001 via bird (running)``, one line per neighbour's session and per VIP's route."""
+    head = f"BGP: AS{bgp['asn']} router id {bgp['router_id']} via {bgp['daemon']}"
+    head += " (running)" if bgp.get("running") else " (NOT RUNNING)"
+    if bgp.get("draining"):
+        head += ", draining"
+    if bgp.get("error"):
+        head += f" — {bgp['error']}"
+    lines = [head]
+    for n in bgp.get("neighbors", []):
+        bfd = f", BFD {n['bfd']}" if n.get("bfd") is not None else ""
+        lines.append(f"  neighbour {n['address']} AS{n['asn']}: {n['state']}{bfd}")
+    for r in bgp.get("routes", []):
+        med = f" (MED {r['med']})" if r.get("med") is not None else ""
+        lines.append(f"  {r['vip']}: {r['state']}{med}")
+    return lines
+
+
 def ha_line(ha: dict[str, Any]) -> str:
     """One line: ``HA: MASTER (vrid 51 on eth0, priority 100/100) VIP 10.0.0.1/24 up — reason``."""
     state = ha["state"].upper()
@@ -249,6 +267,8 @@ def render_status(doc: dict[str, Any]) -> str:
     lines.extend(alarm_lines(doc.get("alarms")))
     if doc.get("ha"):
         lines.append(ha_line(doc["ha"]))
+    if doc.get("bgp"):
+        lines += bgp_lines(doc["bgp"])
     if doc.get("last_reload_error"):
         lines.append("last reload FAILED (running the previous config):")
         errors = doc["last_reload_error"].splitlines()

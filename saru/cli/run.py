@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-drop", action="store_true",
                    help="started as root, stay root (default: become saru.toml's [director] user, else "
                         "saru, else nobody, keeping only CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE)")
+    p.add_argument("--handover", action="store_true",
+                   help="graceful restart: take the listening sockets of the daemon running this config "
+                        "(proxy data plane), stop it, and serve on them: no connection is refused meanwhile; "
+                        "with no daemon running, start as usual")
     p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
                    help="event loop (uvloop must be installed: pip install 'saru[uvloop]')")
     p.set_defaults(func=run)
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         rise=args.rise,
         start_timeout=args.start_timeout,
         drift_interval=args.drift_interval,
+        handover=args.handover,
     )
     status = _drop_privileges(target.config, target.settings_path, drop=not args.no_drop)
     if status:

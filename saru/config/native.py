@@ -44,9 +44,13 @@ from typing import Any, Literal, TypeVar
 from saru.config.diagnostics import ConfigError
 from saru.model import (
     API_LISTEN,
+    BGP_DOWN,
     DATAPLANES,
     NFT_NAT_MODES,
     APISettings,
+    BGPNeighbor,
+    BGPSettings,
+    CheckSettings,
     ClusterSettings,
     Diagnostic,
     DirectorSettings,
@@ -94,7 +98,7 @@ def parse_settings(text: str, path: str = "<string>") -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = _decode_error_line(str(exc))
+        line = _decode_error_line(str(exc), text)
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([Diagnostic(path, line, f"not valid TOML: {message}")]) from exc
     except RecursionError:  # tomllib recurses once per level of nested arrays/inline tables
@@ -107,9 +111,10 @@ def parse_settings(text: str, path: str = "<string>") -> Settings:
     return settings
 
 
-def _decode_error_line(message: str) -> int:
+def _decode_error_line(message: str, text: str) -> int:
+    """The line tomllib names; "at end of document" is the file's last line (never line 0)."""
     match = re.search(r"at line (\d+)", message)
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else max(1, len(text.split("\n")))
 
 
 def _deep_line(text: str, depth: int = 64) -> int:
@@ -317,7 +322,7 @@ class _Reader:
     # -- sections ---------------------------------------------------------------------------------
 
     def settings(self, data: TomlTable) -> Settings:
-        self.table(data, "", ("director", "ha", "ipvs", "nft", "cluster", "api"))
+        self.table(data, "", ("director", "ha", "ipvs", "nft", "cluster", "checks", "api", "bgp"))
         director = self.director(self.section(data, "director"))
         ha = self.ha(self.section(data, "ha")) if "ha" in data else None
         ipvs = self.section(data, "ipvs")
@@ -325,9 +330,15 @@ class _Reader:
         sync = self.ipvs_sync(self.section(ipvs, "sync", "ipvs.sync")) if "sync" in ipvs else None
         nft = self.nft(self.section(data, "nft"))
         cluster = self.cluster(self.section(data, "cluster"))
+        checks = self.checks(self.section(data, "checks"))
         api = self.api(self.section(data, "api")) if "api" in data else None
+        bgp = self.bgp(self.section(data, "bgp")) if "bgp" in data else None
+        if bgp is not None and ha is not None:
+            self.error("bgp", None, "[bgp] and [ha] are alternatives: active-active directors announce their "
+                                    "VIPs over BGP and need no floating IP (docs/scale-out.md)")
         return Settings(path=None if self.path == "<string>" else str(Path(self.path).resolve()),
-                        director=director, ha=ha, ipvs_sync=sync, nft=nft, cluster=cluster, api=api)
+                        director=director, ha=ha, ipvs_sync=sync, nft=nft, cluster=cluster, checks=checks,
+                        api=api, bgp=bgp)
 
     def section(self, data: TomlTable, key: str, name: str | None = None) -> TomlTable:
         value = data.get(key, {})
@@ -338,7 +349,8 @@ class _Reader:
 
     def director(self, data: TomlTable) -> DirectorSettings:
         s = "director"
-        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges", "panic_threshold"))
+        self.table(data, s, ("config", "dataplane", "user", "command_user", "drop_privileges", "panic_threshold",
+                             "expire_nodest_conn"))
         config = self.get(data, s, "config", str, None, _path_problem)
         if config is not None:
             config = str((self.base / config).resolve()) if not os.path.isabs(config) else config
@@ -348,7 +360,8 @@ class _Reader:
                                 user=self.get(data, s, "user", str, None, _user_problem),
                                 command_user=self.get(data, s, "command_user", str, None, _user_problem),
                                 drop_privileges=self.get(data, s, "drop_privileges", bool, True),
-                                panic_threshold=self.get(data, s, "panic_threshold", int, 50, _range(0, 100)))
+                                panic_threshold=self.get(data, s, "panic_threshold", int, 50, _range(0, 100)),
+                                expire_nodest_conn=self.get(data, s, "expire_nodest_conn", bool, None))
 
     def ha(self, data: TomlTable) -> HASettings:
         s = "ha"
@@ -446,6 +459,11 @@ class _Reader:
         return NftSettings(nat=self.choice(data, s, "nat", NFT_NAT_MODES, "stateful",
                                            'must be "stateful" or "stateless"'))
 
+    def checks(self, data: TomlTable) -> CheckSettings:
+        s = "checks"
+        self.table(data, s, ("tls_session_resumption",))
+        return CheckSettings(tls_session_resumption=self.get(data, s, "tls_session_resumption", bool, True))
+
     def api(self, data: TomlTable) -> APISettings:
         s = "api"
         self.table(data, s, ("listen", "token_file", "tls_cert", "tls_key", "insecure"))
@@ -475,6 +493,62 @@ class _Reader:
                                     "tls_cert/tls_key (writes need the token, and it must not cross the "
                                     "network in clear), or insecure = true to accept the risk")
         return settings
+
+    def bgp(self, data: TomlTable) -> BGPSettings:
+        s = "bgp"
+        known = ("asn", "router_id", "vips", "down", "med", "down_med", "hold_time", "bfd_interval",
+                 "bfd_multiplier", "manage", "socket", "neighbors")
+        self.table(data, s, known)
+        for key in ("asn", "router_id"):
+            if key not in data:
+                self.error(s, None, f"{key} is required")
+        router_id = self.get(data, s, "router_id", str, "0.0.0.0", _ipv4_problem)
+        vips = []
+        for text in self.strings(data, s, "vips"):
+            try:
+                vips.append(str(ipaddress.ip_address(text)))
+            except ValueError:
+                self.error(s, "vips", f"{text!r} is not an IP address (a VIP, without a /prefix)")
+        raw = data.get("neighbors", [])
+        if isinstance(raw, dict):  # one neighbour written as [bgp.neighbors]
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(n, dict) for n in raw):
+            self.error(s, "neighbors", "expected [[bgp.neighbors]] tables")
+            raw = []
+        if not raw and "neighbors" not in data:
+            self.error(s, None, "needs at least one [[bgp.neighbors]] (a router to announce to)")
+        neighbors = [self.bgp_neighbor(n) for n in raw]
+        seen = [n.address for n in neighbors]
+        for address in sorted({a for a in seen if seen.count(a) > 1}):
+            self.error("bgp.neighbors", "address", f"{address} is given twice")
+        socket = self.get(data, s, "socket", str, None, _path_problem)
+        if socket is not None and not os.path.isabs(socket):
+            socket = str((self.base / socket).resolve())
+        return BGPSettings(
+            asn=self.get(data, s, "asn", int, 0, _asn_problem),
+            router_id=router_id, neighbors=tuple(neighbors), vips=tuple(vips),
+            down=self.choice(data, s, "down", BGP_DOWN, "withdraw", 'must be "withdraw" or "med"'),
+            med=self.get(data, s, "med", int, 0, _range(0, 4294967295)),
+            down_med=self.get(data, s, "down_med", int, 1000, _range(0, 4294967295)),
+            hold_time=self.get(data, s, "hold_time", int, 90, _hold_time_problem),
+            bfd_interval=self.get(data, s, "bfd_interval", float, 0.1, _range(0.01, 10)),
+            bfd_multiplier=self.get(data, s, "bfd_multiplier", int, 3, _range(1, 255)),
+            manage=self.get(data, s, "manage", bool, True),
+            socket=socket,
+        )
+
+    def bgp_neighbor(self, data: TomlTable) -> BGPNeighbor:
+        s = "bgp.neighbors"
+        self.table(data, s, ("address", "asn", "password", "bfd"))
+        for key in ("address", "asn"):
+            if key not in data:
+                self.error(s, None, f"{key} is required in every [[bgp.neighbors]]")
+        password = self.get(data, s, "password", str, None,
+                            lambda v: "must not be empty or hold a quote, backslash or line break"
+                            if not v or any(c in v for c in '"\\\n\r\0') else None)
+        return BGPNeighbor(address=self.get(data, s, "address", str, "", _ip_problem),
+                           asn=self.get(data, s, "asn", int, 0, _asn_problem),
+                           password=password, bfd=self.get(data, s, "bfd", bool, False))
 
     def cluster(self, data: TomlTable) -> ClusterSettings:
         s = "cluster"
@@ -582,6 +656,26 @@ def _ip_problem(value: str) -> str | None:
     except ValueError:
         return f"{value!r} is not an IP address"
     return None
+
+
+def _ipv4_problem(value: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{value!r} is not an IPv4 address (a BGP router id is written as one)"
+    return None
+
+
+def _asn_problem(value: int) -> str | None:
+    if not 1 <= value <= 4294967295 or value in (23456, 65535, 4294967295):
+        return f"{value} is not a usable AS number (1-4294967294, not 23456 or 65535)"
+    return None
+
+
+def _hold_time_problem(value: int) -> str | None:
+    if value == 0 or 3 <= value <= 65535:
+        return None
+    return f"{value} s: a BGP hold time is 0 (no keepalives) or 3-65535 s (RFC 4271)"
 
 
 def _multicast_problem(value: str) -> str | None:

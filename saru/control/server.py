@@ -3,7 +3,10 @@
 Request: ``{"command": "status"}`` followed by a newline (or the end of the client's writing), at most
 ``MAX_REQUEST`` bytes; answer: one JSON object of any size followed by a newline, always with
 ``"ok": true|false`` (and ``"error"`` when false), after which the daemon closes the connection — a
-client reads until end of file, so no answer is ever too long to receive. A request that is too
+client reads until end of file, so no answer is ever too long to receive. An answer may carry open
+descriptors (a handler puts them under ``FDS``, a list of ints): they go first, as ``SCM_RIGHTS`` on
+one NUL byte, then the JSON answer (``saru.control.client.request_fds`` reads both) — the
+``listeners`` command hands the proxy's listening sockets to the daemon that replaces this one. A request that is too
 large, not JSON, nested too deeply or not an object gets an error answer, never silence. The socket is
 created mode 0600 inside a 0700 directory, so only the daemon's user (root for a real director) can
 use it; that is the access control for the write commands (``reload``, ``stop``). A directory that
@@ -19,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from typing import Any
 from saru.files import private_dir
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+#: the answer key under which a handler returns descriptors to pass (not sent as JSON)
+FDS = "_fds"
 #: the largest request line accepted (``saru ipvsadm -R`` of a big table sends every rule at once)
 MAX_REQUEST = 16 * 1024 * 1024
 #: seconds a client has to send its request, and to take the answer
@@ -135,6 +141,9 @@ class ControlServer:
                     await asyncio.wait_for(_discard_line(reader), IO_TIMEOUT)
             else:
                 answer = await self._answer(line)
+            fds = answer.pop(FDS, None)
+            if fds:
+                _send_fds(writer, fds)
             writer.write(encode_answer(answer))
             await asyncio.wait_for(writer.drain(), IO_TIMEOUT)
         except (TimeoutError, ConnectionError):
@@ -156,6 +165,16 @@ class ControlServer:
             return {"ok": True, **await handler(request)}
         except Exception as exc:  # a handler bug must not kill the daemon
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _send_fds(writer: asyncio.StreamWriter, fds: list[int]) -> None:
+    """One NUL byte carrying ``fds`` (duplicates for the client), ahead of anything the transport
+    writes; the connection's send buffer is empty at this point, so the message goes at once."""
+    transport_sock = writer.get_extra_info("socket")
+    with socket.socket(fileno=os.dup(transport_sock.fileno())) as sock:
+        sock.setblocking(True)
+        socket.send_fds(sock, [b"\0"], fds)
+        sock.setblocking(False)
 
 
 async def _alive(path: Path) -> bool:

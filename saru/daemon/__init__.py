@@ -13,9 +13,9 @@ given what it works on (the data plane, the monitor's verdicts, the alert sink, 
   reload, stop, ha, ha resign/takeover) as typed methods; ``commands`` maps the control socket's
   requests onto them;
 * ``state`` (``Life``, ``Loaded``) and ``journal`` — the explicit state the parts share;
-* ``metrics_snapshot``, ``realstats``, ``histogram`` — what ``/metrics`` shows: the typed snapshot,
-  per-real check statistics, the apply-duration histogram; ``heap`` keeps the garbage collector off
-  the long-lived objects;
+* ``metrics_snapshot``, ``metrics_live``, ``realstats``, ``histogram`` — what ``/metrics`` shows: the
+  typed snapshot, its per-real rows kept between scrapes, per-real check statistics, the
+  apply-duration histogram; ``heap`` keeps the garbage collector off the long-lived objects;
 * ``hooks``, ``pidfile``, ``instance_lock``, ``daemonize`` — the edges: external commands, the pid
   file, one daemon per config, detaching for ``saru-ldirectord start``.
 """

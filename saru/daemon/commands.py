@@ -36,8 +36,11 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         return await service.zero(key)
 
     async def apply(request: Request) -> Answer:
+        items = request.get("ops", [])
+        if not isinstance(items, list):
+            raise ServiceError(f"malformed ops: expected a list of ops, got {type(items).__name__}")
         try:
-            ops = [op_from_dict(item) for item in request.get("ops", [])]
+            ops = [op_from_dict(item, f"ops[{i}]") for i, item in enumerate(items)]
         except (KeyError, TypeError, ValueError) as exc:
             raise ServiceError(f"malformed ops: {exc}") from exc
         return await service.apply(ops)
@@ -70,19 +73,31 @@ def control_handlers(service: DaemonService, opened: Callable[[], bool] = lambda
         number = isinstance(hold, int | float) and not isinstance(hold, bool)
         return await service.ha_resign(float(hold) if number else math.nan)  # NaN: refused as not seconds
 
+    def seconds(request: Request, key: str, default: float) -> float:
+        value = request.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+            raise ServiceError(f"{key} must be a number of seconds (0-86400), not {value!r}")
+        return float(value)
+
+    async def drain_director(request: Request) -> Answer:
+        return await service.drain_director(seconds(request, "within", 300.0), seconds(request, "quiet", 2.0))
+
     commands: dict[str, Callable[[Request], Awaitable[Answer]]] = {
         "status": lambda _r: service.status(),
         "reload": lambda _r: service.reload(),
         "table": lambda _r: service.table(),
         "stop": lambda _r: service.stop(),
+        "listeners": lambda _r: service.listeners(),
         "stats": lambda _r: service.stats(),
         "apply": apply,
         "zero": zero,
         "connections": lambda _r: service.connections(),
+        "runtime": lambda _r: service.runtime(),
         "ha": lambda _r: service.ha(),
         "ha-resign": ha_resign,
         "ha-takeover": lambda _r: service.ha_takeover(),
         "drain": drain,
+        "drain-director": drain_director,
         "disable": disable,
         "enable": enable,
         "weight": weight,

@@ -2,10 +2,11 @@
 ``autoreload``/``callback`` on a file that changed on disk.
 
 A reload parses the new files off-loop; a bad file is logged, the old config keeps running and the
-reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]`` and
-``[cluster]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and
-data plane are not swapped under traffic), with a warning saying so (``settings_for_reload``). The
-services of the replaced config stay owned until the next applied table has removed them.
+reload says why (``ReloadAnswer``). From a re-read ``saru.toml`` a reload takes ``[ipvs.sync]``,
+``[cluster]`` and ``[checks]`` at once, the data plane, ``[ha]`` and ``[api]`` only at the next
+restart (a running VRRP node and data plane are not swapped under traffic), with a warning saying
+so (``settings_for_reload``). The services of the replaced config stay owned until the next
+applied table has removed them.
 
 The file is ``stat()``ed every ``interval`` seconds; only a change of its content (a digest, not
 just the mtime) counts. Autoreload skips an empty file (an editor truncates, then writes: caught in
@@ -25,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from saru.checks import tlsclient
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
@@ -55,9 +57,10 @@ class ReloadAnswer(TypedDict):
 
 
 def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
-    """What a reload takes from a re-read saru.toml: ``[ipvs.sync]`` and ``[cluster]`` at once; the
+    """What a reload takes from a re-read saru.toml: ``[ipvs.sync]``, ``[cluster]`` and ``[checks]`` at once; the
     data plane, ``[ha]`` and ``[api]`` only at the next restart (a running VRRP node and data plane are not
-    swapped under traffic) — with a warning saying so."""
+    swapped under traffic) — with a warning saying so. A changed ``[bgp]`` at once, an added or removed
+    one at the next restart."""
     held: list[str] = []
     if new.director != running.director:
         held.append("saru.toml [director] changed: it takes effect at the next restart")
@@ -66,7 +69,12 @@ def settings_for_reload(running: Settings, new: Settings) -> tuple[Settings, lis
                     "(restart the backup first, then `saru failover-test`, then the other director)")
     if new.api != running.api:
         held.append("saru.toml [api] changed: it takes effect at the next restart")
-    return replace(new, director=running.director, ha=running.ha, api=running.api), held
+    bgp = new.bgp
+    if (new.bgp is None) != (running.bgp is None):  # a changed [bgp] is applied at once (saru.daemon.announcer)
+        held.append(f"saru.toml [bgp] {'added' if running.bgp is None else 'removed'}: it takes effect at "
+                    "the next restart")
+        bgp = running.bgp
+    return replace(new, director=running.director, ha=running.ha, api=running.api, bgp=bgp), held
 
 
 #: the digest of an empty file (autoreload does not apply one)
@@ -142,6 +150,7 @@ class ConfigWatcher:
             LOGGER.warning("%s", warning)
         sync_changed = settings.ipvs_sync != loaded.settings.ipvs_sync
         loaded.settings = settings
+        tlsclient.configure(resume=settings.checks.tls_session_resumption)
         if sync_changed:
             await self._gate.sync_daemons()
         loaded.owned |= {v.key for v in loaded.config.virtuals}

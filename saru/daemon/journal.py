@@ -47,5 +47,8 @@ class Journal:
                 LOGGER.exception("event listener failed on %r", event)
         return message
 
+    def __len__(self) -> int:
+        return len(self._lines)
+
     def recent(self, count: int) -> list[str]:
         return list(self._lines)[-count:]

@@ -13,6 +13,10 @@ daemon has acquired; the way out releases exactly that, in reverse: HA leaves fi
 advert, VIP removed, table cleared while the plane still works), then the checks, the cleanstop, the
 API, the plane, the socket, the pid file, the lock.
 
+Under systemd the proxy's listening sockets go to its file descriptor store (``saru.daemon.fdstore``):
+a daemon restarted by ``Restart=`` takes them back (``LISTEN_FDS``) and refuses no connection; outside
+systemd ``saru run --handover`` takes them from the running daemon before stopping it.
+
 Signals: SIGHUP reloads, SIGUSR1 reopens the log file (after a rotation), SIGTERM/SIGINT stop.
 
 Once ready, and a little after each reload, the heap is settled (``saru.daemon.heap``): the garbage
@@ -32,16 +36,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saru import __version__
+from saru.checks import tlsclient
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.control.paths import default_socket_path, runtime_dir
 from saru.control.server import ControlServer
+from saru.daemon.announcer import Announcer, bird_factory
 from saru.daemon.bus import BusLogHandler, EventBus
 from saru.daemon.commands import control_handlers
 from saru.daemon.configwatch import ConfigWatcher
 from saru.daemon.driftwatch import DriftWatcher
+from saru.daemon.fdstore import FdStore
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
+from saru.daemon.handover import HandoverError, take_over
 from saru.daemon.heap import Settler, settle
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
@@ -61,6 +69,7 @@ from saru.dataplane.select import select_dataplane, unsupported
 from saru.events import AlertSink, DaemonEvent, Event, MonitorFile, configure_logging, reopen_log_files
 from saru.model import Config, Settings
 from saru.monitor import Monitor
+from saru.sdnotify import listen_fds
 from saru.subproc import RunAs, set_command_user
 
 if TYPE_CHECKING:
@@ -79,6 +88,7 @@ class Held:
     api: bool = False  # the HTTP API listens (its socket bound by this process)
     dataplane: bool = False  # the data plane handle is open
     table: bool = False  # this daemon directs its config's services: it programs and cleanstops them
+    bgp: bool = False  # the routing daemon was started (or configured) by this process: [bgp]
 
 
 @dataclass(eq=False)
@@ -109,6 +119,8 @@ class Daemon:
                  node_factory: NodeFactory = vrrp_node, systemd: SystemdLink | None = None) -> None:
         self.options = options
         self.systemd = systemd if systemd is not None else SystemdLink()  # NOTIFY_SOCKET, if any
+        # the proxy's listening sockets systemd kept across a restart (LISTEN_FDS), and its store
+        self.fdstore = FdStore(self.systemd.notifier, listen_fds())
         self.config_path = os.path.abspath(options.config_path)
         self.life = Life()
         self.held = Held()
@@ -151,12 +163,23 @@ class Daemon:
         loaded = Loaded(config_path, config, settings)
         self._configure_logging(loaded, config)
         set_command_user(self._command_user(settings))
+        tlsclient.configure(resume=settings.checks.tls_session_resumption)
         try:
             dataplane, reason = (self._dataplane, "given by the caller") if self._dataplane is not None \
                 else select_dataplane(self.options.dataplane, settings.nft)
         except DataplaneError as exc:
             print(f"saru: {exc}", file=sys.stderr)
             return 2
+        if settings.director.expire_nodest_conn is not None:
+            dataplane.expire_nodest_conn = settings.director.expire_nodest_conn
+        if dataplane.listen_sockets is None:
+            dataplane.listen_sockets = self.fdstore
+        if self.options.handover:
+            try:
+                self.fdstore.add(await asyncio.to_thread(take_over, self._control_path(loaded)))
+            except HandoverError as exc:
+                print(f"saru: --handover: {exc}", file=sys.stderr)
+                return 1
         problems = unsupported(config, dataplane.capabilities)
         if problems:
             print("\n".join(map(str, problems)), file=sys.stderr)
@@ -210,6 +233,7 @@ class Daemon:
 
         def configure(config: Config) -> None:  # a reload's
             self._configure_logging(loaded, config)
+            self._prune_kept_sockets(config)
             for warning in operator.load(config):  # a reload reads the kept overrides again
                 LOGGER.warning("%s", warning)
             monitor.configure(config)
@@ -226,6 +250,14 @@ class Daemon:
                                 realstats=realstats)
         return Parts(loaded, dataplane, monitor, alerts, monitorfile, reconciler, gate, drift, watcher, service,
                      realstats)
+
+    def _control_path(self, loaded: Loaded) -> Path:
+        return Path(self.options.control_path or default_socket_path(loaded.config_path))
+
+    def _prune_kept_sockets(self, config: Config) -> None:
+        """Close the listening sockets systemd handed back for virtuals the config no longer has."""
+        for name in self.fdstore.prune(v.key for v in config.virtuals):
+            LOGGER.info("Closed the kept listening socket %s: no such virtual in the configuration", name)
 
     def _configure_logging(self, loaded: Loaded, config: Config) -> None:
         console = self.options.console
@@ -251,7 +283,7 @@ class Daemon:
         if self.options.pidfile and not write_pidfile(self.options.pidfile):
             return 1
         self.held.pidfile = True
-        control_path = Path(self.options.control_path or default_socket_path(loaded.config_path))
+        control_path = self._control_path(loaded)
         control = ControlServer(control_path, control_handlers(parts.service, lambda: self.held.dataplane))
         try:
             await control.start()
@@ -274,7 +306,10 @@ class Daemon:
             LOGGER.error("cannot start the %s data plane: %s", dataplane.capabilities.name, exc)
             return 1
         self.held.dataplane = self.held.table = True
+        self._prune_kept_sockets(loaded.config)
         await parts.gate.sync_daemons()
+        if loaded.settings.bgp is not None and not await self._start_bgp(parts, control_path):
+            return 1
         parts.monitor.add_listener(parts.reconciler.mark_dirty)
         parts.monitor.add_result_listener(parts.monitorfile.record)
         parts.monitor.add_result_listener(parts.realstats.record)
@@ -287,7 +322,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.life.stop)
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(parts.reconciler.run(), name="reconcile"),
             asyncio.create_task(parts.watcher.run(), name="watch-config"),
             asyncio.create_task(self._first_pass(parts), name="first-pass"),
@@ -317,6 +352,28 @@ class Daemon:
                                       + ("" if settings.token_file else " (read-only: no token_file)")))
         return True
 
+    async def _start_bgp(self, parts: Parts, control_path: Path) -> bool:
+        """``[bgp]``: the routing daemon, every VIP withdrawn until the first table is applied."""
+        from saru.bgp import RoutingDaemonError
+
+        settings = parts.loaded.settings.bgp
+        assert settings is not None
+        announcer = Announcer(settings, parts.loaded, parts.dataplane, parts.reconciler, self.life,
+                              self.journal, bird_factory(control_path), health=parts.monitor.health)
+        try:
+            await announcer.start()
+        except (RoutingDaemonError, OSError) as exc:
+            LOGGER.error("cannot start BGP: %s", exc)
+            await announcer.close()
+            return False
+        parts.service.announcer, self.held.bgp = announcer, True
+        self._tasks.append(asyncio.create_task(self._announce_ready(announcer), name="bgp-ready"))
+        return True
+
+    async def _announce_ready(self, announcer: Announcer) -> None:
+        await self.life.ready.wait()
+        announcer.poke()
+
     async def _first_pass(self, parts: Parts) -> None:
         """Ready once every real has its first verdict and the table is applied; then HA starts."""
         reconciler = parts.reconciler
@@ -335,6 +392,8 @@ class Daemon:
             if self.life.stopping.is_set():  # HA could not start: not a successful start (exit status 1)
                 return
         self.systemd.ready(self._status_line(parts))
+        for name in self.fdstore.release_untaken():  # an HA backup's: it serves none of them
+            LOGGER.info("Closed the kept listening socket %s: not served by this director now", name)
         if self.options.on_ready is not None:
             self.options.on_ready()
 
@@ -365,6 +424,10 @@ class Daemon:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        announcer = parts.service.announcer
+        if self.held.bgp and announcer is not None:  # withdrawn first, while the table still forwards
+            parts.service.announcer = None
+            await announcer.close()
         await parts.gate.stop_node()  # priority-0 advert, VIP removed, table cleared: while the plane works
         for task in self._tasks:
             task.cancel()
@@ -386,6 +449,7 @@ class Daemon:
                 await parts.dataplane.close()
         if self.held.control and self.control is not None:
             await self.control.close()
+        self.fdstore.close()
         await parts.alerts.close()
         await parts.monitorfile.close()
         await self.hooks.wait()

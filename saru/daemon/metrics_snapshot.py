@@ -1,5 +1,9 @@
 """The metrics snapshot: every number ``GET /metrics`` shows, as typed values, built from the
-daemon's state by one pure function (``build``); ``saru.api.metrics`` renders it.
+daemon's state by one pure function (``build``); ``saru.api.metrics`` renders it. The daemon keeps
+the per-real rows between scrapes (``kept``: ``saru.daemon.metrics_live.LiveServers``, which makes
+them with this module's ``real_row``/``virtual_rows``/``service_backends``), so that a scrape redoes
+only the reals that changed. A row holds times, not ages: the ages are taken at the snapshot's
+``now`` when it is rendered.
 
 A real's ``state`` is one of HAProxy's (PROMEX's ``haproxy_server_status``), the same word the
 status document shows (``saru.daemon.status.status_word``): ``MAINT`` (a ``maintenancedir`` file, or
@@ -19,14 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from saru.checks.base import LOCAL_FAULT_REASONS
 from saru.daemon.histogram import HistogramSnapshot
-from saru.daemon.realstats import RealStats
+from saru.daemon.realstats import RealRecord, RealStats
 from saru.daemon.status import status_word
 from saru.dataplane.base import DestStats, ServiceStats
-from saru.model import Config, Override, RealRef, ServiceKey, Table
+from saru.model import Config, Dest, Override, RealConfig, RealRef, Service, ServiceKey, Table, VirtualConfig
 from saru.planner import dest_port
 
 if TYPE_CHECKING:
@@ -41,7 +45,9 @@ UNCHECKED = frozenset({"on", "off"})
 
 
 class ServerMetrics(NamedTuple):
-    """One real of one virtual service (the metrics name them with ``saru.api.names``)."""
+    """One real of one virtual service (the metrics name them with ``saru.api.names``). The times are
+    ``RealStats``' monotonic clock; the ages a scrape shows are taken at the snapshot's ``now``
+    (``last_change_age``, ``downtime_at``), so a row changes only when its real does."""
 
     service: ServiceKey
     address: str
@@ -52,10 +58,19 @@ class ServerMetrics(NamedTuple):
     check_duration: float | None  # seconds the last check took
     failures: int  # failed checks since the start
     up_down: int  # UP -> DOWN transitions since the start
-    last_change_age: float  # seconds since the last UP<->DOWN change (since the start when none)
-    downtime: float  # seconds down since the start
+    last_change: float  # the last UP<->DOWN change (the statistics' start when none)
+    down_since: float | None  # while down: since when
+    downtime: float  # seconds down, periods that ended
     active: int  # connections
     inactive: int
+
+    def last_change_age(self, now: float) -> float:
+        """Seconds since the last UP<->DOWN change (since the start when none)."""
+        return now - self.last_change
+
+    def downtime_at(self, now: float) -> float:
+        """Seconds down since the start, the current period included."""
+        return self.downtime + (now - self.down_since if self.down_since is not None else 0.0)
 
 
 class BackendMetrics(NamedTuple):
@@ -109,6 +124,7 @@ class MetricsSnapshot:
 
     version: str
     dataplane: str
+    now: float  # RealStats' clock when the snapshot was taken (the rows' ages are taken at it)
     servers: tuple[ServerMetrics, ...]
     active_servers: tuple[tuple[ServiceKey, int], ...]  # (virtual, its reals UP), every virtual
     vrrp: VrrpMetrics | None
@@ -133,70 +149,85 @@ def verdict(up: bool | None, checktype: str) -> bool | None:
     return up
 
 
+NO_COUNTERS = DestStats()
+
+
+def real_row(service: ServiceKey, checktype: str, real: RealConfig, dest: Dest | None, conns: DestStats,
+             rec: RealRecord | None, override: Override | None, started: float) -> ServerMetrics:
+    """One real's row: ``dest`` its destination in the table (None: not in), ``conns`` its counters,
+    ``rec`` its statistics (None: no result yet), ``started`` the statistics' start."""
+    state = status_word(verdict(rec.up if rec else None, checktype), rec.maintenance if rec else False, override,
+                        dest)
+    weight = dest.weight if dest else 0
+    if rec is None:
+        return ServerMetrics(service, real.address, real.port, state, weight, None, None, 0, 0, started, None, 0.0,
+                             conns.active_connections, conns.inactive_connections)
+    ran = checktype not in UNCHECKED and rec.check_class is not None
+    return ServerMetrics(service, real.address, real.port, state, weight, rec.check_class if ran else None,
+                         rec.check_duration if ran else None, rec.failures, rec.up_down, rec.last_change,
+                         rec.down_since, rec.downtime, conns.active_connections, conns.inactive_connections)
+
+
+def virtual_rows(v: VirtualConfig, vkey: ServiceKey, service: Service | None, service_stats: ServiceStats | None,
+                 realstats: RealStats, rewrite: bool, overrides: Mapping[RealRef, Override]) -> list[ServerMetrics]:
+    """The rows of one virtual's reals, in the config's order (``vkey``: one key object for all of them)."""
+    dests = service.dests if service is not None else {}
+    dest_stats = service_stats.dests if service_stats is not None else {}
+    records = realstats.for_service(vkey)
+    started = realstats.started
+    rows: list[ServerMetrics] = []
+    for r in v.reals:
+        key = (r.address, dest_port(v, r.forward, r.port, rewrite))
+        rows.append(real_row(vkey, v.checktype, r, dests.get(key), dest_stats.get(key, NO_COUNTERS),
+                             records.get((r.address, r.port)),
+                             overrides.get(RealRef(vkey, r.address, r.port)) if overrides else None, started))
+    return rows
+
+
 def servers(config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats,
             rewrite: bool, overrides: Mapping[RealRef, Override],
             ) -> tuple[list[ServerMetrics], list[tuple[ServiceKey, int]]]:
     """Every configured real of every virtual, with its state, check statistics and connections; and
     every virtual with its reals UP."""
-    now = realstats.now()
-    started = realstats.started
-    none = DestStats()
     found: list[ServerMetrics] = []
     active: list[tuple[ServiceKey, int]] = []
     for v in config.virtuals:
         vkey = v.key  # (a property that makes a new key each time)
-        service = table.services.get(vkey)
-        dests = service.dests if service is not None else {}
-        service_stats = stats.get(vkey)
-        dest_stats = service_stats.dests if service_stats is not None else {}
-        records = realstats.for_service(vkey)
-        checked = v.checktype not in UNCHECKED
-        up_count = 0
-        for r in v.reals:
-            rec = records.get((r.address, r.port))
-            key = (r.address, dest_port(v, r.forward, r.port, rewrite))
-            dest = dests.get(key)
-            conns = dest_stats.get(key, none)
-            state = status_word(verdict(rec.up if rec else None, v.checktype), rec.maintenance if rec else False,
-                                overrides.get(RealRef(vkey, r.address, r.port)) if overrides else None, dest)
-            up_count += state == "UP"
-            if rec is None:
-                found.append(ServerMetrics(vkey, r.address, r.port, state, dest.weight if dest else 0, None, None, 0, 0,
-                                           now - started, 0.0, conns.active_connections,
-                                           conns.inactive_connections))
-                continue
-            ran = checked and rec.check_class is not None
-            down = rec.downtime + (now - rec.down_since if rec.down_since is not None else 0.0)
-            found.append(ServerMetrics(
-                vkey, r.address, r.port, state, dest.weight if dest else 0, rec.check_class if ran else None,
-                rec.check_duration if ran else None, rec.failures, rec.up_down, now - rec.last_change, down,
-                conns.active_connections, conns.inactive_connections))
-        active.append((vkey, up_count))
+        rows = virtual_rows(v, vkey, table.services.get(vkey), stats.get(vkey), realstats, rewrite, overrides)
+        found.extend(rows)
+        active.append((vkey, sum(row.state == "UP" for row in rows)))
     return found, active
 
 
-def ipvs_view(table: Table, stats: Mapping[ServiceKey, ServiceStats]) -> IpvsView:
-    """node_exporter's IPVS series for a plane node_exporter cannot read (nftables, proxy)."""
-    none = DestStats()
+def service_backends(key: ServiceKey, service: Service, service_stats: ServiceStats | None,
+                     ) -> list[BackendMetrics]:
+    """node_exporter's IPVS backends of one service of the table."""
+    fwm = key.protocol == "fwm"
+    dest_stats = service_stats.dests if service_stats is not None else {}
+    local_address, local_port = ("", 0) if fwm else (key.address, key.port)
+    proto, mark = key.protocol.upper(), f"{key.fwmark or 0:08X}" if fwm else ""
     backends: list[BackendMetrics] = []
-    for key, service in table.services.items():
-        fwm = key.protocol == "fwm"
-        service_stats = stats.get(key)
-        dest_stats = service_stats.dests if service_stats is not None else {}
-        for dkey, dest in service.dests.items():
-            conns = dest_stats.get(dkey, none)
-            backends.append(BackendMetrics(
-                "" if fwm else key.address, 0 if fwm else key.port, dest.address, dest.port,
-                key.protocol.upper(), f"{key.fwmark or 0:08X}" if fwm else "",
-                conns.active_connections, conns.inactive_connections, dest.weight))
-    totals = IpvsTotals(
+    for dkey, dest in service.dests.items():
+        conns = dest_stats.get(dkey, NO_COUNTERS)
+        backends.append(BackendMetrics(local_address, local_port, dest.address, dest.port, proto, mark,
+                                       conns.active_connections, conns.inactive_connections, dest.weight))
+    return backends
+
+
+def ipvs_totals(stats: Mapping[ServiceKey, ServiceStats]) -> IpvsTotals:
+    return IpvsTotals(
         connections=sum(s.connections for s in stats.values()),
         packets_in=sum(s.packets_in for s in stats.values()),
         packets_out=sum(s.packets_out for s in stats.values()),
         bytes_in=sum(s.bytes_in for s in stats.values()),
         bytes_out=sum(s.bytes_out for s in stats.values()),
     )
-    return IpvsView(totals, tuple(backends))
+
+
+def ipvs_view(table: Table, stats: Mapping[ServiceKey, ServiceStats]) -> IpvsView:
+    """node_exporter's IPVS series for a plane node_exporter cannot read (nftables, proxy)."""
+    backends = [b for key, service in table.services.items() for b in service_backends(key, service, stats.get(key))]
+    return IpvsView(ipvs_totals(stats), tuple(backends))
 
 
 def vrrp(ha: HASnapshot | None) -> VrrpMetrics | None:
@@ -213,18 +244,39 @@ def vrrp(ha: HASnapshot | None) -> VrrpMetrics | None:
     )
 
 
+class KeptRows(Protocol):
+    """Rows kept up to date between snapshots (``saru.daemon.metrics_live.LiveServers``)."""
+
+    def update(self, config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
+               overrides: Mapping[RealRef, Override]) -> None: ...
+
+    @property
+    def servers(self) -> tuple[ServerMetrics, ...]: ...
+
+    @property
+    def active(self) -> tuple[tuple[ServiceKey, int], ...]: ...
+
+    def ipvs(self) -> IpvsView: ...
+
+
 def build(*, version: str, dataplane: str, config: Config, table: Table,
           stats: Mapping[ServiceKey, ServiceStats], realstats: RealStats, rewrite: bool, ha: HASnapshot | None,
           reloads_ok: int, reloads_failed: int, last_reload_success: float, apply_durations: HistogramSnapshot,
           overrides: Mapping[RealRef, Override] | None = None, local_faults: Mapping[str, int] | None = None,
-          alarms: Mapping[str, bool] | None = None) -> MetricsSnapshot:
-    """The snapshot (see the module docstring); ``overrides``: the operator's, by real."""
-    found, active = servers(config, table, stats, realstats, rewrite, overrides or {})
+          alarms: Mapping[str, bool] | None = None, kept: KeptRows | None = None) -> MetricsSnapshot:
+    """The snapshot (see the module docstring); ``overrides``: the operator's, by real; ``kept``: the
+    rows kept since the last snapshot, brought up to date (the same rows as made anew)."""
+    if kept is None:
+        found, active = servers(config, table, stats, realstats, rewrite, overrides or {})
+        rows, per_virtual = tuple(found), tuple(active)
+    else:
+        kept.update(config, table, stats, rewrite, overrides or {})
+        rows, per_virtual = kept.servers, kept.active
     return MetricsSnapshot(
-        version=version, dataplane=dataplane, servers=tuple(found), active_servers=tuple(active),
+        version=version, dataplane=dataplane, now=realstats.now(), servers=rows, active_servers=per_virtual,
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,
         last_reload_success=last_reload_success, apply_durations=apply_durations,
-        ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats),
+        ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats) if kept is None else kept.ipvs(),
         local_faults=tuple((reason, (local_faults or {}).get(reason, 0)) for reason in LOCAL_FAULT_REASONS),
         alarms=tuple(sorted((alarms or {}).items())),
     )

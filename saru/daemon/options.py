@@ -36,3 +36,5 @@ class DaemonOptions:
     #: seconds between two checks of the kernel's table (and of the VIP on an HA master) against
     #: what Saru applied; 0: only on status, plan and reload (``saru.daemon.driftwatch``)
     drift_interval: float = DEFAULT_INTERVAL
+    #: take the listening sockets of the daemon running this config, then stop it (``saru.daemon.handover``)
+    handover: bool = False

@@ -11,7 +11,10 @@ Times are measured on the monotonic clock; ``read`` turns them into ages and tot
 (``saru.daemon.metrics_snapshot`` reads the records themselves, ``for_service``).
 
 The records are kept per virtual service, by (address, port), so that a scrape of 10,000 reals looks
-each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real.
+each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real. Every record a
+result touched since the last ``take_changed()`` is kept in a set (records hash by identity), so the
+metrics' live snapshot (``saru.daemon.metrics_snapshot.LiveServers``) redoes only those reals;
+``generation`` counts ``retain`` calls (records may have been dropped: the snapshot starts over).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from saru.monitor import MAINTENANCE_MESSAGE
 #: the class of a result no check produced (``checktype=on``, a maintenance file)
 NO_CHECK = "UNK"
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class RealRecord:
-    """One real's statistics (read-only outside ``RealStats``)."""
+    """One real's statistics (read-only outside ``RealStats``); hashed by identity."""
 
+    ref: RealRef
     last_change: float  # monotonic: the last UP<->DOWN change (the tracker's start when none yet)
     up: bool | None = None  # the verdict after the last result
     maintenance: bool = False  # the last result was a maintenance file's
@@ -59,15 +63,21 @@ class RealStats:
         self._clock = clock
         self.started = clock()
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
+        self._changes: list[set[RealRecord]] = []
+        self.generation = 0  # retain() calls
+        self.results = 0  # check results recorded since the start (the soak's achieved check rate)
 
     def record(self, ref: RealRef, _spec: CheckSpec, result: CheckResult, up: bool | None) -> None:
         """A result listener: one result of ``ref`` and its verdict after it."""
+        self.results += 1
         reals = self._records.get(ref.service)
         if reals is None:
             reals = self._records[ref.service] = {}
         rec = reals.get((ref.address, ref.port))
         if rec is None:
-            rec = reals[(ref.address, ref.port)] = RealRecord(self.started)
+            rec = reals[(ref.address, ref.port)] = RealRecord(ref, self.started)
+        for changed in self._changes:
+            changed.add(rec)
         rec.maintenance = not result.ok and result.message == MAINTENANCE_MESSAGE
         check_class = result_class(result)
         if rec.maintenance or check_class == NO_CHECK:
@@ -89,6 +99,12 @@ class RealStats:
             rec.downtime += now - rec.down_since
             rec.down_since = None
         rec.up = up
+
+    def changes(self) -> set[RealRecord]:
+        """A set that gets every record a result touches from now on (the reader empties it)."""
+        changed: set[RealRecord] = set()
+        self._changes.append(changed)
+        return changed
 
     def for_service(self, key: ServiceKey) -> Mapping[tuple[str, int], RealRecord]:
         """The records of one virtual's reals, by (address, port) as configured."""
@@ -115,6 +131,9 @@ class RealStats:
             if rec is not None:
                 kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
         self._records = kept
+        for changed in self._changes:
+            changed.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         """How many reals have statistics."""

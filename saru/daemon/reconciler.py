@@ -109,8 +109,10 @@ class Reconciler:
         self.start_timeout_hint = start_timeout_hint
         self.apply_error: ApplyError | None = None
         self.apply_times = Histogram()  # seconds per data-plane apply
+        self.ops_applied = 0  # table operations handed to the plane (successful batches), for ``runtime``
         self.dirty = asyncio.Event()
         self.applied = asyncio.Event()  # set by every successful reconciliation
+        self.listeners: list[Callable[[], None]] = []  # called after every reconciliation, failed or not
         self.lock = asyncio.Lock()
         self._retry_now = asyncio.Event()  # a reload cuts a retry back-off short
 
@@ -199,6 +201,7 @@ class Reconciler:
         ``start_timeout`` seconds stops the daemon with exit status 1 (systemd and ``saru-ldirectord
         start`` see it); once ready, retries back off up to RETRY_MAX and never stop the daemon."""
         now, mono = time.time(), time.monotonic()
+        self._tell()
         error = self.apply_error
         if error is None:
             error = self.apply_error = ApplyError(str(exc), since=now, at=now, since_monotonic=mono)
@@ -217,8 +220,13 @@ class Reconciler:
         LOGGER.error("applying the table failed (attempt %d), retrying in %gs: %s", error.attempts, delay, exc)
         return delay
 
+    def _tell(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
     def _succeeded(self) -> None:
         self.applied.set()
+        self._tell()
         error, self.apply_error = self.apply_error, None
         if error is not None:
             self._journal.emit(DaemonEvent(f"Table applied again after {error.attempts} failed attempts "
@@ -239,6 +247,7 @@ class Reconciler:
         start = time.perf_counter()
         try:
             await self.dataplane.apply(ops)
+            self.ops_applied += len(ops)
         finally:
             self.apply_times.observe(time.perf_counter() - start)
 

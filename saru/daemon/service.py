@@ -10,12 +10,16 @@ event bus, ``saru.daemon.bus``), ``note`` (a front door's log line) and ``metric
 JSON-able answer (``TypedDict``); a request the daemon refuses raises ``ServiceError`` (its text is
 the answer's error, ``status`` the HTTP status a front door answers with: 400 bad input, 404 no
 such real, 409 not possible now, 500 could not be done), and a data plane failure raises
-``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; it
-holds no state of its own.
+``DataplaneError`` as the plane does. The service reads the daemon's state objects and parts; what
+it holds of its own is kept to answer faster and never changes an answer: ``/metrics``' rows and
+the status document's reals kept between requests (``metrics_live``, ``status_live``; they need
+``realstats`` fed by the monitor's results, as the daemon wires it), and the plane's counters for
+``/metrics`` (at most ``COUNTERS_MAX_AGE`` old).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -25,24 +29,27 @@ from typing import Any, TypedDict
 from saru import __version__
 from saru.api.names import BadName, parse_proxy, parse_server, proxy_name, server_name
 from saru.control.codec import ServiceKeyDict, key_to_dict, table_to_list
+from saru.daemon.announcer import Announcer, DrainAnswer
 from saru.daemon.bus import EventBus, Subscription
 from saru.daemon.configwatch import ConfigWatcher, ReloadAnswer
 from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.gate import HAGate, HANodeLike
 from saru.daemon.journal import Journal
+from saru.daemon.metrics_live import LiveServers
 from saru.daemon.metrics_snapshot import MetricsSnapshot
 from saru.daemon.metrics_snapshot import build as build_metrics
 from saru.daemon.operator import OperatorError, OperatorState
 from saru.daemon.realstats import RealStats
 from saru.daemon.reconciler import Reconciler
 from saru.daemon.state import Life, Loaded
-from saru.daemon.status import StatusDocument, alarms_doc, cluster_events, virtuals_status
+from saru.daemon.status import StatusDocument, VirtualStatus, alarms_doc, cluster_events, virtuals_status
+from saru.daemon.status_live import LiveVirtuals
 from saru.daemon.transitions import Transitions
-from saru.dataplane.base import Dataplane, DataplaneError
+from saru.dataplane.base import Dataplane, DataplaneError, ServiceStats
 from saru.diff import OpError
 from saru.events import DaemonEvent, OperatorAction
 from saru.ha.node import HACommandError, HASnapshot
-from saru.model import Op, Override, OverrideState, RealRef, ServiceKey
+from saru.model import Op, Override, OverrideState, RealRef, ServiceKey, Table
 from saru.monitor import Monitor
 
 #: how many recent events ``status`` shows
@@ -51,6 +58,8 @@ STATUS_EVENTS = 20
 MAX_HOLD = 3600.0
 #: an operator's weight: what IPVS and ipvsadm take
 MAX_WEIGHT = 65535
+#: the oldest reading of the plane's counters ``/metrics`` shows, seconds (docs/metrics.md)
+COUNTERS_MAX_AGE = 2.0
 
 
 class ServiceError(Exception):
@@ -145,6 +154,29 @@ class StopAnswer(TypedDict):
     stopping: bool
 
 
+class RuntimeAnswer(TypedDict):
+    """``runtime``: the process's own resources and the sizes of what it keeps (the soak watches them),
+    and how many data-plane writes it made since it started (the disruption bench counts them)."""
+
+    pid: int
+    rss_bytes: int
+    open_fds: int
+    tasks: int
+    journal_events: int
+    transition_reals: int
+    transitions: int
+    realstats: int
+    check_results: int
+    bus_subscribers: int
+    applies: int
+    ops_applied: int
+
+
+class ListenersAnswer(TypedDict):
+    names: list[str]
+    _fds: list[int]  # passed as SCM_RIGHTS, not as JSON (saru.control.server.FDS)
+
+
 class HAAnswer(TypedDict):
     ha: HASnapshot
 
@@ -180,6 +212,11 @@ class DaemonService:
         self._bus = bus if bus is not None else EventBus()
         self._transitions = transitions
         self._realstats = realstats if realstats is not None else RealStats()
+        self.announcer: Announcer | None = None  # saru.toml [bgp], set by the lifecycle once started
+        self._metrics_rows = LiveServers(self._realstats)
+        # the status document's reals kept between requests: it needs the statistics the monitor feeds
+        self._status_virtuals = LiveVirtuals(realstats, transitions) if realstats is not None else None
+        self._counters: tuple[float, dict[ServiceKey, ServiceStats]] | None = None  # (when, the plane's)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -203,14 +240,22 @@ class DaemonService:
             "reloads": loaded.reloads,
             "last_reload_error": loaded.last_reload_error,
             "drift": self._drift.snapshot(),
-            "virtuals": virtuals_status(loaded.config, self._monitor.snapshot(), table, stats,
-                                        self._reconciler.rewrite, self._overrides(), self._transitions),
+            "virtuals": self._virtuals_status(table, stats),
             "ha": node.snapshot() if node is not None else None,
+            "bgp": await self.announcer.snapshot() if self.announcer is not None else None,
             "settings": loaded.settings.path,
             "events": self._journal.recent(STATUS_EVENTS),
             "cluster_events": cluster_events(loaded.settings),
             "alarms": alarms_doc(self._monitor.local_faults(), self._reconciler.panic),
         }
+
+    def _virtuals_status(self, table: Table, stats: dict[ServiceKey, ServiceStats]) -> list[VirtualStatus]:
+        """``status.virtuals_status``, kept between requests where the monitor feeds ``realstats``
+        (``saru.daemon.status_live``)."""
+        config, snapshot, rewrite = self._loaded.config, self._monitor.snapshot(), self._reconciler.rewrite
+        if self._status_virtuals is None:
+            return virtuals_status(config, snapshot, table, stats, rewrite, self._overrides(), self._transitions)
+        return self._status_virtuals.update(config, snapshot, table, stats, rewrite, self._overrides())
 
     async def table(self) -> TableAnswer:
         """The live table with the reals' health and the owned services (``saru plan``'s input)."""
@@ -243,9 +288,12 @@ class DaemonService:
 
     async def metrics_snapshot(self) -> MetricsSnapshot:
         """Every number ``/metrics`` shows: the reals' states and check statistics, the plane's
-        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds)."""
+        counters, VRRP, reloads, apply durations (no drift check: scrapes come every few seconds). The
+        rows are kept from one scrape to the next and redone where something changed
+        (``saru.daemon.metrics_live``); the plane's counters are read again when the last reading is
+        ``COUNTERS_MAX_AGE`` seconds old."""
         table = await self._dataplane.read()
-        stats = await self._dataplane.stats()
+        stats = await self._metrics_counters()
         loaded, node = self._loaded, self._gate.node
         config = loaded.config
         if len(self._realstats) > sum(len(v.reals) for v in config.virtuals):  # reals left by a reload
@@ -258,7 +306,24 @@ class DaemonService:
             last_reload_success=loaded.loaded_at, apply_durations=self._reconciler.apply_times.snapshot(),
             overrides=self._operator.for_config(config) if self._operator is not None else None,
             local_faults=self._monitor.local_fault_counts,
-            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)})
+            alarms={"local_fault": bool(self._monitor.local_faults()), "panic": bool(self._reconciler.panic)},
+            kept=self._metrics_rows)
+
+    async def _metrics_counters(self) -> dict[ServiceKey, ServiceStats]:
+        now = time.monotonic()
+        if self._counters is None or not 0 <= now - self._counters[0] < COUNTERS_MAX_AGE:
+            self._counters = (now, await self._dataplane.stats())
+        return self._counters[1]
+
+    async def runtime(self) -> RuntimeAnswer:
+        """Resident memory, open descriptors, asyncio tasks, history sizes and the apply counters."""
+        reals, transitions = self._transitions.sizes() if self._transitions is not None else (0, 0)
+        return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "open_fds": len(os.listdir("/proc/self/fd")),
+                "tasks": len(asyncio.all_tasks()), "journal_events": len(self._journal),
+                "transition_reals": reals, "transitions": transitions, "realstats": len(self._realstats),
+                "check_results": self._realstats.results,
+                "bus_subscribers": self._bus.subscribers, "applies": self._reconciler.apply_times.snapshot().count,
+                "ops_applied": self._reconciler.ops_applied}
 
     async def check_drift(self, found_by: str) -> DriftFound | None:
         """Check the kernel's table against what was applied (repairing a drift); what was found."""
@@ -293,6 +358,20 @@ class DaemonService:
         """Stop the daemon (cleanstop, as on SIGTERM); the answer comes before it has stopped."""
         self._life.stop()
         return {"stopping": True}
+
+    async def drain_director(self, timeout: float, quiet: float) -> DrainAnswer:
+        """``[bgp]``: withdraw every VIP, then stop once no traffic came for ``quiet`` s (at most
+        ``timeout`` s); the answer comes at the withdrawal. ServiceError without ``[bgp]``."""
+        if self.announcer is None:
+            raise ServiceError("this director announces nothing (no [bgp] in saru.toml): drain a real "
+                               "with saru drain PROXY SERVER, or stop the director")
+        return await self.announcer.drain(timeout, quiet)
+
+    async def listeners(self) -> ListenersAnswer:
+        """The data plane's listening sockets (names, and the descriptors to pass): ``saru run
+        --handover`` takes them before it stops this daemon."""
+        sockets = await self._dataplane.listening_sockets()
+        return {"names": list(sockets), "_fds": list(sockets.values())}
 
     # -- the operator's overrides ------------------------------------------------------------------
 
@@ -457,3 +536,15 @@ class DaemonService:
             raise ServiceError("HA is configured but not started yet (first health pass running)", 409)
         raise ServiceError("HA is not configured for this daemon (saru.toml [ha] mode = \"vrrp\", passed "
                            "with --settings)", 409)
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (``VmRSS`` of /proc/self/status; 0 where there is none)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -23,12 +23,26 @@ from saru.control.codec import ServiceKeyDict, key_to_dict
 from saru.daemon.driftwatch import DriftSnapshot
 from saru.daemon.reconciler import ApplyErrorDoc
 from saru.daemon.transitions import TransitionDoc, Transitions
-from saru.dataplane.base import ServiceStats
-from saru.model import Config, Dest, Override, Overrides, RealRef, ServiceKey, Settings, Table, format_hostport
+from saru.dataplane.base import DestStats, ServiceStats
+from saru.model import (
+    Config,
+    Dest,
+    Override,
+    Overrides,
+    RealConfig,
+    RealRef,
+    Service,
+    ServiceKey,
+    Settings,
+    Table,
+    VirtualConfig,
+    format_hostport,
+)
 from saru.monitor import RealHealth
-from saru.planner import dest_port, fallback_active, real_ref
+from saru.planner import dest_port, fallback_active
 
-if TYPE_CHECKING:  # the HA stack is imported only by a daemon that runs it
+if TYPE_CHECKING:  # the HA and BGP stacks are imported only by a daemon that runs them
+    from saru.daemon.announcer import BGPDoc
     from saru.ha.node import HASnapshot
 
 
@@ -129,6 +143,7 @@ class StatusDocument(TypedDict):
     drift: DriftSnapshot | None
     virtuals: list[VirtualStatus]
     ha: HASnapshot | None
+    bgp: BGPDoc | None  # saru.toml [bgp]: neighbours' sessions, each VIP's route
     settings: str | None
     events: list[str]
     cluster_events: list[str]
@@ -142,6 +157,8 @@ def real_state(health: RealHealth | None) -> str:
         return "maintenance"
     return "up" if health.up else "down"
 
+
+NO_STATS = ServiceStats()
 
 #: the values of ``RealStatus.status``
 SERVER_STATUSES = ("UP", "DOWN", "DRAIN", "MAINT")
@@ -170,6 +187,47 @@ def status_word(up: bool | None, maintenance: bool, override: Override | None, d
     return "UP"
 
 
+def real_status(v: VirtualConfig, r: RealConfig, ref: RealRef, health: RealHealth | None, dest: Dest | None,
+                dstats: DestStats | None, override: Override | None, transitions: Transitions | None) -> RealStatus:
+    """One real's part of the document (``dest``: it in the table, ``dstats`` its counters)."""
+    last = health.last_result if health else None
+    return {
+        "server": server_name(r.address, r.port),
+        "address": r.address, "port": r.port, "forward": r.forward,
+        "configured_weight": r.weight,
+        "weight": dest.weight if dest else None,
+        "in_table": dest is not None,
+        "state": real_state(health),
+        "status": server_status(health, override, dest),
+        "failures": health.failures if health else 0,
+        "active_connections": dstats.active_connections if dstats else 0,
+        "inactive_connections": dstats.inactive_connections if dstats else 0,
+        "connections": dstats.connections if dstats else 0,
+        "last_check": None if last is None else {
+            "ok": last.ok, "result_class": result_class(last), "message": last.message,
+            "latency": last.latency, "at": health.last_checked if health else None,
+        },
+        "operator": None if override is None else {
+            "state": override.state, "weight": override.weight, "since": override.since},
+        "transitions": transitions.of(ref) if transitions is not None else [],
+    }
+
+
+def virtual_status(v: VirtualConfig, vkey: ServiceKey, service: Service | None, service_stats: ServiceStats,
+                   fallback_on: bool, reals: list[RealStatus]) -> VirtualStatus:
+    """One virtual's part of the document, with its reals' parts."""
+    return {
+        "proxy": proxy_name(vkey),
+        "service": key_to_dict(vkey), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
+        "checktype": v.checktype, "service_type": v.service,
+        "in_table": service is not None,
+        "fallback": None if v.fallback is None else format_hostport(v.fallback.address, v.fallback.port),
+        "fallback_active": fallback_on,
+        "connections": service_stats.connections,
+        "reals": reals,
+    }
+
+
 def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], table: Table,
                     stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
                     overrides: Overrides | None = None, transitions: Transitions | None = None,
@@ -179,47 +237,17 @@ def virtuals_status(config: Config, snapshot: Mapping[RealRef, RealHealth], tabl
     fallbacks = fallback_active(config, table, rewrite)
     virtuals: list[VirtualStatus] = []
     for v in config.virtuals:
-        service = table.services.get(v.key)
-        service_stats = stats.get(v.key, ServiceStats())
+        vkey = v.key  # (a property that makes a new key each time)
+        service = table.services.get(vkey)
+        service_stats = stats.get(vkey, NO_STATS)
         reals: list[RealStatus] = []
         for r in v.reals:
-            ref = real_ref(v, r)
-            health = snapshot.get(ref)
-            port = dest_port(v, r.forward, r.port, rewrite)
-            dest = service.dests.get((r.address, port)) if service else None
-            dstats = service_stats.dests.get((r.address, port))
-            last = health.last_result if health else None
-            override = overrides.get(ref) if overrides else None
-            reals.append({
-                "server": server_name(r.address, r.port),
-                "address": r.address, "port": r.port, "forward": r.forward,
-                "configured_weight": r.weight,
-                "weight": dest.weight if dest else None,
-                "in_table": dest is not None,
-                "state": real_state(health),
-                "status": server_status(health, override, dest),
-                "failures": health.failures if health else 0,
-                "active_connections": dstats.active_connections if dstats else 0,
-                "inactive_connections": dstats.inactive_connections if dstats else 0,
-                "connections": dstats.connections if dstats else 0,
-                "last_check": None if last is None else {
-                    "ok": last.ok, "result_class": result_class(last), "message": last.message,
-                    "latency": last.latency, "at": health.last_checked if health else None,
-                },
-                "operator": None if override is None else {
-                    "state": override.state, "weight": override.weight, "since": override.since},
-                "transitions": transitions.of(ref) if transitions is not None else [],
-            })
-        virtuals.append({
-            "proxy": proxy_name(v.key),
-            "service": key_to_dict(v.key), "name": v.name, "protocol": v.protocol, "scheduler": v.scheduler,
-            "checktype": v.checktype, "service_type": v.service,
-            "in_table": service is not None,
-            "fallback": None if v.fallback is None else format_hostport(v.fallback.address, v.fallback.port),
-            "fallback_active": fallbacks.get(v.key, False),
-            "connections": service_stats.connections,
-            "reals": reals,
-        })
+            ref = RealRef(vkey, r.address, r.port)  # planner.real_ref, the key made once
+            key = (r.address, dest_port(v, r.forward, r.port, rewrite))
+            reals.append(real_status(v, r, ref, snapshot.get(ref), service.dests.get(key) if service else None,
+                                     service_stats.dests.get(key), overrides.get(ref) if overrides else None,
+                                     transitions))
+        virtuals.append(virtual_status(v, vkey, service, service_stats, fallbacks.get(vkey, False), reals))
     return virtuals
 
 

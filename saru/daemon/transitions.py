@@ -1,5 +1,7 @@
 """The last few transitions of each real — up, down (with the reason), and the operator's drain,
-disable, enable and weight — kept from the journal's events for the status document."""
+disable, enable and weight — kept from the journal's events for the status document; ``changed``
+gets every real that got one (the status document's live part, ``saru.daemon.status_live``,
+empties it)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class Transitions:
     def __init__(self, keep: int = KEEP) -> None:
         self.keep = keep
         self._by_real: dict[RealRef, deque[TransitionDoc]] = {}
+        self.changed: set[RealRef] = set()
 
     def record(self, event: Event) -> None:
         if isinstance(event, RealUp | RealDown):
@@ -38,6 +41,11 @@ class Transitions:
         if kept is None:
             kept = self._by_real[ref] = deque(maxlen=self.keep)
         kept.append({"time": event.at, "to": to, "reason": reason})
+        self.changed.add(ref)
+
+    def sizes(self) -> tuple[int, int]:
+        """``(reals with a history, transitions kept in all)``: what the soak watches stay bounded."""
+        return len(self._by_real), sum(len(kept) for kept in self._by_real.values())
 
     def of(self, ref: RealRef) -> list[TransitionDoc]:
         kept = self._by_real.get(ref)

@@ -9,13 +9,20 @@ Drift: ``verify()`` compares the table the plane last wrote (or adopted) with wh
 now, as cheaply as the plane can (``Verification``); ``repair(ops)`` re-applies after a drift,
 rebuilding whatever of the plane's own objects the kernel lost. The daemon's drift watcher
 (``saru.daemon.driftwatch``) calls them; the comparison itself is ``saru.drift``.
+
+Listening sockets across restarts: a plane that listens itself (the proxy) takes the socket of a
+virtual from ``listen_sockets`` (a ``SocketStore``, e.g. systemd's file descriptor store, set by the
+daemon) before binding a new one, and hands every socket it binds to it; the store's names are
+``listener_name``'s.
 """
 
 from __future__ import annotations
 
 import abc
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from saru.model import Op, ServiceKey, Table
 
@@ -100,10 +107,36 @@ class Verification:
     how: str = ""
 
 
+def listener_name(key: ServiceKey) -> str:
+    """The name of a virtual's listening socket in a ``SocketStore``: ``tcp-127.0.0.1-80``."""
+    return f"{key.protocol}-{key.address}-{key.port}"
+
+
+class SocketStore(Protocol):
+    """Listening sockets kept across restarts of the daemon, by ``listener_name``."""
+
+    def take(self, name: str) -> socket.socket | None:
+        """The kept socket of that name (once), or None."""
+
+    def keep(self, name: str, sock: socket.socket) -> None:
+        """Keep a newly bound socket (a copy of it: the caller still owns ``sock``)."""
+
+    def drop(self, name: str) -> None:
+        """The virtual is gone: stop keeping its socket."""
+
+
 class Dataplane(abc.ABC):
-    """A forwarding table that Saru programs."""
+    """A forwarding table that Saru programs.
+
+    ``expire_nodest_conn`` (saru.toml ``[director]``, set before ``start``): True ends the
+    connections of a real the moment it leaves the table (removed, or the whole service deleted) —
+    IPVS's ``net.ipv4.vs.expire_nodest_conn=1``; False lets them run to their end; None (not written)
+    is False, except that the IPVS plane leaves the kernel's sysctl as it is. A real kept at weight 0
+    (drained, or down with ``quiescent=yes``) keeps its connections either way."""
 
     capabilities: Capabilities
+    expire_nodest_conn: bool | None = None
+    listen_sockets: SocketStore | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -139,6 +172,11 @@ class Dataplane(abc.ABC):
     async def zero(self, key: ServiceKey | None = None) -> None:
         """Reset the counters of one service, or of all (``ipvsadm -Z``)."""
         raise DataplaneError(f"the {self.capabilities.name} data plane cannot zero its counters")
+
+    async def listening_sockets(self) -> dict[str, int]:
+        """The descriptors of the sockets this plane listens on, by ``listener_name`` (a graceful
+        hand-over passes them to the next daemon); empty for a plane that does not listen itself."""
+        return {}
 
     async def connections(self) -> list[ConnEntry]:
         """The connection entries (``ipvsadm -L -c``); empty when the plane keeps none."""

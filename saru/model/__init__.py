@@ -46,9 +46,13 @@ from saru.model.core import (
 from saru.model.operator import OVERRIDE_STATES, Override, Overrides, OverrideState
 from saru.model.settings import (
     API_LISTEN,
+    BGP_DOWN,
     DATAPLANES,
     NFT_NAT_MODES,
     APISettings,
+    BGPNeighbor,
+    BGPSettings,
+    CheckSettings,
     ClusterSettings,
     DirectorSettings,
     Endpoint,
@@ -62,6 +66,7 @@ from saru.model.settings import (
 
 __all__ = [
     "API_LISTEN",
+    "BGP_DOWN",
     "DATAPLANES",
     "FORWARD_FLAGS",
     "FORWARD_NAMES",
@@ -70,7 +75,10 @@ __all__ = [
     "APISettings",
     "AddDest",
     "AddService",
+    "BGPNeighbor",
+    "BGPSettings",
     "CheckResult",
+    "CheckSettings",
     "CheckSpec",
     "ClusterSettings",
     "Config",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 Forward = Literal["gate", "masq", "ipip"]
@@ -375,6 +375,16 @@ class CheckSpec:
     # Only external checks receive the virtual's address/port, so only they are keyed by it.
     virtual_address: str = ""
     virtual_port: int = 0
+
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: the monitor and the checks look a spec up on every run."""
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash(tuple(getattr(self, name) for name in _CHECKSPEC_FIELDS))
+        return cached
+
+
+_CHECKSPEC_FIELDS = tuple(f.name for f in fields(CheckSpec))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What saru.toml says, as frozen dataclasses: the director's data plane, HA, IPVS sync, cluster, API.
+"""What saru.toml says, as frozen dataclasses: the director's data plane, HA, IPVS sync, cluster, API, BGP.
 
 ``Settings`` is the whole file (``Settings()`` is the empty one); ``saru.config.native`` reads and
 validates the TOML into these types, and everything else (the daemon, ``saru.ha``, the IPVS sync
@@ -33,6 +33,10 @@ class DirectorSettings:
     #: percent of a virtual's reals failing together that puts it in panic mode (its table is kept;
     #: ``saru.planner.panic_start``); 0: off
     panic_threshold: int = 50
+    #: True: connections to a real that left the table (down, removed) are ended at once, like IPVS's
+    #: ``net.ipv4.vs.expire_nodest_conn=1``; False: they run on until their ends close them. None (not
+    #: written): off on the proxy and nftables planes, and the IPVS sysctl is left as the kernel has it
+    expire_nodest_conn: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,14 @@ class ClusterSettings:
     ping_interval: int = 10
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """``[checks]``: how the health checks behave beyond what ldirectord.cf says."""
+
+    #: offer each TLS server the session of its last full handshake (false: a full handshake every check)
+    tls_session_resumption: bool = True
+
+
 #: ``[api] listen``'s default
 API_LISTEN = "127.0.0.1:9180"
 
@@ -202,6 +214,41 @@ class APISettings:
         return self.tls_cert is not None and self.tls_key is not None
 
 
+#: ``[bgp] down``'s values: withdraw the route, or keep announcing it with ``down_med``
+BGP_DOWN: tuple[Literal["withdraw", "med"], ...] = ("withdraw", "med")
+
+
+@dataclass(frozen=True)
+class BGPNeighbor:
+    """One ``[[bgp.neighbors]]`` table: a router this director announces its VIPs to."""
+
+    address: str
+    asn: int
+    password: str | None = None
+    bfd: bool = False
+
+
+@dataclass(frozen=True)
+class BGPSettings:
+    """``[bgp]``: active-active directors announcing their VIPs to routers (saru.bgp, docs/scale-out.md).
+
+    Saru drives a routing daemon (BIRD 2) that speaks BGP; ``manage`` = True: Saru writes its
+    configuration and runs it, False: the operator's daemon at ``socket`` includes what Saru writes."""
+
+    asn: int
+    router_id: str
+    neighbors: tuple[BGPNeighbor, ...]
+    vips: tuple[str, ...] = ()  # empty: every VIP of the config
+    down: Literal["withdraw", "med"] = "withdraw"
+    med: int = 0  # the MED of a VIP this director can serve
+    down_med: int = 1000  # the MED of one it cannot serve (down = "med")
+    hold_time: int = 90  # seconds; keepalives every third of it
+    bfd_interval: float = 0.1  # seconds between BFD packets (both directions)
+    bfd_multiplier: int = 3  # missed BFD packets before the session is down
+    manage: bool = True
+    socket: str | None = None  # the routing daemon's control socket; None: next to Saru's control socket
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything saru.toml says; ``Settings()`` is the empty file."""
@@ -212,6 +259,9 @@ class Settings:
     ipvs_sync: IPVSSyncSettings | None = None
     nft: NftSettings = field(default_factory=NftSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    checks: CheckSettings = field(default_factory=CheckSettings)
     #: ``[api]``; None without the section (no HTTP API)
     api: APISettings | None = None
+    #: ``[bgp]``; None without the section (no route announcements)
+    bgp: BGPSettings | None = None
     warnings: tuple[Diagnostic, ...] = ()

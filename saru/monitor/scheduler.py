@@ -81,6 +81,8 @@ class _Group:
     spec: CheckSpec
     interval: float
     members: set[RealRef]
+    #: (ref, its state) of every member, refreshed by ``configure`` (the hot path does no hashing)
+    reals: tuple[tuple[RealRef, _Real], ...] = ()
     task: asyncio.Task[None] | None = None
     first_done: asyncio.Event | None = None
     checking: bool = False
@@ -93,19 +95,27 @@ Listener = Callable[[], None]
 ResultListener = Callable[[RealRef, CheckSpec, CheckResult, bool | None], None]
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _Wakeups:
+    """One timer per distinct wake-up time: the groups due at the same loop time (all those started
+    together with the same interval) are woken by one timer, not one each."""
 
+    def __init__(self) -> None:
+        self._due: dict[float, list[asyncio.Future[None]]] = {}
 
-async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
-    """Sleep until loop time ``when``: equal deadlines fire in the same loop iteration."""
-    future: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at(when, _wake, future)
-    try:
+    async def sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Sleep until loop time ``when`` (cancelling the sleeper leaves the others asleep)."""
+        waiters = self._due.get(when)
+        if waiters is None:
+            waiters = self._due[when] = []
+            loop.call_at(when, self._fire, when)
+        future: asyncio.Future[None] = loop.create_future()
+        waiters.append(future)
         await future
-    finally:
-        handle.cancel()
+
+    def _fire(self, when: float) -> None:
+        for future in self._due.pop(when, ()):
+            if not future.done():
+                future.set_result(None)
 
 
 class Monitor:
@@ -124,6 +134,7 @@ class Monitor:
         self._result_listeners: list[ResultListener] = []
         self._dying: set[asyncio.Task[None]] = set()
         self._names = NameCache()
+        self._wakeups = _Wakeups()
         self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
         interval = default_interval()
         self._still_down = Throttle(interval)  # by real
@@ -159,6 +170,7 @@ class Monitor:
             group = self._update_group(spec, max(interval, 0.01), members, now)
             for ref in members:  # one spec object per group: identity checks in the hot path
                 self._reals[ref].spec = group.spec
+            group.reals = tuple((ref, self._reals[ref]) for ref in members)
         if changed:
             self._notify()
 
@@ -246,12 +258,18 @@ class Monitor:
 
     async def _run_group(self, group: _Group) -> None:
         loop = asyncio.get_running_loop()
+        now = loop.time()
         while True:
-            if group.due > loop.time():
-                await _sleep_until(loop, group.due)
+            if group.due > now:
+                await self._wakeups.sleep_until(loop, group.due)
             group.checking = True
             try:
-                await self._tick(group)
+                if self._maintenance_dir or group.spec.checktype == "combined":
+                    await self._tick(group)
+                else:  # the usual case, one coroutine less
+                    result = await run_check(group.spec)
+                    self.checks_run += 1
+                    self._record(group, result, {})
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -261,7 +279,9 @@ class Monitor:
             if group.first_done is not None:
                 group.first_done.set()
             group.due += group.interval
-            group.due = max(group.due, loop.time())  # a check longer than the interval: next one now
+            now = loop.time()
+            if group.due < now:  # a check longer than the interval: the next one now
+                group.due = now
 
     def _next_run(self, group: _Group) -> tuple[CheckSpec, bool]:
         """The spec to run now and whether it is the negotiate leg of a combined check."""
@@ -276,25 +296,30 @@ class Monitor:
         directory = self._maintenance_dir
         maintenance: dict[RealRef, bool] = {}
         if directory:
-            for ref in list(group.members):
+            for ref, _ in group.reals:
                 maintenance[ref] = await in_maintenance(directory, ref.address, ref.port, self._names)
         result: CheckResult | None = None
         if not maintenance or not all(maintenance.values()):
-            spec, negotiate = self._next_run(group)
-            result = await run_check(spec)
-            self.checks_run += 1
-            if group.spec.checktype == "combined":
+            if group.spec.checktype != "combined":
+                result = await run_check(group.spec)
+            else:
+                spec, negotiate = self._next_run(group)
+                result = await run_check(spec)
                 if negotiate:
                     group.connects = 0 if result.ok else group.connects
                 else:
                     group.connects = group.connects + 1 if result.ok else 1 << 30
+            self.checks_run += 1
+        self._record(group, result, maintenance)
+
+    def _record(self, group: _Group, result: CheckResult | None, maintenance: dict[RealRef, bool]) -> None:
+        """Apply a run's result (or the maintenance files) to every member of the group."""
         now = time.time()
         changed = False
-        for ref in list(group.members):
-            real = self._reals.get(ref)
-            if real is None or real.spec is not group.spec:
+        for ref, real in group.reals:
+            if real.spec is not group.spec:
                 continue
-            if maintenance.get(ref):
+            if maintenance and maintenance[ref]:
                 changed |= self._apply_maintenance(ref, real, now)
             elif result is not None:
                 changed |= self._apply(ref, real, result, now)

@@ -12,7 +12,7 @@ What it offers (import from ``saru.net``):
   ``saru.net.route``), so the checks tell a local routing error from a router's ICMP unreachable;
 * ``smtp`` — the SMTP client of the mail checks and the e-mail alerts (``SMTPClient``, the EHLO → HELO
   fallback rule, ``dot_stuff``), imported as ``saru.net.smtp`` (it needs asyncio; the rest does not);
-* ``text`` — ``printable``: server text made safe for a log line.
+* ``text`` — ``printable``: server text made safe for a log line; ``is_number``: ASCII digits only.
 
 Builders raise ``PacketError`` (a ``ValueError``) for input they cannot encode; parsers return ``None``
 for bytes that are not what was asked for. Nothing here imports the rest of Saru.
@@ -43,7 +43,7 @@ from saru.net.icmp import (
 )
 from saru.net.mac import BROADCAST_MAC, ZERO_MAC, mac_bytes, mac_str, normal_mac
 from saru.net.netlink import NLA_TYPE_MASK, nla, parse_attrs
-from saru.net.text import printable
+from saru.net.text import is_number, printable
 
 __all__ = [
     "BROADCAST_MAC",
@@ -66,6 +66,7 @@ __all__ = [
     "icmp_echo",
     "icmpv6_echo",
     "is_echo_reply",
+    "is_number",
     "mac_bytes",
     "mac_str",
     "nla",

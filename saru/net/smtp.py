@@ -36,6 +36,8 @@ from saru.net.text import printable
 EHLO_FALLBACK = frozenset({500, 502})
 #: longest error message built from a server's reply
 MAX_MESSAGE = 200
+#: lines of one (multi-line) reply: an EHLO answer has a dozen
+MAX_REPLY_LINES = 200
 
 ReadLine = Callable[[], Awaitable[bytes]]
 
@@ -123,14 +125,16 @@ class SMTPClient:
         self._writer = writer
 
     async def reply(self, command: str = "") -> Reply:
-        """The next whole reply (the answer to ``command``, or the greeting)."""
+        """The next whole reply (the answer to ``command``, or the greeting); ``SMTPError`` past
+        ``MAX_REPLY_LINES`` lines (a server sending ``250-…`` without end would fill the memory)."""
         lines: list[bytes] = []
-        while True:
+        while len(lines) < MAX_REPLY_LINES:
             line = await self._read_line()
             code, last = parse_reply_line(line)
             lines.append(line)
             if last:
                 return Reply(code, tuple(lines), command)
+        raise SMTPError(f"SMTP reply longer than {MAX_REPLY_LINES} lines")
 
     async def command(self, line: str) -> Reply:
         """Send one command line and read its reply."""

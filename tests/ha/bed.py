@@ -18,26 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from saru.control import request_sync
 from tests.lab import stop_process
 from tests.lab import wait_for as lab_wait_for
+from tests.lab.daemon import NIC_FILTER, NsDaemon
 from tests.lab.guide import REALS, VIP, VIP6, Topology
 
 T = TypeVar("T")
 NAT_GW = "10.77.7.1"
 UPSTREAM = "10.77.6.1"
 DIRECTORS = {"ld1": "10.77.6.2", "ld2": "10.77.6.3"}
-
-#: A veth delivers every frame the bridge floods, including those for another host's MAC (a bridge
-#: floods unicast to a MAC whose port went down); a NIC drops them in hardware. Without this filter the
-#: standby director's netdev ingress table (warm_standby, or a keepalived pair's always-on table) would
-#: forward the dead master's flooded frames, and failover would look instant. It runs before Saru's
-#: direct-routing chain (priority -500 < Saru's).
-NIC_FILTER = """\
-add table netdev nicfilter
-add chain netdev nicfilter in { type filter hook ingress device "eth0" priority -500; policy accept; }
-add rule netdev nicfilter in meta pkttype other drop
-"""
 
 LDIRECTORD_CF = """\
 checktimeout=1
@@ -74,18 +63,12 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
     return lab_wait_for(predicate, timeout, what, interval, tolerate=(OSError, RuntimeError, KeyError, ValueError))
 
 
-class Director:
+class Director(NsDaemon):
     """One ``saru run`` in a director namespace, reached through its control socket."""
 
     def __init__(self, bed: HABed, role: str, workdir: Path, proc: subprocess.Popen[str], log: Path) -> None:
-        self.bed, self.role, self.workdir, self.proc, self.log = bed, role, workdir, proc, log
-        self.control = workdir / "saru.sock"
-
-    def ask(self, command: str, **params: Any) -> dict[str, Any]:
-        answer = request_sync(self.control, command, timeout=5, **params)
-        if not answer.get("ok"):
-            raise RuntimeError(f"{self.role} {command}: {answer.get('error')}")
-        return answer
+        super().__init__(role, workdir, proc, log)
+        self.bed = bed
 
     def ha(self) -> dict[str, Any]:
         ha: dict[str, Any] = self.ask("ha")["ha"]
@@ -118,8 +101,6 @@ class Director:
         doc = self.ask("status")
         return [str(e) for e in doc["events"]]
 
-    def logtext(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 class HABed(Topology):

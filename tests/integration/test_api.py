@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from saru.daemon.service import COUNTERS_MAX_AGE
 from tests.director import Director
 from tests.helpers import Nginx, free_port, make_self_signed_cert, require, start_nginx
 
@@ -324,6 +326,59 @@ def test_drain_sets_weight_zero_and_existing_connections_stay(bed: Bed) -> None:
     d.wait_for(r"Operator: real server .* drained .* by the HTTP API \(127\.0\.0\.1\); kept in ")
     status, doc = bed.write("drain", 0)
     assert status == 200 and doc["changed"] is False
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(bed: Bed) -> Samples:
+    """Every sample of one ``GET /metrics``."""
+    status, text = bed.call("GET", "/metrics", token=None)
+    assert status == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_reals_change_shows_in_the_next_scrape(bed: Bed) -> None:
+    """The metrics' rows are kept between scrapes and redone where something changed: what the daemon
+    saw (a connection, a real stopping, a drain) is in the next scrape (connections within the
+    documented COUNTERS_MAX_AGE)."""
+    bed.start()
+
+    def key(name: str, i: int | None = None, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        real = {"server": bed.server(i)} if i is not None else {}
+        return name, frozenset({"proxy": bed.proxy, **real, **labels}.items())
+
+    first = scrape(bed)
+    assert first[key("saru_server_status", 0, state="UP")] == 1 == first[key("saru_server_check_status", 0,
+                                                                                state="L7OK")]
+    assert first[key("saru_backend_active_servers")] == 2
+    kept = open_on(bed.vport, "rs1")
+    try:
+        deadline = time.monotonic() + COUNTERS_MAX_AGE + 2
+        while scrape(bed)[key("saru_server_connections_active", 0)] != 1:
+            assert time.monotonic() < deadline, "a connection held open never showed in the scrapes"
+            time.sleep(0.1)
+    finally:
+        kept.close()
+    bed.reals[0].stop()
+    bed.wait_real(0, lambda r: r["status"] == "DOWN", "DOWN")
+    down = scrape(bed)
+    assert (down[key("saru_server_status", 0, state="DOWN")], down[key("saru_server_status", 0, state="UP")]) == (1, 0)
+    assert down[key("saru_server_check_status", 0, state="L4CON")] == 1
+    assert down[key("saru_server_check_up_down_total", 0)] == 1 and down[key("saru_server_weight", 0)] == 0
+    assert down[key("saru_backend_active_servers")] == 1
+    assert down[key("saru_server_status", 1, state="UP")] == 1  # the other real, as it was
+    # a failed check of a real already down changes nothing in the table, only its statistics
+    failures = scrape(bed)[key("saru_server_check_failures_total", 0)]
+    seen = bed.real(0)["last_check"]["at"]
+    bed.wait_real(0, lambda r: r["last_check"]["at"] > seen, "checked again")  # after the scrape
+    assert scrape(bed)[key("saru_server_check_failures_total", 0)] > failures
+    status, doc = bed.write("drain", 1)
+    assert status == 200, doc
+    drained = scrape(bed)
+    assert drained[key("saru_server_status", 1, state="DRAIN")] == 1 and drained[key("saru_server_weight", 1)] == 0
+    assert drained[key("saru_backend_active_servers")] == 0
 
 
 def test_disable_enable_and_weight(bed: Bed) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.director import Director
+from tests.director import Director, control_bytes
 from tests.helpers import free_port
 
 MAX_REQUEST = 16 * 1024 * 1024
@@ -34,15 +33,7 @@ def saru(director: Director, *args: str) -> subprocess.CompletedProcess[str]:
 
 def raw_request(path: Path, payload: bytes, half_close: bool = False) -> dict[str, object]:
     """Send ``payload`` as it is and read the answer up to EOF (what any client of the socket sees)."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(30)
-        s.connect(str(path))
-        s.sendall(payload)
-        if half_close:
-            s.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = control_bytes(path, payload, half_close)
     assert data, "the daemon closed the connection without answering"
     answer: dict[str, object] = json.loads(data)
     return answer

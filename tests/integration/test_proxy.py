@@ -164,6 +164,39 @@ async def test_del_dest_drains(plane: ProxyDataplane, two: Two) -> None:
     assert list((await plane.read()).services[key].dests) == [(two[1].host, two[1].port)]
 
 
+async def test_expire_nodest_conn_resets_a_removed_real_s_connections_not_a_drained_one(
+    plane: ProxyDataplane, two: Two
+) -> None:
+    plane.expire_nodest_conn = True
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, list(two)))
+    first, second = await Http.open("127.0.0.1", key.port), await Http.open("127.0.0.1", key.port)
+    assert [(await c.get())[1]["x-real-server"] for c in (first, second)] == ["rs1", "rs2"]
+    await plane.apply([EditDest(key, Dest(two[0].host, two[0].port, "masq", 0))])  # drain: kept
+    assert (await first.get())[1]["x-real-server"] == "rs1"
+    await plane.apply([DelDest(key, two[0].host, two[0].port), DelDest(key, two[1].host, two[1].port),
+                       AddDest(key, Dest(two[1].host, two[1].port, "masq", 1))])  # rs2 re-added: kept
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await first.get()
+    assert (await second.get())[1]["x-real-server"] == "rs2"
+    assert plane._poller is not None and len(plane._poller.live) == 1
+    await asyncio.gather(first.close(), second.close())
+
+
+async def test_expire_nodest_conn_ends_a_removed_real_s_udp_flows(plane: ProxyDataplane, echoes: list[int]) -> None:
+    plane.expire_nodest_conn = True
+    key = ServiceKey("udp", "127.0.0.1", free_port("127.0.0.1", socket.SOCK_DGRAM))
+    await plane.apply(service_ops(key, [("127.0.0.1", p) for p in echoes[:1]]))
+    transport, client = await udp_client(key.port)
+    transport.sendto(b"a")
+    assert await asyncio.wait_for(client.replies.get(), 5) == b"e1:a"
+    await plane.apply([AddDest(key, Dest("127.0.0.1", echoes[1], "masq", 1)),
+                       DelDest(key, "127.0.0.1", echoes[0])])
+    transport.sendto(b"b")  # the flow to e1 ended with it: the client is scheduled anew
+    assert await asyncio.wait_for(client.replies.get(), 5) == b"e2:b"
+    transport.close()
+
+
 async def test_del_service_closes_listener_and_drains(plane: ProxyDataplane, two: Two) -> None:
     key = tcp(free_port())
     await plane.apply(service_ops(key, list(two)))
@@ -300,6 +333,44 @@ async def test_server_speaks_first_and_big_upload(plane: ProxyDataplane) -> None
     assert digest.strip() == hashlib.sha256(payload).hexdigest().encode()
     assert await asyncio.wait_for(reader.read(), 10) == payload
     writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_bulk_transfers_are_spliced_both_ways(plane: ProxyDataplane) -> None:
+    """16 MiB streamed up and echoed back at once: both directions switch to splice (their pipes end
+    in the pool), every byte arrives in order, and the counters count them."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1 << 20):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [("127.0.0.1", server.sockets[0].getsockname()[1])]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", key.port)
+    payload = hashlib.sha256(b"seed").digest() * (1 << 19)  # 16 MiB, not a repeating byte pattern
+
+    async def send() -> None:
+        for i in range(0, len(payload), 1 << 20):
+            writer.write(payload[i:i + (1 << 20)])
+            await writer.drain()
+        writer.write_eof()
+
+    got, _ = await asyncio.wait_for(asyncio.gather(reader.read(), send()), 30)
+    assert len(got) == len(payload) and got == payload
+    writer.close()
+    assert plane._poller is not None
+    poller = plane._poller
+
+    async def pooled() -> bool:
+        return len(poller.pipes) == 2  # one pipe per direction, back in the pool once the relay ended
+
+    await wait_until(pooled)
+    stats = (await plane.stats())[key]
+    assert stats.bytes_in == stats.bytes_out == len(payload)
     server.close()
     await server.wait_closed()
 

@@ -3,7 +3,8 @@
 Requests: ``{"op": "apply", "table": [...]}`` (diff from the live table, apply; answers the ops),
 ``{"op": "read"}``, ``{"op": "stats"}``, ``{"op": "zero"}``, ``{"op": "connections"}``,
 ``{"op": "restart"}`` (a fresh NftDataplane instance, as
-after a daemon restart), ``{"op": "nft", "script": "...", "json": false}`` (raw libnftables).
+after a daemon restart), ``{"op": "expire", "on": true}`` (sets ``expire_nodest_conn``),
+``{"op": "nft", "script": "...", "json": false}`` (raw libnftables).
 Each answer is one JSON line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 ``--closing-timeout N`` shortens the life of closed direct-routed flows (for drain tests);
 ``--nat stateless`` forwards NAT virtuals without conntrack (``[nft] nat``).
@@ -47,6 +48,9 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
         return {"connections": [{"protocol": c.protocol, "client": list(c.client), "virtual": list(c.virtual),
                                  "dest": list(c.dest), "state": c.state, "expires": c.expires}
                                 for c in await dp.connections()]}
+    if op == "expire":
+        dp.expire_nodest_conn = bool(request["on"])
+        return {}
     if op == "restart":
         await dp.close()
         state["dp"] = NftDataplane(closing_timeout=CLOSING, nat=NAT)

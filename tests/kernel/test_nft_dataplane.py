@@ -19,6 +19,7 @@ import pytest
 
 from saru.control import request_sync
 from saru.control.codec import table_from_list, table_to_list
+from saru.dataplane.nft.connections import FILTERED_DUMPS_MAX
 from saru.dataplane.nft.names import service_id
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from tests.helpers import require
@@ -464,6 +465,25 @@ def test_connections_and_zero(topo: Topology) -> None:
     assert ctl.call(op="stats")["stats"][f"tcp {VIP}:80"]["bytes_in"] == 0
     assert ctl.read() == Table.of([web])  # zeroing changed nothing else
     assert burst(topo, f"http://{VIP}/", 4, concurrency=1)["failed"] == 0
+
+
+def test_connections_of_many_nat_virtuals_from_one_conntrack_dump(topo: Topology) -> None:
+    """Past FILTERED_DUMPS_MAX virtuals, conntrack is read once and sorted by virtual (one kernel
+    walk, not one per virtual): every entry still lands on its own virtual, none on the others."""
+    topo.mode("nat")
+    topo.nginx("fe1")
+    topo.nginx("fe2")
+    ctl = Ctl(topo)
+    web = service(80, [nat("fe1"), nat("fe2")])
+    others = [service(8000 + n, [nat("fe1"), nat("fe2")]) for n in range(1, FILTERED_DUMPS_MAX + 2)]
+    ctl.apply(web, *others)
+    assert burst(topo, f"http://{VIP}/", 6, concurrency=1)["failed"] == 0
+    conns = ctl.call(op="connections")["connections"]
+    assert len([c for c in conns if c["virtual"] == [VIP, 80]]) == 6, conns
+    assert [c for c in conns if c["virtual"] != [VIP, 80]] == []
+    stats = ctl.call(op="stats")["stats"]
+    assert stats[f"tcp {VIP}:80"]["dests"] == {"10.77.7.11:80": 3, "10.77.7.12:80": 3}
+    assert all(sum(stats[f"tcp {VIP}:{8000 + n}"]["dests"].values()) == 0 for n in range(1, FILTERED_DUMPS_MAX + 2))
 
 
 def test_dr_connections_from_flow_sets_and_zero(topo: Topology) -> None:

@@ -33,11 +33,13 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"model", "checks", "net", "subproc", "files"},
     "monitor": {"model", "checks", "events"},
     "ha": {"model", "events", "net", "subproc"},
+    "bgp": {"model", "subproc", "files"},  # announce decisions (pure) and the routing daemons' drivers
     "control": {"model", "files"},
     "cluster": {"model", "config"},
     "setup": {"model", "net", "ha", "dataplane", "config", "subproc"},  # subproc: saru doctor asks firewalld
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
-               "dataplane", "ha", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps", "files"},
+               "dataplane", "ha", "bgp", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps",
+               "files"},
     "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},

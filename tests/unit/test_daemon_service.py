@@ -93,6 +93,24 @@ async def test_status_reads_the_state_objects(world: Daemonless) -> None:
     assert doc["ready"] is True and doc["last_reload_error"] == "bad line"
 
 
+async def test_runtime_counts_resources_histories_and_applies(world: Daemonless) -> None:
+    import os
+
+    doc = await world.service.runtime()
+    assert doc["pid"] == os.getpid() and doc["rss_bytes"] > 0 and doc["open_fds"] > 0 and doc["tasks"] >= 1
+    assert doc["journal_events"] == len(world.journal) > 0  # the start's "Added virtual server" lines
+    assert doc["check_results"] == world.realstats.results
+    first = (doc["applies"], doc["ops_applied"])
+    assert first[0] >= 1 and first[1] >= 2  # the start programmed the table: services and reals
+    await world.service.apply([DelService(OFF)])
+    doc = await world.service.runtime()
+    assert (doc["applies"], doc["ops_applied"]) == (first[0] + 1, first[1] + 1)
+    await world.reconciler.reconcile()  # the config owns OFF: it comes back (one write)
+    assert (await world.service.runtime())["applies"] == first[0] + 2
+    await world.reconciler.reconcile()  # nothing changed since: no write
+    assert (await world.service.runtime())["applies"] == first[0] + 2
+
+
 async def test_table_answer_carries_keys_in_their_one_wire_form(world: Daemonless) -> None:
     answer = await world.service.table()
     assert table_from_list(answer["table"]) == world.plane.table

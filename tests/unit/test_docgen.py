@@ -119,7 +119,7 @@ def _known_keys(section: str) -> set[str] | None:
 
 def test_the_probe_finds_what_the_reader_accepts() -> None:
     keys = accepted_keys()
-    assert keys[""] == {"director", "ha", "ipvs", "nft", "cluster", "api"}
+    assert keys[""] == {"director", "ha", "ipvs", "nft", "cluster", "checks", "api", "bgp"}
     assert keys["ipvs"] == {"sync"}
     assert "hosts" in keys["ha.ping"] and "ping" in keys["ha"] and "config" in keys["director"]
 
@@ -138,7 +138,8 @@ def test_settings_reference_lists_exactly_the_accepted_keys() -> None:
 DATACLASSES: dict[str, Any] = {
     "director": model.DirectorSettings, "ha": model.HASettings, "ha.ping": model.PingSettings,
     "ipvs.sync": model.IPVSSyncSettings, "nft": model.NftSettings, "cluster": model.ClusterSettings,
-    "api": model.APISettings,
+    "checks": model.CheckSettings, "api": model.APISettings, "bgp": model.BGPSettings,
+    "bgp.neighbors": model.BGPNeighbor,
 }
 
 

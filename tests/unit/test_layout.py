@@ -1,9 +1,9 @@
 """The test tree follows the rule docs/testing.md states: folders by tier, shared harness in support modules.
 
-Tiers (what a test needs to run): unit, integration, kernel, vm, ha, cluster, packaging. Support, used by more than
-one tier: ``tests/lab/`` (network namespaces), ``tests/servers/`` (protocol servers), ``tests/helpers.py``,
-``tests/director.py`` and ``tests/browser.py`` (headless Chromium). A tier imports support and its own
-folder, never another tier; support never imports a tier; only ``tests/lab`` creates network namespaces
+Tiers (what a test needs to run): unit, integration, kernel, vm, ha, cluster, bgp, packaging, fuzz, soak. Support,
+used by more than one tier: ``tests/lab/`` (network namespaces), ``tests/servers/`` (protocol servers),
+``tests/helpers.py``, ``tests/director.py`` and ``tests/browser.py`` (headless Chromium). A tier imports support
+and its own folder, never another tier; support never imports a tier; only ``tests/lab`` creates network namespaces
 (the VM guest, a machine of its own, aside).
 """
 
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-TIERS = {"unit", "integration", "kernel", "vm", "ha", "cluster", "packaging"}
+TIERS = {"unit", "integration", "kernel", "vm", "ha", "cluster", "bgp", "packaging", "fuzz", "soak"}
 SUPPORT = {"lab", "servers", "helpers", "director", "browser"}
 TOP_FILES = {"__init__.py", "conftest.py", "helpers.py", "director.py", "browser.py"}
 NETNS_ADD = re.compile(r'"netns",\s*"add"|\bip netns add\b')

@@ -327,12 +327,19 @@ def test_the_exporter_writes_what_render_writes_scrape_after_scrape() -> None:
     assert exporter.render(first) == render(first)  # all from what was written
     servers = list(first.servers)
     servers[0] = servers[0]._replace(state="DOWN", weight=0, check_class="L4TOUT", check_duration=5.0,
-                                     failures=9, last_change_age=0.0)
+                                     failures=9, last_change=first.now, down_since=first.now)
     servers[4] = servers[4]._replace(check_class="L4CON", check_duration=0.25)  # now checked
     changed = dataclasses.replace(first, servers=tuple(servers), reloads_failed=5)
     assert exporter.render(changed) == render(changed)
     fewer = dataclasses.replace(changed, servers=tuple(servers[1:]))  # a reload removed a real
     assert exporter.render(fewer) == render(fewer)
+    later = dataclasses.replace(fewer, now=fewer.now + 7.6)  # the ages grow, rows unchanged
+    assert exporter.render(later) == render(later)
+    assert first.ipvs is not None
+    backends = first.ipvs.backends
+    moved = dataclasses.replace(first, ipvs=dataclasses.replace(first.ipvs, backends=(
+        backends[1]._replace(weight=7), *backends[2:], backends[0]._replace(remote_port=8080))))
+    assert exporter.render(moved) == render(moved)  # a backend left, one came, one changed
     back = dataclasses.replace(first, servers=tuple(ServerMetrics(*s) for s in first.servers))
     assert exporter.render(back) == render(first)
 

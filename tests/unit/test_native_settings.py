@@ -46,6 +46,12 @@ def test_empty_file_is_ldirectord_cf_and_nothing_else() -> None:
     assert settings == Settings()
 
 
+def test_expire_nodest_conn_is_unset_unless_written() -> None:
+    assert parse_settings("").director.expire_nodest_conn is None
+    assert parse_settings("[director]\nexpire_nodest_conn = true\n").director.expire_nodest_conn is True
+    assert parse_settings("[director]\nexpire_nodest_conn = false\n").director.expire_nodest_conn is False
+
+
 def test_guide_example(tmp_path: Path) -> None:
     path = tmp_path / "saru.toml"
     path.write_text(GUIDE)
@@ -73,6 +79,7 @@ def test_guide_example(tmp_path: Path) -> None:
     ('[ha]\nvips = ["10.0.0.1"]\n', 1, "interface is required"),
     ('[ha]\ninterface = "eth0"\nvips = ["10.0.0.1"]\npreempt = "yes"\n', 4, "expected true or false"),
     ('[director]\ndataplane = "xdp"\n', 2, "must be one of auto, ipvs, nft, proxy"),
+    ('[director]\nexpire_nodest_conn = 1\n', 2, "expected true or false"),
     ('[director\n', 1, "not valid TOML"),
     ('[ipvs.sync]\ninterface = "eth0"\nmcast_group = "10.0.0.1"\n', 3, "not a multicast address"),
     ('[cluster]\ngroup = "bad name"\n', 2, "not a valid Pacemaker resource id"),

@@ -18,6 +18,8 @@ STARTERS = {
     "dataplane/nft/routes.py": "ip -j route get / ip -j addr",
     "dataplane/ipvs/plane.py": "modprobe -q ip_vs",
     "cli/demo.py": "saru demo's backends",
+    "bgp/bird.py": "the BIRD daemon Saru manages ([bgp] manage = true): bird -f -c <file> -s <socket>",
+    "checks/receive.py": "the receive-pattern worker: this Python with -c, matching risky patterns",
 }
 SHELL_CALLS = {"system", "popen", "create_subprocess_shell", "getoutput", "getstatusoutput"}
 STARTING = {"subprocess": {"run", "Popen", "call", "check_call", "check_output"},

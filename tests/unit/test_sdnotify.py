@@ -6,6 +6,7 @@ reads what the notifier sends — the datagram and the sender's credentials. No 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -21,6 +22,7 @@ import pytest
 from saru.sdnotify import (
     STATUS_MAX,
     Notifier,
+    fd_name,
     format_message,
     monotonic_usec,
     ping_period,
@@ -233,3 +235,51 @@ def test_a_child_process_notifies_from_its_environment(path_manager: Manager) ->
     got = path_manager.receive()
     assert got.raw == b"READY=1\nSTATUS=up"
     assert got.pid not in (os.getpid(), -1)
+
+
+# -- the file descriptor store ----------------------------------------------------------------------------
+
+
+def test_fd_name_is_valid_for_listen_fdnames() -> None:
+    assert fd_name("tcp-127.0.0.1-80") == "tcp-127.0.0.1-80"
+    assert fd_name("tcp-2001:db8::1-443") == "tcp-2001_db8__1-443"  # ":" separates LISTEN_FDNAMES
+    for bad in ("", "a\nb", "é", "x" * 256):
+        with pytest.raises(ValueError):
+            fd_name(bad)
+
+
+def test_store_fd_hands_a_copy_of_the_descriptor_to_the_manager(path_manager: Manager) -> None:
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": path_manager.env_value})
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        assert notifier.store_fd("tcp-127.0.0.1-80", listener.fileno()) is True
+        data, ancdata, _flags, _addr = path_manager.sock.recvmsg(4096, 256)
+        fds = [fd for level, kind, payload in ancdata if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+               for fd in struct.unpack(f"{len(payload) // 4}i", payload)]
+        assert data == b"FDSTORE=1\nFDNAME=tcp-127.0.0.1-80" and len(fds) == 1
+        with socket.socket(fileno=fds[0]) as copy:  # the very socket: a client reaches it through the copy
+            assert copy.getsockname() == listener.getsockname()
+    assert notifier.remove_fd("tcp-127.0.0.1-80") is True
+    assert path_manager.receive().raw == b"FDSTOREREMOVE=1\nFDNAME=tcp-127.0.0.1-80"
+    notifier.close()
+
+
+LISTEN_CHILD = """
+import json, os, socket
+from saru.sdnotify import listen_fds
+s = socket.create_server(("127.0.0.1", 0))
+os.dup2(s.fileno(), 3)
+os.dup2(s.fileno(), 4)
+env = {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid()), "LISTEN_FDNAMES": "tcp-127.0.0.1-80"}
+got = listen_fds(env)
+others = {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid() + 1)}
+print(json.dumps({"got": got, "cloexec": not os.get_inheritable(3), "left": sorted(env),
+                  "others": listen_fds(others)}))
+"""
+
+
+def test_listen_fds_reads_what_systemd_passes_only_for_this_process() -> None:
+    out = subprocess.run([sys.executable, "-c", LISTEN_CHILD], capture_output=True, text=True, check=True,
+                         cwd=ROOT, timeout=30).stdout
+    assert json.loads(out) == {"got": [["tcp-127.0.0.1-80", 3], ["unknown", 4]], "cloexec": True, "left": [],
+                               "others": []}

@@ -76,6 +76,17 @@ CAPABILITIES = Capabilities(
 
 PROC_IP_VS = Path("/proc/net/ip_vs")
 PROC_IP_VS_CONN = Path("/proc/net/ip_vs_conn")
+#: the kernel's switch behind saru.toml's ``[director] expire_nodest_conn`` (one per network namespace)
+EXPIRE_NODEST_CONN = Path("/proc/sys/net/ipv4/vs/expire_nodest_conn")
+
+
+def set_sysctl(path: Path, value: str) -> bool:
+    """Write ``value`` to a /proc/sys file unless it holds it already; True when it was written.
+    OSError when it cannot be read or written (/proc/sys read-only under ProtectKernelTunables=)."""
+    if path.read_text().strip() == value:
+        return False
+    path.write_text(value + "\n")
+    return True
 #: Batches with more requests than this are sent from a worker thread.
 THREADED_BATCH = 256
 ERRNO_REASONS = {
@@ -163,6 +174,22 @@ class IpvsDataplane(Dataplane):
             if getattr(exc, "code", None) == errno.ENOENT:
                 raise DataplaneError("no IPVS in this kernel (genl family IPVS not found)") from exc
             raise DataplaneError(f"cannot open the IPVS netlink socket: {describe_error(exc)}") from exc
+        if self.expire_nodest_conn is not None:
+            await self._set_expire_nodest_conn("1" if self.expire_nodest_conn else "0")
+
+    async def _set_expire_nodest_conn(self, value: str) -> None:
+        """saru.toml ``expire_nodest_conn`` written: make the kernel's sysctl say the same (not written:
+        the sysctl is left as it is). A sysctl that cannot be set fails the start, naming the fix."""
+        try:
+            await asyncio.to_thread(run_in_netns, self.netns, lambda: set_sysctl(EXPIRE_NODEST_CONN, value))
+        except OSError as exc:
+            self._nl, nl = None, self._nl
+            if nl is not None:
+                nl.close()
+            raise DataplaneError(
+                f"[director] expire_nodest_conn: cannot set net.ipv4.vs.expire_nodest_conn={value}: "
+                f"{exc.strerror or exc} (set it before the daemon starts, e.g. in /etc/sysctl.d/, "
+                "where /proc/sys is read-only to it: saru.service's ProtectKernelTunables=)") from None
 
     async def close(self) -> None:
         nl, self._nl = self._nl, None

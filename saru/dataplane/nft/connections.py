@@ -4,7 +4,8 @@
   ``Conntrack``; the kernel filters by virtual address and port);
 * ``dr_connections``: the client address and port of each flow in a gate real's flow set
   (ESTABLISHED) or closing set (FIN_WAIT); the director sees no replies;
-* ``flows_left``: whether a drained gate real still has flows (its sets are dropped once empty).
+* ``flows_left``: whether a drained gate real still has flows (its sets are dropped once empty);
+* ``expire_nat``: ``expire_nodest_conn`` for NAT, deleting the entries of reals that left the table.
 
 Blocking; the plane calls these from a thread.
 """
@@ -13,15 +14,15 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from saru.dataplane.base import ConnEntry, DataplaneError
 from saru.dataplane.nft.libnft import Nft, NftError
 from saru.dataplane.nft.names import DR_FAMILY, TABLE, closing_set, dest_id, flow_set, service_id
 from saru.model import Dest, ServiceKey, Table
 
-__all__ = ["dr_connections", "flows_left", "nat_connections"]
+__all__ = ["dr_connections", "expire_nat", "flows_left", "nat_connections"]
 
 
 # What Saru reads of pyroute2's conntrack entries (pyroute2 has no type information).
@@ -44,26 +45,80 @@ class _Entry(Protocol):
     timeout: int | None
 
 
-def nat_connections(
-    table: Table, only: frozenset[ServiceKey] | None = None
-) -> list[tuple[ServiceKey, ConnEntry]]:
-    """Conntrack's entries of NAT virtuals (``only``: of these); the kernel filters by virtual
-    address and port, so a big conntrack table is not copied to Python for each query."""
+def _conntrack() -> tuple[type, type, type[Exception]]:
+    """pyroute2's Conntrack, its tuple type and its netlink error."""
     try:
         from pyroute2 import Conntrack
         from pyroute2.conntrack import NFCTAttrTuple
         from pyroute2.netlink.exceptions import NetlinkError
     except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
         raise DataplaneError(f"conntrack is not available: {exc}") from None
+    return Conntrack, NFCTAttrTuple, NetlinkError
+
+
+#: above this many virtuals a query reads conntrack once and sorts the entries here: each filtered
+#: dump is a walk of the whole kernel table plus a netlink round trip through pyroute2 (~25 ms each,
+#: measured: 1,000 virtuals made one `saru status` take 24 s), one dump is one walk
+FILTERED_DUMPS_MAX = 8
+
+
+def _destination(key: ServiceKey) -> tuple[int, str, int]:
+    """(IP protocol, address, port) of a (non-fwm) virtual, as conntrack's original tuple has them."""
+    return socket.IPPROTO_UDP if key.protocol == "udp" else socket.IPPROTO_TCP, key.address, key.port
+
+
+class _Dumper:
+    """Conntrack's entries by virtual: the kernel filters by address and port for a few virtuals;
+    for many (``expect`` > FILTERED_DUMPS_MAX) one dump is sorted by original destination."""
+
+    def __init__(self, ct: Any, tuple_type: type, netlink_error: type[Exception], expect: int = 1) -> None:
+        self.ct, self.tuple_type, self.netlink_error = ct, tuple_type, netlink_error
+        self.cache: list[_Entry] | None = None
+        self.by_destination: dict[tuple[int, str, int], list[_Entry]] | None = None
+        self.expect = expect
+
+    def everything(self) -> list[_Entry]:
+        if self.cache is None:
+            self.cache = list(self.ct.dump_entries())
+        return self.cache
+
+    def _sorted(self) -> dict[tuple[int, str, int], list[_Entry]]:
+        if self.by_destination is None:
+            self.by_destination = {}
+            for e in self.everything():
+                o = e.tuple_orig
+                self.by_destination.setdefault((o.proto, o.daddr, o.dport), []).append(e)
+        return self.by_destination
+
+    def of_virtual(self, key: ServiceKey) -> list[_Entry]:
+        """The entries whose original destination is the (non-fwm) virtual."""
+        destination = _destination(key)
+        if self.expect > FILTERED_DUMPS_MAX or self.by_destination is not None:
+            return self._sorted().get(destination, [])
+        family = socket.AF_INET6 if key.family == 6 else socket.AF_INET
+        proto, address, port = destination
+        match = self.tuple_type(family=family, proto=proto, daddr=address, dport=port)
+        try:
+            return list(self.ct.dump_entries(tuple_orig=match))
+        except self.netlink_error:  # the kernel would not filter (seen for IPv6): match here
+            return self._sorted().get(destination, [])
+
+
+def nat_connections(
+    table: Table, only: frozenset[ServiceKey] | None = None
+) -> list[tuple[ServiceKey, ConnEntry]]:
+    """Conntrack's entries of NAT virtuals (``only``: of these); the kernel filters by virtual
+    address and port, so a big conntrack table is not copied to Python for each query."""
+    conntrack, tuple_type, netlink_error = _conntrack()
     wanted = [s for k, s in table.services.items() if (only is None or k in only) and s.dests
               and all(d.forward == "masq" for d in s.dests.values())]
     if not wanted:
         return []
     out: list[tuple[ServiceKey, ConnEntry]] = []
     try:
-        with Conntrack() as ct:
+        with conntrack() as ct:
+            dumper = _Dumper(ct, tuple_type, netlink_error, expect=len(wanted))
             by_dest: dict[tuple[int, str, int], ServiceKey] = {}
-            everything: list[_Entry] | None = None
             for service in wanted:
                 key = service.key
                 if key.protocol == "fwm":  # the mark is not in the tuple: match by real
@@ -71,27 +126,48 @@ def nat_connections(
                         for p in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
                             by_dest[(p, d.address, d.port)] = key
                     continue
-                proto = socket.IPPROTO_UDP if key.protocol == "udp" else socket.IPPROTO_TCP
-                family = socket.AF_INET6 if key.family == 6 else socket.AF_INET
-                match = NFCTAttrTuple(family=family, proto=proto, daddr=key.address, dport=key.port)
-                try:
-                    entries = list(ct.dump_entries(tuple_orig=match))
-                except NetlinkError:  # the kernel would not filter (seen for IPv6): match here
-                    if everything is None:
-                        everything = list(ct.dump_entries())
-                    entries = [e for e in everything if (e.tuple_orig.proto, e.tuple_orig.daddr,
-                                                         e.tuple_orig.dport) == (proto, key.address, key.port)]
-                out += [(key, c) for e in entries if (c := _conn(e)) is not None]
+                out += [(key, c) for e in dumper.of_virtual(key) if (c := _conn(e)) is not None]
             if by_dest:
-                for e in everything if everything is not None else ct.dump_entries():
+                for e in dumper.everything():
                     r = e.tuple_reply
                     key_of = by_dest.get((e.tuple_orig.proto, r.saddr, r.sport)) or by_dest.get(
                         (e.tuple_orig.proto, r.saddr, 0))
                     if key_of is not None and (c := _conn(e)) is not None:
                         out.append((key_of, c))
-    except (OSError, NetlinkError) as exc:
+    except (OSError, netlink_error) as exc:
         raise DataplaneError(f"cannot read conntrack: {exc}") from None
     return out
+
+
+def expire_nat(gone: Mapping[ServiceKey, Iterable[tuple[str, int]]]) -> int:
+    """expire_nodest_conn for NAT: delete conntrack's entries DNATed to reals that left their virtual
+    (``gone``: virtual → the reals' (address, port); port 0 matches any port). The next packet of
+    such a flow finds no entry and, not being a SYN, is answered by a reset from the real it is
+    scheduled to anew (or dropped): the client learns at once instead of waiting on a dead real.
+    Returns how many entries were deleted; DataplaneError when conntrack cannot be read."""
+    conntrack, tuple_type, netlink_error = _conntrack()
+    deleted = 0
+    try:
+        with conntrack() as ct:
+            dumper = _Dumper(ct, tuple_type, netlink_error, expect=len(gone))
+            for key, reals in gone.items():
+                targets = set(reals)
+                if not targets:
+                    continue
+                entries = dumper.everything() if key.protocol == "fwm" else dumper.of_virtual(key)
+                for e in entries:
+                    r = e.tuple_reply
+                    if (r.saddr, r.sport) in targets or (r.saddr, 0) in targets:
+                        if _conn(e) is None:
+                            continue  # not translated: not a flow of this virtual's reals
+                        try:
+                            ct.delete(e)
+                            deleted += 1
+                        except netlink_error:  # ended meanwhile
+                            pass
+    except (OSError, netlink_error) as exc:
+        raise DataplaneError(f"cannot expire conntrack entries: {exc}") from None
+    return deleted
 
 
 def dr_connections(

@@ -100,10 +100,15 @@ def parse_service_comment(text: str) -> Service | None:
         return None
     fw = _unopt(fwmark)
     pers = _unopt(persistent)
-    key = ServiceKey(protocol, _unopt(address) or "", int(port), int(fw) if fw is not None else None, int(family))
+    try:  # a comment anyone wrote with nft: not a number where one belongs, not Saru's record
+        key = ServiceKey(protocol, _unopt(address) or "", int(port), int(fw) if fw is not None else None,
+                         int(family))
+        persistence = int(pers) if pers is not None else None
+    except ValueError:
+        return None
     settings = ServiceSettings(
         scheduler=_unopt(sched) or "wrr",
-        persistent=int(pers) if pers is not None else None,
+        persistent=persistence,
         netmask=_unopt(netmask),
         schedflags=_unopt(schedflags),
         ops=ops == "1",
@@ -138,5 +143,8 @@ def parse_dest_comment(text: str) -> tuple[Dest, str] | None:
     forward = _FORWARDS.get(method)
     if forward is None:
         return None
-    dest = Dest(address, int(port), forward, int(weight), int(upper), int(lower))
+    try:
+        dest = Dest(address, int(port), forward, int(weight), int(upper), int(lower))
+    except ValueError:  # not Saru's record (see parse_service_comment)
+        return None
     return dest, state

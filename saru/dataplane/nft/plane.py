@@ -14,8 +14,9 @@ touched.
 
 The impure part lives here and next door: finding the NIC behind each gate real and the NIC
 holding a direct-routed VIP (``routes``), the draining of removed gate reals (their flow sets are
-dropped at a later apply once empty), counters (``stats``/``zero``) and the connection list
-(``connections``: conntrack for NAT, flow sets for DR).
+dropped at a later apply once empty — or at once with ``expire_nodest_conn``, which also deletes the
+conntrack entries of removed NAT reals: ``connections.expire_nat``), counters (``stats``/``zero``)
+and the connection list (``connections``: conntrack for NAT, flow sets for DR).
 
 Drift (``verify``/``repair``, see ``check``): the in-memory state is trusted only while the
 ruleset's generation id has not moved since Saru last saw its tables in sync (one netlink round
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,7 +45,7 @@ from saru.dataplane.base import (
     Verification,
 )
 from saru.dataplane.nft.check import Generation, next_generation, object_problems
-from saru.dataplane.nft.connections import dr_connections, flows_left, nat_connections
+from saru.dataplane.nft.connections import dr_connections, expire_nat, flows_left, nat_connections
 from saru.dataplane.nft.environment import CLOSING_TIMEOUT, FLOW_TIMEOUT, Environment, is_loopback
 from saru.dataplane.nft.libnft import Nft, NftError, backend
 from saru.dataplane.nft.names import DR_FAMILY, NAT_FAMILY, TABLE, RenderError, service_id
@@ -57,10 +59,24 @@ from saru.dataplane.privilege import has_net_admin
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
 
+log = logging.getLogger(__name__)
 FAMILIES = (NAT_FAMILY, DR_FAMILY)
 #: how NAT virtuals are forwarded (``[nft] nat``; see ``stateless``)
 NAT_MODES = ("stateful", "stateless")
 Draining = dict[ServiceKey, dict[tuple[str, int], Dest]]
+
+
+def left_the_table(before: Table, after: Table, forward: str) -> dict[ServiceKey, list[tuple[str, int]]]:
+    """The reals (of this forwarding method) in ``before`` but not in their virtual in ``after``
+    (all of a deleted virtual's), by virtual."""
+    gone: dict[ServiceKey, list[tuple[str, int]]] = {}
+    for key, service in before.services.items():
+        now = after.services.get(key)
+        left = [dkey for dkey, d in service.dests.items()
+                if d.forward == forward and (now is None or dkey not in now.dests)]
+        if left:
+            gone[key] = left
+    return gone
 
 #: Why the schedulers and forwarding methods nftables lacks are missing, for diagnostics.
 UNSUPPORTED_HINT = ("lc, wlc, sed, nq, ovf, lblc, lblcr and twos need per-real connection counts, which "
@@ -349,9 +365,17 @@ class NftDataplane(Dataplane):
             commands += transaction(state.scripts[family], built.scripts[family], state.existed[family])
         if commands:
             self._commit("\n".join(commands) + "\n")
+        before = state.table
         self._state = State(table, draining, built.scripts,
                             {f: not built.scripts[f].empty for f in FAMILIES}, built.slot_owners)
         self._other_mode = False
+        if self.expire_nodest_conn:
+            gone = left_the_table(before, table, "masq")
+            if gone:  # after the commit: no new flow can be DNATed to them any more
+                try:
+                    expire_nat(gone)
+                except DataplaneError as exc:  # the table is applied: say so, do not fail the apply
+                    log.warning("expire_nodest_conn: %s", exc)
 
     def _draining(self, state: State, table: Table) -> Draining:
         """Gate reals removed now or earlier whose connections may still run (kept until empty)."""
@@ -361,9 +385,9 @@ class NftDataplane(Dataplane):
             before = state.table.services.get(key)
             kept: dict[tuple[str, int], Dest] = {}
             for dkey, dest in state.draining.get(key, {}).items():
-                if dkey not in service.dests and flows_left(nft, key, dkey):
+                if dkey not in service.dests and not self.expire_nodest_conn and flows_left(nft, key, dkey):
                     kept[dkey] = dest
-            if before is not None:
+            if before is not None and not self.expire_nodest_conn:  # expire: their flow sets go now
                 for dkey, dest in before.dests.items():
                     if dkey not in service.dests and dest.forward == "gate" and not is_loopback(dest.address):
                         kept[dkey] = dest

@@ -10,29 +10,46 @@ Firewall-mark services cannot be proxied and are refused.
 e.g. a port in use, raises ``DataplaneError`` and changes nothing), then mutates the in-memory state
 without awaiting, so a client never sees half a batch. Removals drain: a deleted or weight-0
 destination gets no new connections while established ones run to their end; deleting a service
-closes its listener (its established TCP connections still drain).
+closes its listener (its established TCP connections still drain). With ``expire_nodest_conn`` on
+(saru.toml ``[director]``), a destination deleted from the table (down with quiescent=no, removed
+from the config, its service deleted) has its TCP connections reset and its UDP flows ended at once,
+like IPVS with ``net.ipv4.vs.expire_nodest_conn=1``; weight 0 (drain, quiescent down) still drains.
 
 The proxy forwards through its own epoll poller (``poll``). By default it runs on the caller's
 asyncio loop (stock asyncio, or uvloop only if the caller installed it). With ``threaded=True`` it
 runs in a thread of its own, which keeps forwarding while the daemon's loop is busy; ``apply``,
 ``read`` and ``stats`` then hand their work to that thread, where it runs between two event batches.
 The two modes measured the same within noise (``bench/proxy_bench.py --thread``).
+
+Restarts: with ``listen_sockets`` set (the daemon under systemd sets its file descriptor store), a new
+service's socket is taken from the store when it holds one for that virtual, and every socket bound
+is handed to it; a deleted service's is dropped from it. A daemon killed and restarted by systemd so
+refuses no connection: clients wait in the kept socket's backlog until the new daemon accepts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-from saru.dataplane.base import Capabilities, ConnEntry, Dataplane, DataplaneError, DestStats, ServiceStats
+from saru.dataplane.base import (
+    Capabilities,
+    ConnEntry,
+    Dataplane,
+    DataplaneError,
+    DestStats,
+    ServiceStats,
+    listener_name,
+)
 from saru.dataplane.proxy.balancer import Balancer, check_settings
 from saru.dataplane.proxy.poll import READ, Poller
-from saru.dataplane.proxy.schedulers import SCHEDULERS
-from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, relay_state
+from saru.dataplane.proxy.schedulers import SCHEDULERS, DestState
+from saru.dataplane.proxy.tcp import Counters, TcpListener, TcpRelay, bind_socket, listens_on, relay_state
 from saru.dataplane.proxy.udp import UdpListener
 from saru.diff import OpError, apply_ops
 from saru.model import (
@@ -49,6 +66,8 @@ from saru.model import (
     ServiceSettings,
     Table,
 )
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     name="proxy",
@@ -79,7 +98,7 @@ class _Running:
 def _check_address(address: str, what: str) -> None:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         raise DataplaneError(f"{what}: {address!r} is not an IP address") from None
 
 
@@ -98,6 +117,7 @@ class ProxyDataplane(Dataplane):
     ``connect_timeout``: seconds for a TCP connect to a real before it counts as failed (and is retried
     once on another real).
     ``threaded``: forward in a dedicated thread rather than on the running asyncio loop.
+    ``splice``: False copies bulk transfers through Python instead of splicing them (for comparison).
     """
 
     capabilities = CAPABILITIES
@@ -108,7 +128,9 @@ class ProxyDataplane(Dataplane):
         template_sweep: float = 5.0,
         connect_timeout: float = 5.0,
         threaded: bool = False,
+        splice: bool = True,
     ) -> None:
+        self.splice = splice
         self.udp_timeout = udp_timeout
         self.connect_timeout = connect_timeout
         self.template_sweep = template_sweep
@@ -126,7 +148,7 @@ class ProxyDataplane(Dataplane):
     def _ensure_started(self) -> Poller:
         if self._poller is None:
             tick = min(1.0, self.udp_timeout / 4, self.connect_timeout / 4, self.template_sweep)
-            self._poller = Poller(asyncio.get_running_loop(), threaded=self.threaded, tick=tick)
+            self._poller = Poller(asyncio.get_running_loop(), threaded=self.threaded, tick=tick, splice=self.splice)
             self._poller.tickers.append(self._sweep)
         return self._poller
 
@@ -207,6 +229,12 @@ class ProxyDataplane(Dataplane):
             for d in running.balancer.dests.values():
                 d.connections = d.bytes_in = d.bytes_out = 0
 
+    async def listening_sockets(self) -> dict[str, int]:
+        if self._poller is None:
+            return {}
+        return await self._poller.call(
+            lambda: {listener_name(k): r.listener.fd for k, r in self._services.items() if not r.listener.closed})
+
     async def connections(self) -> list[ConnEntry]:
         """The relayed TCP connections and UDP flows (``ipvsadm -L -c``). The proxy has no idle
         timeout on TCP connections, so they show 0 s to expiry; UDP flows show the time left of
@@ -237,14 +265,19 @@ class ProxyDataplane(Dataplane):
     async def apply(self, ops: Sequence[Op]) -> None:
         poller = self._ensure_started()
         async with self._lock:  # models change only under the lock, so validation sees a still table
-            self._validate(ops)
+            after = self._validate(ops)
             bound = self._bind_new(ops)
+            gone = [key for key in self._services if key not in after]
             try:
                 await poller.call(lambda: self._mutate(ops, bound, poller))
             except BaseException:  # pragma: no cover - _validate makes this unreachable
                 for sock in bound.values():
                     sock.close()
                 raise
+            store = self.listen_sockets
+            if store is not None:
+                for key in gone:
+                    store.drop(listener_name(key))
 
     def _validate(self, ops: Sequence[Op]) -> dict[ServiceKey, Service]:
         """Check what a proxy can do, then replay the ops on a copy of the table (``apply_ops``):
@@ -290,11 +323,17 @@ class ProxyDataplane(Dataplane):
                 match op:
                     case AddService() if key not in self._services and key not in bound:
                         kind = socket.SOCK_STREAM if key.protocol == "tcp" else socket.SOCK_DGRAM
+                        kept = self._kept_socket(key, kind)
+                        if kept is not None:
+                            bound[key] = kept
+                            continue
                         try:
                             bound[key] = bind_socket(key.address, key.port, kind)
                         except OSError as exc:
                             reason = exc.strerror or str(exc)
                             raise DataplaneError(f"{key}: cannot listen on {key.hostport}: {reason}") from None
+                        if self.listen_sockets is not None:
+                            self.listen_sockets.keep(listener_name(key), bound[key])
                     case AddService() | EditService() | DelService() | AddDest() | EditDest() | DelDest():
                         pass  # binds nothing (a re-added service keeps the socket of the one it replaces)
                     case _:
@@ -304,6 +343,21 @@ class ProxyDataplane(Dataplane):
                 sock.close()
             raise
         return bound
+
+    def _kept_socket(self, key: ServiceKey, kind: int) -> socket.socket | None:
+        """The virtual's socket from ``listen_sockets`` (a restart under systemd: clients waited in
+        its backlog meanwhile), if it is what it should be; else None (a misfit is closed)."""
+        store = self.listen_sockets
+        sock = store.take(listener_name(key)) if store is not None else None
+        if sock is None:
+            return None
+        if not listens_on(sock, key.address, key.port, kind):
+            log.warning("proxy: the kept socket of %s is not listening on %s: closed, binding anew",
+                        key, key.hostport)
+            sock.close()
+            return None
+        sock.setblocking(False)
+        return sock
 
     def _mutate(self, ops: Sequence[Op], bound: dict[ServiceKey, socket.socket], poller: Poller) -> None:
         """Apply validated ops to the live state (no awaits: atomic for clients)."""
@@ -318,6 +372,8 @@ class ProxyDataplane(Dataplane):
                 entry = touched[id(running)] = (running, dict(running.model.dests))
             return entry[1]
 
+        gone: list[DestState] = []  # destinations removed by this batch (expire_nodest_conn)
+
         for op in ops:
             key = op.service
             match op:
@@ -329,12 +385,16 @@ class ProxyDataplane(Dataplane):
                     running.model = replace(running.model, settings=settings)
                 case DelService():
                     removed[key] = services.pop(key)
+                    gone += removed[key].balancer.dests.values()
                 case AddDest(dest=dest) | EditDest(dest=dest):
                     running = services[key]
                     running.balancer.set_dest(dest, refresh=False)
                     dests_of(running)[dest.key] = dest
                 case DelDest(address=address, port=port):
                     running = services[key]
+                    state = running.balancer.dests.get((address, port))
+                    if state is not None:
+                        gone.append(state)
                     running.balancer.remove_dest((address, port), refresh=False)
                     dests_of(running).pop((address, port), None)
                 case _:
@@ -344,6 +404,28 @@ class ProxyDataplane(Dataplane):
             running.model = replace(running.model, dests=dests)
         for running in removed.values():
             running.listener.close()
+        if self.expire_nodest_conn and gone:
+            self._expire(gone, poller)
+
+    def _expire(self, gone: list[DestState], poller: Poller) -> None:
+        """expire_nodest_conn: end the TCP relays and UDP flows of destinations that left the table.
+        A destination back in its service by the end of the batch (deleted and re-added, or its
+        service re-added) has not left: its connections stay."""
+        staying = {(running.balancer.service, dkey, key.protocol)
+                   for key, running in self._services.items() for dkey in running.balancer.dests}
+        expired = {id(d) for d in gone}
+
+        def ends(dest: DestState, balancer: Balancer, protocol: str) -> bool:
+            return id(dest) in expired and (balancer.service, dest.key, protocol) not in staying
+
+        for relay in list(poller.live):
+            if isinstance(relay, TcpRelay) and ends(relay.dest, relay.listener.balancer, "tcp"):
+                relay.abort()
+        for running in self._services.values():
+            listener = running.listener
+            if isinstance(listener, UdpListener):
+                for flow in [f for f in listener.flows.values() if ends(f.dest, listener.balancer, "udp")]:
+                    flow.close()
 
     def _start(self, key: ServiceKey, settings: ServiceSettings, old: _Running | None,
                bound: dict[ServiceKey, socket.socket], poller: Poller) -> _Running:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import fcntl
 import logging
 import os
 import select
@@ -40,6 +41,13 @@ log = logging.getLogger(__name__)
 READ = 1
 WRITE = 4
 Handler = Callable[[int], None]
+#: a pipe's (read end, write end), for splicing
+Pipe = tuple[int, int]
+#: the capacity asked for a splice pipe (fcntl F_SETPIPE_SZ; the kernel may round it up)
+PIPE_SIZE = 256 * 1024
+#: splice pipes kept for reuse, per poller
+_PIPE_POOL = 64
+_F_SETPIPE_SZ = 1031  # linux/fcntl.h (fcntl.F_SETPIPE_SZ from Python 3.10, not on every platform)
 T = TypeVar("T")
 
 
@@ -65,8 +73,10 @@ class Poller:
     """Readiness notifications for raw sockets, dispatched in batches."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, threaded: bool = False, tick: float = 0.1,
-                 batch: int = 256) -> None:
+                 batch: int = 256, splice: bool = True) -> None:
         self.loop = loop
+        #: False: ``take_pipe`` gives none, bulk transfers are copied through Python (for comparison)
+        self.splice = splice and hasattr(os, "splice")
         self.threaded = threaded
         self.tick = tick
         self.batch = batch
@@ -82,6 +92,8 @@ class Poller:
         self.deadlines: dict[Expiring, float] = {}
         #: the TCP relays' copy buffer (set by proxy.tcp; one per poller, i.e. per thread)
         self.tcp_buffer: bytearray | None = None
+        #: empty splice pipes for reuse (``take_pipe``/``give_pipe``)
+        self.pipes: list[Pipe] = []
         if _EPOLL:
             self.epoll: select.epoll | None = select.epoll()
             self.selector: selectors.BaseSelector | None = None
@@ -145,6 +157,33 @@ class Poller:
         else:
             self.selector.register(fd, mask)
 
+    # -- splice pipes -----------------------------------------------------------------------------
+
+    def take_pipe(self) -> Pipe | None:
+        """An empty non-blocking pipe of ``PIPE_SIZE`` for splicing; None when none can be had (no
+        splice here, out of descriptors): the caller keeps copying."""
+        if self.pipes:
+            return self.pipes.pop()
+        if not self.splice:
+            return None
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: the default 64 KiB works too
+            pass
+        return r, w
+
+    def give_pipe(self, pipe: Pipe, empty: bool) -> None:
+        """A relay is done with ``pipe``: kept for reuse when empty (and the pool has room), else closed."""
+        if empty and len(self.pipes) < _PIPE_POOL and not self.closed:
+            self.pipes.append(pipe)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
+
     # -- dispatch ---------------------------------------------------------------------------------
 
     def run(self, timeout: float = 0) -> None:
@@ -161,12 +200,13 @@ class Poller:
                 for key, mask in self.selector.select(timeout)
             ]
         self.running = True
+        get, errors, both = handlers.get, ERRORS, READ | WRITE
         for fd, ev in ready:
-            handler = handlers.get(fd)
+            handler = get(fd)
             if handler is None or fd in fresh:
                 continue
             try:
-                handler(ev | READ | WRITE if ev & ERRORS else ev)
+                handler(ev | both if ev & errors else ev)
             except Exception:  # a bug in one connection must not stop the others
                 log.exception("proxy: error handling descriptor %d", fd)
         self.running = False
@@ -258,3 +298,7 @@ class Poller:
         elif self.selector is not None:  # pragma: no cover
             self.selector.close()
         self.handlers.clear()
+        for r, w in self.pipes:
+            os.close(r)
+            os.close(w)
+        self.pipes.clear()

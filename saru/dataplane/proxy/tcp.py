@@ -6,6 +6,11 @@ chosen real (TCP_NODELAY on both sides), then copy bytes through one shared buff
 forwarded (``shutdown(SHUT_WR)``); the connection is closed when both directions have ended or on an
 error. When a side's peer cannot take more data, reading that side stops until the backlog drains.
 
+Bulk transfers go through the kernel: once a read fills the whole copy buffer (256 KiB: a download or
+upload, not a request/response exchange), that direction switches to ``os.splice`` through a pipe
+(socket → pipe → socket, no copy into Python; the pipe is the direction's backlog). Pipes come from
+a per-poller pool and go back to it when the relay ends with its pipes empty.
+
 A connect that fails (refused, unreachable, or not done within ``connect_timeout`` seconds,
 checked at the poller's tick) is retried once on another real chosen by the same scheduler with the
 failed real excluded; if that fails too, the client connection is closed. There is no idle timeout
@@ -15,25 +20,32 @@ When accepting fails for lack of descriptors (EMFILE, ENFILE, ENOBUFS), the list
 the next tick instead of spinning on a backlog it cannot accept.
 
 Closing a listener stops new connections only: established relays keep running to their end, which
-is how removals drain.
+is how removals drain — unless the plane's ``expire_nodest_conn`` is on: then the relays of a real
+that left the table are aborted (``abort``: a reset to both ends).
 """
 
 from __future__ import annotations
 
 import _socket
 import errno
+import os
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
 
 from saru.dataplane.proxy.balancer import Balancer, Template
-from saru.dataplane.proxy.poll import ERRORS, READ, WRITE, Poller
+from saru.dataplane.proxy.poll import ERRORS, PIPE_SIZE, READ, WRITE, Pipe, Poller
 from saru.dataplane.proxy.schedulers import DestState
 
 _BUFFER_SIZE = 256 * 1024
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _ACCEPT_BATCH = 64
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+_PIPE_SIZE = PIPE_SIZE
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+splice = os.splice
 #: Linux copies TCP_NODELAY from a listening socket to the sockets it accepts: one syscall less each
 _NODELAY_INHERITED = sys.platform.startswith("linux")
 _NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -74,6 +86,21 @@ def bind_socket(address: str, port: int, kind: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def listens_on(sock: socket.socket, address: str, port: int, kind: int) -> bool:
+    """Whether ``sock`` (e.g. handed down by systemd) is bound to address:port as a ``kind`` socket of
+    the address's family, and, for TCP, listening."""
+    family = family_of(address)
+    try:
+        if sock.family != family or sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != kind:
+            return False
+        if kind == socket.SOCK_STREAM and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return False
+        host, bound_port = sock.getsockname()[:2]
+        return bool(bound_port == port and socket.inet_pton(family, host) == socket.inet_pton(family, address))
+    except OSError:
+        return False
 
 
 def relay_state(relay: TcpRelay) -> str:
@@ -160,8 +187,9 @@ class TcpRelay:
     """One client connection relayed to one real."""
 
     __slots__ = (
-        "addr", "beof", "bfd", "bmask", "bpend", "bsock", "buffer", "ceof", "cfd", "cmask", "counters",
-        "cpend", "csock", "dest", "done", "listener", "poller", "retried", "template", "view",
+        "addr", "beof", "bfd", "bmask", "bpend", "bpipe", "bpiped", "bsock", "buffer", "ceof", "cfd", "cmask",
+        "counters", "cpend", "cpipe", "cpiped", "csock", "dest", "done", "listener", "poller", "retried",
+        "template", "view",
     )
 
     def __init__(
@@ -186,6 +214,11 @@ class TcpRelay:
         self.cmask = self.bmask = -1  # -1: not registered
         self.cpend = self.bpend = b""  # bytes waiting to go to the client / to the backend
         self.ceof = self.beof = False  # EOF received from the client / from the backend
+        # bulk transfers: a pipe per direction (to the client / to the backend) spliced through, and
+        # how many bytes wait in it
+        self.cpipe: Pipe | None = None
+        self.bpipe: Pipe | None = None
+        self.cpiped = self.bpiped = 0
         self.retried = False
         self.done = False
         self.counters.connections += 1
@@ -263,17 +296,22 @@ class TcpRelay:
     # -- relaying ---------------------------------------------------------------------------------
 
     def on_client(self, events: int) -> None:
-        if events & WRITE and self.cpend:
-            try:
-                sent = self.csock.send(self.cpend)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return self.close()
-            self.cpend = self.cpend[sent:]
-            if not self.cpend and self.beof:
+        if events & WRITE and (self.cpend or self.cpiped):
+            if self.cpend:
+                try:
+                    sent = self.csock.send(self.cpend)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return self.close()
+                self.cpend = self.cpend[sent:]
+            elif not self._drain(self.cpipe, self.cfd, True):
+                return
+            if not self.cpend and not self.cpiped and self.beof:
                 self._shut(self.csock)
-        elif events & READ and not self.bpend and not self.ceof:
+        elif events & READ and not self.bpend and not self.bpiped and not self.ceof:
+            if self.bpipe is not None:
+                return self._splice(False)
             try:
                 n = self.csock.recv_into(self.buffer)
             except BlockingIOError:
@@ -291,30 +329,35 @@ class TcpRelay:
                     sent = 0
                 except OSError:
                     return self.close()
+                if n == _BUFFER_SIZE:  # a bulk upload: splice it from now on
+                    self.bpipe = self.poller.take_pipe()
                 if sent == n and self.cmask > 0:
                     return  # the common case: nothing to re-arm
                 if sent < n:
                     self.bpend = bytes(self.view[sent:n])
             else:
-                self.ceof = True
-                if not (self.beof and not self.cpend) and self.bsock is not None:
-                    self._shut(self.bsock)  # else both ended: close() sends the FIN
+                self._client_ended()
         self.update()
 
     def on_backend(self, events: int) -> None:
         b = self.bsock
         assert b is not None
-        if events & WRITE and self.bpend:
-            try:
-                sent = b.send(self.bpend)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return self.close()
-            self.bpend = self.bpend[sent:]
-            if not self.bpend and self.ceof:
+        if events & WRITE and (self.bpend or self.bpiped):
+            if self.bpend:
+                try:
+                    sent = b.send(self.bpend)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return self.close()
+                self.bpend = self.bpend[sent:]
+            elif not self._drain(self.bpipe, self.bfd, False):
+                return
+            if not self.bpend and not self.bpiped and self.ceof:
                 self._shut(b)
-        elif events & READ and not self.cpend and not self.beof:
+        elif events & READ and not self.cpend and not self.cpiped and not self.beof:
+            if self.cpipe is not None:
+                return self._splice(True)
             try:
                 n = b.recv_into(self.buffer)
             except BlockingIOError:
@@ -330,15 +373,72 @@ class TcpRelay:
                     sent = 0
                 except OSError:
                     return self.close()
+                if n == _BUFFER_SIZE:  # a bulk download: splice it from now on
+                    self.cpipe = self.poller.take_pipe()
                 if sent == n and self.bmask == READ:
                     return  # the common case: nothing to re-arm
                 if sent < n:
                     self.cpend = bytes(self.view[sent:n])
             else:
-                self.beof = True
-                if not self.cpend and not (self.ceof and not self.bpend):
-                    self._shut(self.csock)
+                self._backend_ended()
         self.update()
+
+    def _client_ended(self) -> None:
+        self.ceof = True
+        if not (self.beof and not self.cpend and not self.cpiped) and self.bsock is not None:
+            self._shut(self.bsock)  # else both ended: close() sends the FIN
+
+    def _backend_ended(self) -> None:
+        self.beof = True
+        if not self.cpend and not self.cpiped and not (self.ceof and not self.bpend and not self.bpiped):
+            self._shut(self.csock)
+
+    # -- splicing (bulk transfers: the kernel moves the bytes, Python only counts them) ------------
+
+    def _splice(self, to_client: bool) -> None:
+        """Readable side → its pipe, then as much as the other side takes (``to_client``: backend →
+        client). Entered only with the pipe empty: the pipe is that direction's send backlog."""
+        pipe = self.cpipe if to_client else self.bpipe
+        assert pipe is not None
+        try:
+            n = splice(self.bfd if to_client else self.cfd, pipe[1], _PIPE_SIZE, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self.close()
+        if not n and to_client:
+            self._backend_ended()
+        elif not n:
+            self._client_ended()
+        else:
+            if to_client:
+                self.dest.bytes_out += n
+                self.counters.bytes_out += n
+                self.cpiped = n
+            else:
+                self.dest.bytes_in += n
+                self.counters.bytes_in += n
+                self.bpiped = n
+            if not self._drain(pipe, self.cfd if to_client else self.bfd, to_client):
+                return
+        self.update()
+
+    def _drain(self, pipe: Pipe | None, fd: int, to_client: bool) -> bool:
+        """Pipe → socket, as much as the socket takes; False when that failed and the relay closed."""
+        assert pipe is not None
+        left = self.cpiped if to_client else self.bpiped
+        try:
+            sent = splice(pipe[0], fd, left, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close()
+            return False
+        if to_client:
+            self.cpiped = left - sent
+        else:
+            self.bpiped = left - sent
+        return True
 
     @staticmethod
     def _shut(sock: _socket.socket) -> None:
@@ -351,7 +451,8 @@ class TcpRelay:
         """Re-arm both sockets for what each direction needs now; close when both have ended."""
         if self.done:
             return
-        ceof, beof, cpend, bpend = self.ceof, self.beof, self.cpend, self.bpend
+        ceof, beof = self.ceof, self.beof
+        cpend, bpend = self.cpend or self.cpiped, self.bpend or self.bpiped
         if ceof and beof and not cpend and not bpend:
             return self.close()
         cmask = (0 if bpend or ceof else READ) | (WRITE if cpend else 0)
@@ -366,6 +467,19 @@ class TcpRelay:
             self.bmask = bmask
             self.poller.modify(self.bfd, bmask)
 
+    def abort(self) -> None:
+        """End the connection with a reset on both sides (expire_nodest_conn): a client must not take
+        a response cut short for a complete one, as it could from a FIN after a close-delimited body."""
+        if self.done:
+            return
+        for sock in (self.csock, self.bsock):
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                except OSError:
+                    pass
+        self.close()
+
     def close(self) -> None:
         if self.done:
             return
@@ -378,4 +492,8 @@ class TcpRelay:
         if self.bsock is not None:
             poller.forget(self.bfd)
             self.bsock.close()
+        if self.cpipe is not None:
+            poller.give_pipe(self.cpipe, self.cpiped == 0)
+        if self.bpipe is not None:
+            poller.give_pipe(self.bpipe, self.bpiped == 0)
         self.listener.balancer.release(self.dest, self.template)

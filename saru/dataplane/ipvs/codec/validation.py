@@ -1,8 +1,9 @@
 """Checking an op before anything is sent: what the IPVS data plane cannot express (pure).
 
-``validate(op)`` raises ``InvalidOp`` for a bad firewall mark, protocol, scheduler name or flag,
-netmask, persistence timeout, forwarding method, weight or thresholds — the kernel would refuse
-them, after the earlier ops of the batch had been applied.
+``validate(op)`` raises ``InvalidOp`` for a bad firewall mark, protocol, address, port, scheduler name
+or flag, netmask, persistence timeout, forwarding method, weight or thresholds — the kernel would refuse
+them, after the earlier ops of the batch had been applied (and an op that passes can be packed:
+``packing.wire`` does not raise).
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ def validate(op: Op) -> None:
             raise InvalidOp(f"invalid firewall mark {key.fwmark!r}")
     elif key.protocol not in PROTOCOLS:
         raise InvalidOp(f"unknown protocol {key.protocol!r}")
+    else:
+        _validate_address(key.address, "service address")
+        _validate_port(key.port, "service port")
     match op:
         case AddService(settings=settings) | EditService(settings=settings):
             _validate_settings(settings, key.family)
         case AddDest(dest=dest) | EditDest(dest=dest):
             _validate_dest(dest)
-        case DelService() | DelDest():
+        case DelDest(address=address, port=port):
+            _validate_address(address, "destination address")
+            _validate_port(port, "destination port")
+        case DelService():
             pass
         case _:
             assert_never(op)
@@ -79,7 +86,23 @@ def _validate_settings(s: ServiceSettings, family: int) -> None:
         raise InvalidOp(f"invalid persistent timeout {s.persistent}")
 
 
+def _validate_address(address: str, what: str) -> None:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:  # also an embedded NUL, which inet_pton would raise ValueError for
+        raise InvalidOp(f"{what} {address!r} is not an IP address") from None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.scope_id is not None:
+        raise InvalidOp(f"{what} {address!r}: IPVS takes no scope (%interface)")
+
+
+def _validate_port(port: int, what: str) -> None:
+    if not 0 <= port <= 0xFFFF:
+        raise InvalidOp(f"{what} {port} is not 0-65535")
+
+
 def _validate_dest(d: Dest) -> None:
+    _validate_address(d.address, "destination address")
+    _validate_port(d.port, "destination port")
     if d.forward not in FORWARD_CODES:
         raise InvalidOp(f"unknown forwarding method {d.forward!r}")
     if not 0 <= d.weight <= 0x7FFFFFFF:

@@ -1,0 +1,228 @@
+"""The metrics snapshot kept up to date between scrapes, instead of built anew for each one.
+
+``build`` (``saru.daemon.metrics_snapshot``) makes a row for each of 10,000 reals on every scrape,
+though from one scrape to the next a few hundred of them changed. ``LiveServers`` keeps the rows and
+redoes only those whose inputs changed since the last ``update``:
+
+* a real a check result touched (``RealStats.changes``: the records results updated);
+* every real of a virtual whose service in the data plane's table changed (a plane that hands back
+  the same ``Service`` object while it is unchanged, as the proxy does, costs one identity test per
+  virtual; otherwise the services are compared);
+* every real of a virtual whose connection counters changed, when the counters are a new reading
+  (the service layer reads them at most once every ``COUNTERS_MAX_AGE`` seconds; the same mapping
+  again costs nothing);
+* a real whose operator override changed.
+
+A new config (reload), another ``rewrite`` or a ``RealStats.retain`` (records dropped) starts over
+with ``build``'s own functions. A row that is redone but comes out equal keeps its old object, so a
+reader can find what changed by identity (``saru.api.metrics.Exporter`` does). The node_ipvs
+backends are kept the same way, per service of the table. Either way the rows are exactly
+``build``'s (tests/unit/test_metrics_live.py holds the two to it over sequences of changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from saru.daemon.metrics_snapshot import (
+    NO_COUNTERS,
+    BackendMetrics,
+    IpvsView,
+    ServerMetrics,
+    ipvs_totals,
+    real_row,
+    service_backends,
+    virtual_rows,
+)
+from saru.daemon.realstats import RealRecord, RealStats
+from saru.dataplane.base import DestStats, ServiceStats
+from saru.model import Config, Override, RealRef, Service, ServiceKey, Table, VirtualConfig
+from saru.planner import dest_port
+
+Conns = list[tuple[int, int]]
+
+
+def conns_of(keys: list[tuple[str, int]], service_stats: ServiceStats | None) -> Conns:
+    """(active, inactive) of each destination key."""
+    dests = service_stats.dests if service_stats is not None else {}
+    found: Conns = []
+    for key in keys:
+        c = dests.get(key, NO_COUNTERS)
+        found.append((c.active_connections, c.inactive_connections))
+    return found
+
+
+@dataclass
+class _Virtual:
+    """One virtual's part of the rows."""
+
+    config: VirtualConfig
+    key: ServiceKey  # one object for every row of the virtual
+    start: int  # its first row
+    dest_keys: list[tuple[str, int]]  # each real's destination key in the table, in row order
+    service: Service | None  # as in the table the rows were made from
+    conns: Conns  # each real's (active, inactive) the rows show
+    up: int = 0  # its reals UP
+
+
+@dataclass
+class _Backends:
+    service: Service
+    conns: Conns
+    rows: list[BackendMetrics] = field(default_factory=list)
+
+
+class LiveServers:
+    """The rows of every real (``servers``), each virtual's reals UP (``active``) and the node_ipvs
+    view, kept up to date by ``update`` (see the module docstring)."""
+
+    def __init__(self, realstats: RealStats) -> None:
+        self._realstats = realstats
+        self._changed = realstats.changes()
+        self._config: Config | None = None
+        self._rewrite = False
+        self._generation = -1
+        self._overrides: Mapping[RealRef, Override] = {}
+        self._stats: Mapping[ServiceKey, ServiceStats] = {}
+        self._rows: list[ServerMetrics] = []
+        self._virtuals: list[_Virtual] = []
+        self._virtual_of: list[int] = []  # row -> its virtual
+        self._rows_of: dict[RealRef, list[int]] = {}
+        self._by_record: dict[RealRecord, list[int]] = {}
+        self._backends: dict[ServiceKey, _Backends] = {}
+        self._ipvs: IpvsView | None = None
+        self.redone = 0  # rows redone by the last update (for the benchmark and the tests)
+
+    @property
+    def servers(self) -> tuple[ServerMetrics, ...]:
+        return tuple(self._rows)
+
+    @property
+    def active(self) -> tuple[tuple[ServiceKey, int], ...]:
+        return tuple((v.key, v.up) for v in self._virtuals)
+
+    def update(self, config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
+               overrides: Mapping[RealRef, Override]) -> None:
+        """Bring the rows to ``build``'s for these inputs."""
+        realstats = self._realstats
+        if config is not self._config or rewrite != self._rewrite or realstats.generation != self._generation:
+            self._changed.clear()
+            self._start(config, table, stats, rewrite, overrides)
+            return
+        changed = list(self._changed)
+        self._changed.clear()
+        redo_virtuals: set[int] = set()
+        redo_rows: dict[int, RealRecord | None] = {}  # (its record when a result touched it)
+        fresh = stats is not self._stats
+        for i, v in enumerate(self._virtuals):
+            service = table.services.get(v.key)
+            if service is not v.service and service != v.service:
+                v.service = service
+                redo_virtuals.add(i)
+            if fresh:
+                conns = conns_of(v.dest_keys, stats.get(v.key))
+                if conns != v.conns:
+                    v.conns = conns
+                    redo_virtuals.add(i)
+        self._stats = stats
+        if overrides != self._overrides:
+            for ref in set(overrides) | set(self._overrides):
+                if overrides.get(ref) != self._overrides.get(ref):
+                    redo_rows.update(dict.fromkeys(self._rows_of.get(ref, ())))
+            self._overrides = dict(overrides)
+        for rec in changed:
+            rows = self._by_record.get(rec)
+            if rows is None:  # its first result since the rows were made
+                rows = self._by_record[rec] = self._rows_of.get(rec.ref, [])
+            for row in rows:
+                redo_rows[row] = rec
+        self.redone = 0
+        for i in redo_virtuals:
+            self._redo_virtual(i)
+        for row, record in redo_rows.items():
+            if self._virtual_of[row] not in redo_virtuals:
+                self._redo_row(row, record)
+        for i in redo_virtuals | {self._virtual_of[row] for row in redo_rows}:
+            v = self._virtuals[i]
+            v.up = sum(row.state == "UP" for row in self._rows[v.start:v.start + len(v.config.reals)])
+        self._update_backends(table, stats, fresh)
+
+    def ipvs(self) -> IpvsView:
+        """node_exporter's IPVS view of the table and counters ``update`` was given last."""
+        if self._ipvs is None:
+            self._ipvs = IpvsView(ipvs_totals(self._stats),
+                                  tuple(b for part in self._backends.values() for b in part.rows))
+        return self._ipvs
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _start(self, config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
+               overrides: Mapping[RealRef, Override]) -> None:
+        self._config, self._rewrite, self._generation = config, rewrite, self._realstats.generation
+        self._overrides, self._stats = dict(overrides), stats
+        self._rows, self._virtuals, self._virtual_of, self._rows_of = [], [], [], {}
+        self._by_record = {}
+        for i, v in enumerate(config.virtuals):
+            vkey = v.key
+            service, service_stats = table.services.get(vkey), stats.get(vkey)
+            dest_keys = [(r.address, dest_port(v, r.forward, r.port, rewrite)) for r in v.reals]
+            part = _Virtual(v, vkey, len(self._rows), dest_keys, service, conns_of(dest_keys, service_stats))
+            rows = virtual_rows(v, vkey, service, service_stats, self._realstats, rewrite, overrides)
+            part.up = sum(row.state == "UP" for row in rows)
+            for j, r in enumerate(v.reals):
+                self._rows_of.setdefault(RealRef(vkey, r.address, r.port), []).append(part.start + j)
+            self._rows.extend(rows)
+            self._virtual_of.extend([i] * len(rows))
+            self._virtuals.append(part)
+        for ref, indices in self._rows_of.items():
+            rec = self._realstats.for_service(ref.service).get((ref.address, ref.port))
+            if rec is not None:
+                self._by_record[rec] = indices
+        self.redone = len(self._rows)
+        self._backends = {}
+        self._update_backends(table, stats, True)
+
+    def _keep(self, row: int, new: ServerMetrics) -> None:
+        if new != self._rows[row]:
+            self._rows[row] = new
+            self.redone += 1
+
+    def _redo_virtual(self, i: int) -> None:
+        v = self._virtuals[i]
+        rows = virtual_rows(v.config, v.key, v.service, self._stats.get(v.key), self._realstats, self._rewrite,
+                            self._overrides)
+        for j, new in enumerate(rows):
+            self._keep(v.start + j, new)
+
+    def _redo_row(self, row: int, rec: RealRecord | None) -> None:
+        v = self._virtuals[self._virtual_of[row]]
+        j = row - v.start
+        real, key = v.config.reals[j], v.dest_keys[j]
+        active, inactive = v.conns[j]
+        if rec is None:
+            rec = self._realstats.for_service(v.key).get((real.address, real.port))
+        self._keep(row, real_row(
+            v.key, v.config.checktype, real, v.service.dests.get(key) if v.service is not None else None,
+            DestStats(active, inactive), rec,
+            self._overrides.get(RealRef(v.key, real.address, real.port)) if self._overrides else None,
+            self._realstats.started))
+
+    def _update_backends(self, table: Table, stats: Mapping[ServiceKey, ServiceStats], fresh: bool) -> None:
+        """The node_ipvs backends of each service of the table, redone where the service or its
+        counters changed (equal rows keep their objects)."""
+        kept: dict[ServiceKey, _Backends] = {}
+        changed = fresh or len(table.services) != len(self._backends)
+        for key, service in table.services.items():
+            part = self._backends.get(key)
+            conns = conns_of(list(service.dests), stats.get(key)) if fresh or part is None else part.conns
+            if part is None or (service is not part.service and service != part.service) or conns != part.conns:
+                rows = service_backends(key, service, stats.get(key))
+                if part is not None and len(part.rows) == len(rows):
+                    rows = [old if old == new else new for old, new in zip(part.rows, rows, strict=True)]
+                part = _Backends(service, conns, rows)
+                changed = True
+            kept[key] = part
+        if changed or list(kept) != list(self._backends):
+            self._ipvs = None
+        self._backends = kept
