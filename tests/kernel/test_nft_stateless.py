@@ -22,7 +22,7 @@ import pytest
 from saru.control import request_sync
 from saru.control.codec import table_to_list
 from saru.model import Table
-from tests.kernel.test_nft_dataplane import Ctl, ask, burst, keepalive_clients, nat, service
+from tests.kernel.test_nft_dataplane import LDIRECTORD_CF, Ctl, ask, burst, keepalive_clients, nat, service
 from tests.kernel.test_nft_dataplane import topo as topo  # the fixture: namespaces built and torn down
 from tests.lab.guide import REALS, VIP, Topology
 
@@ -94,23 +94,8 @@ def test_stateless_nat_serves_from_the_vip_without_conntrack_and_keeps_flows(top
     assert tracked(topo, VIP)
 
 
-STATELESS_CF = """\
-checktimeout=1
-checkinterval=1
-autoreload=no
-logfile="{log}"
-quiescent=no
-
-virtual={vip}:80
-\treal={fe1}:80 masq
-\treal={fe2}:80 masq
-\tservice=http
-\trequest="haCheker/haCheck.html"
-\treceive="up and running"
-\tscheduler=wrr
-\tprotocol=tcp
-\tchecktype=negotiate
-{extra}"""
+#: the daemon test's ldirectord.cf with NAT reals and no fallback (stateless NAT has no local reals)
+STATELESS_CF = LDIRECTORD_CF.replace(" gate\n", " masq\n").replace("\tfallback=127.0.0.1:80 masq\n", "") + "{extra}"
 
 
 def test_daemon_with_stateless_nat_setting(topo: Topology, tmp_path: Path) -> None:
