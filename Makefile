@@ -83,6 +83,7 @@ bench: deps venv
 	$(PY) bench/api_bench.py
 	$(PY) bench/scaleout.py
 	$(PY) bench/disruption.py
+	$(PY) bench/scale.py
 
 # The soak (docs/reliability.md): 10,000 reals, 1 % flapping, checks every second, 15 minutes; resources
 # printed every minute must stay flat and the table must end without drift. `make test` runs 3 minutes.
