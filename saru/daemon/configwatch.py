@@ -118,15 +118,16 @@ class ConfigWatcher:
         self.file_state: FileState = file_state(loaded.config_path)
         self._failures = Throttle(default_interval())  # a reload that keeps failing, by config path
 
-    async def reload(self) -> ReloadAnswer:
-        """Re-read the config file (and saru.toml); on error keep the running config and say why."""
+    async def reload(self, automatic: bool = False) -> ReloadAnswer:
+        """Re-read the config file (and saru.toml); on error keep the running config and say why
+        (``automatic``: autoreload's, whose repeated failures are reminded, not repeated)."""
         self._reloading()
         try:
-            return await self._reload()
+            return await self._reload(automatic)
         finally:
             self._reloaded()  # applied or refused, a config runs: ready again
 
-    async def _reload(self) -> ReloadAnswer:
+    async def _reload(self, automatic: bool) -> ReloadAnswer:
         loaded = self._loaded
         self._journal.emit(DaemonEvent(f"Reloading configuration {loaded.config_path}"))
         await self._check_drift("reload")
@@ -142,7 +143,7 @@ class ConfigWatcher:
         except ConfigError as exc:
             loaded.last_reload_error = str(exc)
             loaded.reload_failures += 1
-            self._reload_failed(loaded.config_path, tuple(str(exc).splitlines()))
+            self._reload_failed(loaded.config_path, tuple(str(exc).splitlines()), automatic)
             self._life.phase = previous_phase
             return {"reloaded": False, "errors": str(exc).splitlines()}
         settings, held = settings_for_reload(loaded.settings, settings)
@@ -170,13 +171,16 @@ class ConfigWatcher:
         self._journal.emit(ConfigReloaded(path=loaded.config_path, reloads=loaded.reloads, warnings=tuple(warnings)))
         return {"reloaded": True, "errors": [], "warnings": warnings}
 
-    def _reload_failed(self, path: str, errors: tuple[str, ...]) -> None:
+    def _reload_failed(self, path: str, errors: tuple[str, ...], automatic: bool) -> None:
         """Log a failed reload when the errors are new or changed, else a reminder at most once a
-        minute with the count (autoreload retrying a broken file must not flood the log); every
+        minute with the count (autoreload retrying a broken file must not flood the log); a reload
+        an operator asked for (SIGHUP, ``saru reload``, the API) is always logged in full. Every
         failure is kept for ``status`` and the event stream all the same."""
         now = time.monotonic()
         decision = self._failures.observe(path, "\n".join(errors), now)
-        if decision is None:
+        if not automatic:
+            self._journal.emit(ReloadFailed(path=path, errors=errors))
+        elif decision is None:
             self._journal.record(ReloadFailed(path=path, errors=errors))
         elif decision.kind is Kind.REMINDER:
             self._journal.emit(ReloadFailed(path=path, errors=errors, repeated=decision.count,
@@ -209,7 +213,7 @@ class ConfigWatcher:
                 LOGGER.warning(" - the file is empty (being written?): not reloaded until it changes again")
             elif config.globals.autoreload:
                 LOGGER.info(" - reread new configuration")
-                await self.reload()
+                await self.reload(automatic=True)
             else:
                 LOGGER.info(" - ignore new configuration")
             if callback:
