@@ -43,10 +43,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_seconds  # noqa: E402
 from tests.helpers import free_port, wait_for_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "api.json"
-TICK = os.sysconf("SC_CLK_TCK")
 GOAL_SCRAPE_MS = 100.0
 GOAL_CHECKS_DROP = 0.05
 REQUESTS_INTERVAL = 60.0  # checkinterval while the requests are measured (quiet between passes)
@@ -117,11 +117,6 @@ def config_text(port: int, reals: list[tuple[str, int]], per_virtual: int, inter
         blocks.append(f"virtual=127.0.0.1:{port + n}\n{lines}\n\tservice=http\n\tchecktype=negotiate\n"
                       f"\trequest=\"check.html\"\n\treceive=\"OK alive\"\n")
     return f"checkinterval={interval:g}\nchecktimeout=5\nnegotiatetimeout=5\nquiescent=no\n" + "".join(blocks)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def get(url: str) -> tuple[int, int]:

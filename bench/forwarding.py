@@ -63,6 +63,7 @@ from bench.dataplane.fwtopo import (  # noqa: E402
     served_by,
     start_haproxy,
 )
+from bench.proc import TICK, cpu_seconds  # noqa: E402
 from tests.lab.guide import Topology  # noqa: E402
 
 VARIANTS = ("direct", "nat", "nat-stateless", "routed", "dr", "haproxy")
@@ -70,12 +71,6 @@ MODES = ("keepalive", "close")
 GOALS = (("nat", "keepalive"), ("nat-stateless", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
 GOAL_RATIO = 0.95
 NOISY = 0.25  # load from others above which the report warns
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def parse_wrk(out: str) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_times  # noqa: E402
 from tests.helpers import Nginx, free_port, start_nginx, wait_for_port  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 SMALL = "x" * 100 + "\n"
 LARGE = "0123456789abcdef" * 65536  # 1 MiB: the bulk case (splice)
 #: (case, Connection: close, wrk connections, path)
@@ -55,17 +55,6 @@ backend b
   balance roundrobin
 {servers}
 """
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of a process, in seconds."""
-    return sum(cpu_times(pid))
 
 
 def run_wrk(port: int, duration: int, close: bool, connections: int = 50, path: str = "/small.txt") -> dict[str, Any]:

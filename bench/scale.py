@@ -36,6 +36,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.proc import cpu_seconds, rss_mb  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "scale.json"
 PER_VIRTUAL = 100
 BASE_PORT = 21000
@@ -101,22 +105,6 @@ def pure(workdir: Path, reals: int) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(done.stdout)
     result["bytes_per_real"] = round((result["config_bytes"] + result["table_bytes"]) / result["reals"])
     return result
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def saru(*args: str, netns: str | None = None, timeout: float = 600) -> tuple[float, subprocess.CompletedProcess[str]]:
