@@ -433,8 +433,8 @@ class VRRPInstance:
         allowed: bool | None = True
         if self._before_master is not None:
             try:
-                allowed = await early if early is not None else None
-                if early is None or allowed is False:
+                allowed = await early if early is not None else False
+                if allowed is False:  # not asked early, or refused: only a fresh answer keeps us backup
                     allowed = await self._before_master()
             except asyncio.CancelledError:
                 raise
