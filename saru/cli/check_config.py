@@ -8,6 +8,8 @@ loading modules or programming anything) — with the same check the daemon make
 scheduler or forwarding method the plane cannot do is refused here, not at ``saru run``. A named
 plane that cannot run on this machine is still checked against, with a warning.
 
+With a saru.toml its ``[nft]`` settings count too (stateless NAT's refusals, ``STATELESS_RULES``).
+
 Exit status: 0 when the file is accepted (warnings go to stderr), 2 when it is not (diagnostics on
 stderr, one ``FILE:LINE: message`` per line) or cannot be read.  ``--json`` prints the parsed
 configuration, every default resolved, to stdout.
@@ -28,7 +30,7 @@ from saru.config.ldirectord import parse_file
 from saru.config.native import load_settings
 from saru.dataplane.base import DataplaneError
 from saru.dataplane.select import CHOICES, availability, capabilities, choose, unsupported
-from saru.model import Config, Diagnostic, Settings
+from saru.model import Config, Diagnostic, NftSettings, Settings
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # ldirectord's exit status for configuration errors
@@ -88,8 +90,9 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
-def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]]:
-    """(the plane checked against, what in ``config`` it cannot do): the daemon's start-up check.
+def dataplane_problems(config: Config, name: str, nft: NftSettings | None = None) -> tuple[str, list[Diagnostic]]:
+    """(the plane checked against, what in ``config`` it cannot do): the daemon's start-up check,
+    against the plane as saru.toml's ``[nft]`` settings ``nft`` make it (stateless NAT's refusals).
 
     ``auto`` is decided as ``saru run`` would decide it here, without side effects; a named plane
     that cannot run here is checked against anyway (a warning says so)."""
@@ -102,10 +105,10 @@ def dataplane_problems(config: Config, name: str) -> tuple[str, list[Diagnostic]
         if not ok:
             print(f"saru check-config: warning: the {name} data plane cannot run on this machine: {why}",
                   file=sys.stderr)
-    return label, unsupported(config, capabilities(plane))
+    return label, unsupported(config, capabilities(plane, nft))
 
 
-def _check_cf(cf: str, dataplane: str) -> tuple[Config, str] | int:
+def _check_cf(cf: str, dataplane: str, nft: NftSettings | None = None) -> tuple[Config, str] | int:
     """Parse and check one ldirectord.cf; (config, plane label), or the exit status after a report."""
     if not _readable(cf):
         return EXIT_CONFIG
@@ -116,7 +119,7 @@ def _check_cf(cf: str, dataplane: str) -> tuple[Config, str] | int:
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     try:
-        label, problems = dataplane_problems(config, dataplane)
+        label, problems = dataplane_problems(config, dataplane, nft)
     except DataplaneError as exc:
         print(f"saru check-config: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -167,7 +170,7 @@ def _run_settings(args: argparse.Namespace, path: str, cf: str | None) -> int:
     summary += ")"
     cf = cf or settings.director.config
     if cf:
-        checked = _check_cf(cf, args.dataplane or settings.director.dataplane)
+        checked = _check_cf(cf, args.dataplane or settings.director.dataplane, settings.nft)
         if isinstance(checked, int):
             return checked
         config, label = checked

@@ -12,9 +12,11 @@ the plane ``saru run`` would pick.
 from __future__ import annotations
 
 import importlib
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
 
 from saru.dataplane.base import Capabilities, Dataplane, DataplaneError
-from saru.model import Config, Diagnostic, NftSettings
+from saru.model import Config, Diagnostic, FallbackConfig, NftSettings, RealConfig, VirtualConfig, format_hostport
 
 #: name → "package:Class" (what the plane's package offers), in ``auto``'s order of preference.
 PLANES: dict[str, str] = {
@@ -70,14 +72,24 @@ def choose(name: str, dry_run: bool = False) -> tuple[str, str]:
     return name, f"{name} (--dataplane {name})"
 
 
-def capabilities(name: str) -> Capabilities:
-    """What the named data plane can do (its class's ``capabilities``; nothing is built)."""
+def _options(name: str, nft: NftSettings | None) -> dict[str, object]:
+    """The keyword arguments the named plane is built with from saru.toml (one place: the daemon's
+    plane and ``capabilities`` — what ``saru check-config`` checks against — both use it)."""
+    if name == "nft" and nft is not None and nft.nat != "stateful":
+        return {"nat": nft.nat}
+    return {}
+
+
+def capabilities(name: str, nft: NftSettings | None = None) -> Capabilities:
+    """What the named data plane can do, built with the ``[nft]`` settings ``nft`` as ``saru run``
+    would build it (nothing is started: a plane's constructor touches nothing)."""
     if name not in PLANES:
         raise DataplaneError(f"unknown data plane {name!r} (choose from {', '.join(CHOICES)})")
     cls = _plane_class(name)
     if cls is None:
         raise DataplaneError(f"the {name} data plane is not part of this build")
-    return cls.capabilities
+    options = _options(name, nft)
+    return cls(**options).capabilities if options else cls.capabilities
 
 
 def select_dataplane(name: str, nft: NftSettings | None = None) -> tuple[Dataplane, str]:
@@ -86,8 +98,9 @@ def select_dataplane(name: str, nft: NftSettings | None = None) -> tuple[Datapla
     chosen, why = choose(name)
     cls = _plane_class(chosen)
     assert cls is not None
-    if chosen == "nft" and nft is not None and nft.nat != "stateful":
-        return cls(nat=nft.nat), f"{why}; NAT {nft.nat}"  # type: ignore[call-arg]
+    options = _options(chosen, nft)
+    if options:
+        return cls(**options), f"{why}; NAT {options['nat']}"
     return cls(), why
 
 
@@ -120,25 +133,68 @@ def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
     return problems
 
 
+#: why a stateless refusal is made (appended to each message)
+_STATELESS = ' with [nft] nat = "stateless"'
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _stateless_forwarded(v: VirtualConfig) -> bool:
+    """Whether stateless NAT forwards ``v`` (at least while only its masq reals, or its masq
+    fallback, are in the table): the nftables plane NATs a virtual that has no remote gate real."""
+    ends: list[RealConfig | FallbackConfig] = [*v.reals, *([v.fallback] if v.fallback is not None else [])]
+    return any(e.forward == "masq" and not _is_loopback(e.address) for e in ends)
+
+
+def _no_firewall_mark(v: VirtualConfig) -> Iterator[tuple[int, str]]:
+    if v.fwmark is not None and _stateless_forwarded(v):
+        yield v.line, f"virtual {v.name}: firewall-mark virtuals cannot be NATed{_STATELESS}"
+
+
+def _no_persistence(v: VirtualConfig) -> Iterator[tuple[int, str]]:
+    if v.persistent is not None and _stateless_forwarded(v):
+        yield v.line, f"virtual {v.name}: no persistence{_STATELESS} (use scheduler sh, or nat = \"stateful\")"
+
+
+def _no_local_reals(v: VirtualConfig) -> Iterator[tuple[int, str]]:
+    """A real (or the fallback) on the director itself: whenever it is the only one up the virtual
+    is NATed, and stateless NAT cannot forward to the director (whatever its forwarding method)."""
+    for r in v.reals:
+        if _is_loopback(r.address):
+            yield r.line, f"real {r.hostport}: the director itself cannot be a real{_STATELESS}"
+    if v.fallback is not None and _is_loopback(v.fallback.address):
+        where = format_hostport(v.fallback.address, v.fallback.port)
+        yield v.line, (f"virtual {v.name}: fallback {where} is the director itself, which cannot be "
+                       f"forwarded to{_STATELESS} (a fallback elsewhere, or nat = \"stateful\")")
+
+
+#: what stateless NAT refuses in one virtual, each rule yielding (line, message); add a rule here
+#: and ``unsupported`` — ``saru run``, reload and ``saru check-config`` — applies it
+STATELESS_RULES: tuple[Callable[[VirtualConfig], Iterable[tuple[int, str]]], ...] = (
+    _no_firewall_mark, _no_persistence, _no_local_reals,
+)
+
+
 def _stateless_problems(config: Config) -> list[Diagnostic]:
-    """What stateless NAT cannot serve (``saru.dataplane.nft.stateless``): checked for the virtuals
-    whose reals are all masq, the ones it forwards."""
+    """What stateless NAT cannot serve (``saru.dataplane.nft.stateless``, whose renderer refuses
+    the same as a last line of defence): ``STATELESS_RULES`` for each virtual, and a real serving
+    two stateless virtuals (its replies could not be told apart)."""
     problems: list[Diagnostic] = []
     owner: dict[tuple[str, str, int], str] = {}
-    why = ' with [nft] nat = "stateless"'
     for v in config.virtuals:
-        if not v.reals or any(r.forward != "masq" for r in v.reals):
-            continue
-        if v.fwmark is not None:
-            problems.append(Diagnostic(config.path, v.line, f"virtual {v.name}: firewall-mark virtuals "
-                                                            f"cannot be NATed{why}"))
-        if v.persistent is not None:
-            problems.append(Diagnostic(config.path, v.line, f"virtual {v.name}: no persistence{why} "
-                                                            "(use scheduler sh, or nat = \"stateful\")"))
+        for rule in STATELESS_RULES:
+            problems += [Diagnostic(config.path, line, message) for line, message in rule(v)]
         for r in v.reals:
+            if r.forward != "masq" or _is_loopback(r.address):
+                continue
             seen = owner.setdefault((v.protocol, r.address, r.port), v.name)
             if seen != v.name:
                 problems.append(Diagnostic(config.path, r.line, f"real {r.hostport}: also a real of "
                                                                 f"virtual {seen}; a real may serve one "
-                                                                f"virtual{why}"))
+                                                                f"virtual{_STATELESS}"))
     return problems

@@ -169,3 +169,53 @@ def test_settings_naming_a_broken_cf_fails(tmp_path: Path, capsys: pytest.Captur
     path = write(tmp_path, f'[director]\nconfig = "{cf.name}"\n', "saru.toml")
     assert main(["check-config", str(path)]) == 2
     assert f"{cf}:2:" in capsys.readouterr().err
+
+
+STATELESS_CF = """\
+virtual=192.168.6.240:80
+\treal=192.168.7.11:80 masq
+\tpersistent=60
+\tchecktype=on
+virtual=192.168.6.240:81
+\treal=192.168.7.11:80 masq
+\treal=127.0.0.1:80 masq
+\tchecktype=on
+virtual=1
+\treal=192.168.7.12:80 masq
+\tchecktype=on
+virtual=192.168.6.240:82
+\treal=192.168.6.11:82 gate
+\tfallback=127.0.0.1:82 gate
+\tchecktype=on
+virtual=192.168.6.240:83
+\treal=192.168.6.12:83 gate
+\tpersistent=60
+\tchecktype=on
+"""
+
+
+def test_stateless_nat_refusals_as_the_daemon_makes_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[nft] nat = "stateless"`` in the saru.toml: check-config refuses what ``saru run`` and a
+    reload refuse (the plane the daemon builds, its capabilities, the same ``unsupported``), each
+    as FILE:LINE: message — and the same files with stateful NAT are fine."""
+    from saru.config.ldirectord import parse_file
+    from saru.dataplane.nft import NftDataplane
+    from saru.dataplane.select import unsupported
+
+    cf = write(tmp_path, STATELESS_CF)
+    stateful = write(tmp_path, f'[director]\nconfig = "{cf.name}"\ndataplane = "nft"\n', "stateful.toml")
+    assert main(["check-config", str(stateful)]) == 0
+    capsys.readouterr()
+    toml = write(tmp_path, stateful.read_text() + '[nft]\nnat = "stateless"\n', "saru.toml")
+    assert main(["check-config", str(toml)]) == 2
+    err = capsys.readouterr().err
+    daemon = unsupported(parse_file(str(cf)), NftDataplane(nat="stateless").capabilities)
+    lines = [line for line in err.splitlines() if line.startswith(f"{cf}:") and not line.endswith(" errors")]
+    assert [str(d) for d in daemon] == lines
+    assert f"{cf}:1: virtual 192.168.6.240:80: no persistence with [nft] nat = \"stateless\"" in err
+    assert f"{cf}:6: real 192.168.7.11:80: also a real of virtual 192.168.6.240:80" in err
+    assert f"{cf}:7: real 127.0.0.1:80: the director itself cannot be a real" in err
+    assert f"{cf}:9: virtual fwm:1: firewall-mark virtuals cannot be NATed" in err
+    assert f"{cf}:12: virtual 192.168.6.240:82: fallback 127.0.0.1:82 is the director itself" in err
+    assert "192.168.6.240:83" not in err  # a direct-routed virtual keeps its persistence
+    assert f"{cf}: 5 errors" in err

@@ -51,6 +51,8 @@ def test_weight_zero_real_and_other_virtuals_leave_the_maglev_table_alone() -> N
     (Table.of([svc("tcp", "192.168.6.240", 80, [Dest("192.168.7.11", 80, "masq")], persistent=60)]),
      "no persistence"),
     (Table.of([svc("tcp", "192.168.6.240", 80, [Dest("127.0.0.1", 80, "masq")])]), "director itself"),
+    # a gate virtual on its local fallback is NATed: check-config's fallback refusal stands on this
+    (Table.of([svc("tcp", "192.168.6.240", 80, [Dest("127.0.0.1", 80, "gate")])]), "director itself"),
     (Table.of([svc("tcp", "192.168.6.240", p, [Dest("192.168.7.11", 80, "masq")]) for p in (80, 81)]),
      "another stateless virtual"),
 ])
