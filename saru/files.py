@@ -12,13 +12,19 @@ Its own runtime directory (control socket, instance lock, pid file) must be one 
 or can be written by group or others — e.g. ``/tmp/saru-UID`` made beforehand by someone else
 (``saru.control.paths``' last fallback). ``dir_problem`` is also the client's check before it talks to
 a socket there.
+
+``bind_unix`` makes a listening unix socket whose file has its mode from the first moment its path
+exists (the control socket, the API's ``unix:`` socket).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import socket
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -94,3 +100,34 @@ def private_dir(path: Path) -> None:
     if problem:
         raise UnsafeFile(path, f"{problem}; refused as the daemon's runtime directory (another user may have "
                                "made it: remove it, or set SARU_RUNTIME_DIR)")
+
+
+def bind_unix(path: str | os.PathLike[str], mode: int) -> socket.socket:
+    """A stream socket bound at ``path`` (not yet listening) whose file has ``mode`` from the moment
+    ``path`` exists: bound in a fresh directory beside it that only this user can enter (mode 0700),
+    given ``mode`` there, then hard-linked to ``path`` — which, unlike ``rename``, fails with
+    ``EADDRINUSE`` instead of replacing a socket another process bound there meanwhile.
+
+    Not ``bind`` then ``chmod``: between the two the socket has the umask's mode. Not the umask
+    around ``bind`` either: it is the process's, and other threads (``asyncio.to_thread`` workers
+    writing logs and state, starting checks) would create their files with it meanwhile. Not
+    ``fchmod``: on Linux a socket descriptor's mode is not its file's."""
+    path = os.fspath(path)
+    staging = tempfile.mkdtemp(prefix=".saru-bind-", dir=os.path.dirname(path) or ".")
+    staged = os.path.join(staging, "s")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(staged)
+        os.chmod(staged, mode)
+        try:
+            os.link(staged, path)
+        except FileExistsError as exc:
+            raise OSError(errno.EADDRINUSE, f"{path}: address already in use") from exc
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+        os.rmdir(staging)
+    return sock

@@ -1,14 +1,16 @@
 """Shared test utilities: loud-in-CI requirements, free ports, real nginx servers on loopback, and
 whether a process is gone; system users, shared directories and /proc status for the least-privilege
-tests."""
+tests; a directory watched with inotify (``Watch``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -280,3 +282,48 @@ def readable_python() -> tuple[str, str]:
 def proc_status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+IN_ATTRIB = 0x004
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len of the name
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Watch:
+    """A directory watched with inotify (through libc, no dependency), to prove a file had its mode
+    from the moment it appeared (created, no attribute change after): ``with Watch(directory) as w:
+    ...; w.events()`` → [(name, "create" | "attrib" | "moved_to")]."""
+
+    def __init__(self, directory: Path) -> None:
+        self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if _libc.inotify_add_watch(self.fd, os.fsencode(directory), IN_ATTRIB | IN_CREATE | IN_MOVED_TO) < 0:
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def events(self) -> list[tuple[str, str]]:
+        """The events queued so far (not waiting for more)."""
+        found: list[tuple[str, str]] = []
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return found
+            at = 0
+            while at < len(buf):
+                _, mask, _, length = _HEADER.unpack_from(buf, at)
+                name = buf[at + _HEADER.size: at + _HEADER.size + length].rstrip(b"\0").decode()
+                at += _HEADER.size + length
+                for bit, word in ((IN_CREATE, "create"), (IN_ATTRIB, "attrib"), (IN_MOVED_TO, "moved_to")):
+                    if mask & bit:
+                        found.append((name, word))

@@ -46,6 +46,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from saru.api.dashboard import dashboard_routes
 from saru.api.status_json import StatusEncoder, dumps
+from saru.files import bind_unix
 from saru.model import APISettings, Endpoint
 
 if TYPE_CHECKING:
@@ -462,10 +463,14 @@ class APIServer:
                 raise OSError(errno.EADDRINUSE, "in use")
             os.unlink(path)  # a stale socket of a daemon that died
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        site = web.UnixSite(runner, path, ssl_context=context)
-        await site.start()
+        sock = bind_unix(path, 0o660)  # 0660 from the first moment the path exists (saru.files)
         self._unix_created = True
-        os.chmod(path, 0o660)
+        site = web.SockSite(runner, sock, ssl_context=context)
+        try:
+            await site.start()
+        except BaseException:
+            sock.close()
+            raise
 
     async def close(self) -> None:
         """Stop serving: the event streams end, open requests get ``SHUTDOWN_TIMEOUT`` seconds."""

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from saru.files import private_dir
+from saru.files import bind_unix, private_dir
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 #: the answer key under which a handler returns descriptors to pass (not sent as JSON)
@@ -109,11 +109,12 @@ class ControlServer:
             if await _alive(self.path):
                 raise OSError(f"control socket {self.path} is in use by a running daemon")
             self.path.unlink()
-        old_umask = os.umask(0o177)
+        sock = bind_unix(self.path, 0o600)  # not the umask: it is every thread's (saru.files.bind_unix)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
-        finally:
-            os.umask(old_umask)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         st = self.path.lstat()
         self._bound = (st.st_dev, st.st_ino)
 

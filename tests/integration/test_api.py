@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from saru.daemon.service import COUNTERS_MAX_AGE
 from tests.director import Director
-from tests.helpers import Nginx, free_port, make_self_signed_cert, require, start_nginx
+from tests.helpers import Nginx, Watch, free_port, make_self_signed_cert, require, start_nginx
 
 pytestmark = pytest.mark.needs_nginx
 
@@ -537,7 +538,18 @@ def test_tls_with_a_self_signed_certificate(bed: Bed, tmp_path: Path) -> None:
 def test_unix_socket_listen(bed: Bed, tmp_path: Path) -> None:
     path = tmp_path / "api" / "saru-api.sock"
     bed.settings.write_text(f'[api]\nlisten = "unix:{path}"\ntoken_file = "{tmp_path / "api.token"}"\n')
-    d = bed.start()
+    path.parent.mkdir()
+    run = tmp_path / "director"  # Bed.start's workdir: the control socket's
+    run.mkdir()
+    # each socket has its mode from its first moment: created, never chmod-ed after (saru.files.bind_unix)
+    with Watch(path.parent) as api_watch, Watch(run) as control_watch:
+        d = bed.start()
+        assert [e for e in api_watch.events() if e[0] == path.name] == [(path.name, "create")]
+        control = [e for e in control_watch.events() if e[0] == "control.sock"]
+    assert stat.S_IMODE(path.lstat().st_mode) == 0o660
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert control == [("control.sock", "create")]
+    assert stat.S_IMODE((run / "control.sock").lstat().st_mode) == 0o600
     curl = subprocess.run(["curl", "-s", "--unix-socket", str(path), "http://saru/api/v1/status"],
                           capture_output=True, text=True)
     assert json.loads(curl.stdout)["virtuals"][0]["proxy"] == bed.proxy

@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "daemon": {"model", "config", "checks", "monitor", "events", "planner", "diff", "drift",
                "dataplane", "ha", "bgp", "control", "subproc", "compat", "cluster", "api", "net", "sdnotify", "caps",
                "files"},
-    "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner"},
+    "api": {"model", "config", "checks", "events", "daemon", "control", "compat", "net", "ha", "planner", "files"},
     "demo": {"model", "config", "daemon", "control", "api", "cli"},
     "docgen": {"cli", "config", "model"},
     "cli": {"*"},
