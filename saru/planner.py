@@ -237,6 +237,23 @@ def panic_held(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], st
     return {ref for ref in refs if ref in failed_since and failed_since[ref] >= started}
 
 
+def panic_state(config: Config, failed_since: Mapping[RealRef, float], threshold: int,
+                previous: Mapping[ServiceKey, float], current: Table,
+                overrides: Overrides = NO_OVERRIDES) -> tuple[dict[ServiceKey, float], frozenset[RealRef]]:
+    """Every virtual's panic (``panic_start``, from the ``previous`` answer and the live table
+    ``current``): the virtuals in panic → when it started, and the reals whose failure they ignore
+    (``desired_table``'s ``held``). The daemon's reconciler and ``saru plan`` both plan with it."""
+    panic: dict[ServiceKey, float] = {}
+    held: set[RealRef] = set()
+    for virtual in config.virtuals:
+        started = panic_start(virtual, failed_since, threshold, previous.get(virtual.key),
+                              virtual.key in current.services, overrides)
+        if started is not None:
+            panic[virtual.key] = started
+            held |= panic_held(virtual, failed_since, started)
+    return panic, frozenset(held)
+
+
 def fallback_active(config: Config, table: Table, kernel_ports: bool = True) -> dict[ServiceKey, bool]:
     """For each virtual with a fallback: whether the table currently routes to it."""
     active: dict[ServiceKey, bool] = {}

@@ -77,6 +77,12 @@ class Director:
     def command(self, name: str) -> dict[str, Any]:
         return request_sync(self.control, name, timeout=10)
 
+    def command_with(self, name: str, **params: Any) -> dict[str, Any]:
+        """A command with parameters; asserts the daemon accepted it."""
+        answer = request_sync(self.control, name, timeout=10, **params)
+        assert answer.get("ok"), answer
+        return answer
+
     def sighup(self) -> None:
         self.process.send_signal(signal.SIGHUP)
 

@@ -30,7 +30,7 @@ from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
 from saru.events import DaemonEvent, PanicMode, narrate
 from saru.model import Config, DelService, Op, Overrides, RealRef, ServiceKey, Table, format_hostport
-from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active, panic_counts, panic_held, panic_start
+from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active, panic_counts, panic_state
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0  # first retry of a failed apply; doubled at each failure once ready, up to RETRY_MAX
@@ -170,20 +170,14 @@ class Reconciler:
         whose failure the panics ignore."""
         threshold = self._loaded.settings.director.panic_threshold
         failed = self._failed()
-        panic: dict[ServiceKey, float] = {}
-        held: set[RealRef] = set()
+        panic, held = panic_state(config, failed, threshold, self.panic, current, overrides)
         for virtual in config.virtuals:
-            started = self.panic.get(virtual.key)
-            now = panic_start(virtual, failed, threshold, started, virtual.key in current.services, overrides)
-            if now is not None:
-                panic[virtual.key] = now
-                held |= panic_held(virtual, failed, now)
-            if (now is None) != (started is None):
+            if (virtual.key in panic) != (virtual.key in self.panic):
                 counted, times = panic_counts(virtual, failed, overrides)
-                self._journal.emit(PanicMode(virtual=virtual.key, entered=now is not None, down=len(times),
+                self._journal.emit(PanicMode(virtual=virtual.key, entered=virtual.key in panic, down=len(times),
                                              counted=counted, threshold=threshold))
         self.panic = panic
-        return frozenset(held)
+        return held
 
     async def reconcile_or_retry(self) -> None:
         """``reconcile()``; on failure record it, leave the retry to the reconciler task, and raise."""

@@ -108,6 +108,15 @@ class HealthEntry(TypedDict):
     address: str
     port: int
     up: bool | None
+    #: seconds since its checks brought it down (the panic rule's input); None: not down by checks
+    failed_for: float | None
+    #: the operator's override (``{"state", "weight"}``), None: none
+    override: dict[str, Any] | None
+
+
+class PanicEntry(TypedDict):
+    service: ServiceKeyDict
+    since: float  # seconds since the panic started
 
 
 class TableAnswer(TypedDict):
@@ -118,6 +127,8 @@ class TableAnswer(TypedDict):
     owned: list[ServiceKeyDict]
     dataplane: str
     drift: DriftFound | None
+    panic: list[PanicEntry]  # the virtuals in panic mode now
+    panic_threshold: int  # [director] panic_threshold, as the daemon read it
 
 
 class DestCounters(TypedDict):
@@ -261,12 +272,21 @@ class DaemonService:
         """The live table with the reals' health and the owned services (``saru plan``'s input)."""
         found = await self.check_drift("table request (saru plan)")
         table = await self._dataplane.read()
+        now, failed, overrides = time.monotonic(), self._monitor.failed_since(), self._overrides()
+
+        def override(ref: RealRef) -> dict[str, Any] | None:
+            o = overrides.get(ref)
+            return None if o is None else {"state": o.state, "weight": o.weight}
+
         health: list[HealthEntry] = [
-            {"service": key_to_dict(ref.service), "address": ref.address, "port": ref.port, "up": up}
+            {"service": key_to_dict(ref.service), "address": ref.address, "port": ref.port, "up": up,
+             "failed_for": now - failed[ref] if ref in failed else None, "override": override(ref)}
             for ref, up in self._monitor.health().items()]
         return {"table": table_to_list(table), "health": health,
                 "owned": [key_to_dict(k) for k in self._loaded.owned],
-                "dataplane": self._dataplane.capabilities.name, "drift": found}
+                "dataplane": self._dataplane.capabilities.name, "drift": found,
+                "panic": [{"service": key_to_dict(k), "since": now - t} for k, t in self._reconciler.panic.items()],
+                "panic_threshold": self._loaded.settings.director.panic_threshold}
 
     async def stats(self) -> StatsAnswer:
         """Per-service and per-real counters (``saru ipvsadm -L --stats``)."""

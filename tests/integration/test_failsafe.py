@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,6 +153,14 @@ virtual=127.0.0.1:{vip}
 """
 
 
+def plan(d: Director) -> str:
+    """``saru plan`` against the running daemon (its stdout)."""
+    done = subprocess.run([sys.executable, "-m", "saru", "plan", "-c", str(d.config), "--control", str(d.control)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.parametrize("threshold", [50, 0])
 def test_reals_failing_together_keep_the_table_in_panic_mode(director, nginx, threshold: int):
     servers = [nginx(name=f"rs{i}", files={CHECK: "OK\n"}) for i in range(4)]
@@ -173,6 +183,15 @@ def test_reals_failing_together_keep_the_table_in_panic_mode(director, nginx, th
     doc = d.status()
     assert doc["alarms"]["active"] is bool(threshold)
     assert len(doc["alarms"]["panic"]) == (1 if threshold else 0)
+    # saru plan shows what the daemon applies: in panic the three reals stay, and it says why
+    planned = plan(d)
+    panic_line = f"# panic: virtual 127.0.0.1:{vip} keeps its last known set: 3 of its 4 reals are down"
+    assert (panic_line in planned) is bool(threshold), planned
+    assert "# no changes" in planned, planned
+    # ... and the operator's overrides: a drained real stays drained in the plan
+    d.command_with("drain", proxy=f"tcp/127.0.0.1:{vip}", server=f"127.0.0.1:{servers[3].port}")
+    assert "# no changes" in plan(d), plan(d)
+    d.command_with("enable", proxy=f"tcp/127.0.0.1:{vip}", server=f"127.0.0.1:{servers[3].port}")
     recovered = time.monotonic()
     for rs in servers[:3]:
         rs.write(CHECK, "OK\n")
