@@ -1,9 +1,19 @@
 """``saru status``, ``saru reload`` and ``saru stop``: talk to a running daemon through its control socket.
 
-Exit statuses: ``status`` 0 running, 3 no daemon answers; ``reload`` 0 reloaded, 1 no daemon
+Exit statuses: ``status`` 0 running and ready, 1 running but not ready (its first health checks are
+running, or its table could not be programmed — ``NOT READY`` / ``TABLE NOT IN LINE WITH HEALTH``; the
+status is printed all the same), 3 no daemon answers; ``reload`` 0 reloaded, 1 no daemon
 answers, 2 the new configuration is invalid (the running one is kept); ``stop`` 0 stopped, 1 still
 running after ``--timeout``, 3 no daemon answers (nothing to stop). All three exit 2 when ``-c`` /
 ``--settings`` name no daemon (an invalid saru.toml, one without ``[director] config``).
+
+Why 1 for not ready: a script or a monitoring check (``saru status >/dev/null || alert``) asks
+whether the director serves its configuration, and a daemon still starting, or one whose kernel
+refuses its table, does not — as ``systemctl is-active`` fails while a unit is activating and an LSB
+``status`` is non-zero unless the service is running. 3 stays "not running" (LSB). Alarms (panic
+mode, local faults) and an HA backup node are states the daemon handles by design: exit 0, the text
+says ``ALARM`` / ``HA BACKUP``. ``saru-ldirectord status`` keeps ldirectord's contract (0 whenever
+the daemon runs and answers): Pacemaker's monitor maps anything else to a failure.
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="show virtual and real servers of a running daemon",
                        description="Show a running daemon's data plane, virtual and real servers (state, "
                                    "weight, connections, last check) and recent events. Exit 0 when it "
-                                   "answers, 3 when no daemon answers on its control socket.")
+                                   "answers and is ready, 1 when it answers but is not ready (first health "
+                                   "checks running, or its table not programmed: NOT READY / TABLE NOT IN "
+                                   "LINE WITH HEALTH), 3 when no daemon answers on its control socket.")
     add_target_arguments(p)
     p.add_argument("--json", action="store_true", help="print the raw JSON document")
     p.set_defaults(func=status)
@@ -64,7 +76,17 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(answer, indent=2))
     else:
         print(render_status(answer))
-    return 0
+    return EXIT_NOT_READY if not_ready(answer) else 0
+
+
+#: ``saru status``: the daemon answers, but does not serve its configuration (see the module docstring)
+EXIT_NOT_READY = 1
+
+
+def not_ready(doc: dict[str, Any]) -> bool:
+    """Whether the status says the table is not what the daemon means it to be: not ready yet (first
+    checks running, table not programmed), or its last apply failed (``table_lines`` says which)."""
+    return doc.get("ready") is False or bool(doc.get("apply_error"))
 
 
 def reload(args: argparse.Namespace) -> int:

@@ -368,9 +368,12 @@ def test_status_json_keeps_ready_and_carries_the_apply_error(directors, tmp_path
         until(lambda: (s := status(d.control)) and s.get("apply_error"), 15, "an apply error")
         out = subprocess.run([*SARU, "status", "--control", str(d.control), "--json"], capture_output=True,
                              text=True, timeout=30)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 1, out.stderr  # answers, but not ready: scripts and monitoring see it
         doc = json.loads(out.stdout)
         assert doc["ready"] is False and "Address already in use" in doc["apply_error"]["message"]
         text = subprocess.run([*SARU, "status", "--control", str(d.control)], capture_output=True, text=True,
                               timeout=30)
-        assert "NOT READY: table not programmed:" in text.stdout
+        assert "NOT READY: table not programmed:" in text.stdout and text.returncode == 1
+    until(lambda: (s := status(d.control)) and s.get("ready"), 30, "ready once the port is free")
+    ready = subprocess.run([*SARU, "status", "--control", str(d.control)], capture_output=True, text=True, timeout=30)
+    assert ready.returncode == 0 and "NOT READY" not in ready.stdout, ready

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from saru.cli.daemon_cmds import render_status
+from saru.cli.daemon_cmds import not_ready, render_status
 
 
 def doc(ready: bool = True, apply_error: dict[str, Any] | None = None, in_table: bool = True,
@@ -93,3 +93,13 @@ def test_alarms_are_said_first_thing() -> None:
     assert lines_with(text, "ALARM: panic mode for tcp 10.0.0.1:80")
     quiet = render_status({**doc(), "alarms": {"active": False, "panic": [], "local_faults": []}})
     assert "ALARM" not in quiet
+
+
+def test_status_exit_says_whether_the_daemon_serves_its_configuration() -> None:
+    """``saru status``'s exit: 1 while not ready (first checks, table not programmed) or while its last
+    apply failed; 0 otherwise, alarms and an HA backup included (they are handled by design)."""
+    error = {"message": "Address already in use", "at": 0.0, "since": 0.0, "attempts": 2}
+    assert not_ready({"ready": False}) and not_ready({"ready": False, "apply_error": error})
+    assert not_ready({"ready": True, "apply_error": error})
+    assert not not_ready({"ready": True, "apply_error": None, "ha": {"state": "backup"},
+                          "alarms": {"active": True, "local_faults": [], "panic": [{"protocol": "tcp"}]}})
