@@ -11,7 +11,8 @@ SIGKILL after ``grace`` seconds (``grace=0``: SIGKILL at once). ``end_leftovers`
 same way after a normal exit too (processes the command left behind). The call returns once the group
 is gone, unless ``background_kill``: then a background task finishes it, so that the caller's latency
 stays the timeout (the health checks). The exit is seen as soon as the process exits (a pidfd), even
-while a leftover child still holds its pipes open.
+while a leftover child still holds its pipes open; the runner then lets go of its ends of the pipes
+(``release``), so a leftover costs no descriptors and no transport outlives its event loop.
 
 A program that cannot be started raises ``OSError`` (``FileNotFoundError``, ``PermissionError``…) for
 the caller to word.
@@ -181,14 +182,31 @@ async def end_group(process: asyncio.subprocess.Process, grace: float = KILL_GRA
     """End a command's process group: SIGTERM now and SIGKILL whatever is left after ``grace`` seconds
     (``grace`` <= 0: SIGKILL at once); returns once the command itself has been reaped."""
     pgid = process.pid  # a session leader: its process group has its pid
-    if grace > 0 and _signal_group(pgid, signal.SIGTERM):
-        step = 0.05
-        for _ in range(max(1, round(grace / step))):  # poll the group, up to ``grace``
-            if not _signal_group(pgid, 0):
-                break
-            await asyncio.sleep(step)
-    _signal_group(pgid, signal.SIGKILL)
-    await wait_exit(process)
+    try:
+        if grace > 0 and _signal_group(pgid, signal.SIGTERM):
+            step = 0.05
+            for _ in range(max(1, round(grace / step))):  # poll the group, up to ``grace``
+                if not _signal_group(pgid, 0):
+                    break
+                await asyncio.sleep(step)
+        _signal_group(pgid, signal.SIGKILL)
+        await wait_exit(process)
+    finally:  # also when cancelled (the event loop ending): the group killed, the pipes let go
+        if process.returncode is None:
+            _signal_group(pgid, signal.SIGKILL)
+        release(process)
+
+
+def release(process: asyncio.subprocess.Process) -> None:
+    """Close this process's end of the command's pipes once it is done with them: a child the command
+    left behind may hold them open for as long as it lives, and asyncio closes a subprocess's transport
+    only when every pipe has ended — until then it costs two descriptors, and a transport still open
+    when its event loop closes is closed later by the garbage collector, on a closed loop ("Event loop
+    is closed"). (``Process`` offers no public way to close its transport; a command not yet reaped
+    is killed by it.)"""
+    transport = getattr(process, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 def end_group_later(process: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
@@ -230,9 +248,12 @@ async def run_command(argv: Sequence[str], timeout: float, *, input: bytes | Non
     finally:  # timeout, cancellation (the caller's own timeout) or normal exit
         for pipe in pipes:
             pipe.cancel()
-        if returncode is None or end_leftovers:
+        # after an exit only a group that still has members (what the command left) needs ending
+        if returncode is None or (end_leftovers and _signal_group(process.pid, 0)):
             if background_kill:
                 end_group_later(process, grace)
             else:
                 await end_group(process, grace)
+        else:
+            release(process)  # exited; what it left behind keeps running, without our pipes
     return Outcome(returncode, bytes(out), bytes(err))

@@ -4,10 +4,14 @@ commands and the config's hooks. A command past its timeout goes with every chil
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +21,8 @@ from saru.ha.node import HANode, NodeState
 from saru.model import HASettings
 from saru.subproc import OUTPUT_CAP, run_command
 from tests.helpers import process_gone, wait_process_gone
+
+T = TypeVar("T")
 
 #: a command that starts two children and then waits for them (forever, for the test's purposes);
 #: it writes its own pid and the children's to the file named by $1
@@ -159,6 +165,63 @@ async def test_exit_is_seen_while_a_leftover_child_holds_the_pipes(tmp_path: Pat
         assert await wait_process_gone(child, 2.0)
     finally:
         kill_all([child])
+
+
+def test_a_leftover_child_keeps_neither_our_pipes_nor_a_transport_past_the_loop(tmp_path: Path) -> None:
+    """The test run's "Event loop is closed" warning: a command that exits leaving a child that holds
+    its pipes left its subprocess transport (and two descriptors) open until that child went — here
+    past the event loop's end, so the garbage collector closed it on a closed loop. Now the runner
+    lets go of the pipes once the command has exited."""
+    pidfile = tmp_path / "pids"
+
+    async def leave_a_child() -> None:
+        before = sorted(os.listdir("/proc/self/fd"))
+        outcome = await run_command(["sh", "-c", 'sleep 100 & echo $! >> "$1"; exit 3', "sh", str(pidfile)], 5)
+        [child] = await pids_in(pidfile, 1)
+        try:
+            assert outcome.returncode == 3 and not process_gone(child)
+            end = time.monotonic() + 2  # the pipes it holds are no longer ours (closed by the loop's next turn)
+            while sorted(os.listdir("/proc/self/fd")) != before:
+                assert time.monotonic() < end, "the runner still holds the pipes of the leftover child"
+                await asyncio.sleep(0.01)
+        finally:
+            kill_all([child])
+
+    assert run_in_own_loop(leave_a_child()) == (None, [])  # its loop closed right after the child is killed
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> tuple[T, list[object]]:
+    """``asyncio.run`` (which cancels what is left when the coroutine returns, then closes its loop),
+    then a garbage collection: the result, and what was reported as unraisable meanwhile (a transport
+    closed by the collector on a closed loop: "Event loop is closed")."""
+    unraisable: list[object] = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        result = asyncio.run(coroutine)
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    return result, unraisable
+
+
+def test_a_background_kill_cut_short_by_the_loop_ending_still_ends_the_group(tmp_path: Path) -> None:
+    """A timed-out check's group is ended in the background (SIGTERM, grace, SIGKILL); when the event
+    loop ends during the grace (the daemon stopping; a test's loop), the reaper is cancelled: it now
+    kills the group and lets go of the pipes then, instead of leaving the transport to the collector."""
+    pidfile = tmp_path / "pids"
+
+    async def time_out() -> list[int]:
+        outcome = await run_command(["sh", "-c", "trap '' TERM; " + FAMILY, "sh", str(pidfile)], 0.5,
+                                    end_leftovers=True, background_kill=True, grace=30)
+        assert outcome.timed_out
+        return await pids_in(pidfile, 3)
+
+    pids, unraisable = run_in_own_loop(time_out())
+    try:
+        assert unraisable == []
+        assert asyncio.run(all_gone(pids, 5.0))  # the cancelled reaper killed them
+    finally:
+        kill_all(pids)
 
 
 async def test_a_program_that_cannot_start_is_an_oserror(tmp_path: Path) -> None:
