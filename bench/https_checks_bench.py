@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,36 +104,56 @@ def _connect(endpoint: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def phases_ssl(endpoints: list[tuple[str, int]], resume: bool, count: int) -> dict[str, float]:
-    """Per-phase CPU (µs per check) of a blocking check loop with the ``ssl`` module."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    sessions: dict[tuple[str, int], ssl.SSLSession] = {}
+Stamp = Callable[[], None]
+
+
+def _profile(endpoints: list[tuple[str, int]], count: int,
+             check: Callable[[tuple[str, int], Stamp], bool]) -> dict[str, float]:
+    """Per-phase CPU (µs per check) of ``count`` blocking checks round ``endpoints``: ``check(endpoint,
+    stamp)`` runs one, calls ``stamp()`` at the end of each phase but the last and says whether it
+    resumed."""
     spent = dict.fromkeys(PHASES, 0)
     reused = 0
     clock = time.thread_time_ns
+    stamps: list[int] = []
+
+    def stamp() -> None:
+        stamps.append(clock())
+
     for n in range(count):
-        endpoint = endpoints[n % len(endpoints)]
-        t0 = clock()
+        stamps.clear()
+        stamp()
+        reused += check(endpoints[n % len(endpoints)], stamp)
+        stamp()
+        for phase, start, end in zip(PHASES, stamps[:-1], stamps[1:], strict=True):
+            spent[phase] += end - start
+    return {**{k: round(v / count / 1000, 1) for k, v in spent.items()}, "reused": reused / count}
+
+
+def phases_ssl(endpoints: list[tuple[str, int]], resume: bool, count: int) -> dict[str, float]:
+    """Per-phase CPU of a blocking check loop with the ``ssl`` module."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    sessions: dict[tuple[str, int], ssl.SSLSession] = {}
+
+    def check(endpoint: tuple[str, int], stamp: Stamp) -> bool:
         sock = _connect(endpoint)
-        t1 = clock()
+        stamp()
         tls = context.wrap_socket(sock, session=sessions.get(endpoint), do_handshake_on_connect=False)
-        t2 = clock()
+        stamp()
         tls.do_handshake()
-        t3 = clock()
+        stamp()
         tls.sendall(REQUEST)
         while tls.recv(65536):
             pass
-        if tls.session_reused:
-            reused += 1
-        elif resume and tls.session is not None:
+        reused = tls.session_reused
+        if not reused and resume and tls.session is not None:
             sessions[endpoint] = tls.session
-        t4 = clock()
+        stamp()
         tls.close()
-        t5 = clock()
-        for phase, start, end in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
-            spent[phase] += end - start
-    return {**{k: round(v / count / 1000, 1) for k, v in spent.items()}, "reused": reused / count}
+        return reused
+
+    return _profile(endpoints, count, check)
 
 
 def phases_pyopenssl(endpoints: list[tuple[str, int]], resume: bool, count: int) -> dict[str, float]:
@@ -148,40 +169,34 @@ def phases_pyopenssl(endpoints: list[tuple[str, int]], resume: bool, count: int)
     context.set_options(SSL.OP_ALL | SSL.OP_NO_COMPRESSION)
     context.set_cipher_list(CIPHERS)
     sessions: dict[tuple[str, int], SSL.Session] = {}
-    spent = dict.fromkeys(PHASES, 0)
-    reused = 0
-    clock = time.thread_time_ns
-    for n in range(count):
-        endpoint = endpoints[n % len(endpoints)]
-        t0 = clock()
+
+    def check(endpoint: tuple[str, int], stamp: Stamp) -> bool:
         sock = _connect(endpoint)
-        t1 = clock()
+        stamp()
         connection = SSL.Connection(context, sock)
         if endpoint in sessions:
             connection.set_session(sessions[endpoint])
         connection.set_connect_state()
-        t2 = clock()
+        stamp()
         connection.do_handshake()
-        t3 = clock()
+        stamp()
         connection.sendall(REQUEST)
         try:
             while connection.recv(RECORD):
                 pass
         except (SSL.ZeroReturnError, SSL.SysCallError):
             pass
-        if lib.SSL_session_reused(connection._ssl):
-            reused += 1
-        elif resume and (session := connection.get_session()) is not None:
+        reused = bool(lib.SSL_session_reused(connection._ssl))
+        if not reused and resume and (session := connection.get_session()) is not None:
             sessions[endpoint] = session
-        t4 = clock()
+        stamp()
         # no close_notify (as the ssl module's close), but marked shut down: OpenSSL marks the session
         # of a connection freed before its shutdown as not resumable
         connection.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         sock.close()
-        t5 = clock()
-        for phase, start, end in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
-            spent[phase] += end - start
-    return {**{k: round(v / count / 1000, 1) for k, v in spent.items()}, "reused": reused / count}
+        return reused
+
+    return _profile(endpoints, count, check)
 
 
 def _pyopenssl_version() -> str | None:
