@@ -1,8 +1,8 @@
 """The dashboard (``GET /``) in a real headless Chromium against a real ``saru run`` with its API on,
 in front of real nginx servers: the reals are listed, a stopped real turns DOWN live (no reload),
 the Drain button with the token drains it in the data plane, no token means no write buttons, the
-page fits a phone-width screen, and 1,000 reals render and filter (the time to first render goes to
-the test log)."""
+page fits a phone-width screen, the alarms (panic mode) show in the HA card, and 1,000 reals render
+and filter (the time to first render goes to the test log)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,19 @@ def test_reals_listed_and_a_stopped_real_turns_down_live_without_write_buttons(
                 document.querySelector('#virtuals thead')).display};""")
     assert layout["screen"] == 390 and layout["page"] <= layout["screen"], layout
     assert layout["label"] == '"State"' and layout["header"] == "none", layout
+
+    # the alarms saru status shows: none so far; the two other reals failing together put the
+    # virtual in panic mode (more than panic_threshold 50 % down), and the HA card says so
+    alarms = "return [document.getElementById('alarms-none').hidden, document.getElementById('alarms-list').innerText]"
+    assert browser.execute_script(alarms) == [False, ""]
+    failed_at = time.monotonic()
+    for rs in (three_reals[0], three_reals[2]):
+        rs.stop()
+    d.director.wait_for(r"ALARM: panic mode for tcp 127\.0\.0\.1", timeout=20, after=failed_at)
+    wait_until("the panic alarm on the page", lambda: browser.execute_script(alarms)[0])
+    assert browser.execute_script(alarms)[1] == (f"ALARM: panic mode for {proxy}: too many reals failed together; "
+                                                 "its last known set is kept")
+    assert browser.execute_script("return document.getElementById('alarms-list').className") == "bad-text"
 
 
 def test_drain_button_with_the_token_drains_in_the_data_plane(browser, director_with_api, three_reals):

@@ -371,11 +371,36 @@
       errorBox.hidden = true;
     }
     renderHa(d.ha);
+    renderAlarms(d.alarms);
     const cluster = Array.isArray(d.cluster_events) ? d.cluster_events.map(String) : [];
     $("ha-cluster").hidden = cluster.length === 0;
     const list = $("ha-cluster-list");
     if (Array.from(list.children, (li) => li.textContent).join("\n") !== cluster.join("\n")) {
       list.replaceChildren(...cluster.map((line) => el("li", "", line)));
+    }
+  }
+  function proxyOf(key) {
+    if (!key) return "?";
+    if (key.protocol === "fwm") return `fwmark/${key.fwmark}`;
+    const host = String(key.address).includes(":") ? `[${key.address}]` : key.address;
+    return `${key.protocol}/${host}:${key.port}`;
+  }
+  // the status's alarms in the words of ``saru status`` (local faults, panic mode)
+  function renderAlarms(alarms) {
+    const lines = [];
+    const faults = (alarms && Array.isArray(alarms.local_faults)) ? alarms.local_faults : [];
+    if (faults.length) {
+      const reasons = Array.from(new Set(faults.map((f) => String(f.reason)))).sort();
+      lines.push(`ALARM: local fault (${reasons.join(", ")}): ${faults.length} real(s) cannot be checked; they keep their state`);
+    }
+    for (const key of (alarms && Array.isArray(alarms.panic)) ? alarms.panic : []) {
+      lines.push(`ALARM: panic mode for ${proxyOf(key)}: too many reals failed together; its last known set is kept`);
+    }
+    $("alarms-none").hidden = lines.length > 0;
+    const list = $("alarms-list");
+    list.hidden = lines.length === 0;
+    if (Array.from(list.children, (li) => li.textContent).join("\n") !== lines.join("\n")) {
+      list.replaceChildren(...lines.map((line) => el("li", "", line)));
     }
   }
   function renderHa(ha) {
