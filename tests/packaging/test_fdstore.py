@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -92,8 +93,18 @@ def kill_and_wait_for_restart(c: Container) -> None:
                and c.show("saru.service", "ActiveState")["ActiveState"] == "active", timeout=60)
 
 
-def test_a_killed_daemon_refuses_no_connection(machine: Container) -> None:
-    c = machine
+@pytest.fixture
+def c(machine: Container) -> Iterator[Container]:
+    """The shared container, left with saru.service stopped and this module's units gone."""
+    try:
+        yield machine
+    finally:
+        machine.run("systemctl", "stop", "saru.service", "fdstore-rs1.service", "hammer.service",
+                    check=False, timeout=60)
+        machine.run("systemctl", "reset-failed", "saru.service", check=False)
+
+
+def test_a_killed_daemon_refuses_no_connection(c: Container) -> None:
     c.write("/srv/fdstore/index.html", "rs1\n")
     c.write("/etc/saru/saru.toml", SARU_TOML)
     c.write("/etc/saru/ldirectord.cf", LDIRECTORD_CF + SECOND)
