@@ -237,8 +237,9 @@ class BirdDriver:
         change stay up) and every VIP's route is told again."""
         self.settings, self.vips = settings, tuple(vips)
         previous = self.routes
-        if self.managed and self.alive() and needed_caps(settings) != self.caps:
+        if self.managed and self.alive() and os.geteuid() != 0 and needed_caps(settings) != self.caps:
             # BFD switched on or off: BIRD needs other capabilities, which only a new exec can give
+            # (a root BIRD has them all: reconfigured softly like any other change)
             LOGGER.info("BGP: BIRD restarted (BFD now %s: other capabilities)",
                         "on" if CAP_NET_ADMIN in needed_caps(settings) else "off")
             await self._kill()
