@@ -66,7 +66,7 @@ def test_no_tier_imports_another_tier_and_support_imports_no_tier() -> None:
 
 def test_only_the_lab_creates_network_namespaces() -> None:
     guest = TESTS / "vm" / "guest"
-    inside_a_container = {TESTS / "packaging" / "test_bgp.py"}  # `ip netns add` run in the nspawn container
+    inside_a_container = {TESTS / "packaging" / "test_bgp.py"}  # its namespace is made in the nspawn container
     makers = [str(p.relative_to(TESTS)) for p in python_files()
               if NETNS_ADD.search(p.read_text()) and place(p) != "lab" and not p.is_relative_to(guest)
               and p not in inside_a_container]
