@@ -213,8 +213,8 @@ class BirdDriver:
         try:
             # synchronous on purpose: the capabilities are raised in this thread, for this exec alone
             with raised_for_exec(self.caps):
-                self.process = subprocess.Popen(argv,  # noqa: ASYNC220 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                                start_new_session=True)
+                self.process = subprocess.Popen(  # noqa: ASYNC220
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         finally:
             out.close()
         deadline = time.monotonic() + START_TIMEOUT
