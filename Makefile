@@ -71,6 +71,7 @@ bench: export SARU_DROP_PRIVILEGES = 0
 bench: export SARU_COMMAND_USER = root
 bench: deps venv
 	$(PY) bench/checks_bench.py
+	$(PY) bench/https_checks_bench.py
 	$(PY) bench/checks_protocols.py
 	$(PY) bench/proxy_bench.py
 	$(PY) bench/proxy_syscalls.py

@@ -254,7 +254,9 @@ def tls_floor(reals: list[tuple[str, int]], resume: bool) -> dict[str, float]:
     sessions: dict[tuple[str, int], ssl.SSLSession] = {}
 
     def one(endpoint: tuple[str, int]) -> bool:
-        with context.wrap_socket(socket.create_connection(endpoint), session=sessions.get(endpoint)) as tls:
+        sock = socket.create_connection(endpoint)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the check's (saru.checks.tlsclient)
+        with context.wrap_socket(sock, session=sessions.get(endpoint)) as tls:
             tls.sendall(request)
             while tls.recv(65536):
                 pass

@@ -186,6 +186,8 @@ def local_fault(exc: BaseException, spec: CheckSpec) -> str:
       table has no usable route to the real (``ip route get`` answers unreachable, blackhole or
       prohibit, or the route's link is down); with a usable route they came from the network (an
       ICMP unreachable from a router, a neighbour that does not answer ARP) and are the real's;
+    * a TLS error (``ssl.SSLError``: its errno is OpenSSL's error code, not the system's) is the
+      real's;
     * a resolver that cannot answer (``EAI_AGAIN``, ``EAI_FAIL``, ``EAI_SYSTEM``) for a check
       addressed by name is local ("resolver"); "no such name" is the real's;
     * everything else — refused, reset, timeouts, wrong answers — is the real's.
@@ -195,7 +197,8 @@ def local_fault(exc: BaseException, spec: CheckSpec) -> str:
     while cause is not None and seen < _CHAIN_LIMIT:
         if isinstance(cause, socket.gaierror):
             return "resolver" if cause.errno in _RESOLVER_DOWN else ""
-        if isinstance(cause, OSError) and cause.errno is not None:
+        # an ssl.SSLError's errno is OpenSSL's error code (SSL_ERROR_SSL = 1 is not EPERM): the real's
+        if isinstance(cause, OSError) and cause.errno is not None and not isinstance(cause, ssl.SSLError):
             reason = _LOCAL_ERRNOS.get(cause.errno)
             if reason:
                 return reason

@@ -154,6 +154,21 @@ async def test_https_sends_the_virtualhost_as_sni(serve, tmp_path: Path):
     assert f"Host: 127.0.0.1:{port}\r\n".encode() in requests[1]
 
 
+async def test_https_to_a_plain_http_server_is_the_reals_tls_failure_not_a_local_fault(serve):
+    """The TLS error's errno is OpenSSL's code (SSL_ERROR_SSL = 1), once read as EPERM: the real stayed
+    up with a "local fault" alarm instead of going down."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = await serve(handler)
+    result = await run_check(http(port, "https", receive="ok"))
+    assert (result.ok, result.failure, result.local_fault) == (False, "tls", "")
+    assert result.message == "TLS error: WRONG_VERSION_NUMBER", result.message
+
+
 async def test_chunked_response(serve):
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -4,6 +4,7 @@ classification, the route reply parser and the backtracking-risk heuristic."""
 import asyncio
 import errno
 import socket
+import ssl
 import struct
 
 import pytest
@@ -163,6 +164,21 @@ def test_local_errnos_are_local_and_the_reals_errors_are_not():
     for code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT):
         assert local_fault(OSError(code, "x"), SPEC) == ""
     assert local_fault(TimeoutError(), SPEC) == ""
+
+
+def test_a_tls_error_is_the_reals_though_its_errno_reads_as_eperm():
+    """ssl.SSLError's errno is OpenSSL's error code (SSL_ERROR_SSL = 1 = EPERM): a real speaking no TLS
+    is the real's fault, raised directly (HTTPS) or as the context of a CheckFailed (mail, news)."""
+    tls = ssl.SSLError(ssl.SSL_ERROR_SSL, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    assert tls.errno == errno.EPERM
+    assert local_fault(tls, SPEC) == ""
+    try:
+        try:
+            raise tls
+        except ssl.SSLError:
+            raise CheckFailed("TLS handshake failed: WRONG_VERSION_NUMBER", failure="tls") from None
+    except CheckFailed as wrapped:
+        assert local_fault(wrapped, SPEC) == ""
 
 
 def test_unreachable_is_local_only_without_a_route():
