@@ -9,8 +9,9 @@ empties both (``capset`` with inheritable 0, which also empties the ambient set;
 refused, ``PR_CAP_AMBIENT_CLEAR_ALL``): external checks, callbacks, fallback commands and notify scripts
 then start with no capability at all, whatever user they run as.
 
-The one program the daemon runs that needs a capability is ``nft`` (the nftables plane's fallback when
-libnftables is not installed: CAP_NET_ADMIN). ``raised_for_exec`` gives exactly the named capabilities
+The programs the daemon runs that need a capability: ``nft`` (the nftables plane's fallback when
+libnftables is not installed: CAP_NET_ADMIN) and a managed BIRD (``saru.bgp.bird``: CAP_NET_BIND_SERVICE
+for port 179, CAP_NET_ADMIN too with BFD). ``raised_for_exec`` gives exactly the named capabilities
 to the programs started *by the calling thread* while it is active: capabilities are per thread in Linux,
 and a child is forked from the thread that starts it, so other threads' children (the checks) are not
 affected. Root (effective uid 0) needs neither: its children are root.

@@ -18,6 +18,16 @@ the way out after withdrawing. ``manage = false``: Saru writes only its protocol
 file in your bird.conf, with a ``protocol bfd`` if a neighbour uses BFD) and runs ``configure`` on the
 operator's daemon at ``[bgp] socket``; on the way out it withdraws and leaves the daemon running.
 
+The capabilities a managed BIRD gets (``needed_caps``), raised for its exec alone (``saru.caps.
+raised_for_exec``: the daemon keeps its own for itself, ``saru.caps.keep_for_self_only``) and only those
+this process holds: CAP_NET_BIND_SERVICE (BIRD listens on TCP port 179 for its neighbours; without it
+every session fails with "No listening socket") and, when a neighbour has ``bfd = true``,
+CAP_NET_ADMIN (BIRD gives its BFD sockets SO_PRIORITY 7, which the kernel allows only with it: without
+it "SO_PRIORITY: Operation not permitted" and no BFD session comes up). TCP MD5 (``password``) needs
+none. As root nothing is raised: BIRD runs as root, as it always did. BIRD is started from the event
+loop's thread, synchronously (no other program can be started by that thread meanwhile, and
+``--pdeathsig`` follows the thread that forked, which lives as long as the daemon).
+
 ``render`` is pure; ``BirdDriver`` does the I/O.
 """
 
@@ -30,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,11 +48,12 @@ from pathlib import Path
 from saru.bgp.base import RoutingDaemonError, SessionDoc
 from saru.bgp.birdctl import BirdControl, BirdError
 from saru.bgp.decide import Route
+from saru.caps import CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, raised_for_exec
 from saru.files import write_file
 from saru.model import BGPSettings
 from saru.subproc import run_command
 
-__all__ = ["BirdDriver", "protocol_names", "render"]
+__all__ = ["BirdDriver", "needed_caps", "protocol_names", "render"]
 
 LOGGER = logging.getLogger("saru")
 START_TIMEOUT = 10.0  # seconds for a started BIRD to answer on its socket
@@ -104,6 +116,12 @@ def render(settings: BGPSettings, vips: Sequence[str], *, managed: bool, log_pat
     return "\n".join(lines)
 
 
+def needed_caps(settings: BGPSettings) -> tuple[int, ...]:
+    """The capabilities a BIRD managed for ``settings`` needs: port 179, and SO_PRIORITY for BFD."""
+    return (CAP_NET_BIND_SERVICE, CAP_NET_ADMIN) if any(n.bfd for n in settings.neighbors) \
+        else (CAP_NET_BIND_SERVICE,)
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, readable by this user only (a new file of mode 0600, whatever was there)."""
     path.unlink(missing_ok=True)
@@ -146,7 +164,8 @@ class BirdDriver:
         self.log_path = workdir / f"{stem}-bird.log"
         self.socket_path = settings.socket or str(workdir / f"{stem}-bird.ctl")
         self.control = BirdControl(self.socket_path)
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.caps: tuple[int, ...] = ()  # what the running managed BIRD was started with
         self.routes: dict[str, Route] = {}  # what BIRD was last told, per VIP
         self.changed_at: dict[str, float] = {}
 
@@ -156,7 +175,7 @@ class BirdDriver:
 
     def alive(self) -> bool:
         """False once a managed BIRD has exited."""
-        return not self.managed or (self.process is not None and self.process.returncode is None)
+        return not self.managed or (self.process is not None and self.process.poll() is None)
 
     async def _write_config(self) -> None:
         text = render(self.settings, self.vips, managed=self.managed, log_path=str(self.log_path))
@@ -190,14 +209,17 @@ class BirdDriver:
         else:
             LOGGER.warning("setpriv (util-linux) not found: BIRD would outlive a killed Saru")
         out = await asyncio.to_thread(open, self.log_path.with_suffix(".out"), "ab")
+        self.caps = needed_caps(self.settings)
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+            # synchronous on purpose: the capabilities are raised in this thread, for this exec alone
+            with raised_for_exec(self.caps):
+                self.process = subprocess.Popen(  # noqa: ASYNC220
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         finally:
             out.close()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            if self.process.returncode is not None:
+            if self.process.poll() is not None:
                 raise RoutingDaemonError(f"BIRD exited at start ({self.process.returncode}); see "
                                          f"{self.log_path.with_suffix('.out')}")
             try:
@@ -214,9 +236,18 @@ class BirdDriver:
         """A reload: new settings or VIPs; BIRD reconfigures softly (sessions whose settings did not
         change stay up) and every VIP's route is told again."""
         self.settings, self.vips = settings, tuple(vips)
-        await self._write_config()
-        await self._configure()
-        previous, self.routes = self.routes, {}
+        previous = self.routes
+        if self.managed and self.alive() and os.geteuid() != 0 and needed_caps(settings) != self.caps:
+            # BFD switched on or off: BIRD needs other capabilities, which only a new exec can give
+            # (a root BIRD has them all: reconfigured softly like any other change)
+            LOGGER.info("BGP: BIRD restarted (BFD now %s: other capabilities)",
+                        "on" if CAP_NET_ADMIN in needed_caps(settings) else "off")
+            await self._kill()
+            await self.start()
+        else:
+            await self._write_config()
+            await self._configure()
+        self.routes = {}
         await self.announce({vip: previous.get(vip, "withdrawn") for vip in self.vips}, force=True)
 
     async def _configure(self) -> None:
@@ -281,11 +312,11 @@ class BirdDriver:
 
     async def _kill(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.returncode is not None:
+        if process is None or process.poll() is not None:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
             process.kill()
-            await process.wait()
+            await asyncio.to_thread(process.wait)

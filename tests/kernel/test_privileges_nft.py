@@ -13,23 +13,11 @@ import pytest
 
 from saru.control import request_sync
 from saru.daemon.privileges import KEEP, mask
-from saru.subproc import RunAs
-from tests.helpers import proc_status, readable_python, require, shared_workdir, system_user
+from tests.helpers import proc_status, readable_python, require
 from tests.lab.guide import REALS, VIP, Topology
 
 pytestmark = pytest.mark.timeout(120)
 
-
-@pytest.fixture
-def user() -> Iterator[RunAs]:
-    with system_user() as made:
-        yield made
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    with shared_workdir() as path:
-        yield path
 
 CF = """\
 checktimeout=2

@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: what the fresh root holds besides Debian's minimal base: systemd as PID 1, what the package depends
 #: on and recommends (python3 3.11, libnftables1, iproute2, logrotate), nftables for the nft data plane,
-#: procps and kmod for the tests' look at processes, netbase (/etc/protocols) and python3-firewall to parse
-#: the firewalld service
+#: procps and kmod for the tests' look at processes, netbase (/etc/protocols), python3-firewall to parse
+#: the firewalld service, bird2 (suggested) for ``[bgp]`` under the unit and as the test's router
 ROOT_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "iproute2", "libnftables1", "nftables", "logrotate",
-    "procps", "kmod", "netbase", "python3-firewall",
+    "procps", "kmod", "netbase", "python3-firewall", "bird2",
 )
 #: seconds each step took in this session (printed at the end of the run by conftest.py)
 TIMINGS: dict[str, float] = {}

@@ -7,36 +7,36 @@ the gap wait in the backlog and are served by the new daemon (the few relayed th
 process at that moment die with it: that is its memory). A virtual taken out of the file before
 the crash has its kept socket closed by the new daemon (and removed from the store).
 
-Its own container (booted like tests/packaging/test_systemd.py's): this module leaves that one's
-order of tests alone.
+The session's container (``machine``, tests/packaging/conftest.py), shared with test_systemd.py and
+test_bgp.py: this module's real server, port and units are its own, and it leaves saru.service stopped.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.packaging.container import Container
-from tests.packaging.test_systemd import get, machine, main_pid
+from tests.packaging.test_systemd import get, main_pid
 
 pytestmark = pytest.mark.timeout(600)
-__all__ = ["machine"]  # the fixture
 
 LDIRECTORD_CF = """\
 checktimeout=2
 checkinterval=1
 logfile="/var/log/saru/ldirectord.log"
 virtual=127.0.0.1:80
-\treal=127.0.0.1:8081 masq
+\treal=127.0.0.1:8091 masq
 \tscheduler=rr
 \tprotocol=tcp
 \tchecktype=connect
 """
 SECOND = """\
 virtual=127.0.0.1:81
-\treal=127.0.0.1:8081 masq
+\treal=127.0.0.1:8091 masq
 \tprotocol=tcp
 \tchecktype=connect
 """
@@ -93,14 +93,25 @@ def kill_and_wait_for_restart(c: Container) -> None:
                and c.show("saru.service", "ActiveState")["ActiveState"] == "active", timeout=60)
 
 
-def test_a_killed_daemon_refuses_no_connection(machine: Container) -> None:
-    c = machine
-    c.write("/srv/rs1/index.html", "rs1\n")
+@pytest.fixture
+def c(machine: Container) -> Iterator[Container]:
+    """The shared container, left with saru.service stopped and this module's units gone."""
+    try:
+        yield machine
+    finally:
+        machine.run("systemctl", "stop", "saru.service", "fdstore-rs1.service", "hammer.service",
+                    check=False, timeout=60)
+        machine.run("systemctl", "reset-failed", "saru.service", check=False)
+
+
+def test_a_killed_daemon_refuses_no_connection(c: Container) -> None:
+    c.write("/srv/fdstore/index.html", "rs1\n")
     c.write("/etc/saru/saru.toml", SARU_TOML)
     c.write("/etc/saru/ldirectord.cf", LDIRECTORD_CF + SECOND)
+    c.run("systemctl", "reset-failed", "saru.service", check=False)
     c.run("systemd-run", "--unit=fdstore-rs1", "--property=DynamicUser=yes", "python3", "-m", "http.server",
-          "8081", "--bind", "127.0.0.1", "--directory", "/srv/rs1")
-    c.wait_for("the real server", lambda: get(c, "http://127.0.0.1:8081/"))
+          "8091", "--bind", "127.0.0.1", "--directory", "/srv/fdstore")
+    c.wait_for("the real server", lambda: get(c, "http://127.0.0.1:8091/"))
     c.run("systemctl", "start", "saru.service", timeout=150)
     c.wait_for("traffic through the proxy", lambda: get(c, "http://127.0.0.1/") == "rs1\n")
     assert store_size(c) == 2, c.journal("saru.service")  # one listening socket per virtual

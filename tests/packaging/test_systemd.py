@@ -1,8 +1,9 @@
 """The Debian package on a fresh Debian root, run by a real systemd as PID 1 (systemd-nspawn).
 
-One container per module: the root (mmdebstrap, cached) is unpacked, booted with ``--private-network``
-(its own loopback only), and the .deb built by ``make deb`` is installed with ``apt-get install
-./saru_….deb`` inside, as the README says. Then, in order:
+The container (``machine``, tests/packaging/conftest.py: one per test session, shared with
+test_fdstore.py and test_bgp.py): the root (mmdebstrap, cached) is unpacked, booted with
+``--private-network`` (its own loopback only), and the .deb built by ``make deb`` is installed with
+``apt-get install ./saru_….deb`` inside, as the README says. Then, in order:
 
 * the package: the ``saru`` system user (sysusers), its directories (tmpfiles), the units installed but
   not enabled, the shipped /etc/saru/saru.toml passes ``saru check-config``, the units pass
@@ -29,16 +30,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import require
-from tests.packaging.build import TIMINGS, BuildError, debian_root_tarball, extract
-from tests.packaging.container import BootError, Container, nspawn_usable
+from tests.packaging.conftest import install
+from tests.packaging.container import Container
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -111,38 +109,6 @@ while True:
         notifier.watchdog()
     time.sleep(min(0.2, ping_period(interval)))
 """
-
-
-@pytest.fixture(scope="module")
-def machine(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    ok, why = nspawn_usable()
-    require(ok, why)
-    try:
-        tarball, _ = debian_root_tarball()
-    except BuildError as exc:
-        require(False, f"cannot make a Debian root with mmdebstrap: {exc}")
-        raise
-    workdir = tmp_path_factory.mktemp("nspawn")
-    root = workdir / "root"
-    started = time.monotonic()
-    extract(tarball, root)
-    TIMINGS["root unpacked"] = time.monotonic() - started
-    shutil.copy(deb, root / "var" / "cache" / deb.name)
-    container = Container(root, f"saru-t{int(time.time()) % 100000}", workdir / "console.log")
-    try:
-        try:
-            TIMINGS["boot (systemd as PID 1 up)"] = container.boot()
-        except BootError as exc:
-            require(False, f"systemd does not boot under systemd-nspawn here: {exc}")
-        started = time.monotonic()
-        install = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
-                                "--no-install-recommends", f"/var/cache/{deb.name}", timeout=300)
-        assert "Setting up saru" in install.stdout, install.stdout
-        TIMINGS["apt-get install ./saru.deb"] = time.monotonic() - started
-        yield container
-    finally:
-        container.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- the package ---------------------------------------------------------------------------------------
@@ -263,6 +229,18 @@ def proc_status(c: Container, pid: int) -> dict[str, str]:
     return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
 
 
+def threads_inheritable_ambient(c: Container, pid: int) -> dict[int, tuple[int, int]]:
+    """CapInh and CapAmb of each of ``pid``'s threads (capabilities are per thread); a short-lived thread
+    that ended between the listing and the reading (a child's watcher, a worker) is left out."""
+    found: dict[int, tuple[int, int]] = {}
+    for task in c.run("ls", f"/proc/{pid}/task").stdout.split():
+        proc = c.run("cat", f"/proc/{pid}/task/{task}/status", check=False)
+        if proc.returncode == 0:
+            st = dict(line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
+            found[int(task)] = (int(st["CapInh"], 16), int(st["CapAmb"], 16))
+    return found
+
+
 def test_start_reaches_active_as_saru_with_exactly_its_capabilities(service: Container) -> None:
     service.run("systemctl", "start", "saru.service", timeout=150)
     assert service.run("systemctl", "is-active", "saru.service", check=False).stdout.strip() == "active", \
@@ -278,9 +256,8 @@ def test_start_reaches_active_as_saru_with_exactly_its_capabilities(service: Con
     for field in ("CapPrm", "CapEff", "CapBnd"):
         assert int(st[field], 16) == SARU_CAPS, f"{field}: {st[field]} (expected {SARU_CAPS:016x})"
     # kept for itself: nothing inheritable or ambient, in every thread (capabilities are per thread)
-    for task in service.run("ls", f"/proc/{pid}/task").stdout.split():
-        threads = proc_status(service, int(task))
-        assert (int(threads["CapInh"], 16), int(threads["CapAmb"], 16)) == (0, 0), (task, threads)
+    threads = threads_inheritable_ambient(service, pid)
+    assert pid in threads and set(threads.values()) == {(0, 0)}, threads
     assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
     assert service.run("ps", "-o", "user=", "-p", str(pid)).stdout.strip() == "saru"
 
@@ -397,11 +374,14 @@ def test_the_nft_plane_runs_under_the_unit(service: Container, library: str) -> 
             service.run("systemctl", "daemon-reload")
 
 
-def test_remove_keeps_the_user_and_the_configuration(service: Container) -> None:
+def test_remove_keeps_the_user_and_the_configuration(service: Container, deb: Path) -> None:
     service.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "remove", "-y", "-q", "saru", timeout=120)
     assert service.run("test", "-e", "/usr/bin/saru", check=False).returncode != 0
     assert service.run("getent", "passwd", "saru", check=False).returncode == 0
     assert service.run("test", "-f", "/etc/saru/saru.toml", check=False).returncode == 0
     # prerm removed the byte code postinst made: nothing of the package is left in /usr/lib/saru
     assert service.run("test", "-e", "/usr/lib/saru", check=False).returncode != 0
+    # installed again over the kept user and configuration (the container is shared: conftest.py)
+    install(service, deb)
+    assert service.run("systemctl", "is-enabled", "saru.service", check=False).stdout.strip() == "disabled"
 

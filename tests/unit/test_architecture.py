@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"model", "checks", "net", "subproc", "files"},
     "monitor": {"model", "checks", "events"},
     "ha": {"model", "events", "net", "subproc"},
-    "bgp": {"model", "subproc", "files"},  # announce decisions (pure) and the routing daemons' drivers
+    "bgp": {"model", "subproc", "files", "caps"},  # announce decisions (pure) and the routing daemons' drivers
     "control": {"model", "files"},
     "cluster": {"model", "config"},
     "setup": {"model", "net", "ha", "dataplane", "config", "subproc"},  # subproc: saru doctor asks firewalld

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from saru.bgp import announced_vips, decide, serving
-from saru.bgp.bird import _bfd_lines, _session_lines, protocol_names, render
+from saru.bgp.bird import _bfd_lines, _session_lines, needed_caps, protocol_names, render
+from saru.caps import CAP_NET_ADMIN, CAP_NET_BIND_SERVICE
 from saru.config.diagnostics import ConfigError
 from saru.config.ldirectord import parse_text
 from saru.config.native import parse_settings
@@ -120,6 +121,15 @@ def test_bird_configuration() -> None:
     assert "ipv6 { import none; export where proto ~ \"saru_*\"; next hop self; };" in text
     bare = render(s, ["10.9.0.1"], managed=False)
     assert "router id" not in bare and "protocol bfd" not in bare and "protocol bgp saru_peer0" in bare
+
+
+def test_bird_gets_port_179_and_net_admin_only_for_bfd() -> None:
+    """What a managed BIRD is given for its exec (tests/packaging/test_bgp.py checks it under the unit)."""
+    with_bfd = parse_settings(BGP).bgp
+    without = parse_settings(BGP.replace("bfd = true", "bfd = false")).bgp
+    assert with_bfd is not None and without is not None
+    assert needed_caps(with_bfd) == (CAP_NET_BIND_SERVICE, CAP_NET_ADMIN)
+    assert needed_caps(without) == (CAP_NET_BIND_SERVICE,)  # TCP MD5 (password) needs none
 
 
 def test_bird_replies_parsed() -> None:
