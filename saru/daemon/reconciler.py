@@ -121,6 +121,11 @@ class Reconciler:
         """Whether the plane forces gate/ipip reals onto the virtual's port (IPVS, nftables)."""
         return self.dataplane.capabilities.rewrites_gate_ports
 
+    def gated(self) -> bool:
+        """Whether the owned services must be out of the table right now (an HA backup without
+        warm standby): the plan is then the empty table."""
+        return self._gated()
+
     def mark_dirty(self) -> None:
         self.dirty.set()
 
@@ -152,7 +157,7 @@ class Reconciler:
             held = self._update_panic(config, current, overrides)
             desired = desired_table(config, self._health(), current, kernel_ports=self.rewrite,
                                     overrides=overrides, held=held)
-            if self._gated():
+            if self.gated():
                 desired = Table.of([])
             ops = diff(current, desired, owned=self._loaded.owned)
             if not ops:
