@@ -138,7 +138,7 @@ def plan(args: argparse.Namespace) -> int:
     if plane:
         source += f"; {plane} data plane"
     # as the daemon's reconciler plans: its panics (``panic_threshold``) and the operator's overrides
-    panic, held = panic_state(config, live.failed, live.threshold, live.panic, current, live.overrides)
+    panic, held = panic_state(config.virtuals, live.failed, live.threshold, live.panic, current, live.overrides)
     desired = desired_table(config, live.health, current, kernel_ports=plane != "proxy",
                             overrides=live.overrides, held=held)
     if live.gated:  # as the reconciler: an HA backup without warm standby keeps the owned services out
