@@ -51,7 +51,7 @@ from saru.dataplane.nft.libnft import Nft, NftError, backend
 from saru.dataplane.nft.names import DR_FAMILY, NAT_FAMILY, TABLE, RenderError, service_id
 from saru.dataplane.nft.parse import Listing, parse
 from saru.dataplane.nft.render import Memo, build
-from saru.dataplane.nft.routes import Routes, discover
+from saru.dataplane.nft.routes import Routes, device_exists, discover
 from saru.dataplane.nft.slots import SUPPORTED_SCHEDULERS
 from saru.dataplane.nft.stateless import PRE_CHAIN
 from saru.dataplane.nft.transaction import UNKNOWN, Objects, transaction, unknown_script
@@ -121,18 +121,23 @@ class NftDataplane(Dataplane):
 
     def __init__(
         self, flow_timeouts: Mapping[str, int] | None = None, closing_timeout: int | None = None,
-        nat: str = "stateful",
+        nat: str = "stateful", flowtable: Sequence[str] = (),
     ) -> None:
         if nat not in NAT_MODES:
             raise DataplaneError(f"unknown NAT mode {nat!r} (choose from {', '.join(NAT_MODES)})")
+        if flowtable and nat != "stateful":  # what config validation refuses up front
+            raise DataplaneError("a flowtable offloads conntrack's NAT flows: stateless NAT has none")
         self._nft: Nft | None = None
         self._lock = asyncio.Lock()
         self._base = Environment(flow_timeouts={**FLOW_TIMEOUT, **(flow_timeouts or {})},
-                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat)
+                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat,
+                                 flowtable=tuple(flowtable))
         #: the kernel's NAT virtuals were written in the other NAT mode: the next apply rewrites them
         self._other_mode = False
         if nat == "stateless":  # what config validation must refuse up front
             self.capabilities = replace(CAPABILITIES, stateless_nat=True)
+        if flowtable:
+            self.capabilities = replace(CAPABILITIES, flowtable=tuple(flowtable))
         self._state: State | None = None
         self._routes = Routes()
         self._memo = Memo()
@@ -356,6 +361,9 @@ class NftDataplane(Dataplane):
             raise DataplaneError(str(exc)) from None
         draining = self._draining(state, table)
         env = discover(table, draining, self._base, self._routes)
+        missing = [d for d in env.flowtable if not device_exists(d)]
+        if missing:  # the kernel would refuse the flowtable with a bare ENOENT
+            raise DataplaneError(f"[nft] flowtable: no network interface {', '.join(missing)} here")
         try:
             built = build(table, env, draining, state.owners, self._memo)
         except (RenderError, ValueError) as exc:
