@@ -2,7 +2,8 @@
 
 ``discover`` runs ``ip -j route get`` for each gate real it does not know yet (exec'd without a
 shell, remembered per address in ``Routes``) and ``ip -j addr`` for the NICs holding direct-routed
-VIPs, and returns the renderer's ``Environment``; ``device_exists`` checks a flowtable's device. Blocking; the plane calls it from a thread.
+VIPs, and returns the renderer's ``Environment``; ``device_exists`` checks a flowtable's device.
+Blocking; the plane calls it from a thread.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from saru.dataplane.base import DataplaneError
-from saru.dataplane.nft import Nft, NftDataplane
+from saru.dataplane.nft import Nft, NftDataplane, NftError
 from saru.diff import diff
 from saru.model import Dest, Service, ServiceKey, ServiceSettings, Table
 from tests.vm.guest.lvs_nat import namespace, port_open, sh, wait_until
@@ -83,7 +83,7 @@ def topo(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
         with Nft() as nft:
             try:
                 nft.run("delete table inet saru")
-            except Exception:  # noqa: BLE001 - gone already (the test's stop removed it)
+            except NftError:  # gone already (the test's stop removed it)
                 pass
 
 
@@ -98,10 +98,14 @@ def nft(command: str) -> str:
         return handle.run(command)
 
 
+def conntrack() -> list[str]:
+    """The director's conntrack table, one entry a line (``[OFFLOAD]`` marks offloaded flows)."""
+    return Path("/proc/net/nf_conntrack").read_text().splitlines()
+
+
 def offloaded(real: str) -> list[str]:
     """Conntrack's offloaded entries of flows DNATed to ``real``."""
-    lines = Path("/proc/net/nf_conntrack").read_text().splitlines()
-    return [line for line in lines if "[OFFLOAD]" in line and f"src={real} " in line]
+    return [line for line in conntrack() if "[OFFLOAD]" in line and f"src={real} " in line]
 
 
 def new_connections(count: int) -> dict[str, int]:
@@ -150,8 +154,7 @@ async def test_flowtable_offloads_nat_flows_and_new_flows_follow_the_table(topo:
         echoes.append(direct)
         for n in range(5):
             assert direct.ask(f"direct {n}") == f"direct {n}"
-        conntrack = Path("/proc/net/nf_conntrack").read_text().splitlines()
-        mine = [line for line in conntrack if f"src={CLIENT[3]} dst={real_of['rs1']} " in line]
+        mine = [line for line in conntrack() if f"src={CLIENT[3]} dst={real_of['rs1']} " in line]
         assert mine and not [line for line in mine if "[OFFLOAD]" in line], mine
 
         # rs2 quiesced (weight 0): new connections go to rs1 only, rs2's established flow goes on
@@ -169,6 +172,16 @@ async def test_flowtable_offloads_nat_flows_and_new_flows_follow_the_table(topo:
         flowtable_before = nft("list flowtable inet saru ft")
         await plane.apply([])
         assert plane.last_apply == "none"
+        # a restart under another [nft] flowtable rewrites it at once (and back)
+        for devices in (DEVICES[:2], DEVICES):
+            await plane.close()
+            plane = NftDataplane(flowtable=devices)
+            await plane.start()
+            assert await plane.read() == service("rs1", "rs2", weights={"rs2": 0})  # the daemon reads first
+            await plane.apply([])
+            assert plane.last_apply == "full"
+            assert ("ft-rs2" in nft("list flowtable inet saru ft")) == (devices == DEVICES)
+        assert by_name["rs2"].ask("still there") == "still there"
 
         # rs2 removed with expire_nodest_conn: its conntrack entries are deleted, which tears its
         # offloaded flow down too — the client's connection ends instead of hanging on
