@@ -90,7 +90,8 @@ def test_adoption_reads_the_flowtable_back_and_keeps_it() -> None:
 
 def test_setting_and_its_refusals() -> None:
     assert parse_settings("").nft.flowtable == ()
-    assert parse_settings('[nft]\nflowtable = ["eth0", "bond0.12"]\n').nft == NftSettings(flowtable=("eth0", "bond0.12"))
+    wanted = NftSettings(flowtable=("eth0", "bond0.12"))
+    assert parse_settings('[nft]\nflowtable = ["eth0", "bond0.12"]\n').nft == wanted
     with pytest.raises(ConfigError, match=r"<string>:3: \[nft\] flowtable: offloads conntrack's NAT flows, and "
                                           r'nat = "stateless" has none'):
         parse_settings('[nft]\nnat = "stateless"\nflowtable = ["eth0"]\n')
