@@ -248,7 +248,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "forwarding.json")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of the variants (direct is always run: the baseline)")
     args = parser.parse_args()
+    wanted = {"direct", *args.variants.split(",")}
+    if wanted - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(wanted - set(VARIANTS))} (choose from {', '.join(VARIANTS)})")
     ok, why = Topology.available()
     if not ok:
         print(why, file=sys.stderr)
@@ -269,8 +274,9 @@ def main() -> int:
             topo.nginx("fe2")
             director = Director(topo)
             haproxy_pid = start_haproxy(topo, Path(tmp))
-            variants = VARIANTS if flowtable_usable(topo) else tuple(v for v in VARIANTS if v != "nat-flowtable")
-            if "nat-flowtable" not in variants:
+            variants = tuple(v for v in VARIANTS if v in wanted)
+            if "nat-flowtable" in variants and not flowtable_usable(topo):
+                variants = tuple(v for v in variants if v != "nat-flowtable")
                 print("nat-flowtable left out: this kernel cannot make a flowtable (CONFIG_NF_FLOW_TABLE_INET)",
                       flush=True)
             deadline = time.monotonic() + 10

@@ -187,12 +187,17 @@ async def test_flowtable_offloads_nat_flows_and_new_flows_follow_the_table(topo:
         # offloaded flow down too — the client's connection ends instead of hanging on
         plane.expire_nodest_conn = True
         await plane.apply(diff(await plane.read(), service("rs1")))
-        assert plane.last_apply == "full"  # the first write after adoption rebuilds the chains
+        assert plane.last_apply == "incremental"  # set elements and chains: the flowtable stays as it is
         assert nft("list flowtable inet saru ft") == flowtable_before
         wait_until(lambda: not offloaded(real_of["rs2"]), "rs2's offloaded flow to go")
         assert by_name["rs2"].ask("gone?") == ""
         assert by_name["rs1"].ask("still here") == "still here"  # rs1's flow untouched
-        assert offloaded(real_of["rs1"])
+        # a flow offloaded before its flowtable was recreated (the restarts above) goes on through
+        # the ordinary path (Debian's 6.1 kernel does not offload it again); new flows are offloaded
+        fresh = Echo()
+        echoes.append(fresh)
+        assert fresh.server == "rs1"
+        wait_until(lambda: fresh.ask("x") == "x" and bool(offloaded(real_of["rs1"])), "a new flow offloaded")
         assert new_connections(3) == {"rs1": 3}
 
         # stop: the table, flowtable and all, is gone
