@@ -40,6 +40,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from saru.api.blocks import Block, Gzipped, send_blocks
 from saru.api.names import proxy_name, server_name
 from saru.checks.result_class import RESULT_CLASSES
 from saru.daemon.metrics_snapshot import STATES, BackendMetrics, MetricsSnapshot, ServerMetrics
@@ -339,23 +340,27 @@ SLICE = 64
 TURN = 0.1
 #: fewer new label sets than this are written at once, without slices
 SLICES_ABOVE = 2000
+#: rows of a row family in one block of the answer (``saru.api.blocks``: its text and its gzip member
+#: are made again only when one of its rows shows another value)
+CHUNK = 500
 _ONE, _ZERO = _value(1.0), _value(0.0)
 
 
 class _Kept(Generic[Row]):
     """One row family as prometheus-client wrote it: its HELP and TYPE lines, each label set's line
-    prefix (or prefixes: one per ``one_hot`` name), and each row's text with the value it shows."""
+    prefix (or prefixes: one per ``one_hot`` name), and each row's text with the value it shows, in
+    blocks of ``CHUNK`` rows (a block is made again when one of its rows changed)."""
 
     def __init__(self, family: RowFamily[Row]) -> None:
         self.family: RowFamily[Row] = family
-        self.header = b""
+        self.header = Block(b"")
         self._prefixes: dict[Labels, tuple[bytes, ...]] = {}  # one prefix, or one per one_hot name
         self._rows: list[tuple[bytes, ...]] = []
         self._index = {name: k for k, name in enumerate(family.one_hot or ())}
         self.shown: list[object] = []
         self.parts: list[bytes] = []
         self.timed: set[int] = set()  # rows whose value changes with the time
-        self.body: bytes | None = None
+        self._chunks: list[Block | None] = []  # None: to be made again
 
     def missing(self, labels: Sequence[Labels]) -> list[Labels]:
         """The label sets of ``labels`` prometheus-client has not written for this family."""
@@ -377,14 +382,16 @@ class _Kept(Generic[Row]):
         per = max(1, len(names))
         if len(lines) != len(missing) * per + 2:
             raise AssertionError(f"{f.name}: {len(lines) - 2} lines written for {len(missing)} rows")
-        self.header = "".join(lines[:2]).encode()
+        header = "".join(lines[:2]).encode()
+        if header != self.header.text:
+            self.header = Block(header)
         for k, label in enumerate(missing):
             self._prefixes[label] = tuple(map(_prefix, lines[2 + k * per:2 + (k + 1) * per]))
 
     def relabel(self, labels: Sequence[Labels]) -> None:
         """The rows are now these label sets (those not written yet are, now)."""
         missing = self.missing(labels)
-        if missing or not self.header:
+        if missing or not self.header.text:
             self.learn(missing)
         if len(self._prefixes) > 2 * len(labels):  # those in use (reals that left the table and come back
             self._prefixes = {label: self._prefixes[label] for label in labels}  # keep theirs until then)
@@ -392,14 +399,14 @@ class _Kept(Generic[Row]):
         self.shown = [_UNSET] * len(labels)
         self.parts = [b""] * len(labels)
         self.timed = set()
-        self.body = None
+        self._chunks = [None] * -(-len(labels) // CHUNK)
 
     def show(self, i: int, value: Shown) -> None:
         """Row ``i`` shows ``value`` (None: no line)."""
         if value == self.shown[i]:
             return
         self.shown[i] = value
-        self.body = None
+        self._chunks[i // CHUNK] = None
         if value is None:
             self.parts[i] = b""
         elif self.family.one_hot is None:
@@ -411,18 +418,23 @@ class _Kept(Generic[Row]):
     def show_timed(self, rows: Sequence[Row], now: float) -> None:
         """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
         an age per real, that is every real on every scrape)."""
-        value, shown, parts, prefixes = self.family.value, self.shown, self.parts, self._rows
+        value, shown, parts, prefixes, chunks = self.family.value, self.shown, self.parts, self._rows, self._chunks
         for i in self.timed:
             v = value(rows[i], now)
             if v != shown[i]:
                 shown[i] = v
                 parts[i] = prefixes[i][0] + _value(v)  # type: ignore[arg-type]  # a number
-                self.body = None
+                chunks[i // CHUNK] = None
 
-    def text(self) -> bytes:
-        if self.body is None:
-            self.body = self.header + b"".join(self.parts)
-        return self.body
+    def blocks(self) -> list[Block]:
+        """The family's text: its HELP and TYPE lines, then its blocks of rows (those with lines)."""
+        found = [self.header]
+        for c, block in enumerate(self._chunks):
+            if block is None:
+                block = self._chunks[c] = Block(b"".join(self.parts[c * CHUNK:(c + 1) * CHUNK]))
+            if block.text:
+                found.append(block)
+        return found
 
 
 class _RowFamilies(Generic[Row]):
@@ -454,19 +466,19 @@ class _RowFamilies(Generic[Row]):
 
     def slices(self, rows: Sequence[Row]) -> Iterator[None]:
         """Have prometheus-client write the lines of new label sets ``SLICE`` rows at a time, one step of
-        the iterator per slice (``texts`` then finds them written)."""
+        the iterator per slice (``blocks`` then finds them written)."""
         if not self._changed(rows)[1]:
             return
         labels = self._labels(rows)
         missing = [kept.missing(labels) for kept in self._kept]
         if sum(map(len, missing)) < SLICES_ABOVE:
-            return  # a few: texts() writes them at once
+            return  # a few: blocks() writes them at once
         for kept, new in zip(self._kept, missing, strict=True):
             for start in range(0, len(new), SLICE):
                 kept.learn(new[start:start + SLICE])
                 yield
 
-    def texts(self, rows: Sequence[Row], now: float) -> list[bytes]:
+    def blocks(self, rows: Sequence[Row], now: float) -> list[Block]:
         changed, relabel = self._changed(rows)
         if relabel:
             labels = self._labels(rows)
@@ -487,7 +499,7 @@ class _RowFamilies(Generic[Row]):
                     else:
                         kept.timed.discard(i)
             kept.show_timed(rows, now)
-        return [kept.text() for kept in self._kept]
+        return [block for kept in self._kept for block in kept.blocks()]
 
 
 class Exporter:
@@ -497,6 +509,7 @@ class Exporter:
         self._servers = _RowFamilies(SERVER_FAMILIES, server_labels, same_server)
         self._backends = _RowFamilies(BACKEND_FAMILIES, backend_labels, same_backend)
         self._written: dict[str, _Written] = {}
+        self._small = Block(b"")  # the families between the reals' and the backends', in one block
 
     def slices(self, snapshot: MetricsSnapshot) -> Iterator[None]:
         """The costly part of the next ``render`` (prometheus-client writing the lines of label sets it
@@ -505,13 +518,22 @@ class Exporter:
         if snapshot.ipvs is not None:
             yield from self._backends.slices(snapshot.ipvs.backends)
 
-    def render(self, snapshot: MetricsSnapshot) -> bytes:
-        out = self._servers.texts(snapshot.servers, snapshot.now)
-        for each in small_series(snapshot):
-            out.append(self._text(each) if isinstance(each, Series) else generate_latest(_One(each)))
+    def blocks(self, snapshot: MetricsSnapshot) -> list[Block]:
+        """The text of the snapshot as blocks (``saru.api.blocks``): those whose text is unchanged
+        since the last scrape are the same objects (their gzip members are not made again)."""
+        out = self._servers.blocks(snapshot.servers, snapshot.now)
+        small = b"".join([self._text(each) if isinstance(each, Series) else generate_latest(_One(each))
+                          for each in small_series(snapshot)])
+        if small != self._small.text:
+            self._small = Block(small)
+        out.append(self._small)
         if snapshot.ipvs is not None:
-            out.extend(self._backends.texts(snapshot.ipvs.backends, snapshot.now))
-        return b"".join(out)
+            out.extend(self._backends.blocks(snapshot.ipvs.backends, snapshot.now))
+        return out
+
+    def render(self, snapshot: MetricsSnapshot) -> bytes:
+        """The text of the snapshot (``blocks``, joined)."""
+        return b"".join([block.text for block in self.blocks(snapshot)])
 
     def _text(self, s: Series) -> bytes:
         """A small family: written again where its values changed."""
@@ -560,10 +582,10 @@ def metrics_handler(service: MetricsSource) -> Handler:
     written in slices, the event loop's other work let in every ``TURN`` seconds (``Exporter.slices``),
     so that a scrape does not hold the loop for seconds (the checks go on). A worker thread was
     measured worse: it takes the GIL from the loop's short I/O steps (docs/metrics.md)."""
-    exporter = Exporter()
+    exporter, gzipped = Exporter(), Gzipped()
     one_at_a_time = asyncio.Lock()
 
-    async def handle(_request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         async with one_at_a_time:
             with gc_paused():
                 snapshot = await service.metrics_snapshot()
@@ -572,7 +594,7 @@ def metrics_handler(service: MetricsSource) -> Handler:
                     if time.monotonic() >= turn_ends:
                         await asyncio.sleep(0)
                         turn_ends = time.monotonic() + TURN
-                body = exporter.render(snapshot)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+                blocks = exporter.blocks(snapshot)
+        return await send_blocks(request, blocks, {"Content-Type": CONTENT_TYPE}, gzipped)  # blocks do not change
 
     return handle
