@@ -443,21 +443,25 @@ class _Kept(Generic[Row]):
 
     def show_timed(self, rows: Sequence[Row], now: float) -> None:
         """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
-        an age per real, that is every real on every scrape; a value's text is made once a scrape)."""
+        an age per real, that is every real on every scrape, so then a block at a time, and each
+        value's text made once)."""
         if not self.timed:
             return
-        indices: Sequence[int] = range(len(rows)) if len(self.timed) == len(rows) else sorted(self.timed)
-        values = self.family.column(rows if len(indices) == len(rows) else [rows[i] for i in indices], now)
         shown, parts, prefixes, chunks = self.shown, self.parts, self._rows, self._chunks
-        texts: dict[Shown, bytes] = {}
-        for i, v in zip(indices, values, strict=True):
-            if v != shown[i]:
-                shown[i] = v
-                text = texts.get(v)
-                if text is None:
-                    text = texts[v] = _value(v)  # type: ignore[arg-type]  # a number
-                parts[i] = prefixes[i][0] + text
-                chunks[i // CHUNK] = None
+        if len(self.timed) < len(rows):  # a few (the downtime of the reals that are down)
+            indices = sorted(self.timed)
+            for i, v in zip(indices, self.family.column([rows[i] for i in indices], now), strict=True):
+                self.show(i, v)
+            return
+        values = self.family.column(rows, now)
+        texts = {v: _value(v) for v in set(values)}  # type: ignore[arg-type]  # numbers
+        for c in range(len(chunks)):
+            start, end = c * CHUNK, (c + 1) * CHUNK
+            new = values[start:end]
+            if new != shown[start:end]:
+                shown[start:end] = new
+                parts[start:end] = [p[0] + texts[v] for p, v in zip(prefixes[start:end], new, strict=True)]
+                chunks[c] = None
 
     def blocks(self) -> list[Block]:
         """The family's text: its HELP and TYPE lines, then its blocks of rows (those with lines)."""

@@ -123,6 +123,11 @@ STEPS = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0,
 def test_live_rows_and_the_exporter_equal_a_full_rebuild_after_every_change(scrapes: list) -> None:
     world = World()
     exporter, gzipped = Exporter(), Gzipped()
+    with mock.patch.object(metrics, "CHUNK", 3):  # blocks of 3 rows: a few reals in several blocks
+        check_scrapes(world, exporter, gzipped, scrapes)
+
+
+def check_scrapes(world: World, exporter: Exporter, gzipped: Gzipped, scrapes: list) -> None:
     for steps in scrapes:
         for kind, pick, value in steps:
             world.step(kind, pick, value)
