@@ -16,8 +16,11 @@ change from one scrape to the next. It keeps every family's lines as prometheus-
 with the values they show. A family whose label sets changed (a reload, a real checked for the first
 time) is written again by prometheus-client; in a family whose label sets did not change, a line
 whose value changed keeps prometheus-client's text up to the value, and gets the new value written
-by prometheus-client's own number formatter (``floatToGoString``). The text is byte for byte
-``render``'s (tests/unit/test_metrics_render.py holds the two to it). The garbage collector is paused
+by prometheus-client's own number formatter (``floatToGoString``). A row family's lines are kept in
+blocks of ``CHUNK`` rows (``saru.api.blocks.Block``), made again only when one of their lines changed,
+so that a scrape accepting gzip (Prometheus's always do) compresses only those
+(``saru.api.blocks.Gzipped``). The text is byte for byte ``render``'s (tests/unit/test_metrics_render.py
+holds the two to it). The garbage collector is paused
 while a scrape runs (``gc_paused``): the snapshot's objects, tens of thousands for 10,000 reals, are
 freed when the scrape ends, instead of being promoted on the way and setting off a full collection of
 the daemon's heap.
@@ -170,12 +173,9 @@ def backend_labels(backends: Sequence[BackendMetrics]) -> list[Labels]:
             for b in backends]
 
 
-def same_server(a: ServerMetrics, b: ServerMetrics) -> bool:
-    return a.address == b.address and a.port == b.port and (a.service is b.service or a.service == b.service)
-
-
-def same_backend(a: BackendMetrics, b: BackendMetrics) -> bool:
-    return a[:6] == b[:6]
+#: what names a real's series (its virtual, address and port), and a backend's (its first six fields)
+SERVER_NAMED = operator.itemgetter(0, 1, 2)
+BACKEND_NAMED = operator.itemgetter(0, 1, 2, 3, 4, 5)
 
 
 def row_series(families: Sequence[RowFamily[Row]], rows: Sequence[Row], labels: Sequence[Labels],
@@ -431,9 +431,11 @@ class _Kept(Generic[Row]):
     def show_rows(self, indices: Sequence[int], rows: Sequence[Row], now: float) -> None:
         """Rows ``indices`` are now ``rows``: each shows its value at ``now``."""
         shown, timed = self.shown, self.family.timed
-        for i, v in zip(indices, self.family.column(rows, now), strict=True):
-            if v != shown[i]:
-                self.show(i, v)
+        values = self.family.column(rows, now)
+        if values != [shown[i] for i in indices]:  # (most families show the same for a real checked again)
+            for i, v in zip(indices, values, strict=True):
+                if v != shown[i]:
+                    self.show(i, v)
         if timed is not None:
             for i, row in zip(indices, rows, strict=True):
                 if timed(row):
@@ -480,10 +482,10 @@ class _RowFamilies(Generic[Row]):
     written by prometheus-client, values by its ``floatToGoString``."""
 
     def __init__(self, families: Sequence[RowFamily[Row]], labels_of: Callable[[Sequence[Row]], list[Labels]],
-                 same: Callable[[Row, Row], bool]) -> None:
+                 named: Callable[[Row], object]) -> None:
         self._kept: list[_Kept[Row]] = [_Kept(f) for f in families]
         self._labels_of: Callable[[Sequence[Row]], list[Labels]] = labels_of
-        self._same: Callable[[Row, Row], bool] = same
+        self._named_by: Callable[[Row], object] = named
         self._rows: Sequence[Row] = ()
         self._started = False
         self._named: tuple[Sequence[Row], list[Labels]] | None = None  # rows and their label sets
@@ -494,7 +496,8 @@ class _RowFamilies(Generic[Row]):
         if len(rows) != len(old) or not self._started:
             return list(range(len(rows))), True
         changed = [i for i, (new, was) in enumerate(zip(rows, old, strict=True)) if new is not was]
-        return changed, any(not self._same(rows[i], old[i]) for i in changed)
+        named = self._named_by
+        return changed, list(map(named, [rows[i] for i in changed])) != list(map(named, [old[i] for i in changed]))
 
     def _labels(self, rows: Sequence[Row]) -> list[Labels]:
         if self._named is None or self._named[0] is not rows:
@@ -536,8 +539,9 @@ class Exporter:
     """Renders scrape after scrape, having prometheus-client write only what is new (module docstring)."""
 
     def __init__(self) -> None:
-        self._servers = _RowFamilies(SERVER_FAMILIES, server_labels, same_server)
-        self._backends = _RowFamilies(BACKEND_FAMILIES, backend_labels, same_backend)
+        self._servers: _RowFamilies[ServerMetrics] = _RowFamilies(SERVER_FAMILIES, server_labels, SERVER_NAMED)
+        self._backends: _RowFamilies[BackendMetrics] = _RowFamilies(BACKEND_FAMILIES, backend_labels,
+                                                                     BACKEND_NAMED)
         self._written: dict[str, _Written] = {}
         self._small = Block(b"")  # the families between the reals' and the backends', in one block
 
@@ -611,7 +615,8 @@ def metrics_handler(service: MetricsSource) -> Handler:
     exporter; the lines of new label sets (every line on the first scrape, or after a reload) are
     written in slices, the event loop's other work let in every ``TURN`` seconds (``Exporter.slices``),
     so that a scrape does not hold the loop for seconds (the checks go on). A worker thread was
-    measured worse: it takes the GIL from the loop's short I/O steps (docs/metrics.md)."""
+    measured worse: it takes the GIL from the loop's short I/O steps (docs/metrics.md). The answer is
+    gzipped for a request that accepts it (``saru.api.blocks.send_blocks``)."""
     exporter, gzipped = Exporter(), Gzipped()
     one_at_a_time = asyncio.Lock()
 

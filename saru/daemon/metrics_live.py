@@ -204,7 +204,7 @@ class LiveServers:
             rec = self._realstats.for_service(v.key).get((real.address, real.port))
         self._keep(row, real_row(
             v.key, v.config.checktype, real, v.service.dests.get(key) if v.service is not None else None,
-            DestStats(active, inactive), rec,
+            DestStats(active, inactive) if active or inactive else NO_COUNTERS, rec,
             self._overrides.get(RealRef(v.key, real.address, real.port)) if self._overrides else None,
             self._realstats.started))
 
