@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import itertools
 import operator
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -431,17 +432,19 @@ class _Kept(Generic[Row]):
     def show_rows(self, indices: Sequence[int], rows: Sequence[Row], now: float) -> None:
         """Rows ``indices`` are now ``rows``: each shows its value at ``now``."""
         shown, timed = self.shown, self.family.timed
-        values = self.family.column(rows, now)
-        if values != [shown[i] for i in indices]:  # (most families show the same for a real checked again)
-            for i, v in zip(indices, values, strict=True):
-                if v != shown[i]:
-                    self.show(i, v)
         if timed is not None:
             for i, row in zip(indices, rows, strict=True):
                 if timed(row):
                     self.timed.add(i)
                 else:
                     self.timed.discard(i)
+            if len(self.timed) == len(shown):  # every row (the ages): show_timed writes them all next
+                return
+        values = self.family.column(rows, now)
+        if values != [shown[i] for i in indices]:  # (most families show the same for a real checked again)
+            for i, v in zip(indices, values, strict=True):
+                if v != shown[i]:
+                    self.show(i, v)
 
     def show_timed(self, rows: Sequence[Row], now: float) -> None:
         """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
@@ -495,7 +498,7 @@ class _RowFamilies(Generic[Row]):
         old = self._rows
         if len(rows) != len(old) or not self._started:
             return list(range(len(rows))), True
-        changed = [i for i, (new, was) in enumerate(zip(rows, old, strict=True)) if new is not was]
+        changed = list(itertools.compress(range(len(rows)), map(operator.is_not, rows, old)))
         named = self._named_by
         return changed, list(map(named, [rows[i] for i in changed])) != list(map(named, [old[i] for i in changed]))
 
