@@ -22,6 +22,7 @@ backends are kept the same way, per service of the table. Either way the rows ar
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,12 +46,10 @@ Conns = list[tuple[int, int]]
 
 def conns_of(keys: list[tuple[str, int]], service_stats: ServiceStats | None) -> Conns:
     """(active, inactive) of each destination key."""
-    dests = service_stats.dests if service_stats is not None else {}
-    found: Conns = []
-    for key in keys:
-        c = dests.get(key, NO_COUNTERS)
-        found.append((c.active_connections, c.inactive_connections))
-    return found
+    if service_stats is None:
+        return [(0, 0)] * len(keys)
+    return [(c.active_connections, c.inactive_connections)
+            for c in map(service_stats.dests.get, keys, itertools.repeat(NO_COUNTERS))]
 
 
 @dataclass
