@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from saru.api import metrics
 from saru.api.metrics import CLASSES, CONTENT_TYPE, Exporter, gc_paused, metrics_handler, render
 from saru.config.ldirectord import parse_text
 from saru.daemon.histogram import Histogram
@@ -311,6 +312,28 @@ async def test_handler_answers_text_or_the_same_text_gzipped() -> None:
         again = await (await client.get("/metrics", headers={"Accept-Encoding": "deflate, gzip;q=0.5"})).read()
         assert gzip.decompress(again) == render(snap) != gzip.decompress(first)
     assert gc.isenabled()
+
+
+async def test_a_scrape_that_wrote_lines_in_slices_settles_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first scrape of many reals writes every line in slices; those live as long as the config,
+    so the heap is settled after it (moved out of the collector's way: ``gc.freeze``)."""
+    snap = snapshot()[0]
+
+    class Service:
+        async def metrics_snapshot(self) -> MetricsSnapshot:
+            return snap
+
+    monkeypatch.setattr(metrics, "SLICES_ABOVE", 0)  # this snapshot's few reals written in slices
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(Service()))
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            assert await (await client.get("/metrics")).read() == render(snap)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_the_collector_is_paused_during_scrapes_and_only_then() -> None:
