@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import statistics
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.api_bench import addresses, config_text  # noqa: E402
+from bench.report import load_average, save  # noqa: E402
 from saru.api.blocks import Gzipped  # noqa: E402
 from saru.api.metrics import Exporter, gc_paused  # noqa: E402
 from saru.config.ldirectord import parse_text  # noqa: E402
@@ -127,10 +127,10 @@ def run(mode: str, scrapes: int, reals: int) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    load_before = load_average()
     runs = [run(mode, args.scrapes, args.reals) for mode in ("spread", "passes")]
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_before": load_before,
-                           "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]},
+                           "loadavg_after": load_average()},
                "reals": args.reals, "checks_per_second": CHECKS_PER_SECOND, "runs": runs}
     print(f"\n{args.reals} reals, {CHECKS_PER_SECOND} results a second, a scrape a second "
           f"(CPU per scrape, mean of {args.scrapes})")
@@ -140,10 +140,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{name:<44}" + "".join(f"{r['cpu_ms'][name]:>9.2f} ms" for r in runs))
     print(f"{'a scrape (snapshot + blocks + gzip)':<44}" + "".join(f"{r['scrape_cpu_ms']:>9.2f} ms" for r in runs))
     print(f"answer: {runs[0]['text_bytes'] / 1e6:.1f} MB of text, {runs[0]['gzip_bytes'] / 1e6:.2f} MB gzipped")
-    print(f"load average before / after: {' '.join(load_before)} / {' '.join(results['machine']['loadavg_after'])}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    save(RESULTS, results, load_before)
     return results
 
 
