@@ -1,0 +1,84 @@
+"""The spread of check groups over their interval (``saru.monitor.spread``, pure) and the monitor
+running each group on its own phase after its first check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from saru.checks.base import register
+from saru.model import CheckResult, CheckSpec, Config, GlobalConfig, RealConfig, VirtualConfig
+from saru.monitor import Monitor
+from saru.monitor.spread import WAKEUP_GRAIN, next_on_grid, phase, slot
+
+
+def test_phases_are_whole_grains_within_the_interval() -> None:
+    for index in range(500):
+        offset = phase(index, 1.0)
+        assert 0.0 <= offset < 1.0
+        assert abs(offset / WAKEUP_GRAIN - round(offset / WAKEUP_GRAIN)) < 1e-9
+
+
+def test_any_number_of_groups_fills_the_slots_evenly() -> None:
+    # 100 slots of 10 ms in a 1 s interval: up to 50 groups one slot each; 1,000 or 10,000 groups
+    # fill every slot within one or two of the mean (a burst would be all of them in one slot)
+    for groups, used, most in ((50, 50, 1), (100, 85, 2), (1_000, 100, 11), (10_000, 100, 102)):
+        per_slot = Counter(slot(phase(index, 1.0)) for index in range(groups))
+        assert len(per_slot) >= used
+        assert max(per_slot.values()) <= most
+
+
+def test_the_first_groups_land_far_apart() -> None:
+    offsets = sorted(phase(index, 1.0) for index in range(5))
+    gaps = [b - a for a, b in zip(offsets, [*offsets[1:], offsets[0] + 1.0], strict=True)]
+    assert min(gaps) >= 0.139  # the golden-ratio sequence: the next one always in the largest gap
+
+
+def test_an_interval_shorter_than_the_grain_has_one_slot() -> None:
+    assert {phase(index, 0.005) for index in range(10)} == {0.0}
+
+
+def test_next_on_grid_is_strictly_after_and_within_one_interval() -> None:
+    for after in (0.0, 0.25, 0.37, 1.37, 100.37, 12345.678):
+        due = next_on_grid(after, 0.37, 1.0)
+        assert after < due <= after + 1.0
+        assert abs((due - 0.37) - round(due - 0.37)) < 1e-9  # on the grid 0.37 + n
+
+
+def test_next_on_grid_of_a_time_on_the_grid_is_one_interval_later() -> None:
+    due = 0.3 + 7 * 0.1
+    assert abs(next_on_grid(due, 0.3, 0.1) - (due + 0.1)) < 1e-9
+
+
+STARTS: list[float] = []
+SECOND_ROUND = asyncio.Event()
+
+
+@register("negotiate", "test-spread")
+async def _record_start(spec: CheckSpec) -> CheckResult:
+    STARTS.append(asyncio.get_running_loop().time())
+    if len(STARTS) >= 80:
+        SECOND_ROUND.set()
+    return CheckResult(ok=True, message="recorded")
+
+
+async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_once() -> None:
+    STARTS.clear()
+    SECOND_ROUND.clear()
+    reals = tuple(RealConfig("127.0.0.1", 1000 + n) for n in range(40))
+    virtual = VirtualConfig("tcp", "192.0.2.1", 80, service="test-spread", checktype="negotiate",
+                            checkinterval=0.4, reals=reals)
+    monitor = Monitor(lambda event: None)
+    monitor.configure(Config("test.cf", GlobalConfig(), (virtual,)))
+    await monitor.first_pass()
+    first = STARTS[:40]
+    begin = min(first)
+    assert len(first) == 40 and max(first) - begin < 0.05  # every first check at once
+    async with asyncio.timeout(5):
+        await SECOND_ROUND.wait()  # the second round: each group on its own phase
+    await monitor.close()
+    second = sorted(STARTS[40:80])
+    assert second[-1] - begin <= 0.4 + 0.05  # nobody waits longer than the interval
+    slots = {round((t - begin) / WAKEUP_GRAIN) for t in second}
+    assert len(slots) >= 15  # spread over the interval, not one burst (one slot)
+    assert second[-1] - second[0] >= 0.25
