@@ -24,7 +24,10 @@ Linux). Takes about three minutes.
 ``--peer DIR`` measures another source tree too (e.g. ``git archive main`` extracted to /tmp), side by
 side in the same run: each round runs this benchmark once per tree, alternately, each in a fresh
 process importing that tree's ``saru`` (``--tree``), and the table puts the trees' medians beside
-each other. ``--no-https`` and ``--no-rates`` leave parts out to keep a run short.
+each other. ``--no-https`` and ``--no-rates`` leave parts out to keep a run short. ``--nice N`` runs
+the checks (and the nginx they start) at that nice value: on a machine shared with other work, a
+negative value gives the checking process the core it asks for, so that what is measured is the
+design and not the neighbours (the load average is printed either way).
 """
 
 from __future__ import annotations
@@ -443,6 +446,8 @@ def rate_names(args: argparse.Namespace) -> tuple[str, ...]:
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     """One run of the benchmark on this process's tree (nginx started and stopped here)."""
     fd_limit = raise_fd_limit()
+    if args.nice:
+        os.nice(args.nice)  # before nginx starts: it inherits it
     base = Path(tempfile.mkdtemp(prefix="saru-checks-bench-"))
     port = 18000 + random.Random().randrange(1000)
     groups: list[NginxGroup] = []
@@ -465,6 +470,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": args.loop,
                     "openssl": ssl.OPENSSL_VERSION, "load_before": load_before, "load_after": loadavg()},
         "tree": _tree(),
+        "nice": args.nice,
         "goals": {"quiet_floor": QUIET_FLOOR, **{k: round(v, 3) for k, v in GOALS.items()}},
         "rates": measured,
         "ten_thousand_reals": scale,
@@ -529,7 +535,7 @@ def ten_thousand_rows(scale: dict[str, object]) -> list[str]:
 def child_args(args: argparse.Namespace, tree: str, out: Path) -> list[str]:
     """The command line of one round of one tree (``compare``)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--tree", tree, "--json", str(out),
-               "--rounds", "1", "--seconds", str(args.seconds), "--loop", args.loop]
+               "--rounds", "1", "--seconds", str(args.seconds), "--loop", args.loop, "--nice", str(args.nice)]
     return command + [flag for flag, on in (("--no-10k", args.no_10k), ("--no-https", args.no_https),
                                             ("--no-rates", args.no_rates)) if on]
 
@@ -622,6 +628,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-rates", action="store_true", help="skip the 1,000-real rates")
     parser.add_argument("--peer", metavar="DIR", help="another source tree, measured side by side")
     parser.add_argument("--tree", metavar="DIR", help="the source tree to measure (default: this one)")
+    parser.add_argument("--nice", type=int, default=0, help="nice value of the checks and their nginx (root: < 0)")
     parser.add_argument("--json", metavar="PATH", help=f"where the results go (default {RESULTS})")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="event loop (saru run --event-loop; uvloop: pip install 'saru[uvloop]')")
