@@ -400,8 +400,8 @@ async def rates(args: argparse.Namespace, plain: list[NginxGroup], tls: NginxGro
 
 async def ten_thousand(args: argparse.Namespace, port: int, base: Path, groups: list[NginxGroup]) -> dict[str, object]:
     """10,000 reals at checkinterval 1 s: CPU share of connect and HTTP checks, detection times."""
-    big = addresses(142, 10_000, port)
-    servers = [NginxGroup(base / f"nginx-10k-{i}", big[i * 500 : (i + 1) * 500]) for i in range(20)]
+    big = addresses(142, args.reals, port)
+    servers = [NginxGroup(base / f"nginx-10k-{i}", big[i : i + 500]) for i in range(0, len(big), 500)]
     groups += servers
     for group in servers:
         group.start()
@@ -412,7 +412,8 @@ async def ten_thousand(args: argparse.Namespace, port: int, base: Path, groups: 
         # need is the rate they are due at over their cost
         needed = round(len(big) / float(run["checks_per_cpu_second"]), 3)
         out[f"{checktype}_load"] = {**run, "cpu_needed": needed, "load": loadavg()}
-        print(f"  10,000 reals, {checktype}: {run['checks_per_cpu_second']:,} checks/CPU-s, so 10,000/s need "
+        print(f"  {len(big):,} reals, {checktype}: {run['checks_per_cpu_second']:,} checks/CPU-s, "
+              f"so {len(big):,}/s need "
               f"{needed:.2f} of a core (measured share {run['cpu_share']:.2f}, "
               f"{run['checks'] / run['wall_seconds']:,.0f} checks/s), load {loadavg()}")
     hung = addresses(120, 100, port)
@@ -515,11 +516,12 @@ def ten_thousand_rows(scale: dict[str, object]) -> list[str]:
     if not scale:
         return lines
     bound = 2.0
+    reals = f"{scale['reals']:,}"
     for checktype in ("connect", "negotiate"):
         run = scale[f"{checktype}_load"]
         assert isinstance(run, dict)
         share = run["cpu_needed"]
-        lines.append(f"{'10,000 reals every 1 s, ' + checktype + ': cores':<46}{share:>13.2f}{'':>9}{'<= 1':>8}"
+        lines.append(f"{reals + ' reals every 1 s, ' + checktype + ': cores':<46}{share:>13.2f}{'':>9}{'<= 1':>8}"
                      f"{'yes' if share <= 1 else 'NO':>5}")
         lines.append(f"{'  measured share, checks/s achieved':<46}{run['cpu_share']:>13.2f}"
                      f"{run['checks'] / run['wall_seconds']:>9,.0f}")
@@ -535,7 +537,8 @@ def ten_thousand_rows(scale: dict[str, object]) -> list[str]:
 def child_args(args: argparse.Namespace, tree: str, out: Path) -> list[str]:
     """The command line of one round of one tree (``compare``)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--tree", tree, "--json", str(out),
-               "--rounds", "1", "--seconds", str(args.seconds), "--loop", args.loop, "--nice", str(args.nice)]
+               "--rounds", "1", "--seconds", str(args.seconds), "--loop", args.loop, "--nice", str(args.nice),
+               "--reals", str(args.reals)]
     return command + [flag for flag, on in (("--no-10k", args.no_10k), ("--no-https", args.no_https),
                                             ("--no-rates", args.no_rates)) if on]
 
@@ -597,13 +600,13 @@ def comparison_rows(m: dict[str, float]) -> dict[str, str]:
     for checktype in ("connect", "negotiate"):
         key = f"{checktype}_load"
         if f"{key}.cpu_needed" in m:
-            rows[f"10k@1s {checktype}: cores needed / share"] = (f"{m[key + '.cpu_needed']:.2f} / "
+            rows[f"N@1s {checktype}: cores needed / share"] = (f"{m[key + '.cpu_needed']:.2f} / "
                                                                   f"{m[key + '.cpu_share']:.2f}")
-            rows[f"10k@1s {checktype}: checks/s achieved"] = f"{m[key + '.rate']:,.0f}"
+            rows[f"N@1s {checktype}: checks/s achieved"] = f"{m[key + '.rate']:,.0f}"
         for mode in ("stop", "freeze"):
             detected = f"detection_{checktype}_{mode}"
             if f"{detected}.mean" in m:
-                rows[f"10k@1s {checktype}, {mode}: detect mean/max s"] = (f"{m[detected + '.mean']:.2f} / "
+                rows[f"N@1s {checktype}, {mode}: detect mean/max s"] = (f"{m[detected + '.mean']:.2f} / "
                                                                         f"{m[detected + '.max']:.2f}")
     return rows
 
@@ -624,6 +627,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement window per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the rates")
     parser.add_argument("--no-10k", action="store_true", help="skip the 10,000-real part")
+    parser.add_argument("--reals", type=int, default=10_000, help="reals of the '10,000-real' part")
     parser.add_argument("--no-https", action="store_true", help="skip the HTTPS rates")
     parser.add_argument("--no-rates", action="store_true", help="skip the 1,000-real rates")
     parser.add_argument("--peer", metavar="DIR", help="another source tree, measured side by side")
