@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -101,12 +102,21 @@ Listener = Callable[[], None]
 ResultListener = Callable[[RealRef, CheckSpec, CheckResult, bool | None], None]
 
 
+#: checks started per turn of the event loop at most: when the loop is late (a starved or saturated
+#: process), the groups due meanwhile start over several turns, not in one long turn that would
+#: hold up the timeouts and the results due meanwhile (the checks then run less often instead)
+STARTS_PER_TURN = 256
+
+
 class _Wakeups:
     """One timer per wake-up slot (``WAKEUP_GRAIN``): the groups due in the same slot are woken by
-    one timer, not one each."""
+    one timer, not one each, and at most ``STARTS_PER_TURN`` of the groups due are woken per turn of
+    the loop (first due, first woken)."""
 
     def __init__(self) -> None:
         self._due: dict[int, list[asyncio.Future[None]]] = {}
+        self._ready: deque[asyncio.Future[None]] = deque()
+        self._pumping = False
 
     async def sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         """Sleep until loop time ``when``, give or take half a slot (cancelling the sleeper leaves
@@ -121,9 +131,19 @@ class _Wakeups:
         await future
 
     def _fire(self, number: int) -> None:
-        for future in self._due.pop(number, ()):
+        self._ready.extend(self._due.pop(number, ()))
+        if not self._pumping:
+            self._pump()
+
+    def _pump(self) -> None:
+        ready = self._ready
+        for _ in range(min(len(ready), STARTS_PER_TURN)):
+            future = ready.popleft()
             if not future.done():
                 future.set_result(None)
+        self._pumping = bool(ready)
+        if ready:  # the rest on the next turn, after what this one made ready
+            ready[0].get_loop().call_soon(self._pump)
 
 
 class Monitor:

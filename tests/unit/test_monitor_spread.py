@@ -4,11 +4,12 @@ running each group on its own phase after its first check."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 from saru.checks.base import register
 from saru.model import CheckResult, CheckSpec, Config, GlobalConfig, RealConfig, VirtualConfig
-from saru.monitor import Monitor
+from saru.monitor import Monitor, scheduler
 from saru.monitor.spread import WAKEUP_GRAIN, next_on_grid, phase, slot
 
 
@@ -82,3 +83,26 @@ async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_on
     slots = {round((t - begin) / WAKEUP_GRAIN) for t in second}
     assert len(slots) >= 15  # spread over the interval, not one burst (one slot)
     assert second[-1] - second[0] >= 0.25
+
+
+async def test_a_late_loop_starts_the_groups_due_over_several_turns() -> None:
+    wakeups = scheduler._Wakeups()
+    loop = asyncio.get_running_loop()
+    when = loop.time() + 0.02
+    woken: list[int] = []
+    turn = 0
+
+    async def sleeper() -> None:
+        await wakeups.sleep_until(loop, when)
+        woken.append(turn)
+
+    tasks = [asyncio.create_task(sleeper()) for _ in range(scheduler.STARTS_PER_TURN * 2 + 10)]
+    await asyncio.sleep(0)  # every sleeper waits on the same slot
+    time.sleep(0.05)  # noqa: ASYNC251 - the loop held busy past the slot (a saturated process): all due at once
+    while len(woken) < len(tasks):
+        turn += 1
+        await asyncio.sleep(0)  # one turn of the loop
+    per_turn = Counter(woken)
+    assert max(per_turn.values()) <= scheduler.STARTS_PER_TURN
+    assert len(per_turn) == 3  # 256, 256, 10
+    await asyncio.gather(*tasks)
