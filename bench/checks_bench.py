@@ -233,9 +233,12 @@ async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: floa
         heap.settle()
     await asyncio.sleep(interval)  # let the pass after the first one settle
     servers = servers or []
+    lags: list[float] = []
+    probe = asyncio.create_task(loop_lag(lags))
     checks0, cpu0, wall0 = monitor.checks_run, cpu_seconds(), time.perf_counter()
     server0 = sum(group.cpu_seconds() for group in servers)
     await asyncio.sleep(seconds)
+    probe.cancel()
     checks, cpu, wall = monitor.checks_run - checks0, cpu_seconds() - cpu0, time.perf_counter() - wall0
     server = sum(group.cpu_seconds() for group in servers) - server0
     await monitor.close()
@@ -243,10 +246,32 @@ async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: floa
         gc.unfreeze()
     result = {"checks": checks, "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
               "checks_per_cpu_second": round(checks / cpu) if cpu else 0.0, "cpu_share": round(cpu / wall, 3),
-              "reals_down": down}
+              "reals_down": down, **lag_summary(lags)}
     if servers:
         result["server_cpu_us_per_check"] = round(server / checks * 1e6, 1) if checks else 0.0
     return result
+
+
+LAG_PROBE = 0.01
+
+
+async def loop_lag(lags: list[float]) -> None:
+    """How late the event loop runs a 10 ms timer, again and again (appended to ``lags``): how late
+    the checks' own timers — their timeouts — fire."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(LAG_PROBE)
+        lags.append(loop.time() - start - LAG_PROBE)
+
+
+def lag_summary(lags: list[float]) -> dict[str, float]:
+    """Median, 90th percentile and largest lateness of the probe's timer, in seconds."""
+    if not lags:
+        return {}
+    ordered = sorted(lags)
+    return {"loop_lag_p50": round(ordered[len(ordered) // 2], 4),
+            "loop_lag_p90": round(ordered[int(len(ordered) * 0.9)], 4), "loop_lag_max": round(ordered[-1], 4)}
 
 
 def connect_floor(reals: list[tuple[str, int]], passes: int = 3) -> dict[str, float]:
@@ -525,6 +550,9 @@ def ten_thousand_rows(scale: dict[str, object]) -> list[str]:
                      f"{'yes' if share <= 1 else 'NO':>5}")
         lines.append(f"{'  measured share, checks/s achieved':<46}{run['cpu_share']:>13.2f}"
                      f"{run['checks'] / run['wall_seconds']:>9,.0f}")
+        if "loop_lag_p90" in run:
+            lines.append(f"{'  timer lateness p50 / p90 / max (ms)':<46}{run['loop_lag_p50'] * 1000:>7.0f} / "
+                         f"{run['loop_lag_p90'] * 1000:.0f} / {run['loop_lag_max'] * 1000:.0f}")
         for mode, what in (("stop", "stopped"), ("freeze", "frozen")):
             stats = scale.get(f"detection_{checktype}_{mode}")
             if not isinstance(stats, dict):
@@ -582,7 +610,7 @@ def medians(runs: list[dict[str, object]]) -> dict[str, float]:
                     values.setdefault(f"{name}.{key}", []).append(row[key])
         for name, row in run["ten_thousand_reals"].items():  # type: ignore[attr-defined]
             if isinstance(row, dict):
-                for key in ("cpu_needed", "cpu_share", "mean", "max"):
+                for key in ("cpu_needed", "cpu_share", "mean", "max", "loop_lag_p90", "loop_lag_max"):
                     if key in row:
                         values.setdefault(f"{name}.{key}", []).append(row[key])
                 if "checks" in row:
@@ -603,6 +631,9 @@ def comparison_rows(m: dict[str, float]) -> dict[str, str]:
             rows[f"N@1s {checktype}: cores needed / share"] = (f"{m[key + '.cpu_needed']:.2f} / "
                                                                   f"{m[key + '.cpu_share']:.2f}")
             rows[f"N@1s {checktype}: checks/s achieved"] = f"{m[key + '.rate']:,.0f}"
+            if f"{key}.loop_lag_p90" in m:
+                rows[f"N@1s {checktype}: timer late p90/max ms"] = (f"{m[key + '.loop_lag_p90'] * 1000:.0f} / "
+                                                                  f"{m[key + '.loop_lag_max'] * 1000:.0f}")
         for mode in ("stop", "freeze"):
             detected = f"detection_{checktype}_{mode}"
             if f"{detected}.mean" in m:
