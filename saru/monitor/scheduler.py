@@ -314,8 +314,9 @@ class Monitor:
             # waited for the loop, is not followed by a second one at once)
             group.due = next_on_grid(max(group.due, now), group.offset, group.interval)
             now = loop.time()
-            if group.due < now:  # a check longer than the interval: the next one now
-                group.due = now
+            if group.due < now:  # a check longer than the interval, or a late loop: the next point of
+                # its grid, not at once — run at once, the late checks would stay in one burst for good
+                group.due = next_on_grid(now, group.offset, group.interval)
 
     def _next_run(self, group: _Group) -> tuple[CheckSpec, bool]:
         """The spec to run now and whether it is the negotiate leg of a combined check."""
