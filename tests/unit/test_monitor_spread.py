@@ -75,7 +75,7 @@ async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_on
     first = STARTS[:40]
     begin = min(first)
     assert len(first) == 40 and max(first) - begin < 0.05  # every first check at once
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(10):
         await SECOND_ROUND.wait()  # the second round: each group on its own phase
     await monitor.close()
     second = sorted(STARTS[40:80])
@@ -106,3 +106,34 @@ async def test_a_late_loop_starts_the_groups_due_over_several_turns() -> None:
     assert max(per_turn.values()) <= scheduler.STARTS_PER_TURN
     assert len(per_turn) == 3  # 256, 256, 10
     await asyncio.gather(*tasks)
+
+
+OVERRUN_STARTS: list[float] = []
+OVERRUN_FIVE = asyncio.Event()
+
+
+@register("negotiate", "test-overrun")
+async def _overrun(spec: CheckSpec) -> CheckResult:
+    OVERRUN_STARTS.append(asyncio.get_running_loop().time())
+    if len(OVERRUN_STARTS) >= 5:
+        OVERRUN_FIVE.set()
+    await asyncio.sleep(0.5)  # two and a half intervals
+    return CheckResult(ok=True, message="slow")
+
+
+async def test_a_check_that_overruns_its_interval_runs_next_on_its_grid_not_at_once() -> None:
+    OVERRUN_STARTS.clear()
+    OVERRUN_FIVE.clear()
+    virtual = VirtualConfig("tcp", "192.0.2.1", 80, service="test-overrun", checktype="negotiate",
+                            checkinterval=0.2, negotiatetimeout=5.0, reals=(RealConfig("127.0.0.1", 1),))
+    monitor = Monitor(lambda event: None)
+    monitor.configure(Config("test.cf", GlobalConfig(), (virtual,)))
+    async with asyncio.timeout(10):
+        await OVERRUN_FIVE.wait()
+    await monitor.close()
+    on_grid = OVERRUN_STARTS[1:]  # the first runs at once, the others on the group's grid
+    for start in on_grid[1:]:
+        steps = (start - on_grid[0]) / 0.2
+        # on the grid (give or take the 10 ms wake-up slot); at once would be half an interval off
+        assert abs(steps - round(steps)) < 0.35, [round(t - on_grid[0], 3) for t in on_grid]
+        assert round(steps) >= 3  # a run that overran skips the grid points it missed
