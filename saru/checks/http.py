@@ -37,7 +37,7 @@ from saru import __version__
 from saru.checks.base import CheckFailed, register
 from saru.checks.receive import compile_receive, found_in_place, receive_found
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
-from saru.checks.tcp import answer_slot, open_tcp, wait_fd
+from saru.checks.tcp import open_tcp, wait_fd
 from saru.checks.tlsclient import SESSIONS, handshake
 from saru.checks.tlsclient import tls_context as tls_context  # this module's name for it before tlsclient.py
 from saru.model import CheckResult, CheckSpec
@@ -361,9 +361,9 @@ def _drain(sock: socket.socket, parser: ResponseParser) -> bool | None:
 async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser) -> None:
     """Send ``request`` on the connected non-blocking ``sock`` (plain or TLS) and read the response.
 
-    After sending, the check waits for the next answer slot (``answer_slot``, 2 ms at most) before it
-    reads: by then a nearby server has usually answered — no poller registration then. Only a check
-    still without its answer waits for readability.
+    After sending, the check lets the loop go round once before it reads: the checks due together
+    send their requests in one go, and by the time each reads, a nearby server has usually answered
+    — no poller registration then. Only a check still without its answer waits for readability.
     """
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
@@ -373,7 +373,7 @@ async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser)
             view = view[sock.send(view):]
         except _WOULD_BLOCK:
             await wait_fd(loop, fd, writable=True)
-    await answer_slot(loop)
+    await asyncio.sleep(0)
     while (state := _drain(sock, parser)) is not True:
         if state is None:  # a fast sender: read on after one turn of the loop (TLS may hold it decrypted)
             await asyncio.sleep(0)

@@ -13,7 +13,6 @@ import asyncio
 import errno
 import functools
 import ipaddress
-import math
 import os
 import socket
 from collections.abc import Callable, Coroutine
@@ -84,42 +83,6 @@ async def wait_fd(loop: asyncio.AbstractEventLoop, fd: int, writable: bool) -> N
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
-
-
-#: a check that has sent its request reads once the next answer slot of this many seconds comes
-#: (``answer_slot``): a nearby server has usually answered by then
-ANSWER_GRAIN = 0.002
-#: per event loop: answer slot number → the checks waiting for it
-_ANSWERS: dict[asyncio.AbstractEventLoop, dict[int, list[asyncio.Future[None]]]] = {}
-
-
-def _answer_time(loop: asyncio.AbstractEventLoop, number: int) -> None:
-    slots = _ANSWERS[loop]
-    for future in slots.pop(number):
-        if not future.done():
-            future.set_result(None)
-    if not slots:
-        del _ANSWERS[loop]
-
-
-async def answer_slot(loop: asyncio.AbstractEventLoop) -> None:
-    """Wait for the next answer slot (``ANSWER_GRAIN``, one loop timer per slot shared by the checks
-    waiting in it). A check that reads right after sending mostly finds nothing yet and registers
-    with the poller (a system call to add, one to remove, Python work in the selector); the checks
-    due together are spread thin over the interval (``saru.monitor.spread``), so one turn of the
-    loop is often too short for the server to answer — a slot of 2 ms is long enough for a server
-    nearby and adds no more than that to a check's latency."""
-    slots = _ANSWERS.get(loop)
-    if slots is None:
-        slots = _ANSWERS[loop] = {}
-    number = math.ceil(loop.time() / ANSWER_GRAIN) + 1
-    waiting = slots.get(number)
-    if waiting is None:
-        waiting = slots[number] = []
-        loop.call_at(number * ANSWER_GRAIN, _answer_time, loop, number)
-    future: asyncio.Future[None] = loop.create_future()
-    waiting.append(future)
-    await future
 
 
 def open_tcp(address: str, port: int) -> Coroutine[object, object, socket.socket]:
