@@ -24,13 +24,13 @@ def test_any_number_of_groups_fills_the_slots_evenly() -> None:
     # 100 slots of 10 ms in a 1 s interval: up to 50 groups one slot each; 1,000 or 10,000 groups
     # fill every slot within one or two of the mean (a burst would be all of them in one slot)
     for groups, used, most in ((50, 50, 1), (100, 85, 2), (1_000, 100, 11), (10_000, 100, 102)):
-        per_slot = Counter(slot(phase(index, 1.0)) for index in range(groups))
+        per_slot = Counter(slot(phase(index, 1.0, 0.01), 0.01) for index in range(groups))
         assert len(per_slot) >= used
         assert max(per_slot.values()) <= most
 
 
 def test_the_first_groups_land_far_apart() -> None:
-    offsets = sorted(phase(index, 1.0) for index in range(5))
+    offsets = sorted(phase(index, 1.0, 0.01) for index in range(5))
     gaps = [b - a for a, b in zip(offsets, [*offsets[1:], offsets[0] + 1.0], strict=True)]
     assert min(gaps) >= 0.139  # the golden-ratio sequence: the next one always in the largest gap
 
@@ -68,7 +68,7 @@ async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_on
     SECOND_ROUND.clear()
     reals = tuple(RealConfig("127.0.0.1", 1000 + n) for n in range(40))
     virtual = VirtualConfig("tcp", "192.0.2.1", 80, service="test-spread", checktype="negotiate",
-                            checkinterval=0.4, reals=reals)
+                            checkinterval=1.0, reals=reals)
     monitor = Monitor(lambda event: None)
     monitor.configure(Config("test.cf", GlobalConfig(), (virtual,)))
     await monitor.first_pass()
@@ -79,10 +79,10 @@ async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_on
         await SECOND_ROUND.wait()  # the second round: each group on its own phase
     await monitor.close()
     second = sorted(STARTS[40:80])
-    assert second[-1] - begin <= 0.4 + 0.05  # nobody waits longer than the interval
+    assert second[-1] - begin <= 1.0 + WAKEUP_GRAIN  # nobody waits longer than the interval
     slots = {round((t - begin) / WAKEUP_GRAIN) for t in second}
-    assert len(slots) >= 15  # spread over the interval, not one burst (one slot)
-    assert second[-1] - second[0] >= 0.25
+    assert len(slots) >= 10  # spread over the interval's 20 slots, not one burst (one slot)
+    assert second[-1] - second[0] >= 0.6
 
 
 async def test_a_late_loop_starts_the_groups_due_over_several_turns() -> None:
