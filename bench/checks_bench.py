@@ -15,8 +15,9 @@ One run prints and saves (``bench/results/checks.json``), with the machine's loa
    machine, 63,000 connects per CPU-second).
 3. **10,000 reals at checkinterval 1 s** (20 nginx), connect and HTTP: the checking process's CPU
    share over a window after the heap is settled as the daemon settles it (``gc.freeze``,
-   ``saru.daemon.heap``), and the detection time of stopped (refused) and frozen (SIGSTOP: times
-   out) reals among them, with 100 hung reals, against the bound interval + timeout.
+   ``saru.daemon.heap``), how late a 10 ms timer runs meanwhile (what delays the checks' timeouts),
+   and the detection time of stopped (refused) and frozen (SIGSTOP: times out) reals among them,
+   with 100 hung reals, against the bound interval + timeout. ``--reals N`` checks N reals instead.
 
 Backends are real nginx processes on many 127.x.y.z addresses (all of 127.0.0.0/8 is local on
 Linux). Takes about three minutes.
