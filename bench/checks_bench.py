@@ -619,6 +619,11 @@ def medians(runs: list[dict[str, object]]) -> dict[str, float]:
     return {key: statistics.median(v) for key, v in values.items()}
 
 
+def _pair(m: dict[str, float], first: str, second: str, scale: float = 1.0, digits: int = 2) -> str:
+    """"a / b" of two medians."""
+    return f"{m[first] * scale:.{digits}f} / {m[second] * scale:.{digits}f}"
+
+
 def comparison_rows(m: dict[str, float]) -> dict[str, str]:
     """label → cell of one tree's medians."""
     rows: dict[str, str] = {}
@@ -629,17 +634,15 @@ def comparison_rows(m: dict[str, float]) -> dict[str, str]:
     for checktype in ("connect", "negotiate"):
         key = f"{checktype}_load"
         if f"{key}.cpu_needed" in m:
-            rows[f"N@1s {checktype}: cores needed / share"] = (f"{m[key + '.cpu_needed']:.2f} / "
-                                                                  f"{m[key + '.cpu_share']:.2f}")
+            rows[f"N@1s {checktype}: cores needed / share"] = _pair(m, f"{key}.cpu_needed", f"{key}.cpu_share")
             rows[f"N@1s {checktype}: checks/s achieved"] = f"{m[key + '.rate']:,.0f}"
             if f"{key}.loop_lag_p90" in m:
-                rows[f"N@1s {checktype}: timer late p90/max ms"] = (f"{m[key + '.loop_lag_p90'] * 1000:.0f} / "
-                                                                  f"{m[key + '.loop_lag_max'] * 1000:.0f}")
+                rows[f"N@1s {checktype}: timer late p90/max ms"] = _pair(
+                    m, f"{key}.loop_lag_p90", f"{key}.loop_lag_max", scale=1000, digits=0)
         for mode in ("stop", "freeze"):
             detected = f"detection_{checktype}_{mode}"
             if f"{detected}.mean" in m:
-                rows[f"N@1s {checktype}, {mode}: detect mean/max s"] = (f"{m[detected + '.mean']:.2f} / "
-                                                                        f"{m[detected + '.max']:.2f}")
+                rows[f"N@1s {checktype}, {mode}: detect mean/max s"] = _pair(m, f"{detected}.mean", f"{detected}.max")
     return rows
 
 

@@ -51,34 +51,49 @@ def test_next_on_grid_of_a_time_on_the_grid_is_one_interval_later() -> None:
     assert abs(next_on_grid(due, 0.3, 0.1) - (due + 0.1)) < 1e-9
 
 
-STARTS: list[float] = []
-SECOND_ROUND = asyncio.Event()
+class Starts:
+    """The loop times a test check started at; ``enough`` is set once there are ``wanted``."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.times: list[float] = []
+        self.enough = asyncio.Event()
+
+    def reset(self) -> None:
+        self.times.clear()
+        self.enough.clear()
+
+    def record(self) -> None:
+        self.times.append(asyncio.get_running_loop().time())
+        if len(self.times) >= self.wanted:
+            self.enough.set()
+
+
+SPREAD = Starts(80)
 
 
 @register("negotiate", "test-spread")
 async def _record_start(spec: CheckSpec) -> CheckResult:
-    STARTS.append(asyncio.get_running_loop().time())
-    if len(STARTS) >= 80:
-        SECOND_ROUND.set()
+    SPREAD.record()
     return CheckResult(ok=True, message="recorded")
 
 
 async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_once() -> None:
-    STARTS.clear()
-    SECOND_ROUND.clear()
+    SPREAD.reset()
+    starts = SPREAD.times
     reals = tuple(RealConfig("127.0.0.1", 1000 + n) for n in range(40))
     virtual = VirtualConfig("tcp", "192.0.2.1", 80, service="test-spread", checktype="negotiate",
                             checkinterval=1.0, reals=reals)
     monitor = Monitor(lambda event: None)
     monitor.configure(Config("test.cf", GlobalConfig(), (virtual,)))
     await monitor.first_pass()
-    first = STARTS[:40]
+    first = starts[:40]
     begin = min(first)
     assert len(first) == 40 and max(first) - begin < 0.05  # every first check at once
     async with asyncio.timeout(10):
-        await SECOND_ROUND.wait()  # the second round: each group on its own phase
+        await SPREAD.enough.wait()  # the second round: each group on its own phase
     await monitor.close()
-    second = sorted(STARTS[40:80])
+    second = sorted(starts[40:80])
     assert second[-1] - begin <= 1.0 + WAKEUP_GRAIN  # nobody waits longer than the interval
     slots = {round((t - begin) / WAKEUP_GRAIN) for t in second}
     assert len(slots) >= 10  # spread over the interval's 20 slots, not one burst (one slot)
@@ -108,30 +123,26 @@ async def test_a_late_loop_starts_the_groups_due_over_several_turns() -> None:
     await asyncio.gather(*tasks)
 
 
-OVERRUN_STARTS: list[float] = []
-OVERRUN_FIVE = asyncio.Event()
+OVERRUN = Starts(5)
 
 
 @register("negotiate", "test-overrun")
 async def _overrun(spec: CheckSpec) -> CheckResult:
-    OVERRUN_STARTS.append(asyncio.get_running_loop().time())
-    if len(OVERRUN_STARTS) >= 5:
-        OVERRUN_FIVE.set()
+    OVERRUN.record()
     await asyncio.sleep(0.5)  # two and a half intervals
     return CheckResult(ok=True, message="slow")
 
 
 async def test_a_check_that_overruns_its_interval_runs_next_on_its_grid_not_at_once() -> None:
-    OVERRUN_STARTS.clear()
-    OVERRUN_FIVE.clear()
+    OVERRUN.reset()
     virtual = VirtualConfig("tcp", "192.0.2.1", 80, service="test-overrun", checktype="negotiate",
                             checkinterval=0.2, negotiatetimeout=5.0, reals=(RealConfig("127.0.0.1", 1),))
     monitor = Monitor(lambda event: None)
     monitor.configure(Config("test.cf", GlobalConfig(), (virtual,)))
     async with asyncio.timeout(10):
-        await OVERRUN_FIVE.wait()
+        await OVERRUN.enough.wait()
     await monitor.close()
-    on_grid = OVERRUN_STARTS[1:]  # the first runs at once, the others on the group's grid
+    on_grid = OVERRUN.times[1:]  # the first runs at once, the others on the group's grid
     for start in on_grid[1:]:
         steps = (start - on_grid[0]) / 0.2
         # on the grid (give or take the 10 ms wake-up slot); at once would be half an interval off
