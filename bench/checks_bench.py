@@ -15,11 +15,20 @@ One run prints and saves (``bench/results/checks.json``), with the machine's loa
    machine, 63,000 connects per CPU-second).
 3. **10,000 reals at checkinterval 1 s** (20 nginx), connect and HTTP: the checking process's CPU
    share over a window after the heap is settled as the daemon settles it (``gc.freeze``,
-   ``saru.daemon.heap``), and the detection time of stopped (refused) and frozen (SIGSTOP: times
-   out) reals among them, with 100 hung reals, against the bound interval + timeout.
+   ``saru.daemon.heap``), how late a 10 ms timer runs meanwhile (what delays the checks' timeouts),
+   and the detection time of stopped (refused) and frozen (SIGSTOP: times out) reals among them,
+   with 100 hung reals, against the bound interval + timeout. ``--reals N`` checks N reals instead.
 
 Backends are real nginx processes on many 127.x.y.z addresses (all of 127.0.0.0/8 is local on
 Linux). Takes about three minutes.
+
+``--peer DIR`` measures another source tree too (e.g. ``git archive main`` extracted to /tmp), side by
+side in the same run: each round runs this benchmark once per tree, alternately, each in a fresh
+process importing that tree's ``saru`` (``--tree``), and the table puts the trees' medians beside
+each other. ``--no-https`` and ``--no-rates`` leave parts out to keep a run short. ``--nice N`` runs
+the checks (and the nginx they start) at that nice value: on a machine shared with other work, a
+negative value gives the checking process the core it asks for, so that what is measured is the
+design and not the neighbours (the load average is printed either way).
 """
 
 from __future__ import annotations
@@ -43,13 +52,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from saru.checks import tlsclient
-from saru.daemon import heap
-from saru.events import Event, RealDown
-from saru.model import Config, GlobalConfig, RealConfig, VirtualConfig
-from saru.monitor import Monitor
+def _tree() -> str:
+    """The source tree whose ``saru`` is measured: ``--tree DIR`` (a peer's run), else this one."""
+    argv = sys.argv
+    if "--tree" in argv[:-1]:
+        return str(Path(argv[argv.index("--tree") + 1]).resolve())
+    return str(Path(__file__).resolve().parent.parent)
+
+
+sys.path.insert(0, _tree())
+
+from saru.checks import tlsclient  # noqa: E402
+from saru.daemon import heap  # noqa: E402
+from saru.events import Event, RealDown  # noqa: E402
+from saru.model import Config, GlobalConfig, RealConfig, VirtualConfig  # noqa: E402
+from saru.monitor import Monitor  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "checks.json"
 #: issue 16's goals: connect >= half the kernel's floor; HTTP and HTTPS as a share of the floor
@@ -216,9 +234,12 @@ async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: floa
         heap.settle()
     await asyncio.sleep(interval)  # let the pass after the first one settle
     servers = servers or []
+    lags: list[float] = []
+    probe = asyncio.create_task(loop_lag(lags))
     checks0, cpu0, wall0 = monitor.checks_run, cpu_seconds(), time.perf_counter()
     server0 = sum(group.cpu_seconds() for group in servers)
     await asyncio.sleep(seconds)
+    probe.cancel()
     checks, cpu, wall = monitor.checks_run - checks0, cpu_seconds() - cpu0, time.perf_counter() - wall0
     server = sum(group.cpu_seconds() for group in servers) - server0
     await monitor.close()
@@ -226,10 +247,32 @@ async def throughput(reals: list[tuple[str, int]], checktype: str, seconds: floa
         gc.unfreeze()
     result = {"checks": checks, "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 2),
               "checks_per_cpu_second": round(checks / cpu) if cpu else 0.0, "cpu_share": round(cpu / wall, 3),
-              "reals_down": down}
+              "reals_down": down, **lag_summary(lags)}
     if servers:
         result["server_cpu_us_per_check"] = round(server / checks * 1e6, 1) if checks else 0.0
     return result
+
+
+LAG_PROBE = 0.01
+
+
+async def loop_lag(lags: list[float]) -> None:
+    """How late the event loop runs a 10 ms timer, again and again (appended to ``lags``): how late
+    the checks' own timers — their timeouts — fire."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(LAG_PROBE)
+        lags.append(loop.time() - start - LAG_PROBE)
+
+
+def lag_summary(lags: list[float]) -> dict[str, float]:
+    """Median, 90th percentile and largest lateness of the probe's timer, in seconds."""
+    if not lags:
+        return {}
+    ordered = sorted(lags)
+    return {"loop_lag_p50": round(ordered[len(ordered) // 2], 4),
+            "loop_lag_p90": round(ordered[int(len(ordered) * 0.9)], 4), "loop_lag_max": round(ordered[-1], 4)}
 
 
 def connect_floor(reals: list[tuple[str, int]], passes: int = 3) -> dict[str, float]:
@@ -346,6 +389,8 @@ async def rates(args: argparse.Namespace, plain: list[NginxGroup], tls: NginxGro
                                                     ("http", "negotiate", "http", reals),
                                                     ("https", "negotiate", "https", tls.addresses),
                                                     ("https_full", "negotiate", "https", tls.addresses)):
+            if name not in rate_names(args):
+                continue
             floor = connect_floor(reals)
             tlsclient.configure(resume=name != "https_full")
             rate = await throughput(endpoints, checktype, args.seconds, service=service,
@@ -353,16 +398,18 @@ async def rates(args: argparse.Namespace, plain: list[NginxGroup], tls: NginxGro
             row[name] = {**rate, "floor": floor["per_cpu_second"],
                          "ratio": round(float(rate["checks_per_cpu_second"]) / floor["per_cpu_second"], 3)}
         tlsclient.configure(resume=True)
-        row["tls_floor_full"] = tls_floor(tls.addresses, resume=False)
-        row["tls_floor_resumed"] = tls_floor(tls.addresses, resume=True)
+        if not args.no_https:
+            row["tls_floor_full"] = tls_floor(tls.addresses, resume=False)
+            row["tls_floor_resumed"] = tls_floor(tls.addresses, resume=True)
         rounds.append(row)
         print(f"  round {n + 1}: " + ", ".join(
             f"{k} {v['checks_per_cpu_second']:,} ({v['ratio']:.3f}x floor {v['floor']:,})"  # type: ignore[index]
             for k, v in row.items() if isinstance(v, dict) and "ratio" in v)
-            + f"; TLS loop full {row['tls_floor_full']['per_cpu_second']:,}"  # type: ignore[index]
-            + f" resumed {row['tls_floor_resumed']['per_cpu_second']:,}; load {row['load']}")  # type: ignore[index]
+            + ("" if args.no_https else f"; TLS loop full {row['tls_floor_full']['per_cpu_second']:,}"  # type: ignore[index]
+               f" resumed {row['tls_floor_resumed']['per_cpu_second']:,}")  # type: ignore[index]
+            + f"; load {row['load']}")
     summary: dict[str, object] = {}
-    for name in ("connect", "http", "https", "https_full"):
+    for name in rate_names(args):
         cells = [r[name] for r in rounds]
         summary[name] = {
             "checks_per_cpu_second_median": statistics.median(c["checks_per_cpu_second"] for c in cells),  # type: ignore[index]
@@ -372,15 +419,15 @@ async def rates(args: argparse.Namespace, plain: list[NginxGroup], tls: NginxGro
             **({"server_cpu_us_per_check_median": statistics.median(
                 c["server_cpu_us_per_check"] for c in cells)} if name.startswith("https") else {}),  # type: ignore[index]
         }
-    for name in ("tls_floor_full", "tls_floor_resumed"):
+    for name in () if args.no_https else ("tls_floor_full", "tls_floor_resumed"):
         summary[name] = {"per_cpu_second_median": statistics.median(r[name]["per_cpu_second"] for r in rounds)}  # type: ignore[index]
     return {"rounds": rounds, "summary": summary}
 
 
 async def ten_thousand(args: argparse.Namespace, port: int, base: Path, groups: list[NginxGroup]) -> dict[str, object]:
     """10,000 reals at checkinterval 1 s: CPU share of connect and HTTP checks, detection times."""
-    big = addresses(142, 10_000, port)
-    servers = [NginxGroup(base / f"nginx-10k-{i}", big[i * 500 : (i + 1) * 500]) for i in range(20)]
+    big = addresses(142, args.reals, port)
+    servers = [NginxGroup(base / f"nginx-10k-{i}", big[i : i + 500]) for i in range(0, len(big), 500)]
     groups += servers
     for group in servers:
         group.start()
@@ -391,7 +438,8 @@ async def ten_thousand(args: argparse.Namespace, port: int, base: Path, groups: 
         # need is the rate they are due at over their cost
         needed = round(len(big) / float(run["checks_per_cpu_second"]), 3)
         out[f"{checktype}_load"] = {**run, "cpu_needed": needed, "load": loadavg()}
-        print(f"  10,000 reals, {checktype}: {run['checks_per_cpu_second']:,} checks/CPU-s, so 10,000/s need "
+        print(f"  {len(big):,} reals, {checktype}: {run['checks_per_cpu_second']:,} checks/CPU-s, "
+              f"so {len(big):,}/s need "
               f"{needed:.2f} of a core (measured share {run['cpu_share']:.2f}, "
               f"{run['checks'] / run['wall_seconds']:,.0f} checks/s), load {loadavg()}")
     hung = addresses(120, 100, port)
@@ -415,8 +463,18 @@ async def ten_thousand(args: argparse.Namespace, port: int, base: Path, groups: 
     return out
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
+def rate_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The rates this run measures."""
+    if args.no_rates:
+        return ()
+    return ("connect", "http") if args.no_https else ("connect", "http", "https", "https_full")
+
+
+async def measure(args: argparse.Namespace) -> dict[str, object]:
+    """One run of the benchmark on this process's tree (nginx started and stopped here)."""
     fd_limit = raise_fd_limit()
+    if args.nice:
+        os.nice(args.nice)  # before nginx starts: it inherits it
     base = Path(tempfile.mkdtemp(prefix="saru-checks-bench-"))
     port = 18000 + random.Random().randrange(1000)
     groups: list[NginxGroup] = []
@@ -428,57 +486,174 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         for group in groups:
             group.start()
         print(f"rates: 1,000 reals (200 TLS), {args.rounds} rounds of {args.seconds:.0f} s windows, "
-              f"fd limit {fd_limit}, load {load_before}")
-        measured = await rates(args, plain, tls)
+              f"fd limit {fd_limit}, load {load_before}, tree {_tree()}")
+        measured = await rates(args, plain, tls) if rate_names(args) else {"summary": {}}
         scale = await ten_thousand(args, port, base, groups) if not args.no_10k else {}
     finally:
         for group in groups:
             group.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-    summary = measured["summary"]
-    assert isinstance(summary, dict)
-    results: dict[str, object] = {
+    return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": args.loop,
                     "openssl": ssl.OPENSSL_VERSION, "load_before": load_before, "load_after": loadavg()},
+        "tree": _tree(),
+        "nice": args.nice,
         "goals": {"quiet_floor": QUIET_FLOOR, **{k: round(v, 3) for k, v in GOALS.items()}},
         "rates": measured,
         "ten_thousand_reals": scale,
     }
+
+
+def report(results: dict[str, object]) -> None:
+    """The table of one tree's run."""
+    summary = results["rates"]["summary"]  # type: ignore[index]
+    scale = results["ten_thousand_reals"]
+    assert isinstance(summary, dict) and isinstance(scale, dict)
     print()
     print(f"{'measure':<46}{'checks/CPU-s':>13}{'x floor':>9}{'goal':>8}{'met':>5}")
     print("-" * 81)
-    floor = summary["connect"]["floor_median"]
-    print(f"{'kernel floor: blocking connect+close loop':<46}{floor:>13,.0f}{1:>9.3f}{'':>8}")
+    if summary:
+        floor = summary["connect"]["floor_median"]
+        print(f"{'kernel floor: blocking connect+close loop':<46}{floor:>13,.0f}{1:>9.3f}{'':>8}")
     for name, label, goal in (("connect", "TCP connect", GOALS["connect"]), ("http", "HTTP negotiate", GOALS["http"]),
                               ("https", "HTTPS negotiate, TLS sessions resumed", GOALS["https"]),
                               ("https_full", "HTTPS negotiate, full handshakes", None)):
+        if name not in summary:
+            continue
         row = summary[name]
         met = "" if goal is None else ("yes" if row["ratio_median"] >= goal else "NO")
         print(f"{label:<46}{row['checks_per_cpu_second_median']:>13,.0f}{row['ratio_median']:>9.3f}"
               f"{'' if goal is None else format(goal, '.3f'):>8}{met:>5}")
     for name, label in (("tls_floor_full", "ssl module's blocking TLS loop, full"),
                         ("tls_floor_resumed", "ssl module's blocking TLS loop, resumed")):
-        print(f"{label:<46}{summary[name]['per_cpu_second_median']:>13,.0f}")
-    print(f"{'nginx CPU per HTTPS check, resumed / full':<46}"
-          f"{summary['https']['server_cpu_us_per_check_median']:>10,.0f} us / "
-          f"{summary['https_full']['server_cpu_us_per_check_median']:,.0f} us")
-    if scale:
-        bound = 2.0
-        for checktype in ("connect", "negotiate"):
-            share = scale[f"{checktype}_load"]["cpu_needed"]  # type: ignore[index]
-            print(f"{'10,000 reals every 1 s, ' + checktype + ': cores':<46}{share:>13.2f}{'':>9}{'<= 1':>8}"
-                  f"{'yes' if share <= 1 else 'NO':>5}")
-            for mode, what in (("stop", "stopped"), ("freeze", "frozen")):
-                if f"detection_{checktype}_{mode}" not in scale:
-                    continue
-                stats = scale[f"detection_{checktype}_{mode}"]
-                print(f"{'  detection, ' + what + ': mean / max':<46}{stats['mean']:>7.2f} / {stats['max']:.2f}s"  # type: ignore[index]
-                      f"{'':>5}{'<= ' + str(bound):>8}{'yes' if stats['max'] <= bound else 'NO':>5}")  # type: ignore[index]
+        if name in summary:
+            print(f"{label:<46}{summary[name]['per_cpu_second_median']:>13,.0f}")
+    if "https" in summary:
+        print(f"{'nginx CPU per HTTPS check, resumed / full':<46}"
+              f"{summary['https']['server_cpu_us_per_check_median']:>10,.0f} us / "
+              f"{summary['https_full']['server_cpu_us_per_check_median']:,.0f} us")
+    for line in ten_thousand_rows(scale):
+        print(line)
+
+
+def ten_thousand_rows(scale: dict[str, object]) -> list[str]:
+    """The 10,000-real lines of the table: cores needed, share and rate achieved, detection."""
+    lines: list[str] = []
+    if not scale:
+        return lines
+    bound = 2.0
+    reals = f"{scale['reals']:,}"
+    for checktype in ("connect", "negotiate"):
+        run = scale[f"{checktype}_load"]
+        assert isinstance(run, dict)
+        share = run["cpu_needed"]
+        lines.append(f"{reals + ' reals every 1 s, ' + checktype + ': cores':<46}{share:>13.2f}{'':>9}{'<= 1':>8}"
+                     f"{'yes' if share <= 1 else 'NO':>5}")
+        lines.append(f"{'  measured share, checks/s achieved':<46}{run['cpu_share']:>13.2f}"
+                     f"{run['checks'] / run['wall_seconds']:>9,.0f}")
+        if "loop_lag_p90" in run:
+            lines.append(f"{'  timer lateness p50 / p90 / max (ms)':<46}{run['loop_lag_p50'] * 1000:>7.0f} / "
+                         f"{run['loop_lag_p90'] * 1000:.0f} / {run['loop_lag_max'] * 1000:.0f}")
+        for mode, what in (("stop", "stopped"), ("freeze", "frozen")):
+            stats = scale.get(f"detection_{checktype}_{mode}")
+            if not isinstance(stats, dict):
+                continue
+            lines.append(f"{'  detection, ' + what + ': mean / max':<46}{stats['mean']:>7.2f} / {stats['max']:.2f}s"
+                         f"{'':>5}{'<= ' + str(bound):>8}{'yes' if stats['max'] <= bound else 'NO':>5}")
+    return lines
+
+
+def child_args(args: argparse.Namespace, tree: str, out: Path) -> list[str]:
+    """The command line of one round of one tree (``compare``)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--tree", tree, "--json", str(out),
+               "--rounds", "1", "--seconds", str(args.seconds), "--loop", args.loop, "--nice", str(args.nice),
+               "--reals", str(args.reals)]
+    return command + [flag for flag, on in (("--no-10k", args.no_10k), ("--no-https", args.no_https),
+                                            ("--no-rates", args.no_rates)) if on]
+
+
+def compare(args: argparse.Namespace) -> dict[str, object]:
+    """``--peer``: ``args.rounds`` rounds, each running this tree then the peer (fresh processes), and
+    the medians of both side by side."""
+    trees = {"this": _tree(), "peer": str(Path(args.peer).resolve())}
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
+    work = Path(tempfile.mkdtemp(prefix="saru-checks-compare-"))
+    load_before = loadavg()
+    try:
+        for n in range(args.rounds):
+            for name, tree in trees.items():
+                out = work / f"{name}-{n}.json"
+                print(f"== round {n + 1}, {name} ({tree})", flush=True)
+                subprocess.run(child_args(args, tree, out), check=True)
+                runs[name].append(json.loads(out.read_text()))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    combined: dict[str, object] = {"load_before": load_before, "load_after": loadavg(), "trees": trees,
+                                   "runs": runs, "medians": {name: medians(r) for name, r in runs.items()}}
+    print()
+    print(f"{'median of ' + str(args.rounds) + ' rounds':<46}{'this':>16}{'peer':>16}")
+    print("-" * 78)
+    lines = {name: comparison_rows(combined["medians"][name]) for name in trees}  # type: ignore[index]
+    for label in lines["this"]:
+        print(f"{label:<46}{lines['this'][label]:>16}{lines['peer'].get(label, ''):>16}")
     print(f"load average before {load_before}, after {loadavg()}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    return combined
+
+
+def medians(runs: list[dict[str, object]]) -> dict[str, float]:
+    """The median over rounds of every number a side-by-side row shows (rates, 10,000 reals)."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        summary = run["rates"]["summary"]  # type: ignore[index]
+        for name, row in summary.items():
+            for key in ("checks_per_cpu_second_median", "ratio_median"):
+                if key in row:
+                    values.setdefault(f"{name}.{key}", []).append(row[key])
+        for name, row in run["ten_thousand_reals"].items():  # type: ignore[attr-defined]
+            if isinstance(row, dict):
+                for key in ("cpu_needed", "cpu_share", "mean", "max", "loop_lag_p90", "loop_lag_max"):
+                    if key in row:
+                        values.setdefault(f"{name}.{key}", []).append(row[key])
+                if "checks" in row:
+                    values.setdefault(f"{name}.rate", []).append(row["checks"] / row["wall_seconds"])
+    return {key: statistics.median(v) for key, v in values.items()}
+
+
+def _pair(m: dict[str, float], first: str, second: str, scale: float = 1.0, digits: int = 2) -> str:
+    """"a / b" of two medians."""
+    return f"{m[first] * scale:.{digits}f} / {m[second] * scale:.{digits}f}"
+
+
+def comparison_rows(m: dict[str, float]) -> dict[str, str]:
+    """label → cell of one tree's medians."""
+    rows: dict[str, str] = {}
+    for name in ("connect", "http", "https", "https_full"):
+        if f"{name}.ratio_median" in m:
+            rows[f"{name}: checks/CPU-s (x floor)"] = (f"{m[name + '.checks_per_cpu_second_median']:,.0f} "
+                                                       f"({m[name + '.ratio_median']:.3f})")
+    for checktype in ("connect", "negotiate"):
+        key = f"{checktype}_load"
+        if f"{key}.cpu_needed" in m:
+            rows[f"N@1s {checktype}: cores needed / share"] = _pair(m, f"{key}.cpu_needed", f"{key}.cpu_share")
+            rows[f"N@1s {checktype}: checks/s achieved"] = f"{m[key + '.rate']:,.0f}"
+            if f"{key}.loop_lag_p90" in m:
+                rows[f"N@1s {checktype}: timer late p90/max ms"] = _pair(
+                    m, f"{key}.loop_lag_p90", f"{key}.loop_lag_max", scale=1000, digits=0)
+        for mode in ("stop", "freeze"):
+            detected = f"detection_{checktype}_{mode}"
+            if f"{detected}.mean" in m:
+                rows[f"N@1s {checktype}, {mode}: detect mean/max s"] = _pair(m, f"{detected}.mean", f"{detected}.max")
+    return rows
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    results = await measure(args)
+    report(results)
+    print(f"load average before {results['machine']['load_before']}, after {loadavg()}")  # type: ignore[index]
+    path = Path(args.json) if args.json else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {path}")
     return results
 
 
@@ -487,10 +662,23 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement window per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the rates")
     parser.add_argument("--no-10k", action="store_true", help="skip the 10,000-real part")
+    parser.add_argument("--reals", type=int, default=10_000, help="reals of the '10,000-real' part")
+    parser.add_argument("--no-https", action="store_true", help="skip the HTTPS rates")
+    parser.add_argument("--no-rates", action="store_true", help="skip the 1,000-real rates")
+    parser.add_argument("--peer", metavar="DIR", help="another source tree, measured side by side")
+    parser.add_argument("--tree", metavar="DIR", help="the source tree to measure (default: this one)")
+    parser.add_argument("--nice", type=int, default=0, help="nice value of the checks and their nginx (root: < 0)")
+    parser.add_argument("--json", metavar="PATH", help=f"where the results go (default {RESULTS})")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="event loop (saru run --event-loop; uvloop: pip install 'saru[uvloop]')")
     arguments = parser.parse_args()
-    if arguments.loop == "uvloop":
+    if arguments.peer:
+        combined = compare(arguments)
+        target = Path(arguments.json) if arguments.json else RESULTS.with_name("checks_compare.json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(combined, indent=2) + "\n")
+        print(f"\nwritten to {target}")
+    elif arguments.loop == "uvloop":
         import uvloop
 
         uvloop.run(main(arguments))

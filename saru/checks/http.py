@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from urllib.parse import urljoin, urlsplit
 
 from saru import __version__
 from saru.checks.base import CheckFailed, register
-from saru.checks.receive import compile_receive, receive_found
+from saru.checks.receive import compile_receive, found_in_place, receive_found
 from saru.checks.receive import perl_to_python as perl_to_python  # this module's name before receive.py
 from saru.checks.tcp import open_tcp, wait_fd
 from saru.checks.tlsclient import SESSIONS, handshake
@@ -157,15 +158,35 @@ def build_request(method: str, target: Target) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
+#: the header lines that frame the body, found in the raw head without splitting it into lines
+_FRAMING = re.compile(rb"\r\n[ \t]*(content-length|transfer-encoding)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+
+
+def header_fields(head_lines: str) -> dict[str, str]:
+    """The header fields of a response head after its status line (names lower case, repeated
+    fields joined with ", ")."""
+    headers: dict[str, str] = {}
+    for line in head_lines.split("\r\n") if head_lines else ():
+        name, sep, value = line.partition(":")
+        if sep:
+            key, text = name.strip().lower(), value.strip()
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
 class ResponseParser:
-    """Feed it bytes; it tells when a whole response (head + body, capped) has arrived."""
+    """Feed it bytes; it tells when a whole response (head + body, capped) has arrived.
+
+    Only the fields that frame the body are looked for while parsing; ``headers`` (every field) is
+    worked out when first asked for — a check that gets its 200 never needs it."""
 
     def __init__(self, head_only: bool = False, max_body: int = MAX_BODY) -> None:
         self.head_only = head_only
         self.max_body = max_body
         self.status = 0
         self.reason = ""
-        self.headers: dict[str, str] = {}
+        self._fields = ""  # the head after the status line (``headers`` parses it when asked)
+        self._headers: dict[str, str] | None = None
         self.body = bytearray()
         self.truncated = False
         self._buf = bytearray()
@@ -177,6 +198,13 @@ class ResponseParser:
     @property
     def complete(self) -> bool:
         return self._state == "done"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The final response's header fields (names lower case, repeated fields joined with ", ")."""
+        if self._headers is None:
+            self._headers = header_fields(self._fields)
+        return self._headers
 
     def feed(self, data: bytes) -> bool:
         """Add received bytes; True once the response is complete."""
@@ -277,19 +305,19 @@ class ResponseParser:
             return
         self.status = status
         self.reason = parts[2].strip() if len(parts) > 2 else ""
-        headers: dict[str, str] = {}
-        for line in rest.split("\r\n") if rest else ():
-            name, sep, value = line.partition(":")
-            if sep:
-                key, text = name.strip().lower(), value.strip()
-                headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        self.headers = headers
+        self._fields, self._headers = rest, None
         if self.head_only or status in (204, 304):
             self._state = "done"
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            return
+        chunked, length = False, None
+        for name, value in _FRAMING.findall(head):
+            if len(name) == 17:  # transfer-encoding
+                chunked = chunked or b"chunked" in value.lower()
+            elif length is None:  # the first Content-Length, and the first value of a list in it
+                length = value.split(b",")[0].strip().decode("latin-1")
+        if chunked:
             self._state = "chunk_size"
-        elif "content-length" in headers:
-            length = headers["content-length"].split(",")[0].strip()
+        elif length is not None:
             if not is_number(length) or len(length) > 18:  # int() takes "-5", "+5", "5_0"; 4,300 digits at most
                 raise CheckFailed("invalid Content-Length")
             self._remaining = int(length)
@@ -353,15 +381,6 @@ async def _exchange(sock: socket.socket, request: bytes, parser: ResponseParser)
             await wait_fd(loop, fd, writable=False)
 
 
-async def _exchange_plain(target: Target, request: bytes, parser: ResponseParser) -> None:
-    """HTTP over a bare non-blocking socket: no transport objects, the cheapest path asyncio has."""
-    sock = await open_tcp(target.connect_host, target.port)
-    try:
-        await _exchange(sock, request, parser)
-    finally:
-        sock.close()
-
-
 async def _exchange_tls(target: Target, request: bytes, parser: ResponseParser) -> None:
     """HTTPS on the same bare socket with TLS on top (SNI = ``target.sni``, no certificate
     verification), resuming the server's TLS session when it has one (``saru.checks.tlsclient``)."""
@@ -384,8 +403,12 @@ async def fetch(target: Target, method: str = "GET", request: bytes | None = Non
     request = request or build_request(method, target)
     if target.scheme == "https":
         await _exchange_tls(target, request, parser)
-    else:
-        await _exchange_plain(target, request, parser)
+    else:  # HTTP over a bare non-blocking socket: no transport objects, the cheapest path asyncio has
+        sock = await open_tcp(target.connect_host, target.port)
+        try:
+            await _exchange(sock, request, parser)
+        finally:
+            sock.close()
     return parser
 
 
@@ -399,7 +422,9 @@ async def body_found(response: ResponseParser, receive: str, method: str) -> boo
     it is not asked (not 2xx, HEAD, no receive)."""
     if not 200 <= response.status < 300 or method == "HEAD" or not receive:
         return None
-    return await receive_found(compile_receive(receive), bytes(response.body))
+    pattern = compile_receive(receive)
+    found = found_in_place(pattern, response.body)
+    return found if found is not None else await receive_found(pattern, bytes(response.body))
 
 
 def evaluate(response: ResponseParser, receive: str, method: str, found: bool | None = None) -> CheckResult:
@@ -446,8 +471,10 @@ async def follow_redirects(response: ResponseParser, target: Target, method: str
     hop goes: the http check stays on the real, the http_proxy check goes through the proxy again);
     the final response."""
     for hop in range(MAX_REDIRECTS + 1):
+        if response.status not in REDIRECT_STATUSES:
+            break
         location = response.headers.get("location")
-        if response.status not in REDIRECT_STATUSES or not location:
+        if not location:
             break
         if hop == MAX_REDIRECTS:
             raise CheckFailed(f"too many redirects (last: HTTP {response.status} to {location})")

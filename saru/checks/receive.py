@@ -179,6 +179,12 @@ async def receive_matches(pattern: re.Pattern[str], values: Iterable[str]) -> se
     return {value for value in values if await receive_found(pattern, value)}
 
 
+def found_in_place(pattern: re.Pattern[Any], data: str | bytes | bytearray) -> bool | None:
+    """``receive_found`` without a coroutine for a safe pattern: whether it is in ``data``; None for a
+    risky pattern (then ``receive_found`` matches it in the worker)."""
+    return None if _risky(pattern.pattern) else pattern.search(data) is not None
+
+
 async def receive_found(pattern: re.Pattern[Any], data: str | bytes) -> bool:
     """Whether a compiled receive pattern is found in ``data``: in place for a safe pattern, in the
     worker process under ``MATCH_LIMIT`` for a risky one (a ``CheckFailed`` when it overruns)."""

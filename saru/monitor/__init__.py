@@ -3,6 +3,7 @@
 * ``scheduler``: ``Monitor``, which runs every distinct check once per interval (deduplicated,
   concurrent, under hard timeouts), keeps each real's verdict and tells its listeners;
 * ``health``: the hysteresis of one real (``step``, ``force_down``; pure);
+* ``spread``: where in its interval each check runs, so that the checks do not start in one burst (pure);
 * ``maintenance``: ``maintenancedir`` files that force a real down, and the cached reverse lookups
   their names may need.
 

@@ -3,8 +3,11 @@
 * **Deduplication**: reals whose ``CheckSpec`` is equal (the same real in several virtuals) share
   one check group; its result is applied to every member, each with its own ``failurecount`` and
   maintenance file. A group's interval is the smallest ``checkinterval`` of its virtuals.
-* **Scheduling**: one asyncio task per group, periods measured start-to-start, first check at once.
-  Checks run concurrently under hard timeouts (``run_check``), so a hung server delays nobody else.
+* **Scheduling**: one asyncio task per group, periods measured start-to-start, first check at once,
+  then on the group's own phase of the interval (``saru.monitor.spread``): the groups' checks are
+  spread evenly over the interval, not run in one burst, so the event loop never holds a long queue
+  and timeouts fire on time. Checks run concurrently under hard timeouts (``run_check``), so a hung
+  server delays nobody else.
 * **Verdicts**: each result goes through the real's hysteresis (``saru.monitor.health.step``); a
   maintenance file (``saru.monitor.maintenance``) forces the real down at once, without a check.
 * **Reload**: ``configure`` keeps the state of every real whose check did not change.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -42,6 +46,7 @@ from saru.events.throttle import Kind, Throttle, default_interval, lasting
 from saru.model import CheckResult, CheckSpec, Config, RealRef
 from saru.monitor.health import Change, HealthState, force_down, step
 from saru.monitor.maintenance import MAINTENANCE_MESSAGE, NameCache, address_in_maintenance, in_maintenance
+from saru.monitor.spread import WAKEUP_GRAIN, next_on_grid, phase, slot
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,8 @@ class _Group:
     first_done: asyncio.Event | None = None
     checking: bool = False
     due: float = 0.0  # loop time the current or next check is due (start-to-start schedule)
+    index: int = 0  # its place in the spread (``saru.monitor.spread.phase``)
+    offset: float = 0.0  # its checks are due at loop times offset + n * interval (after the first)
     connects: int = 1 << 30  # combined: successful connects since the last negotiate (start: negotiate)
 
 
@@ -95,27 +102,48 @@ Listener = Callable[[], None]
 ResultListener = Callable[[RealRef, CheckSpec, CheckResult, bool | None], None]
 
 
+#: checks started per turn of the event loop at most: when the loop is late (a starved or saturated
+#: process), the groups due meanwhile start over several turns, not in one long turn that would
+#: hold up the timeouts and the results due meanwhile (the checks then run less often instead)
+STARTS_PER_TURN = 256
+
+
 class _Wakeups:
-    """One timer per distinct wake-up time: the groups due at the same loop time (all those started
-    together with the same interval) are woken by one timer, not one each."""
+    """One timer per wake-up slot (``WAKEUP_GRAIN``): the groups due in the same slot are woken by
+    one timer, not one each, and at most ``STARTS_PER_TURN`` of the groups due are woken per turn of
+    the loop (first due, first woken)."""
 
     def __init__(self) -> None:
-        self._due: dict[float, list[asyncio.Future[None]]] = {}
+        self._due: dict[int, list[asyncio.Future[None]]] = {}
+        self._ready: deque[asyncio.Future[None]] = deque()
+        self._pumping = False
 
     async def sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        """Sleep until loop time ``when`` (cancelling the sleeper leaves the others asleep)."""
-        waiters = self._due.get(when)
+        """Sleep until loop time ``when``, give or take half a slot (cancelling the sleeper leaves
+        the others asleep)."""
+        number = slot(when)
+        waiters = self._due.get(number)
         if waiters is None:
-            waiters = self._due[when] = []
-            loop.call_at(when, self._fire, when)
+            waiters = self._due[number] = []
+            loop.call_at(number * WAKEUP_GRAIN, self._fire, number)
         future: asyncio.Future[None] = loop.create_future()
         waiters.append(future)
         await future
 
-    def _fire(self, when: float) -> None:
-        for future in self._due.pop(when, ()):
+    def _fire(self, number: int) -> None:
+        self._ready.extend(self._due.pop(number, ()))
+        if not self._pumping:
+            self._pump()
+
+    def _pump(self) -> None:
+        ready = self._ready
+        for _ in range(min(len(ready), STARTS_PER_TURN)):
+            future = ready.popleft()
             if not future.done():
                 future.set_result(None)
+        self._pumping = bool(ready)
+        if ready:  # the rest on the next turn, after what this one made ready
+            ready[0].get_loop().call_soon(self._pump)
 
 
 class Monitor:
@@ -135,6 +163,7 @@ class Monitor:
         self._dying: set[asyncio.Task[None]] = set()
         self._names = NameCache()
         self._wakeups = _Wakeups()
+        self._spread = 0  # groups made so far (the next one's place in the spread)
         self.checks_run = 0  # checks executed since start (for metrics and the benchmark)
         interval = default_interval()
         self._still_down = Throttle(interval)  # by real
@@ -165,7 +194,7 @@ class Monitor:
         for spec in list(self._groups):
             if spec not in wanted:
                 self._stop_group(self._groups.pop(spec))
-        now = asyncio.get_running_loop().time()  # groups started together stay in step (one wakeup)
+        now = asyncio.get_running_loop().time()  # the first checks of new groups: at once
         for spec, (interval, members) in wanted.items():
             group = self._update_group(spec, max(interval, 0.01), members, now)
             for ref in members:  # one spec object per group: identity checks in the hot path
@@ -209,10 +238,12 @@ class Monitor:
         needs_task = spec.checktype != "on" or bool(self._maintenance_dir)
         group = self._groups.get(spec)
         if group is None:
-            group = self._groups[spec] = _Group(spec, interval, members)
+            group = self._groups[spec] = _Group(spec, interval, members, index=self._spread)
+            self._spread += 1
         joined = members - group.members
         old_interval = group.interval
         group.members, group.interval = members, interval
+        group.offset = phase(group.index, interval)
         if not needs_task:
             self._stop_group(group)
         elif group.task is None:
@@ -262,6 +293,7 @@ class Monitor:
         while True:
             if group.due > now:
                 await self._wakeups.sleep_until(loop, group.due)
+                now = loop.time()
             group.checking = True
             try:
                 if self._maintenance_dir or group.spec.checktype == "combined":
@@ -278,10 +310,13 @@ class Monitor:
                 group.checking = False
             if group.first_done is not None:
                 group.first_done.set()
-            group.due += group.interval
+            # the next point of its grid after this run began (a late start, e.g. a first check that
+            # waited for the loop, is not followed by a second one at once)
+            group.due = next_on_grid(max(group.due, now), group.offset, group.interval)
             now = loop.time()
-            if group.due < now:  # a check longer than the interval: the next one now
-                group.due = now
+            if group.due < now:  # a check longer than the interval, or a late loop: the next point of
+                # its grid, not at once — run at once, the late checks would stay in one burst for good
+                group.due = next_on_grid(now, group.offset, group.interval)
 
     def _next_run(self, group: _Group) -> tuple[CheckSpec, bool]:
         """The spec to run now and whether it is the negotiate leg of a combined check."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -200,10 +202,13 @@ async def test_shared_real_is_checked_once_per_interval(counting, monitors):
     await monitor.first_pass()
     assert len(server.requests()) == 1
     assert monitor.health() == {ref(v1, r): True, ref(v2, r): True}
-    await server.wait_requests(4)
+    await server.wait_requests(5)
     times = server.requests()
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.15 < gap < 0.5 for gap in gaps), gaps  # one request per 0.2 s interval, not two
+    # after the first check the group moves onto its phase of the interval (saru.monitor.spread):
+    # the second request comes within one interval, and from then on one request per 0.2 s, not two
+    assert gaps[0] < 0.25, gaps
+    assert all(0.15 < gap < 0.5 for gap in gaps[1:]), gaps
 
 
 async def test_shared_check_uses_the_smallest_interval(counting, monitors):
@@ -241,6 +246,35 @@ async def test_one_hung_real_does_not_delay_the_others(counting, hung_server, mo
     assert "timeout after 1s" in down.detail  # type: ignore[attr-defined]
     # while the hung check waited for its timeout, the good real kept its 0.1 s rhythm
     assert len(server.requests()) >= 8
+
+
+def signal_nginx(server: object, sig: int) -> None:
+    """Signal a test nginx's master and its workers (SIGSTOP: the kernel still completes handshakes)."""
+    pid = server.process.pid  # type: ignore[attr-defined]
+    for child in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        os.kill(child, sig)
+
+
+async def test_a_frozen_real_is_detected_by_the_timeout(nginx, monitors):
+    """A real that still accepts connections but never answers (its process frozen) goes down with a
+    timeout, within checkinterval + negotiatetimeout of the freeze (and a little slack)."""
+    server = nginx(files=PAGE)
+    r = RealConfig("127.0.0.1", server.port)
+    v = virtual(80, r, checkinterval=0.3, negotiatetimeout=0.5)
+    monitor, events = monitors()
+    monitor.configure(config(v))
+    await events.wait(is_(RealUp, ref(v, r)))
+    mark = events.mark()
+    frozen = time.time()
+    signal_nginx(server, signal.SIGSTOP)
+    try:
+        down = await events.wait(is_(RealDown, ref(v, r)), since=mark)
+    finally:
+        signal_nginx(server, signal.SIGCONT)
+    assert down.detail == "timeout after 0.5s"  # type: ignore[attr-defined]
+    result = monitor.snapshot()[ref(v, r)].last_result
+    assert result is not None and (result.failure, result.layer) == ("timeout", "L7")
+    assert 0.5 <= down.at - frozen < 0.3 + 0.5 + 0.5
 
 
 async def test_first_pass_is_bounded_by_the_timeout(hung_server, monitors):

@@ -172,3 +172,32 @@ def test_evaluate():
 ])
 def test_perl_regex_translation(perl, text, matches):
     assert bool(re.search(perl_to_python(perl), text)) is matches
+
+
+def test_the_fields_that_frame_the_body_are_found_however_they_are_written():
+    # spaces around the name and the colon, any case, a list of lengths, a later repeat
+    p = parse(b"HTTP/1.1 200 OK\r\nX-Content-Length: 99\r\n  cOnTeNt-LeNgTh : 5, 5\r\n"
+              b"Content-Length: 7\r\n\r\nhelloEXTRA")
+    assert p.complete and bytes(p.body) == b"hello"
+    p = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ntransfer-encoding :  Chunked\r\n"
+              b"Content-Length: 99\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert p.complete and bytes(p.body) == b"abc"  # chunked wins over a length, as before
+    p = parse(b"HTTP/1.1 200 OK\r\nContent-Lengthy: 5\r\n\r\nread until close", eof=True)
+    assert p.complete and bytes(p.body) == b"read until close"  # not a Content-Length field
+
+
+def test_headers_are_worked_out_when_asked_and_repeated_fields_joined():
+    p = parse(b"HTTP/1.1 302 Found\r\nLocation: /a\r\nSet-Cookie: x=1\r\nset-cookie: y=2\r\n"
+              b"Content-Length: 0\r\n\r\n")
+    assert p.complete and p.status == 302
+    assert p.headers == {"location": "/a", "set-cookie": "x=1, y=2", "content-length": "0"}
+
+
+def test_the_headers_are_the_final_responses_not_an_interim_ones():
+    p = parse(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert p.complete and p.headers == {"content-length": "2"}
+
+
+def test_an_invalid_content_length_still_fails():
+    with pytest.raises(CheckFailed, match="invalid Content-Length"):
+        parse(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n")
