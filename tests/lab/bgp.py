@@ -42,6 +42,7 @@ REALS = {"fe1": "10.88.0.11", "fe2": "10.88.0.12", "fe3": "10.88.0.13", "fe4": "
 CLIENTS = {"cl1": "172.18.0.10", "cl2": "172.18.0.11"}
 BIG = 3584 * 1024  # bytes of /slow/big: a download of BIG / RATE seconds
 RATE = "400k"
+DOWNLOADS = Path(__file__).with_name("downloads.py")
 PLANES = ("nft", "ipvs")
 HIDDEN_VIP = tuple(f"net.ipv4.conf.{key}.{name}={value}" for key in ("all", "eth0")
                    for name, value in (("arp_ignore", 1), ("arp_announce", 2)))
@@ -317,8 +318,11 @@ class BGPBed(Lab):
         return Downloads(self, role, count)
 
     def load(self, per_client: int) -> list[Downloads]:
-        """``per_client`` long downloads from each client."""
-        return [self.downloads(role, per_client) for role in CLIENTS]
+        """``per_client`` long downloads from each client, started together."""
+        loads = [Downloads(self, role, per_client, wait=False) for role in CLIENTS]
+        for d in loads:
+            d.wait_ready()
+        return loads
 
     def flows_by_director(self, loads: list[Downloads]) -> dict[str, set[tuple[str, int]]]:
         """Which director each download's flow is pinned on, read once all are set up."""
@@ -342,20 +346,29 @@ def broken(loads: list[Downloads]) -> dict[tuple[str, int], str]:
 
 
 class Downloads:
-    """``count`` long downloads from client ``role`` (``tests.lab.downloads``), established on creation."""
+    """``count`` long downloads from client ``role`` (``tests/lab/downloads.py``), established on creation
+    (``wait``) or once ``wait_ready`` returns."""
 
-    def __init__(self, bed: BGPBed, role: str, count: int) -> None:
+    def __init__(self, bed: BGPBed, role: str, count: int, *, wait: bool = True) -> None:
         self.bed, self.role = bed, role
-        self.proc = bed.popen(role, sys.executable, "-m", "tests.lab.downloads", str(count),
+        # by path, isolated and without site: stdlib only, so it starts fast even under emulation
+        # (``-m tests.lab.downloads`` would import the whole lab package first)
+        self.proc = bed.popen(role, sys.executable, "-I", "-S", str(DOWNLOADS), str(count),
                               f"http://{VIP}/slow/big", str(bed.stall), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
+        self.started: list[dict[str, Any]] = []
+        self._results: list[dict[str, Any]] | None = None
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until every connection is established and has its response headers."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("ready "):
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"downloads in {role} did not start: {line!r} {err}")
-        self.started: list[dict[str, Any]] = json.loads(line[6:])
-        self._results: list[dict[str, Any]] | None = None
+            raise RuntimeError(f"downloads in {self.role} did not start: {line!r} {err}")
+        self.started = json.loads(line[6:])
 
     def keys(self) -> set[tuple[str, int]]:
         return {(CLIENTS[self.role], int(d["port"])) for d in self.started}

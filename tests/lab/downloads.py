@@ -1,4 +1,4 @@
-"""Long-running downloads for the BGP bed, run inside a client namespace: ``python -m tests.lab.downloads``.
+"""Long-running downloads for the BGP bed, run inside a client namespace: ``python -I -S tests/lab/downloads.py``.
 
 ``COUNT URL [STALL]``: opens COUNT connections to URL (an nginx location rate-limited server-side), reads
 each response's headers, prints ``ready <json>`` (each connection's local port and real server), then
