@@ -82,6 +82,7 @@ bench: deps venv
 	$(PY) bench/failover.py
 	$(PY) bench/dashboard_bench.py
 	$(PY) bench/api_bench.py
+	$(PY) bench/metrics_scrape.py
 	$(PY) bench/scaleout.py
 	$(PY) bench/disruption.py
 	$(PY) bench/scale.py

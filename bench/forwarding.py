@@ -10,6 +10,10 @@ them), ``wrk`` in the client namespace measures requests/s of four paths to the 
 * ``nat-stateless``: the same virtual with ``[nft] nat = "stateless"`` (payload rewriting both
   ways, ``notrack``: no conntrack; the director's controller is restarted in that mode before the
   run and back after it);
+* ``nat-flowtable``: the same virtual, stateful, with ``[nft] flowtable = ["eth0"]`` (established
+  flows offloaded to a flowtable at the director's ingress). Only where the kernel can make a
+  flowtable (this machine's own kernel cannot: run the bench in the QEMU guest, see
+  docs/benchmarks.md); elsewhere the variant is left out and the report says so;
 * ``routed``: the NAT real's own address (port 8080), forwarded by the director without NAT or conntrack:
   the same path as NAT (through the director both ways) with nothing of Saru's on it, so the floor
   of any NAT on this topology;
@@ -59,6 +63,7 @@ from bench.dataplane.fwtopo import (  # noqa: E402
     URLS,
     NftCtl,
     configure_reals,
+    flowtable_usable,
     saru_table,
     served_by,
     start_haproxy,
@@ -66,9 +71,10 @@ from bench.dataplane.fwtopo import (  # noqa: E402
 from bench.proc import TICK, cpu_seconds  # noqa: E402
 from tests.lab.guide import Topology  # noqa: E402
 
-VARIANTS = ("direct", "nat", "nat-stateless", "routed", "dr", "haproxy")
+VARIANTS = ("direct", "nat", "nat-stateless", "nat-flowtable", "routed", "dr", "haproxy")
 MODES = ("keepalive", "close")
-GOALS = (("nat", "keepalive"), ("nat-stateless", "keepalive"), ("dr", "keepalive"), ("dr", "close"))
+GOALS = (("nat", "keepalive"), ("nat-stateless", "keepalive"), ("nat-flowtable", "keepalive"), ("dr", "keepalive"),
+         ("dr", "close"))
 GOAL_RATIO = 0.95
 NOISY = 0.25  # load from others above which the report warns
 
@@ -138,11 +144,11 @@ def run_wrk(topo: Topology, url: str, mode: str, duration: float, connections: i
     return result
 
 
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rounds: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for mode in MODES:
         per_mode: dict[str, Any] = {}
-        for variant in VARIANTS:
+        for variant in variants:
             rps = [r["runs"][variant]["rps"] for r in rounds if r["mode"] == mode]
             ratios = [r["runs"][variant]["rps"] / r["runs"]["direct"]["rps"] for r in rounds if r["mode"] == mode]
             cpu = [r["runs"][variant]["cpu_us_per_request"] for r in rounds if r["mode"] == mode]
@@ -154,8 +160,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                                  "cpu_ratio_median": statistics.median(cpu_ratios), "cpu_ratios": cpu_ratios}
         summary[mode] = per_mode
     verdicts = {f"{v} {m}": {"ratio": summary[m][v]["ratio_median"],
-                             "met": summary[m][v]["ratio_median"] >= GOAL_RATIO} for v, m in GOALS}
-    return {"by_mode": summary, "goals": verdicts}
+                             "met": summary[m][v]["ratio_median"] >= GOAL_RATIO} for v, m in GOALS if v in variants}
+    return {"by_mode": summary, "goals": verdicts, "variants": list(variants)}
 
 
 def print_table(summary: dict[str, Any], title: str, unit: str, value: str, fmt: str, ratio: str) -> None:
@@ -163,7 +169,7 @@ def print_table(summary: dict[str, Any], title: str, unit: str, value: str, fmt:
     print(f"\n{title}")
     print(f"| variant | keep-alive {unit} | keep-alive ratio | conn/request {unit} | conn/request ratio |")
     print("|---|---|---|---|---|")
-    for variant in VARIANTS:
+    for variant in summary["variants"]:
         cells = []
         for mode in MODES:
             s = summary["by_mode"][mode][variant]
@@ -214,15 +220,16 @@ class Director:
             time.sleep(0.1)
 
 
-def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int, director: Director) -> list[dict[str, Any]]:
+def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int, director: Director,
+            variants: tuple[str, ...]) -> list[dict[str, Any]]:
     rounds = []
-    for variant in VARIANTS:  # warm-up (ARP/neighbour entries, nginx, haproxy)
+    for variant in variants:  # warm-up (ARP/neighbour entries, nginx, haproxy)
         director.mode(variant)
         run_wrk(topo, URLS[variant], "keepalive", 1, 10, None)
     for r in range(args.repeats):
         for mode in MODES:
-            shift = (r + MODES.index(mode)) % len(VARIANTS)
-            order = VARIANTS[shift:] + VARIANTS[:shift]
+            shift = (r + MODES.index(mode)) % len(variants)
+            order = variants[shift:] + variants[:shift]
             runs = {}
             for variant in order:
                 director.mode(variant)
@@ -230,7 +237,7 @@ def measure(topo: Topology, args: argparse.Namespace, haproxy_pid: int, director
                 runs[variant] = run_wrk(topo, URLS[variant], mode, args.duration, args.connections, pid)
             rounds.append({"round": r + 1, "mode": mode, "order": list(order), "runs": runs})
             print(f"round {r + 1} {mode}: " + ", ".join(
-                f"{v} {runs[v]['rps']:,.0f} ({runs[v]['rps'] / runs['direct']['rps']:.2f})" for v in VARIANTS),
+                f"{v} {runs[v]['rps']:,.0f} ({runs[v]['rps'] / runs['direct']['rps']:.2f})" for v in variants),
                 flush=True)
     return rounds
 
@@ -241,7 +248,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "forwarding.json")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of the variants (direct is always run: the baseline)")
     args = parser.parse_args()
+    wanted = {"direct", *args.variants.split(",")}
+    if wanted - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(wanted - set(VARIANTS))} (choose from {', '.join(VARIANTS)})")
     ok, why = Topology.available()
     if not ok:
         print(why, file=sys.stderr)
@@ -262,19 +274,25 @@ def main() -> int:
             topo.nginx("fe2")
             director = Director(topo)
             haproxy_pid = start_haproxy(topo, Path(tmp))
+            variants = tuple(v for v in VARIANTS if v in wanted)
+            if "nat-flowtable" in variants and not flowtable_usable(topo):
+                variants = tuple(v for v in variants if v != "nat-flowtable")
+                print("nat-flowtable left out: this kernel cannot make a flowtable (CONFIG_NF_FLOW_TABLE_INET)",
+                      flush=True)
             deadline = time.monotonic() + 10
-            for variant, url in URLS.items():  # every path answers, from the expected real
+            for variant in variants:  # every path answers, from the expected real
+                url = URLS[variant]
                 director.mode(variant)
                 while (got := served_by(topo, url)) != EXPECTED_SERVER[variant]:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{variant} ({url}) answered by {got!r}, "
                                            f"expected {EXPECTED_SERVER[variant]}")
                     time.sleep(0.1)
-            rounds = measure(topo, args, haproxy_pid, director)
+            rounds = measure(topo, args, haproxy_pid, director, variants)
         finally:
             topo.down()
     foreign["after"] = noise.foreign_load()
-    summary = summarize(rounds)
+    summary = summarize(rounds, variants)
     print_report(summary, rounds, foreign)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
@@ -282,6 +300,7 @@ def main() -> int:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
                  "loadavg": Path("/proc/loadavg").read_text().split()[:3]},
         "settings": {"duration": args.duration, "repeats": args.repeats, "connections": args.connections,
+                     "variants": list(variants),
                      "wrk_threads": 2, "urls": URLS, "nginx_workers": 1, "haproxy_threads": 2},
         "foreign_load": foreign,
         "rounds": rounds,

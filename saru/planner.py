@@ -27,7 +27,7 @@ so it plans with the configured port.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from saru.model import (
@@ -237,15 +237,15 @@ def panic_held(virtual: VirtualConfig, failed_since: Mapping[RealRef, float], st
     return {ref for ref in refs if ref in failed_since and failed_since[ref] >= started}
 
 
-def panic_state(config: Config, failed_since: Mapping[RealRef, float], threshold: int,
+def panic_state(virtuals: Iterable[VirtualConfig], failed_since: Mapping[RealRef, float], threshold: int,
                 previous: Mapping[ServiceKey, float], current: Table,
                 overrides: Overrides = NO_OVERRIDES) -> tuple[dict[ServiceKey, float], frozenset[RealRef]]:
-    """Every virtual's panic (``panic_start``, from the ``previous`` answer and the live table
+    """Each of ``virtuals``' panic (``panic_start``, from the ``previous`` answer and the live table
     ``current``): the virtuals in panic → when it started, and the reals whose failure they ignore
     (``desired_table``'s ``held``). The daemon's reconciler and ``saru plan`` both plan with it."""
     panic: dict[ServiceKey, float] = {}
     held: set[RealRef] = set()
-    for virtual in config.virtuals:
+    for virtual in virtuals:
         started = panic_start(virtual, failed_since, threshold, previous.get(virtual.key),
                               virtual.key in current.services, overrides)
         if started is not None:

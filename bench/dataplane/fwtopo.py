@@ -3,8 +3,9 @@
 ``fe1`` is an LVS-NAT real (10.77.7.11, default route through the director), ``fe2`` an LVS-DR real
 (10.77.6.12 on the LAN, the VIP on ``lo``, ARP for it suppressed, default route through the router).
 The director ``ld1`` runs Saru's ``NftDataplane`` (driven through ``tests.kernel.nftctl``) with a NAT
-virtual ``VIP:80 → fe1:80`` (stateful, or stateless for the ``nat-stateless`` variant: the bench
-restarts the controller in the other ``[nft] nat`` mode), a DR virtual ``VIP:8080 → fe2:8080``,
+virtual ``VIP:80 → fe1:80`` (stateful, stateless for the ``nat-stateless`` variant, stateful with
+``[nft] flowtable = ["eth0"]`` for ``nat-flowtable``: the bench restarts the controller in the mode a
+variant needs), a DR virtual ``VIP:8080 → fe2:8080``,
 and haproxy (``mode tcp``) on ``VIP:81 → fe1:80``. IPv4 only; every address is inside the namespaces.
 """
 
@@ -26,16 +27,28 @@ URLS = {
     "direct": f"http://{DR_REAL}/",
     "nat": f"http://{VIP}/",
     "nat-stateless": f"http://{VIP}/",
+    "nat-flowtable": f"http://{VIP}/",
     "routed": f"http://{NAT_REAL}:8080/",  # not the stateless real fe1:80, whose packets are rewritten
     "dr": f"http://{VIP}:8080/",
     "haproxy": f"http://{VIP}:{HAPROXY_PORT}/",
 }
-EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "nat-stateless": "fe1", "routed": "fe1", "dr": "fe2",
-                   "haproxy": "fe1"}
+EXPECTED_SERVER = {"direct": "fe2", "nat": "fe1", "nat-stateless": "fe1", "nat-flowtable": "fe1", "routed": "fe1",
+                   "dr": "fe2", "haproxy": "fe1"}
 #: the NAT mode each variant needs (``[nft] nat``); the others run in whatever mode is set. ``routed``
 #: (the NAT real's own address, forwarded by the director without NAT) runs with no conntrack hook in
 #: the director: the floor of any NAT through it
-NAT_MODE = {"nat": "stateful", "nat-stateless": "stateless", "routed": "stateless"}
+NAT_MODE = {"nat": "stateful", "nat-stateless": "stateless", "nat-flowtable": "flowtable", "routed": "stateless"}
+#: the director's devices the NAT flows cross (it has one: client side and real side share the LAN)
+FLOWTABLE_DEVICES = ("eth0",)
+FLOWTABLE_PROBE = """add table inet saru_probe
+add flowtable inet saru_probe ft { hook ingress priority filter; devices = { eth0 }; }
+delete table inet saru_probe
+"""
+
+
+def flowtable_usable(topo: Topology) -> bool:
+    """Whether the director's kernel can make a flowtable (CONFIG_NF_FLOW_TABLE_INET)."""
+    return topo.run("ld1", "nft", "-f", "-", input=FLOWTABLE_PROBE, check=False).returncode == 0
 
 HAPROXY_CONF = """\
 global
@@ -79,9 +92,10 @@ class NftCtl:
     """``tests.kernel.nftctl`` running in the director namespace (one JSON line per request)."""
 
     def __init__(self, topo: Topology, nat: str = "stateful") -> None:
-        self.nat = nat
-        self.proc = topo.python("ld1", "tests.kernel.nftctl", "--nat", nat, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.nat = nat  # "stateful", "stateless" or "flowtable" (stateful with [nft] flowtable)
+        extra = ["--flowtable", ",".join(FLOWTABLE_DEVICES)] if nat == "flowtable" else []
+        self.proc = topo.python("ld1", "tests.kernel.nftctl", "--nat", "stateful" if nat == "flowtable" else nat,
+                                *extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._line()
 
     def close(self) -> None:

@@ -4,10 +4,13 @@ With a daemon running the config's control socket, the plan starts from its live
 current health of the reals (what ``saru reload`` would do now), for the data plane that daemon
 runs, planned as its reconciler plans: a virtual in panic mode (``[director] panic_threshold``)
 keeps the reals whose checks failed together, and a ``# panic:`` line says so; the operator's
-drain/disable/weight overrides apply. Without one, it starts from an empty table and assumes every
-real is up (``--assume down`` shows the all-down table instead), for the data plane ``saru run`` would use (saru.toml's
-``[director] dataplane``, else auto on this machine). Only the proxy keeps a gate/ipip real's own
-port; the kernel planes give it the virtual's port, as IPVS does.
+drain/disable/weight overrides apply; on an HA backup without warm standby (``[ha]``,
+``warm_standby = false``) the plan is the empty table, as the daemon keeps its services out of the
+table until it becomes master, and a ``# gated:`` line says so. Without one, it starts from an
+empty table and assumes every real is up (``--assume down`` shows the all-down table instead), for
+the data plane ``saru run`` would use (saru.toml's ``[director] dataplane``, else auto on this
+machine). Only the proxy keeps a gate/ipip real's own port; the kernel planes give it the
+virtual's port, as IPVS does.
 
 The daemon checks its table against the kernel before it answers: a drift (the table changed
 behind its back) is repaired first, and the plan says what was found.
@@ -65,6 +68,7 @@ class LiveState:
     panic: dict[ServiceKey, float] = field(default_factory=dict)  # when each panic started (same clock)
     threshold: int = 0
     overrides: dict[RealRef, Override] = field(default_factory=dict)
+    gated: bool = False  # an HA backup without warm standby: its services stay out of the table
 
 
 def _live_state(args: argparse.Namespace, target: Target, config: Config) -> LiveState | None:
@@ -98,6 +102,7 @@ def _live_state(args: argparse.Namespace, target: Target, config: Config) -> Liv
     plane = answer.get("dataplane")
     drift = answer.get("drift")
     live.plane = plane if isinstance(plane, str) else None
+    live.gated = answer.get("gated") is True
     live.drift = drift.get("detail") if isinstance(drift, dict) else None
     return live
 
@@ -133,13 +138,15 @@ def plan(args: argparse.Namespace) -> int:
     if plane:
         source += f"; {plane} data plane"
     # as the daemon's reconciler plans: its panics (``panic_threshold``) and the operator's overrides
-    panic, held = panic_state(config, live.failed, live.threshold, live.panic, current, live.overrides)
+    panic, held = panic_state(config.virtuals, live.failed, live.threshold, live.panic, current, live.overrides)
     desired = desired_table(config, live.health, current, kernel_ports=plane != "proxy",
                             overrides=live.overrides, held=held)
+    if live.gated:  # as the reconciler: an HA backup without warm standby keeps the owned services out
+        desired = Table()
     ops = diff(current, desired, owned=live.owned | {v.key for v in config.virtuals})
     panics = [_panic_line(v, live) for v in config.virtuals if v.key in panic]
     if args.json:
-        print(json.dumps({"source": source, "drift": live.drift, "panic": panics,
+        print(json.dumps({"source": source, "drift": live.drift, "panic": panics, "gated": live.gated,
                           "ops": [describe_op(o) for o in ops], "desired": table_to_list(desired)}, indent=2))
         return 0
     print(f"# plan for {target.config} ({source})")
@@ -147,11 +154,17 @@ def plan(args: argparse.Namespace) -> int:
         print(f"# {live.drift}")
     for line in panics:
         print(f"# {line}")
+    if live.gated:
+        print(f"# {GATED}")
     if not ops:
         print("# no changes")
     for op, change in zip(ops, narrate(ops, current, config), strict=True):
         print(f"{describe_op(op):<60}  # {change.message()}")
     return 0
+
+
+GATED = ("gated: this director is an HA backup without warm_standby: its virtual services stay out of the "
+         "table until it becomes master")
 
 
 def _panic_line(virtual: VirtualConfig, live: LiveState) -> str:

@@ -455,9 +455,21 @@ class _Reader:
 
     def nft(self, data: TomlTable) -> NftSettings:
         s = "nft"
-        self.table(data, s, ("nat",))
-        return NftSettings(nat=self.choice(data, s, "nat", NFT_NAT_MODES, "stateful",
-                                           'must be "stateful" or "stateless"'))
+        self.table(data, s, ("nat", "flowtable"))
+        nat = self.choice(data, s, "nat", NFT_NAT_MODES, "stateful", 'must be "stateful" or "stateless"')
+        devices: list[str] = []
+        for name in self.strings(data, s, "flowtable"):
+            problem = _interface_name(name)
+            if problem:
+                self.error(s, "flowtable", problem)
+            elif name in devices:
+                self.error(s, "flowtable", f"{name!r} is listed twice")
+            else:
+                devices.append(name)
+        if devices and nat != "stateful":
+            self.error(s, "flowtable", 'offloads conntrack\'s NAT flows, and nat = "stateless" has none: '
+                                      'choose one of them')
+        return NftSettings(nat=nat, flowtable=tuple(devices))
 
     def checks(self, data: TomlTable) -> CheckSettings:
         s = "checks"

@@ -310,7 +310,7 @@ class Daemon:
         await parts.gate.sync_daemons()
         if loaded.settings.bgp is not None and not await self._start_bgp(parts, control_path):
             return 1
-        parts.monitor.add_listener(parts.reconciler.mark_dirty)
+        parts.monitor.add_listener(parts.reconciler.health_changed)
         parts.monitor.add_result_listener(parts.monitorfile.record)
         parts.monitor.add_result_listener(parts.realstats.record)
         parts.monitor.add_result_listener(self.systemd.progress)

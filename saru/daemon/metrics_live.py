@@ -22,6 +22,7 @@ backends are kept the same way, per service of the table. Either way the rows ar
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,12 +46,10 @@ Conns = list[tuple[int, int]]
 
 def conns_of(keys: list[tuple[str, int]], service_stats: ServiceStats | None) -> Conns:
     """(active, inactive) of each destination key."""
-    dests = service_stats.dests if service_stats is not None else {}
-    found: Conns = []
-    for key in keys:
-        c = dests.get(key, NO_COUNTERS)
-        found.append((c.active_connections, c.inactive_connections))
-    return found
+    if service_stats is None:
+        return [(0, 0)] * len(keys)
+    return [(c.active_connections, c.inactive_connections)
+            for c in map(service_stats.dests.get, keys, itertools.repeat(NO_COUNTERS))]
 
 
 @dataclass
@@ -204,7 +203,7 @@ class LiveServers:
             rec = self._realstats.for_service(v.key).get((real.address, real.port))
         self._keep(row, real_row(
             v.key, v.config.checktype, real, v.service.dests.get(key) if v.service is not None else None,
-            DestStats(active, inactive), rec,
+            DestStats(active, inactive) if active or inactive else NO_COUNTERS, rec,
             self._overrides.get(RealRef(v.key, real.address, real.port)) if self._overrides else None,
             self._realstats.started))
 

@@ -10,6 +10,16 @@ with back-off up to ``RETRY_MAX`` afterwards, never fatal. One lock (``lock``) s
 table change: reconciliations, manual ``saru ipvsadm`` batches, drift repairs and the cleanstop.
 Every apply of a reconciliation or a manual batch is timed into ``apply_times`` (failed ones too),
 the histogram ``saru_dataplane_apply_duration_seconds`` shows.
+
+**Incremental planning.** A reconciliation that only health verdicts asked for (``health_changed``,
+the monitor's listener) re-plans just the virtuals whose reals changed — their verdict or the time
+their checks brought them down, the panic rule's input — and diffs only those services: at 100,000
+reals one verdict costs a virtual's plan, not the whole table's. Every other cause (``mark_dirty``:
+a reload, a drift repair, an override, the HA gate, a retry) and any doubt — a different config
+object, other overrides, the gate closed, the last apply failed, no earlier plan — plans the whole
+table, so the services left out were planned from the same inputs by the previous reconciliation
+and stand as it applied them. ``plan_changed`` is the pure part; the unit tests check it against the
+whole plan after every step of random verdict sequences.
 """
 
 from __future__ import annotations
@@ -30,7 +40,15 @@ from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
 from saru.events import DaemonEvent, PanicMode, narrate
 from saru.model import Config, DelService, Op, Overrides, RealRef, ServiceKey, Table, format_hostport
-from saru.planner import NO_OVERRIDES, Health, desired_table, fallback_active, panic_counts, panic_state
+from saru.planner import (
+    NO_OVERRIDES,
+    Health,
+    desired_table,
+    fallback_active,
+    panic_counts,
+    panic_state,
+    plan_service,
+)
 
 LOGGER = logging.getLogger("saru")
 RETRY_DELAY = 1.0  # first retry of a failed apply; doubled at each failure once ready, up to RETRY_MAX
@@ -83,6 +101,59 @@ def fallback_hooks(config: Config, before: Table, after: Table, rewrite: bool) -
     return calls
 
 
+@dataclass(frozen=True)
+class Basis:
+    """What a successful reconciliation planned from: an incremental one needs the same config and
+    overrides, and re-plans the virtuals whose reals' verdicts or failure times differ."""
+
+    config: Config
+    health: Mapping[RealRef, bool | None]
+    failed: Mapping[RealRef, float]
+    overrides: Overrides
+    present: frozenset[ServiceKey]  # the services the table had when it was read (panic's "known")
+
+
+def changed_verdicts(before: Mapping[RealRef, bool | None], health: Mapping[RealRef, bool | None]) -> set[ServiceKey]:
+    """The virtuals with a real whose verdict differs between the two (or that is in one only)."""
+    if len(before) == len(health):  # the monitor lists its reals in one order: no RealRef hashed
+        changed: set[ServiceKey] = set()
+        for (ref, up), (was_ref, was_up) in zip(health.items(), before.items(), strict=True):
+            if ref is not was_ref:
+                break
+            if up != was_up:
+                changed.add(ref.service)
+        else:
+            return changed
+    changed = {ref.service for ref in before.keys() ^ health.keys()}
+    changed.update(ref.service for ref, up in health.items() if ref in before and before[ref] != up)
+    return changed
+
+
+def changed_virtuals(basis: Basis, health: Mapping[RealRef, bool | None],
+                     failed: Mapping[RealRef, float], present: frozenset[ServiceKey]) -> set[ServiceKey]:
+    """The virtuals with a real whose verdict or failure time differs from ``basis`` (a real that
+    appeared or disappeared counts: that takes a new config, which plans everything anyway), and
+    those that entered or left the table since it was read then (the panic rule asks whether a
+    virtual has a last known set)."""
+    changed = changed_verdicts(basis.health, health)
+    changed.update(present ^ basis.present)
+    old_failed = basis.failed
+    changed.update(ref.service for ref, t in failed.items() if old_failed.get(ref) != t)
+    changed.update(ref.service for ref in old_failed.keys() - failed.keys())
+    return changed
+
+
+def plan_changed(config: Config, scope: set[ServiceKey], health: Health, current: Table, *,
+                 kernel_ports: bool, overrides: Overrides, held: frozenset[RealRef]) -> tuple[Table, Table]:
+    """``(before, after)`` for the virtuals in ``scope`` only: their services in ``current`` and as
+    planned now (``desired_table``'s rules, virtual by virtual); ``diff(before, after)`` are the ops."""
+    virtuals = [v for v in config.virtuals if v.key in scope]
+    before = Table({v.key: current.services[v.key] for v in virtuals if v.key in current.services})
+    after = Table.of(plan_service(v, health, current.services.get(v.key), kernel_ports, overrides, held)
+                     for v in virtuals)
+    return before, after
+
+
 class Reconciler:
     """Keeps one data plane in line with config + health (see the module docstring).
 
@@ -115,17 +186,33 @@ class Reconciler:
         self.listeners: list[Callable[[], None]] = []  # called after every reconciliation, failed or not
         self.lock = asyncio.Lock()
         self._retry_now = asyncio.Event()  # a reload cuts a retry back-off short
+        self._whole = True  # a cause other than health verdicts marked the table dirty: plan it all
+        self._basis: Basis | None = None  # what the last successful reconciliation planned from
+        self.incremental_runs = 0  # reconciliations that re-planned only the virtuals that changed
 
     @property
     def rewrite(self) -> bool:
         """Whether the plane forces gate/ipip reals onto the virtual's port (IPVS, nftables)."""
         return self.dataplane.capabilities.rewrites_gate_ports
 
+    def gated(self) -> bool:
+        """Whether the owned services must be out of the table right now (an HA backup without
+        warm standby): the plan is then the empty table."""
+        return self._gated()
+
     def mark_dirty(self) -> None:
+        """Reconcile the whole table soon (a reload, a drift repair, an override, a retry…)."""
+        self._whole = True
+        self.dirty.set()
+
+    def health_changed(self) -> None:
+        """Reconcile soon for new health verdicts only (the monitor's listener): the reconciler task
+        re-plans just the virtuals whose reals changed, unless something else asked for more."""
         self.dirty.set()
 
     def retry_now(self) -> None:
         """Reconcile at once, cutting a retry's back-off short (after a reload)."""
+        self._whole = True
         self.dirty.set()
         self._retry_now.set()
 
@@ -134,48 +221,71 @@ class Reconciler:
         while True:
             await self.dirty.wait()
             self.dirty.clear()
+            incremental, self._whole = not self._whole, False
             try:
-                await self.reconcile()
+                await self.reconcile(incremental=incremental)
             except DataplaneError as exc:
+                self._whole = True
                 delay = self.failed(exc)
                 self._retry_now.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._retry_now.wait(), delay)
                 self.dirty.set()
 
-    async def reconcile(self) -> None:
-        """Bring the data plane in line with config + health (minimal ops, narrated)."""
+    async def reconcile(self, incremental: bool = False) -> None:
+        """Bring the data plane in line with config + health (minimal ops, narrated). ``incremental``:
+        only health verdicts changed since the last reconciliation — re-plan just the virtuals they
+        touch when nothing else could have changed (see the module docstring)."""
         async with self.lock:
             config = self._loaded.config
             current = await self.dataplane.read()
-            overrides = self._overrides()
-            held = self._update_panic(config, current, overrides)
-            desired = desired_table(config, self._health(), current, kernel_ports=self.rewrite,
-                                    overrides=overrides, held=held)
-            if self._gated():
-                desired = Table.of([])
-            ops = diff(current, desired, owned=self._loaded.owned)
-            if not ops:
-                self._succeeded()
-                return
-            await self._timed_apply(ops)
+            overrides, health, failed = self._overrides(), self._health(), self._failed()
+            gated, present = self.gated(), frozenset(current.services)
+            basis = self._basis
+            self._basis = None  # until this one succeeds
+            if (incremental and basis is not None and not gated and self.apply_error is None
+                    and basis.config is config and basis.overrides == overrides):
+                scope = changed_virtuals(basis, health, failed, present)
+                held = self._update_panic(config, current, overrides, failed, scope)
+                before, desired = plan_changed(config, scope, health, current, kernel_ports=self.rewrite,
+                                               overrides=overrides, held=held)
+                ops = diff(before, desired, owned=scope)
+                self.incremental_runs += 1
+            else:
+                before = current
+                held = self._update_panic(config, current, overrides, failed)
+                desired = desired_table(config, health, current, kernel_ports=self.rewrite,
+                                        overrides=overrides, held=held)
+                if gated:
+                    desired = Table.of([])
+                ops = diff(current, desired, owned=self._loaded.owned)
+            if ops:
+                await self._timed_apply(ops)
+            # a closed gate planned the empty table: the next reconciliation must plan it all again
+            self._basis = None if gated else Basis(config, health, failed, overrides, present)
             self._succeeded()
+            if not ops:
+                return
             self._loaded.own_config()
             for change in narrate(ops, current, config):
                 self._journal.emit(change)
-            self._fallback_commands(config, current, desired)
+            self._fallback_commands(config, before, desired)
 
-    def _update_panic(self, config: Config, current: Table, overrides: Overrides) -> frozenset[RealRef]:
+    def _update_panic(self, config: Config, current: Table, overrides: Overrides, failed: Mapping[RealRef, float],
+                      scope: set[ServiceKey] | None = None) -> frozenset[RealRef]:
         """Enter or leave panic mode per virtual (``saru.planner.panic_start``), saying so; the reals
-        whose failure the panics ignore."""
+        whose failure the panics ignore. ``scope``: only those virtuals (an incremental reconciliation;
+        the others' panics stand — their reals' failures did not change)."""
         threshold = self._loaded.settings.director.panic_threshold
-        failed = self._failed()
-        panic, held = panic_state(config, failed, threshold, self.panic, current, overrides)
-        for virtual in config.virtuals:
+        virtuals = config.virtuals if scope is None else tuple(v for v in config.virtuals if v.key in scope)
+        panic, held = panic_state(virtuals, failed, threshold, self.panic, current, overrides)
+        for virtual in virtuals:
             if (virtual.key in panic) != (virtual.key in self.panic):
                 counted, times = panic_counts(virtual, failed, overrides)
                 self._journal.emit(PanicMode(virtual=virtual.key, entered=virtual.key in panic, down=len(times),
                                              counted=counted, threshold=threshold))
+        if scope is not None:
+            panic.update((key, started) for key, started in self.panic.items() if key not in scope)
         self.panic = panic
         return held
 

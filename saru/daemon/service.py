@@ -129,6 +129,7 @@ class TableAnswer(TypedDict):
     drift: DriftFound | None
     panic: list[PanicEntry]  # the virtuals in panic mode now
     panic_threshold: int  # [director] panic_threshold, as the daemon read it
+    gated: bool  # an HA backup without warm standby: the owned services are kept out of the table
 
 
 class DestCounters(TypedDict):
@@ -286,7 +287,8 @@ class DaemonService:
                 "owned": [key_to_dict(k) for k in self._loaded.owned],
                 "dataplane": self._dataplane.capabilities.name, "drift": found,
                 "panic": [{"service": key_to_dict(k), "since": now - t} for k, t in self._reconciler.panic.items()],
-                "panic_threshold": self._loaded.settings.director.panic_threshold}
+                "panic_threshold": self._loaded.settings.director.panic_threshold,
+                "gated": self._reconciler.gated()}
 
     async def stats(self) -> StatsAnswer:
         """Per-service and per-real counters (``saru ipvsadm -L --stats``)."""

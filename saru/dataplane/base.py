@@ -51,6 +51,8 @@ class Capabilities:
     #: NAT (masq) virtuals forwarded without connection tracking (nft ``[nft] nat = "stateless"``):
     #: no persistence, no firewall marks, no local reals, a real in one such virtual only
     stateless_nat: bool = False
+    #: devices of the flowtable offloading established NAT flows (nft ``[nft] flowtable``; empty: none)
+    flowtable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

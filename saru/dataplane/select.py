@@ -75,9 +75,12 @@ def choose(name: str, dry_run: bool = False) -> tuple[str, str]:
 def _options(name: str, nft: NftSettings | None) -> dict[str, object]:
     """The keyword arguments the named plane is built with from saru.toml (one place: the daemon's
     plane and ``capabilities`` — what ``saru check-config`` checks against — both use it)."""
+    options: dict[str, object] = {}
     if name == "nft" and nft is not None and nft.nat != "stateful":
-        return {"nat": nft.nat}
-    return {}
+        options["nat"] = nft.nat
+    if name == "nft" and nft is not None and nft.flowtable:
+        options["flowtable"] = nft.flowtable
+    return options
 
 
 def capabilities(name: str, nft: NftSettings | None = None) -> Capabilities:
@@ -99,9 +102,10 @@ def select_dataplane(name: str, nft: NftSettings | None = None) -> tuple[Datapla
     cls = _plane_class(chosen)
     assert cls is not None
     options = _options(chosen, nft)
-    if options:
-        return cls(**options), f"{why}; NAT {options['nat']}"
-    return cls(), why
+    notes = [f"NAT {options['nat']}"] if "nat" in options else []
+    if "flowtable" in options:
+        notes.append(f"flowtable on {', '.join(nft.flowtable if nft else ())}")
+    return cls(**options), "; ".join([why, *notes])
 
 
 def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
@@ -130,7 +134,20 @@ def unsupported(config: Config, caps: Capabilities) -> list[Diagnostic]:
                                 f"supported by the {caps.name} data plane{hint}")
     if caps.stateless_nat:
         problems += _stateless_problems(config)
+    if caps.flowtable:
+        problems += _flowtable_problems(config)
     return problems
+
+
+def _flowtable_problems(config: Config) -> list[Diagnostic]:
+    """``[nft] flowtable`` offloads conntrack-NAT flows: refused when no virtual is NATed (direct
+    routing is forwarded at ingress and never reaches the forward hook: nothing would be offloaded)."""
+    if not config.virtuals or any(r.forward == "masq" for v in config.virtuals for r in v.reals):
+        return []
+    first = config.virtuals[0]
+    return [Diagnostic(config.path, first.line, f"virtual {first.name}: [nft] flowtable offloads NAT (masq) "
+                                                "flows, and no virtual here is NATed (direct routing never "
+                                                "reaches the forward hook): remove [nft] flowtable")]
 
 
 #: why a stateless refusal is made (appended to each message)

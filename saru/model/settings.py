@@ -87,9 +87,12 @@ NFT_NAT_MODES = ("stateful", "stateless")
 
 @dataclass(frozen=True)
 class NftSettings:
-    """``[nft]``: the nftables data plane. ``nat``: ``stateful`` (conntrack + dnat) or ``stateless``."""
+    """``[nft]``: the nftables data plane. ``nat``: ``stateful`` (conntrack + dnat) or ``stateless``;
+    ``flowtable``: the devices NAT flows cross, whose established flows are offloaded to a flowtable
+    (``saru.dataplane.nft.offload``; empty: no offload)."""
 
     nat: str = "stateful"
+    flowtable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

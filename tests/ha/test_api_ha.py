@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -91,6 +92,12 @@ def test_ha_transitions_split_brain_resign_and_takeover_through_the_api(bed: HAB
     directors.append(ld2)
     ld2.wait_state("backup")
     wait_for(lambda: ld2.ha()["master"] == DIRECTORS["ld1"], 5, "ld2 hearing ld1")
+    # saru plan on the backup plans as its reconciler does: nothing in the table while it is backup
+    plan = subprocess.run([sys.executable, "-m", "saru", "plan", "-c", str(ld2.workdir / "saru.toml"),
+                           "--control", str(ld2.control)], capture_output=True, text=True, timeout=30)
+    assert plan.returncode == 0, plan.stderr
+    assert "# gated: this director is an HA backup without warm_standby" in plan.stdout
+    assert "# no changes" in plan.stdout and "-A " not in plan.stdout, plan.stdout
     status, doc = api(ld1, "GET", "/api/v1/status", token=None)
     assert status == 200 and doc["ha"]["state"] == "master"
     events1, events2 = Events(ld1), Events(ld2)

@@ -1,7 +1,9 @@
 """A real Prometheus (Debian's ``prometheus``) scrapes a running ``saru run`` (the proxy plane in front of
 real nginx servers on loopback) every second, and a PromQL query through Prometheus's HTTP API sees
 ``saru_server_status{state="DOWN"}`` of a real become 1 when the test stops that nginx, and 0 again
-when it comes back.
+when it comes back. Prometheus scrapes through a relay of the test's that keeps the bytes both ways:
+Prometheus asks for gzip (``Accept-Encoding: gzip``) and the daemon answers it gzipped, one member
+(``saru.api.blocks``), which Prometheus reads.
 
 The daemon serves ``GET /metrics`` on ``saru.toml``'s ``[api] listen`` (issue 12's contract; the HTTP
 server is ``saru/api/server.py``). Prometheus listens on 127.0.0.1 with its storage in the test's
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -43,6 +47,55 @@ virtual=127.0.0.1:{port}
 \trequest="check.html"
 \treceive="alive"
 """
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 to ``target``, keeping (up to ``KEEP`` bytes of) what went each way."""
+
+    KEEP = 1 << 20
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = bytearray()
+        self.answers = bytearray()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed by stop()
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, self.requests), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.answers), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, kept: bytearray) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if len(kept) < self.KEEP:
+                        kept.extend(data)
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def seen(self) -> tuple[bytes, bytes]:
+        """What went to the target and what came back, so far."""
+        with self._lock:
+            return bytes(self.requests), bytes(self.answers)
+
+    def stop(self) -> None:
+        with self._lock:
+            for s in self._sockets:
+                s.close()
 
 
 class Prometheus:
@@ -142,13 +195,15 @@ def test_prometheus_sees_a_stopped_real_down_and_back_up(nginx, prometheus, tmp_
     settings.write_text(f'[api]\nlisten = "127.0.0.1:{api}"\n')
     director = Director(tmp_path, config_text(tmp_path, free_port(), [rs1.port, rs2.port]),
                         ("--settings", str(settings)))
+    relay: Relay | None = None
     try:
         director.wait_ready()
         wait_for_port("127.0.0.1", api)
         with urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5) as answer:
             assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             assert b'saru_server_status{proxy="tcp/127.0.0.1:' in answer.read()
-        server = prometheus(f"127.0.0.1:{api}")
+        relay = Relay(("127.0.0.1", api))
+        server = prometheus(f"127.0.0.1:{relay.port}")
         server.wait_ready()
         down = f'saru_server_status{{server="127.0.0.1:{rs1.port}",state="DOWN"}}'
         server.wait_value(down, 0.0)  # scraped, and the real is up
@@ -165,5 +220,13 @@ def test_prometheus_sees_a_stopped_real_down_and_back_up(nginx, prometheus, tmp_
         server.wait_value(down, 0.0)
         server.wait_value(f'saru_server_check_up_down_total{{server="127.0.0.1:{rs1.port}"}}', 1.0)
         server.wait_value('saru_backend_active_servers', 2.0)
+
+        asked, answered = relay.seen()
+        assert b"GET /metrics HTTP/1.1\r\n" in asked and b"\r\naccept-encoding: gzip\r\n" in asked.lower(), asked[:500]
+        head = answered.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200 ") and b"\r\ncontent-encoding: gzip\r\n" in head, head
+        assert b"saru_server_status" not in answered  # every answer was gzipped
     finally:
         director.stop()
+        if relay is not None:
+            relay.stop()

@@ -7,7 +7,8 @@ after a daemon restart), ``{"op": "expire", "on": true}`` (sets ``expire_nodest_
 ``{"op": "nft", "script": "...", "json": false}`` (raw libnftables).
 Each answer is one JSON line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 ``--closing-timeout N`` shortens the life of closed direct-routed flows (for drain tests);
-``--nat stateless`` forwards NAT virtuals without conntrack (``[nft] nat``).
+``--nat stateless`` forwards NAT virtuals without conntrack (``[nft] nat``); ``--flowtable eth0,eth1``
+offloads established NAT flows to a flowtable on those devices (``[nft] flowtable``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from saru.diff import diff
 
 CLOSING = int(sys.argv[sys.argv.index("--closing-timeout") + 1]) if "--closing-timeout" in sys.argv else None
 NAT = sys.argv[sys.argv.index("--nat") + 1] if "--nat" in sys.argv else "stateful"
+FLOWTABLE = tuple(sys.argv[sys.argv.index("--flowtable") + 1].split(",")) if "--flowtable" in sys.argv else ()
 
 
 async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +55,7 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
         return {}
     if op == "restart":
         await dp.close()
-        state["dp"] = NftDataplane(closing_timeout=CLOSING, nat=NAT)
+        state["dp"] = NftDataplane(closing_timeout=CLOSING, nat=NAT, flowtable=FLOWTABLE)
         await state["dp"].start()
         return {}
     if op == "nft":
@@ -63,7 +65,7 @@ async def handle(state: dict[str, NftDataplane], request: dict[str, Any]) -> dic
 
 
 async def main() -> None:
-    state = {"dp": NftDataplane(closing_timeout=CLOSING, nat=NAT)}
+    state = {"dp": NftDataplane(closing_timeout=CLOSING, nat=NAT, flowtable=FLOWTABLE)}
     await state["dp"].start()
     print(json.dumps({"ok": True, "ready": True}), flush=True)
     for line in sys.stdin:

@@ -1,19 +1,22 @@
 """The metrics' live rows (``saru.daemon.metrics_live.LiveServers``) and the exporter that writes only
-what changed (``saru.api.metrics.Exporter``) against a snapshot built anew (``build``) and written
-whole by prometheus-client (``render``), over sequences of changes drawn by Hypothesis: check results
-(passing, failing, maintenance, flapping verdicts), the table (reals in and out, weights), the plane's
-counters (a new reading or the same one again), operator overrides, time passing, reloads (reals
-gone, new ones, another checktype). After every step the two must be equal, byte for byte."""
+what changed (``saru.api.metrics.Exporter``: its blocks' text, and the gzip answer made of them)
+against a snapshot built anew (``build``) and written whole by prometheus-client (``render``), over
+sequences of changes drawn by Hypothesis: check results (passing, failing, maintenance, flapping
+verdicts), the table (reals in and out, weights), the plane's counters (a new reading or the same one
+again), operator overrides, time passing, reloads (reals gone, new ones, another checktype). After
+every step the two must be equal, byte for byte."""
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saru.api import metrics
+from saru.api.blocks import Gzipped
 from saru.api.metrics import Exporter, render
 from saru.config.ldirectord import parse_text
 from saru.daemon.histogram import Histogram
@@ -119,7 +122,12 @@ STEPS = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0,
 @given(st.lists(STEPS, min_size=1, max_size=6))
 def test_live_rows_and_the_exporter_equal_a_full_rebuild_after_every_change(scrapes: list) -> None:
     world = World()
-    exporter = Exporter()
+    exporter, gzipped = Exporter(), Gzipped()
+    with mock.patch.object(metrics, "CHUNK", 3):  # blocks of 3 rows: a few reals in several blocks
+        check_scrapes(world, exporter, gzipped, scrapes)
+
+
+def check_scrapes(world: World, exporter: Exporter, gzipped: Gzipped, scrapes: list) -> None:
     for steps in scrapes:
         for kind, pick, value in steps:
             world.step(kind, pick, value)
@@ -131,7 +139,10 @@ def test_live_rows_and_the_exporter_equal_a_full_rebuild_after_every_change(scra
         if len(steps) % 2:  # the new lines written in slices first, as the handler does (slices of one)
             with mock.patch.object(metrics, "SLICES_ABOVE", 0), mock.patch.object(metrics, "SLICE", 1):
                 list(exporter.slices(live))
-        assert exporter.render(live) == render(full)
+        blocks = exporter.blocks(live)
+        text = render(full)
+        assert b"".join(b.text for b in blocks) == text
+        assert gzip.decompress(gzipped.answer(blocks)) == text  # as /metrics sends it to Prometheus
 
 
 def test_only_what_changed_is_redone_and_equal_rows_keep_their_objects() -> None:

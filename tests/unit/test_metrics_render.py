@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import gzip
 import math
+import zlib
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from saru.api import metrics
 from saru.api.metrics import CLASSES, CONTENT_TYPE, Exporter, gc_paused, metrics_handler, render
 from saru.config.ldirectord import parse_text
 from saru.daemon.histogram import Histogram
@@ -278,17 +283,57 @@ def test_firewall_mark_backend_labels() -> None:
                  remote_port="0", proto="FWM", local_mark="00000007") == 2
 
 
-async def test_handler_answers_text_exposition() -> None:
+async def test_handler_answers_text_or_the_same_text_gzipped() -> None:
+    """Over a real aiohttp server: a plain request gets render()'s text; one accepting gzip (as
+    Prometheus always does) gets it gzipped, one member, before and after a change."""
     snap = snapshot()[0]
 
     class Service:
         async def metrics_snapshot(self) -> MetricsSnapshot:
             return snap
 
-    response = await metrics_handler(Service())(None)  # type: ignore[arg-type]  # the request is not read
-    assert response.headers["Content-Type"] == CONTENT_TYPE
-    assert response.body == render(snap)
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(Service()))
+    async with TestClient(TestServer(app, host="127.0.0.1"), auto_decompress=False) as client:
+        plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert plain.status == 200 and plain.headers["Content-Type"] == CONTENT_TYPE
+        assert "Content-Encoding" not in plain.headers and plain.headers["Vary"] == "Accept-Encoding"
+        assert await plain.read() == render(snap)
+
+        packed = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Content-Type"] == CONTENT_TYPE
+        first = await packed.read()
+        one = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        assert one.decompress(first) == render(snap) and one.eof and not one.unused_data
+
+        servers = list(snap.servers)
+        servers[0] = servers[0]._replace(check_duration=0.125)
+        snap = dataclasses.replace(snap, servers=tuple(servers))
+        again = await (await client.get("/metrics", headers={"Accept-Encoding": "deflate, gzip;q=0.5"})).read()
+        assert gzip.decompress(again) == render(snap) != gzip.decompress(first)
     assert gc.isenabled()
+
+
+async def test_a_scrape_that_wrote_lines_in_slices_settles_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first scrape of many reals writes every line in slices; those live as long as the config,
+    so the heap is settled after it (moved out of the collector's way: ``gc.freeze``)."""
+    snap = snapshot()[0]
+
+    class Service:
+        async def metrics_snapshot(self) -> MetricsSnapshot:
+            return snap
+
+    monkeypatch.setattr(metrics, "SLICES_ABOVE", 0)  # this snapshot's few reals written in slices
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(Service()))
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            assert await (await client.get("/metrics")).read() == render(snap)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_the_collector_is_paused_during_scrapes_and_only_then() -> None:

@@ -5,7 +5,7 @@
   the network namespace, whoever commits (an aborted one leaves it alone; packet-path set updates
   and element expiry do not count). While it has not moved since Saru last saw its tables in
   sync, nothing — anywhere in the ruleset — has changed, and no listing is needed.
-* ``object_problems``: Saru's objects (chains, sets and maps, rule counts per chain, elements of
+* ``object_problems``: Saru's objects (chains, sets and maps, flowtables, rule counts per chain, elements of
   the static maps) in the kernel's JSON listing against the ones the plane rendered — damage that
   the table read back from the comments would not show (``nft flush chain inet saru nat_pre``).
 """
@@ -113,6 +113,7 @@ class _Seen:
         self.table = False
         self.chains: set[str] = set()
         self.sets: set[str] = set()
+        self.flowtables: set[str] = set()
         self.rules: dict[str, int] = {}
         self.elements: dict[str, int] = {}
 
@@ -121,7 +122,7 @@ def _seen(documents: Iterable[Mapping[str, Any]]) -> dict[str, _Seen]:
     out: dict[str, _Seen] = {}
     for doc in documents:
         for item in doc.get("nftables", []):
-            kind = next((k for k in ("table", "chain", "rule", "set", "map") if k in item), None)
+            kind = next((k for k in ("table", "chain", "rule", "set", "map", "flowtable") if k in item), None)
             if kind is None or item[kind].get("table", item[kind].get("name")) != TABLE:
                 continue
             obj = item[kind]
@@ -132,6 +133,8 @@ def _seen(documents: Iterable[Mapping[str, Any]]) -> dict[str, _Seen]:
             elif kind == "rule":
                 chain = str(obj.get("chain"))
                 seen.rules[chain] = seen.rules.get(chain, 0) + 1
+            elif kind == "flowtable":
+                seen.flowtables.add(str(obj["name"]))
             elif kind in ("set", "map"):
                 seen.sets.add(str(obj["name"]))
                 if "elem" in obj:  # listed with its elements (a terse listing has none)
@@ -159,7 +162,9 @@ def object_problems(expected: Mapping[str, Objects], existed: Mapping[str, bool]
             continue
         missing = [c for c in objects.chains if c not in seen.chains]
         missing += [s for s in objects.sets if s not in seen.sets]
-        extra = sorted((seen.chains - objects.chains.keys()) | (seen.sets - objects.sets.keys()))
+        missing += [f for f in objects.flowtables if f not in seen.flowtables]
+        extra = sorted((seen.chains - objects.chains.keys()) | (seen.sets - objects.sets.keys())
+                       | (seen.flowtables - objects.flowtables.keys()))
         if missing:
             problems.append(f"{name}: {_few(missing)} missing")
         if extra:

@@ -5,7 +5,8 @@
 * ``dr_connections``: the client address and port of each flow in a gate real's flow set
   (ESTABLISHED) or closing set (FIN_WAIT); the director sees no replies;
 * ``flows_left``: whether a drained gate real still has flows (its sets are dropped once empty);
-* ``expire_nat``: ``expire_nodest_conn`` for NAT, deleting the entries of reals that left the table.
+* ``expire_nat``: ``expire_nodest_conn`` for NAT, deleting the entries of reals that left the table
+  (deleting the entry of a flow offloaded to a flowtable tears the offloaded flow down too).
 
 Blocking; the plane calls these from a thread.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from saru.dataplane.base import ConnEntry, DataplaneError
@@ -38,11 +40,20 @@ class _ProtoInfo(Protocol):
     def state_name(self) -> str: ...
 
 
-class _Entry(Protocol):
+@dataclass(frozen=True)
+class _Entry:
+    """One conntrack entry as Saru reads it (pyroute2's ``ConntrackEntry`` cannot be built for an
+    entry offloaded to a flowtable: the kernel dumps no protocol info for those)."""
+
     tuple_orig: _Tuple
     tuple_reply: _Tuple
     protoinfo: _ProtoInfo | None
     timeout: int | None
+    status: int = 0
+
+
+#: conntrack's IPS_OFFLOAD status bit: the flow is in a flowtable (``[nft] flowtable``)
+IPS_OFFLOAD = 1 << 14
 
 
 def _conntrack() -> tuple[type, type, type[Exception]]:
@@ -54,6 +65,24 @@ def _conntrack() -> tuple[type, type, type[Exception]]:
     except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
         raise DataplaneError(f"conntrack is not available: {exc}") from None
     return Conntrack, NFCTAttrTuple, NetlinkError
+
+
+def _dump(ct: Any, tuple_type: Any, match: Any = None) -> Iterator[_Entry]:
+    """Conntrack's entries (``match``: whose original tuple has these fields), read from the raw
+    netlink messages: offloaded entries have no CTA_PROTOINFO, which pyroute2's entries require."""
+    from pyroute2.conntrack import NFCTATcpProtoInfo
+
+    for msg in ct.dump(tuple_orig=match):
+        family = msg["nfgen_family"]
+        orig = msg.get_attr("CTA_TUPLE_ORIG")
+        if match is not None and not match.nla_eq(family, orig):
+            continue
+        first = tuple_type.from_netlink(family, orig)
+        info = msg.get_attr("CTA_PROTOINFO")
+        tcp = first.proto == socket.IPPROTO_TCP and info is not None and info.get_attr("CTA_PROTOINFO_TCP")
+        yield _Entry(first, tuple_type.from_netlink(family, msg.get_attr("CTA_TUPLE_REPLY")),
+                     NFCTATcpProtoInfo.from_netlink(info) if tcp else None,
+                     msg.get_attr("CTA_TIMEOUT"), msg.get_attr("CTA_STATUS") or 0)
 
 
 #: above this many virtuals a query reads conntrack once and sorts the entries here: each filtered
@@ -79,7 +108,7 @@ class _Dumper:
 
     def everything(self) -> list[_Entry]:
         if self.cache is None:
-            self.cache = list(self.ct.dump_entries())
+            self.cache = list(_dump(self.ct, self.tuple_type))
         return self.cache
 
     def _sorted(self) -> dict[tuple[int, str, int], list[_Entry]]:
@@ -99,7 +128,7 @@ class _Dumper:
         proto, address, port = destination
         match = self.tuple_type(family=family, proto=proto, daddr=address, dport=port)
         try:
-            return list(self.ct.dump_entries(tuple_orig=match))
+            return list(_dump(self.ct, self.tuple_type, match))
         except self.netlink_error:  # the kernel would not filter (seen for IPv6): match here
             return self._sorted().get(destination, [])
 
@@ -161,7 +190,7 @@ def expire_nat(gone: Mapping[ServiceKey, Iterable[tuple[str, int]]]) -> int:
                         if _conn(e) is None:
                             continue  # not translated: not a flow of this virtual's reals
                         try:
-                            ct.delete(e)
+                            ct.delete(e.tuple_orig)
                             deleted += 1
                         except netlink_error:  # ended meanwhile
                             pass
@@ -214,7 +243,10 @@ def _conn(e: _Entry) -> ConnEntry | None:
     if (r.saddr, r.sport) == (o.daddr, o.dport):
         return None
     proto = "UDP" if o.proto == socket.IPPROTO_UDP else "TCP"
-    state = e.protoinfo.state_name() if e.protoinfo is not None else "NONE"
+    if e.protoinfo is not None:
+        state = e.protoinfo.state_name()
+    else:  # a TCP flow in a flowtable is established (the kernel says no more)
+        state = "ESTABLISHED" if proto == "TCP" and e.status & IPS_OFFLOAD else "NONE"
     return ConnEntry(proto, (o.saddr, o.sport), (o.daddr, o.dport), (r.saddr, r.sport), state, float(e.timeout or 0))
 
 

@@ -29,7 +29,8 @@ class Environment:
     ``ingress``: NICs whose ingress carries direct-routing virtuals;
     ``flow_timeouts`` / ``closing_timeout``: idle seconds of a DR flow by protocol, and of a TCP flow
     after its FIN or RST (they apply to flow sets created from then on);
-    ``nat``: ``stateful`` (conntrack and ``dnat``) or ``stateless`` (``stateless``: no conntrack).
+    ``nat``: ``stateful`` (conntrack and ``dnat``) or ``stateless`` (``stateless``: no conntrack);
+    ``flowtable``: devices of the flowtable that offloads established NAT flows (``offload``; empty: none).
     """
 
     devices: Mapping[str, str] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class Environment:
     closing_timeout: int = CLOSING_TIMEOUT
     #: how NAT virtuals are forwarded: "stateful" (conntrack + dnat) or "stateless" (``stateless``)
     nat: str = "stateful"
+    flowtable: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=1 << 16)

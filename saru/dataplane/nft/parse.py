@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saru.dataplane.nft.names import dest_id, parse_dest_comment, parse_real_comment, parse_service_comment
+from saru.dataplane.nft.offload import listed_spec
 from saru.dataplane.nft.slots import PARK
-from saru.dataplane.nft.transaction import Existing
+from saru.dataplane.nft.transaction import UNKNOWN, Existing
 from saru.model import Dest, Service, ServiceKey, Table
 
 __all__ = ["DestCounters", "Listing", "parse"]
@@ -52,6 +53,7 @@ def parse(documents: Iterable[Mapping[str, Any]]) -> Listing:
     chains: dict[str, set[str]] = {}
     sets: dict[str, set[str]] = {}
     maps: dict[str, set[str]] = {}
+    flowtables: dict[str, dict[str, str]] = {}
     services: dict[str, Service] = {}  # sid → service (dests added below)
     service_counters: dict[str, tuple[int, int]] = {}
     dests: dict[str, list[tuple[Dest, str, tuple[int, int]]]] = {}
@@ -63,6 +65,9 @@ def parse(documents: Iterable[Mapping[str, Any]]) -> Listing:
                 chains.setdefault(item["table"]["family"], set())
             elif "chain" in item:
                 chains.setdefault(item["chain"]["family"], set()).add(item["chain"]["name"])
+            elif "flowtable" in item:
+                obj = item["flowtable"]
+                flowtables.setdefault(obj["family"], {})[str(obj["name"])] = listed_spec(obj) or UNKNOWN
             elif "set" in item or "map" in item:
                 obj = item.get("set") or item["map"]
                 sets.setdefault(obj["family"], set()).add(obj["name"])
@@ -114,7 +119,7 @@ def parse(documents: Iterable[Mapping[str, Any]]) -> Listing:
             owners[service.key] = [dkey for _, dkey in sorted(slots_of[sid])]
     existing = Existing({f: frozenset(c) for f, c in chains.items()},
                         {f: frozenset(s) for f, s in sets.items()},
-                        {f: frozenset(m) for f, m in maps.items()})
+                        {f: frozenset(m) for f, m in maps.items()}, flowtables)
     return Listing(Table(table), existing, draining, svc_counters, dest_counters, owners)
 
 

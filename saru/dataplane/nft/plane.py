@@ -49,12 +49,14 @@ from saru.dataplane.nft.connections import dr_connections, expire_nat, flows_lef
 from saru.dataplane.nft.environment import CLOSING_TIMEOUT, FLOW_TIMEOUT, Environment, is_loopback
 from saru.dataplane.nft.libnft import Nft, NftError, backend
 from saru.dataplane.nft.names import DR_FAMILY, NAT_FAMILY, TABLE, RenderError, service_id
+from saru.dataplane.nft.offload import render_offload
 from saru.dataplane.nft.parse import Listing, parse
 from saru.dataplane.nft.render import Memo, build
-from saru.dataplane.nft.routes import Routes, discover
+from saru.dataplane.nft.routes import Routes, device_exists, discover
 from saru.dataplane.nft.slots import SUPPORTED_SCHEDULERS
 from saru.dataplane.nft.stateless import PRE_CHAIN
 from saru.dataplane.nft.transaction import UNKNOWN, Objects, transaction, unknown_script
+from saru.dataplane.nft.validation import device_name
 from saru.dataplane.privilege import has_net_admin
 from saru.diff import OpError, apply_ops
 from saru.model import Dest, Op, ServiceKey, Table
@@ -121,18 +123,29 @@ class NftDataplane(Dataplane):
 
     def __init__(
         self, flow_timeouts: Mapping[str, int] | None = None, closing_timeout: int | None = None,
-        nat: str = "stateful",
+        nat: str = "stateful", flowtable: Sequence[str] = (),
     ) -> None:
         if nat not in NAT_MODES:
             raise DataplaneError(f"unknown NAT mode {nat!r} (choose from {', '.join(NAT_MODES)})")
+        if flowtable and nat != "stateful":  # what config validation refuses up front
+            raise DataplaneError("a flowtable offloads conntrack's NAT flows: stateless NAT has none")
+        for device in flowtable:
+            try:
+                device_name(device)
+            except RenderError as exc:
+                raise DataplaneError(f"[nft] flowtable: {exc}") from None
         self._nft: Nft | None = None
         self._lock = asyncio.Lock()
         self._base = Environment(flow_timeouts={**FLOW_TIMEOUT, **(flow_timeouts or {})},
-                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat)
-        #: the kernel's NAT virtuals were written in the other NAT mode: the next apply rewrites them
+                                 closing_timeout=closing_timeout or CLOSING_TIMEOUT, nat=nat,
+                                 flowtable=tuple(flowtable))
+        #: the kernel's NAT virtuals were written in the other NAT mode, or its flowtable under another
+        #: ``[nft] flowtable``: the next apply rewrites them
         self._other_mode = False
         if nat == "stateless":  # what config validation must refuse up front
             self.capabilities = replace(CAPABILITIES, stateless_nat=True)
+        if flowtable:
+            self.capabilities = replace(CAPABILITIES, flowtable=tuple(flowtable))
         self._state: State | None = None
         self._routes = Routes()
         self._memo = Memo()
@@ -221,6 +234,11 @@ class NftDataplane(Dataplane):
         listing = self._list()
         chains = listing.existing.chains.get(NAT_FAMILY, frozenset())
         self._other_mode = (PRE_CHAIN if self._base.nat == "stateful" else "nat_pre") in chains
+        wanted = Objects(NAT_FAMILY)  # the flowtable this table needs under this plane's [nft] flowtable
+        if self._base.flowtable:
+            render_offload(wanted, list(listing.table.services.values()), self._base.flowtable)
+        if dict(listing.existing.flowtables.get(NAT_FAMILY, {})) != wanted.flowtables:
+            self._other_mode = True  # written under another setting: the next apply rewrites it
         self._verified_gen = gen  # what was just read is what the kernel held at ``gen`` (or later)
         self._state = State(
             table=listing.table,
@@ -356,6 +374,9 @@ class NftDataplane(Dataplane):
             raise DataplaneError(str(exc)) from None
         draining = self._draining(state, table)
         env = discover(table, draining, self._base, self._routes)
+        missing = [d for d in env.flowtable if not device_exists(d)]
+        if missing:  # the kernel would refuse the flowtable with a bare ENOENT
+            raise DataplaneError(f"[nft] flowtable: no network interface {', '.join(missing)} here")
         try:
             built = build(table, env, draining, state.owners, self._memo)
         except (RenderError, ValueError) as exc:

@@ -28,6 +28,8 @@ packet):
   destination address) with a fixed seed: two directors with the same table pick the same real;
 * ``fo``: every new connection to the highest-weight real.
 
+With ``[nft] flowtable``, established NAT flows are offloaded to a flowtable (``offload``).
+
 Persistence (``persistent`` seconds, ``netmask``): one dynamic set of masked client addresses per
 destination with that timeout, refreshed by every new connection (and, in DR, every packet).
 
@@ -69,6 +71,7 @@ from saru.dataplane.nft.names import (
     service_comment,
     service_id,
 )
+from saru.dataplane.nft.offload import render_offload
 from saru.dataplane.nft.slots import PARK, park_key, slots, stable_slots
 from saru.dataplane.nft.stateless import render_stateless, start_stateless
 from saru.dataplane.nft.transaction import Existing, Objects, transaction, unknown_script
@@ -335,6 +338,8 @@ def build(
                 if memo is not None:
                     memo.seen.pop(service.key, None)
                 _render_nat(nat, service, env)
+        if env.flowtable:
+            render_offload(nat, nat_services, env.flowtable)
     if dr_services:
         if not env.ingress:
             raise RenderError("direct routing needs the director's network interface (none found)")

@@ -2,12 +2,14 @@
 
 ``discover`` runs ``ip -j route get`` for each gate real it does not know yet (exec'd without a
 shell, remembered per address in ``Routes``) and ``ip -j addr`` for the NICs holding direct-routed
-VIPs, and returns the renderer's ``Environment``. Blocking; the plane calls it from a thread.
+VIPs, and returns the renderer's ``Environment``; ``device_exists`` checks a flowtable's device.
+Blocking; the plane calls it from a thread.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +19,16 @@ from saru.dataplane.base import DataplaneError
 from saru.dataplane.nft.environment import Environment, is_loopback
 from saru.model import Dest, ServiceKey, Table
 
-__all__ = ["Routes", "discover"]
+__all__ = ["Routes", "device_exists", "discover"]
+
+
+def device_exists(name: str) -> bool:
+    """Whether this network namespace has a network interface of that name (for ``[nft] flowtable``)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def _ip_json(*args: str) -> Any:

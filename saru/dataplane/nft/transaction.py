@@ -24,9 +24,11 @@ class Existing:
     chains: Mapping[str, frozenset[str]] = field(default_factory=dict)
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # sets and maps
     maps: Mapping[str, frozenset[str]] = field(default_factory=dict)  # which of them are maps
+    #: family → flowtable name → its declaration as ``offload.flowtable_spec`` writes it (UNKNOWN if not)
+    flowtables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def has_table(self, family: str) -> bool:
-        return family in self.chains or family in self.sets
+        return family in self.chains or family in self.sets or family in self.flowtables
 
 
 @dataclass
@@ -35,7 +37,8 @@ class Objects:
 
     ``sets``: name → declaration; ``chains``: name → hook spec ("" for regular chains), in creation
     order; ``rules``: chain → its rules in order; ``elements``: set/map name → element key → the
-    element's text (static elements only; dynamic sets carry none).
+    element's text (static elements only; dynamic sets carry none); ``flowtables``: name →
+    declaration.
     """
 
     family: str
@@ -43,6 +46,7 @@ class Objects:
     chains: dict[str, str] = field(default_factory=dict)
     rules: dict[str, list[str]] = field(default_factory=dict)
     elements: dict[str, dict[str, str]] = field(default_factory=dict)
+    flowtables: dict[str, str] = field(default_factory=dict)
 
     def chain(self, name: str, spec: str = "") -> None:
         self.chains[name] = spec
@@ -56,7 +60,7 @@ class Objects:
 
     @property
     def empty(self) -> bool:
-        return not self.chains and not self.sets
+        return not self.chains and not self.sets and not self.flowtables
 
 
 #: marks what an adopted table holds but Saru did not render in this process (contents unknown)
@@ -74,6 +78,7 @@ def unknown_script(family: str, existing: Existing) -> Objects:
     maps = existing.maps.get(family, frozenset())
     for name in existing.sets.get(family, frozenset()):
         old.sets[name] = UNKNOWN_MAP if name in maps else UNKNOWN
+    old.flowtables.update(existing.flowtables.get(family, {}))
     return old
 
 
@@ -88,8 +93,9 @@ def _references(rules: Sequence[str], names: set[str]) -> bool:
 def transaction(old: Objects, new: Objects, existed: bool | None = None) -> list[str]:
     """The nft commands turning ``old`` into ``new``, touching only what differs.
 
-    Order inside the one transaction: flush changed chains, delete stale elements, delete chains
-    and sets, then chains, that go, add sets and chains that come, add elements, add the changed chains' rules.
+    Order inside the one transaction: flush changed chains, delete stale elements, delete sets,
+    then chains, then flowtables that go, add flowtables, sets and chains that come, add elements,
+    add the changed chains' rules.
     ``existed``: whether the table exists in the kernel (default: ``old`` has objects).
     """
     fam = f"{new.family} {TABLE}"
@@ -101,8 +107,11 @@ def transaction(old: Objects, new: Objects, existed: bool | None = None) -> list
                  and not (old.sets[n] in (UNKNOWN, UNKNOWN_MAP) and _is_map(old.sets[n]) == _is_map(spec))}
     gone_sets = (old.sets.keys() - new.sets.keys()) | recreated
     gone_chains = {c for c in old.chains if c not in new.chains or old.chains[c] not in (new.chains[c], UNKNOWN)}
+    new_flowtables = {n for n, spec in new.flowtables.items() if old.flowtables.get(n) != spec}
+    gone_flowtables = (old.flowtables.keys() - new.flowtables.keys()) | (new_flowtables & old.flowtables.keys())
     changed = [c for c in new.chains if c in old.chains and c not in gone_chains
-               and (old.rules.get(c) != new.rules.get(c) or _references(new.rules.get(c, []), recreated))]
+               and (old.rules.get(c) != new.rules.get(c)
+                    or _references(new.rules.get(c, []), recreated | gone_flowtables))]
     out += [f"flush chain {fam} {c}" for c in sorted(gone_chains | set(changed))]
     for name, elements in sorted(new.elements.items()):
         before = old.elements.get(name)
@@ -125,6 +134,10 @@ def transaction(old: Objects, new: Objects, existed: bool | None = None) -> list
     # still hold references to the chains they jump to
     out += [f"delete {'map' if _is_map(old.sets[n]) else 'set'} {fam} {n}" for n in sorted(gone_sets)]
     out += [f"delete chain {fam} {c}" for c in sorted(gone_chains)]
+    # flowtables once no rule refers to them (chains flushed or deleted above); a changed one is
+    # recreated (its offloaded flows fall back to the ordinary path and are offloaded again)
+    out += [f"delete flowtable {fam} {n}" for n in sorted(gone_flowtables)]
+    out += [f"add flowtable {fam} {n} {{ {new.flowtables[n]} }}" for n in sorted(new_flowtables)]
     out += [f"add set {fam} {n} {{ {spec} }}" if not _is_map(spec) else f"add map {fam} {n} {{ {spec} }}"
             for n, spec in sorted(new.sets.items()) if n not in old.sets or n in gone_sets]
     out += [f"add chain {fam} {c}" + (f" {{ {spec} }}" if spec else "")
