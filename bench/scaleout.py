@@ -1,6 +1,6 @@
 """Scale-out benchmark (issue 15): active-active directors behind a BIRD router doing L4 ECMP.
 
-The BGP bed of tests/bgp (``tests.bgp.bed.BGPBed``: a BIRD router installing ECMP routes, Saru
+The BGP bed of tests/bgp (``tests.lab.bgp.BGPBed``: a BIRD router installing ECMP routes, Saru
 directors with ``[bgp]`` on the nftables DR plane, four nginx reals with the VIP on lo, two clients)
 in network namespaces. Three measurements, side by side in the same run:
 
@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("SARU_DROP_PRIVILEGES", "0")
 os.environ.setdefault("SARU_COMMAND_USER", "root")
 
-from tests.bgp.bed import CLIENTS, DIRECTORS, REALS, VIP, BGPBed, Downloads
 from tests.lab import wait_for
+from tests.lab.bgp import CLIENTS, DIRECTORS, REALS, VIP, BGPBed, Downloads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scaleout.json"
 GOAL_BFD = 1.0
@@ -90,11 +90,6 @@ def load(bed: BGPBed) -> list[Downloads]:
     return [bed.downloads("cl1", 12), bed.downloads("cl2", 12)]
 
 
-def flows_on(bed: BGPBed, loads: list[Downloads]) -> dict[str, set[tuple[str, int]]]:
-    keys = set().union(*(d.keys() for d in loads))
-    return {role: d.flows() & keys for role, d in bed.directors.items()}
-
-
 def outcome(loads: list[Downloads], exclude_real: str | None = None) -> dict[str, Any]:
     total = broken = 0
     for d in loads:
@@ -104,11 +99,6 @@ def outcome(loads: list[Downloads], exclude_real: str | None = None) -> dict[str
             total += 1
             broken += int(r["error"] is not None or r["bytes"] != r["length"])
     return {"connections": total, "broken": broken}
-
-
-def stop_nginx(bed: BGPBed, role: str) -> None:
-    pid = (bed.workdir / f"nginx-{role}" / "nginx.pid").read_text().split()[0]
-    subprocess.run(["kill", "-TERM", pid], check=False)
 
 
 def in_tables(bed: BGPBed, real: str, present: bool) -> None:
@@ -141,14 +131,14 @@ def events(workdir: Path, name: str, scheduler: str, flags: str, local: bool = F
         start = Start(bed, scheduler, flags, local)
         start("ld1")
         start("ld2")
-        stop_nginx(bed, "fe2")  # a flap only ld1 and ld2 see
+        bed.stop_nginx("fe2")  # a flap only ld1 and ld2 see
         in_tables(bed, "fe2", False)
         bed.nginx("fe2")
         in_tables(bed, "fe2", True)
         start("ld3")
         # director killed
         loads = load(bed)
-        moved = flows_on(bed, loads)["ld3"]
+        moved = bed.flows_by_director(loads)["ld3"]
         bed.dead("ld3")
         bed.wait_paths(lambda p: DIRECTORS["ld3"] not in p, "ld3 gone")
         res = outcome(loads)
@@ -172,7 +162,7 @@ def events(workdir: Path, name: str, scheduler: str, flags: str, local: bool = F
         start("ld2")
         # real failed (its own downloads excluded)
         loads = load(bed)
-        stop_nginx(bed, "fe4")
+        bed.stop_nginx("fe4")
         in_tables(bed, "fe4", False)
         out["real failed"] = outcome(loads, exclude_real="fe4")
         # real added, then a director added (ECMP moves flows that were scheduled before the real came)

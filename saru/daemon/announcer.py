@@ -30,6 +30,7 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.events import DaemonEvent
 from saru.model import BGPSettings, RealRef
+from saru.net.route import is_local
 
 __all__ = ["Announcer", "BGPDoc", "DrainAnswer", "RouteDoc"]
 
@@ -108,7 +109,8 @@ class Announcer:
     async def _prepare_plane(self) -> None:
         """What active-active needs of the plane: NAT cannot work (replies must come back through the
         director that forwarded, and there are several); IPVS must schedule a flow whose first packet
-        here is not a SYN (ECMP moved it from another director): ``sloppy_tcp``/``sloppy_sctp``."""
+        here is not a SYN (ECMP moved it from another director): ``sloppy_tcp``/``sloppy_sctp``; and IPVS
+        takes in only packets addressed to this host: a VIP the routers send here must be local (on lo)."""
         config = self._loaded.config
         addresses = {v.key.address for v in config.virtuals}
         families = {ipaddress.ip_address(n.address).version for n in self.settings.neighbors}
@@ -125,6 +127,12 @@ class Announcer:
                            "(gate) or ipip (docs/scale-out.md)", ", ".join(masq))
         if self._dataplane.capabilities.name != "ipvs":
             return
+        for vip in self.vips:
+            if await asyncio.to_thread(is_local, vip) is False:
+                LOGGER.warning("BGP: %s is not an address of this director: IPVS takes in only packets "
+                               "addressed to this host, so the traffic the routers send here for it is routed "
+                               "on, not balanced; put it on lo (ip addr add %s dev lo, with arp_ignore=1 and "
+                               "arp_announce=2 as on the reals; docs/scale-out.md)", vip, vip)
         for name in ("sloppy_tcp", "sloppy_sctp"):
             path = Path("/proc/sys/net/ipv4/vs") / name
             try:

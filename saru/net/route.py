@@ -6,6 +6,9 @@ reply), the route is a ``blackhole``/``unreachable``/``prohibit`` one, or its ou
 carrier (this host's own cable or peer is gone: a second request, ``RTM_GETLINK``), None when the
 question could not be asked (no netlink, a malformed reply). The check plane uses it to tell a local routing error
 from an ICMP host-unreachable sent back by a router (``saru.checks.base.local_fault``).
+``is_local(address)`` asks the same question and says whether the answer is a ``local`` route: the
+address is this host's (in this network namespace), where IPVS takes a packet in (the BGP announcer
+warns about a VIP that is not).
 Synchronous and quick (one round trip to the kernel, no packet leaves the host).
 """
 
@@ -28,6 +31,7 @@ _NLM_F_REQUEST = 1
 _RTA_DST, _RTA_OIF = 1, 4
 #: route types that carry no packet: RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT, RTN_THROW
 _DEAD_TYPES = frozenset({6, 7, 8, 9})
+_RTN_LOCAL = 2
 _NO_ROUTE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EINVAL})
 _RTNH_F_LINKDOWN = 16  # rtm_flags: the route's nexthop interface has no carrier
 _IFF_LOWER_UP = 0x10000  # ifi_flags: the link has carrier
@@ -73,6 +77,13 @@ def parse_route_reply(data: bytes) -> tuple[bool | None, int]:
     return route_type not in _DEAD_TYPES and not flags & _RTNH_F_LINKDOWN, index
 
 
+def parse_route_type(data: bytes) -> int | None:
+    """The route type (``RTN_*``: 1 unicast, 2 local…) of an ``RTM_NEWROUTE`` reply; None for anything else."""
+    if len(data) < _NLMSG.size + _RTMSG.size or _NLMSG.unpack_from(data)[1] != _RTM_NEWROUTE:
+        return None
+    return int(_RTMSG.unpack_from(data, _NLMSG.size)[7])
+
+
 def parse_link_reply(data: bytes) -> bool | None:
     """Whether the link in an ``RTM_NEWLINK`` reply has carrier (None: not such a reply)."""
     if len(data) < _NLMSG.size + _IFINFOMSG.size or _NLMSG.unpack_from(data)[1] != _RTM_NEWLINK:
@@ -103,4 +114,26 @@ def has_route(address: str, timeout: float = 0.5) -> bool | None:
         return None
 
 
-__all__ = ["has_route", "link_request", "parse_link_reply", "parse_route_reply", "route_request"]
+def is_local(address: str, timeout: float = 0.5) -> bool | None:
+    """Whether ``address`` is one of this host's own (the kernel's route to it is ``local``); None
+    when the question could not be asked; never raises."""
+    try:
+        request = route_request(address)
+    except ValueError:
+        return None
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.settimeout(timeout)
+            sock.bind((0, 0))
+            sock.send(request)
+            reply = sock.recv(65536)
+    except OSError:
+        return None
+    kind = parse_route_type(reply)
+    if kind is None:
+        return False if parse_route_reply(reply)[0] is False else None
+    return kind == _RTN_LOCAL
+
+
+__all__ = ["has_route", "is_local", "link_request", "parse_link_reply", "parse_route_reply", "parse_route_type",
+           "route_request"]

@@ -9,16 +9,15 @@ run without ``[bgp]``; tests/unit/test_bgp.py checks that ``[bgp]`` and ``[ha]``
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.bgp.bed import DIRECTORS, REALS, VIP, BGPBed, Director, Downloads
 from tests.helpers import require
 from tests.lab import wait_for
+from tests.lab.bgp import CLIENTS, DIRECTORS, VIP, BGPBed, Downloads, broken
 
 ok, why = BGPBed.available()
 THREE = ("ld1", "ld2", "ld3")
@@ -50,25 +49,11 @@ def _three_directors(bed: BGPBed) -> Iterator[None]:
 
 
 def by_director(bed: BGPBed, downloads: list[Downloads]) -> dict[str, set[tuple[str, int]]]:
-    """Which director each download's flow is pinned on (its DR flow sets), read once all are set up."""
-    keys = set().union(*(d.keys() for d in downloads))
-    found = {role: d.flows() & keys for role, d in bed.directors.items()}
-    return found
-
-
-def broken(downloads: list[Downloads]) -> dict[tuple[str, int], str]:
-    """(client, port) → error of every download that did not complete."""
-    from tests.bgp.bed import CLIENTS
-    out: dict[tuple[str, int], str] = {}
-    for d in downloads:
-        for r in d.results():
-            if r["error"] is not None or r["bytes"] != r["length"]:
-                out[(CLIENTS[d.role], int(r["port"]))] = f"{r['real']}: {r['error']} ({r['bytes']}/{r['length']})"
-    return out
+    return bed.flows_by_director(downloads)
 
 
 def start_load(bed: BGPBed, per_client: int = 12) -> list[Downloads]:
-    return [bed.downloads("cl1", per_client), bed.downloads("cl2", per_client)]
+    return bed.load(per_client)
 
 
 def test_routes_follow_the_table_and_every_director_carries_traffic(bed: BGPBed) -> None:
@@ -138,17 +123,16 @@ def test_real_failure_moves_only_its_flows_and_an_added_real_moves_none(bed: BGP
     # 5: fe4's nginx stops: its downloads end, no other moves; it comes back: nothing moves to it
     loads = start_load(bed)
     reals = {(d.role, r["port"]): r["real"] for d in loads for r in d.started}
-    stop_nginx(bed, "fe4")
-    wait_for(lambda: all(fe4_out(d) for d in bed.directors.values()), 10, "fe4 out of every table")
+    bed.stop_nginx("fe4")
+    wait_for(lambda: all(d.real_out("fe4") for d in bed.directors.values()), 10, "fe4 out of every table")
     failed = broken(loads)
-    from tests.bgp.bed import CLIENTS
     assert all(reals[(role, port)] == "fe4" for (addr, port) in failed
                for role in CLIENTS if CLIENTS[role] == addr), failed
     loads = start_load(bed)
     assert all(r["real"] != "fe4" for d in loads for r in d.started)
     routes = len(bed.route_log())
     bed.nginx("fe4")
-    wait_for(lambda: not any(fe4_out(d) for d in bed.directors.values()), 10, "fe4 back in every table")
+    wait_for(lambda: not any(d.real_out("fe4") for d in bed.directors.values()), 10, "fe4 back in every table")
     assert broken(loads) == {}, bed.route_log()[routes:]
 
 
@@ -165,16 +149,6 @@ def test_one_director_without_reals_withdraws_the_others_serve(bed: BGPBed) -> N
     finally:
         bed.run("ld1", "nft", "delete", "table", "inet", "block")
     bed.wait_paths(lambda paths: DIRECTORS["ld1"] in paths, "ld1 announcing again")
-
-
-def stop_nginx(bed: BGPBed, role: str) -> None:
-    pid = (bed.workdir / f"nginx-{role}" / "nginx.pid").read_text().split()[0]
-    subprocess.run(["kill", "-TERM", pid], check=False)  # fast shutdown: its connections close now
-
-
-def fe4_out(d: Director) -> bool:
-    table = d.ask("table")["table"]
-    return not any(dest["address"] == REALS["fe4"] for s in table for dest in s.get("dests", []))
 
 
 

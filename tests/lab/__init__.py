@@ -7,8 +7,9 @@ long-lived processes inside a namespace, and stopping them; moving a thread or a
 (``NsDaemon``, ``NIC_FILTER``); whether this machine can build a lab at all (``can_build``); polling with a
 deadline (``wait_for``); the guide's nginx real servers (``start_nginx_site``). Two ready-made labs are
 built on it: ``Segment`` (N hosts on one bridge, ``tests.lab.segment``) and ``Topology`` (the
-UltraMonkey guide's network, ``tests.lab.guide``). The HA bed (``tests.ha.bed``) and the Pacemaker
-cluster (``tests.cluster.bed``) extend them.
+UltraMonkey guide's network, ``tests.lab.guide``); a third, ``tests.lab.bgp`` (not imported here), is
+the BGP scale-out bed, on the nftables plane (tests/bgp, bench/scaleout.py) or on IPVS (the VM guest).
+The HA bed (``tests.ha.bed``) and the Pacemaker cluster (``tests.cluster.bed``) extend them.
 """
 
 from tests.lab.daemon import NIC_FILTER, NsDaemon

@@ -182,3 +182,27 @@ def test_a_real_panic_mode_keeps_does_not_count() -> None:
     key80, key2 = config.virtuals[0].key, config.virtuals[2].key
     health = {RealRef(key80, "10.0.0.11", 80): False, RealRef(key2, "10.0.0.13", 80): None}
     assert serving(config, t, vips, health) == {"10.9.0.1": False, "10.9.0.2": True}
+
+
+async def test_an_ipvs_director_is_warned_of_a_vip_that_is_not_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    """IPVS takes in only packets addressed to the host: a VIP the routers send here must be local (lo)."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from saru.daemon.announcer import Announcer
+
+    async def warnings(cf: str, plane: str) -> str:
+        caplog.clear()
+        nothing: Any = None
+        announcer = Announcer(parse_settings(BGP).bgp, SimpleNamespace(config=parse_text(cf)),  # type: ignore[arg-type]
+                              SimpleNamespace(capabilities=SimpleNamespace(name=plane)),  # type: ignore[arg-type]
+                              SimpleNamespace(listeners=[]), nothing, nothing,  # type: ignore[arg-type]
+                              lambda settings, vips: nothing)
+        with caplog.at_level("WARNING", logger="saru"):
+            await announcer._prepare_plane()
+        return caplog.text
+
+    not_local = "is not an address of this director"
+    assert f"10.9.0.1 {not_local}" in await warnings(CF, "ipvs")  # 10.9.0.0/16: nowhere on this host
+    assert not_local not in await warnings("virtual=127.0.0.1:80\n\treal=10.0.0.11:80 gate\n", "ipvs")  # on lo
+    assert not_local not in await warnings(CF, "nft")  # netdev ingress: the VIP need not be local

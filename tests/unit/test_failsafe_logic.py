@@ -16,7 +16,7 @@ from saru.events.throttle import Kind, Throttle, lasting
 from saru.model import CheckSpec, Config, FallbackConfig, GlobalConfig, RealConfig, RealRef, Table, VirtualConfig
 from saru.model.operator import Override
 from saru.net.netlink import nla
-from saru.net.route import link_request, parse_link_reply, parse_route_reply, route_request
+from saru.net.route import is_local, link_request, parse_link_reply, parse_route_reply, parse_route_type, route_request
 from saru.planner import desired_table, panic_held, panic_start, panic_window, plan_service
 
 REALS = tuple(RealConfig(f"10.0.0.{i}", 80, "masq", weight=1) for i in range(1, 5))
@@ -220,6 +220,18 @@ def test_route_and_link_reply_parsers():
     assert parse_link_reply(link) is True  # UP, RUNNING, LOWER_UP
     assert parse_link_reply(link[:16] + struct.pack("=BxHiII", 0, 1, 7, 0x1003, 0)) is False  # no carrier
     assert parse_link_reply(error) is None
+
+
+def test_route_type_and_local_addresses():
+    """A VIP the routers send to an IPVS director must be local there (the BGP announcer warns otherwise)."""
+    local = struct.pack("=IHHII", 36, 24, 0, 1, 0) + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 255, 0, 254, 2, 0)
+    unicast = struct.pack("=IHHII", 36, 24, 0, 1, 0) + struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 1, 0)
+    error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -errno.ENETUNREACH) + bytes(16)
+    assert parse_route_type(local) == 2 and parse_route_type(unicast) == 1
+    assert parse_route_type(error) is None and parse_route_type(b"") is None
+    assert is_local("127.0.0.1") is True  # the kernel's answer: a local route (lo)
+    assert is_local("192.0.2.1") is False  # TEST-NET-1: routed (default route) or unreachable, not ours
+    assert is_local("not-an-address") is None
 
 
 # ---- backtracking risk --------------------------------------------------------------------------

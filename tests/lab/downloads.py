@@ -1,9 +1,10 @@
-"""Long-running downloads for the BGP bed, run inside a client namespace: ``python -m tests.bgp.downloads``.
+"""Long-running downloads for the BGP bed, run inside a client namespace: ``python -I -S tests/lab/downloads.py``.
 
-``COUNT URL RATE``: opens COUNT connections to URL (an nginx location rate-limited server-side), reads
+``COUNT URL [STALL]``: opens COUNT connections to URL (an nginx location rate-limited server-side), reads
 each response's headers, prints ``ready <json>`` (each connection's local port and real server), then
 reads every body to its end and prints ``done <json>``: per connection, local port, real, bytes
-received, expected length and the error (None when complete). Bounded: every socket has a timeout.
+received, expected length and the error (None when complete). Bounded: every socket has a timeout
+(``STALL`` seconds without a byte, default 6, counts as broken).
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-TIMEOUT = 6.0  # seconds without a byte before a connection counts as broken
+STALL = 6.0  # seconds without a byte before a connection counts as broken (default)
 
 
 def main() -> None:
     count, url = int(sys.argv[1]), urlsplit(sys.argv[2])
     host, port, path = url.hostname or "", url.port or 80, url.path
+    stall = float(sys.argv[3]) if len(sys.argv) > 3 else STALL
     conns = []
     for _ in range(count):
-        sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        sock = socket.create_connection((host, port), timeout=stall)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         conns.append(sock)
