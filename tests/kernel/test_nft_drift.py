@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from saru.control import request_sync
+from saru.daemon.commands import STARTING
 from tests.helpers import require
 from tests.lab import ROOT
 from tests.lab.guide import REALS, VIP, Topology
@@ -76,10 +77,13 @@ class Daemon:
             assert self.proc.stderr is not None
             raise AssertionError(f"saru run exited {self.proc.returncode}: {self.proc.stderr.read()}")
         try:
-            doc = self.status()
+            answer = request_sync(self.control, "status", timeout=5)
         except OSError:
             return False
-        return bool(doc["ready"])
+        if not answer["ok"] and answer.get("error") == STARTING:  # the socket is up before the data plane
+            return False
+        assert answer["ok"], answer
+        return bool(answer["ready"])
 
     def status(self) -> dict[str, Any]:
         answer = request_sync(self.control, "status", timeout=5)
