@@ -5,10 +5,13 @@ event loop a burst of thousands of checks each interval: while it worked through
 due meanwhile — the hard timeouts that detect a frozen real, the next wake-ups — fired late by the
 length of the burst (seconds at 10,000 HTTP reals a second). So after its first check (always at
 once: a new real gets its verdict without waiting) a group runs on its own grid
-``phase + n * interval`` of loop time, and the phases of successive groups follow the golden-ratio
-sequence: for any number of groups, the starts fall evenly over the interval, the next group always
-in the largest gap, and groups added on a reload keep the spread even. Phases are whole multiples
-of a grain (``WAKEUP_GRAIN``), so the groups of one slot are woken by one timer.
+``phase + n * interval`` of loop time: one of ``PHASES`` points evenly spaced over the interval,
+taken in the golden-ratio sequence (for any number of groups the points fill evenly, the next group
+always on the emptiest part, and groups added on a reload keep the spread even). A few larger
+bursts, not many thin ones: spread over ~100 slots a check cost ~21-25 % more CPU in the daemon
+(bench/api_bench.py); 8 points cost less than one burst and keep the timers as timely as 100.
+Phases are whole multiples of a grain (``WAKEUP_GRAIN``), so the groups of one point are woken by
+one timer.
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ _GOLDEN = (math.sqrt(5) - 1) / 2
 #: against 20,500 at 50 ms): each slot is a turn of the loop after a sleep, and work done in many
 #: small turns costs more than in fewer larger ones; 50 ms slots still keep the turns short
 WAKEUP_GRAIN = 0.05
+#: at most this many phases per interval: spread thin (~100 checks a slot) a check cost ~21-25 % more
+#: CPU in the daemon than in a burst (its answer is not there yet when the loop comes back to read
+#: it, so it goes through the poller; docs/benchmarks.md); a few larger bursts keep each one short
+#: (10,000 HTTP checks a second: ~1,250 a phase, well under 0.2 s of loop time) and their answers ready
+PHASES = 8
 
 
-def phase(index: int, interval: float, grain: float = WAKEUP_GRAIN) -> float:
-    """The offset in ``[0, interval)`` of the ``index``-th group's grid, a whole number of grains."""
-    slots = max(1, math.floor(interval / grain))
-    return math.floor((index * _GOLDEN) % 1.0 * slots) * grain
+def phase(index: int, interval: float, grain: float = WAKEUP_GRAIN, phases: int = PHASES) -> float:
+    """The offset in ``[0, interval)`` of the ``index``-th group's grid: one of at most ``phases``
+    evenly spaced points of the interval, each a whole number of grains."""
+    slots = max(1, min(phases, math.floor(interval / grain)))
+    point = math.floor((index * _GOLDEN) % 1.0 * slots) * interval / slots
+    return min(math.floor(point / grain + 0.5), math.ceil(interval / grain) - 1) * grain
 
 
 def next_on_grid(after: float, offset: float, interval: float) -> float:

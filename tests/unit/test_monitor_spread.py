@@ -10,7 +10,7 @@ from collections import Counter
 from saru.checks.base import register
 from saru.model import CheckResult, CheckSpec, Config, GlobalConfig, RealConfig, VirtualConfig
 from saru.monitor import Monitor, scheduler
-from saru.monitor.spread import WAKEUP_GRAIN, next_on_grid, phase, slot
+from saru.monitor.spread import PHASES, WAKEUP_GRAIN, next_on_grid, phase, slot
 
 
 def test_phases_are_whole_grains_within_the_interval() -> None:
@@ -20,19 +20,30 @@ def test_phases_are_whole_grains_within_the_interval() -> None:
         assert abs(offset / WAKEUP_GRAIN - round(offset / WAKEUP_GRAIN)) < 1e-9
 
 
-def test_any_number_of_groups_fills_the_slots_evenly() -> None:
-    # 100 slots of 10 ms in a 1 s interval: up to 50 groups one slot each; 1,000 or 10,000 groups
-    # fill every slot within one or two of the mean (a burst would be all of them in one slot)
-    for groups, used, most in ((50, 50, 1), (100, 85, 2), (1_000, 100, 11), (10_000, 100, 102)):
-        per_slot = Counter(slot(phase(index, 1.0, 0.01), 0.01) for index in range(groups))
-        assert len(per_slot) >= used
-        assert max(per_slot.values()) <= most
+def test_any_number_of_groups_fills_the_phases_evenly() -> None:
+    # at most PHASES points of the interval (a few larger bursts, not ~100 thin slots): PHASES groups
+    # take all but one of them; more fill every point within a few of the mean (a burst would be all
+    # of them on one point)
+    per_point = Counter(slot(phase(index, 1.0)) for index in range(PHASES))
+    assert len(per_point) >= PHASES - 1 and max(per_point.values()) <= 2
+    for groups in (100, 1_000, 10_000):
+        per_point = Counter(slot(phase(index, 1.0)) for index in range(groups))
+        assert len(per_point) == PHASES
+        assert max(per_point.values()) <= groups // PHASES + 4
 
 
 def test_the_first_groups_land_far_apart() -> None:
-    offsets = sorted(phase(index, 1.0, 0.01) for index in range(5))
+    offsets = sorted(phase(index, 1.0, 0.01, phases=100) for index in range(5))
     gaps = [b - a for a, b in zip(offsets, [*offsets[1:], offsets[0] + 1.0], strict=True)]
     assert min(gaps) >= 0.139  # the golden-ratio sequence: the next one always in the largest gap
+
+
+def test_the_phases_are_spread_over_the_whole_interval() -> None:
+    for interval in (1.0, 2.0, 5.0, 60.0):
+        points = sorted({phase(index, interval) for index in range(100)})
+        assert len(points) == PHASES
+        gaps = [b - a for a, b in zip(points, [*points[1:], points[0] + interval], strict=True)]
+        assert max(gaps) - min(gaps) <= 2 * WAKEUP_GRAIN + 1e-9  # even, give or take the rounding
 
 
 def test_an_interval_shorter_than_the_grain_has_one_slot() -> None:
@@ -96,7 +107,7 @@ async def test_the_monitor_runs_groups_on_their_phases_after_a_first_check_at_on
     second = sorted(starts[40:80])
     assert second[-1] - begin <= 1.0 + WAKEUP_GRAIN  # nobody waits longer than the interval
     slots = {round((t - begin) / WAKEUP_GRAIN) for t in second}
-    assert len(slots) >= 10  # spread over the interval's 20 slots, not one burst (one slot)
+    assert len(slots) >= PHASES - 1  # on the interval's PHASES points, not one burst (one slot)
     assert second[-1] - second[0] >= 0.6
 
 
