@@ -86,8 +86,8 @@ present = frozenset(desired.services)
 basis = Basis(config, before_health, {}, {}, present)
 t = time.perf_counter()
 scope = changed_virtuals(basis, health, {}, present)
-part_before, part_after = plan_changed(config, scope, health, desired, kernel_ports=False, overrides={},
-                                       held=frozenset())
+part_before, part_after = plan_changed([v for v in config.virtuals if v.key in scope], health, desired,
+                                       kernel_ports=False, overrides={}, held=frozenset())
 part = diff(part_before, part_after, owned=scope)
 out["health_change_incremental_s"] = time.perf_counter() - t
 assert part == one, (part, one)

@@ -39,7 +39,17 @@ from saru.daemon.state import Life, Loaded
 from saru.dataplane.base import Dataplane, DataplaneError
 from saru.diff import apply_ops, diff
 from saru.events import DaemonEvent, PanicMode, narrate
-from saru.model import Config, DelService, Op, Overrides, RealRef, ServiceKey, Table, format_hostport
+from saru.model import (
+    Config,
+    DelService,
+    Op,
+    Overrides,
+    RealRef,
+    ServiceKey,
+    Table,
+    VirtualConfig,
+    format_hostport,
+)
 from saru.planner import (
     NO_OVERRIDES,
     Health,
@@ -143,11 +153,10 @@ def changed_virtuals(basis: Basis, health: Mapping[RealRef, bool | None],
     return changed
 
 
-def plan_changed(config: Config, scope: set[ServiceKey], health: Health, current: Table, *,
+def plan_changed(virtuals: Sequence[VirtualConfig], health: Health, current: Table, *,
                  kernel_ports: bool, overrides: Overrides, held: frozenset[RealRef]) -> tuple[Table, Table]:
-    """``(before, after)`` for the virtuals in ``scope`` only: their services in ``current`` and as
-    planned now (``desired_table``'s rules, virtual by virtual); ``diff(before, after)`` are the ops."""
-    virtuals = [v for v in config.virtuals if v.key in scope]
+    """``(before, after)`` for ``virtuals`` only: their services in ``current`` and as planned now
+    (``desired_table``'s rules, virtual by virtual); ``diff(before, after)`` are the ops."""
     before = Table({v.key: current.services[v.key] for v in virtuals if v.key in current.services})
     after = Table.of(plan_service(v, health, current.services.get(v.key), kernel_ports, overrides, held)
                      for v in virtuals)
@@ -246,14 +255,15 @@ class Reconciler:
             if (incremental and basis is not None and not gated and self.apply_error is None
                     and basis.config is config and basis.overrides == overrides):
                 scope = changed_virtuals(basis, health, failed, present)
-                held = self._update_panic(config, current, overrides, failed, scope)
-                before, desired = plan_changed(config, scope, health, current, kernel_ports=self.rewrite,
+                changed = tuple(v for v in config.virtuals if v.key in scope)
+                held = self._update_panic(changed, current, overrides, failed, partial=True)
+                before, desired = plan_changed(changed, health, current, kernel_ports=self.rewrite,
                                                overrides=overrides, held=held)
                 ops = diff(before, desired, owned=scope)
                 self.incremental_runs += 1
             else:
                 before = current
-                held = self._update_panic(config, current, overrides, failed)
+                held = self._update_panic(config.virtuals, current, overrides, failed)
                 desired = desired_table(config, health, current, kernel_ports=self.rewrite,
                                         overrides=overrides, held=held)
                 if gated:
@@ -271,21 +281,21 @@ class Reconciler:
                 self._journal.emit(change)
             self._fallback_commands(config, before, desired)
 
-    def _update_panic(self, config: Config, current: Table, overrides: Overrides, failed: Mapping[RealRef, float],
-                      scope: set[ServiceKey] | None = None) -> frozenset[RealRef]:
+    def _update_panic(self, virtuals: Sequence[VirtualConfig], current: Table, overrides: Overrides,
+                      failed: Mapping[RealRef, float], partial: bool = False) -> frozenset[RealRef]:
         """Enter or leave panic mode per virtual (``saru.planner.panic_start``), saying so; the reals
-        whose failure the panics ignore. ``scope``: only those virtuals (an incremental reconciliation;
-        the others' panics stand — their reals' failures did not change)."""
+        whose failure the panics ignore. ``partial``: ``virtuals`` are only those an incremental
+        reconciliation re-plans; the others' panics stand (their reals' failures did not change)."""
         threshold = self._loaded.settings.director.panic_threshold
-        virtuals = config.virtuals if scope is None else tuple(v for v in config.virtuals if v.key in scope)
         panic, held = panic_state(virtuals, failed, threshold, self.panic, current, overrides)
         for virtual in virtuals:
             if (virtual.key in panic) != (virtual.key in self.panic):
                 counted, times = panic_counts(virtual, failed, overrides)
                 self._journal.emit(PanicMode(virtual=virtual.key, entered=virtual.key in panic, down=len(times),
                                              counted=counted, threshold=threshold))
-        if scope is not None:
-            panic.update((key, started) for key, started in self.panic.items() if key not in scope)
+        if partial:
+            planned = {v.key for v in virtuals}
+            panic.update((key, started) for key, started in self.panic.items() if key not in planned)
         self.panic = panic
         return held
 
