@@ -102,7 +102,10 @@ class RowFamily(NamedTuple, Generic[Row]):
     """A family with a series per row (a real, a backend), or one per row and ``one_hot`` name (its
     0/1 series: 1 for the row's value); ``column`` is what rows show at a time (None: no series; a
     column at once, not a call per row: the exporter asks for 10,000 rows' ages on every scrape),
-    ``timed`` whether a row's value changes with the time alone (ages), not only with its row."""
+    ``timed`` whether a row's value changes with the time alone (the downtime of a real that is down),
+    not only with its row; ``age_of`` the field (a time) whose whole seconds before the snapshot's
+    ``now`` every row shows (the ages: the exporter keeps that column, and writes a block whose rows
+    share one time as one value joined between their prefixes)."""
 
     kind: str
     name: str
@@ -111,6 +114,7 @@ class RowFamily(NamedTuple, Generic[Row]):
     column: Column[Row]
     one_hot: tuple[str, ...] | None = None
     timed: Callable[[Row], bool] | None = None
+    age_of: str | None = None
 
 
 def field(name: str) -> Column[Any]:
@@ -139,7 +143,7 @@ SERVER_FAMILIES: tuple[RowFamily[ServerMetrics], ...] = (
     RowFamily("counter", "saru_server_check_up_down_total", "The real's transitions from UP to DOWN", SERVER,
               field("up_down")),
     RowFamily("gauge", "saru_server_check_last_change_seconds", "Seconds since the real last went UP or DOWN "
-              "(since the daemon started when it has not)", SERVER, _ages, timed=lambda _s: True),
+              "(since the daemon started when it has not)", SERVER, _ages, age_of="last_change"),
     RowFamily("counter", "saru_server_downtime_seconds_total", "Seconds the real has been DOWN", SERVER,
               lambda rows, now: [round(s.downtime_at(now)) for s in rows], timed=lambda s: s.down_since is not None),
     RowFamily("gauge", "saru_server_connections_active", "The real's active connections", SERVER, field("active")),
@@ -339,10 +343,18 @@ def _whole(value: int) -> bytes:
     return f"{floatToGoString(value)}\n".encode()
 
 
+@functools.lru_cache(maxsize=4096)
+def _fraction(value: float) -> bytes:
+    return f"{floatToGoString(value)}\n".encode()
+
+
 def _value(value: float) -> bytes:
-    """prometheus-client's text of a sample's value, and the line's end."""
+    """prometheus-client's text of a sample's value, and the line's end (kept for the whole numbers
+    and the positive fractions seen lately: counters, weights, check durations in milliseconds)."""
     if isinstance(value, int):
         return _whole(value)
+    if value > 0:  # (not -0.0, which the cache would take for 0.0)
+        return _fraction(value)
     return f"{floatToGoString(value)}\n".encode()
 
 
@@ -376,6 +388,9 @@ class _Kept(Generic[Row]):
         self.parts: list[bytes] = []
         self.timed: set[int] = set()  # rows whose value changes with the time
         self._chunks: list[Block | None] = []  # None: to be made again
+        self._since: list[float] = []  # (age_of) each row's time
+        self._prefix: list[bytes] = []  # (age_of) each row's prefix
+        self._chunk_ages: list[object] = []  # (age_of) the ages each block shows: one, or one per row
 
     def missing(self, labels: Sequence[Labels]) -> list[Labels]:
         """The label sets of ``labels`` prometheus-client has not written for this family."""
@@ -415,6 +430,10 @@ class _Kept(Generic[Row]):
         self.parts = [b""] * len(labels)
         self.timed = set()
         self._chunks = [None] * -(-len(labels) // CHUNK)
+        if self.family.age_of is not None:
+            self._since = [0.0] * len(labels)
+            self._prefix = [p[0] for p in self._rows]
+            self._chunk_ages = [None] * len(self._chunks)
 
     def show(self, i: int, value: Shown) -> None:
         """Row ``i`` shows ``value`` (None: no line)."""
@@ -432,6 +451,11 @@ class _Kept(Generic[Row]):
 
     def show_rows(self, indices: Sequence[int], rows: Sequence[Row], now: float) -> None:
         """Rows ``indices`` are now ``rows``: each shows its value at ``now``."""
+        if self.family.age_of is not None:  # every row shows an age: show_timed writes them all next
+            since = self._since
+            for i, time_ in zip(indices, map(operator.attrgetter(self.family.age_of), rows), strict=True):
+                since[i] = time_
+            return
         shown, timed = self.shown, self.family.timed
         if timed is not None:
             for i, row in zip(indices, rows, strict=True):
@@ -451,6 +475,9 @@ class _Kept(Generic[Row]):
         """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
         an age per real, that is every real on every scrape, so then a block at a time, and each
         value's text made once)."""
+        if self.family.age_of is not None:
+            self._show_ages(now)
+            return
         if not self.timed:
             return
         shown, parts, prefixes, chunks = self.shown, self.parts, self._rows, self._chunks
@@ -468,6 +495,31 @@ class _Kept(Generic[Row]):
                 shown[start:end] = new
                 parts[start:end] = [p[0] + texts[v] for p, v in zip(prefixes[start:end], new, strict=True)]
                 chunks[c] = None
+
+    def _show_ages(self, now: float) -> None:
+        """Every row's age at ``now`` (whole seconds since its ``age_of`` time), a block at a time: a block
+        whose rows share one time (most of them: the reals that have not changed since the start) is
+        its value's text joined between the rows' prefixes, in one step; a block is made again only
+        when what it shows changed."""
+        since, chunks, shown, prefixes = self._since, self._chunks, self._chunk_ages, self._prefix
+        for c in range(len(chunks)):
+            start, end = c * CHUNK, (c + 1) * CHUNK
+            times = since[start:end]
+            distinct = set(times)
+            ages: object
+            if len(distinct) == 1:
+                ages = round(now - distinct.pop())
+                if ages == shown[c] and chunks[c] is not None:
+                    continue
+                text = _value(ages)
+                chunks[c] = Block(text.join(prefixes[start:end]) + text)
+            else:
+                ages = [round(now - t) for t in times]
+                if ages == shown[c] and chunks[c] is not None:
+                    continue
+                texts = {age: _value(age) for age in set(ages)}
+                chunks[c] = Block(b"".join(map(bytes.__add__, prefixes[start:end], map(texts.__getitem__, ages))))
+            shown[c] = ages
 
     def blocks(self) -> list[Block]:
         """The family's text: its HELP and TYPE lines, then its blocks of rows (those with lines)."""
@@ -503,6 +555,8 @@ class _RowFamilies(Generic[Row]):
         old = self._rows
         if len(rows) != len(old) or not self._started:
             found = list(range(len(rows))), True
+        elif rows is old:  # (the backends, while the table and counters stay)
+            found = [], False
         else:
             changed = list(itertools.compress(range(len(rows)), map(operator.is_not, rows, old)))
             named = self._named_by

@@ -50,7 +50,7 @@ from saru.daemon.driftwatch import DriftWatcher
 from saru.daemon.fdstore import FdStore
 from saru.daemon.gate import HAGate, NodeFactory, vrrp_node
 from saru.daemon.handover import HandoverError, take_over
-from saru.daemon.heap import Settler, settle
+from saru.daemon.heap import Settler, settle, tune
 from saru.daemon.hooks import HookRunner
 from saru.daemon.instance_lock import InstanceLock, InstanceLocked, lock_path
 from saru.daemon.journal import Journal
@@ -150,6 +150,7 @@ class Daemon:
 
     async def run(self) -> int:
         config_path = self.config_path
+        tune()
         try:
             settings = Settings()
             if self.options.settings_path:

@@ -4,25 +4,29 @@
 though from one scrape to the next a few hundred of them changed. ``LiveServers`` keeps the rows and
 redoes only those whose inputs changed since the last ``update``:
 
-* a real a check result touched (``RealStats.changes``: the records results updated);
+* a real whose numbers a check result moved (``RealStats.moves``: most results of a real that stays
+  up move none of them);
 * every real of a virtual whose service in the data plane's table changed (a plane that hands back
   the same ``Service`` object while it is unchanged, as the proxy does, costs one identity test per
   virtual; otherwise the services are compared);
 * every real of a virtual whose connection counters changed, when the counters are a new reading
   (the service layer reads them at most once every ``COUNTERS_MAX_AGE`` seconds; the same mapping
-  again costs nothing);
+  again costs nothing, and so does a virtual whose ``ServiceStats`` is the same object: the proxy
+  hands back the same one while none of its counters moved);
 * a real whose operator override changed.
 
 A new config (reload), another ``rewrite`` or a ``RealStats.retain`` (records dropped) starts over
 with ``build``'s own functions. A row that is redone but comes out equal keeps its old object, so a
 reader can find what changed by identity (``saru.api.metrics.Exporter`` does). The node_ipvs
-backends are kept the same way, per service of the table. Either way the rows are exactly
+backends are kept the same way, per service of the table, and their tuple is the same object while
+no backend changed (the exporter then skips them at once). Either way the rows are exactly
 ``build``'s (tests/unit/test_metrics_live.py holds the two to it over sequences of changes).
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -61,6 +65,7 @@ class _Virtual:
     start: int  # its first row
     dest_keys: list[tuple[str, int]]  # each real's destination key in the table, in row order
     service: Service | None  # as in the table the rows were made from
+    counters: ServiceStats | None  # the plane's reading the rows' connections come from
     conns: Conns  # each real's (active, inactive) the rows show
     up: int = 0  # its reals UP
 
@@ -68,6 +73,7 @@ class _Virtual:
 @dataclass
 class _Backends:
     service: Service
+    counters: ServiceStats | None
     conns: Conns
     rows: list[BackendMetrics] = field(default_factory=list)
 
@@ -78,7 +84,7 @@ class LiveServers:
 
     def __init__(self, realstats: RealStats) -> None:
         self._realstats = realstats
-        self._changed = realstats.changes()
+        self._changed = realstats.moves()
         self._config: Config | None = None
         self._rewrite = False
         self._generation = -1
@@ -91,6 +97,8 @@ class LiveServers:
         self._by_record: dict[RealRecord, list[int]] = {}
         self._backends: dict[ServiceKey, _Backends] = {}
         self._ipvs: IpvsView | None = None
+        self._ipvs_backends: tuple[BackendMetrics, ...] | None = None
+        self._readings: list[ServiceStats] = []  # the counters the totals were taken from
         self.redone = 0  # rows redone by the last update (for the benchmark and the tests)
 
     @property
@@ -119,8 +127,9 @@ class LiveServers:
             if service is not v.service and service != v.service:
                 v.service = service
                 redo_virtuals.add(i)
-            if fresh:
-                conns = conns_of(v.dest_keys, stats.get(v.key))
+            if fresh and (counters := stats.get(v.key)) is not v.counters:
+                v.counters = counters
+                conns = conns_of(v.dest_keys, counters)
                 if conns != v.conns:
                     v.conns = conns
                     redo_virtuals.add(i)
@@ -142,16 +151,16 @@ class LiveServers:
         for row, record in redo_rows.items():
             if self._virtual_of[row] not in redo_virtuals:
                 self._redo_row(row, record)
-        for i in redo_virtuals | {self._virtual_of[row] for row in redo_rows}:
-            v = self._virtuals[i]
-            v.up = sum(row.state == "UP" for row in self._rows[v.start:v.start + len(v.config.reals)])
-        self._update_backends(table, stats, fresh)
+        self._update_backends(table, stats)
 
     def ipvs(self) -> IpvsView:
-        """node_exporter's IPVS view of the table and counters ``update`` was given last."""
+        """node_exporter's IPVS view of the table and counters ``update`` was given last (the backends
+        the same tuple while none changed)."""
         if self._ipvs is None:
-            self._ipvs = IpvsView(ipvs_totals(self._stats),
-                                  tuple(b for part in self._backends.values() for b in part.rows))
+            backends = self._ipvs_backends
+            if backends is None:
+                backends = self._ipvs_backends = tuple(b for part in self._backends.values() for b in part.rows)
+            self._ipvs = IpvsView(ipvs_totals(self._stats), backends)
         return self._ipvs
 
     # -- internals --------------------------------------------------------------------------------
@@ -166,7 +175,8 @@ class LiveServers:
             vkey = v.key
             service, service_stats = table.services.get(vkey), stats.get(vkey)
             dest_keys = [(r.address, dest_port(v, r.forward, r.port, rewrite)) for r in v.reals]
-            part = _Virtual(v, vkey, len(self._rows), dest_keys, service, conns_of(dest_keys, service_stats))
+            part = _Virtual(v, vkey, len(self._rows), dest_keys, service, service_stats,
+                            conns_of(dest_keys, service_stats))
             rows = virtual_rows(v, vkey, service, service_stats, self._realstats, rewrite, overrides)
             part.up = sum(row.state == "UP" for row in rows)
             for j, r in enumerate(v.reals):
@@ -180,12 +190,16 @@ class LiveServers:
                 self._by_record[rec] = indices
         self.redone = len(self._rows)
         self._backends = {}
-        self._update_backends(table, stats, True)
+        self._ipvs = self._ipvs_backends = None
+        self._update_backends(table, stats)
 
     def _keep(self, row: int, new: ServerMetrics) -> None:
-        if new != self._rows[row]:
+        old = self._rows[row]
+        if new != old:
             self._rows[row] = new
             self.redone += 1
+            if (new.state == "UP") is not (old.state == "UP"):
+                self._virtuals[self._virtual_of[row]].up += 1 if new.state == "UP" else -1
 
     def _redo_virtual(self, i: int) -> None:
         v = self._virtuals[i]
@@ -207,21 +221,31 @@ class LiveServers:
             self._overrides.get(RealRef(v.key, real.address, real.port)) if self._overrides else None,
             self._realstats.started))
 
-    def _update_backends(self, table: Table, stats: Mapping[ServiceKey, ServiceStats], fresh: bool) -> None:
+    def _update_backends(self, table: Table, stats: Mapping[ServiceKey, ServiceStats]) -> None:
         """The node_ipvs backends of each service of the table, redone where the service or its
-        counters changed (equal rows keep their objects)."""
+        counters changed (equal rows keep their objects); the view made again only when its backends
+        or its totals (a counters reading that is not the same object) may have changed."""
         kept: dict[ServiceKey, _Backends] = {}
-        changed = fresh or len(table.services) != len(self._backends)
+        rows_changed = len(table.services) != len(self._backends)
         for key, service in table.services.items():
-            part = self._backends.get(key)
-            conns = conns_of(list(service.dests), stats.get(key)) if fresh or part is None else part.conns
-            if part is None or (service is not part.service and service != part.service) or conns != part.conns:
-                rows = service_backends(key, service, stats.get(key))
+            part, counters = self._backends.get(key), stats.get(key)
+            same_service = part is not None and (service is part.service or service == part.service)
+            if part is not None and same_service and counters is part.counters:
+                kept[key] = part
+                continue
+            conns = conns_of(list(service.dests), counters)
+            if part is None or not same_service or conns != part.conns:
+                rows = service_backends(key, service, counters)
                 if part is not None and len(part.rows) == len(rows):
                     rows = [old if old == new else new for old, new in zip(part.rows, rows, strict=True)]
-                part = _Backends(service, conns, rows)
-                changed = True
+                part = _Backends(service, counters, conns, rows)
+                rows_changed = True
+            part.counters = counters
             kept[key] = part
-        if changed or list(kept) != list(self._backends):
-            self._ipvs = None
+        if rows_changed or list(kept) != list(self._backends):
+            self._ipvs = self._ipvs_backends = None
+        readings = list(stats.values())
+        if len(readings) != len(self._readings) or not all(map(operator.is_, readings, self._readings)):
+            self._ipvs = None  # (the totals)
+        self._readings = readings
         self._backends = kept

@@ -10,11 +10,18 @@ failure and has no class, but the real's verdict going down with it is a transit
 Times are measured on the monotonic clock; ``read`` turns them into ages and totals when asked
 (``saru.daemon.metrics_snapshot`` reads the records themselves, ``for_service``).
 
+A check's duration is kept in whole milliseconds, as HAProxy keeps its own (PROMEX's
+``check_duration_seconds`` is milliseconds / 1000): a real checked again in about the same time shows
+the same value, so its line in ``/metrics`` stays as it was (the exact latency of the last check is in
+``/api/v1/status``).
+
 The records are kept per virtual service, by (address, port), so that a scrape of 10,000 reals looks
-each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real. Every record a
-result touched since the last ``take_changed()`` is kept in a set (records hash by identity), so the
-metrics' live snapshot (``saru.daemon.metrics_snapshot.LiveServers``) redoes only those reals;
-``generation`` counts ``retain`` calls (records may have been dropped: the snapshot starts over).
+each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real. Readers that
+keep their own view get a set of records to empty as they read: ``changes()`` gets every record a
+result touched (the status document shows each real's last result), ``moves()`` only those whose
+numbers above moved (the metrics' live snapshot, ``saru.daemon.metrics_live.LiveServers``, redoes
+only those reals: most results of a real that stays up change none of them). Records hash by
+identity. ``generation`` counts ``retain`` calls (records may have been dropped: readers start over).
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class RealStats:
         self.started = clock()
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
         self._changes: list[set[RealRecord]] = []
+        self._moves: list[set[RealRecord]] = []
         self.generation = 0  # retain() calls
         self.results = 0  # check results recorded since the start (the soak's achieved check rate)
 
@@ -78,16 +86,22 @@ class RealStats:
             rec = reals[(ref.address, ref.port)] = RealRecord(ref, self.started)
         for changed in self._changes:
             changed.add(rec)
+        before = (rec.maintenance, rec.check_class, rec.check_duration, rec.failures)
         rec.maintenance = not result.ok and result.message == MAINTENANCE_MESSAGE
         check_class = result_class(result)
         if rec.maintenance or check_class == NO_CHECK:
             rec.check_class = None
         else:
             rec.check_class = check_class
-            rec.check_duration = result.latency
+            rec.check_duration = round(result.latency, 3)
             rec.failures += not result.ok
         if up is rec.up:
+            if before != (rec.maintenance, rec.check_class, rec.check_duration, rec.failures):
+                for moved in self._moves:
+                    moved.add(rec)
             return
+        for moved in self._moves:
+            moved.add(rec)
         now = self._clock()
         if rec.up is not None:
             rec.last_change = now
@@ -105,6 +119,13 @@ class RealStats:
         changed: set[RealRecord] = set()
         self._changes.append(changed)
         return changed
+
+    def moves(self) -> set[RealRecord]:
+        """A set that gets every record whose numbers a result changed from now on (the reader empties
+        it): its verdict, maintenance, class, duration (ms) or failures (module docstring)."""
+        moved: set[RealRecord] = set()
+        self._moves.append(moved)
+        return moved
 
     def for_service(self, key: ServiceKey) -> Mapping[tuple[str, int], RealRecord]:
         """The records of one virtual's reals, by (address, port) as configured."""
@@ -131,7 +152,7 @@ class RealStats:
             if rec is not None:
                 kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
         self._records = kept
-        for changed in self._changes:
+        for changed in (*self._changes, *self._moves):
             changed.clear()
         self.generation += 1
 

@@ -52,11 +52,12 @@ def read_one_member(data: bytes) -> bytes:
     return text
 
 
-@given(st.lists(st.lists(st.integers(0, 5), max_size=12), min_size=1, max_size=5))
+@given(st.lists(st.lists(st.integers(0, 6), max_size=12), min_size=1, max_size=5))
 def test_answers_read_back_as_the_blocks_text(answers: list[list[int]]) -> None:
     """Answers of blocks drawn from a few, kept or new objects, in any order (the CRCs kept from the
     last answer are used only for its leading blocks that are the same objects)."""
-    texts = [b"", b"# HELP a x\n# TYPE a gauge\n", b'a{x="1"} 1.0\n' * 2000, "é\n".encode(), b"b 2\n", b"c 3\n" * 7]
+    texts = [b"", b"# HELP a x\n# TYPE a gauge\n", b'a{x="1"} 1.0\n' * 2000, "é\n".encode(), b"b 2\n", b"c 3\n" * 7,
+             b'd{x="2"} 2.0\n' * 20000]
     kept = [Block(t) for t in texts]
     gzipped = Gzipped()
     for picks in answers:

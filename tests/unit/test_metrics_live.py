@@ -105,8 +105,15 @@ class World:
             self.overrides = {r: o for r, o in self.overrides.items() if r in set(self.refs())}
             self.realstats.retain(set(self.refs()))
             self.table = desired_table(self.config, self.health, overrides=self.overrides)
-        else:  # the same table again as new objects (a plane that reads its table anew)
+        elif kind == 6:  # the same table again as new objects (a plane that reads its table anew)
             self.table = Table(dict(self.table.services.items()))
+        else:  # a new reading in which one service's counters moved, the others' are the same objects
+            self.stats = dict(self.stats)  # (as the proxy gives them)
+            if self.stats:
+                key = list(self.stats)[pick % len(self.stats)]
+                old = self.stats[key]
+                self.stats[key] = ServiceStats(connections=old.connections + 1, dests={
+                    dkey: DestStats(active_connections=value % 5) for dkey in old.dests})
 
     def snapshot(self, kept: LiveServers | None) -> MetricsSnapshot:
         return build(version="1", dataplane="proxy", config=self.config, table=self.table, stats=self.stats,
@@ -115,7 +122,7 @@ class World:
                      overrides=self.overrides, kept=kept)
 
 
-STEPS = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0, 30)), min_size=1, max_size=40)
+STEPS = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 20), st.integers(0, 30)), min_size=1, max_size=40)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -161,3 +168,19 @@ def test_only_what_changed_is_redone_and_equal_rows_keep_their_objects() -> None
     world.table = dataclasses.replace(world.table)  # equal services, other table object: nothing to redo
     world.snapshot(world.live)
     assert world.live.redone == 0
+    world.realstats.record(ref, SPEC, RESULTS[0], True)  # up again: L7OK in 12 ms
+    world.snapshot(world.live)
+    world.realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0121), True)  # the same class,
+    world.snapshot(world.live)  # verdict and duration in milliseconds, no failure: nothing moved
+    assert world.live.redone == 0
+    world.realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0136), True)
+    assert world.snapshot(world.live).servers == world.snapshot(None).servers
+    assert world.live.redone == 1
+
+
+def test_a_check_duration_is_kept_in_milliseconds_as_haproxys() -> None:
+    realstats = RealStats(Clock())
+    ref = World().refs()[0]
+    realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0123456), True)
+    (rec,) = realstats.for_service(ref.service).values()
+    assert rec.check_duration == 0.012

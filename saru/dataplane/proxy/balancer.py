@@ -61,6 +61,7 @@ class Balancer:
         self.clock = clock
         self.dests: dict[tuple[str, int], DestState] = {}
         self.templates: dict[tuple[int, int], Template] = {}
+        self.released = 0  # connections ended so far (with the service's totals: whether a counter moved)
         self.settings = settings
         self.configure(settings)
 
@@ -141,6 +142,7 @@ class Balancer:
     def release(self, dest: DestState, template: Template | None) -> None:
         """A connection scheduled by ``schedule`` ended."""
         dest.unbind()
+        self.released += 1
         if template is not None:
             template.conns -= 1
             template.expires = max(template.expires, self.clock() + (self.persistent or 0))

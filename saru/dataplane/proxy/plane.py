@@ -136,6 +136,8 @@ class ProxyDataplane(Dataplane):
         self.template_sweep = template_sweep
         self.threaded = threaded
         self._services: dict[ServiceKey, _Running] = {}
+        #: each service's last counters reading: (its _Running, the totals it was read at, the reading)
+        self._stats_kept: dict[ServiceKey, tuple[_Running, tuple[int, int, int, int], ServiceStats]] = {}
         self._poller: Poller | None = None
         self._lock = asyncio.Lock()
         self._next_template_sweep = 0.0
@@ -194,9 +196,20 @@ class ProxyDataplane(Dataplane):
         return await self._poller.call(self._stats)
 
     def _stats(self) -> dict[ServiceKey, ServiceStats]:
+        """Each service's counters; a service none of whose counters moved since the last reading gives
+        the same ``ServiceStats`` object again (a reader that kept it skips it: 10,000 destinations'
+        counters are not made anew every reading). A counter moves only with the service's totals
+        (a new connection, bytes relayed) or a connection's end (``Balancer.released``); a batch
+        applied or the totals zeroed start over."""
         result: dict[ServiceKey, ServiceStats] = {}
+        kept = self._stats_kept
         for key, running in self._services.items():
-            c = running.counters
+            c, balancer = running.counters, running.balancer
+            moved = (c.connections, c.bytes_in, c.bytes_out, balancer.released)
+            last = kept.get(key)
+            if last is not None and last[0] is running and last[1] == moved:
+                result[key] = last[2]
+                continue
             dests = {
                 d.key: DestStats(
                     active_connections=d.active,
@@ -205,9 +218,10 @@ class ProxyDataplane(Dataplane):
                     bytes_in=d.bytes_in,
                     bytes_out=d.bytes_out,
                 )
-                for d in running.balancer.dests.values()
+                for d in balancer.dests.values()
             }
             result[key] = ServiceStats(c.connections, c.bytes_in, c.bytes_out, dests)
+            kept[key] = (running, moved, result[key])
         return result
 
     async def zero(self, key: ServiceKey | None = None) -> None:
@@ -221,6 +235,7 @@ class ProxyDataplane(Dataplane):
             await self._poller.call(lambda: self._zero(key))
 
     def _zero(self, key: ServiceKey | None) -> None:
+        self._stats_kept.clear()
         for k, running in self._services.items():
             if key is not None and k != key:
                 continue
@@ -361,6 +376,7 @@ class ProxyDataplane(Dataplane):
 
     def _mutate(self, ops: Sequence[Op], bound: dict[ServiceKey, socket.socket], poller: Poller) -> None:
         """Apply validated ops to the live state (no awaits: atomic for clients)."""
+        self._stats_kept.clear()  # destinations come and go
         services = self._services
         removed: dict[ServiceKey, _Running] = {}  # deleted in this batch; a re-add reuses the socket
         # destination changes are batched per service: one scheduler refresh and one model copy
