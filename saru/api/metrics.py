@@ -49,7 +49,7 @@ from saru.api.blocks import Block, Gzipped, send_blocks
 from saru.api.names import proxy_name, server_name
 from saru.checks.result_class import RESULT_CLASSES
 from saru.daemon.heap import settle
-from saru.daemon.metrics_snapshot import STATES, BackendMetrics, MetricsSnapshot, ServerMetrics
+from saru.daemon.metrics_snapshot import STATES, BackendMetrics, MetricsSnapshot, Moved, ServerMetrics
 from saru.model import ServiceKey
 
 #: the classic text format (version 0.0.4), which ``generate_latest`` writes
@@ -105,7 +105,8 @@ class RowFamily(NamedTuple, Generic[Row]):
     ``timed`` whether a row's value changes with the time alone (the downtime of a real that is down),
     not only with its row; ``age_of`` the field (a time) whose whole seconds before the snapshot's
     ``now`` every row shows (the ages: the exporter keeps that column, and writes a block whose rows
-    share one time as one value joined between their prefixes)."""
+    share one time as one value joined between their prefixes); ``reads`` the one field of the row
+    the column reads, for the family of a row kind's ``volatile`` field (``_RowFamilies``)."""
 
     kind: str
     name: str
@@ -115,6 +116,7 @@ class RowFamily(NamedTuple, Generic[Row]):
     one_hot: tuple[str, ...] | None = None
     timed: Callable[[Row], bool] | None = None
     age_of: str | None = None
+    reads: str | None = None
 
 
 def field(name: str) -> Column[Any]:
@@ -137,7 +139,7 @@ SERVER_FAMILIES: tuple[RowFamily[ServerMetrics], ...] = (
     RowFamily("gauge", "saru_server_check_status", "The class of the real's last check result: 1 for its class, "
               "0 for the others", (*SERVER, "state"), field("check_class"), CLASSES),
     RowFamily("gauge", "saru_server_check_duration_seconds", "How long the real's last check took", SERVER,
-              field("check_duration")),
+              field("check_duration"), reads="check_duration"),
     RowFamily("counter", "saru_server_check_failures_total", "Failed checks of the real", SERVER,
               field("failures")),
     RowFamily("counter", "saru_server_check_up_down_total", "The real's transitions from UP to DOWN", SERVER,
@@ -182,6 +184,10 @@ def backend_labels(backends: Sequence[BackendMetrics]) -> list[Labels]:
 #: what names a real's series (its virtual, address and port), and a backend's (its first six fields)
 SERVER_NAMED = operator.itemgetter(0, 1, 2)
 BACKEND_NAMED = operator.itemgetter(0, 1, 2, 3, 4, 5)
+#: the field of a real's row that most often changes alone (a check that passes again in another
+#: number of milliseconds), and every other field
+SERVER_VOLATILE = "check_duration"
+SERVER_STEADY = operator.itemgetter(*(i for i, name in enumerate(ServerMetrics._fields) if name != SERVER_VOLATILE))
 
 
 def row_series(families: Sequence[RowFamily[Row]], rows: Sequence[Row], labels: Sequence[Labels],
@@ -538,23 +544,30 @@ class _RowFamilies(Generic[Row]):
     written by prometheus-client, values by its ``floatToGoString``."""
 
     def __init__(self, families: Sequence[RowFamily[Row]], labels_of: Callable[[Sequence[Row]], list[Labels]],
-                 named: Callable[[Row], object]) -> None:
+                 named: Callable[[Row], object], volatile: tuple[str, Callable[[Row], object]] | None = None) -> None:
         self._kept: list[_Kept[Row]] = [_Kept(f) for f in families]
+        #: a field that often changes alone, and what gets every other field of a row
+        self._volatile: tuple[str, Callable[[Row], object]] | None = volatile
         self._labels_of: Callable[[Sequence[Row]], list[Labels]] = labels_of
         self._named_by: Callable[[Row], object] = named
         self._rows: Sequence[Row] = ()
         self._started = False
         self._named: tuple[Sequence[Row], list[Labels]] | None = None  # rows and their label sets
         self._found: tuple[Sequence[Row], tuple[list[int], bool]] | None = None  # rows and what _changed found
+        self._seen: tuple[int, int] | None = None  # (source, sequence) of the rows shown last (Moved)
 
-    def _changed(self, rows: Sequence[Row]) -> tuple[list[int], bool]:
+    def _changed(self, rows: Sequence[Row], moved: Moved | None) -> tuple[list[int], bool]:
         """The rows that are not the objects they were last time, and whether a label set changed
-        (found once for ``slices`` and ``blocks`` of the same rows)."""
+        (found once for ``slices`` and ``blocks`` of the same rows): those ``moved`` lists when they
+        are the next update of the rows shown last (kept rows never rename a row), else found by
+        identity."""
         if self._found is not None and self._found[0] is rows:
             return self._found[1]
         old = self._rows
         if len(rows) != len(old) or not self._started:
             found = list(range(len(rows))), True
+        elif moved is not None and self._seen == (moved.source, moved.sequence - 1):
+            found = sorted(moved.rows), False
         elif rows is old:  # (the backends, while the table and counters stay)
             found = [], False
         else:
@@ -569,10 +582,10 @@ class _RowFamilies(Generic[Row]):
             self._named = (rows, self._labels_of(rows))
         return self._named[1]
 
-    def slices(self, rows: Sequence[Row]) -> Iterator[None]:
+    def slices(self, rows: Sequence[Row], moved: Moved | None = None) -> Iterator[None]:
         """Have prometheus-client write the lines of new label sets ``SLICE`` rows at a time, one step of
         the iterator per slice (``blocks`` then finds them written)."""
-        if not self._changed(rows)[1]:
+        if not self._changed(rows, moved)[1]:
             return
         labels = self._labels(rows)
         missing = [kept.missing(labels) for kept in self._kept]
@@ -583,8 +596,9 @@ class _RowFamilies(Generic[Row]):
                 kept.learn(new[start:start + SLICE])
                 yield
 
-    def blocks(self, rows: Sequence[Row], now: float) -> list[Block]:
-        changed, relabel = self._changed(rows)
+    def blocks(self, rows: Sequence[Row], now: float, moved: Moved | None = None) -> list[Block]:
+        changed, relabel = self._changed(rows, moved)
+        self._seen = (moved.source, moved.sequence) if moved is not None else None
         if relabel:
             labels = self._labels(rows)
             for kept in self._kept:
@@ -592,10 +606,21 @@ class _RowFamilies(Generic[Row]):
             changed = list(range(len(rows)))
             self._started = True
         self._named = self._found = None
-        self._rows = rows
+        old, self._rows = self._rows, rows
         changed_rows = [rows[i] for i in changed]
+        every, every_row = changed, changed_rows  # what the families that read the volatile field see
+        if self._volatile is not None and not relabel and changed:
+            # the rows in which only the volatile field changed are shown by its family alone
+            steady = self._volatile[1]
+            alike = list(map(operator.eq, map(steady, changed_rows), map(steady, [old[i] for i in changed])))
+            if any(alike):
+                changed = [i for i, same in zip(changed, alike, strict=True) if not same]
+                changed_rows = [rows[i] for i in changed]
         for kept in self._kept:
-            kept.show_rows(changed, changed_rows, now)
+            if self._volatile is not None and kept.family.reads == self._volatile[0]:
+                kept.show_rows(every, every_row, now)
+            else:
+                kept.show_rows(changed, changed_rows, now)
             kept.show_timed(rows, now)
         return [block for kept in self._kept for block in kept.blocks()]
 
@@ -604,7 +629,8 @@ class Exporter:
     """Renders scrape after scrape, having prometheus-client write only what is new (module docstring)."""
 
     def __init__(self) -> None:
-        self._servers: _RowFamilies[ServerMetrics] = _RowFamilies(SERVER_FAMILIES, server_labels, SERVER_NAMED)
+        self._servers: _RowFamilies[ServerMetrics] = _RowFamilies(SERVER_FAMILIES, server_labels, SERVER_NAMED,
+                                                                  (SERVER_VOLATILE, SERVER_STEADY))
         self._backends: _RowFamilies[BackendMetrics] = _RowFamilies(BACKEND_FAMILIES, backend_labels,
                                                                      BACKEND_NAMED)
         self._written: dict[str, _Written] = {}
@@ -613,14 +639,14 @@ class Exporter:
     def slices(self, snapshot: MetricsSnapshot) -> Iterator[None]:
         """The costly part of the next ``render`` (prometheus-client writing the lines of label sets it
         has not written: every line on the first scrape), done in steps a caller can pause between."""
-        yield from self._servers.slices(snapshot.servers)
+        yield from self._servers.slices(snapshot.servers, snapshot.servers_moved)
         if snapshot.ipvs is not None:
             yield from self._backends.slices(snapshot.ipvs.backends)
 
     def blocks(self, snapshot: MetricsSnapshot) -> list[Block]:
         """The text of the snapshot as blocks (``saru.api.blocks``): those whose text is unchanged
         since the last scrape are the same objects (their gzip members are not made again)."""
-        out = self._servers.blocks(snapshot.servers, snapshot.now)
+        out = self._servers.blocks(snapshot.servers, snapshot.now, snapshot.servers_moved)
         small = b"".join([self._text(each) if isinstance(each, Series) else generate_latest(_One(each))
                           for each in small_series(snapshot)])
         if small != self._small.text:

@@ -5,7 +5,8 @@ though from one scrape to the next a few hundred of them changed. ``LiveServers`
 redoes only those whose inputs changed since the last ``update``:
 
 * a real whose numbers a check result moved (``RealStats.moves``: most results of a real that stays
-  up move none of them);
+  up move none of them); when its duration alone moved, the row gets the new one in place of the old
+  (``with_duration``) without being made again;
 * every real of a virtual whose service in the data plane's table changed (a plane that hands back
   the same ``Service`` object while it is unchanged, as the proxy does, costs one identity test per
   virtual; otherwise the services are compared);
@@ -17,7 +18,9 @@ redoes only those whose inputs changed since the last ``update``:
 
 A new config (reload), another ``rewrite`` or a ``RealStats.retain`` (records dropped) starts over
 with ``build``'s own functions. A row that is redone but comes out equal keeps its old object, so a
-reader can find what changed by identity (``saru.api.metrics.Exporter`` does). The node_ipvs
+reader can find what changed by identity; the rows an update replaced are also listed
+(``moved``, the snapshot's ``servers_moved``), so the exporter (``saru.api.metrics.Exporter``) need
+not compare 10,000 rows to find them. The node_ipvs
 backends are kept the same way, per service of the table, and their tuple is the same object while
 no backend changed (the exporter then skips them at once). Either way the rows are exactly
 ``build``'s (tests/unit/test_metrics_live.py holds the two to it over sequences of changes).
@@ -34,11 +37,13 @@ from saru.daemon.metrics_snapshot import (
     NO_COUNTERS,
     BackendMetrics,
     IpvsView,
+    Moved,
     ServerMetrics,
     ipvs_totals,
     real_row,
     service_backends,
     virtual_rows,
+    with_duration,
 )
 from saru.daemon.realstats import RealRecord, RealStats
 from saru.dataplane.base import DestStats, ServiceStats
@@ -46,6 +51,7 @@ from saru.model import Config, Override, RealRef, Service, ServiceKey, Table, Vi
 from saru.planner import dest_port
 
 Conns = list[tuple[int, int]]
+_SOURCES = itertools.count(1)  # names each LiveServers (Moved.source)
 
 
 def conns_of(keys: list[tuple[str, int]], service_stats: ServiceStats | None) -> Conns:
@@ -100,6 +106,9 @@ class LiveServers:
         self._ipvs_backends: tuple[BackendMetrics, ...] | None = None
         self._readings: list[ServiceStats] = []  # the counters the totals were taken from
         self.redone = 0  # rows redone by the last update (for the benchmark and the tests)
+        self._source = next(_SOURCES)
+        self._sequence = 0  # updates
+        self._moved: list[int] | None = None  # rows replaced by the last update (None: all made anew)
 
     @property
     def servers(self) -> tuple[ServerMetrics, ...]:
@@ -109,18 +118,27 @@ class LiveServers:
     def active(self) -> tuple[tuple[ServiceKey, int], ...]:
         return tuple((v.key, v.up) for v in self._virtuals)
 
+    @property
+    def moved(self) -> Moved | None:
+        """The rows the last update replaced (None: it made them all anew)."""
+        if self._moved is None:
+            return None
+        return Moved(self._source, self._sequence, tuple(self._moved))
+
     def update(self, config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
                overrides: Mapping[RealRef, Override]) -> None:
         """Bring the rows to ``build``'s for these inputs."""
         realstats = self._realstats
+        self._sequence += 1
         if config is not self._config or rewrite != self._rewrite or realstats.generation != self._generation:
             self._changed.clear()
             self._start(config, table, stats, rewrite, overrides)
             return
-        changed = list(self._changed)
+        changed = list(self._changed.items())
         self._changed.clear()
         redo_virtuals: set[int] = set()
         redo_rows: dict[int, RealRecord | None] = {}  # (its record when a result touched it)
+        durations: dict[int, RealRecord] = {}  # rows whose record's duration alone moved
         fresh = stats is not self._stats
         for i, v in enumerate(self._virtuals):
             service = table.services.get(v.key)
@@ -139,18 +157,29 @@ class LiveServers:
                 if overrides.get(ref) != self._overrides.get(ref):
                     redo_rows.update(dict.fromkeys(self._rows_of.get(ref, ())))
             self._overrides = dict(overrides)
-        for rec in changed:
+        for rec, alone in changed:
             rows = self._by_record.get(rec)
             if rows is None:  # its first result since the rows were made
                 rows = self._by_record[rec] = self._rows_of.get(rec.ref, [])
             for row in rows:
-                redo_rows[row] = rec
+                if alone:
+                    durations[row] = rec
+                else:
+                    redo_rows[row] = rec
         self.redone = 0
+        self._moved = []
         for i in redo_virtuals:
             self._redo_virtual(i)
         for row, record in redo_rows.items():
             if self._virtual_of[row] not in redo_virtuals:
                 self._redo_row(row, record)
+        for row, record in durations.items():
+            if row not in redo_rows and self._virtual_of[row] not in redo_virtuals:
+                old = self._rows[row]
+                if old.check_duration is not None:  # (None: its checktype runs no check)
+                    self._rows[row] = with_duration(old, record.check_duration)
+                    self.redone += 1
+                    self._moved.append(row)
         self._update_backends(table, stats)
 
     def ipvs(self) -> IpvsView:
@@ -189,6 +218,7 @@ class LiveServers:
             if rec is not None:
                 self._by_record[rec] = indices
         self.redone = len(self._rows)
+        self._moved = None
         self._backends = {}
         self._ipvs = self._ipvs_backends = None
         self._update_backends(table, stats)
@@ -198,6 +228,8 @@ class LiveServers:
         if new != old:
             self._rows[row] = new
             self.redone += 1
+            if self._moved is not None:
+                self._moved.append(row)
             if (new.state == "UP") is not (old.state == "UP"):
                 self._virtuals[self._virtual_of[row]].up += 1 if new.state == "UP" else -1
 

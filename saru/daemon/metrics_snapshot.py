@@ -118,6 +118,16 @@ class IpvsView:
     backends: tuple[BackendMetrics, ...]
 
 
+class Moved(NamedTuple):
+    """Which of a snapshot's ``servers`` rows are other objects than in the snapshot made before it from
+    the same kept rows (``KeptRows``): ``source`` names the kept rows, ``sequence`` counts their
+    updates (a reader that saw ``sequence - 1`` of the same source needs to look at ``rows`` only)."""
+
+    source: int
+    sequence: int
+    rows: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class MetricsSnapshot:
     """Everything ``/metrics`` shows (see the module docstring)."""
@@ -137,6 +147,8 @@ class MetricsSnapshot:
     local_faults: tuple[tuple[str, int], ...] = ()
     #: the alarms (``local_fault``, ``panic``) and whether each is raised
     alarms: tuple[tuple[str, bool], ...] = ()
+    #: the rows that changed since the kept rows' last snapshot (None: not from kept rows, or all anew)
+    servers_moved: Moved | None = None
 
 
 def verdict(up: bool | None, checktype: str) -> bool | None:
@@ -166,6 +178,15 @@ def real_row(service: ServiceKey, checktype: str, real: RealConfig, dest: Dest |
     return ServerMetrics(service, real.address, real.port, state, weight, rec.check_class if ran else None,
                          rec.check_duration if ran else None, rec.failures, rec.up_down, rec.last_change,
                          rec.down_since, rec.downtime, conns.active_connections, conns.inactive_connections)
+
+
+_BEFORE_DURATION = ServerMetrics._fields.index("check_duration")
+
+
+def with_duration(row: ServerMetrics, duration: float) -> ServerMetrics:
+    """``row`` with another check duration (``row._replace(check_duration=duration)``, three times
+    faster; slices joined, a third faster than unpacking them)."""
+    return tuple.__new__(ServerMetrics, row[:_BEFORE_DURATION] + (duration,) + row[_BEFORE_DURATION + 1:])  # noqa: RUF005  # noqa: RUF005 (faster)
 
 
 def virtual_rows(v: VirtualConfig, vkey: ServiceKey, service: Service | None, service_stats: ServiceStats | None,
@@ -256,6 +277,9 @@ class KeptRows(Protocol):
     @property
     def active(self) -> tuple[tuple[ServiceKey, int], ...]: ...
 
+    @property
+    def moved(self) -> Moved | None: ...
+
     def ipvs(self) -> IpvsView: ...
 
 
@@ -271,7 +295,7 @@ def build(*, version: str, dataplane: str, config: Config, table: Table,
         rows, per_virtual = tuple(found), tuple(active)
     else:
         kept.update(config, table, stats, rewrite, overrides or {})
-        rows, per_virtual = kept.servers, kept.active
+        rows, per_virtual, moved = kept.servers, kept.active, kept.moved
     return MetricsSnapshot(
         version=version, dataplane=dataplane, now=realstats.now(), servers=rows, active_servers=per_virtual,
         vrrp=vrrp(ha), reloads_ok=reloads_ok, reloads_failed=reloads_failed,
@@ -279,4 +303,5 @@ def build(*, version: str, dataplane: str, config: Config, table: Table,
         ipvs=None if dataplane == "ipvs" else ipvs_view(table, stats) if kept is None else kept.ipvs(),
         local_faults=tuple((reason, (local_faults or {}).get(reason, 0)) for reason in LOCAL_FAULT_REASONS),
         alarms=tuple(sorted((alarms or {}).items())),
+        servers_moved=moved if kept is not None else None,
     )

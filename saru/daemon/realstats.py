@@ -17,11 +17,12 @@ the same value, so its line in ``/metrics`` stays as it was (the exact latency o
 
 The records are kept per virtual service, by (address, port), so that a scrape of 10,000 reals looks
 each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` per real. Readers that
-keep their own view get a set of records to empty as they read: ``changes()`` gets every record a
-result touched (the status document shows each real's last result), ``moves()`` only those whose
-numbers above moved (the metrics' live snapshot, ``saru.daemon.metrics_live.LiveServers``, redoes
-only those reals: most results of a real that stays up change none of them). Records hash by
-identity. ``generation`` counts ``retain`` calls (records may have been dropped: readers start over).
+keep their own view get a collection of records to empty as they read: ``changes()`` a set of every
+record a result touched (the status document shows each real's last result), ``moves()`` a mapping
+of only those whose numbers above moved, to whether their duration alone did (the metrics' live
+snapshot, ``saru.daemon.metrics_live.LiveServers``, redoes only those reals, and of the latter only
+the duration). Records hash by identity. ``generation`` counts ``retain`` calls (records may have
+been dropped: readers start over).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class RealStats:
         self.started = clock()
         self._records: dict[ServiceKey, dict[tuple[str, int], RealRecord]] = {}
         self._changes: list[set[RealRecord]] = []
-        self._moves: list[set[RealRecord]] = []
+        self._moves: list[dict[RealRecord, bool]] = []
         self.generation = 0  # retain() calls
         self.results = 0  # check results recorded since the start (the soak's achieved check rate)
 
@@ -97,11 +98,13 @@ class RealStats:
             rec.failures += not result.ok
         if up is rec.up:
             if before != (rec.maintenance, rec.check_class, rec.check_duration, rec.failures):
+                alone = (before[0] == rec.maintenance and before[1] == rec.check_class  # the duration alone
+                         and before[3] == rec.failures)
                 for moved in self._moves:
-                    moved.add(rec)
+                    moved[rec] = moved.get(rec, True) and alone
             return
         for moved in self._moves:
-            moved.add(rec)
+            moved[rec] = False
         now = self._clock()
         if rec.up is not None:
             rec.last_change = now
@@ -120,10 +123,11 @@ class RealStats:
         self._changes.append(changed)
         return changed
 
-    def moves(self) -> set[RealRecord]:
-        """A set that gets every record whose numbers a result changed from now on (the reader empties
-        it): its verdict, maintenance, class, duration (ms) or failures (module docstring)."""
-        moved: set[RealRecord] = set()
+    def moves(self) -> dict[RealRecord, bool]:
+        """A mapping that gets every record whose numbers a result changed from now on (the reader
+        empties it): its verdict, maintenance, class, duration (ms) or failures; to True while its
+        duration alone changed (module docstring)."""
+        moved: dict[RealRecord, bool] = {}
         self._moves.append(moved)
         return moved
 
@@ -152,8 +156,10 @@ class RealStats:
             if rec is not None:
                 kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
         self._records = kept
-        for changed in (*self._changes, *self._moves):
+        for changed in self._changes:
             changed.clear()
+        for moved in self._moves:
+            moved.clear()
         self.generation += 1
 
     def __len__(self) -> int:

@@ -43,6 +43,7 @@ RESULTS = (
     CheckResult(ok=False, message="timed out", latency=5.0, layer="L4", failure="timeout"),
     CheckResult(ok=True, message="connected", latency=0.0004, layer="L4"),
     CheckResult(ok=False, message=MAINTENANCE_MESSAGE),
+    CheckResult(ok=True, message="HTTP 200 OK", latency=0.0031, layer="L7"),  # as the first, in other ms
 )
 SPEC = CheckSpec("connect", "none", "tcp", "10.0.0.2", 80)
 
