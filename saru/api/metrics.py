@@ -472,10 +472,19 @@ class _Kept(Generic[Row]):
             if len(self.timed) == len(shown):  # every row (the ages): show_timed writes them all next
                 return
         values = self.family.column(rows, now)
-        if values != [shown[i] for i in indices]:  # (most families show the same for a real checked again)
+        if values == [shown[i] for i in indices]:  # (most families show the same for a real checked again)
+            return
+        if self.family.one_hot is not None:
             for i, v in zip(indices, values, strict=True):
                 if v != shown[i]:
                     self.show(i, v)
+            return
+        parts, prefixes, chunks = self.parts, self._rows, self._chunks  # (show, inlined: a number or None)
+        for i, v in zip(indices, values, strict=True):
+            if v != shown[i]:
+                shown[i] = v
+                chunks[i // CHUNK] = None
+                parts[i] = b"" if v is None else prefixes[i][0] + _value(v)  # type: ignore[arg-type]
 
     def show_timed(self, rows: Sequence[Row], now: float) -> None:
         """The rows whose value changes with the time show theirs at ``now`` (``show``, inlined: with
@@ -555,6 +564,7 @@ class _RowFamilies(Generic[Row]):
         self._named: tuple[Sequence[Row], list[Labels]] | None = None  # rows and their label sets
         self._found: tuple[Sequence[Row], tuple[list[int], bool]] | None = None  # rows and what _changed found
         self._seen: tuple[int, int] | None = None  # (source, sequence) of the rows shown last (Moved)
+        self._alone: tuple[int, ...] | None = None  # (Moved.alone) rows whose volatile field alone changed
 
     def _changed(self, rows: Sequence[Row], moved: Moved | None) -> tuple[list[int], bool]:
         """The rows that are not the objects they were last time, and whether a label set changed
@@ -563,11 +573,13 @@ class _RowFamilies(Generic[Row]):
         identity."""
         if self._found is not None and self._found[0] is rows:
             return self._found[1]
+        self._alone = None
         old = self._rows
         if len(rows) != len(old) or not self._started:
             found = list(range(len(rows))), True
         elif moved is not None and self._seen == (moved.source, moved.sequence - 1):
-            found = sorted(moved.rows), False
+            rows_moved, self._alone = moved.rows, moved.alone
+            found = sorted(rows_moved + self._alone), False
         elif rows is old:  # (the backends, while the table and counters stay)
             found = [], False
         else:
@@ -611,11 +623,14 @@ class _RowFamilies(Generic[Row]):
         every, every_row = changed, changed_rows  # what the families that read the volatile field see
         if self._volatile is not None and not relabel and changed:
             # the rows in which only the volatile field changed are shown by its family alone
-            steady = self._volatile[1]
-            alike = list(map(operator.eq, map(steady, changed_rows), map(steady, [old[i] for i in changed])))
-            if any(alike):
+            if self._alone is not None:  # (the kept rows said which)
+                alone = set(self._alone)
+                changed = [i for i in changed if i not in alone]
+            else:
+                steady = self._volatile[1]
+                alike = list(map(operator.eq, map(steady, changed_rows), map(steady, [old[i] for i in changed])))
                 changed = [i for i, same in zip(changed, alike, strict=True) if not same]
-                changed_rows = [rows[i] for i in changed]
+            changed_rows = [rows[i] for i in changed]
         for kept in self._kept:
             if self._volatile is not None and kept.family.reads == self._volatile[0]:
                 kept.show_rows(every, every_row, now)

@@ -109,6 +109,7 @@ class LiveServers:
         self._source = next(_SOURCES)
         self._sequence = 0  # updates
         self._moved: list[int] | None = None  # rows replaced by the last update (None: all made anew)
+        self._alone: list[int] = []  # of those, the rows whose check duration alone changed
 
     @property
     def servers(self) -> tuple[ServerMetrics, ...]:
@@ -123,7 +124,7 @@ class LiveServers:
         """The rows the last update replaced (None: it made them all anew)."""
         if self._moved is None:
             return None
-        return Moved(self._source, self._sequence, tuple(self._moved))
+        return Moved(self._source, self._sequence, tuple(self._moved), tuple(self._alone))
 
     def update(self, config: Config, table: Table, stats: Mapping[ServiceKey, ServiceStats], rewrite: bool,
                overrides: Mapping[RealRef, Override]) -> None:
@@ -167,7 +168,7 @@ class LiveServers:
                 else:
                     redo_rows[row] = rec
         self.redone = 0
-        self._moved = []
+        self._moved, self._alone = [], []
         for i in redo_virtuals:
             self._redo_virtual(i)
         for row, record in redo_rows.items():
@@ -179,7 +180,7 @@ class LiveServers:
                 if old.check_duration is not None:  # (None: its checktype runs no check)
                     self._rows[row] = with_duration(old, record.check_duration)
                     self.redone += 1
-                    self._moved.append(row)
+                    self._alone.append(row)
         self._update_backends(table, stats)
 
     def ipvs(self) -> IpvsView:

@@ -121,11 +121,13 @@ class IpvsView:
 class Moved(NamedTuple):
     """Which of a snapshot's ``servers`` rows are other objects than in the snapshot made before it from
     the same kept rows (``KeptRows``): ``source`` names the kept rows, ``sequence`` counts their
-    updates (a reader that saw ``sequence - 1`` of the same source needs to look at ``rows`` only)."""
+    updates (a reader that saw ``sequence - 1`` of the same source needs to look at these rows only):
+    ``rows`` made again, ``alone`` those whose check duration alone changed."""
 
     source: int
     sequence: int
     rows: tuple[int, ...]
+    alone: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
