@@ -289,6 +289,33 @@ async def test_large_response_and_stats_count_bytes(plane: ProxyDataplane, nginx
     assert stats.connections == 2
 
 
+async def test_a_reading_in_which_nothing_moved_gives_the_same_objects(plane: ProxyDataplane,
+                                                                     nginx: NginxFactory) -> None:
+    """A service none of whose counters moved is read as the same ServiceStats (the metrics skip it);
+    a new connection, its bytes and its end each give a new reading."""
+    real = nginx(name="rs1", files={"/index.html": "one\n"})
+    key = tcp(free_port())
+    await plane.apply(service_ops(key, [real]))
+    first = (await plane.stats())[key]
+    assert (await plane.stats())[key] is first
+    conn = await Http.open("127.0.0.1", key.port)
+    status, _, _ = await conn.get("/index.html")
+    during = (await plane.stats())[key]
+    assert status == 200 and during is not first
+    assert during.dests[(real.host, real.port)].active_connections == 1
+    assert (await plane.stats())[key] is during
+    await conn.close()
+
+    async def ended() -> bool:  # (the relay sees the FIN shortly after)
+        return (await plane.stats())[key].dests[(real.host, real.port)].active_connections == 0
+
+    await wait_until(ended)
+    after = (await plane.stats())[key]
+    assert after is not during and (after.connections, after.bytes_in) == (1, conn.sent)
+    await plane.zero(key)
+    assert (await plane.stats())[key].connections == 0
+
+
 async def test_half_close_is_forwarded(plane: ProxyDataplane) -> None:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = await reader.read()  # until the client's FIN

@@ -9,6 +9,7 @@ every step the two must be equal, byte for byte."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import gzip
 from unittest import mock
 
@@ -19,6 +20,7 @@ from saru.api import metrics
 from saru.api.blocks import Gzipped
 from saru.api.metrics import Exporter, render
 from saru.config.ldirectord import parse_text
+from saru.daemon import heap
 from saru.daemon.histogram import Histogram
 from saru.daemon.metrics_live import LiveServers
 from saru.daemon.metrics_snapshot import MetricsSnapshot, build
@@ -185,3 +187,12 @@ def test_a_check_duration_is_kept_in_milliseconds_as_haproxys() -> None:
     realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0123456), True)
     (rec,) = realstats.for_service(ref.service).values()
     assert rec.check_duration == 0.012
+
+
+def test_the_daemon_raises_the_collectors_first_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        heap.tune()
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.set_threshold(*before)
