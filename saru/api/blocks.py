@@ -6,7 +6,9 @@ text: a block per metric family and chunk of reals), is gzipped by compressing o
 * each block is compressed once, on its own, into a piece of a DEFLATE stream (RFC 1951): a fresh
   compressor at level 1, ended by a sync flush (an empty stored block), so the piece ends on a byte
   boundary, is not the last block of a stream and refers to nothing before it. Pieces one after the
-  other are one valid stream; an empty final block ends it.
+  other are one valid stream; an empty final block ends it. The compressor is ISA-L's (python-isal,
+  ``isal_zlib``: zlib's interface, its output any inflater reads): on 40 blocks of the metrics' text
+  (4.5 MB) 1.5 ms against zlib's 13.5 ms at level 1, and 2 % smaller.
 * the gzip wrapper (RFC 1952) needs the CRC-32 and the length of the whole text. The CRC-32 of the
   leading blocks that are the same objects as in the last answer is kept (``Gzipped``); from the
   first other block on, a block that was not in the last answer has its text run through
@@ -33,8 +35,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.http import StreamWriter
+from isal import isal_zlib
 
-#: zlib's level for the pieces: the fastest (the metrics' text still shrinks ~27 times)
+#: the level of the pieces: ISA-L's 1 (the metrics' text still shrinks ~29 times)
 LEVEL = 1
 #: gzip's header: deflate, no flags, no time, no extra flags, OS unknown
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -46,8 +49,8 @@ POLY = 0xEDB88320
 
 def deflate_piece(text: bytes) -> bytes:
     """``text`` as a piece of a DEFLATE stream that other pieces may follow (module docstring)."""
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    compressor = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+    return compressor.compress(text) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
 
 
 def _times(a: int, b: int) -> int:
