@@ -185,9 +185,8 @@ def backend_labels(backends: Sequence[BackendMetrics]) -> list[Labels]:
 SERVER_NAMED = operator.itemgetter(0, 1, 2)
 BACKEND_NAMED = operator.itemgetter(0, 1, 2, 3, 4, 5)
 #: the field of a real's row that most often changes alone (a check that passes again in another
-#: number of milliseconds), and every other field
+#: number of milliseconds; the kept rows say which rows changed it alone: ``Moved.alone``)
 SERVER_VOLATILE = "check_duration"
-SERVER_STEADY = operator.itemgetter(*(i for i, name in enumerate(ServerMetrics._fields) if name != SERVER_VOLATILE))
 
 
 def row_series(families: Sequence[RowFamily[Row]], rows: Sequence[Row], labels: Sequence[Labels],
@@ -345,22 +344,16 @@ def _prefix(line: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _whole(value: int) -> bytes:
-    return f"{floatToGoString(value)}\n".encode()
-
-
-@functools.lru_cache(maxsize=4096)
-def _fraction(value: float) -> bytes:
+def _kept_text(value: float) -> bytes:
     return f"{floatToGoString(value)}\n".encode()
 
 
 def _value(value: float) -> bytes:
     """prometheus-client's text of a sample's value, and the line's end (kept for the whole numbers
-    and the positive fractions seen lately: counters, weights, check durations in milliseconds)."""
-    if isinstance(value, int):
-        return _whole(value)
-    if value > 0:  # (not -0.0, which the cache would take for 0.0)
-        return _fraction(value)
+    and the positive fractions seen lately: counters, weights, check durations in milliseconds; a
+    whole number and its float write the same text)."""
+    if isinstance(value, int) or value > 0:  # (not -0.0, which the cache would take for 0.0)
+        return _kept_text(value)
     return f"{floatToGoString(value)}\n".encode()
 
 
@@ -469,7 +462,7 @@ class _Kept(Generic[Row]):
                     self.timed.add(i)
                 else:
                     self.timed.discard(i)
-            if len(self.timed) == len(shown):  # every row (the ages): show_timed writes them all next
+            if len(self.timed) == len(shown):  # every row (every real down): show_timed writes them all next
                 return
         values = self.family.column(rows, now)
         if values == [shown[i] for i in indices]:  # (most families show the same for a real checked again)
@@ -553,10 +546,10 @@ class _RowFamilies(Generic[Row]):
     written by prometheus-client, values by its ``floatToGoString``."""
 
     def __init__(self, families: Sequence[RowFamily[Row]], labels_of: Callable[[Sequence[Row]], list[Labels]],
-                 named: Callable[[Row], object], volatile: tuple[str, Callable[[Row], object]] | None = None) -> None:
+                 named: Callable[[Row], object], volatile: str | None = None) -> None:
         self._kept: list[_Kept[Row]] = [_Kept(f) for f in families]
-        #: a field that often changes alone, and what gets every other field of a row
-        self._volatile: tuple[str, Callable[[Row], object]] | None = volatile
+        #: a field that often changes alone (``Moved.alone``: the rows in which it did)
+        self._volatile = volatile
         self._labels_of: Callable[[Sequence[Row]], list[Labels]] = labels_of
         self._named_by: Callable[[Row], object] = named
         self._rows: Sequence[Row] = ()
@@ -618,21 +611,17 @@ class _RowFamilies(Generic[Row]):
             changed = list(range(len(rows)))
             self._started = True
         self._named = self._found = None
-        old, self._rows = self._rows, rows
+        self._rows = rows
         changed_rows = [rows[i] for i in changed]
         every, every_row = changed, changed_rows  # what the families that read the volatile field see
-        if self._volatile is not None and not relabel and changed:
-            # the rows in which only the volatile field changed are shown by its family alone
-            if self._alone is not None:  # (the kept rows said which)
-                alone = set(self._alone)
-                changed = [i for i in changed if i not in alone]
-            else:
-                steady = self._volatile[1]
-                alike = list(map(operator.eq, map(steady, changed_rows), map(steady, [old[i] for i in changed])))
-                changed = [i for i, same in zip(changed, alike, strict=True) if not same]
+        if self._volatile is not None and self._alone and not relabel:
+            # the rows in which only the volatile field changed (the kept rows said which) are shown by
+            # its family alone
+            alone = set(self._alone)
+            changed = [i for i in changed if i not in alone]
             changed_rows = [rows[i] for i in changed]
         for kept in self._kept:
-            if self._volatile is not None and kept.family.reads == self._volatile[0]:
+            if self._volatile is not None and kept.family.reads == self._volatile:
                 kept.show_rows(every, every_row, now)
             else:
                 kept.show_rows(changed, changed_rows, now)
@@ -645,7 +634,7 @@ class Exporter:
 
     def __init__(self) -> None:
         self._servers: _RowFamilies[ServerMetrics] = _RowFamilies(SERVER_FAMILIES, server_labels, SERVER_NAMED,
-                                                                  (SERVER_VOLATILE, SERVER_STEADY))
+                                                                  SERVER_VOLATILE)
         self._backends: _RowFamilies[BackendMetrics] = _RowFamilies(BACKEND_FAMILIES, backend_labels,
                                                                      BACKEND_NAMED)
         self._written: dict[str, _Written] = {}

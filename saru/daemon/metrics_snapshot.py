@@ -188,7 +188,7 @@ _BEFORE_DURATION = ServerMetrics._fields.index("check_duration")
 def with_duration(row: ServerMetrics, duration: float) -> ServerMetrics:
     """``row`` with another check duration (``row._replace(check_duration=duration)``, three times
     faster; slices joined, a third faster than unpacking them)."""
-    return tuple.__new__(ServerMetrics, row[:_BEFORE_DURATION] + (duration,) + row[_BEFORE_DURATION + 1:])  # noqa: RUF005  # noqa: RUF005 (faster)
+    return tuple.__new__(ServerMetrics, row[:_BEFORE_DURATION] + (duration,) + row[_BEFORE_DURATION + 1:])  # noqa: RUF005 (faster)
 
 
 def virtual_rows(v: VirtualConfig, vkey: ServiceKey, service: Service | None, service_stats: ServiceStats | None,
