@@ -12,14 +12,16 @@ Measured, on the daemon's process only (utime + stime from ``/proc/PID/stat``, a
    before); also the answer's size and wall time. ``/metrics`` is measured twice: a plain request
    (``Accept-Encoding: identity``), and one accepting gzip, as Prometheus always scrapes. Goal for
    ``/metrics``: < 100 ms.
-2. The check plane's checks per CPU-second (a second daemon, ``checkinterval=5``: 2,000 checks a
-   second, scraped once before), over windows of whole passes without a request, with a
-   ``/metrics`` scrape every second accepting gzip (Prometheus's), and with a plain scrape every
-   second; the checks are counted on the backends (one nginx access-log line per check), so counting
-   them costs the daemon nothing. The three kinds of window take turns for ``--rounds`` rounds and
-   each kind's windows are added up: the daemon's CPU for the same checks drifts by ±10 % over a
-   minute even on a quiet machine, and one long window of each kind measured that drift more than the
-   scrapes. Each round's own drop is shown too (lowest / median / highest). Goal: <= 5 % lower with
+2. The check plane's checks per CPU-second with and without a ``/metrics`` scrape every second:
+   two daemons of the same code side by side (``checkinterval=5``: 2,000 checks a second each, each
+   scraped once before), each checking the same reals on its own port; in each window of whole passes
+   one of them is scraped every second (accepting gzip, as Prometheus, or plain) and the other is
+   not, and the next window swaps them. Both are measured over the same seconds, so the machine's
+   drift (the CPU for the same 20,000 checks moves by ±10 % over a minute on this shared machine,
+   more than the effect being measured) falls on both alike, and swapping them takes out what differs
+   between the two processes. The checks are counted on the backends (one nginx access-log line per
+   check, one log per port), so counting them costs the daemons nothing. The windows of each kind are
+   added up; each window's own drop is shown too (lowest / median / highest). Goal: <= 5 % lower with
    the (gzip) scrapes.
 
 With ``--peer DIR`` a second source tree (the code before a change) is measured the same way in the
@@ -67,38 +69,48 @@ error_log {dir}/error.log error;
 events {{ worker_connections 16384; }}
 http {{
     log_format one "1";
-    access_log {dir}/access.log one;
+{servers}
+}}
+"""
+SERVER = """\
     server {{
 {listens}
+        access_log {dir}/access-{port}.log one;
         root {dir}/root;
     }}
-}}
 """
 
 
 @dataclass
 class Backends:
-    """One nginx serving /check.html on many loopback addresses, logging one line per request."""
+    """One nginx serving /check.html on many loopback addresses, on one port per daemon checking them,
+    logging one line per request in one log per port."""
 
     directory: Path
-    addresses: list[tuple[str, int]]
+    hosts: list[str]
+    ports: list[int]
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def addresses(self, port: int) -> list[tuple[str, int]]:
+        return [(host, port) for host in self.hosts]
 
     def start(self) -> None:
         (self.directory / "root").mkdir(parents=True)
         (self.directory / "root" / "check.html").write_text("OK alive\n")
-        listens = "\n".join(f"        listen {a}:{p} backlog=4096;" for a, p in self.addresses)
+        servers = "".join(SERVER.format(dir=self.directory, port=port, listens="\n".join(
+            f"        listen {a}:{p} backlog=4096;" for a, p in self.addresses(port))) for port in self.ports)
         user = "user root;" if os.geteuid() == 0 else ""
         (self.directory / "nginx.conf").write_text(NGINX_CONF.format(user=user, dir=self.directory,
-                                                                     listens=listens))
+                                                                     servers=servers))
         self.process = subprocess.Popen(["nginx", "-c", str(self.directory / "nginx.conf"), "-e",
                                          str(self.directory / "error.log")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(*self.addresses[-1], timeout=20)
+        for port in self.ports:
+            wait_for_port(self.hosts[-1], port, timeout=20)
 
-    def requests(self) -> int:
-        """Requests served so far (access-log lines)."""
-        path = self.directory / "access.log"
+    def requests(self, port: int) -> int:
+        """Requests served on ``port`` so far (access-log lines)."""
+        path = self.directory / f"access-{port}.log"
         return path.stat().st_size // 2 if path.exists() else 0  # "1\n" per request
 
     def stop(self) -> None:
@@ -113,8 +125,12 @@ class Backends:
             self.process = None
 
 
+def hosts(block: int, count: int) -> list[str]:
+    return [f"127.{block}.{i // 250}.{i % 250 + 1}" for i in range(count)]
+
+
 def addresses(block: int, count: int, port: int) -> list[tuple[str, int]]:
-    return [(f"127.{block}.{i // 250}.{i % 250 + 1}", port) for i in range(count)]
+    return [(host, port) for host in hosts(block, count)]
 
 
 def config_text(port: int, reals: list[tuple[str, int]], per_virtual: int, interval: float) -> str:
@@ -138,8 +154,10 @@ def get(url: str, gzip: bool = False) -> tuple[int, int]:
 
 
 class Daemon:
-    def __init__(self, workdir: Path, config: str, api_port: int, code: Path = ROOT) -> None:
-        self.workdir = workdir
+    """A ``saru run`` of the proxy plane checking the backends on ``port``."""
+
+    def __init__(self, workdir: Path, config: str, api_port: int, code: Path, port: int) -> None:
+        self.workdir, self.port = workdir, port
         (workdir / "ldirectord.cf").write_text(config)
         (workdir / "saru.toml").write_text(f'[api]\nlisten = "127.0.0.1:{api_port}"\n')
         self.log = (workdir / "saru.log").open("wb")
@@ -177,13 +195,15 @@ class Daemon:
         self.log.close()
 
 
-def checks_done(groups: list[Backends]) -> int:
-    return sum(g.requests() for g in groups)
+def checks_done(groups: list[Backends], port: int | None = None) -> int:
+    """Checks the backends served on ``port`` (None: on every port) so far."""
+    return sum(g.requests(p) for g in groups for p in (g.ports if port is None else [port]))
 
 
 def between_passes(groups: list[Backends], interval: float) -> None:
     """Return halfway between two passes of the checks (the reals of a daemon started at once are
-    checked together, once per interval): a window of whole intervals then holds whole passes."""
+    checked together, once per interval; daemons started together check theirs together): a window of
+    whole intervals then holds whole passes."""
     deadline = time.monotonic() + 3 * interval
     count = checks_done(groups)
     while time.monotonic() < deadline:  # wait for a pass to start…
@@ -200,30 +220,30 @@ def between_passes(groups: list[Backends], interval: float) -> None:
     time.sleep(max(0.0, start + interval / 2 - time.monotonic()))
 
 
-def quiet_window(daemon: Daemon, groups: list[Backends], seconds: float) -> dict[str, float]:
-    """The daemon's CPU and the checks done over ``seconds`` without a request."""
-    checks0, cpu0, wall0 = checks_done(groups), daemon.cpu(), time.monotonic()
-    time.sleep(seconds)
-    checks, cpu, wall = checks_done(groups) - checks0, daemon.cpu() - cpu0, time.monotonic() - wall0
-    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 3), "checks": checks,
-            "cpu_rate": cpu / wall, "checks_per_cpu_second": round(checks / cpu) if cpu else 0}
-
-
-def scraped_window(daemon: Daemon, groups: list[Backends], seconds: float, gzip: bool) -> dict[str, float]:
-    """The same with one /metrics scrape at the start of every second (``gzip``: accepting gzip)."""
-    checks0, cpu0, wall0 = checks_done(groups), daemon.cpu(), time.monotonic()
+def paired_window(pair: list[Daemon], scraped: Daemon, groups: list[Backends], seconds: float,
+                  gzip: bool) -> dict[str, dict[str, float]]:
+    """Both daemons' CPU and checks over the same ``seconds``, one ``/metrics`` scrape of ``scraped`` at
+    the start of every second (``gzip``: accepting gzip): {"scraped": …, "quiet": …}."""
+    quiet = next(d for d in pair if d is not scraped)
+    start = {d: (checks_done(groups, d.port), d.cpu()) for d in pair}
+    wall0 = time.monotonic()
     scrapes = 0
     next_at = wall0
     while time.monotonic() - wall0 < seconds:
-        status, _size = get(daemon.base + "/metrics", gzip)
+        status, _size = get(scraped.base + "/metrics", gzip)
         assert status == 200, status
         scrapes += 1
         next_at += 1.0
         time.sleep(max(0.0, next_at - time.monotonic()))
     time.sleep(max(0.0, wall0 + seconds - time.monotonic()))
-    checks, cpu, wall = checks_done(groups) - checks0, daemon.cpu() - cpu0, time.monotonic() - wall0
-    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 3), "checks": checks, "scrapes": scrapes,
-            "checks_per_cpu_second": round(checks / cpu) if cpu else 0}
+    wall = time.monotonic() - wall0
+    found: dict[str, dict[str, float]] = {}
+    for role, d in (("scraped", scraped), ("quiet", quiet)):
+        checks, cpu = checks_done(groups, d.port) - start[d][0], d.cpu() - start[d][1]
+        found[role] = {"daemon": pair.index(d), "seconds": round(wall, 2), "cpu_seconds": round(cpu, 3),
+                       "checks": checks, "scrapes": scrapes if d is scraped else 0,
+                       "checks_per_cpu_second": round(checks / cpu) if cpu else 0}
+    return found
 
 
 def pooled(windows: list[dict[str, float]]) -> dict[str, float]:
@@ -266,22 +286,32 @@ def per_request(daemon: Daemon, path: str, count: int, gzip: bool = False) -> di
             "wall_ms_max": round(1000 * max(walls), 1)}
 
 
-def start_daemon(workdir: Path, reals: list[tuple[str, int]], interval: float, code: Path = ROOT) -> Daemon:
-    workdir.mkdir()
-    daemon = Daemon(workdir, config_text(20000, reals, 100, interval), free_port(), code)
+def start_daemons(base: Path, groups: list[Backends], ports: list[int], interval: float,
+                  code: Path = ROOT) -> list[Daemon]:
+    """A daemon per port, each checking every backend on its port, started together (their passes
+    come together)."""
+    daemons = []
     started = time.monotonic()
-    daemon.wait_ready(600)
-    print(f"{len(reals)} reals ready in {time.monotonic() - started:.1f}s "
+    for n, port in enumerate(ports):
+        reals = [ep for g in groups for ep in g.addresses(port)]
+        workdir = base / f"director-{n}"
+        workdir.mkdir(parents=True)
+        daemons.append(Daemon(workdir, config_text(20000 + 200 * n, reals, 100, interval), free_port(), code,
+                              port))
+    for daemon in daemons:
+        daemon.wait_ready(600)
+    count = sum(len(g.hosts) for g in groups)
+    print(f"{len(daemons)} x {count} reals ready in {time.monotonic() - started:.1f}s "
           f"(checkinterval {interval:g}s, HTTP negotiate checks)")
-    return daemon
+    return daemons
 
 
 def measure(base: Path, groups: list[Backends], args: argparse.Namespace, code: Path) -> dict[str, Any]:
     """Every measure of one saru source tree (``code``: this one, or a peer to compare with)."""
-    reals = [ep for g in groups for ep in g.addresses]
-    daemon: Daemon | None = None
+    daemons: list[Daemon] = []
+    ports = groups[0].ports
     try:
-        daemon = start_daemon(base / "director-requests", reals, REQUESTS_INTERVAL, code)
+        (daemon,) = daemons = start_daemons(base / "requests", groups, ports[:1], REQUESTS_INTERVAL, code)
         time.sleep(1.0)  # the first pass is over; the next one comes a minute after the start
         metrics = per_request(daemon, "/metrics", args.scrapes)
         print(f"  /metrics: {metrics}")
@@ -290,49 +320,42 @@ def measure(base: Path, groups: list[Backends], args: argparse.Namespace, code: 
         status = per_request(daemon, "/api/v1/status", max(3, args.scrapes // 4))
         print(f"  /api/v1/status: {status}")
         daemon.stop()
-        daemon = start_daemon(base / "director-checks", reals, args.interval, code)
-        get(daemon.base + "/metrics")  # as if Prometheus had been scraping: the first answer writes all
+        pair = daemons = start_daemons(base / "checks", groups, ports, args.interval, code)
+        for d in pair:
+            get(d.base + "/metrics")  # as if Prometheus had been scraping: the first answer writes all
         seconds = args.interval * max(1, round(args.seconds / args.interval))  # whole passes
         between_passes(groups, args.interval)
-        windows: dict[str, list[dict[str, float]]] = {"quiet": [], "gzip": [], "identity": []}
-        for n in range(args.rounds):  # interleaved: the machine's drift falls on every kind alike
+        windows: dict[str, list[dict[str, dict[str, float]]]] = {"gzip": [], "identity": []}
+        for n in range(args.rounds):  # each kind scrapes each daemon in turn, the other one beside it
             for kind in windows:
-                window = (quiet_window(daemon, groups, seconds) if kind == "quiet"
-                          else scraped_window(daemon, groups, seconds, gzip=kind == "gzip"))
-                windows[kind].append(window)
-                print(f"  round {n + 1}, {kind}: {window}")
-        quiet, scraped, scraped_plain = (pooled(windows[kind]) for kind in windows)
-        print(f"  no request: {quiet}")
-        print(f"  a scrape every second (gzip, as Prometheus): {scraped}")
-        print(f"  a scrape every second (identity): {scraped_plain}")
-        flaps = transitions(daemon)
+                for scraped in pair:
+                    window = paired_window(pair, scraped, groups, seconds, gzip=kind == "gzip")
+                    windows[kind].append(window)
+                    print(f"  round {n + 1}, {kind}, daemon {pair.index(scraped)} scraped: {window}")
+        flaps = sum(transitions(d) for d in pair)
         print(f"  UP -> DOWN transitions during the windows: {flaps}")
     finally:
-        if daemon is not None:
-            daemon.stop()
+        for d in daemons:
+            d.stop()
 
-    def drop(window: dict[str, float]) -> float:
-        return round(1 - window["checks_per_cpu_second"] / quiet["checks_per_cpu_second"], 3)
-
-    def round_drops(kind: str) -> list[float]:
-        """Each round's drop (its scraped window against its own quiet one): the spread of the pooled one."""
-        return sorted(round(1 - s["checks_per_cpu_second"] / q["checks_per_cpu_second"], 3)
-                      for q, s in zip(windows["quiet"], windows[kind], strict=True))
-
-    def under_checks(window: dict[str, float]) -> float:
-        """A scrape's CPU next to the checks: the window's CPU beyond the quiet window's rate."""
-        return round((window["cpu_seconds"] - quiet["cpu_rate"] * window["seconds"]) / max(1, window["scrapes"])
-                     * 1000, 1)
+    def kind_of(kind: str) -> dict[str, Any]:
+        quiet = pooled([w["quiet"] for w in windows[kind]])
+        scraped = pooled([w["scraped"] for w in windows[kind]])
+        drops = sorted(round(1 - w["scraped"]["checks_per_cpu_second"] / w["quiet"]["checks_per_cpu_second"], 3)
+                       for w in windows[kind])
+        # a scrape's CPU next to the checks: the scraped daemon's CPU beyond what the quiet one spent on
+        # as many checks
+        extra = scraped["cpu_seconds"] - quiet["cpu_seconds"] * scraped["checks"] / quiet["checks"]
+        print(f"  {kind}: quiet {quiet}, scraped {scraped}")
+        return {"quiet": quiet, "scraped": scraped, "windows": len(windows[kind]),
+                "drop": round(1 - scraped["checks_per_cpu_second"] / quiet["checks_per_cpu_second"], 3),
+                "window_drops": drops,
+                "scrape_cpu_ms_under_checks": round(extra / max(1, scraped["scrapes"]) * 1000, 1)}
 
     return {"code": str(code), "metrics": {**metrics, "goal_cpu_ms": GOAL_SCRAPE_MS},
-            "metrics_gzip": metrics_gzip, "status": status,
-            "checks_quiet": quiet, "checks_scraped_every_second": scraped,
-            "checks_per_cpu_second_drop": drop(scraped), "goal_drop": GOAL_CHECKS_DROP,
-            "rounds": args.rounds, "round_drops": round_drops("gzip"), "round_drops_identity": round_drops("identity"),
-            "scrape_cpu_ms_under_checks": under_checks(scraped),
-            "checks_scraped_every_second_identity": scraped_plain,
-            "checks_per_cpu_second_drop_identity": drop(scraped_plain),
-            "scrape_cpu_ms_under_checks_identity": under_checks(scraped_plain), "up_down_transitions": flaps}
+            "metrics_gzip": metrics_gzip, "status": status, "rounds": args.rounds,
+            "checks_gzip": kind_of("gzip"), "checks_identity": kind_of("identity"), "goal_drop": GOAL_CHECKS_DROP,
+            "up_down_transitions": flaps}
 
 
 def spread(drops: list[float]) -> str:
@@ -361,16 +384,16 @@ def table(runs: list[dict[str, Any]], reals: int) -> None:
     row("/metrics: the first scrape (writes every line)", [f"{r['metrics']['first_cpu_ms']:.0f} ms" for r in runs])
     row("/api/v1/status: daemon CPU per request", [status_ms(r) for r in runs], "< 100 ms")
     row("/api/v1/status: answer size", [f"{r['status'].get('bytes', 0) / 1e6:.1f} MB" for r in runs])
-    row("checks per CPU-second, no scrape", [f"{r['checks_quiet']['checks_per_cpu_second']:,}" for r in runs])
-    for label, key in (("gzip", ""), ("identity", "_identity")):
+    for label, key in (("gzip", "checks_gzip"), ("identity", "checks_identity")):
+        row(f"checks per CPU-second, no scrape (beside {label})",
+            [f"{r[key]['quiet']['checks_per_cpu_second']:,}" for r in runs])
         row(f"checks per CPU-second, a scrape a second ({label})",
-            [f"{r['checks_scraped_every_second' + key]['checks_per_cpu_second']:,}" for r in runs])
-        row("  lower by", [f"{100 * r['checks_per_cpu_second_drop' + key]:.1f} %" for r in runs],
-            "<= 5 %" if not key else "")
-        row("  rounds: lowest / median / highest", [spread(r["round_drops" + key]) for r in runs])
-        row("  a scrape next to the checks: daemon CPU", [f"{r['scrape_cpu_ms_under_checks' + key]:.1f} ms"
+            [f"{r[key]['scraped']['checks_per_cpu_second']:,}" for r in runs])
+        row("  lower by", [f"{100 * r[key]['drop']:.1f} %" for r in runs], "<= 5 %" if label == "gzip" else "")
+        row("  windows: lowest / median / highest", [spread(r[key]["window_drops"]) for r in runs])
+        row("  a scrape next to the checks: daemon CPU", [f"{r[key]['scrape_cpu_ms_under_checks']:.1f} ms"
                                                            for r in runs])
-    row("rounds (each kind of window, interleaved)", [str(r["rounds"]) for r in runs])
+    row("rounds (each kind scrapes each daemon once a round)", [str(r["rounds"]) for r in runs])
     row("UP -> DOWN transitions during the windows", [str(r["up_down_transitions"]) for r in runs], "(0)")
 
 
@@ -382,12 +405,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("nginx is not installed (make deps)")
     base = Path(tempfile.mkdtemp(prefix="saru-api-bench-"))
     groups: list[Backends] = []
-    backend_port = free_port()
+    backend_ports = [free_port(), free_port()]  # one per daemon of the pair
     runs: list[dict[str, Any]] = []
     try:
         per_group = 500
         for i in range(args.reals // per_group):
-            groups.append(Backends(base / f"nginx-{i}", addresses(100 + i, per_group, backend_port)))
+            groups.append(Backends(base / f"nginx-{i}", hosts(100 + i, per_group), backend_ports))
         for group in groups:
             group.start()
         for n, code in enumerate([ROOT, *([Path(args.peer).resolve()] if args.peer else [])]):
@@ -419,9 +442,9 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=5.0, help="checkinterval of every virtual")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="length of each check window (rounded to whole check intervals)")
-    parser.add_argument("--rounds", type=int, default=6,
-                        help="rounds of the three check windows (no request, gzip scrapes, plain scrapes), "
-                        "interleaved; the windows of a kind are added up")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds of four paired check windows (gzip scrapes, plain scrapes; of either "
+                        "daemon, the other one beside it); the windows of a kind are added up")
     parser.add_argument("--scrapes", type=int, default=20, help="scrapes for the CPU per scrape")
     parser.add_argument("--peer", help="another saru source tree measured the same way in the same run, after "
                         "this one (e.g. `git archive main | tar -x -C /tmp/peer`)")

@@ -11,12 +11,13 @@ text: a block per metric family and chunk of reals), is gzipped by compressing o
   (4.5 MB) 1.5 ms against zlib's 13.5 ms at level 1, and 2 % smaller.
 * the gzip wrapper (RFC 1952) needs the CRC-32 and the length of the whole text. The CRC-32 of the
   leading blocks that are the same objects as in the last answer is kept (``Gzipped``); from the
-  first other block on, a block that was not in the last answer has its text run through
-  ``zlib.crc32`` from the CRC so far (8 µs for 50 kB), and a run of blocks that were has its own
-  CRC-32 (kept from the last answer when the same run was there, else combined from the blocks' own,
-  each made once) combined in (``crc32_combine``: zlib's method, the CRC of ``a + b`` from those of
-  ``a`` and ``b`` and the length of ``b``; a few µs in Python). The metrics' text, whose check
-  durations and ages change on every scrape, is then a few combinations, not one per block.
+  first other block on, a block that was not in the last answer has its text run through the
+  CRC-32 from the CRC so far, and a run of blocks that were has its own CRC-32 (kept from the last
+  answer when the same run was there, else combined from the blocks' own, each made once) combined
+  in (``crc32_combine``: zlib's method, the CRC of ``a + b`` from those of ``a`` and ``b`` and the
+  length of ``b``). The metrics' text, whose check durations and ages change on every scrape, is
+  then a few combinations, not one per block. Both CRC functions are ISA-L's too: its CRC-32 runs
+  ~10 times zlib's (2 MB: 0.06 ms against 0.55 ms), its combination 0.4 µs (4 µs in Python).
 
 The answer is one gzip member, which every reader reads (several members one after the other would
 have been simpler, and Go's reader, Prometheus's, reads them; but curl ``--compressed``, wget and
@@ -27,10 +28,8 @@ block by block, never joined.
 from __future__ import annotations
 
 import bisect
-import functools
 import operator
 import struct
-import zlib
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -43,55 +42,15 @@ LEVEL = 1
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 #: the empty final block that ends a DEFLATE stream
 FINAL = b"\x03\x00"
-#: CRC-32's polynomial, reflected (zlib's and gzip's)
-POLY = 0xEDB88320
+#: the CRC-32 of ``a + b`` from the CRC-32 of ``a``, that of ``b`` and the length of ``b`` (zlib's
+#: method, in ISA-L's module: 0.4 µs)
+crc32_combine = isal_zlib.crc32_combine
 
 
 def deflate_piece(text: bytes) -> bytes:
     """``text`` as a piece of a DEFLATE stream that other pieces may follow (module docstring)."""
     compressor = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
     return compressor.compress(text) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
-
-
-def _times(a: int, b: int) -> int:
-    """a * b modulo the CRC polynomial (reflected bit order: the top bit is x^0)."""
-    product, bit = 0, 1 << 31
-    while a:
-        if a & bit:
-            product ^= b
-            a ^= bit
-        bit >>= 1
-        b = (b >> 1) ^ POLY if b & 1 else b >> 1
-    return product
-
-
-def _squares() -> tuple[int, ...]:
-    """x^(2^k) modulo the polynomial, k = 0..31."""
-    found, power = [], 1 << 30  # x^1
-    for _ in range(32):
-        found.append(power)
-        power = _times(power, power)
-    return tuple(found)
-
-
-_X2K = _squares()
-
-
-@functools.lru_cache(maxsize=8192)
-def _shift(length: int) -> int:
-    """x^(8 * length) modulo the polynomial: what appending ``length`` bytes does to a CRC."""
-    power, k = 1 << 31, 3  # x^0; bytes are 2^3 bits
-    while length:
-        if length & 1:
-            power = _times(_X2K[k & 31], power)
-        length >>= 1
-        k += 1
-    return power
-
-
-def crc32_combine(crc_a: int, crc_b: int, length_b: int) -> int:
-    """The CRC-32 of ``a + b`` from the CRC-32 of ``a``, that of ``b`` and the length of ``b``."""
-    return _times(_shift(length_b), crc_a) ^ crc_b
 
 
 class Block:
@@ -114,7 +73,7 @@ class Block:
     @property
     def crc(self) -> int:
         if self._crc is None:
-            self._crc = zlib.crc32(self.text)
+            self._crc = isal_zlib.crc32(self.text)
         return self._crc
 
 
@@ -144,8 +103,8 @@ class Gzipped:
         count = len(blocks)
         while at < count:
             block = blocks[at]
-            if id(block) not in last:  # new: its text through zlib.crc32
-                crc, size, at = zlib.crc32(block.text, crc), size + len(block.text), at + 1
+            if id(block) not in last:  # new: its text through the CRC-32
+                crc, size, at = isal_zlib.crc32(block.text, crc), size + len(block.text), at + 1
             else:  # a run of kept blocks: their CRC-32 (known from the last answer, or combined now) combined in
                 end = at + 1
                 while end < count and id(blocks[end]) in last:

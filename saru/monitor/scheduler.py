@@ -170,6 +170,7 @@ class Monitor:
         self._local = Throttle(interval)  # by reason
         #: checks that could not run for a local reason since start, by reason (the metric)
         self.local_fault_counts: dict[str, int] = {}
+        self._faulty: set[RealRef] = set()  # the reals whose last check could not run (local_fault set)
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -208,6 +209,7 @@ class Monitor:
         for ref in list(self._reals):
             if ref not in reals:
                 del self._reals[ref]
+                self._faulty.discard(ref)
         for ref, (spec, failurecount) in reals.items():
             current = self._reals.get(ref)
             if current is None:
@@ -408,6 +410,7 @@ class Monitor:
         if real.local_fault and real.local_fault != reason:
             self._local_fault_over(ref, real)
         real.local_fault = reason
+        self._faulty.add(ref)
         now = time.monotonic()
         decision = self._local.observe(reason, reason, now)
         if decision is not None:
@@ -417,7 +420,8 @@ class Monitor:
 
     def _local_fault_over(self, ref: RealRef, real: _Real) -> None:
         reason, real.local_fault = real.local_fault, ""
-        if any(r.local_fault == reason for r in self._reals.values()):
+        self._faulty.discard(ref)
+        if any(self._reals[r].local_fault == reason for r in self._faulty):
             return  # other reals still cannot be checked for that reason
         now = time.monotonic()
         decision = self._local.clear(reason, now)
@@ -467,6 +471,8 @@ class Monitor:
 
     def local_faults(self) -> dict[RealRef, str]:
         """The reals whose last check could not run for a local reason (the alarm), with the reason."""
+        if not self._faulty:  # (most of the time: no walk over every real)
+            return {}
         return {ref: real.local_fault for ref, real in self._reals.items() if real.local_fault}
 
     def failed_since(self) -> dict[RealRef, float]:
