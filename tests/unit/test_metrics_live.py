@@ -20,7 +20,7 @@ from saru.api import metrics
 from saru.api.blocks import Gzipped
 from saru.api.metrics import Exporter, render
 from saru.config.ldirectord import parse_text
-from saru.daemon import heap
+from saru.daemon import heap, metrics_live
 from saru.daemon.histogram import Histogram
 from saru.daemon.metrics_live import LiveServers
 from saru.daemon.metrics_snapshot import MetricsSnapshot, build
@@ -144,6 +144,7 @@ def check_scrapes(world: World, exporter: Exporter, gzipped: Gzipped, scrapes: l
         full = world.snapshot(None)
         live = world.snapshot(world.live)
         assert live.servers == full.servers
+        assert live.check_durations == full.check_durations
         assert live.active_servers == full.active_servers
         assert live.ipvs == full.ipvs
         if len(steps) % 2:  # the new lines written in slices first, as the handler does (slices of one)
@@ -160,7 +161,7 @@ def test_only_what_changed_is_redone_and_equal_rows_keep_their_objects() -> None
     first = world.snapshot(world.live)
     assert world.live.redone == len(first.servers)
     again = world.snapshot(world.live)
-    assert world.live.redone == 0 and all(a is b for a, b in zip(first.servers, again.servers, strict=True))
+    assert world.live.redone == 0 and again.servers is first.servers  # (the same tuple while no row changed)
     ref = world.refs()[1]
     world.realstats.record(ref, SPEC, RESULTS[2], False)
     changed = world.snapshot(world.live)
@@ -177,16 +178,45 @@ def test_only_what_changed_is_redone_and_equal_rows_keep_their_objects() -> None
     world.snapshot(world.live)  # verdict and duration in milliseconds, no failure: nothing moved
     assert world.live.redone == 0
     world.realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0136), True)
-    assert world.snapshot(world.live).servers == world.snapshot(None).servers
-    assert world.live.redone == 1
+    live, full = world.snapshot(world.live), world.snapshot(None)  # another duration: in the column beside
+    assert live.servers == full.servers and world.live.redone == 0  # the rows, no row made again
+    assert live.check_durations == full.check_durations
+    assert live.check_durations[world.refs().index(ref)] == 0.014
+
+
+def test_the_durations_column_is_gathered_by_slot_for_any_number_of_rows() -> None:
+    durations = [None, 0.5, 0.25, 0.125]
+    assert metrics_live.gather([])(durations) == ()
+    assert metrics_live.gather([2])(durations) == (0.25,)
+    assert metrics_live.gather([3, 0, 1, 3])(durations) == (0.125, None, 0.5, 0.125)
+
+
+def test_a_reload_gives_the_records_kept_new_slots_and_their_durations() -> None:
+    realstats = RealStats(Clock())
+    refs = World().refs()
+    for n, ref in enumerate(refs):
+        realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=n / 1000), True)
+    assert realstats.durations == [None, *(n / 1000 for n in range(len(refs)))]
+    realstats.retain(set(refs[2:]))
+    assert sorted(realstats.durations[1:]) == [n / 1000 for n in range(2, len(refs))]
+    for ref in refs[2:]:
+        rec = realstats.for_service(ref.service)[(ref.address, ref.port)]
+        assert realstats.durations[rec.slot] == rec.check_duration
+
+
+def test_an_ages_template_is_the_prefixes_each_followed_by_the_mark() -> None:
+    assert metrics._template([b"a ", b"b "]).replace(metrics.MARK, b"7\n") == b"a 7\nb 7\n"
+    assert metrics._template([b"a\x00 ", b"b "]) == b""  # a prefix holding the mark: joined instead
 
 
 def test_a_check_duration_is_kept_in_milliseconds_as_haproxys() -> None:
     realstats = RealStats(Clock())
-    ref = World().refs()[0]
+    ref, other = World().refs()[:2]
     realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0123456), True)
-    (rec,) = realstats.for_service(ref.service).values()
+    realstats.record(other, SPEC, dataclasses.replace(RESULTS[0], latency=0.0118), True)
+    rec, rec_other = (realstats.for_service(r.service)[(r.address, r.port)] for r in (ref, other))
     assert rec.check_duration == 0.012
+    assert rec_other.check_duration is rec.check_duration  # one object per number of milliseconds
 
 
 def test_the_daemon_raises_the_collectors_first_threshold() -> None:

@@ -306,9 +306,7 @@ async def test_handler_answers_text_or_the_same_text_gzipped() -> None:
         one = zlib.decompressobj(16 + zlib.MAX_WBITS)
         assert one.decompress(first) == render(snap) and one.eof and not one.unused_data
 
-        servers = list(snap.servers)
-        servers[0] = servers[0]._replace(check_duration=0.125)
-        snap = dataclasses.replace(snap, servers=tuple(servers))
+        snap = dataclasses.replace(snap, check_durations=(0.125, *snap.check_durations[1:]))
         again = await (await client.get("/metrics", headers={"Accept-Encoding": "deflate, gzip;q=0.5"})).read()
         assert gzip.decompress(again) == render(snap) != gzip.decompress(first)
     assert gc.isenabled()
@@ -370,13 +368,16 @@ def test_the_exporter_writes_what_render_writes_scrape_after_scrape() -> None:
     exporter = Exporter()
     assert exporter.render(first) == render(first)
     assert exporter.render(first) == render(first)  # all from what was written
-    servers = list(first.servers)
-    servers[0] = servers[0]._replace(state="DOWN", weight=0, check_class="L4TOUT", check_duration=5.0,
-                                     failures=9, last_change=first.now, down_since=first.now)
-    servers[4] = servers[4]._replace(check_class="L4CON", check_duration=0.25)  # now checked
-    changed = dataclasses.replace(first, servers=tuple(servers), reloads_failed=5)
+    servers, durations = list(first.servers), list(first.check_durations)
+    servers[0] = servers[0]._replace(state="DOWN", weight=0, check_class="L4TOUT", failures=9,
+                                     last_change=first.now, down_since=first.now)
+    servers[4] = servers[4]._replace(check_class="L4CON")  # now checked
+    durations[0], durations[4] = 5.0, 0.25
+    changed = dataclasses.replace(first, servers=tuple(servers), check_durations=tuple(durations),
+                                  reloads_failed=5)
     assert exporter.render(changed) == render(changed)
-    fewer = dataclasses.replace(changed, servers=tuple(servers[1:]))  # a reload removed a real
+    fewer = dataclasses.replace(changed, servers=tuple(servers[1:]),  # a reload removed a real
+                                check_durations=tuple(durations[1:]))
     assert exporter.render(fewer) == render(fewer)
     later = dataclasses.replace(fewer, now=fewer.now + 7.6)  # the ages grow, rows unchanged
     assert exporter.render(later) == render(later)
