@@ -418,7 +418,7 @@ class _Kept(Generic[Row]):
         self.timed: set[int] = set()  # rows whose value changes with the time
         self._chunks: list[Block | None] = []  # None: to be made again
         self._since: list[float] = []  # (age_of) each row's time
-        self._prefix: list[bytes] = []  # (age_of) each row's prefix
+        self._prefix: list[bytes] = []  # (age_of, beside) each row's prefix
         self._chunk_ages: list[object] = []  # (age_of) the ages each block shows: one, or one per row
         #: (age_of) each block's prefixes in one text, each followed by MARK (made when first needed)
         self._templates: list[bytes | None] = []

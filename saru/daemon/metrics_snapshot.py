@@ -200,7 +200,8 @@ def check_durations(config: Config, realstats: RealStats) -> tuple[float | None,
         records = realstats.for_service(v.key)
         for r in v.reals:
             rec = records.get((r.address, r.port))
-            found.append(rec.check_duration if rec is not None and shows_check(v.checktype, rec) else None)
+            found.append(realstats.durations[rec.slot] if rec is not None and shows_check(v.checktype, rec)
+                         else None)
     return tuple(found)
 
 

@@ -22,12 +22,11 @@ each up with a plain tuple (``for_service``) rather than hashing a ``RealRef`` p
 keep their own view get a set of records to empty as they read: ``changes()`` every record a result
 touched (the status document shows each real's last result), ``moves()`` only those whose numbers
 other than the duration moved (the metrics' live snapshot, ``saru.daemon.metrics_live.LiveServers``,
-redoes only those reals' rows). The durations are also kept in one list, ``durations``, each record's
-at its ``slot`` (slot 0 holds None), so that a reader takes the column of 10,000 reals' durations in
-one step (``operator.itemgetter`` over their slots: tens of µs, where reading them from the records
-scattered over the heap took a millisecond).
-Records hash by identity. ``generation`` counts ``retain`` calls (records may have been dropped:
-readers start over).
+redoes only those reals' rows). The durations are kept in one list, ``durations``, each record's at
+its ``slot`` (slot 0 holds None), so that a reader takes the column of 10,000 reals' durations in one
+step (``operator.itemgetter`` over their slots: tens of µs, where reading them from the records
+scattered over the heap took a millisecond). Records hash by identity. ``generation`` counts
+``retain`` calls (records may have been dropped: readers start over).
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ def seconds_of_ms(latency: float) -> float:
     ms = round(latency * 1000)
     return _SECONDS.setdefault(ms, ms / 1000)
 
+
 @dataclass(slots=True, eq=False)
 class RealRecord:
     """One real's statistics (read-only outside ``RealStats``); hashed by identity."""
@@ -59,12 +59,11 @@ class RealRecord:
     up: bool | None = None  # the verdict after the last result
     maintenance: bool = False  # the last result was a maintenance file's
     check_class: str | None = None  # saru.checks.result_class of the last check (None: no check ran)
-    check_duration: float = 0.0  # seconds the last check took
     failures: int = 0
     up_down: int = 0
     down_since: float | None = None  # monotonic, while down
     downtime: float = 0.0  # seconds down, periods that ended
-    slot: int = 0  # where ``RealStats.durations`` holds its check duration
+    slot: int = 0  # where ``RealStats.durations`` holds its last check's duration (seconds, whole ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,7 @@ class RealStats:
         rec = reals.get((ref.address, ref.port))
         if rec is None:
             rec = reals[(ref.address, ref.port)] = RealRecord(ref, self.started, slot=len(self.durations))
-            self.durations.append(rec.check_duration)
+            self.durations.append(0.0)
         for changed in self._changes:
             changed.add(rec)
         before = (rec.maintenance, rec.check_class, rec.failures)
@@ -110,7 +109,7 @@ class RealStats:
             rec.check_class = None
         else:
             rec.check_class = check_class
-            rec.check_duration = self.durations[rec.slot] = seconds_of_ms(result.latency)
+            self.durations[rec.slot] = seconds_of_ms(result.latency)
             rec.failures += not result.ok
         if up is rec.up:
             if before != (rec.maintenance, rec.check_class, rec.failures):
@@ -169,8 +168,8 @@ class RealStats:
             rec = self.for_service(ref.service).get((ref.address, ref.port))
             if rec is not None and (ref.address, ref.port) not in kept.get(ref.service, {}):
                 kept.setdefault(ref.service, {})[(ref.address, ref.port)] = rec
-                rec.slot = len(durations)  # (readers start over: generation)
-                durations.append(rec.check_duration)
+                durations.append(self.durations[rec.slot])
+                rec.slot = len(durations) - 1  # (readers start over: generation)
         self._records, self.durations = kept, durations
         for changed in self._changes:
             changed.clear()

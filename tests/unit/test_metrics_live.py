@@ -199,9 +199,9 @@ def test_a_reload_gives_the_records_kept_new_slots_and_their_durations() -> None
     assert realstats.durations == [None, *(n / 1000 for n in range(len(refs)))]
     realstats.retain(set(refs[2:]))
     assert sorted(realstats.durations[1:]) == [n / 1000 for n in range(2, len(refs))]
-    for ref in refs[2:]:
+    for n, ref in enumerate(refs[2:], start=2):  # each kept real's slot holds its own duration
         rec = realstats.for_service(ref.service)[(ref.address, ref.port)]
-        assert realstats.durations[rec.slot] == rec.check_duration
+        assert realstats.durations[rec.slot] == n / 1000
 
 
 def test_an_ages_template_is_the_prefixes_each_followed_by_the_mark() -> None:
@@ -215,8 +215,8 @@ def test_a_check_duration_is_kept_in_milliseconds_as_haproxys() -> None:
     realstats.record(ref, SPEC, dataclasses.replace(RESULTS[0], latency=0.0123456), True)
     realstats.record(other, SPEC, dataclasses.replace(RESULTS[0], latency=0.0118), True)
     rec, rec_other = (realstats.for_service(r.service)[(r.address, r.port)] for r in (ref, other))
-    assert rec.check_duration == 0.012
-    assert rec_other.check_duration is rec.check_duration  # one object per number of milliseconds
+    assert realstats.durations[rec.slot] == 0.012
+    assert realstats.durations[rec_other.slot] is realstats.durations[rec.slot]  # one object per ms value
 
 
 def test_the_daemon_raises_the_collectors_first_threshold() -> None:
